@@ -1,0 +1,47 @@
+# Two commands on a fresh machine with only Python 3.11+ and make:
+#   make demo   set up, then run the main job on the sample logs
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+# No network at run time, no telemetry, no interpreter downloads.
+export UV_PYTHON_DOWNLOADS := never
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+
+.PHONY: install demo test lint bench clean sample docs
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m dwatch.demo
+
+test: install
+	$(BIN)/pytest -n 2 -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+docs: install
+	$(BIN)/dwatch schema --markdown > docs/schema.md
+
+clean:
+	rm -rf $(VENV) $(TOOLS) data reports .prefect .pytest_cache

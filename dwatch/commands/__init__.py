@@ -1,0 +1,1 @@
+"""One module per ``dwatch`` subcommand, each exposing ``command``."""

@@ -1,0 +1,31 @@
+"""Shared fixtures: an isolated store per test and a fixed pseudonym key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dwatch.store import connect
+
+TEST_PSEUDONYM_KEY = "test-key-not-secret-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DWATCH_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    monkeypatch.setenv("DWATCH_DB", str(tmp_path / "store.duckdb"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+@pytest.fixture
+def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = connect(db_path)
+    yield connection
+    connection.close()
