@@ -1,0 +1,108 @@
+"""Keyed pseudonymisation of taxpayer identifiers, and masking for output.
+
+A raw TIN/SSN never reaches the store: on ingest it becomes ``tp_`` + 32 hex characters of
+HMAC-SHA256(key, normalised identifier). The same identifier under the same key always
+gives the same pseudonym, so subjects can be counted and joined across logs; without the
+key the pseudonym cannot be reversed or recomputed. The key comes from
+``DWATCH_PSEUDONYM_KEY`` (or config); the demo uses a fixed, published demo key and says so.
+
+The SQL form computes exactly the same HMAC inside DuckDB, so ingest stays set-wise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+
+from dwatch.errors import ConfigError
+
+ENV_KEY = "DWATCH_PSEUDONYM_KEY"
+DEMO_KEY = "dwatch-demo-key-NOT-FOR-REAL-DATA"
+PREFIX = "tp_"
+_HEX_CHARS = 32
+_BLOCK = 64  # SHA-256 block size in bytes
+
+# SSN/TIN/EIN/ITIN shapes: 9 digits, optionally grouped 3-2-4 (SSN/ITIN) or 2-7 (EIN).
+TIN_PATTERN = r"(?<![0-9A-Za-z])(?:\d{3}[- ]?\d{2}[- ]?\d{4}|\d{2}-\d{7})(?![0-9A-Za-z])"
+TIN_RE = re.compile(TIN_PATTERN)
+
+
+def resolve_key(explicit: str | None = None, *, allow_demo: bool = False) -> bytes:
+    """The pseudonymisation key: explicit, else the environment, else (demo only) DEMO_KEY."""
+    key = explicit or os.environ.get(ENV_KEY)
+    if not key:
+        if allow_demo:
+            return DEMO_KEY.encode("utf-8")
+        raise ConfigError(
+            f"no pseudonymisation key: {ENV_KEY} is not set",
+            where="environment",
+            fix=f"export {ENV_KEY}=<a long random secret kept outside the store>, "
+            "e.g. $(python -c 'import secrets; print(secrets.token_hex(32))')",
+        )
+    if len(key) < 16:
+        raise ConfigError(
+            f"{ENV_KEY} is too short ({len(key)} characters)",
+            where="environment",
+            fix="use at least 16 random characters (32 hex bytes recommended)",
+        )
+    return key.encode("utf-8")
+
+
+def normalise_identifier(value: str) -> str:
+    """'123-45-6789', ' 123 45 6789 ' and '123456789' are the same subject."""
+    return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+
+
+def pseudonymise(value: str | None, key: bytes) -> str | None:
+    if value is None:
+        return None
+    norm = normalise_identifier(value)
+    if not norm:
+        return None
+    digest = hmac.new(key, norm.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PREFIX + digest[:_HEX_CHARS]
+
+
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """Inner and outer HMAC pads, to bind as BLOB parameters of ``sql_pseudonymise``."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\x00")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$opad") -> str:
+    """DuckDB expression computing ``pseudonymise(expr)`` with pads bound as parameters.
+
+    HMAC(k, m) = H(k^opad || H(k^ipad || m)); DuckDB's sha256 takes BLOBs.
+    """
+    norm = f"upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g'))"
+    inner = f"unhex(sha256({ipad_param} || encode({norm})))"
+    return (
+        f"CASE WHEN {norm} IS NULL OR {norm} = '' THEN NULL ELSE "
+        f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS}) END"
+    )
+
+
+def mask_ref(ref: str | None) -> str:
+    """Shorten a pseudonym for reports: enough to tell subjects apart, not to look one up."""
+    if not ref:
+        return ""
+    return ref[:7] + "…" if ref.startswith(PREFIX) else "***"
+
+
+def scrub_identifiers(text: str, key: bytes) -> str:
+    """Replace every SSN/TIN-shaped string in free text with its pseudonym."""
+    return TIN_RE.sub(lambda m: pseudonymise(m.group(0), key) or "", text)
+
+
+def sql_scrub_identifiers(expr: str) -> str:
+    """DuckDB expression masking SSN/TIN-shaped strings in free text (no key: plain mask)."""
+    # RE2 has no look-behind; match on boundaries of non-alphanumerics instead.
+    return (
+        f"regexp_replace(CAST({expr} AS VARCHAR), "
+        r"'(^|[^0-9A-Za-z])(\d{3}[- ]?\d{2}[- ]?\d{4}|\d{2}-\d{7})([^0-9A-Za-z]|$)', "
+        r"'\1[TIN-REDACTED]\3', 'g')"
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from dwatch.errors import ConfigError
+from dwatch.pseudonym import (
+    hmac_pads,
+    mask_ref,
+    pseudonymise,
+    resolve_key,
+    scrub_identifiers,
+    sql_pseudonymise,
+    sql_scrub_identifiers,
+)
+
+KEY = b"a-test-key-of-enough-length"
+
+
+def test_sql_hmac_equals_python_hmac() -> None:
+    ipad, opad = hmac_pads(KEY)
+    values = ["123-45-6789", "123456789", " 987 65 4321 ", "12-3456789", "", None]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?::VARCHAR[]) AS v", [values])
+    rows = con.execute(
+        f"SELECT v, {sql_pseudonymise('v')} FROM t", {"ipad": ipad, "opad": opad}
+    ).fetchall()
+    for raw, pseudo in rows:
+        assert pseudo == pseudonymise(raw, KEY)
+
+
+def test_same_subject_same_pseudonym_different_key_different() -> None:
+    assert pseudonymise("123-45-6789", KEY) == pseudonymise("123456789", KEY)
+    assert pseudonymise("123456789", KEY) != pseudonymise("123456789", b"another-key-of-length")
+    assert pseudonymise("123456789", KEY).startswith("tp_")
+
+
+def test_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DWATCH_PSEUDONYM_KEY", raising=False)
+    with pytest.raises(ConfigError, match="DWATCH_PSEUDONYM_KEY"):
+        resolve_key()
+    assert resolve_key(allow_demo=True)
+
+
+def test_scrub_and_mask() -> None:
+    text = "called re 123-45-6789 and EIN 12-3456789, ticket 1234567890"
+    scrubbed = scrub_identifiers(text, KEY)
+    assert "123-45-6789" not in scrubbed and "12-3456789" not in scrubbed
+    assert "1234567890" in scrubbed  # ten digits is not a TIN
+    con = duckdb.connect()
+    (masked,) = con.execute(f"SELECT {sql_scrub_identifiers('?')}", [text]).fetchone()
+    assert "123-45-6789" not in masked and "1234567890" in masked
+    assert mask_ref("tp_0123456789abcdef") == "tp_0123…"
