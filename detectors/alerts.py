@@ -138,3 +138,22 @@ def merge_alerts(
     )
     con.execute("DROP TABLE _alert_candidates")
     return MergeResult(new=new, updated=updated - reopened, reopened=reopened, retracted=retracted)
+
+
+def mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
+    """Flag open alerts whose source and window overlap a known coverage gap.
+
+    Returns the number of alerts flagged. A gap with no source flags every source; a gap
+    with no window flags every window of its source.
+    """
+    overlap = """
+        EXISTS (SELECT 1 FROM coverage_gaps g
+                WHERE (g.source_system IS NULL OR a.source_system IS NULL OR g.source_system = a.source_system)
+                  AND (g.window_start IS NULL OR a.window_end IS NULL OR a.window_end >= g.window_start)
+                  AND (g.window_end IS NULL OR a.window_start IS NULL OR a.window_start <= g.window_end))
+    """
+    con.execute(f"UPDATE alerts a SET coverage_incomplete = {overlap} WHERE a.status = 'open'")
+    row = con.execute(
+        "SELECT count(*) FROM alerts WHERE status = 'open' AND coverage_incomplete"
+    ).fetchone()
+    return int(row[0]) if row else 0
