@@ -1,0 +1,875 @@
+"""Ingest: disclosure logs (CSV, JSON Lines, Parquet) into the store, nothing lost.
+
+Every input record ends in exactly one of ``disclosure_events`` / ``request_items`` and
+``quarantine`` (which keeps file, row, line, the raw record with identifiers
+pseudonymised, a reason code, the field and a message). Each file is one transaction,
+recorded in ``ingest_runs``; the same content is not loaded twice unless forced.
+
+The work is set-wise in DuckDB: the file is scanned once into a staging table of text
+columns, one SQL statement converts and checks every field (reason per row), and two
+filtered INSERTs split good rows from bad. DuckDB streams the scan and spills to disk
+under its memory limit, so files larger than memory load with bounded memory.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from dwatch.errors import DWatchError, InputError
+from dwatch.mapping import CANONICAL, KIND_TABLE, SourceMapping, get_mapping, match_mapping
+from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise, sql_scrub_identifiers
+from dwatch.schema import FieldSpec, TableSpec, load_schema
+from dwatch.store import transaction
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# Extensions picked up when a folder is scanned; .json and .txt only when named explicitly
+# (folders hold README.md, ground-truth and notes too).
+FOLDER_FORMATS = {".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq"}
+COMPRESSIONS = {".gz", ".zst"}
+
+# Test hook: called between the writes of one file's transaction (crash injection).
+_before_commit: Callable[[], None] | None = None
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    source_file: str
+    status: str  # loaded | skipped | failed
+    kind: str | None = None
+    source_system: str | None = None
+    file_format: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("loaded", "skipped")
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to load, and (path, problem) pairs for inputs that name nothing loadable."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for raw in paths:
+        text = str(raw)
+        if any(ch in text for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            hits = [p for p in matched if p.is_file() and _format_of(p, explicit=False)]
+            if not hits:
+                problems.append((text, "the pattern matches no log file"))
+            files += hits
+            continue
+        path = Path(text)
+        if not path.exists():
+            problems.append((text, "no such file or folder"))
+        elif path.is_dir():
+            hits = sorted(
+                p for p in path.rglob("*") if p.is_file() and _format_of(p, explicit=False)
+            )
+            if not hits:
+                problems.append((text, "the folder holds no .csv, .jsonl or .parquet file"))
+            files += hits
+        else:
+            files.append(path)
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, problems
+
+
+def _format_of(path: Path, *, explicit: bool) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    if not suffixes:
+        return None
+    ext = suffixes[-1]
+    if not explicit and ext not in FOLDER_FORMATS:
+        return None
+    return FORMATS.get(ext)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- staging
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    """SQL string literal for text WE wrote (field names, codes); never for log data."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class _Stage:
+    columns: list[str]
+    header_lines: int
+    rejects: bool  # whether _rejects holds parse-level rejects
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping) -> _Stage:
+    opts = {"delim": None, "quote": '"', "escape": '"'}
+    opts.update(mapping.csv_options)
+    if path.suffix.lower() == ".tsv":
+        opts["delim"] = "\t"
+    args = [
+        "all_varchar = true",
+        "header = true",
+        "store_rejects = true",
+        "rejects_table = '_rejects'",
+        "rejects_scan = '_rejects_scan'",
+        "rejects_limit = 0",
+        "max_line_size = 16777216",
+    ]
+    params: dict[str, object] = {"path": str(path)}
+    for key in ("delim", "quote", "escape"):
+        if opts.get(key) is not None:
+            args.append(f"{key} = ${key}")
+            params[key] = opts[key]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM "
+        f"read_csv($path, {', '.join(args)}) WITH ORDINALITY",
+        params,
+    )
+    cols = [r[0] for r in con.execute("DESCRIBE _stage").fetchall()]
+    return _Stage([c for c in cols if c != "ordinality"], header_lines=1, rejects=True)
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    # Read physical lines (so a truncated or invalid line is one bad record, not a failed
+    # file), then take the keys seen in valid objects as the columns.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT ordinality, line FROM read_csv($path,"
+        " columns = {'line': 'VARCHAR'}, header = false, delim = chr(31), quote = '', escape = '',"
+        " auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
+        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216) WITH ORDINALITY"
+        " WHERE line IS NOT NULL AND trim(line) <> ''",
+        {"path": str(path)},
+    )
+    keys = [
+        r[0]
+        for r in con.execute(
+            "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, min(ordinality) AS first FROM _lines"
+            " WHERE json_valid(line) AND json_type(line) = 'OBJECT' GROUP BY 1) ORDER BY first, k"
+        ).fetchall()
+    ]
+    selects = ", ".join(
+        f"CASE WHEN _ok THEN json_extract_string(line, {_lit('$.' + _json_key_path(k))}) END AS {_q(k)}"
+        for k in keys
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, line AS _raw_line, _ok"
+        + (", " + selects if selects else "")
+        + " FROM (SELECT *, json_valid(line) AND json_type(line) = 'OBJECT' AS _ok FROM _lines)"
+    )
+    con.execute("DROP TABLE _lines")
+    return _Stage(keys, header_lines=0, rejects=True)
+
+
+def _json_key_path(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    described = con.execute(
+        "DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}
+    ).fetchall()
+    selects = []
+    for name, typ, *_ in described:
+        if typ.endswith("[]") or typ.startswith(("STRUCT", "MAP")):
+            selects.append(f"CAST(to_json({_q(name)}) AS VARCHAR) AS {_q(name)}")
+        else:
+            selects.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, {', '.join(selects)}"
+        " FROM read_parquet($path) WITH ORDINALITY",
+        {"path": str(path)},
+    )
+    return _Stage([d[0] for d in described], header_lines=0, rejects=False)
+
+
+# ---------------------------------------------------------------------------- mapping to canonical
+
+
+def _detect_kind(columns: list[str], mapping: SourceMapping) -> str | None:
+    if mapping.kind:
+        return mapping.kind
+    cols = set(columns) | set(mapping.columns) | set(mapping.constants)
+    if {"item_no", "supplied_address", "supplied_name"} & cols:
+        return "request_items"
+    if {"event_type", "occurred_at", "recipient_agency"} & cols:
+        return "events"
+    return None
+
+
+def _source_text(
+    f: FieldSpec, columns: set[str], mapping: SourceMapping, identifier_cols: list[str]
+) -> str | None:
+    """SQL text expression for a canonical field from the staged columns, or None if absent."""
+    expr: str | None = None
+    if f.name in mapping.columns and mapping.columns[f.name] in columns:
+        expr = _q(mapping.columns[f.name])
+    elif f.name in columns and f.name not in mapping.columns:
+        expr = _q(f.name)
+    if f.pseudonym:
+        if expr is None and identifier_cols:
+            # First non-empty identifier column becomes the subject.
+            expr = (
+                "coalesce(" + ", ".join(f"nullif(trim({_q(c)}), '')" for c in identifier_cols) + ")"
+            )
+            return sql_pseudonymise(expr)
+        if expr is not None:
+            # A ref that is not already our pseudonym is a raw identifier: pseudonymise it.
+            return f"CASE WHEN regexp_full_match(trim({expr}), 'tp_[0-9a-f]{{32}}') THEN trim({expr}) ELSE {sql_pseudonymise(expr)} END"
+    if f.name in mapping.constants:
+        const = _lit(mapping.constants[f.name])
+        expr = f"coalesce(nullif(trim({expr}), ''), {const})" if expr else const
+    if f.name == "source_system" and expr is None and mapping.source_system:
+        expr = _lit(mapping.source_system)
+    if expr is None:
+        return None
+    expr = f"nullif(trim({expr}), '')"
+    if f.name in mapping.values:
+        pairs = ", ".join(
+            f"{_lit(k.lower())}: {_lit(v)}" for k, v in mapping.values[f.name].items()
+        )
+        expr = f"coalesce(MAP {{{pairs}}}[lower({expr})], {expr})"
+    if f.case == "lower":
+        expr = f"lower({expr})"
+    elif f.case == "upper":
+        expr = f"upper({expr})"
+    return expr
+
+
+_TZ_SUFFIX = r"(Z|z|[+-]\d{2}(:?\d{2})?|\s?UTC|\s?GMT)$"
+
+
+def _typed(
+    f: FieldSpec, text: str, mapping: SourceMapping
+) -> tuple[str, list[tuple[str, str, str]]]:
+    """(typed SQL expression, [(condition, reason_code, message SQL)]) for one field."""
+    checks: list[tuple[str, str, str]] = []
+    shown = f"coalesce({sql_scrub_identifiers(text)}, '')"
+    if f.type == "VARCHAR":
+        # A TIN typed into a note or case number must not reach the store either.
+        typed = sql_scrub_identifiers(text) if f.free_text else text
+    elif f.type == "BIGINT":
+        typed = f"TRY_CAST(replace({text}, ',', '') AS BIGINT)"
+        checks.append(
+            (
+                f"{text} IS NOT NULL AND {typed} IS NULL",
+                "bad_type",
+                f"'{f.name}: ' || {shown} || ' is not a whole number'",
+            )
+        )
+    elif f.type == "BOOLEAN":
+        typed = (
+            f"CASE WHEN lower({text}) IN ('true','t','yes','y','1') THEN true"
+            f" WHEN lower({text}) IN ('false','f','no','n','0') THEN false END"
+        )
+        checks.append(
+            (
+                f"{text} IS NOT NULL AND {typed} IS NULL",
+                "bad_type",
+                f"'{f.name}: ' || {shown} || ' is not true/false'",
+            )
+        )
+    elif f.type == "TIMESTAMPTZ":
+        has_zone = f"regexp_matches(trim({text}), {_lit(_TZ_SUFFIX)})"
+        zoned = f"TRY_CAST(regexp_replace(trim({text}), '\\s?(UTC|GMT)$', 'Z') AS TIMESTAMPTZ)"
+        if mapping.timestamp_format:
+            local = f"try_strptime(trim({text}), {_lit(mapping.timestamp_format)})"
+        else:
+            local = f"TRY_CAST(trim({text}) AS TIMESTAMP)"
+        if mapping.timezone:
+            zoneless = f"timezone({_lit(mapping.timezone)}, {local}::TIMESTAMP)"
+            typed = f"CASE WHEN {has_zone} THEN {zoned} ELSE {zoneless} END"
+            checks.append(
+                (
+                    f"{text} IS NOT NULL AND {typed} IS NULL",
+                    "bad_timestamp",
+                    f"'{f.name}: ' || {shown} || ' is not a timestamp"
+                    + (
+                        f" in the format {mapping.timestamp_format}"
+                        if mapping.timestamp_format
+                        else ""
+                    )
+                    + "; write ISO 8601 (2025-08-07T14:03:00-04:00) or fix timestamp_format in the source mapping'",
+                )
+            )
+        else:
+            typed = f"CASE WHEN {has_zone} THEN {zoned} END"
+            checks.append(
+                (
+                    f"{text} IS NOT NULL AND NOT {has_zone}",
+                    "timestamp_without_zone",
+                    f"'{f.name}: ' || {shown} || ' has no time zone; write an offset (Z, -05:00) or name the zone"
+                    " in a source mapping (timezone: America/New_York)'",
+                )
+            )
+            checks.append(
+                (
+                    f"{text} IS NOT NULL AND {has_zone} AND {zoned} IS NULL",
+                    "bad_timestamp",
+                    f"'{f.name}: ' || {shown} || ' is not a valid timestamp; write ISO 8601 such as 2025-08-07T14:03:00Z'",
+                )
+            )
+    elif f.type == "VARCHAR[]":
+        sep = mapping.list_separator
+        split = f"string_split_regex({text}, {_lit(sep if sep else '[;,|]')})"
+        parsed = (
+            f"CASE WHEN starts_with(ltrim({text}), '[') THEN try(from_json({text}, '[\"VARCHAR\"]'))"
+            f" ELSE {split} END"
+        )
+        typed = f"list_filter(list_transform({parsed}, lambda x: lower(trim(x))), lambda x: x IS NOT NULL AND x <> '')"
+        checks.append(
+            (
+                f"{text} IS NOT NULL AND {parsed} IS NULL",
+                "bad_type",
+                f"'{f.name}: ' || {shown} || ' is not a list; write a JSON array such as [\"name\",\"address\"]'",
+            )
+        )
+        if f.required:
+            checks.append(
+                (
+                    f"{text} IS NOT NULL AND {parsed} IS NOT NULL AND len({typed}) = 0",
+                    "missing_required",
+                    f"'{f.name}: the list is empty; name at least one data element'",
+                )
+            )
+    else:  # pragma: no cover - schema types are checked when the schema loads
+        raise InputError(f"unsupported type {f.type}", where=f.name)
+    if f.required:
+        checks.insert(
+            0, (f"{text} IS NULL", "missing_required", f"'{f.name}: required value is empty'")
+        )
+    if f.min is not None:
+        checks.append(
+            (
+                f"{typed} IS NOT NULL AND {typed} < {int(f.min)}",
+                "out_of_range",
+                f"'{f.name}: ' || {shown} || ' is below the minimum {int(f.min)}'",
+            )
+        )
+    if f.strict and f.vocabulary:
+        vocab = load_schema().vocabularies[f.vocabulary]
+        allowed = "[" + ", ".join(_lit(v) for v in vocab) + "]"
+        checks.append(
+            (
+                f"{typed} IS NOT NULL AND NOT list_contains({allowed}, {typed})",
+                "not_in_vocabulary",
+                f"'{f.name}: ' || {shown} || ' is not one of {', '.join(vocab)}; map it in the source mapping (values:)'",
+            )
+        )
+    return typed, checks
+
+
+# ---------------------------------------------------------------------------- the load
+
+
+def _new_run_id() -> str:
+    return "ing_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:8]
+
+
+def _record_run(
+    con: duckdb.DuckDBPyConnection,
+    r: IngestResult,
+    sha: str | None,
+    started: datetime,
+    forced: bool,
+) -> None:
+    con.execute(
+        "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
+        " rows_read, rows_loaded, rows_quarantined, started_at, finished_at, status, message, warnings, forced)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
+        [
+            r.run_id,
+            r.source_file,
+            sha,
+            r.kind,
+            r.source_system,
+            r.file_format,
+            r.rows_read,
+            r.rows_loaded,
+            r.rows_quarantined,
+            started,
+            r.status,
+            r.message,
+            r.warnings,
+            forced,
+        ],
+    )
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    kind: str | None = None,
+    source: str | None = None,
+    force: bool = False,
+    key: bytes | None = None,
+) -> IngestResult:
+    """Load one file in one transaction. Never raises for bad content: the result says."""
+    started = datetime.now(UTC)
+    run_id = _new_run_id()
+    result = IngestResult(run_id=run_id, source_file=str(path), status="failed")
+    fmt = _format_of(path, explicit=True)
+    result.file_format = fmt
+    sha: str | None = None
+    try:
+        if not path.is_file():
+            raise InputError("no such file", where=str(path), fix="check the path")
+        if fmt is None:
+            raise InputError(
+                f"unrecognised file type {''.join(path.suffixes) or '(none)'}",
+                where=str(path),
+                fix="use .csv, .tsv, .jsonl/.ndjson/.json or .parquet (optionally .gz)",
+            )
+        sha = file_sha256(path)
+        if path.stat().st_size == 0:
+            raise InputError(
+                "the file is empty (0 bytes)",
+                where=str(path),
+                fix="re-export it from the source system",
+            )
+        if not force:
+            prior = con.execute(
+                "SELECT run_id, source_file FROM ingest_runs WHERE content_sha256 = ? AND status = 'loaded'"
+                " ORDER BY finished_at DESC LIMIT 1",
+                [sha],
+            ).fetchone()
+            if prior:
+                result.status = "skipped"
+                result.message = (
+                    f"same content already loaded by {prior[0]} from {prior[1]}; nothing to do"
+                    " (use --force to load it again)"
+                )
+                return result
+        key = key if key is not None else resolve_key()
+        raw_json = _load(con, path, fmt, result, kind=kind, source=source, key=key)
+        result.status = "loaded"
+        with transaction(con):
+            _write(con, result, raw_json, key)
+            _record_run(con, result, sha, started, force)
+        return result
+    except DWatchError as exc:
+        result.status = "failed"
+        result.message = exc.render()
+    except duckdb.Error as exc:
+        result.status = "failed"
+        result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+    finally:
+        for table in ("_stage", "_typed", "_rejects", "_rejects_scan", "_lines"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    # Failed loads are recorded too (outside the rolled-back transaction), with nothing written.
+    result.rows_loaded = 0
+    result.rows_quarantined = 0
+    _record_run(con, result, sha, started, force)
+    return result
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    result: IngestResult,
+    *,
+    kind: str | None,
+    source: str | None,
+    key: bytes,
+) -> str:
+    """Stage the file and build ``_typed`` (one row per record, reason NULL when good).
+
+    Returns the SQL expression that renders a record's raw form for quarantine."""
+    schema = load_schema()
+    mapping = get_mapping(source) if source else CANONICAL
+    con.execute("DROP TABLE IF EXISTS _rejects")
+    con.execute("DROP TABLE IF EXISTS _rejects_scan")
+    if fmt == "csv":
+        stage = _stage_csv(con, path, mapping)
+    elif fmt == "jsonl":
+        stage = _stage_jsonl(con, path)
+    else:
+        stage = _stage_parquet(con, path)
+    columns = stage.columns
+    if (
+        fmt == "csv"
+        and columns == ["column0"]
+        and not con.execute("SELECT count(*) FROM _stage").fetchone()[0]
+    ):
+        raise InputError("the file has no header and no records", where=str(path))
+    if not source:
+        matched = match_mapping(columns)
+        canonical_names = {f.name for t in schema.tables.values() for f in t.fields}
+        if matched and not set(columns) <= canonical_names:
+            mapping = matched
+    kind = kind or _detect_kind(columns, mapping)
+    if kind is None:
+        raise InputError(
+            f"cannot tell whether this is events or request items from its columns {columns[:12]}",
+            where=str(path),
+            fix="pass --kind events|request_items, or --source NAME for a source mapping",
+        )
+    table = schema.events if kind == "events" else schema.items
+    result.kind = kind
+    result.source_system = None if mapping.is_canonical else mapping.name
+    colset = set(columns)
+    identifier_cols = [
+        c for c in columns if c.lower() in schema.identifier_columns or c in mapping.identifiers
+    ]
+    texts: dict[str, str | None] = {
+        f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
+    }
+    missing = [n for n in table.required if texts[n] is None]
+    used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
+    extras = [
+        c
+        for c in columns
+        if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
+    ]
+    if extras:
+        result.warnings.append(
+            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
+            " Map them in a source mapping or list them under ignore_columns"
+        )
+    if missing:
+        result.warnings.append(
+            f"{path}: required column(s) {missing} are missing from the header; every record is"
+            " quarantined (missing_column). Add the column or map it in a source mapping"
+        )
+
+    typed_cols: list[str] = []
+    reason_cases: list[str] = []
+    field_cases: list[str] = []
+    message_cases: list[str] = []
+    for f in table.input_fields:
+        text = texts[f.name]
+        if text is None:
+            typed_cols.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
+            if f.required:
+                reason_cases.append("WHEN true THEN 'missing_column'")
+                field_cases.append(f"WHEN true THEN {_lit(f.name)}")
+                message_cases.append(
+                    f"WHEN true THEN {_lit(f'column {f.name} is missing from the file; add it or map it in a source mapping')}"
+                )
+            continue
+        typed, checks = _typed(f, text, mapping)
+        typed_cols.append(f"{typed} AS t__{f.name}")
+        for cond, code, message in checks:
+            reason_cases.append(f"WHEN {cond} THEN {_lit(code)}")
+            field_cases.append(f"WHEN {cond} THEN {_lit(f.name)}")
+            message_cases.append(f"WHEN {cond} THEN {message}")
+    if fmt == "jsonl":
+        for cases, value in (
+            (reason_cases, "'malformed_json'"),
+            (field_cases, "NULL"),
+            (
+                message_cases,
+                "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
+            ),
+        ):
+            cases.insert(0, f"WHEN NOT _ok THEN {value}")
+
+    raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    ident_set = set(identifier_cols)
+
+    def raw_value(c: str) -> str:
+        if c in ident_set or c == "taxpayer_ref":
+            return sql_pseudonymise(_q(c))
+        return sql_scrub_identifiers(_q(c))
+
+    raw_json = (
+        "json_object(" + ", ".join(f"{_lit(c)}, {raw_value(c)}" for c in raw_cols) + ")"
+        if raw_cols
+        else "'{}'"
+    )
+    if fmt == "jsonl":
+        raw_json = (
+            f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_scrub_identifiers('_raw_line')}) END"
+        )
+    extra_json = (
+        "json_object("
+        + ", ".join(f"{_lit(c)}, {sql_scrub_identifiers(_q(c))}" for c in extras)
+        + ")"
+        if extras
+        else "NULL"
+    )
+
+    def case(parts: list[str]) -> str:
+        return "CASE " + " ".join(parts) + " END" if parts else "NULL"
+
+    # Row numbers: ordinality counts parsed records; add back the lines rejected before each.
+    row_expr = "s.ordinality"
+    join = ""
+    if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
+            " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
+            [stage.header_lines],
+        )
+        join = " ASOF LEFT JOIN _reject_offsets r ON s.ordinality > r.e"
+        row_expr = "s.ordinality + coalesce(r.n, 0)"
+    typed_cols += [f"CAST(NULL AS {f.type}) AS t__{f.name}" for f in table.fields if f.derived]
+    # Typed values are t__<field>; the staged source columns keep their own names beside them.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT {row_expr} AS _row, {', '.join(typed_cols)},"
+        f" {case(reason_cases)} AS _reason, {case(field_cases)} AS _field, {case(message_cases)} AS _message,"
+        f" {extra_json} AS _extra, s.* EXCLUDE (ordinality) FROM _stage s{join}",
+        _pad_params(key, " ".join(typed_cols)),
+    )
+    con.execute("DROP TABLE IF EXISTS _reject_offsets")
+    _mark_duplicates(con, table, kind)
+    result.warnings += _derive_authority(con, kind)
+    # _typed still holds the source columns; quarantine builds the raw JSON from them.
+    return raw_json
+
+
+def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
+    """Bind the HMAC pads only when the statement uses them (DuckDB rejects unused names)."""
+    if "$ipad" not in sql:
+        return {}
+    ipad, opad = hmac_pads(key)
+    return {"ipad": ipad, "opad": opad}
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
+    """Quarantine repeats of a key within the file and keys the store already holds."""
+    keycols = ", ".join(f"t__{k}" for k in table.key)
+    label = "event_id" if kind == "events" else "item_no"
+    code = "duplicate_event_id" if kind == "events" else "duplicate_item"
+    describe = (
+        "'event_id ' || t__event_id || ' of ' || t__source_system"
+        if kind == "events"
+        else "'item ' || t__item_no || ' of request ' || t__request_id"
+    )
+    con.execute(
+        f"""
+        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg
+        FROM (SELECT _row, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
+              FROM (SELECT *, first_value(_row) OVER (PARTITION BY {keycols} ORDER BY _row) AS first_row,
+                           row_number() OVER (PARTITION BY {keycols} ORDER BY _row) AS n
+                    FROM _typed WHERE _reason IS NULL)
+              WHERE n > 1) d
+        WHERE t._row = d._row
+        """
+    )
+    target = KIND_TABLE[kind]
+    match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
+    con.execute(
+        f"""
+        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)},
+            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
+        FROM {target} e
+        WHERE t._reason IS NULL AND {match}
+        """
+    )
+
+
+def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
+    """authority_id from legal_authority, via the policy registry's normaliser.
+
+    A registry that cannot be loaded does not stop the load: authority_id stays NULL and
+    ``dwatch detect`` derives it again once the registry is fixed. Returns warnings."""
+    if kind != "events":
+        return []
+    try:
+        from dwatch.policy import load_registry, normalise_citation
+
+        registry = load_registry()
+    except ImportError:
+        return []
+    except DWatchError as exc:
+        return [f"authority_id left empty: the policy registry did not load ({exc.what})"]
+    distinct = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT t__legal_authority FROM _typed WHERE t__legal_authority IS NOT NULL"
+        ).fetchall()
+    ]
+    pairs = [(text, normalise_citation(text, registry)) for text in distinct]
+    pairs = [(t, a) for t, a in pairs if a]
+    if not pairs:
+        return []
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _authority_map (legal_authority VARCHAR, authority_id VARCHAR)"
+    )
+    con.executemany("INSERT INTO _authority_map VALUES (?, ?)", pairs)
+    con.execute(
+        "UPDATE _typed t SET t__authority_id = m.authority_id FROM _authority_map m"
+        " WHERE t.t__legal_authority = m.legal_authority"
+    )
+    con.execute("DROP TABLE _authority_map")
+    return []
+
+
+def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, key: bytes) -> None:
+    schema = load_schema()
+    kind = result.kind or "events"
+    table = schema.events if kind == "events" else schema.items
+    target = KIND_TABLE[kind]
+    names = table.names
+    select = ", ".join(f"t__{f.name}" for f in table.fields)
+    con.execute(
+        f"INSERT INTO {target} ({', '.join(names)}, ingest_run_id, source_row, extra)"
+        f" SELECT {select}, ?, _row, _extra FROM _typed WHERE _reason IS NULL ORDER BY _row",
+        [result.run_id],
+    )
+    header = 1 if (result.file_format == "csv") else 0
+    _insert_quarantine(con, result, kind, header, raw_json, key)
+    rejected = 0
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_rejects'").fetchone()[
+        0
+    ]:
+        rejected = con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
+        con.execute(
+            f"""
+            INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code,
+                                    field, message, raw_row, stage)
+            SELECT ?, ?, line - ?, line, ?,
+                   CASE WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'
+                        WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS') THEN 'malformed_row'
+                        ELSE 'unparseable_row' END,
+                   column_name,
+                   ? || ' line ' || line || ': ' ||
+                   CASE WHEN error_type = 'INVALID ENCODING'
+                        THEN 'bytes are not valid UTF-8; re-export the file as UTF-8'
+                        WHEN error_type = 'MISSING COLUMNS'
+                        THEN 'the record has too few fields (truncated?): ' || error_message
+                        WHEN error_type = 'TOO MANY COLUMNS'
+                        THEN 'the record has too many fields (unquoted delimiter?): ' || error_message
+                        ELSE error_message END,
+                   to_json({sql_scrub_identifiers("csv_line")}), 'ingest'
+            FROM (SELECT DISTINCT ON (line) * FROM _rejects ORDER BY line, column_idx)
+            """,
+            [result.run_id, result.source_file, header, kind, result.source_file],
+        )
+    counts = con.execute(
+        "SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM _typed"
+    ).fetchone()
+    result.rows_loaded = int(counts[0])
+    result.rows_quarantined = int(counts[1]) + int(rejected)
+    result.rows_read = result.rows_loaded + result.rows_quarantined
+    result.quarantined_by_reason = dict(
+        con.execute(
+            "SELECT reason_code, count(*) FROM quarantine WHERE ingest_run_id = ? GROUP BY 1 ORDER BY 2 DESC",
+            [result.run_id],
+        ).fetchall()
+    )
+    if result.rows_read == 0:
+        result.warnings.append(f"{result.source_file}: header only, no records")
+    if _before_commit is not None:
+        _before_commit()
+
+
+def _insert_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    result: IngestResult,
+    kind: str,
+    header: int,
+    raw_json: str,
+    key: bytes,
+) -> None:
+    con.execute(
+        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
+        " message, raw_row, stage)"
+        " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
+        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, {raw_json}, 'ingest'"
+        " FROM _typed WHERE _reason IS NOT NULL",
+        {
+            "run": result.run_id,
+            "file": result.source_file,
+            "fmt": result.file_format,
+            "header": header,
+            "kind": kind,
+            **_pad_params(key, raw_json),
+        },
+    )
+
+
+def ingest_paths(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[str | Path],
+    *,
+    kind: str | None = None,
+    source: str | None = None,
+    force: bool = False,
+    key: bytes | None = None,
+) -> list[IngestResult]:
+    """Load files, folders and globs; one result (and one ingest_runs row) per file."""
+    files, problems = expand_paths(paths)
+    if source:
+        get_mapping(source)  # an unknown mapping is a usage error: fail before loading anything
+    results: list[IngestResult] = []
+    for text, problem in problems:
+        r = IngestResult(
+            run_id=_new_run_id(), source_file=text, status="failed", message=f"{text}: {problem}"
+        )
+        _record_run(con, r, None, datetime.now(UTC), force)
+        results.append(r)
+    if files:
+        key = key if key is not None else resolve_key()
+    for path in files:
+        results.append(ingest_file(con, path, kind=kind, source=source, force=force, key=key))
+    return results
+
+
+def summarise(results: list[IngestResult]) -> str:
+    lines = []
+    for r in results:
+        head = f"{r.status:8} {r.source_file}"
+        if r.status == "loaded":
+            head += f"  [{r.kind}{', ' + r.source_system if r.source_system else ''}] read {r.rows_read:,} = loaded {r.rows_loaded:,} + quarantined {r.rows_quarantined:,}"
+        lines.append(head)
+        if r.quarantined_by_reason:
+            lines.append(
+                "         quarantined: "
+                + ", ".join(f"{k} {v:,}" for k, v in r.quarantined_by_reason.items())
+            )
+        if r.message:
+            lines.append("         " + r.message.replace("\n", "\n         "))
+        lines += ["         warning: " + w for w in r.warnings]
+    return "\n".join(lines)
+
+
+def to_json(results: list[IngestResult]) -> str:
+    return json.dumps([r.__dict__ for r in results], indent=2, default=str)
