@@ -1,0 +1,46 @@
+"""The policy registry: the law as data, and the citation grammar that reads logs against it.
+
+Public interface (others depend on these names):
+``load_registry(path=None) -> Registry``, ``normalise_citation(text, registry)``,
+``classify_citation(text, registry)``, ``sync_registry(con, registry)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dwatch.policy.citations import CitationStatus, ParsedCitation, classify, parse_citation
+from dwatch.policy.registry import DEFAULT_REGISTRY_DIR, Registry, load_registry
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = [
+    "DEFAULT_REGISTRY_DIR",
+    "CitationStatus",
+    "ParsedCitation",
+    "Registry",
+    "classify_citation",
+    "load_registry",
+    "normalise_citation",
+    "parse_citation",
+    "sync_registry",
+]
+
+
+def normalise_citation(text: str | None, registry: Registry) -> str | None:
+    """The registry authority id the citation text means, or None when unrecognised."""
+    status, authority_id = classify(text, registry)
+    return authority_id if status == "ok" else None
+
+
+def classify_citation(text: str | None, registry: Registry) -> tuple[CitationStatus, str | None]:
+    """('ok'|'unknown'|'malformed'|'missing', authority id or None)."""
+    return classify(text, registry)
+
+
+def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
+    """Materialise the registry into the store's registry_* tables."""
+    from dwatch.policy.sync import sync_registry as _sync
+
+    _sync(con, registry)

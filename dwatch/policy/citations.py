@@ -1,0 +1,180 @@
+"""Citation grammar: turn a log's legal_authority text into a registry authority id.
+
+Logs write the same law many ways ("26 U.S.C. § 6103(i)(2)", "IRC 6103(i)(2)",
+"Sec. 6103 (i) (2)", "6103i2", "Privacy Act (b)(7)"). The text is parsed into
+(title, section, subdivision path) by a small grammar; the section vocabulary and the
+authorities themselves come from the registry, so a newly registered statute is
+recognised without code changes. A deeper subdivision than any registered one
+("6103(i)(2)(A)") resolves to the nearest registered ancestor when that ancestor
+``includes_subdivisions``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from dwatch.policy.registry import Registry
+
+CitationStatus = Literal["ok", "unknown", "malformed", "missing"]
+
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
+# Words that name a code or act, mapped to (title, section) when they fix the section.
+_TITLE_RE = re.compile(
+    r"^(?:title\s+)?(\d{1,2})\s*,?\s*(?:u\s*\.?\s*s\s*\.?\s*c\s*\.?\s*a?\s*\.?)(?=[\s\d§]|$)"
+)
+_IRC_RE = re.compile(
+    r"^(?:i\s*\.?\s*r\s*\.?\s*c\s*\.?|internal\s+revenue\s+code(?:\s+of\s+1986)?|tax\s+code)(?=[\s\d§,\-]|$)"
+)
+_PRIVACY_ACT_RE = re.compile(r"^(?:the\s+)?privacy\s+act(?:\s+of\s+1974)?(?:\s*,)?")
+_SECTION_WORD_RE = re.compile(r"^(?:§+|sections?|secs?\.?|s\.)\s*")
+_SECTION_RE = re.compile(r"^(\d{1,5})([a-z]{0,2})")
+_PAREN_RE = re.compile(r"^\(\s*([a-z]{1,5}|\d{1,3})\s*\)")
+_BARE_RE = re.compile(r"^[.\-\s]*([a-z]{1,5}|\d{1,3})")
+_ROMAN = re.compile(r"^[ivx]+$")
+
+IRC_TITLE = "26"
+PRIVACY_ACT = ("5", "552a")
+
+
+@dataclass(frozen=True)
+class ParsedCitation:
+    title: str | None
+    section: str
+    path: tuple[str, ...]
+
+    def render(self, title: str | None = None) -> str:
+        """Canonical spelling: '26 USC 6103(i)(2)(A)'."""
+        parts = []
+        for depth, token in enumerate(self.path):
+            # Levels alternate: subsection (a), paragraph (1), subparagraph (A), clause (i).
+            parts.append(f"({token.upper() if depth == 2 and not token.isdigit() else token})")
+        head = (
+            f"{title or self.title} USC {self.section}" if (title or self.title) else self.section
+        )
+        return head + "".join(parts)
+
+
+def clean(text: str) -> str:
+    """Fold case, dashes, non-breaking spaces and runs of whitespace."""
+    folded = unicodedata.normalize("NFKC", text).translate(_DASHES).lower()
+    return re.sub(r"\s+", " ", folded).strip()
+
+
+def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCitation | None:
+    """Parse citation text; ``known_sections`` maps section -> titles it is registered under.
+
+    Returns None when the text has no recognisable section number.
+    """
+    rest = clean(text)
+    title: str | None = None
+    forced_section: str | None = None
+    if m := _PRIVACY_ACT_RE.match(rest):
+        title, forced_section = PRIVACY_ACT
+        rest = rest[m.end() :].strip()
+    elif m := _TITLE_RE.match(rest):
+        title = m.group(1)
+        rest = rest[m.end() :].strip()
+    elif m := _IRC_RE.match(rest):
+        title = IRC_TITLE
+        rest = rest[m.end() :].strip()
+    rest = _SECTION_WORD_RE.sub("", rest.lstrip(",.:- ")).strip()
+
+    if forced_section is not None:
+        # "Privacy Act § 552a(b)(7)" and "Privacy Act (b)(7)" both mean 5 USC 552a(b)(7).
+        m = re.match(r"^(?:5\s*u\s*\.?\s*s\s*\.?\s*c\s*\.?\s*a?\.?\s*)?(?:§+\s*)?552a", rest)
+        if m:
+            rest = rest[m.end() :]
+        section = forced_section
+    else:
+        m = _SECTION_RE.match(rest)
+        if not m:
+            return None
+        digits, letters = m.group(1), m.group(2)
+        # "552a" is a section, "6103i2" is section 6103 subsection (i): the registry's
+        # section vocabulary decides, then the next character (a digit after the letter
+        # means a paragraph number, so the letter began the path).
+        with_letters = digits + letters
+        if letters and with_letters in known_sections:
+            section, rest = with_letters, rest[m.end() :]
+        else:
+            section, rest = digits, rest[len(digits) :]
+        if title is None:
+            titles = known_sections.get(section, set())
+            title = next(iter(titles)) if len(titles) == 1 else None
+
+    path: list[str] = []
+    rest = rest.strip()
+    while rest:
+        if m := _PAREN_RE.match(rest):
+            token = m.group(1)
+        elif m := _BARE_RE.match(rest):
+            token = m.group(1)
+            # A bare word is part of the path only if it is short and shaped like a level
+            # ("i2", "l 6"); trailing prose ("request", "per MOU") ends the citation.
+            if token.isalpha() and len(token) > 1 and not _ROMAN.match(token):
+                break
+        else:
+            break
+        # Bare runs such as "i2a" arrive as one token group per regex step.
+        path.append(token)
+        rest = rest[m.end() :].lstrip(" .-")
+    if rest[:1] in {"(", ")", "[", "]"}:
+        return None  # an unbalanced or garbled subdivision: malformed, not merely unknown
+    return ParsedCitation(title=title, section=section, path=tuple(path))
+
+
+def _path_is_well_formed(path: tuple[str, ...]) -> bool:
+    for depth, token in enumerate(path):
+        level = depth % 4
+        if level == 0 and not (token.isalpha() and len(token) <= 2):
+            return False
+        if level == 1 and not token.isdigit():
+            return False
+        if level == 2 and not (token.isalpha() and len(token) <= 2):
+            return False
+        if level == 3 and not _ROMAN.match(token):
+            return False
+    return True
+
+
+def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str | None]:
+    """('ok', id) | ('unknown', None) | ('malformed', None) | ('missing', None)."""
+    if text is None or not clean(text):
+        return "missing", None
+    key = clean(text)
+    if key in registry.missing_citation_placeholders:
+        return "missing", None
+    alias_hit = registry.alias_index.get(_alias_key(text))
+    if alias_hit is not None:
+        return "ok", alias_hit
+    parsed = parse_citation(text, registry.known_sections)
+    if parsed is None or not _path_is_well_formed(parsed.path):
+        return "malformed", None
+    titles = (
+        [parsed.title]
+        if parsed.title
+        else sorted(registry.known_sections.get(parsed.section, set()))
+    )
+    for title in titles:
+        path = parsed.path
+        exact = ParsedCitation(title, parsed.section, path).render()
+        if exact in registry.authority_ids:
+            return "ok", exact
+        while path:
+            path = path[:-1]
+            candidate = ParsedCitation(title, parsed.section, path).render()
+            auth = registry.authorities_by_id.get(candidate)
+            if auth is not None:
+                if auth.includes_subdivisions:
+                    return "ok", candidate
+                break
+    return "unknown", None
+
+
+def _alias_key(text: str) -> str:
+    # Aliases match ignoring case, dashes and all spacing and punctuation around parens.
+    return re.sub(r"[\s.§,]", "", clean(text))

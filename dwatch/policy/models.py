@@ -1,0 +1,213 @@
+"""The policy registry's shape: authorities, court orders, agreements, recipients.
+
+These pydantic models are the registry's schema. Unknown keys are rejected (a typo in a
+court order must not silently widen or narrow what it restrains). Dates are calendar days
+in UTC unless a full timestamp is given; a status or validity that starts on a day starts
+at 00:00 UTC of that day.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+OrderStatus = Literal["in_force", "stayed", "modified", "vacated", "expired", "reversed"]
+# Statuses under which an order's restraints bind.
+BINDING_ORDER_STATUSES: frozenset[str] = frozenset({"in_force", "modified"})
+AgreementStatus = Literal["in_force", "suspended", "terminated", "expired"]
+AuthorityKind = Literal[
+    "disclosure_authority",  # permits a disclosure on its conditions
+    "confidentiality_rule",  # the default prohibition a disclosure needs an exception to
+    "accounting_requirement",  # what the discloser must record about each disclosure
+    "safeguards_requirement",  # what a recipient must maintain to keep receiving
+    "audit_standard",  # audit-trail requirements for systems holding FTI
+]
+SafeguardsStatus = Literal["current", "expired", "none", "not_required", "unknown"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Source(_Strict):
+    """Where an entry's content comes from (statute text, docket, reporting)."""
+
+    cite: str = Field(min_length=1)
+    url: str | None = None
+    note: str | None = None
+
+
+class RequesterRoles(_Strict):
+    """Roles that may sign a request, optionally only for some recipients."""
+
+    roles: list[str] = Field(min_length=1)
+    recipient_categories: list[str] = Field(default_factory=list)
+    recipient_codes: list[str] = Field(default_factory=list)
+
+
+class RequestRequirements(_Strict):
+    written_request: bool = False
+    requester_roles: list[RequesterRoles] = Field(default_factory=list)
+    # Elements each request item must set forth (name, address, tax_periods, statute, reason).
+    required_elements: list[str] = Field(default_factory=list)
+    requires_court_order: bool = False
+
+
+class Authority(_Strict):
+    id: str = Field(min_length=1, description="Normalised citation, e.g. '26 USC 6103(i)(2)'.")
+    title: str
+    kind: AuthorityKind = "disclosure_authority"
+    aliases: list[str] = Field(default_factory=list)
+    effective_from: date | datetime | None = None
+    effective_to: date | datetime | None = None
+    # Who may receive: by category so agencies never seen before are judged right, plus
+    # explicit codes where the statute names an agency. Empty both = not restricted here.
+    recipient_categories: list[str] = Field(default_factory=list)
+    recipient_codes: list[str] = Field(default_factory=list)
+    purposes: list[str] = Field(
+        default_factory=list, description="Allowed purpose codes; empty = any."
+    )
+    data_elements_allowed: list[str] = Field(default_factory=list, description="Empty = any.")
+    data_elements_forbidden: list[str] = Field(default_factory=list)
+    request: RequestRequirements = Field(default_factory=RequestRequirements)
+    redisclosure_allowed: bool = True
+    case_by_case: bool = Field(
+        False, description="Meant for individual requests; bulk use is an outlier."
+    )
+    safeguards_required: bool = False
+    includes_subdivisions: bool = Field(
+        True, description="A citation of a deeper subdivision (e.g. (i)(2)(A)) resolves here."
+    )
+    accounting_fields: list[str] = Field(
+        default_factory=list, description="For accounting requirements: what each entry must hold."
+    )
+    sources: list[Source] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_canonical(cls, value: str) -> str:
+        if "  " in value or value != value.strip():
+            raise ValueError("authority id must be a single-spaced normalised citation")
+        return value
+
+
+class StatusChange(_Strict):
+    status: OrderStatus
+    on: date | datetime = Field(alias="from")
+    note: str | None = None
+    source: Source | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RestraintException(_Strict):
+    """Conduct an order does not reach; every listed condition must hold."""
+
+    description: str
+    authorities: list[str] = Field(default_factory=list)
+    purposes: list[str] = Field(default_factory=list)
+    requires_case_number: bool = False
+
+
+class Restraint(_Strict):
+    description: str
+    disclosing_agencies: list[str] = Field(default_factory=list)
+    disclosing_categories: list[str] = Field(default_factory=list)
+    recipient_agencies: list[str] = Field(default_factory=list)
+    recipient_categories: list[str] = Field(default_factory=list)
+    event_types: list[str] = Field(min_length=1)
+    data_elements: list[str] = Field(default_factory=list, description="Empty = any data.")
+    purposes: list[str] = Field(default_factory=list, description="Empty = any purpose.")
+    # Narrowing or widening over time ("modified") is expressed per restraint.
+    effective_from: date | datetime | None = None
+    effective_to: date | datetime | None = None
+    # When set, only data first disclosed on/after/before these bounds (e.g. "including
+    # the data already received") - empty means any data regardless of when it was received.
+    exceptions: list[RestraintException] = Field(default_factory=list)
+
+
+class CourtOrder(_Strict):
+    id: str = Field(min_length=1)
+    case: str
+    court: str
+    docket: str
+    issued: date
+    kind: str = "preliminary_injunction"
+    summary: str
+    status_history: list[StatusChange] = Field(min_length=1)
+    restraints: list[Restraint] = Field(min_length=1)
+    sources: list[Source] = Field(min_length=1)
+
+
+class AgreementStatusChange(_Strict):
+    status: AgreementStatus
+    on: date | datetime = Field(alias="from")
+    note: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Agreement(_Strict):
+    id: str = Field(min_length=1)
+    title: str
+    kind: Literal["mou", "computer_matching_agreement", "data_sharing_agreement", "other"] = "mou"
+    aliases: list[str] = Field(default_factory=list)
+    parties: list[str] = Field(min_length=2, description="Agency codes.")
+    authorities: list[str] = Field(min_length=1)
+    signed: date | None = None
+    effective_from: date | datetime
+    effective_to: date | datetime | None = None
+    status_history: list[AgreementStatusChange] = Field(default_factory=list)
+    # Suspended for as long as any of these orders binds.
+    suspended_by_orders: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(min_length=1)
+
+
+class SafeguardsReview(_Strict):
+    status: SafeguardsStatus = "unknown"
+    reviewed_on: date | None = None
+    note: str | None = None
+
+
+class Recipient(_Strict):
+    code: str = Field(min_length=1)
+    name: str
+    category: str
+    aliases: list[str] = Field(default_factory=list)
+    parent: str | None = None
+    safeguards: SafeguardsReview = Field(default_factory=SafeguardsReview)
+    sources: list[Source] = Field(default_factory=list)
+
+    @field_validator("code")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        if value != value.upper():
+            raise ValueError("recipient codes are upper case (events store them upper case)")
+        return value
+
+
+class RecipientPattern(_Strict):
+    """Agencies recognised by the shape of their code (any state's tax agency)."""
+
+    pattern: str = Field(min_length=1, description="Regular expression over the upper-case code.")
+    category: str
+    name: str
+    safeguards: SafeguardsReview = Field(default_factory=SafeguardsReview)
+
+
+class Parameters(_Strict):
+    safeguards_review_max_age_days: int = 3 * 365 + 1
+    # Event types that move data out of the discloser; the rest are uses by the holder.
+    disclosure_event_types: list[str] = Field(default_factory=lambda: ["disclosure"])
+    use_event_types: list[str] = Field(default_factory=lambda: ["access", "redisclosure"])
+    missing_citation_placeholders: list[str] = Field(default_factory=list)
+    approved_channels: list[str] = Field(default_factory=list)
+
+
+class RegistryHeader(_Strict):
+    version: str = Field(min_length=1)
+    title: str = "Disclosure Watch policy registry"
+    updated: date | None = None
+    note: str | None = None

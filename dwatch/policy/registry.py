@@ -1,0 +1,292 @@
+"""Load the policy registry from YAML, check it against the schema, index it.
+
+The registry is a folder of YAML files (``policies/`` by default). Each file holds one or
+more top-level sections: ``registry`` (header with the version), ``authorities``,
+``court_orders``, ``agreements``, ``recipients``, ``recipient_patterns``, ``parameters``.
+Every problem is reported with its file and key path (``court_orders[1].status_history[0].from``)
+and all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dwatch.errors import RegistryError
+from dwatch.policy.citations import ParsedCitation, _alias_key, clean, parse_citation
+from dwatch.policy.models import (
+    Agreement,
+    Authority,
+    CourtOrder,
+    Parameters,
+    Recipient,
+    RecipientPattern,
+    RegistryHeader,
+)
+
+DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[2] / "policies"
+
+_LIST_SECTIONS: dict[str, type[BaseModel]] = {
+    "authorities": Authority,
+    "court_orders": CourtOrder,
+    "agreements": Agreement,
+    "recipients": Recipient,
+    "recipient_patterns": RecipientPattern,
+}
+_KEYS = {"authorities": "id", "court_orders": "id", "agreements": "id", "recipients": "code"}
+
+
+@dataclass
+class Registry:
+    """The law as data, with indexes the citation normaliser and the engine use."""
+
+    version: str
+    header: RegistryHeader
+    authorities: list[Authority]
+    court_orders: list[CourtOrder]
+    agreements: list[Agreement]
+    recipients: list[Recipient]
+    recipient_patterns: list[RecipientPattern]
+    parameters: Parameters
+    files: list[Path]
+    origin: dict[str, str] = field(default_factory=dict)  # entry id -> "file: key"
+
+    def __post_init__(self) -> None:
+        self.authorities_by_id = {a.id: a for a in self.authorities}
+        self.authority_ids = frozenset(self.authorities_by_id)
+        self.court_orders_by_id = {o.id: o for o in self.court_orders}
+        self.agreements_by_id = {a.id: a for a in self.agreements}
+        self.recipients_by_code = {r.code: r for r in self.recipients}
+        self.known_sections: dict[str, set[str]] = {}
+        for auth in self.authorities:
+            if m := _USC_ID.match(auth.id):
+                self.known_sections.setdefault(m.group(2), set()).add(m.group(1))
+        self.alias_index: dict[str, str] = {}
+        for auth in self.authorities:
+            for alias in [auth.id, *auth.aliases]:
+                self.alias_index[_alias_key(alias)] = auth.id
+        self.missing_citation_placeholders = frozenset(
+            clean(p) for p in self.parameters.missing_citation_placeholders
+        )
+
+    def citation_exists(self, citation: str) -> bool:
+        """True for an authority, court order or agreement id."""
+        return (
+            citation in self.authorities_by_id
+            or citation in self.court_orders_by_id
+            or citation in self.agreements_by_id
+        )
+
+
+# "26 USC 6103(i)(2)" -> ("26", "6103"); "5 USC 552a(b)(7)" -> ("5", "552a")
+_USC_ID = re.compile(r"^(\d+) USC (\d+[a-z]*)")
+
+
+def _fmt_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RegistryError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            where=where,
+            fix="fix the YAML syntax at that line",
+        ) from exc
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot read registry file: {exc}", where=str(path), fix="check the path"
+        ) from exc
+
+
+def registry_files(path: Path | None = None) -> list[Path]:
+    root = Path(path) if path is not None else DEFAULT_REGISTRY_DIR
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise RegistryError(
+            "registry path does not exist",
+            where=str(root),
+            fix="pass a folder of registry YAML files or one YAML file",
+        )
+    files = sorted(
+        p for p in root.iterdir() if p.suffix in {".yaml", ".yml"} and not p.name.startswith("_")
+    )
+    if not files:
+        raise RegistryError(
+            "no registry YAML files found", where=str(root), fix="add policies/*.yaml"
+        )
+    return files
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Load, validate and index the registry at ``path`` (folder or file; default policies/)."""
+    files = registry_files(path)
+    problems: list[str] = []
+    header: RegistryHeader | None = None
+    params: dict[str, Any] = {}
+    entries: dict[str, list[Any]] = {name: [] for name in _LIST_SECTIONS}
+    origin: dict[str, str] = {}
+    seen_keys: dict[tuple[str, str], str] = {}
+    digest = hashlib.sha256()
+
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+        doc = _read_yaml(file)
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            problems.append(f"{file}: top level must be a mapping of sections")
+            continue
+        for section, body in doc.items():
+            if section == "registry":
+                try:
+                    header = RegistryHeader.model_validate(body)
+                except ValidationError as exc:
+                    problems += [
+                        f"{file}: {_fmt_loc('registry', e['loc'])}: {e['msg']}"
+                        for e in exc.errors()
+                    ]
+                continue
+            if section == "parameters":
+                if not isinstance(body, dict):
+                    problems.append(f"{file}: parameters: must be a mapping")
+                    continue
+                for k, v in body.items():
+                    if k in params:
+                        problems.append(f"{file}: parameters.{k}: defined twice")
+                    params[k] = v
+                    origin[f"parameters.{k}"] = str(file)
+                continue
+            model = _LIST_SECTIONS.get(section)
+            if model is None:
+                problems.append(
+                    f"{file}: {section}: unknown section (expected one of registry, parameters, "
+                    f"{', '.join(_LIST_SECTIONS)})"
+                )
+                continue
+            if not isinstance(body, list):
+                problems.append(f"{file}: {section}: must be a list of entries")
+                continue
+            for i, raw in enumerate(body):
+                try:
+                    entry = model.model_validate(raw)
+                except ValidationError as exc:
+                    label = raw.get(_KEYS.get(section, "id")) if isinstance(raw, dict) else None
+                    tag = f" ({label})" if label else ""
+                    problems += [
+                        f"{file}: {_fmt_loc(f'{section}[{i}]', e['loc'])}{tag}: {e['msg']}"
+                        for e in exc.errors()
+                    ]
+                    continue
+                entries[section].append(entry)
+                key_field = _KEYS.get(section)
+                if key_field:
+                    key = getattr(entry, key_field)
+                    where = f"{file}: {section}[{i}]"
+                    if (section, key) in seen_keys:
+                        problems.append(
+                            f"{where}.{key_field}: duplicate {key_field} {key!r} (first at {seen_keys[(section, key)]})"
+                        )
+                    seen_keys[(section, key)] = where
+                    origin[key] = where
+
+    if header is None:
+        problems.append(
+            f"{files[0].parent}: registry: no 'registry:' header with a version in any file"
+        )
+    try:
+        parameters = Parameters.model_validate(params)
+    except ValidationError as exc:
+        problems += [
+            f"{origin.get('parameters.' + str(e['loc'][0]), files[0])}: {_fmt_loc('parameters', e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        parameters = Parameters()
+    if problems:
+        raise RegistryError(
+            f"{len(problems)} problem(s) in the policy registry:\n  " + "\n  ".join(problems),
+            where=str(files[0].parent if len(files) > 1 else files[0]),
+            fix="correct each named file and key; see policies/README.md for the schema",
+        )
+    assert header is not None
+    registry = Registry(
+        version=f"{header.version}+{digest.hexdigest()[:12]}",
+        header=header,
+        authorities=entries["authorities"],
+        court_orders=entries["court_orders"],
+        agreements=entries["agreements"],
+        recipients=entries["recipients"],
+        recipient_patterns=entries["recipient_patterns"],
+        parameters=parameters,
+        files=files,
+        origin=origin,
+    )
+    _check_references(registry)
+    return registry
+
+
+def _check_references(registry: Registry) -> None:
+    """Cross-references must resolve: a court order cannot restrain an unknown authority."""
+    problems: list[str] = []
+    auth_ids = registry.authority_ids
+    for auth in registry.authorities:
+        if not _USC_ID.match(auth.id):
+            continue  # non-statutory ids (publications, standards) are taken as written
+        parsed = parse_citation(auth.id, registry.known_sections)
+        if (
+            parsed is None
+            or not parsed.title
+            or ParsedCitation(parsed.title, parsed.section, parsed.path).render() != auth.id
+        ):
+            problems.append(
+                f"{registry.origin.get(auth.id)}.id: {auth.id!r} is not in canonical form "
+                "(e.g. '26 USC 6103(i)(2)', '5 USC 552a(b)(7)')"
+            )
+    for order in registry.court_orders:
+        dates = [c.on for c in order.status_history]
+        if dates != sorted(dates, key=str):
+            problems.append(
+                f"{registry.origin.get(order.id)}.status_history: dates must be in order"
+            )
+        for r_i, restraint in enumerate(order.restraints):
+            for x_i, exc in enumerate(restraint.exceptions):
+                for a in exc.authorities:
+                    if a not in auth_ids:
+                        problems.append(
+                            f"{registry.origin.get(order.id)}.restraints[{r_i}].exceptions[{x_i}].authorities: "
+                            f"unknown authority {a!r}"
+                        )
+    for agreement in registry.agreements:
+        where = registry.origin.get(agreement.id)
+        for a in agreement.authorities:
+            if a not in auth_ids:
+                problems.append(f"{where}.authorities: unknown authority {a!r}")
+        for o in agreement.suspended_by_orders:
+            if o not in registry.court_orders_by_id:
+                problems.append(f"{where}.suspended_by_orders: unknown court order {o!r}")
+    for pattern in registry.recipient_patterns:
+        try:
+            re.compile(pattern.pattern)
+        except re.error as exc:
+            problems.append(f"recipient_patterns: {pattern.pattern!r}: not a valid regex ({exc})")
+    if problems:
+        raise RegistryError(
+            f"{len(problems)} reference problem(s) in the policy registry:\n  "
+            + "\n  ".join(problems),
+            where=str(registry.files[0].parent),
+            fix="register the referenced entry or correct the reference",
+        )
