@@ -178,9 +178,11 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
     # file), then take the keys seen in valid objects as the columns.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT ordinality, line FROM read_csv($path,"
-        " columns = {'line': 'VARCHAR'}, header = false, delim = chr(31), quote = '', escape = '',"
-        " auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
+        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT ordinality, line,"
+        # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
+        " CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
+        " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
         " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216) WITH ORDINALITY"
         " WHERE line IS NOT NULL AND trim(line) <> ''",
         {"path": str(path)},
@@ -188,18 +190,22 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     keys = [
         r[0]
         for r in con.execute(
-            "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, min(ordinality) AS first FROM _lines"
-            " WHERE json_valid(line) AND json_type(line) = 'OBJECT' GROUP BY 1) ORDER BY first, k"
+            "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(ordinality) AS first"
+            " FROM _lines GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
-    selects = ", ".join(
-        f"CASE WHEN _ok THEN json_extract_string(line, {_lit('$.' + _json_key_path(k))}) END AS {_q(k)}"
-        for k in keys
+    # One parse per line: extract every key at once, then index the list.
+    paths = (
+        "[" + ", ".join(_lit("$." + _json_key_path(k)) for k in keys) + "]"
+        if keys
+        else "['$.none']"
     )
+    selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(keys))
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, line AS _raw_line, _ok"
+        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, _raw_line, _ok"
         + (", " + selects if selects else "")
-        + " FROM (SELECT *, json_valid(line) AND json_type(line) = 'OBJECT' AS _ok FROM _lines)"
+        + f" FROM (SELECT ordinality, line AS _raw_line, _ok,"
+        f" CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM _lines)"
     )
     con.execute("DROP TABLE _lines")
     return _Stage(keys, header_lines=0, rejects=True)
@@ -355,7 +361,9 @@ def _typed(
             )
     elif f.type == "VARCHAR[]":
         sep = mapping.list_separator
-        split = f"string_split_regex({text}, {_lit(sep if sep else '[;,|]')})"
+        split = (
+            f"string_split({text}, {_lit(sep)})" if sep else f"string_split_regex({text}, '[;,|]')"
+        )
         parsed = (
             f"CASE WHEN starts_with(ltrim({text}), '[') THEN try(from_json({text}, '[\"VARCHAR\"]'))"
             f" ELSE {split} END"

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,13 @@ def load_mapping(path: Path) -> SourceMapping:
     return parse_mapping(raw, path)
 
 
-def available_mappings(directory: Path = SOURCES_DIR) -> dict[str, SourceMapping]:
+def sources_dir() -> Path:
+    """Folder of source mappings: $DWATCH_SOURCES_DIR, else schemas/sources in the package."""
+    return Path(os.environ.get("DWATCH_SOURCES_DIR") or SOURCES_DIR)
+
+
+def available_mappings(directory: Path | None = None) -> dict[str, SourceMapping]:
+    directory = directory or sources_dir()
     if not directory.is_dir():
         return {}
     return {
@@ -159,7 +166,8 @@ def available_mappings(directory: Path = SOURCES_DIR) -> dict[str, SourceMapping
     }
 
 
-def get_mapping(name: str, directory: Path = SOURCES_DIR) -> SourceMapping:
+def get_mapping(name: str, directory: Path | None = None) -> SourceMapping:
+    directory = directory or sources_dir()
     mappings = available_mappings(directory)
     if name in ("canonical", ""):
         return CANONICAL
@@ -172,7 +180,7 @@ def get_mapping(name: str, directory: Path = SOURCES_DIR) -> SourceMapping:
     return mappings[name]
 
 
-def match_mapping(columns: list[str], directory: Path = SOURCES_DIR) -> SourceMapping | None:
+def match_mapping(columns: list[str], directory: Path | None = None) -> SourceMapping | None:
     """The mapping whose match_columns all appear in ``columns`` (most specific wins)."""
     present = set(columns)
     best: SourceMapping | None = None
