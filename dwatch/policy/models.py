@@ -117,14 +117,16 @@ class Restraint(_Strict):
     disclosing_categories: list[str] = Field(default_factory=list)
     recipient_agencies: list[str] = Field(default_factory=list)
     recipient_categories: list[str] = Field(default_factory=list)
+    # The enjoined holder of data already received: matches the agency on EITHER side of
+    # a use event (logs differ on whether an access names the data's origin or the user).
+    holder_agencies: list[str] = Field(default_factory=list)
+    holder_categories: list[str] = Field(default_factory=list)
     event_types: list[str] = Field(min_length=1)
     data_elements: list[str] = Field(default_factory=list, description="Empty = any data.")
     purposes: list[str] = Field(default_factory=list, description="Empty = any purpose.")
     # Narrowing or widening over time ("modified") is expressed per restraint.
     effective_from: date | datetime | None = None
     effective_to: date | datetime | None = None
-    # When set, only data first disclosed on/after/before these bounds (e.g. "including
-    # the data already received") - empty means any data regardless of when it was received.
     exceptions: list[RestraintException] = Field(default_factory=list)
 
 
