@@ -1,0 +1,82 @@
+"""Making log-derived values safe to show: masking, CSV neutralising, Markdown and terminal text.
+
+Everything that came from a log (actor ids, descriptions, request ids, evidence) was written
+by someone else and may hold markup, spreadsheet formulas or terminal escapes. HTML escaping
+is Jinja2's autoescape (see ``render``); this module covers the other outputs, and masks
+taxpayer pseudonyms everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+from dwatch.pseudonym import PREFIX, TIN_RE, mask_ref
+
+_PSEUDONYM_RE = re.compile(re.escape(PREFIX) + r"[0-9a-f]{32}")
+# Spreadsheet apps evaluate a cell starting with these as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def mask_text(value: object) -> str:
+    """Text with every taxpayer pseudonym shortened and every TIN-shaped number redacted."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = _PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text)
+    return TIN_RE.sub("[TIN-REDACTED]", text)
+
+
+def mask_json(value: object) -> Any:
+    """Parsed evidence with every string masked (keys included)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_text(k): mask_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_json(v) for v in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+def evidence_pairs(value: object) -> list[tuple[str, str]]:
+    """Evidence as (key, value) text pairs for tables; nested values as compact JSON."""
+    masked = mask_json(value)
+    if masked in (None, "", {}):
+        return []
+    if not isinstance(masked, dict):
+        return [("evidence", masked if isinstance(masked, str) else json.dumps(masked))]
+    return [
+        (k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+        for k, v in masked.items()
+    ]
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not execute: text starting =, +, -, @, tab or CR gets a quote."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return value
+    text = mask_text(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def terminal_text(value: object) -> str:
+    """Text for a terminal: masked, with control characters (escape sequences) made visible."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", mask_text(value))
+
+
+def markdown_text(value: object) -> str:
+    """Markdown inline text that renders literally: no HTML, links, emphasis or table breaks."""
+    text = html.escape(mask_text(value), quote=False)
+    text = _MARKDOWN_SPECIAL_RE.sub(r"\\\1", text)
+    return _CONTROL_RE.sub(" ", text.replace("\r", " ").replace("\n", " "))
