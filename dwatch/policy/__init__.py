@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dwatch.policy.citations import CitationStatus, ParsedCitation, classify, parse_citation
-from dwatch.policy.registry import DEFAULT_REGISTRY_DIR, Registry, load_registry
+from dwatch.policy.registry import DEFAULT_REGISTRY_DIR, Registry, load_registry, with_entries
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,6 +25,7 @@ __all__ = [
     "normalise_citation",
     "parse_citation",
     "sync_registry",
+    "with_entries",
 ]
 
 

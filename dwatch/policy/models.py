@@ -206,6 +206,11 @@ class Parameters(_Strict):
     use_event_types: list[str] = Field(default_factory=lambda: ["access", "redisclosure"])
     missing_citation_placeholders: list[str] = Field(default_factory=list)
     approved_channels: list[str] = Field(default_factory=list)
+    # Request-item addresses are judged on text folded to lower-case words (punctuation and
+    # dashes become single spaces). An address is valid when it fully matches none of the
+    # placeholder patterns and contains a street line matching one of the street patterns.
+    address_placeholder_patterns: list[str] = Field(default_factory=list)
+    address_street_patterns: list[str] = Field(default_factory=list)
 
 
 class RegistryHeader(_Strict):

@@ -290,3 +290,57 @@ def _check_references(registry: Registry) -> None:
             where=str(registry.files[0].parent),
             fix="register the referenced entry or correct the reference",
         )
+
+
+def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "patch") -> Registry:
+    """A copy of ``registry`` with entries added or replaced (same id/code) and parameters set.
+
+    Used by rule cases and what-if analysis; the copy gets its own version.
+    """
+    sections: dict[str, list[Any]] = {
+        "authorities": list(registry.authorities),
+        "court_orders": list(registry.court_orders),
+        "agreements": list(registry.agreements),
+        "recipients": list(registry.recipients),
+        "recipient_patterns": list(registry.recipient_patterns),
+    }
+    params = registry.parameters.model_dump()
+    for section, body in extra.items():
+        if section == "parameters":
+            params.update(body)
+            continue
+        model = _LIST_SECTIONS.get(section)
+        if model is None or not isinstance(body, list):
+            raise RegistryError(
+                f"cannot patch section {section!r}",
+                where=label,
+                fix=f"use one of parameters, {', '.join(_LIST_SECTIONS)} (each a list)",
+            )
+        key_field = _KEYS.get(section)
+        for i, raw in enumerate(body):
+            try:
+                entry = model.model_validate(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{_fmt_loc(f'{section}[{i}]', e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                raise RegistryError(problems, where=label, fix="correct the entry") from exc
+            if key_field:
+                key = getattr(entry, key_field)
+                sections[section] = [e for e in sections[section] if getattr(e, key_field) != key]
+            sections[section].append(entry)
+    digest = hashlib.sha256(repr(sorted(extra.items(), key=str)).encode()).hexdigest()[:8]
+    patched = Registry(
+        version=f"{registry.version}+{label}-{digest}",
+        header=registry.header,
+        authorities=sections["authorities"],
+        court_orders=sections["court_orders"],
+        agreements=sections["agreements"],
+        recipients=sections["recipients"],
+        recipient_patterns=sections["recipient_patterns"],
+        parameters=Parameters.model_validate(params),
+        files=registry.files,
+        origin=registry.origin,
+    )
+    _check_references(patched)
+    return patched

@@ -1,0 +1,657 @@
+"""The one rule engine: rules as data, compiled to DuckDB SQL, judged by the registry.
+
+A rule is ``detectors/rules/<rule_id>.yaml`` (and optionally ``<rule_id>.sql`` holding its
+query). Its query is a SELECT over the engine's views (below), written in registry
+concepts - ``auth_requires_court_order``, ``order restrains event_type`` - never naming an
+agency, statute or date: those live in the registry. Values reach SQL only as bound
+parameters (``$name``): rule parameters, registry parameters (``$reg_<name>``), and for
+every list parameter named ``*_patterns`` a combined regular expression ``$<name>_regex``.
+
+Views every rule can use (built by :func:`prepare`, set-wise, once per run):
+
+``dw_events``
+    every disclosure event with its recipient and discloser resolved to registry codes and
+    categories, its citation classified (``citation_status``: ok/unknown/malformed/missing),
+    the cited authority's attributes (``auth_*``) and whether it was in force at
+    ``occurred_at`` (``auth_in_force``), and the registry agreement it invokes.
+``dw_order_hits``
+    (event, court order) pairs where an order binding at the event's ``occurred_at``
+    restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
+    and no exception of the restraint applies.
+``dw_items``
+    request items with their carrying event and ``address_valid`` (registry parameters
+    ``address_placeholder_patterns`` / ``address_street_patterns``).
+
+A query returns one row per finding with ``entity_id``, ``event_ids``, ``window_start``,
+``window_end``, the columns its ``dedup_key`` and ``explanation`` name, and optionally
+``disclosing_agency``, ``recipient_agency``, ``request_id``, ``actor_id``,
+``source_system``, ``event_count``, ``subjects_affected``, ``records_affected``,
+``citations`` (registry ids found per row: the event's authority, orders, agreements;
+``$rule_citations`` holds the rule's own; when absent or empty the rule's own are used),
+``evidence`` and ``score``. The engine turns findings into the one alert record and
+merges them through :func:`detectors.alerts.merge_alerts`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.alerts import ALERT_COLUMNS, ALERT_ID_SQL, SEVERITIES, MergeResult, merge_alerts
+from dwatch.errors import RuleError
+from dwatch.policy import Registry, classify_citation, sync_registry
+
+RULES_DIR = Path(__file__).resolve().parent / "rules"
+EVIDENCE_EVENT_CAP = 1000  # event_ids kept per alert; event_count holds the full number
+
+EntityType = Literal["recipient", "request", "actor", "source", "event", "agreement"]
+_FIELD_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_REQUIRED_OUTPUT = ("entity_id", "event_ids", "window_start", "window_end")
+_OPTIONAL_OUTPUT = (
+    "disclosing_agency",
+    "recipient_agency",
+    "request_id",
+    "actor_id",
+    "source_system",
+    "event_count",
+    "subjects_affected",
+    "records_affected",
+    "citations",
+    "evidence",
+    "score",
+)
+
+
+class RuleCase(BaseModel):
+    """One should-fire or should-not-fire case: a tiny store and the alerts expected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    alerts: int = Field(ge=0, description="Alerts this rule must raise on the case's data.")
+    expect: dict[str, Any] = Field(
+        default_factory=dict, description="Values every raised alert must carry."
+    )
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    request_items: list[dict[str, Any]] = Field(default_factory=list)
+    quarantine: list[dict[str, Any]] = Field(default_factory=list)
+    registry: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Registry entries appended for this case (e.g. a recipient's review).",
+    )
+
+    @property
+    def should_fire(self) -> bool:
+        return self.alerts > 0
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    severity: str
+    version: str = "1"
+    citations: list[str] = Field(min_length=1, description="Registry ids the rule enforces.")
+    entity: EntityType
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    query: str | None = None
+    explanation: str = Field(min_length=1)
+    dedup_key: list[str] = Field(min_length=1)
+    cases: list[RuleCase] = Field(default_factory=list)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("severity")
+    @classmethod
+    def _severity(cls, value: str) -> str:
+        if value not in SEVERITIES:
+            raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
+        return value
+
+    @property
+    def template_fields(self) -> list[str]:
+        return list(dict.fromkeys(_FIELD_RE.findall(self.explanation)))
+
+
+def load_rule(path: Path) -> Rule:
+    """Load one rule file; errors name the file and key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RuleError(f"not valid YAML: {exc}", where=str(path), fix="fix the YAML") from exc
+    if not isinstance(raw, dict):
+        raise RuleError("a rule file is a mapping", where=str(path), fix="see detectors/rules/")
+    companion = path.with_suffix(".sql")
+    if companion.exists():
+        if raw.get("query"):
+            raise RuleError(
+                "query given twice (inline and in the companion .sql file)",
+                where=f"{path}: query",
+                fix="keep one",
+            )
+        raw["query"] = companion.read_text(encoding="utf-8")
+    try:
+        rule = Rule.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise RuleError(
+            f"invalid rule: {problems}", where=str(path), fix="correct the named keys"
+        ) from exc
+    if rule.id != path.stem:
+        raise RuleError(
+            f"rule id {rule.id!r} differs from its file name",
+            where=f"{path}: id",
+            fix=f"rename the file {rule.id}.yaml or set id: {path.stem}",
+        )
+    if not rule.query:
+        raise RuleError("rule has no query", where=f"{path}: query", fix=f"add {path.stem}.sql")
+    return rule
+
+
+def load_rules(directory: Path = RULES_DIR) -> list[Rule]:
+    """Every rule in ``directory``, discovered by scanning (no list to edit)."""
+    rules = [load_rule(p) for p in sorted(directory.glob("*.yaml"))]
+    seen: dict[str, Path | None] = {}
+    for rule in rules:
+        if rule.id in seen:
+            raise RuleError(f"duplicate rule id {rule.id!r}", where=str(rule.path), fix="rename")
+        seen[rule.id] = rule.path
+    return rules
+
+
+def check_rule_citations(rules: Iterable[Rule], registry: Registry) -> None:
+    """Every rule must enforce something the registry holds."""
+    for rule in rules:
+        for citation in rule.citations:
+            if not registry.citation_exists(citation):
+                raise RuleError(
+                    f"rule cites {citation!r}, which is not in the policy registry",
+                    where=f"{rule.path}: citations",
+                    fix="cite a registry authority, court order or agreement id",
+                )
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _refresh_citations(con: duckdb.DuckDBPyConnection, registry: Registry) -> int:
+    """Classify each DISTINCT legal_authority and refresh disclosure_events.authority_id.
+
+    Aliases may have changed since ingest; only rows whose id changes are written.
+    """
+    distinct = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT legal_authority FROM disclosure_events WHERE legal_authority IS NOT NULL"
+        ).fetchall()
+    ]
+    rows = [(text, *classify_citation(text, registry)) for text in distinct]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_citations"
+        " (legal_authority VARCHAR, citation_status VARCHAR, authority_id VARCHAR)"
+    )
+    if rows:
+        con.executemany("INSERT INTO dw_citations VALUES (?, ?, ?)", rows)
+    changed_row = con.execute(
+        "SELECT count(*) FROM disclosure_events e LEFT JOIN dw_citations c USING (legal_authority)"
+        " WHERE e.authority_id IS DISTINCT FROM c.authority_id"
+    ).fetchone()
+    changed = int(changed_row[0]) if changed_row else 0
+    if changed:
+        con.execute(
+            "UPDATE disclosure_events e SET authority_id = c.authority_id FROM dw_citations c"
+            " WHERE e.legal_authority = c.legal_authority AND e.authority_id IS DISTINCT FROM c.authority_id"
+        )
+        con.execute(
+            "UPDATE disclosure_events SET authority_id = NULL"
+            " WHERE legal_authority IS NULL AND authority_id IS NOT NULL"
+        )
+    return changed
+
+
+def _list_regex(patterns: list[str]) -> str:
+    # RE2 has no lookahead; an empty class never matches.
+    return "|".join(f"(?:{p})" for p in patterns) if patterns else "[^\\s\\S]"
+
+
+_EVENTS_VIEW = """
+CREATE OR REPLACE TEMP VIEW dw_events AS
+SELECT e.*,
+       coalesce(ra.code, upper(trim(e.recipient_agency))) AS recipient_code,
+       ra.category AS recipient_category,
+       coalesce(ra.resolved_by, 'unknown') AS recipient_resolved_by,
+       coalesce(ra.safeguards_status, 'unknown') AS recipient_safeguards_status,
+       ra.safeguards_reviewed_on AS recipient_safeguards_reviewed_on,
+       coalesce(da.code, upper(trim(e.disclosing_agency))) AS disclosing_code,
+       da.category AS disclosing_category,
+       CASE WHEN e.legal_authority IS NULL OR trim(e.legal_authority) = '' THEN 'missing'
+            ELSE coalesce(c.citation_status, 'unknown') END AS citation_status,
+       a.kind AS auth_kind,
+       a.title AS auth_title,
+       a.authority_id IS NOT NULL
+         AND (a.effective_from IS NULL OR e.occurred_at >= a.effective_from)
+         AND (a.effective_to IS NULL OR e.occurred_at < a.effective_to) AS auth_in_force,
+       a.effective_from AS auth_effective_from,
+       a.effective_to AS auth_effective_to,
+       a.recipient_categories AS auth_recipient_categories,
+       a.recipient_codes AS auth_recipient_codes,
+       a.purposes AS auth_purposes,
+       a.data_elements_allowed AS auth_data_elements_allowed,
+       a.data_elements_forbidden AS auth_data_elements_forbidden,
+       a.written_request AS auth_written_request,
+       a.required_elements AS auth_required_elements,
+       a.requires_court_order AS auth_requires_court_order,
+       a.redisclosure_allowed AS auth_redisclosure_allowed,
+       a.case_by_case AS auth_case_by_case,
+       a.safeguards_required AS auth_safeguards_required,
+       ga.agreement_id AS agreement_ref,
+       list_contains($reg_disclosure_event_types, e.event_type) AS is_disclosure,
+       list_contains($reg_use_event_types, e.event_type) AS is_use
+FROM disclosure_events e
+LEFT JOIN dw_agencies ra ON ra.agency = e.recipient_agency
+LEFT JOIN dw_agencies da ON da.agency = e.disclosing_agency
+LEFT JOIN dw_citations c ON c.legal_authority = e.legal_authority
+LEFT JOIN registry_authorities a ON a.authority_id = e.authority_id
+LEFT JOIN registry_agreement_aliases ga ON ga.alias = upper(trim(e.agreement_id))
+"""
+
+_ORDER_HITS_VIEW = """
+CREATE OR REPLACE TEMP VIEW dw_order_hits AS
+WITH restraint_by_type AS (
+    SELECT r.*, unnest(r.event_types) AS restrained_event_type FROM registry_order_restraints r
+)
+SELECT e.*,
+       o.order_id, o.case_name AS order_case, o.court AS order_court, o.docket AS order_docket,
+       o.issued AS order_issued, s.status AS order_status, s.valid_from AS order_status_since,
+       r.restraint_no, r.description AS restraint_description
+FROM dw_events e
+JOIN restraint_by_type r ON r.restrained_event_type = e.event_type
+JOIN registry_court_orders o ON o.order_id = r.order_id
+JOIN registry_order_status s
+  ON s.order_id = r.order_id AND s.binding
+ AND e.occurred_at >= s.valid_from AND (s.valid_to IS NULL OR e.occurred_at < s.valid_to)
+WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
+       OR list_contains(r.disclosing_agencies, e.disclosing_code)
+       OR list_contains(r.disclosing_categories, e.disclosing_category))
+  AND (len(r.recipient_agencies) + len(r.recipient_categories) = 0
+       OR list_contains(r.recipient_agencies, e.recipient_code)
+       OR list_contains(r.recipient_categories, e.recipient_category))
+  AND (len(r.holder_agencies) + len(r.holder_categories) = 0
+       OR list_contains(r.holder_agencies, e.recipient_code)
+       OR list_contains(r.holder_agencies, e.disclosing_code)
+       OR list_contains(r.holder_categories, e.recipient_category)
+       OR list_contains(r.holder_categories, e.disclosing_category))
+  AND (len(r.data_elements) = 0 OR list_has_any(r.data_elements, e.data_elements))
+  AND (len(r.purposes) = 0 OR list_contains(r.purposes, e.purpose))
+  AND (r.effective_from IS NULL OR e.occurred_at >= r.effective_from)
+  AND (r.effective_to IS NULL OR e.occurred_at < r.effective_to)
+  AND NOT EXISTS (
+      SELECT 1 FROM registry_order_exceptions x
+      WHERE x.order_id = r.order_id AND x.restraint_no = r.restraint_no
+        AND (len(x.authorities) = 0 OR list_contains(x.authorities, e.authority_id))
+        AND (len(x.purposes) = 0 OR list_contains(x.purposes, e.purpose))
+        AND (NOT x.requires_case_number OR nullif(trim(e.case_number), '') IS NOT NULL))
+"""
+
+# Address text folded to lower-case words: punctuation and dashes become spaces.
+_ADDRESS_NORM = (
+    "trim(regexp_replace(regexp_replace(lower(coalesce(i.supplied_address, '')),"
+    " '[^a-z0-9]+', ' ', 'g'), ' +', ' ', 'g'))"
+)
+
+_ITEMS_TABLE = f"""
+CREATE OR REPLACE TEMP TABLE dw_items AS
+SELECT i.*,
+       e.event_type AS carrier_event_type,
+       e.occurred_at AS carrier_occurred_at,
+       e.source_system AS carrier_source_system,
+       {_ADDRESS_NORM} AS address_norm,
+       NOT regexp_full_match({_ADDRESS_NORM}, $reg_address_placeholder_regex)
+         AND regexp_matches({_ADDRESS_NORM}, $reg_address_street_regex) AS address_valid,
+       nullif(trim(i.supplied_name), '') IS NOT NULL AS has_name,
+       nullif(trim(i.tax_periods), '') IS NOT NULL AS has_tax_periods,
+       nullif(trim(i.statute), '') IS NOT NULL AS has_statute,
+       nullif(trim(i.reason), '') IS NOT NULL AS has_reason
+FROM request_items i
+LEFT JOIN disclosure_events e
+  ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
+"""
+
+
+def registry_parameters(registry: Registry) -> dict[str, Any]:
+    """Registry parameters as bound SQL parameters ``reg_<name>`` (+ ``*_regex``)."""
+    params: dict[str, Any] = {}
+    for name, value in registry.parameters.model_dump(mode="python").items():
+        params[f"reg_{name}"] = value
+        if name.endswith("_patterns") and isinstance(value, list):
+            params[f"reg_{name.removesuffix('_patterns')}_regex"] = _list_regex(value)
+    return params
+
+
+def _bind(sql: str, available: dict[str, Any], where: str) -> dict[str, Any]:
+    wanted = dict.fromkeys(_PARAM_RE.findall(sql))
+    missing = [w for w in wanted if w not in available]
+    if missing:
+        raise RuleError(
+            f"query uses undefined parameter(s): {', '.join('$' + m for m in missing)}",
+            where=where,
+            fix="define them under parameters: (or use a registry parameter $reg_<name>)",
+        )
+    return {w: available[w] for w in wanted}
+
+
+def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = True) -> None:
+    """Sync the registry and build the views rules read (caller owns the transaction)."""
+    if sync:
+        sync_registry(con, registry)
+    _refresh_citations(con, registry)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_agencies AS SELECT * FROM registry_recipient_resolution"
+    )
+    reg = registry_parameters(registry)
+    # Views cannot hold parameters, so the event-type lists are inlined as typed literals
+    # through a one-row table instead of formatting values into the view text.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_params AS SELECT"
+        " $d::VARCHAR[] AS disclosure_event_types, $u::VARCHAR[] AS use_event_types",
+        {"d": reg["reg_disclosure_event_types"], "u": reg["reg_use_event_types"]},
+    )
+    events_sql = _EVENTS_VIEW.replace(
+        "$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)"
+    ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
+    con.execute(events_sql)
+    con.execute(_ORDER_HITS_VIEW)
+    con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class RuleRun:
+    rule_id: str
+    findings: int
+    seconds: float
+
+
+@dataclass
+class DetectResult:
+    run_id: str
+    registry_version: str
+    rules: list[RuleRun] = field(default_factory=list)
+    merge: MergeResult | None = None
+    coverage_flagged: int = 0
+    citations_refreshed: int = 0
+
+    @property
+    def findings(self) -> int:
+        return sum(r.findings for r in self.rules)
+
+
+def _render_value_sql(column: str, dtype: str) -> str:
+    col = f"f.{column}"
+    if dtype.endswith("[]"):
+        return f"coalesce(array_to_string({col}, ', '), '')"
+    if dtype.startswith("TIMESTAMP"):
+        return f"coalesce(strftime({col}, '%Y-%m-%d %H:%M UTC'), 'unknown time')"
+    if dtype == "DATE":
+        return f"coalesce(strftime({col}, '%Y-%m-%d'), 'unknown date')"
+    if dtype in {"DOUBLE", "FLOAT"}:
+        return f"coalesce(format('{{:,.2f}}', {col}), '-')"
+    if dtype in {"BIGINT", "INTEGER", "HUGEINT", "UBIGINT", "SMALLINT"}:
+        return f"coalesce(format('{{:,d}}', {col}), '-')"
+    return f"coalesce(CAST({col} AS VARCHAR), '-')"
+
+
+def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) -> str:
+    pieces: list[str] = []
+    pos = 0
+    for n, m in enumerate(_FIELD_RE.finditer(rule.explanation)):
+        literal = rule.explanation[pos : m.start()]
+        if literal:
+            params[f"_t{n}"] = literal
+            pieces.append(f"$_t{n}")
+        pieces.append(_render_value_sql(m.group(1), types[m.group(1)]))
+        pos = m.end()
+    tail = rule.explanation[pos:]
+    if tail:
+        params["_tail"] = tail
+        pieces.append("$_tail")
+    return f"concat({', '.join(pieces)})"
+
+
+def run_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
+) -> RuleRun:
+    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+    where = f"{rule.path}: query"
+    started = time.perf_counter()
+    available = {
+        **registry_parameters(registry),
+        **rule.parameters,
+        "rule_citations": rule.citations,
+    }
+    for name, value in rule.parameters.items():
+        if name.endswith("_patterns") and isinstance(value, list):
+            available[f"{name.removesuffix('_patterns')}_regex"] = _list_regex(value)
+    query = rule.query or ""
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _findings AS {query}", _bind(query, available, where)
+        )
+    except duckdb.Error as exc:
+        raise RuleError(f"query failed: {exc}", where=where, fix="fix the rule's SQL") from exc
+    types = {row[0]: str(row[1]) for row in con.execute("DESCRIBE _findings").fetchall()}
+    needed = [*_REQUIRED_OUTPUT, *rule.dedup_key, *rule.template_fields]
+    missing = [c for c in dict.fromkeys(needed) if c not in types]
+    if missing:
+        raise RuleError(
+            f"query does not return column(s) {', '.join(missing)} named by the rule",
+            where=f"{rule.path}: dedup_key/explanation",
+            fix="return them from the query or correct the names",
+        )
+    params: dict[str, Any] = {
+        "_rule_id": rule.id,
+        "_version": rule.version,
+        "_severity": rule.severity,
+        "_entity": rule.entity,
+        "_citations": rule.citations,
+        "_registry_version": registry.version,
+        "_cap": EVIDENCE_EVENT_CAP,
+    }
+
+    def opt(col: str, default: str = "NULL") -> str:
+        return f"f.{col}" if col in types else default
+
+    key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
+    explanation = _explanation_sql(rule, types, params)
+    select = {
+        "alert_id": ALERT_ID_SQL.format(parts=key_parts),
+        "detector_id": "$_rule_id",
+        "detector_kind": "'rule'",
+        "detector_version": "$_version",
+        "severity": "$_severity",
+        "score": opt("score", "NULL::DOUBLE"),
+        "entity_type": "$_entity",
+        "entity_id": "CAST(f.entity_id AS VARCHAR)",
+        "disclosing_agency": opt("disclosing_agency"),
+        "recipient_agency": opt("recipient_agency"),
+        "request_id": opt("request_id"),
+        "actor_id": opt("actor_id"),
+        "source_system": opt("source_system"),
+        "window_start": "f.window_start",
+        "window_end": "f.window_end",
+        "event_ids": "list_sort(f.event_ids)[1:$_cap]",
+        "event_count": opt("event_count", "len(f.event_ids)"),
+        "subjects_affected": opt("subjects_affected", "NULL::BIGINT"),
+        "records_affected": opt("records_affected", "NULL::BIGINT"),
+        "evidence": "to_json(f.evidence)" if "evidence" in types else "NULL::JSON",
+        "citations": (
+            "coalesce(nullif(list_distinct(list_filter(f.citations, lambda c: c IS NOT NULL)),"
+            " []::VARCHAR[]), $_citations)"
+            if "citations" in types
+            else "$_citations"
+        ),
+        "explanation": explanation,
+        "coverage_incomplete": "false",
+        "registry_version": "$_registry_version",
+    }
+    assert tuple(select) == ALERT_COLUMNS
+    cols = ", ".join(f"{expr} AS {name}" for name, expr in select.items())
+    sql = f"INSERT INTO {table} SELECT {cols} FROM _findings f"
+    con.execute(sql, params)
+    count_row = con.execute("SELECT count(*) FROM _findings").fetchone()
+    con.execute("DROP TABLE _findings")
+    return RuleRun(rule.id, int(count_row[0]) if count_row else 0, time.perf_counter() - started)
+
+
+def _create_candidates(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * EXCLUDE (status, retracted_reason,"
+        " first_run_id, last_run_id, first_detected_at, last_detected_at, retracted_at)"
+        " FROM alerts WHERE false"
+    )
+
+
+def evaluate_rules(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    rules: list[Rule],
+    *,
+    table: str = "dw_candidates",
+    sync: bool = True,
+) -> list[RuleRun]:
+    """Prepare the views and evaluate ``rules`` into the temp table ``table``."""
+    check_rule_citations(rules, registry)
+    prepare(con, registry, sync=sync)
+    _create_candidates(con, table)
+    return [run_rule(con, rule, registry, table=table) for rule in rules]
+
+
+def _explain_retractions(con: duckdb.DuckDBPyConnection, run_id: str, version: str) -> None:
+    """Say why: a cited court order that stopped binding over the alert's window."""
+    con.execute(
+        """
+        UPDATE alerts a SET retracted_reason = r.reason FROM (
+            SELECT a.alert_id,
+                   string_agg('court order ' || o.order_id || ' (' || o.case_name || ', ' || o.court
+                              || ' ' || o.docket || ') ' || s.status || ' on '
+                              || strftime(s.valid_from, '%Y-%m-%d'), '; ' ORDER BY o.order_id)
+                   || ' (registry version ' || $version || ')' AS reason
+            FROM alerts a, unnest(a.citations) AS c(citation)
+            JOIN registry_court_orders o ON o.order_id = c.citation
+            JOIN registry_order_status s
+              ON s.order_id = o.order_id AND NOT s.binding
+             AND s.valid_from <= coalesce(a.window_end, s.valid_from)
+            WHERE a.status = 'retracted' AND a.last_run_id = $run_id
+            GROUP BY a.alert_id
+        ) r WHERE a.alert_id = r.alert_id
+        """,
+        {"version": version, "run_id": run_id},
+    )
+
+
+def run_rules(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    *,
+    run_id: str,
+    rules: list[Rule] | None = None,
+) -> DetectResult:
+    """Judge the whole store by the registry and merge findings into ``alerts``.
+
+    Re-evaluates all history (the registry may have changed), retracting findings that
+    no longer hold with the reason, then marks alerts touching coverage gaps. Caller owns
+    the transaction.
+    """
+    chosen = rules if rules is not None else load_rules()
+    result = DetectResult(run_id=run_id, registry_version=registry.version)
+    result.rules = evaluate_rules(con, registry, chosen)
+    result.merge = merge_alerts(
+        con,
+        "dw_candidates",
+        detector_ids=[r.id for r in chosen],
+        run_id=run_id,
+        retract_reason=f"finding no longer holds under registry version {registry.version}",
+    )
+    _explain_retractions(con, run_id, registry.version)
+    result.coverage_flagged = _mark_coverage(con)
+    return result
+
+
+def _mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
+    from detectors.alerts import mark_coverage
+
+    return mark_coverage(con)
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def _case_value(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)
+    return value
+
+
+CASE_EVENT_DEFAULTS: dict[str, Any] = {
+    "source_system": "case-log",
+    "occurred_at": "2025-03-03T15:00:00Z",
+    "event_type": "disclosure",
+    "disclosing_agency": "IRS",
+    "recipient_agency": "CA-FTB",
+    "actor_id": "case.actor",
+    "data_elements": ["name", "address", "tin"],
+    "record_count": 1,
+}
+
+
+def load_case(con: duckdb.DuckDBPyConnection, case: RuleCase) -> None:
+    """Insert a case's events, request items and quarantine rows (SQL, bound values)."""
+    seq: dict[str, int] = {}
+    for n, raw in enumerate(case.events, start=1):
+        event = {**CASE_EVENT_DEFAULTS, **raw}
+        event.setdefault("event_id", f"E{n}")
+        source = str(event["source_system"])
+        seq[source] = seq.get(source, 0) + 1
+        event.setdefault("sequence_no", seq[source])
+        cols = list(event)
+        marks = ", ".join(
+            "?::TIMESTAMPTZ"
+            if c == "occurred_at"
+            else "?::VARCHAR[]"
+            if c == "data_elements"
+            else "?"
+            for c in cols
+        )
+        con.execute(
+            f"INSERT INTO disclosure_events ({', '.join(cols)}) VALUES ({marks})",
+            [_case_value(event[c]) for c in cols],
+        )
+    for n, raw in enumerate(case.request_items, start=1):
+        item = {"item_no": n, **raw}
+        cols = list(item)
+        con.execute(
+            f"INSERT INTO request_items ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [item[c] for c in cols],
+        )
+    for raw in case.quarantine:
+        row = {"ingest_run_id": "case-run", "source_file": "case.csv", "message": "case", **raw}
+        cols = list(row)
+        con.execute(
+            f"INSERT INTO quarantine ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [row[c] for c in cols],
+        )

@@ -1,0 +1,47 @@
+-- Disclosures that a court order binding at the event's time restrains (dw_order_hits
+-- already applied the order's status history, scope and exceptions). One finding per
+-- order, recipient and request; subjects are counted per taxpayer.
+WITH hits AS (
+    SELECT * FROM dw_order_hits WHERE is_disclosure
+),
+subjects AS (
+    SELECT h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id) AS request_key,
+           h.taxpayer_ref AS subject
+    FROM hits h WHERE h.taxpayer_ref IS NOT NULL
+    UNION ALL
+    SELECT h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id), i.taxpayer_ref
+    FROM hits h JOIN dw_items i
+      ON i.event_id = h.event_id AND (i.source_system IS NULL OR i.source_system = h.source_system)
+    WHERE i.taxpayer_ref IS NOT NULL
+),
+subject_counts AS (
+    SELECT order_id, recipient_code, request_key, count(DISTINCT subject) AS subjects
+    FROM subjects GROUP BY ALL
+)
+SELECT h.order_id,
+       h.recipient_code,
+       coalesce(h.request_id, h.event_id) AS request_key,
+       h.recipient_code AS entity_id,
+       any_value(h.disclosing_agency) AS disclosing_agency,
+       any_value(h.recipient_agency) AS recipient_agency,
+       any_value(h.request_id) AS request_id,
+       any_value(h.source_system) AS source_system,
+       list(h.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(h.occurred_at) AS window_start,
+       max(h.occurred_at) AS window_end,
+       sum(h.record_count) AS records_affected,
+       coalesce(any_value(sc.subjects), 0) AS subjects_affected,
+       list_concat($rule_citations, [any_value(h.order_id)], list(DISTINCT h.authority_id)) AS citations,
+       coalesce(string_agg(DISTINCT h.legal_authority, '; '), 'no stated authority') AS authorities_cited,
+       any_value(h.order_case) AS order_case,
+       any_value(h.order_court) AS order_court,
+       any_value(h.order_docket) AS order_docket,
+       any_value(h.order_issued) AS order_issued,
+       replace(any_value(h.order_status), '_', ' ') AS order_status,
+       any_value(h.restraint_description) AS restraint
+FROM hits h
+LEFT JOIN subject_counts sc
+  ON sc.order_id = h.order_id AND sc.recipient_code = h.recipient_code
+ AND sc.request_key = coalesce(h.request_id, h.event_id)
+GROUP BY h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id)
