@@ -42,6 +42,11 @@ def _t(value: object) -> str:
     return terminal_text(value)
 
 
+def _ft(value: object) -> str:
+    """Free text from logs or analysts: TIN-shaped numbers redacted too."""
+    return terminal_text(value, free_text=True)
+
+
 @click.group("alerts", context_settings={"help_option_names": ["-h", "--help"]})
 def command() -> None:
     """Work the alert queue: cases, triage decisions and suppressions.
@@ -114,7 +119,7 @@ def list_cmd(
             flags = "suppressed" if r[7] else r[2]
             click.echo(
                 f"{r[0]}  {r[1]:<8} {flags:<10} {r[3]:<12} {_t(r[4])}  {_t(r[5] or '-')}"
-                f"  subjects={r[6] if r[6] is not None else '-'}\n    {_t(r[8])[:160]}"
+                f"  subjects={r[6] if r[6] is not None else '-'}\n    {_ft(r[8])[:160]}"
             )
         click.echo(f"{len(rows)} alert(s)")
         return
@@ -175,7 +180,7 @@ def _show_case(con: Any, case_id: str) -> None:
     click.echo("  alerts:")
     for a in alerts:
         state = f"suppressed by {a[4]}" if a[4] else a[2]
-        click.echo(f"    {a[0]}  {a[1]:<8} {state:<12} {_t(a[3])}\n      {_t(a[5])}")
+        click.echo(f"    {a[0]}  {a[1]:<8} {state:<12} {_t(a[3])}\n      {_ft(a[5])}")
 
 
 def _show_alert(con: Any, alert_id: str) -> None:
@@ -215,10 +220,10 @@ def _show_alert(con: Any, alert_id: str) -> None:
     ):
         if alert.get(key) not in (None, [], ""):
             click.echo(f"  {key}: {_t(alert[key])}")
-    click.echo(f"  explanation: {_t(alert['explanation'])}")
+    click.echo(f"  explanation: {_ft(alert['explanation'])}")
     evidence = mask_json(alert["evidence"])
     if evidence:
-        click.echo("  evidence: " + _t(json.dumps(evidence, ensure_ascii=False)))
+        click.echo("  evidence: " + _ft(json.dumps(evidence, ensure_ascii=False)))
 
 
 @command.command("show")
@@ -242,7 +247,7 @@ def show_cmd(ctx: click.Context, ident: str) -> None:
     click.echo("  decisions:" if history else "  decisions: none yet (state: new)")
     for d in history:
         on = "" if d["target_id"] == target.target_id else f" (on case {d['target_id']})"
-        note = f": {_t(d['note'])}" if d["note"] else ""
+        note = f": {_ft(d['note'])}" if d["note"] else ""
         click.echo(
             f"    {d['decided_at']:%Y-%m-%d %H:%M} {d['decision']} by {_t(d['decided_by'])}{on}{note}"
         )
@@ -386,7 +391,7 @@ def suppressions_cmd(ctx: click.Context) -> None:
         click.echo(
             f"{e['suppression_id']}  {state:<7} until {e['expires_on']}  owner {_t(e['owner'])}"
             f"  suppresses {e['alerts_suppressed']} alert(s)\n    match: {_t(describe_criteria(e))}"
-            f"\n    reason: {_t(e['reason'])}"
+            f"\n    reason: {_ft(e['reason'])}"
         )
 
 

@@ -24,7 +24,17 @@ KINDS: dict[str, str] = {
     "agreements": "agreement",
     "recipients": "recipient",
 }
-_NAME_FIELDS = ("name", "title", "case", "caption", "short_name", "label", "citation", "summary")
+_NAME_FIELDS = (
+    "name",
+    "title",
+    "case",
+    "case_name",
+    "caption",
+    "short_name",
+    "label",
+    "citation",
+    "summary",
+)
 _ID_FIELDS = (
     "id",
     "authority_id",
@@ -169,11 +179,27 @@ def directory_from_tables(con: duckdb.DuckDBPyConnection) -> CitationDirectory:
             continue
         cursor = con.execute(f'SELECT * FROM "{table}"')
         columns = [d[0] for d in cursor.description]
-        for row in cursor.fetchall():
-            entry = _entry(kind, dict(zip(columns, row, strict=True)), None)
+        records = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        if kind == "court_order" and "registry_order_status" in present:
+            history: dict[str, list[dict[str, Any]]] = {}
+            for order_id, status, valid_from in con.execute(
+                "SELECT order_id, status, valid_from FROM registry_order_status ORDER BY valid_from"
+            ).fetchall():
+                history.setdefault(order_id, []).append({"status": status, "on": valid_from})
+            for record in records:
+                record["status_history"] = history.get(record.get("order_id"), [])
+        for record in records:
+            entry = _entry(kind, record, None)
             if entry is not None:
                 entries.setdefault(entry.citation_id, entry)
-    return CitationDirectory(entries, source="registry tables in the store" if entries else "none")
+    version = None
+    if "registry_versions" in present:
+        latest = con.execute(
+            "SELECT registry_version FROM registry_versions ORDER BY last_synced_at DESC LIMIT 1"
+        ).fetchall()
+        version = latest[0][0] if latest else None
+    source = "registry tables in the store" if entries else "none"
+    return CitationDirectory(entries, source=source, version=version)
 
 
 def load_directory(

@@ -19,16 +19,25 @@ _PSEUDONYM_RE = re.compile(re.escape(PREFIX) + r"[0-9a-f]{32}")
 # Spreadsheet apps evaluate a cell starting with these as a formula (OWASP CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Values always sit inside a table cell or after a fixed prefix, so line-start syntax (#, -, +)
+# cannot trigger; these are the characters that act anywhere in a line.
+_MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]|~])")
 
 
 def mask_text(value: object) -> str:
-    """Text with every taxpayer pseudonym shortened and every TIN-shaped number redacted."""
+    """Text with every taxpayer pseudonym shortened (ids, codes, names)."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    text = _PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text)
-    return TIN_RE.sub("[TIN-REDACTED]", text)
+    return _PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text)
+
+
+def mask_free_text(value: object) -> str:
+    """Free text (descriptions, notes, explanations): pseudonyms shortened, TIN-shaped numbers redacted.
+
+    Only free text: identifiers such as docket-style order ids can look TIN-shaped.
+    """
+    return TIN_RE.sub("[TIN-REDACTED]", mask_text(value))
 
 
 def mask_json(value: object) -> Any:
@@ -37,13 +46,13 @@ def mask_json(value: object) -> Any:
         try:
             value = json.loads(value)
         except ValueError:
-            return mask_text(value)
+            return mask_free_text(value)
     if isinstance(value, dict):
         return {mask_text(k): mask_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_json(v) for v in value]
     if isinstance(value, str):
-        return mask_text(value)
+        return mask_free_text(value)
     return value
 
 
@@ -70,9 +79,10 @@ def csv_cell(value: object) -> object:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def terminal_text(value: object) -> str:
+def terminal_text(value: object, *, free_text: bool = False) -> str:
     """Text for a terminal: masked, with control characters (escape sequences) made visible."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", mask_text(value))
+    masked = mask_free_text(value) if free_text else mask_text(value)
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", masked)
 
 
 def markdown_text(value: object) -> str:
