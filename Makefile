@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: install demo test lint bench clean sample docs
+.PHONY: install demo test lint bench clean sample docs browser
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -30,7 +30,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/python -m dwatch.demo
 
-test: install
+# The report tests open the HTML report in headless Chromium (Debian's package).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || (apt-get update && apt-get install -y chromium) || \
+	  { echo "error: Chromium is needed by the browser tests and could not be installed; run as root: apt-get update && apt-get install -y chromium" >&2; exit 1; }
+
+test: install browser
 	$(BIN)/pytest -n 2 -q
 
 lint: install
