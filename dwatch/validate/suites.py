@@ -1,0 +1,539 @@
+"""Expectation suites derived from the canonical schema (never written a second time).
+
+Each ``Check`` pairs one Great Expectations expectation (the verdict, the counts, the Data
+Docs page) with the SQL predicate that picks the failing rows of a batch (for quarantine,
+and to cross-check GX's count), or, for batch-level checks, a query listing each gap with
+the source and time window it speaks for. From the schema:
+
+- ``required``                  -> not null
+- ``type``                      -> column types of the batch match (one batch-level check)
+- ``vocabulary`` + ``strict``   -> value in the accepted set (event_type, channel)
+- ``min``                       -> value at least min (record_count >= 1)
+- ``VARCHAR[]`` + ``required``  -> list not empty (data_elements)
+- ``free_text``                 -> no SSN/TIN-shaped strings (dwatch.pseudonym.TIN_PATTERN)
+- ``TIMESTAMPTZ``               -> not before the configured floor, not after now + clock skew
+- ``key``                       -> unique key (event_id unique per source); the first
+                                   loaded copy stays, later copies fail
+- events' ``legal_authority``   -> parses under the citation grammar of dwatch.policy
+- events' ``sequence_no``       -> unique per source (row), no gaps and no time running
+                                   backwards (batch)
+- events' ``occurred_at``       -> the source did not go silent longer than its window
+
+SQL conventions: the batch is the relation ``b`` (every column of the table plus
+``dw_rowid``); GX substitutes its own batch subquery (see ``for_gx``). Values in the SQL
+text are our own settings and vocabulary, quoted by ``sql_literal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+import great_expectations as gx
+from great_expectations.expectations.expectation import Expectation
+
+from dwatch.errors import ConfigError
+from dwatch.pseudonym import TIN_PATTERN
+from dwatch.schema import TableSpec
+
+Scope = Literal["row", "batch"]
+
+# Queries are written with this token for the batch relation; ``for_gx`` turns it into GX's
+# {batch} placeholder (escaping any other brace), ``for_duckdb`` into our own subquery.
+BATCH_TOKEN = "__dwatch_batch__"
+WITH_B = f"WITH b AS (SELECT * FROM {BATCH_TOKEN}) "
+
+
+def for_gx(query: str) -> str:
+    """GX formats the query with str.format: double literal braces, then place {batch}."""
+    return query.replace("{", "{{").replace("}", "}}").replace(BATCH_TOKEN, "{batch}")
+
+
+def for_duckdb(query: str, batch_sql: str) -> str:
+    return query.replace(BATCH_TOKEN, f"({batch_sql}) AS subselect")
+
+
+# DuckDB's typeof() spelling of each canonical type.
+DUCKDB_TYPE_NAMES = {
+    "VARCHAR": "VARCHAR",
+    "BIGINT": "BIGINT",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+    "BOOLEAN": "BOOLEAN",
+    "VARCHAR[]": "VARCHAR[]",
+    "DOUBLE": "DOUBLE",
+}
+
+
+def sql_literal(value: object) -> str:
+    """A SQL literal for our own settings: str, int, float, bool, aware datetime, timedelta."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in SQL literal")
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    if isinstance(value, timedelta):
+        return f"INTERVAL '{int(value.total_seconds() * 1_000_000)} microseconds'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def re2_tin_pattern() -> str:
+    """TIN_PATTERN for DuckDB (RE2 has no look-around): boundaries become groups.
+
+    For "does the text contain a TIN" the two are equivalent; a test compares them.
+    """
+    pattern = TIN_PATTERN.replace("(?<![0-9A-Za-z])", "(^|[^0-9A-Za-z])").replace(
+        "(?![0-9A-Za-z])", "([^0-9A-Za-z]|$)"
+    )
+    if "(?<" in pattern or "(?=" in pattern or "(?!" in pattern:
+        raise ConfigError(
+            "dwatch.pseudonym.TIN_PATTERN uses look-around this converter does not know",
+            where="dwatch/validate/suites.py: re2_tin_pattern",
+            fix="extend re2_tin_pattern for the new pattern and run tests/validate",
+        )
+    return pattern
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation, with the SQL that finds what fails it."""
+
+    expectation_type: str  # GX snake_case name, or our own for custom checks
+    field: str | None
+    scope: Scope
+    description: str
+    build: Callable[[], Expectation]
+    # row checks: boolean SQL over b, TRUE when the row fails
+    predicate: str | None = None
+    # batch checks: SELECT over {batch} returning source_system, window_start, window_end,
+    # observed (JSON) and message, one row per gap
+    gap_query: str | None = None
+    action: str = "record"  # row checks: quarantine | record
+    check_id: str = ""  # the key used in row_actions settings
+    columns: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        """The expectation as recorded in validation_results (type and field)."""
+        return f"{self.expectation_type}({self.field})" if self.field else self.expectation_type
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the checks of one batch need to know beyond the schema and settings."""
+
+    run_id: str | None
+    run_started_at: datetime | None
+    now: datetime
+    malformed_citations: tuple[str, ...] = ()
+    # source_system -> silence window (per-source suites may override the default)
+    silence_windows: dict[str, timedelta] = field(default_factory=dict)
+
+
+def _meta(check_name: str) -> dict[str, str]:
+    return {"dwatch_check": check_name}
+
+
+def _custom(
+    expectation_type: str,
+    field_name: str | None,
+    scope: Scope,
+    description: str,
+    query: str,
+    **kwargs: object,
+) -> Check:
+    name = f"{expectation_type}({field_name})" if field_name else expectation_type
+
+    def build() -> Expectation:
+        return gx.expectations.UnexpectedRowsExpectation(
+            unexpected_rows_query=for_gx(query), description=description, meta=_meta(name)
+        )
+
+    if scope == "row":
+        return Check(
+            expectation_type,
+            field_name,
+            scope,
+            description,
+            build,
+            predicate=kwargs["predicate"],  # type: ignore[arg-type]
+            check_id=str(kwargs.get("check_id", expectation_type)),
+        )
+    return Check(expectation_type, field_name, scope, description, build, gap_query=query)
+
+
+def _native(
+    expectation: Callable[..., Expectation],
+    expectation_type: str,
+    column: str,
+    description: str,
+    predicate: str,
+    check_id: str,
+    **kwargs: object,
+) -> Check:
+    name = f"{expectation_type}({column})"
+
+    def build() -> Expectation:
+        return expectation(column=column, meta=_meta(name), description=description, **kwargs)
+
+    return Check(
+        expectation_type, column, "row", description, build, predicate=predicate, check_id=check_id
+    )
+
+
+def _row_query(predicate: str) -> str:
+    return WITH_B + f"SELECT * FROM b WHERE {predicate}"
+
+
+def _order_before(table: str, facts: BatchFacts) -> str:
+    """SQL: row o of ``table`` was loaded before row b (earlier run, or earlier in the run)."""
+    started = sql_literal(facts.run_started_at) if facts.run_started_at else "'-infinity'"
+    return (
+        f"(coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ) < {started}::TIMESTAMPTZ"
+        f" OR (coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ) = {started}::TIMESTAMPTZ"
+        " AND (o.ingest_run_id < b.ingest_run_id"
+        " OR (o.ingest_run_id = b.ingest_run_id AND o.rowid < b.dw_rowid))))"
+    )
+
+
+def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts) -> str:
+    same = " AND ".join(f"o.{ident(k)} = b.{ident(k)}" for k in key)
+    return (
+        f"EXISTS (SELECT 1 FROM {ident(table)} o LEFT JOIN ingest_runs ro ON ro.run_id = o.ingest_run_id"
+        f" WHERE {same} AND {_order_before(table, facts)})"
+    )
+
+
+def derive_checks(
+    table: TableSpec,
+    vocabularies: dict[str, tuple[str, ...]],
+    facts: BatchFacts,
+    *,
+    clock_skew: timedelta,
+    occurred_at_floor: datetime,
+    sequence_time_tolerance: timedelta,
+    action_for: Callable[[str], str],
+) -> list[Check]:
+    """The canonical suite for one table and one batch."""
+    checks: list[Check] = []
+    names = set(table.names)
+    latest = facts.now + clock_skew
+    tin_re2 = sql_literal(re2_tin_pattern())
+
+    def add_row(check: Check) -> None:
+        checks.append(_with_action(check, action_for(check.check_id)))
+
+    for f in table.input_fields:
+        col = f"b.{ident(f.name)}"
+        if f.required:
+            add_row(
+                _native(
+                    gx.expectations.ExpectColumnValuesToNotBeNull,
+                    "expect_column_values_to_not_be_null",
+                    f.name,
+                    f"{f.name} is required",
+                    f"{col} IS NULL",
+                    "not_null",
+                )
+            )
+        if f.vocabulary and f.strict:
+            accepted = list(vocabularies.get(f.vocabulary, ()))
+            if accepted:
+                values = ", ".join(sql_literal(v) for v in accepted)
+                add_row(
+                    _native(
+                        gx.expectations.ExpectColumnValuesToBeInSet,
+                        "expect_column_values_to_be_in_set",
+                        f.name,
+                        f"{f.name} is one of the accepted {f.vocabulary} values",
+                        f"{col} IS NOT NULL AND {col} NOT IN ({values})",
+                        "accepted_values",
+                        value_set=accepted,
+                    )
+                )
+        if f.min is not None:
+            add_row(
+                _native(
+                    gx.expectations.ExpectColumnValuesToBeBetween,
+                    "expect_column_values_to_be_between",
+                    f.name,
+                    f"{f.name} is at least {f.min}",
+                    f"{col} IS NOT NULL AND {col} < {sql_literal(f.min)}",
+                    "min",
+                    min_value=f.min,
+                )
+            )
+        if f.type == "VARCHAR[]" and f.required:
+            add_row(
+                _native(
+                    gx.expectations.ExpectColumnValueLengthsToBeBetween,
+                    "expect_column_value_lengths_to_be_between",
+                    f.name,
+                    f"{f.name} names at least one element",
+                    f"{col} IS NOT NULL AND length({col}) < 1",
+                    "not_empty",
+                    min_value=1,
+                )
+            )
+        if f.free_text and f.type == "VARCHAR":
+            add_row(
+                _native(
+                    gx.expectations.ExpectColumnValuesToNotMatchRegex,
+                    "expect_column_values_to_not_match_regex",
+                    f.name,
+                    f"{f.name} holds no SSN/TIN-shaped string",
+                    f"{col} IS NOT NULL AND regexp_matches({col}, {tin_re2})",
+                    "no_tin_in_free_text",
+                    regex=re2_tin_pattern(),
+                )
+            )
+        if f.type == "TIMESTAMPTZ":
+            add_row(
+                _native(
+                    gx.expectations.ExpectColumnValuesToBeBetween,
+                    "expect_column_values_to_be_between",
+                    f.name,
+                    f"{f.name} is not before {occurred_at_floor.isoformat()} nor later than"
+                    f" the validation time plus {clock_skew}",
+                    f"{col} IS NOT NULL AND ({col} < {sql_literal(occurred_at_floor)}"
+                    f" OR {col} > {sql_literal(latest)})",
+                    "time_bounds",
+                    min_value=occurred_at_floor,
+                    max_value=latest,
+                )
+            )
+
+    if table.key:
+        key_text = ", ".join(table.key)
+        predicate = _unique_predicate(table.name, table.key, facts)
+        add_row(
+            _custom(
+                "expect_key_unique",
+                key_text,
+                "row",
+                f"({key_text}) identifies one row; later copies of a key fail",
+                _row_query(predicate),
+                predicate=predicate,
+                check_id="unique_key",
+            )
+        )
+
+    if "legal_authority" in names and facts.malformed_citations is not None:
+        values = list(facts.malformed_citations)
+        in_list = ", ".join(sql_literal(v) for v in values) or "NULL"
+        add_row(
+            _native(
+                gx.expectations.ExpectColumnValuesToNotBeInSet,
+                "expect_column_values_to_not_be_in_set",
+                "legal_authority",
+                "legal_authority, when present, parses under the citation grammar (dwatch.policy);"
+                " the set lists this batch's citations that do not",
+                f"b.legal_authority IN ({in_list})",
+                "legal_authority_grammar",
+                value_set=values,
+            )
+        )
+
+    checks.append(_types_check(table))
+    if {"source_system", "sequence_no", "occurred_at"} <= names:
+        predicate = _unique_predicate(table.name, ("source_system", "sequence_no"), facts)
+        add_row(
+            _custom(
+                "expect_sequence_no_unique_per_source",
+                "sequence_no",
+                "row",
+                "sequence_no is used once per source_system; later reuses fail",
+                _row_query(predicate),
+                predicate=predicate,
+                check_id="sequence_unique",
+            )
+        )
+        checks.append(_sequence_gap_check(table.name))
+        checks.append(_sequence_order_check(sequence_time_tolerance))
+    if {"source_system", "occurred_at"} <= names:
+        checks.append(_silence_check(table.name, facts))
+    return checks
+
+
+def _with_action(check: Check, action: str) -> Check:
+    return Check(
+        check.expectation_type,
+        check.field,
+        check.scope,
+        check.description,
+        check.build,
+        predicate=check.predicate,
+        gap_query=check.gap_query,
+        action=action,
+        check_id=check.check_id,
+        columns=check.columns,
+    )
+
+
+def _window_of_batch(table: TableSpec) -> tuple[str, str]:
+    if "occurred_at" in table.names:
+        return "min(b.occurred_at)", "max(b.occurred_at)"
+    return "NULL::TIMESTAMPTZ", "NULL::TIMESTAMPTZ"
+
+
+def _types_check(table: TableSpec) -> Check:
+    """Columns of the batch have the canonical types (a batch that fails is not trusted)."""
+    probes = ", ".join(f"typeof({ident(f.name)}) AS {ident(f.name)}" for f in table.fields)
+    mismatches = " UNION ALL ".join(
+        f"SELECT {sql_literal(f.name)} AS field, {ident(f.name)} AS actual,"
+        f" {sql_literal(DUCKDB_TYPE_NAMES[f.type])} AS expected FROM t"
+        f" WHERE {ident(f.name)} <> {sql_literal(DUCKDB_TYPE_NAMES[f.type])}"
+        for f in table.fields
+    )
+    start, end = _window_of_batch(table)
+    source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
+    query = (
+        WITH_B + f", t AS (SELECT {probes} FROM b LIMIT 1), m AS ({mismatches}),"
+        f" w AS (SELECT {source} AS source_system, {start} AS window_start, {end} AS window_end"
+        " FROM b GROUP BY 1)"
+        " SELECT w.source_system, w.window_start, w.window_end,"
+        " json_object('field', m.field, 'actual', m.actual, 'expected', m.expected) AS observed,"
+        " 'column ' || m.field || ' has type ' || m.actual || ', expected ' || m.expected AS message"
+        " FROM m CROSS JOIN w"
+    )
+    description = "every column of the batch has its canonical type"
+    return _custom("expect_columns_of_canonical_type", None, "batch", description, query)
+
+
+def _sequence_gap_check(table: str) -> Check:
+    """Missing sequence numbers between a source's rows (store and quarantine included)."""
+    t = ident(table)
+    query = (
+        WITH_B + ", span AS (SELECT source_system, min(sequence_no) AS lo, max(sequence_no) AS hi"
+        " FROM b WHERE source_system IS NOT NULL AND sequence_no IS NOT NULL GROUP BY 1),"
+        " bounds AS (SELECT s.source_system,"
+        f" coalesce((SELECT max(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
+        " AND e.sequence_no < s.lo), s.lo) AS lo,"
+        f" coalesce((SELECT min(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
+        " AND e.sequence_no > s.hi), s.hi) AS hi FROM span s),"
+        # Rows quarantined by validation still arrived: their numbers are not missing.
+        " held AS (SELECT json_extract_string(q.raw_row, '$.source_system') AS source_system,"
+        " TRY_CAST(json_extract_string(q.raw_row, '$.sequence_no') AS BIGINT) AS sequence_no,"
+        " TRY_CAST(json_extract_string(q.raw_row, '$.occurred_at') AS TIMESTAMPTZ) AS occurred_at"
+        " FROM quarantine q WHERE q.stage = 'validate' AND json_valid(q.raw_row)),"
+        " known AS (SELECT DISTINCT ON (k.source_system, k.sequence_no) k.* FROM ("
+        f" SELECT e.source_system, e.sequence_no, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
+        " WHERE e.sequence_no BETWEEN bounds.lo AND bounds.hi"
+        " UNION ALL SELECT h.source_system, h.sequence_no, h.occurred_at FROM held h"
+        " JOIN bounds USING (source_system) WHERE h.sequence_no BETWEEN bounds.lo AND bounds.hi) k"
+        " ORDER BY k.source_system, k.sequence_no, k.occurred_at),"
+        " ordered AS (SELECT source_system, sequence_no, occurred_at,"
+        " lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at FROM known"
+        " WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no))"
+        " SELECT source_system, prev_at AS window_start, occurred_at AS window_end,"
+        " json_object('missing_from', prev_no + 1, 'missing_to', sequence_no - 1,"
+        " 'missing_count', sequence_no - prev_no - 1) AS observed,"
+        " 'sequence_no ' || (prev_no + 1) || CASE WHEN sequence_no - prev_no > 2"
+        " THEN '-' || (sequence_no - 1) ELSE '' END || ' missing (' || (sequence_no - prev_no - 1)"
+        " || ' event(s)) between ' || strftime(prev_at, '%Y-%m-%dT%H:%M:%SZ') || ' and '"
+        " || strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') AS message"
+        " FROM ordered WHERE sequence_no - prev_no > 1 ORDER BY source_system, prev_no"
+    )
+    description = (
+        "sequence_no has no gaps per source_system (a gap means events were lost or removed)"
+    )
+    return _custom("expect_sequence_no_without_gaps", "sequence_no", "batch", description, query)
+
+
+def _sequence_order_check(tolerance: timedelta) -> Check:
+    """A later sequence_no must not carry an earlier occurred_at (beyond the tolerance)."""
+    query = (
+        WITH_B + ", o AS (SELECT source_system, sequence_no, occurred_at,"
+        " lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at FROM b"
+        " WHERE source_system IS NOT NULL AND sequence_no IS NOT NULL AND occurred_at IS NOT NULL"
+        " WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no))"
+        " SELECT source_system, occurred_at AS window_start, prev_at AS window_end,"
+        " json_object('sequence_no', sequence_no, 'previous_sequence_no', prev_no) AS observed,"
+        " 'sequence_no ' || sequence_no || ' occurred ' || (prev_at - occurred_at)"
+        " || ' before sequence_no ' || prev_no AS message"
+        f" FROM o WHERE occurred_at < prev_at - {sql_literal(tolerance)}"
+        " ORDER BY source_system, sequence_no"
+    )
+    description = (
+        f"sequence_no increases with occurred_at per source_system (tolerance {tolerance})"
+    )
+    return _custom("expect_sequence_no_increasing", "sequence_no", "batch", description, query)
+
+
+def _silence_check(table: str, facts: BatchFacts) -> Check:
+    """No stretch longer than the source's silence window without an event."""
+    t = ident(table)
+    default = facts.silence_windows.get("*", timedelta(days=7))
+    cases = " ".join(
+        f"WHEN {sql_literal(src)} THEN {sql_literal(w)}"
+        for src, w in sorted(facts.silence_windows.items())
+        if src != "*"
+    )
+    window_expr = (
+        f"CASE source_system {cases} ELSE {sql_literal(default)} END"
+        if cases
+        else sql_literal(default)
+    )
+    query = (
+        WITH_B + ", span AS (SELECT source_system, min(occurred_at) AS lo, max(occurred_at) AS hi"
+        " FROM b WHERE source_system IS NOT NULL AND occurred_at IS NOT NULL GROUP BY 1),"
+        " bounds AS (SELECT s.source_system,"
+        f" coalesce((SELECT max(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
+        " AND e.occurred_at < s.lo), s.lo) AS lo,"
+        f" coalesce((SELECT min(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
+        " AND e.occurred_at > s.hi), s.hi) AS hi FROM span s),"
+        f" known AS (SELECT e.source_system, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
+        " WHERE e.occurred_at BETWEEN bounds.lo AND bounds.hi),"
+        " ordered AS (SELECT source_system, occurred_at, lag(occurred_at) OVER"
+        " (PARTITION BY source_system ORDER BY occurred_at) AS prev_at FROM known)"
+        " SELECT source_system, prev_at AS window_start, occurred_at AS window_end,"
+        " json_object('silent_for', CAST(occurred_at - prev_at AS VARCHAR),"
+        f" 'silence_window', CAST({window_expr} AS VARCHAR)) AS observed,"
+        " 'no events for ' || (occurred_at - prev_at) || ' (window ' || "
+        f"{window_expr} || ')' AS message"
+        f" FROM ordered WHERE occurred_at - prev_at > {window_expr}"
+        " ORDER BY source_system, prev_at"
+    )
+    description = "no source goes silent for longer than its silence window"
+    return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
+
+
+def trailing_silence_check(table: str, silence_windows: dict[str, timedelta]) -> Check:
+    """Store-wide: a source whose last event is older than the newest event of any source
+    by more than its silence window stopped sending (coverage incomplete up to now)."""
+    default = silence_windows.get("*", timedelta(days=7))
+    cases = " ".join(
+        f"WHEN {sql_literal(src)} THEN {sql_literal(w)}"
+        for src, w in sorted(silence_windows.items())
+        if src != "*"
+    )
+    window_expr = (
+        f"CASE source_system {cases} ELSE {sql_literal(default)} END"
+        if cases
+        else sql_literal(default)
+    )
+    query = (
+        WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at FROM b"
+        " WHERE source_system IS NOT NULL GROUP BY 1),"
+        " newest AS (SELECT max(occurred_at) AS at FROM b)"
+        " SELECT source_system, last_at AS window_start, newest.at AS window_end,"
+        " json_object('last_event', last_at, 'newest_event_any_source', newest.at) AS observed,"
+        " 'no events since ' || strftime(last_at, '%Y-%m-%dT%H:%M:%SZ') || ' while other sources'"
+        " || ' reach ' || strftime(newest.at, '%Y-%m-%dT%H:%M:%SZ') AS message"
+        f" FROM last, newest WHERE newest.at - last_at > {window_expr}"
+        " ORDER BY source_system"
+    )
+    description = "every source reaches the newest event of the store within its silence window"
+    return _custom("expect_source_not_silent_until_now", "occurred_at", "batch", description, query)
