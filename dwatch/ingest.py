@@ -165,32 +165,43 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMappin
         if opts.get(key) is not None:
             args.append(f"{key} = ${key}")
             params[key] = opts[key]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM "
-        f"read_csv($path, {', '.join(args)}) WITH ORDINALITY",
-        params,
-    )
+    con.execute(_csv_view_sql(path, args, params))
     cols = [r[0] for r in con.execute("DESCRIBE _stage").fetchall()]
-    return _Stage([c for c in cols if c != "ordinality"], header_lines=1, rejects=True)
+    return _Stage(cols, header_lines=1, rejects=True)
+
+
+def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
+    # Views cannot take parameters: inline the (escaped) values. The scan runs once, when
+    # _typed is built, so the file is parsed a single time.
+    inlined = []
+    for arg in args:
+        name, _, value = arg.partition(" = ")
+        if value.startswith("$"):
+            inlined.append(f"{name} = {_lit(str(params[value[1:]]))}")
+        else:
+            inlined.append(arg)
+    return (
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * FROM "
+        f"read_csv({_lit(str(path))}, {', '.join(inlined)})"
+    )
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
     # file), then take the keys seen in valid objects as the columns.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT ordinality, line,"
+        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT line,"
         # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
         " CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
         " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
         " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
-        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216) WITH ORDINALITY"
-        " WHERE line IS NOT NULL AND trim(line) <> ''",
+        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
         {"path": str(path)},
     )
     keys = [
         r[0]
         for r in con.execute(
-            "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(ordinality) AS first"
+            "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(rowid) AS first"
             " FROM _lines GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
@@ -202,12 +213,11 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     )
     selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(keys))
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, _raw_line, _ok"
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT _raw_line, _ok"
         + (", " + selects if selects else "")
-        + f" FROM (SELECT ordinality, line AS _raw_line, _ok,"
+        + " FROM (SELECT line AS _raw_line, _ok,"
         f" CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM _lines)"
     )
-    con.execute("DROP TABLE _lines")
     return _Stage(keys, header_lines=0, rejects=True)
 
 
@@ -226,9 +236,8 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         else:
             selects.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT ordinality, {', '.join(selects)}"
-        " FROM read_parquet($path) WITH ORDINALITY",
-        {"path": str(path)},
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {', '.join(selects)}"
+        f" FROM read_parquet({_lit(str(path))})"
     )
     return _Stage([d[0] for d in described], header_lines=0, rejects=False)
 
@@ -289,64 +298,79 @@ def _source_text(
 _TZ_SUFFIX = r"(Z|z|[+-]\d{2}(:?\d{2})?|\s?UTC|\s?GMT)$"
 
 
-def _typed(
-    f: FieldSpec, text: str, mapping: SourceMapping
-) -> tuple[str, list[tuple[str, str, str]]]:
-    """(typed SQL expression, [(condition, reason_code, message SQL)]) for one field."""
-    checks: list[tuple[str, str, str]] = []
-    shown = f"coalesce({sql_scrub_identifiers(text)}, '')"
+@dataclass
+class _FieldSQL:
+    """SQL for one canonical field, evaluated in layers so nothing is computed twice.
+
+    ``x`` (the text) is a column of layer 1; ``helpers`` are layer-2 columns over it;
+    ``typed`` is the layer-3 value over both; ``checks`` are (condition, reason code,
+    message) over x, helpers and the typed column ``t``; the first failing check wins.
+    """
+
+    x: str
+    t: str
+    typed: str
+    helpers: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
+    x, t = f"x__{f.name}", f"t__{f.name}"
+    spec = _FieldSQL(x=x, t=t, typed=x)
+    shown = f"coalesce({sql_scrub_identifiers(x)}, '')"
+    checks = spec.checks
+    if f.required:
+        checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
     if f.type == "VARCHAR":
         # A TIN typed into a note or case number must not reach the store either.
-        typed = sql_scrub_identifiers(text) if f.free_text else text
+        spec.typed = sql_scrub_identifiers(x) if f.free_text else x
     elif f.type == "BIGINT":
-        typed = f"TRY_CAST(replace({text}, ',', '') AS BIGINT)"
+        spec.typed = f"TRY_CAST(replace({x}, ',', '') AS BIGINT)"
         checks.append(
             (
-                f"{text} IS NOT NULL AND {typed} IS NULL",
+                f"{x} IS NOT NULL AND {t} IS NULL",
                 "bad_type",
                 f"'{f.name}: ' || {shown} || ' is not a whole number'",
             )
         )
     elif f.type == "BOOLEAN":
-        typed = (
-            f"CASE WHEN lower({text}) IN ('true','t','yes','y','1') THEN true"
-            f" WHEN lower({text}) IN ('false','f','no','n','0') THEN false END"
+        spec.typed = (
+            f"CASE WHEN lower({x}) IN ('true','t','yes','y','1') THEN true"
+            f" WHEN lower({x}) IN ('false','f','no','n','0') THEN false END"
         )
         checks.append(
             (
-                f"{text} IS NOT NULL AND {typed} IS NULL",
+                f"{x} IS NOT NULL AND {t} IS NULL",
                 "bad_type",
                 f"'{f.name}: ' || {shown} || ' is not true/false'",
             )
         )
     elif f.type == "TIMESTAMPTZ":
-        has_zone = f"regexp_matches(trim({text}), {_lit(_TZ_SUFFIX)})"
-        zoned = f"TRY_CAST(regexp_replace(trim({text}), '\\s?(UTC|GMT)$', 'Z') AS TIMESTAMPTZ)"
+        z = f"z__{f.name}"
+        spec.helpers.append((z, f"regexp_matches({x}, {_lit(_TZ_SUFFIX)})"))
+        zoned = f"TRY_CAST(regexp_replace({x}, '\\s?(UTC|GMT)$', 'Z') AS TIMESTAMPTZ)"
         if mapping.timestamp_format:
-            local = f"try_strptime(trim({text}), {_lit(mapping.timestamp_format)})"
+            local = f"try_strptime({x}, {_lit(mapping.timestamp_format)})"
         else:
-            local = f"TRY_CAST(trim({text}) AS TIMESTAMP)"
+            local = f"TRY_CAST({x} AS TIMESTAMP)"
         if mapping.timezone:
-            zoneless = f"timezone({_lit(mapping.timezone)}, {local}::TIMESTAMP)"
-            typed = f"CASE WHEN {has_zone} THEN {zoned} ELSE {zoneless} END"
+            spec.typed = f"CASE WHEN {z} THEN {zoned} ELSE timezone({_lit(mapping.timezone)}, {local}::TIMESTAMP) END"
+            fmt_hint = (
+                f" in the format {mapping.timestamp_format}" if mapping.timestamp_format else ""
+            )
             checks.append(
                 (
-                    f"{text} IS NOT NULL AND {typed} IS NULL",
+                    f"{x} IS NOT NULL AND {t} IS NULL",
                     "bad_timestamp",
-                    f"'{f.name}: ' || {shown} || ' is not a timestamp"
-                    + (
-                        f" in the format {mapping.timestamp_format}"
-                        if mapping.timestamp_format
-                        else ""
-                    )
-                    + "; write ISO 8601 (2025-08-07T14:03:00-04:00) or fix timestamp_format in the source mapping'",
+                    f"'{f.name}: ' || {shown} || ' is not a timestamp{fmt_hint}; write ISO 8601"
+                    " (2025-08-07T14:03:00-04:00) or fix timestamp_format in the source mapping'",
                 )
             )
         else:
-            typed = f"CASE WHEN {has_zone} THEN {zoned} END"
+            spec.typed = f"CASE WHEN {z} THEN {zoned} END"
             checks.append(
                 (
-                    f"{text} IS NOT NULL AND NOT {has_zone}",
+                    f"{x} IS NOT NULL AND NOT {z}",
                     "timestamp_without_zone",
                     f"'{f.name}: ' || {shown} || ' has no time zone; write an offset (Z, -05:00) or name the zone"
                     " in a source mapping (timezone: America/New_York)'",
@@ -354,24 +378,25 @@ def _typed(
             )
             checks.append(
                 (
-                    f"{text} IS NOT NULL AND {has_zone} AND {zoned} IS NULL",
+                    f"{x} IS NOT NULL AND {t} IS NULL",
                     "bad_timestamp",
                     f"'{f.name}: ' || {shown} || ' is not a valid timestamp; write ISO 8601 such as 2025-08-07T14:03:00Z'",
                 )
             )
     elif f.type == "VARCHAR[]":
+        p = f"p__{f.name}"
         sep = mapping.list_separator
-        split = (
-            f"string_split({text}, {_lit(sep)})" if sep else f"string_split_regex({text}, '[;,|]')"
+        split = f"string_split({x}, {_lit(sep)})" if sep else f"string_split_regex({x}, '[;,|]')"
+        spec.helpers.append(
+            (
+                p,
+                f"CASE WHEN starts_with({x}, '[') THEN try(from_json({x}, '[\"VARCHAR\"]')) ELSE {split} END",
+            )
         )
-        parsed = (
-            f"CASE WHEN starts_with(ltrim({text}), '[') THEN try(from_json({text}, '[\"VARCHAR\"]'))"
-            f" ELSE {split} END"
-        )
-        typed = f"list_filter(list_transform({parsed}, lambda x: lower(trim(x))), lambda x: x IS NOT NULL AND x <> '')"
+        spec.typed = f"list_filter(list_transform({p}, lambda v: lower(trim(v))), lambda v: v IS NOT NULL AND v <> '')"
         checks.append(
             (
-                f"{text} IS NOT NULL AND {parsed} IS NULL",
+                f"{x} IS NOT NULL AND {p} IS NULL",
                 "bad_type",
                 f"'{f.name}: ' || {shown} || ' is not a list; write a JSON array such as [\"name\",\"address\"]'",
             )
@@ -379,21 +404,17 @@ def _typed(
         if f.required:
             checks.append(
                 (
-                    f"{text} IS NOT NULL AND {parsed} IS NOT NULL AND len({typed}) = 0",
+                    f"len({t}) = 0",
                     "missing_required",
                     f"'{f.name}: the list is empty; name at least one data element'",
                 )
             )
     else:  # pragma: no cover - schema types are checked when the schema loads
         raise InputError(f"unsupported type {f.type}", where=f.name)
-    if f.required:
-        checks.insert(
-            0, (f"{text} IS NULL", "missing_required", f"'{f.name}: required value is empty'")
-        )
     if f.min is not None:
         checks.append(
             (
-                f"{typed} IS NOT NULL AND {typed} < {int(f.min)}",
+                f"{t} < {int(f.min)}",
                 "out_of_range",
                 f"'{f.name}: ' || {shown} || ' is below the minimum {int(f.min)}'",
             )
@@ -403,12 +424,12 @@ def _typed(
         allowed = "[" + ", ".join(_lit(v) for v in vocab) + "]"
         checks.append(
             (
-                f"{typed} IS NOT NULL AND NOT list_contains({allowed}, {typed})",
+                f"NOT list_contains({allowed}, {t})",
                 "not_in_vocabulary",
                 f"'{f.name}: ' || {shown} || ' is not one of {', '.join(vocab)}; map it in the source mapping (values:)'",
             )
         )
-    return typed, checks
+    return spec
 
 
 # ---------------------------------------------------------------------------- the load
@@ -507,7 +528,8 @@ def ingest_file(
         result.status = "failed"
         result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
     finally:
-        for table in ("_stage", "_typed", "_rejects", "_rejects_scan", "_lines"):
+        con.execute("DROP VIEW IF EXISTS _stage")
+        for table in ("_typed", "_rejects", "_rejects_scan", "_lines"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     # Failed loads are recorded too (outside the rolled-back transaction), with nothing written.
     result.rows_loaded = 0
@@ -586,37 +608,34 @@ def _load(
             " quarantined (missing_column). Add the column or map it in a source mapping"
         )
 
-    typed_cols: list[str] = []
-    reason_cases: list[str] = []
-    field_cases: list[str] = []
-    message_cases: list[str] = []
-    for f in table.input_fields:
-        text = texts[f.name]
-        if text is None:
-            typed_cols.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
-            if f.required:
-                reason_cases.append("WHEN true THEN 'missing_column'")
-                field_cases.append(f"WHEN true THEN {_lit(f.name)}")
-                message_cases.append(
-                    f"WHEN true THEN {_lit(f'column {f.name} is missing from the file; add it or map it in a source mapping')}"
-                )
-            continue
-        typed, checks = _typed(f, text, mapping)
-        typed_cols.append(f"{typed} AS t__{f.name}")
-        for cond, code, message in checks:
-            reason_cases.append(f"WHEN {cond} THEN {_lit(code)}")
-            field_cases.append(f"WHEN {cond} THEN {_lit(f.name)}")
-            message_cases.append(f"WHEN {cond} THEN {message}")
+    # Layered query: 1 texts, 2 helpers, 3 typed values, 4 index of the first failing
+    # check, 5 reason/field/message (and the raw record) only for failing rows.
+    layer1: list[str] = []
+    layer2: list[str] = []
+    layer3: list[str] = []
+    checks: list[tuple[str, str, str, str]] = []  # (condition, code, field, message)
     if fmt == "jsonl":
-        for cases, value in (
-            (reason_cases, "'malformed_json'"),
-            (field_cases, "NULL"),
+        checks.append(
             (
-                message_cases,
+                "NOT _ok",
+                "malformed_json",
+                "",
                 "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
-            ),
-        ):
-            cases.insert(0, f"WHEN NOT _ok THEN {value}")
+            )
+        )
+    for f in table.fields:
+        text = texts.get(f.name)
+        if text is None:
+            layer3.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
+            if f.required and not f.derived:
+                message = f"column {f.name} is missing from the file; add it or map it in a source mapping"
+                checks.append(("true", "missing_column", f.name, _lit(message)))
+            continue
+        spec = _field_sql(f, mapping)
+        layer1.append(f"nullif(trim({text}), '') AS {spec.x}")
+        layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
+        layer3.append(f"{spec.typed} AS {spec.t}")
+        checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     ident_set = set(identifier_cols)
@@ -642,33 +661,48 @@ def _load(
         if extras
         else "NULL"
     )
-
-    def case(parts: list[str]) -> str:
-        return "CASE " + " ".join(parts) + " END" if parts else "NULL"
-
+    if checks:
+        check_index = (
+            "CASE " + " ".join(f"WHEN {c[0]} THEN {i}" for i, c in enumerate(checks, 1)) + " END"
+        )
+        messages = (
+            "CASE _check "
+            + " ".join(f"WHEN {i} THEN {c[3]}" for i, c in enumerate(checks, 1))
+            + " END"
+        )
+    else:
+        check_index, messages = "CAST(NULL AS INTEGER)", "NULL"
+    codes = "[" + ", ".join(_lit(c[1]) for c in checks) + "]::VARCHAR[]"
+    fields = "[" + ", ".join(_lit(c[2]) for c in checks) + "]::VARCHAR[]"
+    typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
+    sql = (
+        f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT {typed_names},"
+        f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
+        f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra,"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        f" FROM (SELECT *, {check_index} AS _check"
+        f" FROM (SELECT *, {', '.join(layer3)}"
+        f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
+        f" FROM (SELECT {', '.join([*layer1, extra_json + ' AS _extra'])}, s.* FROM _stage s))))"
+    )
+    con.execute(sql, _pad_params(key, sql))
+    # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
+    # index (WITH ORDINALITY would force a single-threaded scan).
+    con.execute("ALTER TABLE _typed ADD COLUMN _row BIGINT; UPDATE _typed SET _row = rowid + 1")
     # Row numbers: ordinality counts parsed records; add back the lines rejected before each.
-    row_expr = "s.ordinality"
-    join = ""
     if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
             [stage.header_lines],
         )
-        join = " ASOF LEFT JOIN _reject_offsets r ON s.ordinality > r.e"
-        row_expr = "s.ordinality + coalesce(r.n, 0)"
-    typed_cols += [f"CAST(NULL AS {f.type}) AS t__{f.name}" for f in table.fields if f.derived]
-    # Typed values are t__<field>; the staged source columns keep their own names beside them.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT {row_expr} AS _row, {', '.join(typed_cols)},"
-        f" {case(reason_cases)} AS _reason, {case(field_cases)} AS _field, {case(message_cases)} AS _message,"
-        f" {extra_json} AS _extra, s.* EXCLUDE (ordinality) FROM _stage s{join}",
-        _pad_params(key, " ".join(typed_cols)),
-    )
-    con.execute("DROP TABLE IF EXISTS _reject_offsets")
+        con.execute(
+            "UPDATE _typed t SET _row = t._row + r.n FROM (SELECT s._row, coalesce(r.n, 0) AS n FROM _typed s"
+            " ASOF LEFT JOIN _reject_offsets r ON s._row > r.e) r WHERE t._row = r._row AND r.n > 0"
+        )
+        con.execute("DROP TABLE _reject_offsets")
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind)
-    # _typed still holds the source columns; quarantine builds the raw JSON from them.
     return raw_json
 
 
@@ -683,6 +717,10 @@ def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
     """Quarantine repeats of a key within the file and keys the store already holds."""
     keycols = ", ".join(f"t__{k}" for k in table.key)
+    # A duplicate row was well-formed: its raw form is its typed values.
+    typed_json = (
+        "json_object(" + ", ".join(f"{_lit(f.name)}, t.t__{f.name}" for f in table.fields) + ")"
+    )
     label = "event_id" if kind == "events" else "item_no"
     code = "duplicate_event_id" if kind == "events" else "duplicate_item"
     describe = (
@@ -690,22 +728,30 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str
         if kind == "events"
         else "'item ' || t__item_no || ' of request ' || t__request_id"
     )
-    con.execute(
-        f"""
-        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg
-        FROM (SELECT _row, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
-              FROM (SELECT *, first_value(_row) OVER (PARTITION BY {keycols} ORDER BY _row) AS first_row,
-                           row_number() OVER (PARTITION BY {keycols} ORDER BY _row) AS n
-                    FROM _typed WHERE _reason IS NULL)
-              WHERE n > 1) d
-        WHERE t._row = d._row
-        """
-    )
+    # Cheap in the common case: an aggregate finds repeated keys; only those rows are updated.
+    repeated = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM _typed WHERE _reason IS NULL GROUP BY {keycols} HAVING count(*) > 1)"
+    ).fetchone()[0]
+    if repeated:
+        con.execute(
+            f"""
+            UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg, _raw = {typed_json}
+            FROM (SELECT _row, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
+                  FROM (SELECT *, first_value(_row) OVER (PARTITION BY {keycols} ORDER BY _row) AS first_row,
+                               row_number() OVER (PARTITION BY {keycols} ORDER BY _row) AS n
+                        FROM _typed
+                        WHERE _reason IS NULL AND ({keycols}) IN (
+                            SELECT ({keycols}) FROM _typed WHERE _reason IS NULL
+                            GROUP BY {keycols} HAVING count(*) > 1))
+                  WHERE n > 1) d
+            WHERE t._row = d._row
+            """
+        )
     target = KIND_TABLE[kind]
     match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
     con.execute(
         f"""
-        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)},
+        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
             _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
         FROM {target} e
         WHERE t._reason IS NULL AND {match}
@@ -759,7 +805,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
     select = ", ".join(f"t__{f.name}" for f in table.fields)
     con.execute(
         f"INSERT INTO {target} ({', '.join(names)}, ingest_run_id, source_row, extra)"
-        f" SELECT {select}, ?, _row, _extra FROM _typed WHERE _reason IS NULL ORDER BY _row",
+        f" SELECT {select}, ?, _row, _extra FROM _typed WHERE _reason IS NULL",
         [result.run_id],
     )
     header = 1 if (result.file_format == "csv") else 0
@@ -821,7 +867,7 @@ def _insert_quarantine(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage)"
         " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
-        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, {raw_json}, 'ingest'"
+        " _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest'"
         " FROM _typed WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,
@@ -829,7 +875,6 @@ def _insert_quarantine(
             "fmt": result.file_format,
             "header": header,
             "kind": kind,
-            **_pad_params(key, raw_json),
         },
     )
 
