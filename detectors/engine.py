@@ -416,6 +416,14 @@ def _render_value_sql(column: str, dtype: str) -> str:
     return f"coalesce(CAST({col} AS VARCHAR), '-')"
 
 
+def _evidence_sql(types: dict[str, str]) -> str:
+    """Everything a finding carries beyond the alert columns, kept as evidence."""
+    extra = [c for c in types if c not in _REQUIRED_OUTPUT and c not in _OPTIONAL_OUTPUT]
+    if not extra:
+        return "NULL::JSON"
+    return "to_json(struct_pack(" + ", ".join(f'"{c}" := f."{c}"' for c in extra) + "))"
+
+
 def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) -> str:
     pieces: list[str] = []
     pos = 0
@@ -498,7 +506,7 @@ def run_rule(
         "event_count": opt("event_count", "len(f.event_ids)"),
         "subjects_affected": opt("subjects_affected", "NULL::BIGINT"),
         "records_affected": opt("records_affected", "NULL::BIGINT"),
-        "evidence": "to_json(f.evidence)" if "evidence" in types else "NULL::JSON",
+        "evidence": "to_json(f.evidence)" if "evidence" in types else _evidence_sql(types),
         "citations": (
             "coalesce(nullif(list_distinct(list_filter(f.citations, lambda c: c IS NOT NULL)),"
             " []::VARCHAR[]), $_citations)"

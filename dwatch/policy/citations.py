@@ -159,14 +159,15 @@ def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str 
         if parsed.title
         else sorted(registry.known_sections.get(parsed.section, set()))
     )
+    section = registry.section_spelling.get(parsed.section, parsed.section)
     for title in titles:
         path = parsed.path
-        exact = ParsedCitation(title, parsed.section, path).render()
+        exact = ParsedCitation(title, section, path).render()
         if exact in registry.authority_ids:
             return "ok", exact
         while path:
             path = path[:-1]
-            candidate = ParsedCitation(title, parsed.section, path).render()
+            candidate = ParsedCitation(title, section, path).render()
             auth = registry.authorities_by_id.get(candidate)
             if auth is not None:
                 if auth.includes_subdivisions:

@@ -23,6 +23,7 @@ AuthorityKind = Literal[
     "accounting_requirement",  # what the discloser must record about each disclosure
     "safeguards_requirement",  # what a recipient must maintain to keep receiving
     "audit_standard",  # audit-trail requirements for systems holding FTI
+    "penalty",  # the offence a violation amounts to
 ]
 SafeguardsStatus = Literal["current", "expired", "none", "not_required", "unknown"]
 

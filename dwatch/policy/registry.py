@@ -63,10 +63,13 @@ class Registry:
         self.court_orders_by_id = {o.id: o for o in self.court_orders}
         self.agreements_by_id = {a.id: a for a in self.agreements}
         self.recipients_by_code = {r.code: r for r in self.recipients}
+        # Sections keyed in lower case (the grammar folds case); spelled as registered.
         self.known_sections: dict[str, set[str]] = {}
+        self.section_spelling: dict[str, str] = {}
         for auth in self.authorities:
             if m := _USC_ID.match(auth.id):
-                self.known_sections.setdefault(m.group(2), set()).add(m.group(1))
+                self.known_sections.setdefault(m.group(2).lower(), set()).add(m.group(1))
+                self.section_spelling[m.group(2).lower()] = m.group(2)
         self.alias_index: dict[str, str] = {}
         for auth in self.authorities:
             for alias in [auth.id, *auth.aliases]:
@@ -85,7 +88,7 @@ class Registry:
 
 
 # "26 USC 6103(i)(2)" -> ("26", "6103"); "5 USC 552a(b)(7)" -> ("5", "552a")
-_USC_ID = re.compile(r"^(\d+) USC (\d+[a-z]*)")
+_USC_ID = re.compile(r"^(\d+) USC (\d+[A-Za-z]*)")
 
 
 def _fmt_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -250,7 +253,12 @@ def _check_references(registry: Registry) -> None:
         if (
             parsed is None
             or not parsed.title
-            or ParsedCitation(parsed.title, parsed.section, parsed.path).render() != auth.id
+            or ParsedCitation(
+                parsed.title,
+                registry.section_spelling.get(parsed.section, parsed.section),
+                parsed.path,
+            ).render()
+            != auth.id
         ):
             problems.append(
                 f"{registry.origin.get(auth.id)}.id: {auth.id!r} is not in canonical form "

@@ -1,0 +1,25 @@
+-- Disclosures citing a registered authority that was not in force at the event's time,
+-- or that is not a disclosure authority at all (a confidentiality rule, an accounting or
+-- safeguards requirement).
+SELECT e.recipient_code,
+       e.authority_id,
+       CASE WHEN e.auth_kind <> 'disclosure_authority'
+            THEN e.authority_id || ' (' || e.auth_title || ') authorizes no disclosure'
+            ELSE e.authority_id || ' (' || e.auth_title || ') was not in force'
+                 || coalesce(' before ' || strftime(e.auth_effective_from, '%Y-%m-%d'), '')
+                 || coalesce(' or after ' || strftime(e.auth_effective_to, '%Y-%m-%d'), '')
+       END AS defect,
+       e.recipient_code AS entity_id,
+       any_value(e.disclosing_agency) AS disclosing_agency,
+       any_value(e.recipient_agency) AS recipient_agency,
+       any_value(e.source_system) AS source_system,
+       list(e.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(e.occurred_at) AS window_start,
+       max(e.occurred_at) AS window_end,
+       sum(e.record_count) AS records_affected,
+       list_concat($rule_citations, [e.authority_id]) AS citations
+FROM dw_events e
+WHERE e.is_disclosure AND e.citation_status = 'ok'
+  AND (e.auth_kind <> 'disclosure_authority' OR NOT e.auth_in_force)
+GROUP BY ALL

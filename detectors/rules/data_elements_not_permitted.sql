@@ -1,0 +1,30 @@
+-- Disclosures carrying data elements the cited authority forbids (e.g. taxpayer return
+-- information where only other return information may go) or does not list as allowed.
+WITH judged AS (
+    SELECT e.*,
+           list_distinct(list_concat(
+               list_filter(e.data_elements, lambda d: list_contains(e.auth_data_elements_forbidden, d)),
+               CASE WHEN len(e.auth_data_elements_allowed) > 0
+                    THEN list_filter(e.data_elements, lambda d: NOT list_contains(e.auth_data_elements_allowed, d))
+                    ELSE []::VARCHAR[] END)) AS offending
+    FROM dw_events e
+    WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
+      AND (len(e.auth_data_elements_forbidden) > 0 OR len(e.auth_data_elements_allowed) > 0)
+)
+SELECT j.recipient_code,
+       j.authority_id,
+       j.recipient_code AS entity_id,
+       any_value(j.disclosing_agency) AS disclosing_agency,
+       any_value(j.recipient_agency) AS recipient_agency,
+       any_value(j.source_system) AS source_system,
+       list(j.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(j.occurred_at) AS window_start,
+       max(j.occurred_at) AS window_end,
+       sum(j.record_count) AS records_affected,
+       count(DISTINCT j.taxpayer_ref) AS subjects_affected,
+       list_sort(list_distinct(flatten(list(j.offending)))) AS offending_elements,
+       list_concat($rule_citations, [j.authority_id]) AS citations
+FROM judged j
+WHERE len(j.offending) > 0
+GROUP BY j.recipient_code, j.authority_id

@@ -1,0 +1,22 @@
+-- Disclosures for a stated purpose the cited authority does not allow (e.g. a civil
+-- purpose under an authority limited to criminal investigations).
+SELECT e.recipient_code,
+       e.authority_id,
+       e.purpose,
+       e.recipient_code AS entity_id,
+       any_value(e.disclosing_agency) AS disclosing_agency,
+       any_value(e.recipient_agency) AS recipient_agency,
+       any_value(e.source_system) AS source_system,
+       list(e.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(e.occurred_at) AS window_start,
+       max(e.occurred_at) AS window_end,
+       sum(e.record_count) AS records_affected,
+       count(DISTINCT e.taxpayer_ref) AS subjects_affected,
+       array_to_string(any_value(e.auth_purposes), ', ') AS permitted,
+       list_concat($rule_citations, [e.authority_id]) AS citations
+FROM dw_events e
+WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
+  AND nullif(trim(e.purpose), '') IS NOT NULL
+  AND len(e.auth_purposes) > 0 AND NOT list_contains(e.auth_purposes, e.purpose)
+GROUP BY e.recipient_code, e.authority_id, e.purpose

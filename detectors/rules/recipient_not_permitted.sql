@@ -1,0 +1,23 @@
+-- Disclosures to a recipient the cited authority does not name, by category or code.
+-- A recipient the registry cannot place (no category) is not shown to be permitted.
+SELECT e.recipient_code,
+       e.authority_id,
+       e.recipient_code AS entity_id,
+       coalesce(any_value(e.recipient_category), 'unrecognised') AS recipient_category,
+       any_value(e.disclosing_agency) AS disclosing_agency,
+       any_value(e.recipient_agency) AS recipient_agency,
+       any_value(e.source_system) AS source_system,
+       list(e.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(e.occurred_at) AS window_start,
+       max(e.occurred_at) AS window_end,
+       sum(e.record_count) AS records_affected,
+       count(DISTINCT e.taxpayer_ref) AS subjects_affected,
+       array_to_string(list_concat(any_value(e.auth_recipient_categories), any_value(e.auth_recipient_codes)), ', ') AS permitted,
+       list_concat($rule_citations, [e.authority_id]) AS citations
+FROM dw_events e
+WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
+  AND len(e.auth_recipient_categories) + len(e.auth_recipient_codes) > 0
+  AND NOT (list_contains(e.auth_recipient_codes, e.recipient_code)
+           OR coalesce(list_contains(e.auth_recipient_categories, e.recipient_category), false))
+GROUP BY e.recipient_code, e.authority_id

@@ -1,0 +1,25 @@
+-- Uses (access, redisclosure: the registry's use event types) of restrained data by a
+-- restrained holder while an order binds. One finding per order, holder and actor.
+SELECT h.order_id,
+       h.recipient_code,
+       h.actor_id,
+       h.actor_id AS entity_id,
+       any_value(h.disclosing_agency) AS disclosing_agency,
+       any_value(h.recipient_agency) AS recipient_agency,
+       any_value(h.source_system) AS source_system,
+       list(h.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(h.occurred_at) AS window_start,
+       max(h.occurred_at) AS window_end,
+       sum(h.record_count) AS records_affected,
+       count(DISTINCT h.taxpayer_ref) AS subjects_affected,
+       string_agg(DISTINCT h.event_type, ', ' ORDER BY h.event_type) AS uses,
+       list_concat($rule_citations, [any_value(h.order_id)], list(DISTINCT h.authority_id)) AS citations,
+       any_value(h.order_case) AS order_case,
+       any_value(h.order_court) AS order_court,
+       any_value(h.order_docket) AS order_docket,
+       any_value(h.order_issued) AS order_issued,
+       any_value(h.restraint_description) AS restraint
+FROM dw_order_hits h
+WHERE h.is_use
+GROUP BY h.order_id, h.recipient_code, h.actor_id
