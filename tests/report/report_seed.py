@@ -28,7 +28,7 @@ I2 = "26 USC 6103(i)(2)"
 
 def stand_in_registry() -> dict[str, Any]:
     return {
-        "version": "test-2026.02",
+        "version": "2026.02.26",
         "authorities": [
             {
                 "id": I2,
