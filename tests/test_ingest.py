@@ -444,3 +444,38 @@ def test_cli_ingest_prints_counts_and_exit_status(tmp_path: Path) -> None:
     assert "read 3 = loaded 2 + quarantined 1" in out.output and "bad_type 1" in out.output
     out = CliRunner().invoke(main, ["--db", str(db), "ingest", str(tmp_path / "missing.csv")])
     assert out.exit_code == 1 and "no such file" in out.output
+
+
+# ---------------------------------------------------------------------------- real log formats
+
+REAL_LOGS = Path(__file__).parent / "fixtures" / "real_logs"
+
+
+def test_real_secure_transfer_export_is_auto_mapped(con: duckdb.DuckDBPyConnection) -> None:
+    [result] = load(con, REAL_LOGS / "kiteworks-activity-2025-08.csv")
+    assert result.source_system == "kiteworks-activity"
+    assert (result.rows_loaded, result.rows_quarantined) == (3, 1)
+    rows = con.execute(
+        "SELECT event_id, event_type, record_count, occurred_at, channel, disclosing_agency, authority_id, outcome"
+        " FROM disclosure_events ORDER BY sequence_no"
+    ).fetchall()
+    assert [r[1] for r in rows] == ["disclosure", "receipt", "access"]
+    assert rows[0][2] == 47289 and str(rows[0][3]) == "2025-08-07 18:15:09+00:00"
+    assert rows[0][4:6] == ("secure_file_transfer", "IRS") and rows[0][7] == "success"
+    assert {r[6] for r in rows} == {"26 USC 6103(i)(2)"}  # derived from the registry aliases
+    [q] = quarantined(con)
+    assert (
+        q["reason_code"] == "bad_timestamp" and q["source_line"] == 5 and "%m/%d/%Y" in q["message"]
+    )
+
+
+def test_pub1075_audit_trail_pseudonymises_subject(con: duckdb.DuckDBPyConnection) -> None:
+    [result] = load(con, REAL_LOGS / "fti-app-audit.csv")
+    assert result.source_system == "pub1075-audit" and result.rows_loaded == 3, result.message
+    rows = con.execute(
+        "SELECT event_type, outcome, taxpayer_ref, data_elements, record_count FROM disclosure_events ORDER BY sequence_no"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["access", "access", "redisclosure"]
+    assert rows[2][1] == "failure" and rows[0][3] == ["name", "address", "tin"] and rows[0][4] == 1
+    assert all(r[2].startswith("tp_") for r in rows)
+    assert "900-71-1234" not in str(con.execute("SELECT * FROM disclosure_events").fetchall())
