@@ -30,7 +30,10 @@ ACCESS_DESCRIPTIONS = [
 ]
 LATE_SHARE = 0.001  # benign noise: entries logged hours after the fact
 FAILURE_SHARE = 0.003
-AUTHORITY_LOGGED_SHARE = 0.7  # recipients do not always note the authority on a read
+AUTHORITY_LOGGED_SHARE = 0.7
+_EVENT_TYPES = pl.Series(
+    ["access", "disclosure"], dtype=pl.String
+)  # recipients do not always note the authority on a read
 
 
 class Background:
@@ -226,7 +229,6 @@ class Background:
                 "taxpayer_tin": tin_series(taxpayer),
                 "channel": self._channel.gather(r),
                 "agreement_id": self._agr.gather(agr),
-                "case_number": pl.Series([None] * n, dtype=pl.String) if n else pl.Series([], dtype=pl.String),
                 "description": descriptions,
             }
         )  # fmt: skip
@@ -241,7 +243,7 @@ class Background:
             pl.when(pl.col("_disc")).then(pl.col("channel")).alias("channel"),
             pl.when(pl.col("_disc")).then(pl.lit(True)).alias("encrypted"),
             pl.when(pl.col("_disc")).then(pl.col("agreement_id")).alias("agreement_id"),
-            "case_number",
+            pl.lit(None, dtype=pl.String).alias("case_number"),
             pl.when(pl.col("_late") > 0)
             .then(pl.lit("Late entry: recorded after the event"))
             .when(pl.col("_disc"))

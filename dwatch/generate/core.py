@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ GENERATOR_VERSION = 1
 DEFAULT_SCALE = 0.01
 DEFAULT_CHUNK = 500_000
 MIN_EVENTS = 500
+_MAX_PENDING_WRITES = 160  # partitions queued for the writer thread (about two chunks)
 INLINE_LABEL_LIMIT = 100_000  # beyond this many ids the labels go to a Parquet companion
 ALL_FORMATS = (*FORMATS, "mixed")
 
@@ -182,6 +186,8 @@ class _EventStream:
         self.cols = event_columns()
         self._prefix = [a.event_prefix for a in world.sources]
         self._width = [a.event_width for a in world.sources]
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwatch-writer")
+        self._pending: deque[Future[None]] = deque()
 
     def writer(self, src: int) -> TableWriter:
         if src not in self.writers:
@@ -212,26 +218,41 @@ class _EventStream:
             if b > a:
                 parts.append(special.slice(int(a), int(b - a)))
             if parts:
-                self._emit(pl.concat(parts, how="vertical").sort("_t", "_kind", "_ord"))
+                self._emit(pl.concat(parts, how="vertical"))
         for w in self.writers.values():
-            w.close()
+            self._submit(w, None)
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown()
+
+    def _submit(self, writer: TableWriter, frame: pl.DataFrame | None) -> None:
+        # One writer thread: encoding and compression overlap with generating the next
+        # chunk (both release the GIL); FIFO keeps each file's rows in order, and the
+        # bounded queue keeps memory bounded.
+        while len(self._pending) >= _MAX_PENDING_WRITES:
+            self._pending.popleft().result()
+        job = writer.close if frame is None else partial(writer.write, frame)
+        self._pending.append(self._pool.submit(job))
 
     def _emit(self, frame: pl.DataFrame) -> None:
+        # Rows in (log, time) order; each log's rows are gathered into their own frame
+        # (slices of one big gather would drag the whole chunk's buffers into every file
+        # writer) and numbered on from where the previous chunk stopped.
         src = frame["_src"].to_numpy()
-        frame = frame.with_columns(
-            (pl.int_range(pl.len()).over("_src") + pl.Series(self.offsets[src]) + 1).alias(
-                "sequence_no"
-            )
+        order = np.lexsort(
+            (frame["_ord"].to_numpy(), frame["_kind"].to_numpy(), frame["_t"].to_numpy(), src)
         )
-        self.offsets += np.bincount(src, minlength=len(self.offsets))
-        for part in frame.partition_by("_src", maintain_order=True):
-            s = int(part["_src"][0])
-            part = part.with_columns(
+        counts = np.bincount(src, minlength=len(self.offsets))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for s in np.flatnonzero(counts):
+            s = int(s)
+            first = int(self.offsets[s]) + 1
+            self.offsets[s] += counts[s]
+            seq = pl.int_range(first, first + int(counts[s]), dtype=pl.Int64)
+            part = frame[order[starts[s] : starts[s] + counts[s]]].with_columns(
+                seq.alias("sequence_no"),
                 pl.concat_str(
-                    [
-                        pl.lit(self._prefix[s]),
-                        pl.col("sequence_no").cast(pl.String).str.zfill(self._width[s]),
-                    ]
+                    [pl.lit(self._prefix[s]), seq.cast(pl.String).str.zfill(self._width[s])]
                 ).alias("event_id"),
                 (pl.col("_t") - pl.col("_late")).alias("_t_out"),
             )
@@ -251,69 +272,79 @@ class _EventStream:
                 .alias("occurred_at"),
                 pl.lit(source).alias("source_system"),
             )
-            self.writer(s).write(out)
+            self._submit(self.writer(s), out)
 
     def _tamper(self, s: int, part: pl.DataFrame) -> pl.DataFrame:
         specs = [t for t in self.log.tampers if t.source == s and (t.remaining > 0 or t.await_next)]
         if not specs:
             return part
-        source = self.world.sources[s].source_system
-        hooks = part["_hook"].to_numpy()
-        t = part["_t"].to_numpy()
-        ids = part["event_id"].to_list()
-        keep = np.ones(part.height, dtype=bool)
-        dup = np.zeros(part.height, dtype=bool)
-        shift = np.zeros(part.height, dtype=np.int64)
-        touched = np.zeros(part.height, dtype=bool)
+        rows = _Rows(self.world.sources[s].source_system, part, self.last_event.get(s))
         for spec in specs:
-            self._apply(spec, source, s, hooks, t, ids, keep, dup, shift, touched)
+            rows.apply(spec)
         part = part.with_columns(
-            (pl.col("_t_out") - pl.Series(shift)).alias("_t_out"),
+            (pl.col("_t_out") - pl.Series(rows.shift)).alias("_t_out"),
             pl.Series("_row", np.arange(part.height)),
             pl.lit(0).alias("_copy"),
         )
-        copies = part.filter(pl.Series(dup)).with_columns(pl.lit(1).alias("_copy"))
-        part = pl.concat([part.filter(pl.Series(keep)), copies]).sort("_row", "_copy")
+        copies = part.filter(pl.Series(rows.dup)).with_columns(pl.lit(1).alias("_copy"))
+        part = pl.concat([part.filter(pl.Series(rows.keep)), copies]).sort("_row", "_copy")
         return part.drop("_row", "_copy")
 
-    def _apply(
-        self, spec: TamperSpec, source: str, s: int, hooks: np.ndarray, t: np.ndarray, ids: list[str],
-        keep: np.ndarray, dup: np.ndarray, shift: np.ndarray, touched: np.ndarray,
-    ) -> None:  # fmt: skip
-        inst = spec.instance
+
+class _Rows:
+    """One log's rows in a chunk, as tampering sees them."""
+
+    def __init__(self, source: str, part: pl.DataFrame, before: str | None) -> None:
+        self.source = source
+        self.part = part
+        self.before = before
+        self.hooks = part["_hook"].to_numpy()
+        self.t = part["_t"].to_numpy()
+        n = part.height
+        self.keep = np.ones(n, dtype=bool)
+        self.dup = np.zeros(n, dtype=bool)
+        self.shift = np.zeros(n, dtype=np.int64)
+        self.touched = np.zeros(n, dtype=bool)
+
+    def event_id(self, i: int) -> str:
+        return str(self.part["event_id"][int(i)])
+
+    def apply(self, spec: TamperSpec) -> None:
+        inst, source = spec.instance, self.source
         if spec.await_next:
-            rows = np.flatnonzero(keep)
-            if len(rows):
-                inst.events.append((source, ids[rows[0]]))
+            kept = np.flatnonzero(self.keep)
+            if len(kept):
+                inst.events.append((source, self.event_id(kept[0])))
                 spec.await_next = False
             return
-        cand = np.flatnonzero((hooks < 0) & (t >= spec.after) & ~touched & keep)
+        cand = np.flatnonzero((self.hooks < 0) & (self.t >= spec.after) & ~self.touched & self.keep)
         if spec.kind == "deleted_range" and spec.remaining == spec.length and len(cand):
             # The entry just before the gap is evidence too.
-            first = cand[0]
-            before = ids[first - 1] if first > 0 else self.last_event.get(s)
+            first = int(cand[0])
+            before = self.event_id(first - 1) if first > 0 else self.before
             if before:
                 inst.events.append((source, before))
         take = cand[: spec.remaining]
         if not len(take):
             return
         spec.remaining -= len(take)
-        touched[take] = True
+        self.touched[take] = True
+        ids = [self.event_id(i) for i in take]
         if spec.kind == "deleted_range":
-            keep[take] = False
-            inst.deleted.extend((source, ids[i]) for i in take)
+            self.keep[take] = False
+            inst.deleted.extend((source, e) for e in ids)
             if spec.remaining == 0:
-                after = np.flatnonzero(keep & (np.arange(len(keep)) > take[-1]))
+                after = np.flatnonzero(self.keep & (np.arange(len(self.keep)) > take[-1]))
                 if len(after):
-                    inst.events.append((source, ids[after[0]]))
+                    inst.events.append((source, self.event_id(after[0])))
                 else:
                     spec.await_next = True
         elif spec.kind == "duplicate":
-            dup[take] = True
-            inst.events.extend((source, ids[i]) for i in take)
+            self.dup[take] = True
+            inst.events.extend((source, e) for e in ids)
         else:
-            shift[take] = spec.shift
-            inst.events.extend((source, ids[i]) for i in take)
+            self.shift[take] = spec.shift
+            inst.events.extend((source, e) for e in ids)
         inst.details["applied"] = spec.length - spec.remaining
 
 
@@ -348,6 +379,29 @@ def _write_items(
     return path, writer.rows
 
 
+_LABEL_SCHEMA = {
+    "instance_id": pl.String,
+    "scenario": pl.String,
+    "kind": pl.String,
+    "source_system": pl.String,
+    "event_id": pl.String,
+    "request_id": pl.String,
+    "item_no": pl.Int64,
+}
+
+
+def _label(
+    instance_id: str | None,
+    scenario: str,
+    kind: str,
+    source: str | None,
+    event_id: str,
+    request_id: str | None = None,
+    item_no: int | None = None,
+) -> tuple[Any, ...]:
+    return (instance_id, scenario, kind, source, event_id, request_id, item_no)
+
+
 def _write_ground_truth(
     world: World,
     log: SpecialLog,
@@ -359,10 +413,12 @@ def _write_ground_truth(
     instances = []
     label_rows: list[dict[str, Any]] = []
     for inst in log.instances:
-        events = [list(stream.hook_event[h][:2]) for h in inst.hooks if h in stream.hook_event] + [
-            list(e) for e in inst.events
-        ]
-        items = [[rid, stream.hook_event[h][1], no] for rid, h, no in inst.item_refs]
+        # Sorted so the file does not depend on the order chunks were processed in.
+        events = sorted(
+            [list(stream.hook_event[h][:2]) for h in inst.hooks if h in stream.hook_event]
+            + [list(e) for e in inst.events]
+        )
+        items = sorted([rid, stream.hook_event[h][1], no] for rid, h, no in inst.item_refs)
         entry = {
             "scenario": inst.scenario,
             "instance_id": inst.instance_id,
@@ -374,18 +430,17 @@ def _write_ground_truth(
             "details": inst.details,
         }
         if inst.deleted:
-            entry["deleted_events"] = [list(e) for e in inst.deleted]
+            entry["deleted_events"] = sorted(list(e) for e in inst.deleted)
         instances.append(entry)
+        label_rows.extend(_label(inst.instance_id, inst.scenario, "event", s, e) for s, e in events)
         label_rows.extend(
-            {"instance_id": inst.instance_id, "scenario": inst.scenario, "source_system": s, "event_id": e,
-             "request_id": None, "item_no": None} for s, e in events
-        )  # fmt: skip
+            _label(inst.instance_id, inst.scenario, "deleted", s, e) for s, e in inst.deleted
+        )
         label_rows.extend(
-            {"instance_id": inst.instance_id, "scenario": inst.scenario, "source_system": None, "event_id": e,
-             "request_id": r, "item_no": n} for r, e, n in items
-        )  # fmt: skip
+            _label(inst.instance_id, inst.scenario, "item", None, e, r, n) for r, e, n in items
+        )
     noise = {
-        "late_logged": [list(e) for e in stream.late],
+        "late_logged": sorted(list(e) for e in stream.late),
         "corrections": [
             list(stream.hook_event[h][:2])
             for h in log.noise["correction"]
@@ -428,13 +483,13 @@ def _write_ground_truth(
             "agreements": [g.as_dict() for a in world.agencies for g in a.agreements],
         },
     }
-    total_ids = len(label_rows) + sum(len(v) for v in noise.values())
-    if total_ids > INLINE_LABEL_LIMIT:
+    for kind, pairs in noise.items():
+        label_rows.extend(_label(None, f"noise:{kind}", "event", s, e) for s, e in pairs)
+    if len(label_rows) > INLINE_LABEL_LIMIT:
+        # Too many ids for a readable JSON file: every label goes to a Parquet companion
+        # (one row per labelled event, deleted event or request item).
         labels_path = out_dir / "ground_truth_labels.parquet"
-        pl.DataFrame(label_rows, schema={
-            "instance_id": pl.String, "scenario": pl.String, "source_system": pl.String,
-            "event_id": pl.String, "request_id": pl.String, "item_no": pl.Int64,
-        }).write_parquet(labels_path)  # fmt: skip
+        pl.DataFrame(label_rows, schema=_LABEL_SCHEMA, orient="row").write_parquet(labels_path)
         for entry in instances:
             entry["events"] = entry["items"] = None
             entry.pop("deleted_events", None)
