@@ -1,8 +1,11 @@
--- Disclosures for a stated purpose the cited authority does not allow (e.g. a civil
--- purpose under an authority limited to criminal investigations).
+-- Disclosures, receipts and uses for a stated purpose the cited authority does not allow
+-- (e.g. a civil purpose under an authority limited to criminal investigations). The
+-- recipient's own log of why it holds the data counts as much as the discloser's.
 SELECT e.recipient_code,
        e.authority_id,
        e.purpose,
+       e.is_disclosure,
+       CASE WHEN e.is_disclosure THEN 'disclosed' ELSE 'received or used' END AS conduct,
        e.recipient_code AS entity_id,
        any_value(e.disclosing_agency) AS disclosing_agency,
        any_value(e.recipient_agency) AS recipient_agency,
@@ -16,7 +19,7 @@ SELECT e.recipient_code,
        array_to_string(any_value(e.auth_purposes), ', ') AS permitted,
        list_concat($rule_citations, [e.authority_id]) AS citations
 FROM dw_events e
-WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
+WHERE list_contains($event_types, e.event_type) AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
   AND nullif(trim(e.purpose), '') IS NOT NULL
   AND len(e.auth_purposes) > 0 AND NOT list_contains(e.auth_purposes, e.purpose)
-GROUP BY e.recipient_code, e.authority_id, e.purpose
+GROUP BY e.recipient_code, e.authority_id, e.purpose, e.is_disclosure

@@ -1,0 +1,51 @@
+-- The per-taxpayer violation: subjects actually disclosed under an authority that requires
+-- the request to set forth their address, when no request item for that subject in the
+-- same request carries a valid address. One finding per request; subjects_affected is the
+-- number of taxpayers whose data went out without it.
+WITH disclosures AS (
+    SELECT e.* FROM dw_events e
+    WHERE e.is_disclosure AND e.request_id IS NOT NULL
+      AND list_contains(e.auth_required_elements, 'address')
+),
+disclosed AS (
+    SELECT d.event_id, d.request_id, i.taxpayer_ref AS subject, i.address_valid AS own_address_valid
+    FROM disclosures d JOIN dw_items i
+      ON i.event_id = d.event_id AND (i.source_system IS NULL OR i.source_system = d.source_system)
+    WHERE i.taxpayer_ref IS NOT NULL
+    UNION ALL
+    SELECT d.event_id, d.request_id, d.taxpayer_ref, NULL FROM disclosures d WHERE d.taxpayer_ref IS NOT NULL
+),
+requested AS (
+    SELECT i.request_id, i.taxpayer_ref AS subject, bool_or(i.address_valid) AS any_valid
+    FROM dw_items i
+    WHERE list_contains($request_event_types, i.carrier_event_type) AND i.taxpayer_ref IS NOT NULL
+    GROUP BY ALL
+),
+judged AS (
+    SELECT x.request_id, x.subject, x.event_id,
+           coalesce(r.any_valid, x.own_address_valid, false) AS address_set_forth
+    FROM disclosed x LEFT JOIN requested r ON r.request_id = x.request_id AND r.subject = x.subject
+),
+per_request AS (
+    SELECT request_id,
+           count(DISTINCT subject) AS subjects_disclosed,
+           count(DISTINCT subject) FILTER (WHERE NOT address_set_forth) AS subjects_without_address
+    FROM judged GROUP BY request_id
+)
+SELECT d.request_id,
+       d.request_id AS entity_id,
+       any_value(d.disclosing_agency) AS disclosing_agency,
+       any_value(d.recipient_agency) AS recipient_agency,
+       any_value(d.source_system) AS source_system,
+       any_value(d.authority_id) AS authority_id,
+       list(d.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(d.occurred_at) AS window_start,
+       max(d.occurred_at) AS window_end,
+       sum(d.record_count) AS records_affected,
+       any_value(p.subjects_without_address) AS subjects_affected,
+       any_value(p.subjects_disclosed) AS subjects_disclosed,
+       list_concat($rule_citations, list(DISTINCT d.authority_id)) AS citations
+FROM disclosures d JOIN per_request p ON p.request_id = d.request_id
+WHERE p.subjects_without_address > 0
+GROUP BY d.request_id

@@ -1,0 +1,43 @@
+-- Request items that do not set forth what the cited authority requires of each subject
+-- (name, a real address, tax periods, statute, reason), counted per subject. Placeholder
+-- addresses ("Failed to Provide", "NA NA", a ZIP alone, a jail with no street) are not
+-- addresses: dw_items.address_valid applies the registry's address patterns.
+WITH judged AS (
+    SELECT i.request_id, i.item_no, i.taxpayer_ref, i.event_id,
+           e.recipient_code, e.recipient_agency, e.disclosing_agency, e.source_system,
+           e.occurred_at, e.authority_id, e.actor_id,
+           list_filter([
+               CASE WHEN list_contains(e.auth_required_elements, 'name') AND NOT i.has_name THEN 'name' END,
+               CASE WHEN list_contains(e.auth_required_elements, 'address') AND NOT i.address_valid THEN 'address' END,
+               CASE WHEN list_contains(e.auth_required_elements, 'tax_periods') AND NOT i.has_tax_periods THEN 'tax_periods' END,
+               CASE WHEN list_contains(e.auth_required_elements, 'statute') AND NOT i.has_statute THEN 'statute' END,
+               CASE WHEN list_contains(e.auth_required_elements, 'reason') AND NOT i.has_reason THEN 'reason' END
+           ], lambda x: x IS NOT NULL) AS missing
+    FROM dw_items i
+    JOIN dw_events e
+      ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
+    WHERE list_contains($request_event_types, e.event_type) AND len(e.auth_required_elements) > 0
+)
+SELECT j.request_id,
+       j.request_id AS entity_id,
+       any_value(j.recipient_agency) AS recipient_agency,
+       any_value(j.disclosing_agency) AS disclosing_agency,
+       any_value(j.actor_id) AS actor_id,
+       any_value(j.source_system) AS source_system,
+       any_value(j.authority_id) AS authority_id,
+       list(DISTINCT j.event_id) AS event_ids,
+       count(DISTINCT j.event_id) AS event_count,
+       min(j.occurred_at) AS window_start,
+       max(j.occurred_at) AS window_end,
+       count(*) AS items_named,
+       count(*) FILTER (WHERE len(j.missing) > 0) AS records_affected,
+       count(DISTINCT coalesce(j.taxpayer_ref, j.request_id || '#' || j.item_no)) FILTER (WHERE len(j.missing) > 0) AS subjects_affected,
+       count(*) FILTER (WHERE list_contains(j.missing, 'name')) AS missing_name,
+       count(*) FILTER (WHERE list_contains(j.missing, 'address')) AS missing_address,
+       count(*) FILTER (WHERE list_contains(j.missing, 'tax_periods')) AS missing_tax_periods,
+       count(*) FILTER (WHERE list_contains(j.missing, 'statute')) AS missing_statute,
+       count(*) FILTER (WHERE list_contains(j.missing, 'reason')) AS missing_reason,
+       list_concat($rule_citations, list(DISTINCT j.authority_id)) AS citations
+FROM judged j
+GROUP BY j.request_id
+HAVING count(*) FILTER (WHERE len(j.missing) > 0) > 0
