@@ -122,6 +122,78 @@ class RarityEncoder(TransformerMixin, BaseEstimator):
         return tags
 
 
+class ConditionalRarityEncoder(TransformerMixin, BaseEstimator):
+    """Rarity of each value *given* a key: ``-log P(value | key)``, smoothed.
+
+    The first column is the key (e.g. the recipient), the others are values (channel,
+    data elements, ...). A recipient's own monthly bulk channel is then ordinary for it,
+    while a channel it never used is rare even if other recipients use it daily. A key
+    never seen in ``fit`` is judged against all rows.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "smoothing": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, smoothing: float = 1.0) -> None:
+        self.smoothing = smoothing
+
+    def fit(self, X: Any, y: Any = None) -> ConditionalRarityEncoder:
+        self._validate_params()
+        X = validate_data(self, X, dtype=None, reset=True)
+        if X.shape[1] < 2:
+            raise ValueError(
+                f"n_features = {X.shape[1]}: need a key column and at least one value column"
+            )
+        keys = _as_keys(X[:, 0])
+        self.keys_, key_counts = np.unique(keys, return_counts=True)
+        self.key_counts_ = key_counts.astype(np.float64)
+        self.pairs_: list[NDArray[Any]] = []
+        self.pair_counts_: list[NDArray[np.float64]] = []
+        self.value_cardinality_ = np.empty(X.shape[1] - 1)
+        self.marginal_ = []
+        for j in range(1, X.shape[1]):
+            values = X[:, j].astype(str)
+            joint = np.char.add(np.char.add(keys.astype(str), _KEY_SEP), values)
+            pairs, counts = np.unique(joint, return_counts=True)
+            self.pairs_.append(pairs)
+            self.pair_counts_.append(counts.astype(np.float64))
+            self.value_cardinality_[j - 1] = np.unique(values).size
+            self.marginal_.append(
+                RarityEncoder(smoothing=self.smoothing).fit(values.reshape(-1, 1))
+            )
+        return self
+
+    def transform(self, X: Any) -> NDArray[np.float64]:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=None, reset=False)
+        keys = _as_keys(X[:, 0])
+        kidx = _lookup(self.keys_, keys)
+        key_n = np.where(kidx >= 0, self.key_counts_[np.maximum(kidx, 0)], 0.0)
+        out = np.empty((X.shape[0], X.shape[1] - 1))
+        for j in range(1, X.shape[1]):
+            values = X[:, j].astype(str)
+            joint = np.char.add(np.char.add(keys.astype(str), _KEY_SEP), values)
+            pidx = _lookup(self.pairs_[j - 1], joint)
+            pair_n = np.where(pidx >= 0, self.pair_counts_[j - 1][np.maximum(pidx, 0)], 0.0)
+            k = self.value_cardinality_[j - 1] + 1
+            conditional = -np.log((pair_n + self.smoothing) / (key_n + self.smoothing * k))
+            unseen_key = self.marginal_[j - 1].transform(values.reshape(-1, 1))[:, 0]
+            out[:, j - 1] = np.where(kidx >= 0, conditional, unseen_key)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
+        check_is_fitted(self)
+        names = _input_names(self, input_features)
+        return np.asarray([f"{n}_given_{names[0]}_rarity" for n in names[1:]], dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
 class CyclicalEncoder(TransformerMixin, BaseEstimator):
     """Encode periodic numbers (hour of day, weekday) as sine and cosine.
 
@@ -163,7 +235,10 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
     rest are values (already on the scale to compare, e.g. log counts). Each row is
     compared with the most specific group that had at least ``min_history`` rows in
     ``fit``, falling back to coarser groups and finally to all rows:
-    ``z = (value - median) / max(1.4826 * MAD, min_scale)``. The row's z is the largest
+    ``z = (value - q) / max(1.4826 * MAD, min_scale)`` where ``q`` is the group's
+    ``baseline_quantile`` (the median by default). A high quantile (e.g. 0.99) makes
+    anything the group does regularly, such as a monthly bulk run on whatever day its
+    schedule falls, part of the baseline rather than an anomaly. The row's z is the largest
     over its value columns. ``score_samples`` is ``-z`` (``direction='high'``: only
     unusually high values count, as for volumes) or ``-|z|`` (``'both'``).
     """
@@ -173,6 +248,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         "min_history": [Interval(Integral, 1, None, closed="left")],
         "min_scale": [Interval(Real, 0, None, closed="neither")],
         "direction": [StrOptions({"high", "both"})],
+        "baseline_quantile": [Interval(Real, 0, 1, closed="both")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
     }
 
@@ -182,12 +258,14 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         min_history: int = 5,
         min_scale: float = 0.25,
         direction: Literal["high", "both"] = "high",
+        baseline_quantile: float = 0.5,
         contamination: float = 0.01,
     ) -> None:
         self.n_key_columns = n_key_columns
         self.min_history = min_history
         self.min_scale = min_scale
         self.direction = direction
+        self.baseline_quantile = baseline_quantile
         self.contamination = contamination
 
     def _split(self, X: NDArray[Any]) -> tuple[list[NDArray[Any]], NDArray[np.float64]]:
@@ -229,16 +307,20 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         self.level_median_: list[NDArray[np.float64]] = []
         self.level_scale_: list[NDArray[np.float64]] = []
         self.level_p99_: list[NDArray[np.float64]] = []
+        self.level_center_: list[NDArray[np.float64]] = []
         for key in levels:
             groups, inverse = np.unique(key, return_inverse=True)
             inverse = inverse.ravel()
             med = np.empty((groups.size, n_values))
             scale = np.empty((groups.size, n_values))
             p99 = np.empty((groups.size, n_values))
+            center = np.empty((groups.size, n_values))
             counts = np.zeros(groups.size, dtype=np.int64)
             for v in range(n_values):
-                counts, q = _group_quantiles(inverse, values[:, v], groups.size, [0.5, 0.99])
-                med[:, v], p99[:, v] = q[:, 0], q[:, 1]
+                counts, q = _group_quantiles(
+                    inverse, values[:, v], groups.size, [0.5, 0.99, self.baseline_quantile]
+                )
+                med[:, v], p99[:, v], center[:, v] = q[:, 0], q[:, 1], q[:, 2]
                 dev = np.abs(values[:, v] - med[inverse, v])
                 _, mad = _group_quantiles(inverse, dev, groups.size, [0.5])
                 scale[:, v] = np.maximum(MAD_TO_SIGMA * mad[:, 0], self.min_scale)
@@ -247,6 +329,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
             self.level_median_.append(med)
             self.level_scale_.append(scale)
             self.level_p99_.append(p99)
+            self.level_center_.append(center)
         self.offset_ = float(np.percentile(self._score(levels, values), 100.0 * self.contamination))
         return self
 
@@ -271,7 +354,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         scale = np.empty_like(values)
         for lvl in np.unique(level):
             rows = level == lvl
-            med[rows] = self.level_median_[lvl][group[rows]]
+            med[rows] = self.level_center_[lvl][group[rows]]
             scale[rows] = self.level_scale_[lvl][group[rows]]
         return (values - med) / scale
 
@@ -318,6 +401,62 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
             out["median"][rows] = self.level_median_[lvl][group[rows]]
             out["p99"][rows] = self.level_p99_[lvl][group[rows]]
         return out
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
+class GroupDeviationEncoder(TransformerMixin, BaseEstimator):
+    """Feature: how far each value is from its own group's history, as a robust z.
+
+    Same layout and baselines as :class:`GroupedRobustZ` (key columns first, then values);
+    outputs one signed z per value column, e.g. a transfer's log volume against that
+    recipient's usual transfers.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_key_columns": [Interval(Integral, 0, None, closed="left")],
+        "min_history": [Interval(Integral, 1, None, closed="left")],
+        "min_scale": [Interval(Real, 0, None, closed="neither")],
+        "baseline_quantile": [Interval(Real, 0, 1, closed="both")],
+    }
+
+    def __init__(
+        self,
+        n_key_columns: int = 1,
+        min_history: int = 5,
+        min_scale: float = 0.25,
+        baseline_quantile: float = 0.5,
+    ) -> None:
+        self.n_key_columns = n_key_columns
+        self.min_history = min_history
+        self.min_scale = min_scale
+        self.baseline_quantile = baseline_quantile
+
+    def fit(self, X: Any, y: Any = None) -> GroupDeviationEncoder:
+        self._validate_params()
+        X = validate_data(self, X, dtype=None, reset=True)
+        self.baseline_ = GroupedRobustZ(
+            n_key_columns=self.n_key_columns,
+            min_history=self.min_history,
+            min_scale=self.min_scale,
+            direction="both",
+            baseline_quantile=self.baseline_quantile,
+        ).fit(X)
+        return self
+
+    def transform(self, X: Any) -> NDArray[np.float64]:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=None, reset=False)
+        return self.baseline_.z_scores(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
+        check_is_fitted(self)
+        names = _input_names(self, input_features)[self.n_key_columns :]
+        return np.asarray([f"{n}_vs_group" for n in names], dtype=object)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

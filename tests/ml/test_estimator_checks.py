@@ -9,8 +9,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from detectors.ml.estimators import (
+    ConditionalRarityEncoder,
     CyclicalEncoder,
     FirstSeenDetector,
+    GroupDeviationEncoder,
     GroupedRobustZ,
     RarityEncoder,
 )
@@ -21,6 +23,8 @@ ESTIMATORS: list[BaseEstimator] = [
     GroupedRobustZ(n_key_columns=1, min_history=3),
     GroupedRobustZ(n_key_columns=0, direction="both"),
     FirstSeenDetector(),
+    GroupDeviationEncoder(n_key_columns=1, min_history=3),
+    ConditionalRarityEncoder(),
 ]
 
 

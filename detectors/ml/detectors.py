@@ -1,0 +1,717 @@
+"""The ML detectors: for each, its features, its pipeline and how its alerts read.
+
+A detector subclasses :class:`MLDetector` and is registered by being defined (no central
+list to edit); tests loop over :data:`DETECTORS`. The pipelines are plain scikit-learn;
+everything about the store and alerts stays on this side of the adapter.
+
+Score convention: :meth:`MLDetector.anomaly_scores` returns ``-score_samples`` of the
+pipeline, so *higher = more anomalous* everywhere outside the estimators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import duckdb
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from detectors.alerts import ALERT_COLUMNS, make_alert_id
+from detectors.ml import features
+from detectors.ml.estimators import (
+    ConditionalRarityEncoder,
+    CyclicalEncoder,
+    FirstSeenDetector,
+    GroupDeviationEncoder,
+    GroupedRobustZ,
+    RarityEncoder,
+)
+
+DETECTORS: dict[str, type[MLDetector]] = {}
+
+# Evidence keeps at most this many event ids per alert; event_count has the full number.
+MAX_EVENT_IDS = 200
+SCORE_CHUNK_ROWS = 250_000
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """One detector's block of the ML config file."""
+
+    enabled: bool = True
+    event_types: tuple[str, ...] = ("disclosure",)
+    threshold_percentile: float | None = 99.9
+    min_score: float | None = None
+    severity: str = "medium"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What an explanation may cite about the model that scored the row."""
+
+    version: str
+    threshold: float
+    threshold_percentile: float | None
+    train_from: datetime | None
+    train_to: datetime | None
+    metadata: dict[str, Any]
+
+
+def _fmt_int(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{round(float(value)):,}"
+
+
+def _day(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def log_to_count(value: float) -> float:
+    """Inverse of the ln(1 + x) the count features are compared on."""
+    return float(np.expm1(value))
+
+
+def score_in_chunks(
+    score: Callable[[pl.DataFrame], NDArray[np.float64]], frame: pl.DataFrame, threads: int = 2
+) -> NDArray[np.float64]:
+    """Score row chunks on ``threads`` threads (the tree and numpy kernels release the GIL)."""
+    n = frame.height
+    if n == 0:
+        return np.empty(0)
+    if threads <= 1 or n <= SCORE_CHUNK_ROWS:
+        return score(frame)
+    size = max(SCORE_CHUNK_ROWS, -(-n // (threads * 4)))
+    chunks = [frame.slice(start, size) for start in range(0, n, size)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return np.concatenate(list(pool.map(score, chunks)))
+
+
+class MLDetector:
+    """Base: subclasses set the class attributes and implement the four hooks."""
+
+    detector_id: ClassVar[str]
+    title: ClassVar[str]
+    entity_type: ClassVar[str]
+    feature_columns: ClassVar[tuple[str, ...]]
+    # Columns that identify one scored row (an alert's dedup key).
+    key_columns: ClassVar[tuple[str, ...]]
+    # False: the model's own offset_ is the threshold (novelty is not a percentile).
+    percentile_threshold: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "detector_id", None):
+            DETECTORS[cls.detector_id] = cls
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.settings = settings
+
+    # -- hooks ---------------------------------------------------------------------------
+    def training_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return self.scoring_frame(con, window_from, window_to)
+
+    def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def build_pipeline(self) -> Pipeline:
+        raise NotImplementedError
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """Plain-language explanation and evidence for each flagged row."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------
+    @property
+    def event_types(self) -> list[str]:
+        return list(self.settings.event_types)
+
+    def fit(self, frame: pl.DataFrame) -> Pipeline:
+        return self.build_pipeline().fit(frame.select(self.feature_columns))
+
+    def anomaly_scores(
+        self, model: Pipeline, frame: pl.DataFrame, threads: int = 2
+    ) -> NDArray[np.float64]:
+        """Higher = more anomalous (the negated ``score_samples`` of the pipeline)."""
+        cols = list(self.feature_columns)
+        return score_in_chunks(
+            lambda chunk: -model.score_samples(chunk.select(cols)), frame, threads
+        )
+
+    def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
+        """Baselines of the training window that explanations quote later."""
+        return {}
+
+    def alert_rows(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> pl.DataFrame:
+        """Alert candidates (``ALERT_COLUMNS``) for the rows at or above the threshold."""
+        explanations, evidence = self.explain(flagged, scores, model, ctx)
+        for ev, s in zip(evidence, scores, strict=True):
+            ev.setdefault("anomaly_score", round(float(s), 4))
+            ev.setdefault("threshold", round(ctx.threshold, 4))
+            ev.setdefault("threshold_percentile", ctx.threshold_percentile)
+            ev.setdefault("model_version", ctx.version)
+        keys = flagged.select(self.key_columns).rows()
+        ids = [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
+        base = self.alert_columns(flagged)
+        out = base.with_columns(
+            pl.Series("alert_id", ids, dtype=pl.String),
+            pl.lit(self.detector_id).alias("detector_id"),
+            pl.lit("model").alias("detector_kind"),
+            pl.lit(ctx.version).alias("detector_version"),
+            pl.lit(self.settings.severity).alias("severity"),
+            pl.Series("score", scores, dtype=pl.Float64),
+            pl.lit(self.entity_type).alias("entity_type"),
+            pl.Series("evidence", [json.dumps(e, default=str) for e in evidence], dtype=pl.String),
+            pl.Series("explanation", explanations, dtype=pl.String),
+            pl.lit(False).alias("coverage_incomplete"),
+            pl.lit(None, dtype=pl.String).alias("registry_version"),
+        )
+        return out.select(ALERT_COLUMNS)
+
+    def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
+        """entity_id, agencies, actor, request, source, window, events and counts."""
+        raise NotImplementedError
+
+
+def _event_list(col: str = "event_ids") -> list[pl.Expr]:
+    return [
+        pl.col(col).list.head(MAX_EVENT_IDS).alias("event_ids"),
+        pl.col(col).list.len().cast(pl.Int64).alias("event_count"),
+    ]
+
+
+# ------------------------------------------------------------------------------ 1. transfers
+
+# What each model feature means, for explanations.
+_FEATURE_LABELS: dict[str, str] = {
+    "rarity__recipient_rarity": "recipient",
+    "rarity__authority_rarity": "authority",
+    "rarity__purpose_rarity": "purpose",
+    "given_recipient__channel_enc_given_recipient_rarity": "channel for this recipient",
+    "given_recipient__elements_given_recipient_rarity": "data elements for this recipient",
+    "given_recipient__authority_given_recipient_rarity": "authority for this recipient",
+    "given_recipient__purpose_given_recipient_rarity": "purpose for this recipient",
+    "given_sender__utc_hour_given_sender_rarity": "hour of day for the sending agency",
+    "given_sender__local_weekday_given_sender_rarity": "day of week for the sending agency",
+    "clock__local_hour_sin": "local time of day",
+    "clock__local_hour_cos": "local time of day",
+    "volume__log_records_vs_group": "record volume for this recipient",
+}
+
+_WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class TransferIsolation(MLDetector):
+    """Isolation forest over single transfers: volume, local clock, channel, elements, rarity."""
+
+    detector_id = "ml.transfer_isolation"
+    title = "Unusual transfer"
+    entity_type = "event"
+    feature_columns = (
+        "recipient", "authority", "purpose", "channel_enc", "elements",
+        "sender", "utc_hour", "local_weekday", "local_hour", "log_records",
+    )  # fmt: skip
+    key_columns = ("source_system", "event_id")
+
+    def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return features.transfer_frame(
+            con, event_types=self.event_types, window_from=window_from, window_to=window_to
+        )
+
+    def build_pipeline(self) -> Pipeline:
+        columns = ColumnTransformer(
+            [
+                ("rarity", RarityEncoder(), ["recipient", "authority", "purpose"]),
+                (
+                    "given_recipient",
+                    ConditionalRarityEncoder(),
+                    ["recipient", "channel_enc", "elements", "authority", "purpose"],
+                ),
+                (
+                    "given_sender",
+                    ConditionalRarityEncoder(),
+                    ["sender", "utc_hour", "local_weekday"],
+                ),
+                ("clock", CyclicalEncoder(period=24.0), ["local_hour"]),
+                # Against the recipient's own 99th percentile: its regular bulk runs are normal.
+                (
+                    "volume",
+                    GroupDeviationEncoder(n_key_columns=1, baseline_quantile=0.99),
+                    ["recipient", "log_records"],
+                ),
+            ]
+        )
+        params = {"n_estimators": 100, "random_state": 0, **self.settings.params}
+        return Pipeline([("features", columns), ("model", IsolationForest(**params))])
+
+    def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
+        sample = frame.select(self.feature_columns)
+        if sample.height > 200_000:
+            sample = sample.sample(200_000, seed=0)
+        xt = model[:-1].transform(sample)
+        median = np.median(xt, axis=0)
+        spread = np.quantile(xt, 0.75, axis=0) - np.quantile(xt, 0.25, axis=0)
+        return {
+            "feature_names": [str(n) for n in model[:-1].get_feature_names_out()],
+            "feature_median": median.tolist(),
+            "feature_spread": np.maximum(spread, 0.1).tolist(),
+            "median_records": float(frame["record_count"].median() or 0),
+            "training_transfers": frame.height,
+        }
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        meta = ctx.metadata
+        names = meta.get("feature_names") or [str(n) for n in model[:-1].get_feature_names_out()]
+        if flagged.height == 0:
+            return [], []
+        xt = model[:-1].transform(flagged.select(self.feature_columns))
+        median = np.asarray(meta.get("feature_median", np.median(xt, axis=0)))
+        spread = np.asarray(meta.get("feature_spread", np.ones(xt.shape[1])))
+        deviation = np.abs(xt - median) / spread
+        texts: list[str] = []
+        evidence: list[dict[str, Any]] = []
+        for i, row in enumerate(flagged.iter_rows(named=True)):
+            order = np.argsort(-deviation[i])
+            reasons: list[str] = []
+            unusual: list[dict[str, Any]] = []
+            seen_labels: set[str] = set()
+            for j in order[:6]:
+                label = _FEATURE_LABELS.get(names[j], names[j])
+                if label in seen_labels or deviation[i, j] < 1.0:
+                    continue
+                seen_labels.add(label)
+                reasons.append(self._reason(names[j], label, row, xt[i, j]))
+                unusual.append(
+                    {
+                        "feature": names[j],
+                        "value": round(float(xt[i, j]), 4),
+                        "training_median": round(float(median[j]), 4),
+                    }
+                )
+                if len(reasons) == 3:
+                    break
+            local = row["local_ts"]
+            when = (
+                f"at {local:%H:%M} local time ({row['zone']}) on {_WEEKDAYS[local.isoweekday()]} {local:%Y-%m-%d}"
+                if local is not None
+                else "at an unknown time"
+            )
+            texts.append(
+                f"{row['disclosing_agency']} sent {_fmt_int(row['record_count'])} records to "
+                f"{row['recipient_agency']} under {row['authority']} over {row['channel']} {when} "
+                f"(event {row['event_id']}). Unusual: {'; '.join(reasons) or 'the combination as a whole'}. "
+                f"Compared with {_fmt_int(meta.get('training_transfers'))} training transfers "
+                f"(median {_fmt_int(meta.get('median_records'))} records); anomaly score "
+                f"{scores[i]:.3f}, alert threshold {ctx.threshold:.3f}."
+            )
+            evidence.append(
+                {
+                    "local_time": str(local),
+                    "zone": row["zone"],
+                    "records": row["record_count"],
+                    "channel": row["channel"],
+                    "authority": row["authority"],
+                    "purpose": row["purpose"],
+                    "data_elements": row["elements"],
+                    "channel_detail": row["channel_enc"],
+                    "unusual_features": unusual,
+                    "training_median_records": meta.get("median_records"),
+                }
+            )
+        return texts, evidence
+
+    @staticmethod
+    def _reason(name: str, label: str, row: dict[str, Any], value: float) -> str:
+        if name.endswith("_rarity"):
+            column = name.split("__", 1)[-1].removesuffix("_rarity").split("_given_")[0]
+            shown = row.get(column, "")
+            if column == "utc_hour":
+                shown = f"{shown}:00 UTC"
+            elif column == "local_weekday":
+                shown = _WEEKDAYS[int(shown)] if str(shown).isdigit() else shown
+            share = float(np.exp(-value))
+            return f"{label} '{shown}' (about {share:.2%} of comparable training transfers)"
+        if name.startswith("clock__"):
+            return f"{label} {row['local_ts']:%H:%M}"
+        if name == "volume__log_records_vs_group":
+            return (
+                f"{label}: {_fmt_int(row['record_count'])} records,"
+                f" {value:+.1f} robust SD from its 99th percentile"
+            )
+        return label
+
+    def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
+        return flagged.select(
+            (pl.col("source_system") + ":" + pl.col("event_id")).alias("entity_id"),
+            "disclosing_agency",
+            "recipient_agency",
+            "request_id",
+            "actor_id",
+            "source_system",
+            pl.col("occurred_at").alias("window_start"),
+            pl.col("occurred_at").alias("window_end"),
+            pl.concat_list(pl.col("event_id")).alias("event_ids"),
+            pl.lit(1, dtype=pl.Int64).alias("event_count"),
+            pl.lit(None, dtype=pl.Int64).alias("subjects_affected"),
+            pl.col("record_count").cast(pl.Int64).alias("records_affected"),
+            pl.when(pl.col("authority_id").is_not_null())
+            .then(pl.concat_list(pl.col("authority_id")))
+            .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+            .alias("citations"),
+        )
+
+
+# ----------------------------------------------------------------------- 2. recipient volume
+
+_LEVEL_WORDS_PAIR = (
+    "all recipient-authority pairs",
+    "this pair on any day",
+    "this pair in the same phase ({phase})",
+)
+
+
+class RecipientVolume(MLDetector):
+    """Records per (recipient, authority) per day against that pair's own seasonal history."""
+
+    detector_id = "ml.recipient_volume"
+    title = "Volume spike for a recipient"
+    entity_type = "recipient"
+    feature_columns = ("pair", "phase", "transfers", "records")
+    key_columns = ("recipient_agency", "authority", "day")
+
+    def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return features.pair_day_frame(
+            con, event_types=self.event_types, window_from=window_from, window_to=window_to
+        )
+
+    def build_pipeline(self) -> Pipeline:
+        columns = ColumnTransformer(
+            [
+                ("keys", "passthrough", ["pair", "phase"]),
+                (
+                    "log",
+                    FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
+                    ["transfers", "records"],
+                ),
+            ]
+        )
+        # The pair's 99th percentile, not its median, is the bar: whatever the pair does
+        # regularly (a monthly bulk run on its own schedule) is normal for it.
+        params = {"min_history": 4, "baseline_quantile": 0.99, **self.settings.params}
+        return Pipeline(
+            [
+                ("features", columns),
+                ("model", GroupedRobustZ(n_key_columns=2, direction="high", **params)),
+            ]
+        )
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        if flagged.height == 0:
+            return [], []
+        xt = model[:-1].transform(flagged.select(self.feature_columns))
+        base = model[-1].baseline(xt)
+        z = model[-1].z_scores(xt)
+        texts, evidence = [], []
+        for i, row in enumerate(flagged.iter_rows(named=True)):
+            level = int(base["level"][i])
+            med_t, p99_t = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
+            med_r, p99_r = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
+            compared = _LEVEL_WORDS_PAIR[level].format(phase=row["phase"].replace("/", ", "))
+            unusual = []
+            if z[i, 0] >= 2:
+                unusual.append(
+                    f"transfers a day ({z[i, 0]:.1f} robust SD above its 99th percentile)"
+                )
+            if z[i, 1] >= 2:
+                unusual.append(f"records a day ({z[i, 1]:.1f} robust SD above its 99th percentile)")
+            texts.append(
+                f"{row['recipient_agency']} received {_fmt_int(row['records'])} records under "
+                f"{row['authority']} on {_day(row['day'])} in {_fmt_int(row['transfers'])} transfer(s); "
+                f"baseline for {compared} ({base['n'][i]} days): median {_fmt_int(med_t)}, 99th percentile "
+                f"{_fmt_int(p99_t)} transfers a day; median {_fmt_int(med_r)}, 99th percentile "
+                f"{_fmt_int(p99_r)} records a day. Unusual: {'; '.join(unusual) or 'volume'} "
+                f"(score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
+            )
+            evidence.append(
+                {
+                    "records": row["records"],
+                    "transfers": row["transfers"],
+                    "phase": row["phase"],
+                    "baseline": {
+                        "compared_with": compared,
+                        "days": int(base["n"][i]),
+                        "median_transfers": round(med_t),
+                        "p99_transfers": round(p99_t),
+                        "median_records": round(med_r),
+                        "p99_records": round(p99_r),
+                    },
+                    "unusual_features": [
+                        {"feature": "transfers", "robust_z": round(float(z[i, 0]), 2)},
+                        {"feature": "records", "robust_z": round(float(z[i, 1]), 2)},
+                    ],
+                }
+            )
+        return texts, evidence
+
+    def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
+        return flagged.select(
+            pl.col("recipient_agency").alias("entity_id"),
+            "disclosing_agency",
+            "recipient_agency",
+            pl.lit(None, dtype=pl.String).alias("request_id"),
+            pl.lit(None, dtype=pl.String).alias("actor_id"),
+            "source_system",
+            pl.col("first_at").alias("window_start"),
+            pl.col("last_at").alias("window_end"),
+            *_event_list(),
+            pl.col("subjects").cast(pl.Int64).alias("subjects_affected"),
+            pl.col("records").cast(pl.Int64).alias("records_affected"),
+            pl.col("citations"),
+        )
+
+
+# ---------------------------------------------------------------------------- 3. actor peers
+
+_LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the same agency and role")
+
+
+class ActorPeers(MLDetector):
+    """A recipient user's daily records and distinct subjects against same-agency, same-role peers."""
+
+    detector_id = "ml.actor_peers"
+    title = "User reading far more than peers"
+    entity_type = "actor"
+    feature_columns = ("recipient_agency", "role", "records", "subjects")
+    key_columns = ("recipient_agency", "actor_id", "day")
+
+    def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return features.actor_day_frame(
+            con, event_types=self.event_types, window_from=window_from, window_to=window_to
+        )
+
+    def build_pipeline(self) -> Pipeline:
+        columns = ColumnTransformer(
+            [
+                ("keys", "passthrough", ["recipient_agency", "role"]),
+                (
+                    "log",
+                    FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
+                    ["records", "subjects"],
+                ),
+            ]
+        )
+        params = {"min_history": 20, **self.settings.params}
+        return Pipeline(
+            [
+                ("features", columns),
+                ("model", GroupedRobustZ(n_key_columns=2, direction="high", **params)),
+            ]
+        )
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        if flagged.height == 0:
+            return [], []
+        xt = model[:-1].transform(flagged.select(self.feature_columns))
+        base = model[-1].baseline(xt)
+        z = model[-1].z_scores(xt)
+        texts, evidence = [], []
+        for i, row in enumerate(flagged.iter_rows(named=True)):
+            level = int(base["level"][i])
+            compared = _LEVEL_WORDS_ACTOR[level]
+            med_r, p99_r = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
+            med_s, p99_s = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
+            unusual = []
+            if z[i, 0] >= 2:
+                unusual.append(f"records accessed ({z[i, 0]:.1f} robust SD above peers)")
+            if z[i, 1] >= 2:
+                unusual.append(f"distinct taxpayers ({z[i, 1]:.1f} robust SD above peers)")
+            texts.append(
+                f"{row['recipient_agency']} user {row['actor_id']} ({row['role']}) accessed "
+                f"{_fmt_int(row['records'])} records of {_fmt_int(row['subjects'])} distinct taxpayers "
+                f"on {_day(row['day'])}; {compared}: median {_fmt_int(med_r)}, 99th percentile "
+                f"{_fmt_int(p99_r)} records a day (median {_fmt_int(med_s)}, 99th percentile "
+                f"{_fmt_int(p99_s)} taxpayers; {base['n'][i]} user-days). Unusual: "
+                f"{'; '.join(unusual) or 'volume and breadth together'}."
+            )
+            evidence.append(
+                {
+                    "records": row["records"],
+                    "subjects": row["subjects"],
+                    "events": row["events"],
+                    "role": row["role"],
+                    "baseline": {
+                        "compared_with": compared,
+                        "user_days": int(base["n"][i]),
+                        "median_records": round(med_r),
+                        "p99_records": round(p99_r),
+                        "median_subjects": round(med_s),
+                        "p99_subjects": round(p99_s),
+                    },
+                    "unusual_features": [
+                        {"feature": "records", "robust_z": round(float(z[i, 0]), 2)},
+                        {"feature": "subjects", "robust_z": round(float(z[i, 1]), 2)},
+                    ],
+                }
+            )
+        return texts, evidence
+
+    def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
+        return flagged.select(
+            (pl.col("recipient_agency") + ":" + pl.col("actor_id")).alias("entity_id"),
+            "disclosing_agency",
+            "recipient_agency",
+            pl.lit(None, dtype=pl.String).alias("request_id"),
+            "actor_id",
+            "source_system",
+            pl.col("first_at").alias("window_start"),
+            pl.col("last_at").alias("window_end"),
+            *_event_list(),
+            pl.col("subjects").cast(pl.Int64).alias("subjects_affected"),
+            pl.col("records").cast(pl.Int64).alias("records_affected"),
+            pl.lit([], dtype=pl.List(pl.String)).alias("citations"),
+        )
+
+
+# ---------------------------------------------------------------------------- 4. novelty
+
+_COMBINATION = ("recipient_agency", "authority", "purpose", "channel")
+
+
+class FirstSeenCombination(MLDetector):
+    """A (recipient, authority, purpose, channel) combination never seen in the training window."""
+
+    detector_id = "ml.first_seen_combination"
+    title = "Recipient, authority, purpose and channel never seen together"
+    entity_type = "recipient"
+    feature_columns = _COMBINATION
+    key_columns = _COMBINATION
+    percentile_threshold = False
+
+    def training_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        # One row per combination and day: the model counts on how many days it was seen.
+        return features.combination_frame(
+            con,
+            event_types=self.event_types,
+            window_from=window_from,
+            window_to=window_to,
+            per_day=True,
+        )
+
+    def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return features.combination_frame(
+            con, event_types=self.event_types, window_from=window_from, window_to=window_to
+        )
+
+    def build_pipeline(self) -> Pipeline:
+        return Pipeline([("model", FirstSeenDetector(**self.settings.params))])
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        if flagged.height == 0:
+            return [], []
+        detector: FirstSeenDetector = model[-1]
+        known = detector.combinations_
+        seen = detector.seen_counts(flagged.select(self.feature_columns))
+        window = f"{_day(ctx.train_from) if ctx.train_from else 'the start'} to {_day(ctx.train_to) if ctx.train_to else 'the end'}"
+        texts, evidence = [], []
+        for i, row in enumerate(flagged.iter_rows(named=True)):
+            prefix = row["recipient_agency"] + "\x1f"
+            n_known = int(np.char.startswith(known, prefix).sum()) if known.size else 0
+            history = (
+                f"{row['recipient_agency']} had {n_known} other known combination(s)"
+                if n_known
+                else f"{row['recipient_agency']} never appeared at all"
+            )
+            texts.append(
+                f"New combination: {row['recipient_agency']} received data under {row['authority']} "
+                f"for purpose {row['purpose']} over {row['channel']} ({row['transfers']} transfer(s), "
+                f"{_fmt_int(row['records'])} records, {_day(row['first_at'])} to {_day(row['last_at'])}). "
+                f"Seen {int(seen[i])} time(s) in the training window ({window}); {history}."
+            )
+            evidence.append(
+                {
+                    "combination": {c: row[c] for c in _COMBINATION},
+                    "records": row["records"],
+                    "transfers": row["transfers"],
+                    "seen_in_training": int(seen[i]),
+                    "recipient_known_combinations": n_known,
+                    "training_window": window,
+                    "unusual_features": [
+                        {"feature": "combination", "seen_in_training": int(seen[i])}
+                    ],
+                }
+            )
+        return texts, evidence
+
+    def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
+        return flagged.select(
+            pl.col("recipient_agency").alias("entity_id"),
+            "disclosing_agency",
+            "recipient_agency",
+            pl.lit(None, dtype=pl.String).alias("request_id"),
+            pl.lit(None, dtype=pl.String).alias("actor_id"),
+            "source_system",
+            pl.col("first_at").alias("window_start"),
+            pl.col("last_at").alias("window_end"),
+            *_event_list(),
+            pl.col("subjects").cast(pl.Int64).alias("subjects_affected"),
+            pl.col("records").cast(pl.Int64).alias("records_affected"),
+            pl.col("citations"),
+        )

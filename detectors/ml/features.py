@@ -1,0 +1,241 @@
+"""Feature frames for the ML detectors, aggregated in DuckDB and handed over as Arrow.
+
+Each function runs one SQL query over ``disclosure_events`` for a time window and returns
+a polars DataFrame (zero-copy from Arrow). The models never see the store; the alert
+adapter never loops over rows in Python.
+
+Local time: hours and weekdays are read in the acting agency's own time zone. The zone of
+an agency comes, in order, from the policy registry (a ``timezone``/``time_zone`` column on
+a ``registry_*`` table keyed by agency code, when the registry carries one), from the
+source mapping of the log that recorded the event (``schemas/sources/*.yaml``), from the
+ML configuration's ``time_zones`` (operator-supplied, data), and else UTC. Because zones
+can be unknown, the transfer model also learns each agency's own hour profile in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from dwatch.errors import StoreError
+
+_ZONE_TABLE = "_ml_agency_zone"
+_SOURCE_ZONE_TABLE = "_ml_source_zone"
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    try:
+        table = con.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"ML feature query failed: {exc}",
+            where="disclosure_events",
+            fix="run `dwatch ingest` first, and check the store was migrated (dwatch.store.connect)",
+        ) from exc
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(agency code, zone) pairs from any registry table that carries a zone per agency."""
+    rows = con.execute(
+        """
+        SELECT table_name, list(column_name) FROM information_schema.columns
+        WHERE table_name LIKE 'registry_%' GROUP BY table_name
+        """
+    ).fetchall()
+    zones: list[tuple[str, str]] = []
+    for table, columns in rows:
+        zone_col = next((c for c in ("timezone", "time_zone", "tz") if c in columns), None)
+        code_col = next(
+            (c for c in ("code", "agency_code", "recipient_code", "agency") if c in columns), None
+        )
+        if zone_col and code_col:
+            zones += con.execute(
+                f'SELECT upper("{code_col}"), "{zone_col}" FROM "{table}"'
+                f' WHERE "{zone_col}" IS NOT NULL AND "{code_col}" IS NOT NULL'
+            ).fetchall()
+    return zones
+
+
+def _mapping_zones() -> list[tuple[str, str]]:
+    """(source_system, zone) from the source mappings that name a zone."""
+    try:
+        from dwatch.mapping import available_mappings
+    except ImportError:  # the mapping module is optional for the ML detectors
+        return []
+    out = []
+    for name, mapping in available_mappings().items():
+        if mapping.timezone:
+            out.append((mapping.source_system or name, mapping.timezone))
+    return out
+
+
+def prepare_zones(con: duckdb.DuckDBPyConnection, configured: dict[str, str] | None = None) -> None:
+    """Create the temporary zone lookups the feature queries join against."""
+    agency = {code.upper(): tz for code, tz in (configured or {}).items()}
+    # The registry is the authority on agencies: it wins over the operator's config.
+    agency.update(dict(_registry_zones(con)))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ZONE_TABLE} (agency VARCHAR, tz VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_SOURCE_ZONE_TABLE} (source_system VARCHAR, tz VARCHAR)"
+    )
+    if agency:
+        con.executemany(f"INSERT INTO {_ZONE_TABLE} VALUES (?, ?)", list(agency.items()))
+    sources = _mapping_zones()
+    if sources:
+        con.executemany(f"INSERT INTO {_SOURCE_ZONE_TABLE} VALUES (?, ?)", sources)
+
+
+def _events_cte(acting_agency: str) -> str:
+    """Events of the chosen types in [from, to), with the acting agency's local clock."""
+    return f"""
+    ev AS (
+        SELECT e.*,
+               {acting_agency} AS acting_agency,
+               coalesce(az.tz, sz.tz, 'UTC') AS zone,
+               timezone(coalesce(az.tz, sz.tz, 'UTC'), e.occurred_at) AS local_ts
+        FROM disclosure_events e
+        LEFT JOIN {_ZONE_TABLE} az ON az.agency = {acting_agency}
+        LEFT JOIN {_SOURCE_ZONE_TABLE} sz ON sz.source_system = e.source_system
+        WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
+          AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
+          AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
+    )"""
+
+
+def _params(
+    event_types: list[str], window_from: datetime | None, window_to: datetime | None
+) -> dict[str, Any]:
+    return {"event_types": event_types, "from": window_from, "to": window_to}
+
+
+_AUTHORITY = (
+    "coalesce(authority_id, CASE WHEN legal_authority IS NULL OR trim(legal_authority) = ''"
+    " THEN '(none)' ELSE '(unrecognised)' END)"
+)
+
+
+def transfer_frame(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    event_types: list[str],
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+) -> pl.DataFrame:
+    """One row per transfer event: volume, clock, channel, elements, and their combinations."""
+    sql = f"""
+    WITH {_events_cte("e.disclosing_agency")}
+    SELECT event_id, source_system, disclosing_agency, recipient_agency, actor_id, request_id,
+           occurred_at, zone, local_ts, record_count,
+           {_AUTHORITY} AS authority,
+           authority_id,
+           coalesce(channel, '(none)') AS channel,
+           coalesce(purpose, '(none)') AS purpose,
+           coalesce(channel, '(none)') || CASE WHEN encrypted THEN ', encrypted'
+               WHEN NOT encrypted THEN ', unencrypted' ELSE '' END AS channel_enc,
+           array_to_string(list_sort(list_distinct(data_elements)), ',') AS elements,
+           ln(1 + record_count) AS log_records,
+           hour(local_ts) + minute(local_ts) / 60.0 AS local_hour,
+           CAST(isodow(local_ts) AS VARCHAR) AS local_weekday,
+           CAST(hour(occurred_at) AS VARCHAR) AS utc_hour,
+           recipient_agency AS recipient,
+           acting_agency AS sender
+    FROM ev
+    ORDER BY occurred_at, source_system, event_id
+    """
+    return _frame(con, sql, _params(event_types, window_from, window_to))
+
+
+# Phase of the month and week: a day is compared with the same part of the month and the
+# same kind of day (working day or weekend) in its pair's history.
+_PHASE = (
+    "CASE WHEN dayofmonth(day) <= 10 THEN 'days 1-10'"
+    " WHEN dayofmonth(day) <= 20 THEN 'days 11-20' ELSE 'days 21-end' END"
+    " || CASE WHEN isodow(day) >= 6 THEN '/weekend' ELSE '/working day' END"
+)
+
+
+def pair_day_frame(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    event_types: list[str],
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+) -> pl.DataFrame:
+    """Records per (recipient, authority) per local day of the discloser, with its phase."""
+    sql = f"""
+    WITH {_events_cte("e.disclosing_agency")},
+    days AS (
+        SELECT recipient_agency, {_AUTHORITY} AS authority, CAST(local_ts AS DATE) AS day,
+               any_value(disclosing_agency) AS disclosing_agency,
+               any_value(source_system) AS source_system,
+               any_value(zone) AS zone,
+               CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
+               count(DISTINCT taxpayer_ref) AS subjects,
+               min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+               list(event_id ORDER BY occurred_at, event_id) AS event_ids,
+               list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
+        FROM ev GROUP BY ALL
+    )
+    SELECT *, recipient_agency || '|' || authority AS pair, {_PHASE} AS phase
+    FROM days ORDER BY day, recipient_agency, authority
+    """
+    return _frame(con, sql, _params(event_types, window_from, window_to))
+
+
+def actor_day_frame(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    event_types: list[str],
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+) -> pl.DataFrame:
+    """A recipient user's records and distinct subjects per local day, with agency and role."""
+    sql = f"""
+    WITH {_events_cte("e.recipient_agency")}
+    SELECT recipient_agency, actor_id, CAST(local_ts AS DATE) AS day,
+           coalesce(mode(actor_role), '(none)') AS role,
+           any_value(source_system) AS source_system,
+           any_value(disclosing_agency) AS disclosing_agency,
+           any_value(zone) AS zone,
+           CAST(sum(record_count) AS BIGINT) AS records,
+           count(DISTINCT taxpayer_ref) AS subjects,
+           count(*) AS events,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           list(event_id ORDER BY occurred_at, event_id) AS event_ids
+    FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
+    ORDER BY day, recipient_agency, actor_id
+    """
+    return _frame(con, sql, _params(event_types, window_from, window_to))
+
+
+def combination_frame(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    event_types: list[str],
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+    per_day: bool = False,
+) -> pl.DataFrame:
+    """(recipient, authority, purpose, channel) combinations: per day (training) or per window."""
+    day = ", CAST(occurred_at AS DATE) AS day" if per_day else ""
+    sql = f"""
+    WITH {_events_cte("e.disclosing_agency")}
+    SELECT recipient_agency, {_AUTHORITY} AS authority,
+           coalesce(purpose, '(none)') AS purpose, coalesce(channel, '(none)') AS channel{day},
+           any_value(disclosing_agency) AS disclosing_agency,
+           any_value(source_system) AS source_system,
+           CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
+           count(DISTINCT taxpayer_ref) AS subjects,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           list(event_id ORDER BY occurred_at, event_id) AS event_ids,
+           list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
+    FROM ev GROUP BY ALL
+    ORDER BY first_at, recipient_agency
+    """
+    return _frame(con, sql, _params(event_types, window_from, window_to))

@@ -1,0 +1,261 @@
+"""Train and score the ML detectors: the plain functions behind `dwatch train`, the train
+flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+from sklearn.pipeline import Pipeline
+
+from detectors.alerts import MergeResult, merge_alerts
+from detectors.ml import features
+from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
+from detectors.ml.registry import (
+    MLConfig,
+    ModelRecord,
+    default_models_dir,
+    frame_sha256,
+    latest_models,
+    load_config,
+    load_model,
+    save_model,
+)
+from dwatch.errors import ConfigError
+from dwatch.store import transaction
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    detector_id: str
+    status: str  # trained | skipped
+    message: str
+    record: ModelRecord | None = None
+
+
+def _detectors(config: MLConfig, only: list[str] | None) -> list[MLDetector]:
+    if only:
+        unknown = sorted(set(only) - set(DETECTORS))
+        if unknown:
+            raise ConfigError(
+                f"unknown ML detector(s) {unknown}",
+                where="--detector",
+                fix=f"use one of {sorted(DETECTORS)}",
+            )
+    return [
+        cls(config.detectors[det_id])
+        for det_id, cls in sorted(DETECTORS.items())
+        if config.detectors[det_id].enabled and (not only or det_id in only)
+    ]
+
+
+def threshold_for(
+    detector: MLDetector, model: Pipeline, train_scores: NDArray[np.float64]
+) -> tuple[float, float | None]:
+    """Alert threshold in anomaly-score units, and the training percentile it came from."""
+    settings = detector.settings
+    if detector.percentile_threshold and settings.threshold_percentile is not None:
+        pct = settings.threshold_percentile
+        threshold = float(np.percentile(train_scores, pct))
+    else:
+        pct = None
+        threshold = float(-model[-1].offset_)
+    if settings.min_score is not None:
+        threshold = max(threshold, settings.min_score)
+    return threshold, pct
+
+
+def train_models(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    models_dir: Path | None = None,
+    config: MLConfig | None = None,
+    detectors: list[str] | None = None,
+    min_rows: int = 20,
+) -> list[TrainResult]:
+    """Fit each enabled detector on [window_from, window_to) and save it; never raises for one
+    detector lacking data (it is reported as skipped)."""
+    config = config or load_config()
+    models_dir = Path(models_dir) if models_dir else default_models_dir()
+    features.prepare_zones(con, config.time_zones)
+    results = []
+    for det in _detectors(config, detectors):
+        frame = det.training_frame(con, window_from, window_to)
+        if frame.height < min_rows:
+            results.append(
+                TrainResult(
+                    det.detector_id,
+                    "skipped",
+                    f"{frame.height} training rows of event types {det.event_types} in the window"
+                    f" (need at least {min_rows}); widen --from/--to or load more logs",
+                )
+            )
+            continue
+        model = det.fit(frame)
+        train_scores = det.anomaly_scores(model, frame)
+        threshold, pct = threshold_for(det, model, train_scores)
+        record = save_model(
+            con,
+            detector_id=det.detector_id,
+            model=model,
+            models_dir=models_dir,
+            train_from=window_from,
+            train_to=window_to,
+            training_rows=frame.height,
+            features=list(det.feature_columns),
+            training_data_sha256=frame_sha256(frame.select(det.feature_columns)),
+            threshold=threshold,
+            threshold_percentile=pct,
+            metadata={
+                **det.training_metadata(model, frame),
+                "event_types": det.event_types,
+                "training_alert_rate": float(np.mean(train_scores >= threshold)),
+            },
+        )
+        results.append(
+            TrainResult(
+                det.detector_id,
+                "trained",
+                f"{frame.height:,} rows, threshold {threshold:.3f}"
+                + (f" (p{pct:g} of training scores)" if pct is not None else ""),
+                record,
+            )
+        )
+    return results
+
+
+@dataclass
+class DetectorScore:
+    detector_id: str
+    model_version: str | None
+    rows_scored: int = 0
+    alerts: int = 0
+    message: str = ""
+
+
+@dataclass
+class ScoreSummary:
+    """MergeResult-like totals over all ML detectors, plus what each did."""
+
+    new: int = 0
+    updated: int = 0
+    reopened: int = 0
+    retracted: int = 0
+    detectors: list[DetectorScore] = field(default_factory=list)
+
+    @property
+    def untrained(self) -> list[str]:
+        return [d.detector_id for d in self.detectors if d.model_version is None]
+
+
+def _context(record: ModelRecord) -> ModelContext:
+    return ModelContext(
+        version=record.version,
+        threshold=record.threshold,
+        threshold_percentile=record.threshold_percentile,
+        train_from=record.train_from,
+        train_to=record.train_to,
+        metadata=record.metadata,
+    )
+
+
+def score_detector(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    *,
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+    threads: int = 2,
+) -> tuple[pl.DataFrame, NDArray[np.float64]]:
+    """Every scored row of the window and its anomaly score (higher = more anomalous)."""
+    frame = detector.scoring_frame(con, window_from, window_to)
+    return frame, detector.anomaly_scores(model, frame, threads=threads)
+
+
+def alerts_for(
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    frame: pl.DataFrame,
+    scores: NDArray[np.float64],
+) -> pl.DataFrame:
+    """Alert candidates for the rows at or above the model's threshold."""
+    hit = scores >= record.threshold
+    return detector.alert_rows(frame.filter(pl.Series(hit)), scores[hit], model, _context(record))
+
+
+def score_models(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str,
+    models_dir: Path | None = None,
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+    config: MLConfig | None = None,
+    threads: int = 2,
+    own_transaction: bool = True,
+) -> ScoreSummary:
+    """Score the window with each detector's latest saved model (no retraining) and merge the
+    alerts into ``alerts``; a detector never trained is reported, not an error.
+
+    Each detector's merge runs in its own transaction unless ``own_transaction`` is False
+    (the caller already holds one)."""
+    config = config or load_config()
+    features.prepare_zones(con, config.time_zones)
+    records = latest_models(con)
+    summary = ScoreSummary()
+    for det in _detectors(config, None):
+        record = records.get(det.detector_id)
+        if record is None:
+            summary.detectors.append(
+                DetectorScore(det.detector_id, None, message="no trained model: run `dwatch train`")
+            )
+            continue
+        model = load_model(record, models_dir)
+        frame, scores = score_detector(
+            con, det, model, window_from=window_from, window_to=window_to, threads=threads
+        )
+        candidates = alerts_for(det, model, record, frame, scores)
+
+        def merge(
+            candidates: pl.DataFrame = candidates,
+            det: MLDetector = det,
+            record: ModelRecord = record,
+        ) -> MergeResult:
+            return merge_alerts(
+                con,
+                candidates.to_arrow(),
+                detector_ids=[det.detector_id],
+                run_id=run_id,
+                retract_reason=f"no longer anomalous under model {record.version}",
+                window_from=window_from,
+                window_to=window_to,
+            )
+
+        if own_transaction:
+            with transaction(con):
+                merged = merge()
+        else:
+            merged = merge()
+        summary.new += merged.new
+        summary.updated += merged.updated
+        summary.reopened += merged.reopened
+        summary.retracted += merged.retracted
+        summary.detectors.append(
+            DetectorScore(
+                det.detector_id,
+                record.version,
+                frame.height,
+                candidates.height,
+                f"{candidates.height} alert(s) from {frame.height:,} rows",
+            )
+        )
+    return summary

@@ -1,0 +1,63 @@
+"""`dwatch train` from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+from ml_synthetic import Injected, load_events
+
+from detectors.ml.detectors import DETECTORS
+from dwatch.cli import main
+from dwatch.store import connect
+
+
+def test_dwatch_train_fits_and_records_every_detector(
+    tmp_path: Path, synthetic: tuple[pl.DataFrame, Injected]
+) -> None:
+    db = tmp_path / "cli.duckdb"
+    con = connect(db)
+    load_events(con, synthetic[0])
+    con.close()
+    models = tmp_path / "models"
+    result = CliRunner().invoke(
+        main,
+        [
+            "--db",
+            str(db),
+            "train",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-04-01",
+            "--models-dir",
+            str(models),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for detector_id in DETECTORS:
+        assert f"{detector_id}" in result.output
+    assert result.output.count(" trained ") == len(DETECTORS)
+    con = connect(db)
+    assert con.execute("SELECT count(DISTINCT detector_id) FROM models").fetchone() == (
+        len(DETECTORS),
+    )
+    con.close()
+    assert len(list(models.rglob("*.skops"))) == len(DETECTORS)
+
+
+def test_dwatch_train_rejects_a_bad_date_cleanly(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--db", str(tmp_path / "x.duckdb"), "train", "--from", "March 3rd"]
+    )
+    assert result.exit_code == 2
+    assert "--from" in result.output and "YYYY-MM-DD" in result.output
+
+
+def test_dwatch_train_on_an_empty_store_says_why_and_fails(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--db", str(tmp_path / "x.duckdb"), "train", "--models-dir", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 1
+    assert "skipped" in result.output and "no model was trained" in result.output
