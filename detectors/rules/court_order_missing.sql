@@ -1,0 +1,20 @@
+-- Disclosures under an authority that requires a court order (an ex parte order) where
+-- the record carries no order or case number.
+SELECT e.recipient_code,
+       e.authority_id,
+       coalesce(e.request_id, e.event_id) AS request_key,
+       e.recipient_code AS entity_id,
+       any_value(e.disclosing_agency) AS disclosing_agency,
+       any_value(e.recipient_agency) AS recipient_agency,
+       any_value(e.request_id) AS request_id,
+       any_value(e.source_system) AS source_system,
+       list(e.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(e.occurred_at) AS window_start,
+       max(e.occurred_at) AS window_end,
+       sum(e.record_count) AS records_affected,
+       list_concat($rule_citations, [e.authority_id]) AS citations
+FROM dw_events e
+WHERE e.is_disclosure AND e.auth_requires_court_order
+  AND nullif(trim(e.case_number), '') IS NULL
+GROUP BY e.recipient_code, e.authority_id, coalesce(e.request_id, e.event_id)
