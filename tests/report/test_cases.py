@@ -276,3 +276,29 @@ def test_the_store_itself_refuses_suppressions_without_owner_or_criteria(con):
         con.execute(
             "INSERT INTO suppressions (suppression_id, detector_id, reason, owner, expires_on) VALUES ('sp_y', 'd', 'r', '', '2026-01-01')"
         )
+
+
+def test_directory_falls_back_to_the_registry_tables(con):
+    from dwatch.report.citations import directory_from_tables
+
+    con.execute(
+        "INSERT INTO registry_court_orders (order_id, case_name, court, docket, issued) VALUES"
+        " ('ord-1', 'Doe v. Agency', 'D. Nowhere', '99-cv-1', DATE '2026-01-02')"
+    )
+    con.execute(
+        "INSERT INTO registry_order_status (order_id, status, valid_from, binding) VALUES"
+        " ('ord-1', 'in_force', TIMESTAMPTZ '2026-01-02 00:00:00+00', true),"
+        " ('ord-1', 'stayed', TIMESTAMPTZ '2026-03-01 00:00:00+00', false)"
+    )
+    con.execute(
+        "INSERT INTO registry_recipients (code, name, category) VALUES ('XA', 'Agency X', 'law_enforcement')"
+    )
+    directory = directory_from_tables(con)
+    order = directory.lookup("ord-1")
+    assert order.kind == "court_order" and order.name == "Doe v. Agency"
+    assert ("stayed", date(2026, 3, 1)) in order.dates and (
+        "issued",
+        date(2026, 1, 2),
+    ) in order.dates
+    assert directory.lookup("XA").category == "law_enforcement"
+    assert directory.court_orders(["ord-1", "XA", "unknown"]) == ["ord-1"]
