@@ -153,7 +153,9 @@ def mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
                   AND (g.window_end IS NULL OR a.window_start IS NULL OR a.window_start <= g.window_end))
     """
     con.execute(f"UPDATE alerts a SET coverage_incomplete = {overlap} WHERE a.status = 'open'")
-    row = con.execute(
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open, and the caller's next
+    # con.register() (e.g. merge_alerts with an Arrow table) then fails.
+    rows = con.execute(
         "SELECT count(*) FROM alerts WHERE status = 'open' AND coverage_incomplete"
-    ).fetchone()
-    return int(row[0]) if row else 0
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
