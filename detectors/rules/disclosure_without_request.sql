@@ -1,0 +1,28 @@
+-- Disclosures under an authority that needs a written request, with neither a request on
+-- record (no request event with the same request_id at or before the disclosure) nor a
+-- standing agreement invoked.
+WITH requests AS (
+    SELECT request_id, min(occurred_at) AS first_requested
+    FROM dw_events
+    WHERE list_contains($request_event_types, event_type) AND request_id IS NOT NULL
+    GROUP BY request_id
+)
+SELECT e.recipient_code,
+       e.authority_id,
+       coalesce(e.request_id, 'none') AS request_ref,
+       e.recipient_code AS entity_id,
+       any_value(e.disclosing_agency) AS disclosing_agency,
+       any_value(e.recipient_agency) AS recipient_agency,
+       any_value(e.request_id) AS request_id,
+       any_value(e.source_system) AS source_system,
+       list(e.event_id) AS event_ids,
+       count(*) AS event_count,
+       min(e.occurred_at) AS window_start,
+       max(e.occurred_at) AS window_end,
+       sum(e.record_count) AS records_affected,
+       list_concat($rule_citations, [e.authority_id]) AS citations
+FROM dw_events e LEFT JOIN requests r ON r.request_id = e.request_id
+WHERE e.is_disclosure AND e.auth_written_request
+  AND nullif(trim(e.agreement_id), '') IS NULL
+  AND (r.request_id IS NULL OR r.first_requested > e.occurred_at)
+GROUP BY e.recipient_code, e.authority_id, coalesce(e.request_id, 'none')
