@@ -467,6 +467,7 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
         purpose="civil_immigration_enforcement", data_elements=elements, record_count=subjects,
         channel="secure_file_transfer", encrypted=True, description="Request for last known address",
         agreement_id=agency.agreements[0].agreement_id if use_ice else None,
+        instance=inst,
     )  # fmt: skip
     taxpayers = rng.integers(0, POPULATION, size=subjects)
     people = person_frame(world, taxpayers)
