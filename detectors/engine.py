@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -276,7 +277,14 @@ WITH restraint_by_type AS (
 SELECT e.*,
        o.order_id, o.case_name AS order_case, o.court AS order_court, o.docket AS order_docket,
        o.issued AS order_issued, s.status AS order_status, s.valid_from AS order_status_since,
-       r.restraint_no, r.description AS restraint_description
+       r.restraint_no, r.description AS restraint_description,
+       -- the enjoined party acting: the holder named by the restraint, else the discloser
+       -- (a holder passing data on is the discloser; one reading it is the recipient)
+       CASE WHEN list_contains(r.holder_agencies, e.disclosing_code)
+                 OR list_contains(r.holder_categories, e.disclosing_category) THEN e.disclosing_code
+            WHEN list_contains(r.holder_agencies, e.recipient_code)
+                 OR list_contains(r.holder_categories, e.recipient_category) THEN e.recipient_code
+            ELSE e.disclosing_code END AS restrained_code
 FROM dw_events e
 JOIN restraint_by_type r ON r.restrained_event_type = e.event_type
 JOIN registry_court_orders o ON o.order_id = r.order_id
@@ -353,11 +361,14 @@ def _bind(sql: str, available: dict[str, Any], where: str) -> dict[str, Any]:
     return {w: available[w] for w in wanted}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = True) -> None:
-    """Sync the registry and build the views rules read (caller owns the transaction)."""
+def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = True) -> int:
+    """Sync the registry and build the views rules read (caller owns the transaction).
+
+    Returns the number of events whose authority_id the refresh changed.
+    """
     if sync:
         sync_registry(con, registry)
-    _refresh_citations(con, registry)
+    refreshed = _refresh_citations(con, registry)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_agencies AS SELECT * FROM registry_recipient_resolution"
     )
@@ -375,6 +386,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     con.execute(events_sql)
     con.execute(_ORDER_HITS_VIEW)
     con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+    return refreshed
 
 
 # --------------------------------------------------------------------------- running
@@ -543,10 +555,22 @@ def evaluate_rules(
     sync: bool = True,
 ) -> list[RuleRun]:
     """Prepare the views and evaluate ``rules`` into the temp table ``table``."""
+    runs, _ = _evaluate(con, registry, rules, table=table, sync=sync)
+    return runs
+
+
+def _evaluate(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    rules: list[Rule],
+    *,
+    table: str,
+    sync: bool,
+) -> tuple[list[RuleRun], int]:
     check_rule_citations(rules, registry)
-    prepare(con, registry, sync=sync)
+    refreshed = prepare(con, registry, sync=sync)
     _create_candidates(con, table)
-    return [run_rule(con, rule, registry, table=table) for rule in rules]
+    return [run_rule(con, rule, registry, table=table) for rule in rules], refreshed
 
 
 def _explain_retractions(con: duckdb.DuckDBPyConnection, run_id: str, version: str) -> None:
@@ -587,7 +611,9 @@ def run_rules(
     """
     chosen = rules if rules is not None else load_rules()
     result = DetectResult(run_id=run_id, registry_version=registry.version)
-    result.rules = evaluate_rules(con, registry, chosen)
+    result.rules, result.citations_refreshed = _evaluate(
+        con, registry, chosen, table="dw_candidates", sync=True
+    )
     result.merge = merge_alerts(
         con,
         "dw_candidates",
@@ -663,3 +689,50 @@ def load_case(con: duckdb.DuckDBPyConnection, case: RuleCase) -> None:
             f"INSERT INTO quarantine ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
             [row[c] for c in cols],
         )
+
+
+# --------------------------------------------------------------------------- the detect step
+
+
+def new_run_id() -> str:
+    return "det_" + datetime.now().strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
+
+
+def detect_rules(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    registry: Registry | None = None,
+    registry_path: Path | None = None,
+    rules_dir: Path = RULES_DIR,
+    run_id: str | None = None,
+) -> DetectResult:
+    """Load the registry and rules, judge the store, merge alerts - one transaction."""
+    from dwatch.policy import load_registry
+    from dwatch.store import transaction
+
+    judged_by = registry or load_registry(registry_path)
+    rules = load_rules(rules_dir)
+    with transaction(con):
+        return run_rules(con, judged_by, run_id=run_id or new_run_id(), rules=rules)
+
+
+def summarise(result: DetectResult) -> str:
+    lines = [
+        f"detect run {result.run_id} (registry {result.registry_version})",
+        f"  {len(result.rules)} rule(s), {result.findings} finding(s)"
+        + (
+            f", authority_id refreshed on {result.citations_refreshed:,} event(s)"
+            if result.citations_refreshed
+            else ""
+        ),
+    ]
+    if result.merge:
+        m = result.merge
+        lines.append(
+            f"  alerts: {m.new} new, {m.updated} updated, {m.reopened} reopened, {m.retracted} retracted"
+            f"; {result.coverage_flagged} open alert(s) touch a coverage gap"
+        )
+    for run in sorted(result.rules, key=lambda r: -r.findings):
+        if run.findings:
+            lines.append(f"  {run.rule_id:<36} {run.findings:>6} finding(s)  {run.seconds:6.2f}s")
+    return "\n".join(lines)

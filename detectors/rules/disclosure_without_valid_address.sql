@@ -1,6 +1,7 @@
 -- The per-taxpayer violation: subjects actually disclosed under an authority that requires
 -- the request to set forth their address, when no request item for that subject in the
--- same request carries a valid address. One finding per request; subjects_affected is the
+-- same request carries a valid address (the disclosed item's own copy of the supplied
+-- address, when it has one, decides). One finding per request; subjects_affected is the
 -- number of taxpayers whose data went out without it.
 WITH disclosures AS (
     SELECT e.* FROM dw_events e
@@ -8,7 +9,10 @@ WITH disclosures AS (
       AND list_contains(e.auth_required_elements, 'address')
 ),
 disclosed AS (
-    SELECT d.event_id, d.request_id, i.taxpayer_ref AS subject, i.address_valid AS own_address_valid
+    -- A disclosed item that carries the address the request supplied is judged by it
+    -- (the same person may be named twice in one request, once with a real address).
+    SELECT d.event_id, d.request_id, i.taxpayer_ref AS subject,
+           CASE WHEN i.supplied_address IS NOT NULL THEN i.address_valid END AS own_address_valid
     FROM disclosures d JOIN dw_items i
       ON i.event_id = d.event_id AND (i.source_system IS NULL OR i.source_system = d.source_system)
     WHERE i.taxpayer_ref IS NOT NULL
@@ -23,7 +27,7 @@ requested AS (
 ),
 judged AS (
     SELECT x.request_id, x.subject, x.event_id,
-           coalesce(r.any_valid, x.own_address_valid, false) AS address_set_forth
+           coalesce(x.own_address_valid, r.any_valid, false) AS address_set_forth
     FROM disclosed x LEFT JOIN requested r ON r.request_id = x.request_id AND r.subject = x.subject
 ),
 per_request AS (

@@ -1,7 +1,7 @@
 -- Uses (access, redisclosure: the registry's use event types) of restrained data by a
 -- restrained holder while an order binds. One finding per order, holder and actor.
 SELECT h.order_id,
-       h.recipient_code,
+       h.restrained_code,
        h.actor_id,
        h.actor_id AS entity_id,
        any_value(h.disclosing_agency) AS disclosing_agency,
@@ -22,4 +22,4 @@ SELECT h.order_id,
        any_value(h.restraint_description) AS restraint
 FROM dw_order_hits h
 WHERE h.is_use
-GROUP BY h.order_id, h.recipient_code, h.actor_id
+GROUP BY h.order_id, h.restrained_code, h.actor_id
