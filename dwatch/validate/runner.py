@@ -161,6 +161,12 @@ class _Batch:
     started_at: datetime | None
 
 
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
+    # fetchall, not fetchone: a half-read DuckDB result blocks the caller's next register().
+    rows = con.execute(sql, params or []).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
 def _new_validation_run_id() -> str:
     return f"vr_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
 
@@ -257,7 +263,7 @@ def validate_batches(
                 br.error = f"{type(exc).__name__}: {exc}"
                 _record_unvalidated(con, br, batch, table, report.validation_run_id)
             report.batches.append(br)
-        if con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]:
+        if _count(con, "SELECT count(*) FROM disclosure_events"):
             store = BatchReport(None, "events", "(whole store)", [])
             try:
                 _validate_store(
@@ -349,10 +355,8 @@ def _validate_batch(
     validation_run_id: str,
 ) -> None:
     has_source = "source_system" in table.names
-    br.rows_checked = int(
-        con.execute(
-            f"SELECT count(*) FROM {table.name} WHERE ingest_run_id = ?", [batch.run_id]
-        ).fetchone()[0]
+    br.rows_checked = _count(
+        con, f"SELECT count(*) FROM {table.name} WHERE ingest_run_id = ?", [batch.run_id]
     )
     if has_source:
         br.sources = [
@@ -457,9 +461,7 @@ def _row_outcome(
     if base.success:
         return base
     # The same condition in SQL picks the rows; a different count is reported, not hidden.
-    sql_count = int(
-        con.execute(f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}").fetchone()[0]
-    )
+    sql_count = _count(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
     base.observed = json.dumps({"unexpected_count_gx": gx_count, "unexpected_rows_sql": sql_count})
     verb = "quarantined" if check.action == "quarantine" else "kept (action: record)"
     base.message = f"{sql_count} row(s) fail: {check.description}; {verb}"
@@ -579,7 +581,7 @@ def _validate_store(
     )
     result = results.get(check.name)
     base = Outcome("store.disclosure_events", check.name, "batch", False, None)
-    store.rows_checked = int(con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0])
+    store.rows_checked = _count(con, "SELECT count(*) FROM disclosure_events")
     if result is None or _gx_error(result) is not None:
         base.message = "could not be evaluated by Great Expectations: " + (
             _gx_error(result) if result is not None else "no result"
@@ -630,7 +632,7 @@ def _quarantine(
         f" concat_ws('; ', {messages}) AS message"
         f" FROM ({_batch_sql(table.name, batch.run_id)}) b WHERE {' OR '.join(c for c, _ in conds)}"
     )
-    moved = int(con.execute("SELECT count(*) FROM _dw_failing").fetchone()[0])
+    moved = _count(con, "SELECT count(*) FROM _dw_failing")
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind,"
         " reason_code, field, message, raw_row, stage)"
