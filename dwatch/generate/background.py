@@ -30,10 +30,8 @@ ACCESS_DESCRIPTIONS = [
 ]
 LATE_SHARE = 0.001  # benign noise: entries logged hours after the fact
 FAILURE_SHARE = 0.003
-AUTHORITY_LOGGED_SHARE = 0.7
-_EVENT_TYPES = pl.Series(
-    ["access", "disclosure"], dtype=pl.String
-)  # recipients do not always note the authority on a read
+AUTHORITY_LOGGED_SHARE = 0.7  # recipients do not always note the authority on a read
+_EVENT_TYPES = pl.Series(["access", "disclosure"], dtype=pl.Categorical)
 
 
 class Background:
@@ -72,18 +70,20 @@ class Background:
                 role.append(urole)
                 rec_of_user.append(r)
         self._user_cum = np.asarray(user_cum)
-        self._user_actor = pl.Series(actor, dtype=pl.String)
-        self._user_role = pl.Series(role, dtype=pl.String)
+        self._user_actor = pl.Series(actor, dtype=pl.Categorical)
+        self._user_role = pl.Series(role, dtype=pl.Categorical)
         irs = world.discloser.users
-        self._irs_actor = pl.Series([u for u, _ in irs], dtype=pl.String)
-        self._irs_role = pl.Series([r for _, r in irs], dtype=pl.String)
+        self._irs_actor = pl.Series([u for u, _ in irs], dtype=pl.Categorical)
+        self._irs_role = pl.Series([r for _, r in irs], dtype=pl.Categorical)
         # Per-recipient lookups.
         flows = [world.flows[a.flow] for a in rec]
         self._disc_share = np.array([f.raw.get("disclosure_share", 0.0) for f in flows])
-        self._code = pl.Series([a.code for a in rec], dtype=pl.String)
+        self._code = pl.Series([a.code for a in rec], dtype=pl.Categorical)
         self._source = np.array([world.source_index(a.source_system) for a in rec], dtype=np.int32)
-        self._purpose = pl.Series([f.purpose for f in flows], dtype=pl.String)
-        self._channel = pl.Series([f.raw.get("individual_channel") for f in flows], dtype=pl.String)
+        self._purpose = pl.Series([f.purpose for f in flows], dtype=pl.Categorical)
+        self._channel = pl.Series(
+            [f.raw.get("individual_channel") for f in flows], dtype=pl.Categorical
+        )
         # Each log has a habitual spelling of the citation and sometimes another.
         cites: list[str] = []
         self._cite_primary = np.zeros(len(rec), dtype=np.int64)
@@ -93,7 +93,7 @@ class Background:
             self._cite_count[r] = len(f.citations)
             cites.extend(f.citations)
         self._cite_offset = np.cumsum([0] + [len(f.citations) for f in flows[:-1]])
-        self._cites = pl.Series(cites, dtype=pl.String)
+        self._cites = pl.Series(cites, dtype=pl.Categorical)
         combos: list[list[str]] = []
         acc_off, acc_n, dis_off, dis_n = [], [], [], []
         for f in flows:
@@ -122,9 +122,9 @@ class Background:
                 if ag.suspended_from and ag.suspended_to:
                     self._sus_from[r] = epoch(ag.suspended_from)
                     self._sus_to[r] = epoch(ag.suspended_to + dt.timedelta(days=1))
-        self._agr = pl.Series(agr_old + agr_new, dtype=pl.String)
+        self._agr = pl.Series(agr_old + agr_new, dtype=pl.Categorical)
         self._request = pl.Series(
-            [f"R-{a}" if a else None for a in agr_old + agr_new], dtype=pl.String
+            [f"R-{a}" if a else None for a in agr_old + agr_new], dtype=pl.Categorical
         )
 
     # -- expected volumes (used to size scenarios relative to normal traffic) ----------
@@ -202,7 +202,7 @@ class Background:
         failed = (~disclosure) & (s.u("outcome", idx) < FAILURE_SHARE)
         desc_i = (s.u("description", idx) * len(ACCESS_DESCRIPTIONS)).astype(np.int64)
         n = len(idx)
-        descriptions = pl.Series(ACCESS_DESCRIPTIONS, dtype=pl.String).gather(desc_i)
+        descriptions = pl.Series(ACCESS_DESCRIPTIONS, dtype=pl.Categorical).gather(desc_i)
         frame = pl.DataFrame(
             {
                 "_t": t,

@@ -47,7 +47,9 @@ _BODY = [
 _FRAME_SCHEMA: dict[str, pl.DataType] = {
     "_t": pl.Int64(), "_kind": pl.Int8(), "_ord": pl.Int64(), "_hook": pl.Int64(),
     "_src": pl.Int32(), "_late": pl.Int64(),
-    **{k: pl.String() for k in _BODY},
+    # Low-cardinality text travels as categoricals: gathers move 4-byte codes, not strings.
+    **{k: pl.Categorical() for k in _BODY},
+    "taxpayer_tin": pl.String(),
     "data_elements": pl.List(pl.String()), "record_count": pl.Int64(), "encrypted": pl.Boolean(),
 }  # fmt: skip
 
@@ -186,6 +188,10 @@ class _EventStream:
         self.cols = event_columns()
         self._prefix = [a.event_prefix for a in world.sources]
         self._width = [a.event_width for a in world.sources]
+        self._source_name = [a.source_system for a in world.sources]
+        self._prefix_s = pl.Series(self._prefix, dtype=pl.String)
+        self._width_s = pl.Series(self._width, dtype=pl.Int64)
+        self._source_s = pl.Series(self._source_name, dtype=pl.Categorical)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwatch-writer")
         self._pending: deque[Future[None]] = deque()
 
@@ -234,45 +240,53 @@ class _EventStream:
         job = writer.close if frame is None else partial(writer.write, frame)
         self._pending.append(self._pool.submit(job))
 
+    def _event_id(self, s: int, seq: int) -> str:
+        return f"{self._prefix[s]}{seq:0{self._width[s]}d}"
+
     def _emit(self, frame: pl.DataFrame) -> None:
-        # Rows in (log, time) order; each log's rows are gathered into their own frame
-        # (slices of one big gather would drag the whole chunk's buffers into every file
-        # writer) and numbered on from where the previous chunk stopped.
+        # Number rows in (log, time) order, continuing from the previous chunk; compute
+        # the output columns once for the whole chunk; then gather each log's rows into
+        # its own frame (slices of one big gather would drag the whole chunk's buffers
+        # into every file writer).
         src = frame["_src"].to_numpy()
-        order = np.lexsort(
-            (frame["_ord"].to_numpy(), frame["_kind"].to_numpy(), frame["_t"].to_numpy(), src)
-        )
+        t = frame["_t"].to_numpy()
+        order = np.lexsort((frame["_ord"].to_numpy(), frame["_kind"].to_numpy(), t, src))
         counts = np.bincount(src, minlength=len(self.offsets))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        src_sorted = src[order]
+        seq = np.empty(len(src), dtype=np.int64)
+        seq[order] = np.arange(len(src)) - starts[src_sorted] + self.offsets[src_sorted] + 1
+        self.offsets += counts
+        hooks = frame["_hook"].to_numpy()
+        for i in np.flatnonzero(hooks >= 0):
+            s = int(src[i])
+            self.hook_event[int(hooks[i])] = (
+                self._source_name[s],
+                self._event_id(s, int(seq[i])),
+                int(t[i]),
+            )
+        for i in np.flatnonzero(frame["_late"].to_numpy() > 0):
+            s = int(src[i])
+            self.late.append((self._source_name[s], self._event_id(s, int(seq[i]))))
+        src_s = pl.Series(src)
+        seq_s = pl.Series("sequence_no", seq)
+        frame = frame.with_columns(
+            seq_s,
+            pl.concat_str(
+                [
+                    self._prefix_s.gather(src_s),
+                    seq_s.cast(pl.String).str.zfill(self._width_s.gather(src_s)),
+                ]
+            ).alias("event_id"),
+            self._source_s.gather(src_s).alias("source_system"),
+            (pl.col("_t") - pl.col("_late")).alias("_t_out"),
+        ).with_columns(_occurred_at())
         for s in np.flatnonzero(counts):
             s = int(s)
-            first = int(self.offsets[s]) + 1
-            self.offsets[s] += counts[s]
-            seq = pl.int_range(first, first + int(counts[s]), dtype=pl.Int64)
-            part = frame[order[starts[s] : starts[s] + counts[s]]].with_columns(
-                seq.alias("sequence_no"),
-                pl.concat_str(
-                    [pl.lit(self._prefix[s]), seq.cast(pl.String).str.zfill(self._width[s])]
-                ).alias("event_id"),
-                (pl.col("_t") - pl.col("_late")).alias("_t_out"),
-            )
+            part = frame[order[starts[s] : starts[s] + counts[s]]]
+            self.last_event[s] = self._event_id(s, int(self.offsets[s]))
             part = self._tamper(s, part)
-            source = self.world.sources[s].source_system
-            hooks = part.filter(pl.col("_hook") >= 0).select("_hook", "event_id", "_t")
-            for hook, event_id, t in hooks.iter_rows():
-                self.hook_event[hook] = (source, event_id, t)
-            late = part.filter(pl.col("_late") > 0)["event_id"].to_list()
-            self.late.extend((source, e) for e in late)
-            if part.height:
-                self.last_event[s] = part["event_id"][-1]
-            out = part.with_columns(
-                (pl.col("_t_out") * 1_000_000)
-                .cast(pl.Datetime("us"))
-                .dt.replace_time_zone("UTC")
-                .alias("occurred_at"),
-                pl.lit(source).alias("source_system"),
-            )
-            self._submit(self.writer(s), out)
+            self._submit(self.writer(s), part)
 
     def _tamper(self, s: int, part: pl.DataFrame) -> pl.DataFrame:
         specs = [t for t in self.log.tampers if t.source == s and (t.remaining > 0 or t.await_next)]
@@ -288,7 +302,18 @@ class _EventStream:
         )
         copies = part.filter(pl.Series(rows.dup)).with_columns(pl.lit(1).alias("_copy"))
         part = pl.concat([part.filter(pl.Series(rows.keep)), copies]).sort("_row", "_copy")
-        return part.drop("_row", "_copy")
+        if part.height:
+            self.last_event[s] = str(part["event_id"][-1])
+        return part.drop("_row", "_copy").with_columns(_occurred_at())
+
+
+def _occurred_at() -> pl.Expr:
+    return (
+        (pl.col("_t_out") * 1_000_000)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
+        .alias("occurred_at")
+    )
 
 
 class _Rows:
