@@ -164,7 +164,7 @@ def load_rule(path: Path) -> Rule:
 
 def load_rules(directory: Path = RULES_DIR) -> list[Rule]:
     """Every rule in ``directory``, discovered by scanning (no list to edit)."""
-    rules = [load_rule(p) for p in sorted(directory.glob("*.yaml"))]
+    rules = [load_rule(p) for p in sorted(directory.glob("*.yaml")) if not p.name.startswith("_")]
     seen: dict[str, Path | None] = {}
     for rule in rules:
         if rule.id in seen:
@@ -641,23 +641,21 @@ def _case_value(value: Any) -> Any:
     return value
 
 
-CASE_EVENT_DEFAULTS: dict[str, Any] = {
-    "source_system": "case-log",
-    "occurred_at": "2025-03-03T15:00:00Z",
-    "event_type": "disclosure",
-    "disclosing_agency": "IRS",
-    "recipient_agency": "CA-FTB",
-    "actor_id": "case.actor",
-    "data_elements": ["name", "address", "tin"],
-    "record_count": 1,
-}
+CASE_DEFAULTS_FILE = RULES_DIR / "_case_defaults.yaml"
+
+
+def case_event_defaults(path: Path = CASE_DEFAULTS_FILE) -> dict[str, Any]:
+    """The values each case event starts from (data next to the rules)."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return dict(loaded.get("events") or {})
 
 
 def load_case(con: duckdb.DuckDBPyConnection, case: RuleCase) -> None:
     """Insert a case's events, request items and quarantine rows (SQL, bound values)."""
     seq: dict[str, int] = {}
+    defaults = case_event_defaults()
     for n, raw in enumerate(case.events, start=1):
-        event = {**CASE_EVENT_DEFAULTS, **raw}
+        event = {**defaults, **raw}
         event.setdefault("event_id", f"E{n}")
         source = str(event["source_system"])
         seq[source] = seq.get(source, 0) + 1
