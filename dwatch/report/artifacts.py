@@ -23,7 +23,7 @@ def summary_markdown(report: ReportData, files: list[Path]) -> str:
         f"# {md(report.title)}",
         "",
         f"**{s['cases_needing_attention']} case(s) need attention** ({by_sev}); {s['cases_new']} new since the last report.",
-        f"{s['subjects_in_open_cases']:,} taxpayers in open cases; {s['alerts_active']} active,"
+        f"{s['subjects_in_open_cases']:,} subjects in open cases (summed; cases may overlap); {s['alerts_active']} active,"
         f" {s['alerts_suppressed']} suppressed and {s['alerts_retracted']} retracted alert(s).",
         f"Coverage gaps: {s['coverage_gaps']}. Registry: {md(s['registry'])}.",
         "",

@@ -149,16 +149,10 @@ def layout_chart(report: ReportData, *, width: int = 1180) -> Chart:
         chart.rows.append(chart_row)
     for i, ((day, label), whats) in enumerate(merged_marks(marks_in).items()):
         x = x_of(day)
-        # Labels near the right edge run leftwards so they stay inside the chart.
-        anchor_end = x > right - 260
-        chart.marks.append(
-            ChartMark(
-                x,
-                f"{label}: {', '.join(whats)} {day.isoformat()}",
-                16 + 14 * (i % label_rows),
-                anchor_end,
-            )
-        )
+        text = f"{label}: {', '.join(whats)} {day.isoformat()}"
+        # A label that would run past the right edge runs leftwards instead (~6.2 px a character).
+        anchor_end = x + 6.2 * len(text) > width - 4
+        chart.marks.append(ChartMark(x, text, 16 + 14 * (i % label_rows), anchor_end))
     months = _month_starts(start, start + timedelta(days=span))
     step = max(1, len(months) // 12 + (1 if len(months) % 12 else 0))
     chart.ticks = [ChartTick(x_of(m), m.strftime("%Y-%m")) for m in months[::step]]
