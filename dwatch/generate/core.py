@@ -151,6 +151,7 @@ def generate(
         "generator_version": GENERATOR_VERSION,
     }  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_output(out_dir)
     stream = _EventStream(world, log, background, out_dir, fmt, chunk_events)
     stream.run()
     items_path, n_items = _write_items(world, log, stream, out_dir, fmt)
@@ -166,6 +167,18 @@ def generate(
         scenarios={name: n for name, n in counts.items()},
         params=params,
     )
+
+
+GENERATED_PATTERNS = ("events-*.csv", "events-*.jsonl", "events-*.parquet", "request_items.*",
+                      "ground_truth.json", "ground_truth_labels.parquet")  # fmt: skip
+
+
+def _clear_previous_output(out_dir: Path) -> None:
+    """Remove files an earlier run wrote here (only generator-named files), so a rerun with
+    other options leaves no stale logs behind."""
+    for pattern in GENERATED_PATTERNS:
+        for path in out_dir.glob(pattern):
+            path.unlink()
 
 
 class _EventStream:

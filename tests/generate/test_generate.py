@@ -455,3 +455,50 @@ def test_scenario_spec_parsing() -> None:
     assert parse_scenarios(["all=0"]) == dict.fromkeys(SCENARIOS, 0)
     with pytest.raises(ConfigError, match="NAME=COUNT"):
         parse_scenarios(["insider_browsing"])
+
+
+# -- the committed sample ---------------------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
+
+
+def test_committed_sample_is_what_its_readme_command_makes(tmp_path: Path) -> None:
+    readme = (SAMPLE / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"^dwatch generate sample_logs (.+)$", readme, re.M)
+    assert command, "README must state the exact command"
+    from click.testing import CliRunner
+
+    from dwatch.cli import main
+
+    out = tmp_path / "sample"
+    run = CliRunner().invoke(main, ["generate", str(out), *command.group(1).split()])
+    assert run.exit_code == 0, run.output
+    committed = sorted(p.name for p in SAMPLE.iterdir() if p.name != "README.md")
+    assert committed == sorted(p.name for p in out.iterdir())
+    _, mismatch, errors = filecmp.cmpfiles(SAMPLE, out, committed, shallow=False)
+    assert mismatch + errors == []
+
+
+def test_committed_sample_is_small_mixed_and_complete() -> None:
+    files = [p for p in SAMPLE.iterdir() if p.name != "README.md"]
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    assert {p.suffix for p in files} >= {".csv", ".jsonl", ".parquet", ".json"}
+    gt = json.loads((SAMPLE / "ground_truth.json").read_text(encoding="utf-8"))
+    assert {i["scenario"] for i in gt["instances"]} == set(SCENARIOS)
+    recipients = {r["code"] for r in gt["reference"]["recipients"]}
+    events = read_events(SAMPLE)
+    seen = set(events["recipient_agency"]) & recipients
+    assert len(seen) > 40  # many agencies
+    spellings = {c: f.authority for f in load_world().flows.values() for c in f.citations}
+    cited = {spellings.get(c) for c in events["legal_authority"].drop_nulls().unique()}
+    assert len(cited - {None}) >= 7  # (d), (h), (i)(1), (i)(2), (j)(1), (l)(1), (l)(6)
+
+
+def test_cli_reports_bad_scenario_cleanly(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dwatch.cli import main
+
+    run = CliRunner().invoke(main, ["generate", str(tmp_path), "-n", "2000", "--scenario", "x=1"])
+    assert run.exit_code == 2
+    assert "unknown scenario 'x'" in run.output and "fix:" in run.output
