@@ -46,6 +46,10 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+# The committed sample (sample_logs/README.md states this same command).
+sample: install
+	$(BIN)/dwatch generate sample_logs --events 5000 --seed 7 --format mixed --scale 0.002
+
 docs: install
 	$(BIN)/dwatch schema --markdown > docs/schema.md
 
