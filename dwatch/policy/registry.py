@@ -248,7 +248,20 @@ def _check_references(registry: Registry) -> None:
     auth_ids = registry.authority_ids
     for auth in registry.authorities:
         if not _USC_ID.match(auth.id):
-            continue  # non-statutory ids (publications, standards) are taken as written
+            # Non-statutory ids (publications, standards) are taken as written, but a
+            # statute written another way ("IRC 6103(k)(6)") must use the canonical form.
+            loose = parse_citation(auth.id, registry.known_sections)
+            if loose is not None and loose.title:
+                spelled = ParsedCitation(
+                    loose.title,
+                    registry.section_spelling.get(loose.section, loose.section),
+                    loose.path,
+                ).render()
+                problems.append(
+                    f"{registry.origin.get(auth.id)}.id: {auth.id!r} is not in canonical form;"
+                    f" write it {spelled!r}"
+                )
+            continue
         parsed = parse_citation(auth.id, registry.known_sections)
         if (
             parsed is None

@@ -66,7 +66,7 @@ def test_spellings_normalise_to_the_registry_id(
         ("none", "missing"),
         ("6103(k)(6)", "unknown"),  # well formed, not registered
         ("6103(i)(9)", "unknown"),  # no registered ancestor: (i) itself is not an authority
-        ("26 USC 7213", "unknown"),
+        ("26 USC 7216", "unknown"),
         ("per MOU", "malformed"),
         ("6103(i)(2", "malformed"),
         ("hello", "malformed"),
