@@ -64,7 +64,8 @@ COMMENT ON TABLE source_files IS 'Files the pipeline has read (path, size, mtime
 CREATE TABLE IF NOT EXISTS run_batches (
     ingest_run_id VARCHAR PRIMARY KEY,
     claimed_by_run_id VARCHAR NOT NULL,
-    claimed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    claimed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    judged_by_run_id VARCHAR             -- the run that finished judging it (watermark advanced)
 );
 
 -- Event-time windows (whole UTC days per source) that must be judged again: opened when new

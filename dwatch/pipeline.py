@@ -1,0 +1,945 @@
+"""One pipeline run: ingest -> plan -> validate -> detect (rules, ML) -> report -> notify -> publish.
+
+``run_pipeline(db, inputs)`` is the plain function behind ``dwatch run``; the Prefect flow
+``pipeline`` (flows/pipeline.py) calls the same steps one task each. A run:
+
+* holds the store's write lock from start to end (one connection), records itself in
+  ``runs`` first (status ``running``) and each step's result as it finishes, so a crash
+  leaves a visible trail and the next run marks it ``abandoned``;
+* reads only files that are new or changed (``dwatch.watermark``), takes every pending
+  ingest batch (its own, or ones a failed run or ``dwatch ingest`` left), and judges the
+  event-time windows they touch, plus windows earlier runs left open (gaps) and
+  ``--backfill`` ranges;
+* records a step whose module is not installed as ``not_available`` rather than pretending
+  it ran, and a run whose validation could not judge every batch as ``partial`` (the
+  report title says so);
+* after success publishes a read-only snapshot for analysts (``dwatch.snapshot``).
+
+Steps are idempotent, so re-running after a crash ends in the same state as a clean run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from dwatch.errors import ConfigError, DWatchError, InputError
+from dwatch.store import connect, transaction
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
+ENV_CONFIG = "DWATCH_PIPELINE_CONFIG"
+RULES_DIR = PROJECT_ROOT / "detectors" / "rules"
+
+STEP_NAMES = (
+    "ingest",
+    "plan",
+    "validate",
+    "detect_rules",
+    "detect_ml",
+    "report",
+    "notify",
+    "publish",
+)
+# ok: did its work; warning: did it, with problems the run reports; skipped: nothing to do
+# (or switched off); not_available: the step's module is not part of this build;
+# failed: raised, and the run stopped there.
+STEP_STATUSES = ("ok", "warning", "skipped", "not_available", "failed")
+
+
+# Integer counts a run accumulates, one column each in ``runs``.
+COUNT_COLUMNS = (
+    "files_seen", "files_new", "files_unchanged", "files_failed", "events_loaded",
+    "items_loaded", "rows_quarantined", "late_events", "batches_processed",
+    "windows_processed", "gaps_filled", "missed_schedules", "coverage_gaps", "alerts_new",
+    "alerts_updated", "alerts_reopened", "alerts_retracted", "alerts_open",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """config/pipeline.yaml: schedule, inputs, output folders, snapshot retention."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    inputs: tuple[str, ...] = ()
+    reports_dir: Path = PROJECT_ROOT / "reports"
+    snapshot_dir: Path | None = None  # None = snapshots/ next to the store
+    keep_snapshots: int = 3
+    train_when_missing: bool = True
+    notify: bool = True
+    deployment_name: str = "nightly"
+    work_pool: str = "dwatch"
+    source: str = "(defaults)"
+
+
+def _resolve(value: object) -> Path:
+    path = Path(os.path.expandvars(str(value))).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
+    """Settings from ``path``, else $DWATCH_PIPELINE_CONFIG, else config/pipeline.yaml."""
+    chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    if not chosen.exists():
+        if path or os.environ.get(ENV_CONFIG):
+            raise ConfigError(
+                "the pipeline settings file does not exist",
+                where=str(chosen),
+                fix=f"create it from {DEFAULT_CONFIG} or unset {ENV_CONFIG}",
+            )
+        return PipelineConfig()
+    try:
+        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the pipeline settings: {exc}", where=str(chosen)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of settings", where=str(chosen))
+    known = {"schedule", "inputs", "reports_dir", "snapshots", "ml", "notify", "deployment"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {unknown}",
+            where=str(chosen),
+            fix=f"use only {sorted(known)} (see {DEFAULT_CONFIG})",
+        )
+    schedule = raw.get("schedule") or {}
+    snapshots = raw.get("snapshots") or {}
+    ml = raw.get("ml") or {}
+    deployment = raw.get("deployment") or {}
+    cron = str(schedule.get("cron", PipelineConfig.cron))
+    timezone = str(schedule.get("timezone", "UTC"))
+    _check_cron(cron, timezone, where=f"{chosen}: schedule")
+    inputs = raw.get("inputs") or []
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    keep = snapshots.get("keep", 3)
+    if not isinstance(keep, int) or keep < 1:
+        raise ConfigError(
+            f"snapshots.keep must be a whole number of at least 1, got {keep!r}",
+            where=f"{chosen}: snapshots.keep",
+        )
+    return PipelineConfig(
+        cron=cron,
+        timezone=timezone,
+        inputs=tuple(str(_resolve(p)) for p in inputs),
+        reports_dir=_resolve(raw.get("reports_dir", "reports")),
+        snapshot_dir=_resolve(snapshots["dir"]) if snapshots.get("dir") else None,
+        keep_snapshots=keep,
+        train_when_missing=bool(ml.get("train_when_missing", True)),
+        notify=bool(raw.get("notify", True)),
+        deployment_name=str(deployment.get("name", "nightly")),
+        work_pool=str(deployment.get("work_pool", "dwatch")),
+        source=str(chosen),
+    )
+
+
+def _check_cron(cron: str, timezone: str, *, where: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(cron, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ConfigError(
+            f"bad cron expression {cron!r}: {exc}",
+            where=f"{where}.cron",
+            fix="five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'",
+        ) from exc
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown time zone {timezone!r}",
+            where=f"{where}.timezone",
+            fix="an IANA name such as UTC or America/New_York",
+        ) from exc
+
+
+def parse_instant(text: str | date | datetime, *, where: str) -> datetime:
+    """A backfill bound: a date (midnight UTC) or an ISO timestamp with a zone."""
+    if isinstance(text, datetime):
+        value = text
+    elif isinstance(text, date):
+        value = datetime(text.year, text.month, text.day, tzinfo=UTC)
+    else:
+        try:
+            value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InputError(
+                f"not a date or timestamp: {text!r}",
+                where=where,
+                fix="write YYYY-MM-DD (midnight UTC) or an ISO timestamp such as 2025-08-07T00:00Z",
+            ) from exc
+        if len(text.strip()) == 10:
+            value = value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        raise InputError(
+            f"timestamp without a time zone: {text!r}",
+            where=where,
+            fix="add Z or an offset such as +00:00, or give a plain date",
+        )
+    return value.astimezone(UTC)
+
+
+def parse_backfill(
+    start: str | date | datetime, end: str | date | datetime
+) -> tuple[datetime, datetime]:
+    """[FROM, TO) as UTC instants; a plain TO date includes that whole day."""
+    lo = parse_instant(start, where="--backfill FROM")
+    hi = parse_instant(end, where="--backfill TO")
+    if (isinstance(end, date) and not isinstance(end, datetime)) or (
+        isinstance(end, str) and len(end.strip()) == 10
+    ):
+        hi += timedelta(days=1)
+    if hi <= lo:
+        raise InputError(
+            f"backfill range is empty: {lo.isoformat()} .. {hi.isoformat()}",
+            where="--backfill FROM TO",
+            fix="give FROM before TO",
+        )
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    db: Path
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    steps: list[StepResult]
+    counts: dict[str, Any]
+    notes: list[str]
+    report_path: Path | None = None
+    data_docs_path: Path | None = None
+    snapshot_path: Path | None = None
+    current_snapshot: Path | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "partial")
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.step == name), None)
+
+    def describe(self) -> str:
+        seconds = f"{self.duration_seconds:.1f}s" if self.duration_seconds is not None else "-"
+        lines = [f"run {self.run_id}: {self.status} in {seconds}"]
+        for s in self.steps:
+            lines.append(f"  {s.step:<13} {s.status:<13} {s.seconds:7.2f}s  {s.message}".rstrip())
+        c = self.counts
+        lines.append(
+            f"  files: {c.get('files_new', 0)} read, {c.get('files_unchanged', 0)} unchanged;"
+            f" events loaded {c.get('events_loaded', 0):,}, quarantined {c.get('rows_quarantined', 0):,};"
+            f" windows judged {c.get('windows_processed', 0)} (gaps filled {c.get('gaps_filled', 0)},"
+            f" late events {c.get('late_events', 0)})"
+        )
+        lines.append(
+            f"  alerts: {c.get('alerts_new', 0)} new, {c.get('alerts_retracted', 0)} retracted,"
+            f" {c.get('alerts_open', 0)} open"
+        )
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _new_run_id() -> str:
+    return f"run_{datetime.now(UTC):%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex[:6]}"
+
+
+def rules_version(directory: Path = RULES_DIR) -> str:
+    """Content hash of the rule files: two runs with equal versions judged by equal rules."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*")):
+        if path.is_file() and path.suffix in {".yaml", ".yml", ".sql"}:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class RunContext:
+    """One run's connection, identity and accumulating results (shared by its steps)."""
+
+    def __init__(
+        self,
+        db: Path,
+        con: duckdb.DuckDBPyConnection,
+        run_id: str,
+        config: PipelineConfig,
+        inputs: list[str],
+        *,
+        backfill: tuple[datetime, datetime] | None,
+        trigger: str,
+        key: bytes | None,
+        reports_dir: Path,
+        snapshot_dir: Path,
+        notify: bool,
+        started_at: datetime,
+    ) -> None:
+        self.db, self.con, self.run_id, self.config = db, con, run_id, config
+        self.inputs, self.backfill, self.trigger, self.key = inputs, backfill, trigger, key
+        self.reports_dir, self.snapshot_dir, self.notify = reports_dir, snapshot_dir, notify
+        self.started_at = started_at
+        self.clock = time.monotonic()
+        self.steps: dict[str, StepResult] = {}
+        self.counts: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.versions: dict[str, Any] = {}
+        self.validation_incomplete: bool | None = None
+        self.windows: list[Any] = []
+        self.report_result: Any = None
+        self.published: Any = None
+        self.status = "running"
+        self.error: str | None = None
+
+    # -- recording -------------------------------------------------------------
+
+    def run(self, name: str, fn: Callable[[RunContext], StepResult] | None = None) -> StepResult:
+        """Run one step, record its result in ``runs.steps``; on error record and re-raise."""
+        step_fn = fn or STEPS[name]
+        attempts = self.steps[name].attempts + 1 if name in self.steps else 1
+        began = time.monotonic()
+        try:
+            result = step_fn(self)
+        except BaseException as exc:
+            self.steps[name] = StepResult(
+                name, "failed", time.monotonic() - began, _describe(exc), attempts=attempts
+            )
+            self._write_row()
+            raise
+        result.seconds = time.monotonic() - began
+        result.attempts = attempts
+        self.steps[name] = result
+        self._write_row()
+        return result
+
+    def _ordered_steps(self) -> list[StepResult]:
+        return [self.steps[n] for n in STEP_NAMES if n in self.steps]
+
+    def _write_row(self) -> None:
+        c = self.counts
+        finished = None if self.status == "running" else datetime.now(UTC)
+        duration = None if finished is None else time.monotonic() - self.clock
+        report = self.report_result.html_path if self.report_result is not None else None
+        self.con.execute(
+            """
+            UPDATE runs SET status = $status, finished_at = $finished, duration_seconds = $duration,
+                files_seen = $files_seen, files_new = $files_new, files_unchanged = $files_unchanged,
+                files_failed = $files_failed, events_loaded = $events_loaded,
+                items_loaded = $items_loaded, rows_quarantined = $rows_quarantined,
+                late_events = $late_events, batches_processed = $batches_processed,
+                windows_processed = $windows_processed, gaps_filled = $gaps_filled,
+                missed_schedules = $missed_schedules, rules_version = $rules_version,
+                registry_version = $registry_version, model_versions = $model_versions,
+                validation_incomplete = $validation_incomplete, coverage_gaps = $coverage_gaps,
+                alerts_new = $alerts_new, alerts_updated = $alerts_updated,
+                alerts_reopened = $alerts_reopened, alerts_retracted = $alerts_retracted,
+                alerts_open = $alerts_open, report_path = $report_path,
+                data_docs_path = $data_docs_path, snapshot_path = $snapshot_path,
+                steps = $steps, error = $error, notes = $notes
+            WHERE run_id = $run_id
+            """,
+            {
+                "run_id": self.run_id,
+                "status": self.status,
+                "finished": finished,
+                "duration": duration,
+                **{k: c.get(k) for k in COUNT_COLUMNS},
+                "rules_version": self.versions.get("rules"),
+                "registry_version": self.versions.get("registry"),
+                "model_versions": json.dumps(self.versions.get("models"))
+                if self.versions.get("models") is not None
+                else None,
+                "validation_incomplete": self.validation_incomplete,
+                "report_path": str(report) if report else None,
+                "data_docs_path": c.get("data_docs_path"),
+                "snapshot_path": c.get("snapshot_path"),
+                "steps": json.dumps([s.as_json() for s in self._ordered_steps()], default=str),
+                "error": self.error,
+                "notes": self.notes,
+            },
+        )
+
+    def add(self, **counts: int) -> None:
+        for key, value in counts.items():
+            self.counts[key] = int(self.counts.get(key) or 0) + int(value)
+
+    # -- ending ------------------------------------------------------------------
+
+    def final_status(self) -> str:
+        statuses = {s.status for s in self.steps.values()}
+        if "failed" in statuses:
+            return "failed"
+        if statuses & {"not_available", "warning"} or self.validation_incomplete:
+            return "partial"
+        return "succeeded"
+
+    def fail(self, exc: BaseException) -> None:
+        """Record that the run stopped; its batches and windows stay pending for the next run."""
+        failed = next((s for s in self._ordered_steps() if s.status == "failed"), None)
+        self.status = "failed"
+        self.error = f"{failed.step if failed else 'run'}: {_describe(exc)}"
+        # If the connection itself broke, the next run marks this one abandoned instead.
+        with contextlib.suppress(duckdb.Error):
+            self._write_row()
+
+    def summary(self) -> RunSummary:
+        finished = None if self.status == "running" else datetime.now(UTC)
+        return RunSummary(
+            run_id=self.run_id,
+            status=self.status,
+            db=self.db,
+            started_at=self.started_at,
+            finished_at=finished,
+            duration_seconds=None if finished is None else time.monotonic() - self.clock,
+            steps=self._ordered_steps(),
+            counts=dict(self.counts),
+            notes=list(self.notes),
+            report_path=self.report_result.html_path if self.report_result is not None else None,
+            data_docs_path=Path(self.counts["data_docs_path"])
+            if self.counts.get("data_docs_path")
+            else None,
+            snapshot_path=self.published.path if self.published is not None else None,
+            current_snapshot=self.published.current if self.published is not None else None,
+            error=self.error,
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DWatchError):
+        return exc.render()
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def begin_run(
+    db: Path | str | None,
+    inputs: Sequence[str | Path] | None,
+    *,
+    backfill: tuple[datetime, datetime] | None = None,
+    trigger: str = "cli",
+    config: PipelineConfig | None = None,
+    key: bytes | None = None,
+    reports_dir: Path | None = None,
+    snapshot_dir: Path | None = None,
+    notify: bool | None = None,
+    flow_run_id: str | None = None,
+) -> RunContext:
+    """Open the store (taking the write lock), record the run, notice what earlier runs left."""
+    from dwatch.snapshot import default_snapshot_dir
+    from dwatch.store import default_db_path
+    from dwatch.watermark import abandon_stale_runs, missed_schedules
+
+    config = config or load_pipeline_config()
+    db_path = Path(db) if db is not None else default_db_path()
+    chosen_inputs = [str(p) for p in (inputs if inputs else config.inputs)]
+    con = connect(db_path)
+    run_id = _new_run_id()
+    started = datetime.now(UTC)
+    ctx = RunContext(
+        db_path,
+        con,
+        run_id,
+        config,
+        chosen_inputs,
+        backfill=backfill,
+        trigger=trigger,
+        key=key,
+        reports_dir=Path(reports_dir or config.reports_dir),
+        snapshot_dir=Path(snapshot_dir or config.snapshot_dir or default_snapshot_dir(db_path)),
+        notify=config.notify if notify is None else notify,
+        started_at=started,
+    )
+    try:
+        with transaction(con):
+            stale = abandon_stale_runs(con)
+            con.execute(
+                "INSERT INTO runs (run_id, trigger, flow_run_id, status, started_at, inputs,"
+                " backfill_from, backfill_to) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                [
+                    run_id,
+                    trigger,
+                    flow_run_id,
+                    started,
+                    chosen_inputs,
+                    backfill[0] if backfill else None,
+                    backfill[1] if backfill else None,
+                ],
+            )
+        if stale:
+            ctx.notes.append(
+                f"earlier run(s) {', '.join(stale)} ended without finishing; marked abandoned,"
+                " their pending work is taken up now"
+            )
+        if trigger == "schedule":
+            missed, last_ok = missed_schedules(con, config.cron, timezone=config.timezone)
+            ctx.counts["missed_schedules"] = missed
+            if missed:
+                ctx.notes.append(
+                    f"{missed} scheduled run(s) since the last successful run"
+                    f" ({last_ok:%Y-%m-%d %H:%M} UTC) did not complete; this run covers their data"
+                )
+        ctx._write_row()
+    except BaseException:
+        con.close()
+        raise
+    return ctx
+
+
+def run_pipeline(
+    db: Path | str | None,
+    inputs: Sequence[str | Path] | None = None,
+    *,
+    backfill: tuple[datetime, datetime] | None = None,
+    trigger: str = "cli",
+    config: PipelineConfig | None = None,
+    key: bytes | None = None,
+    reports_dir: Path | None = None,
+    snapshot_dir: Path | None = None,
+    notify: bool | None = None,
+) -> RunSummary:
+    """Run every step in order; on an error record it and re-raise (nothing is published)."""
+    ctx = begin_run(
+        db,
+        inputs,
+        backfill=backfill,
+        trigger=trigger,
+        config=config,
+        key=key,
+        reports_dir=reports_dir,
+        snapshot_dir=snapshot_dir,
+        notify=notify,
+    )
+    try:
+        for name in STEP_NAMES:
+            ctx.run(name)
+    except BaseException as exc:
+        ctx.fail(exc)
+        raise
+    finally:
+        ctx.close()
+    return ctx.summary()
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def step_ingest(ctx: RunContext) -> StepResult:
+    """Read new or changed files; one ingest batch per file."""
+    from dwatch.ingest import ingest_paths
+    from dwatch.watermark import record_files, scan_inputs
+
+    if not ctx.inputs:
+        ctx.add(files_seen=0, files_new=0, files_unchanged=0, files_failed=0)
+        return StepResult(
+            "ingest", "skipped", message="no input paths (pending batches are still processed)"
+        )
+    scan = scan_inputs(ctx.con, ctx.inputs)
+    results = ingest_paths(ctx.con, scan.to_read, key=ctx.key) if scan.to_read else []
+    record_files(ctx.con, ctx.run_id, results, scan.stats)
+    failed = [r for r in results if r.status == "failed"]
+    problems = [f"{p}: {why}" for p, why in scan.problems]
+    loaded = [r for r in results if r.status == "loaded"]
+    events = sum(r.rows_loaded for r in loaded if r.kind == "events")
+    items = sum(r.rows_loaded for r in loaded if r.kind == "request_items")
+    quarantined = sum(r.rows_quarantined for r in loaded)
+    ctx.counts.update(
+        files_seen=scan.seen,
+        files_new=len(scan.to_read),
+        files_unchanged=len(scan.unchanged),
+        files_failed=len(failed) + len(problems),
+        events_loaded=events,
+        items_loaded=items,
+        rows_quarantined=quarantined,
+    )
+    message = (
+        f"{len(loaded)} file(s) loaded, {len(scan.to_read) - len(loaded) - len(failed)} same content"
+        f" as before, {len(scan.unchanged)} unchanged (not read); {events:,} events,"
+        f" {items:,} request items, {quarantined:,} rows quarantined"
+    )
+    detail = {
+        "loaded": [
+            {
+                "file": r.source_file,
+                "batch": r.run_id,
+                "rows": r.rows_loaded,
+                "quarantined": r.rows_quarantined,
+            }
+            for r in loaded
+        ],
+        "failed": [{"file": r.source_file, "message": r.message} for r in failed] + problems,
+    }
+    if failed or problems:
+        return StepResult(
+            "ingest",
+            "warning",
+            message=f"{message}; {len(failed) + len(problems)} input(s) failed",
+            detail=detail,
+        )
+    return StepResult("ingest", "ok", message=message, detail=detail)
+
+
+def step_plan(ctx: RunContext) -> StepResult:
+    """Claim pending batches, open the windows they touch (and a backfill), list open windows."""
+    from dwatch.watermark import claim_pending, open_backfill, open_windows
+
+    with transaction(ctx.con):
+        claim = claim_pending(ctx.con, ctx.run_id)
+        if ctx.backfill:
+            open_backfill(ctx.con, ctx.run_id, *ctx.backfill)
+    ctx.windows = open_windows(ctx.con)
+    inherited = [w for w in ctx.windows if w.opened_by_run_id != ctx.run_id]
+    ctx.counts.update(
+        late_events=claim.late_events,
+        windows_processed=len(ctx.windows),
+        gaps_filled=len(inherited),
+    )
+    if claim.late_events:
+        ctx.notes.append(
+            f"{claim.late_events} late event(s) from {', '.join(claim.late_sources)} re-open the"
+            " windows they fall in"
+        )
+    if inherited:
+        runs = sorted({w.opened_by_run_id for w in inherited})
+        ctx.notes.append(
+            f"{len(inherited)} window(s) left open by earlier run(s) {', '.join(runs)} are judged now"
+        )
+    message = (
+        f"{len(claim.batches)} new batch(es), {claim.windows_opened} window(s) opened,"
+        f" {len(ctx.windows)} to judge ({len(inherited)} left by earlier runs)"
+    )
+    return StepResult(
+        "plan",
+        "ok",
+        message=message,
+        detail={
+            "batches": claim.batches,
+            "late_events": claim.late_events,
+            "backfill": [b.isoformat() for b in ctx.backfill] if ctx.backfill else None,
+        },
+    )
+
+
+def step_validate(ctx: RunContext) -> StepResult:
+    """Validate every loaded batch not validated yet (Great Expectations)."""
+    try:
+        from dwatch.validate import validate_batches
+    except ImportError as exc:
+        ctx.validation_incomplete = True
+        ctx.notes.append("validation is not available in this build: coverage is unknown")
+        return StepResult("validate", "not_available", message=f"dwatch.validate: {exc}")
+    report = validate_batches(ctx.con, docs_dir=ctx.reports_dir / "validation")
+    errors = [b for b in report.all_batches if b.error]
+    ctx.validation_incomplete = bool(errors)
+    gaps = ctx.con.execute("SELECT count(*) FROM coverage_gaps").fetchone()
+    ctx.counts["coverage_gaps"] = int(gaps[0]) if gaps else 0
+    if report.docs_index:
+        ctx.counts["data_docs_path"] = str(report.docs_index)
+    ctx.add(rows_quarantined=report.rows_quarantined)
+    message = (
+        f"{len(report.batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
+        f" {len(report.coverage_gaps)} new coverage gap(s)"
+    )
+    detail = {
+        "validation_run_id": report.validation_run_id,
+        "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
+        "docs_error": report.docs_error,
+    }
+    if errors:
+        ctx.notes.append(
+            f"validation incomplete: {len(errors)} batch(es) could not be validated; alerts in"
+            " their windows may be missing"
+        )
+        return StepResult(
+            "validate",
+            "warning",
+            message=f"{message}; {len(errors)} batch(es) not validated",
+            detail=detail,
+        )
+    if report.docs_error:
+        return StepResult(
+            "validate", "warning", message=f"{message}; Data Docs not built", detail=detail
+        )
+    return StepResult("validate", "ok", message=message, detail=detail)
+
+
+def _last_success(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    row = con.execute(
+        "SELECT rules_version, registry_version, model_versions FROM runs"
+        " WHERE status IN ('succeeded', 'partial') ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if not row:
+        return {}
+    return {"rules": row[0], "registry": row[1], "models": json.loads(row[2]) if row[2] else None}
+
+
+def step_detect_rules(ctx: RunContext) -> StepResult:
+    """Judge the store by the policy registry (rules re-judge all history set-wise)."""
+    try:
+        from detectors.engine import load_rules, run_rules
+        from dwatch.policy import load_registry
+    except ImportError as exc:
+        return StepResult("detect_rules", "not_available", message=f"rule engine: {exc}")
+    registry = load_registry()
+    ctx.versions["rules"] = rules_version()
+    ctx.versions["registry"] = registry.version
+    last = _last_success(ctx.con)
+    unchanged = (
+        last.get("rules") == ctx.versions["rules"] and last.get("registry") == registry.version
+    )
+    if not ctx.windows and unchanged:
+        return StepResult(
+            "detect_rules",
+            "skipped",
+            message="no new data and the rules and registry are unchanged",
+        )
+    with transaction(ctx.con):
+        result = run_rules(ctx.con, registry, run_id=ctx.run_id, rules=load_rules())
+    merge = result.merge
+    if merge:
+        ctx.add(
+            alerts_new=merge.new,
+            alerts_updated=merge.updated,
+            alerts_reopened=merge.reopened,
+            alerts_retracted=merge.retracted,
+        )
+    why = "new data" if ctx.windows else "rules or registry changed"
+    return StepResult(
+        "detect_rules",
+        "ok",
+        message=f"{len(result.rules)} rule(s), {result.findings} finding(s) ({why});"
+        + (f" {merge.new} new, {merge.retracted} retracted alert(s)" if merge else ""),
+        detail={
+            "registry_version": registry.version,
+            "findings": {r.rule_id: r.findings for r in result.rules if r.findings},
+        },
+    )
+
+
+def step_detect_ml(ctx: RunContext) -> StepResult:
+    """Score the open windows with each detector's latest model (train a missing one if set)."""
+    try:
+        from detectors.ml.registry import default_models_dir, latest_models
+        from detectors.ml.run import score_models, train_models
+    except ImportError as exc:
+        return StepResult("detect_ml", "not_available", message=f"ML detectors: {exc}")
+    from dwatch.watermark import merged_ranges
+
+    models_dir = default_models_dir(ctx.db)
+    trained: list[str] = []
+    if ctx.config.train_when_missing:
+        from detectors.ml.registry import load_config
+
+        enabled = [d for d, s in load_config().detectors.items() if s.enabled]
+        missing = sorted(set(enabled) - set(latest_models(ctx.con)))
+        if missing and ctx.con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]:
+            results = train_models(
+                ctx.con, window_from=None, window_to=None, models_dir=models_dir, detectors=missing
+            )
+            trained = [r.detector_id for r in results if r.status == "trained"]
+    models = {d: r.version for d, r in sorted(latest_models(ctx.con).items())}
+    ctx.versions["models"] = models
+    if not models:
+        return StepResult(
+            "detect_ml",
+            "skipped",
+            message="no trained model (run `dwatch train`, or enable ml.train_when_missing)",
+        )
+    last = _last_success(ctx.con)
+    new_models = last.get("models") != models
+    if new_models:
+        ranges: list[tuple[datetime | None, datetime | None]] = [(None, None)]
+    else:
+        ranges = list(merged_ranges(ctx.windows))
+    if not ranges:
+        return StepResult("detect_ml", "skipped", message="no window to score and no new model")
+    per_detector: dict[str, int] = {}
+    new = retracted = 0
+    for start, end in ranges:
+        summary = score_models(
+            ctx.con, run_id=ctx.run_id, models_dir=models_dir, window_from=start, window_to=end
+        )
+        ctx.add(
+            alerts_new=summary.new,
+            alerts_updated=summary.updated,
+            alerts_reopened=summary.reopened,
+            alerts_retracted=summary.retracted,
+        )
+        new += summary.new
+        retracted += summary.retracted
+        for d in summary.detectors:
+            per_detector[d.detector_id] = per_detector.get(d.detector_id, 0) + d.rows_scored
+    scope = "all history (new model)" if new_models else f"{len(ranges)} range(s)"
+    message = (
+        f"{len(models)} model(s) scored {scope}: {new} new, {retracted} retracted alert(s)"
+        + (f"; trained {', '.join(trained)}" if trained else "")
+    )
+    return StepResult(
+        "detect_ml",
+        "ok",
+        message=message,
+        detail={
+            "models": models,
+            "trained": trained,
+            "ranges": [
+                [s.isoformat() if s else None, e.isoformat() if e else None] for s, e in ranges
+            ],
+            "rows_scored": per_detector,
+        },
+    )
+
+
+def step_report(ctx: RunContext) -> StepResult:
+    """Rebuild cases and write the report (HTML, CSV, Markdown)."""
+    try:
+        from dwatch.report.render import build_report
+    except ImportError as exc:
+        return StepResult("report", "not_available", message=f"reports: {exc}")
+    title = "Disclosure Watch report"
+    if ctx.validation_incomplete:
+        title += " (validation incomplete for this run: some logs were not checked)"
+    docs = ctx.counts.get("data_docs_path")
+    if not docs:
+        existing = ctx.reports_dir / "validation" / "index.html"
+        docs = str(existing) if existing.exists() else None
+    result = build_report(
+        ctx.con, ctx.reports_dir, data_docs=Path(docs) if docs else None, title=title
+    )
+    ctx.report_result = result
+    s = result.data.summary
+    return StepResult(
+        "report",
+        "ok",
+        message=f"{s['cases_needing_attention']} case(s) need attention ({s['cases_new']} new); {result.html_path}",
+        detail={"files": [str(p) for p in result.files], "summary": s},
+    )
+
+
+def step_notify(ctx: RunContext) -> StepResult:
+    """E-mail new cases (outbox: a failed send is retried by the next run)."""
+    if not ctx.notify:
+        return StepResult("notify", "skipped", message="notification switched off for this run")
+    if ctx.report_result is None:
+        return StepResult("notify", "skipped", message="no report was written this run")
+    try:
+        from dwatch.report.notify import notify_after_report
+    except ImportError as exc:
+        return StepResult("notify", "not_available", message=f"notification: {exc}")
+    outcome = notify_after_report(ctx.con, ctx.report_result)
+    detail = {"queued": outcome.queued, "sent": outcome.sent, "pending": outcome.pending}
+    if not outcome.configured:
+        return StepResult("notify", "skipped", message=outcome.describe(), detail=detail)
+    if outcome.pending:
+        return StepResult("notify", "warning", message=outcome.describe(), detail=detail)
+    return StepResult("notify", "ok", message=outcome.describe(), detail=detail)
+
+
+def finish_work(ctx: RunContext) -> None:
+    """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
+    from dwatch.watermark import advance_watermarks, close_windows
+
+    with transaction(ctx.con):
+        close_windows(ctx.con, ctx.run_id, ctx.windows)
+        batches = [
+            r[0]
+            for r in ctx.con.execute(
+                "SELECT ingest_run_id FROM run_batches WHERE judged_by_run_id IS NULL"
+            ).fetchall()
+        ]
+        advance_watermarks(ctx.con, ctx.run_id, batches)
+        if batches:
+            ctx.con.execute(
+                "UPDATE run_batches SET judged_by_run_id = ? WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ctx.run_id, batches],
+            )
+        ctx.counts["batches_processed"] = len(batches)
+        row = ctx.con.execute("SELECT count(*) FROM alerts WHERE status = 'open'").fetchone()
+        ctx.counts["alerts_open"] = int(row[0]) if row else 0
+
+
+def step_publish(ctx: RunContext) -> StepResult:
+    """Finish the run's bookkeeping, then publish the read-only snapshot analysts open."""
+    from dwatch.snapshot import publish_snapshot, snapshot_name
+
+    finish_work(ctx)
+    planned = ctx.snapshot_dir / snapshot_name(ctx.run_id)
+    ctx.counts["snapshot_path"] = str(planned)
+    # The snapshot must hold this run as finished: record the outcome first (provisionally
+    # including this step), then copy. If the copy fails the row is corrected below.
+    ctx.steps["publish"] = StepResult("publish", "ok", message=f"snapshot {planned}")
+    ctx.status = ctx.final_status()
+    ctx._write_row()
+    try:
+        ctx.published = publish_snapshot(
+            ctx.con, ctx.db, ctx.snapshot_dir, ctx.run_id, keep=ctx.config.keep_snapshots
+        )
+    except BaseException:
+        ctx.counts["snapshot_path"] = None
+        ctx.status = "running"
+        raise
+    pruned = ", ".join(p.name for p in ctx.published.pruned)
+    return StepResult(
+        "publish",
+        "ok",
+        message=f"snapshot {ctx.published.path} is current"
+        + (f"; pruned {pruned}" if pruned else ""),
+        detail={"snapshot": str(ctx.published.path), "bytes": ctx.published.bytes},
+    )
+
+
+STEPS: dict[str, Callable[[RunContext], StepResult]] = {
+    "ingest": step_ingest,
+    "plan": step_plan,
+    "validate": step_validate,
+    "detect_rules": step_detect_rules,
+    "detect_ml": step_detect_ml,
+    "report": step_report,
+    "notify": step_notify,
+    "publish": step_publish,
+}
