@@ -25,7 +25,14 @@ from pathlib import Path
 import duckdb
 
 from dwatch.errors import DWatchError, InputError
-from dwatch.mapping import CANONICAL, KIND_TABLE, SourceMapping, get_mapping, match_mapping
+from dwatch.mapping import (
+    CANONICAL,
+    KIND_TABLE,
+    SourceMapping,
+    available_mappings,
+    get_mapping,
+    match_mapping,
+)
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise, sql_scrub_identifiers
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
@@ -47,6 +54,40 @@ COMPRESSIONS = {".gz", ".zst"}
 
 # Test hook: called between the writes of one file's transaction (crash injection).
 _before_commit: Callable[[], None] | None = None
+
+
+@dataclass
+class _Context:
+    """What one ingest call loads once and reuses for every file (registry, mappings)."""
+
+    mappings: dict[str, SourceMapping] | None = None
+    registry: object | None = None
+    registry_problem: str | None = None
+    registry_loaded: bool = False
+
+    def source_mappings(self) -> dict[str, SourceMapping]:
+        if self.mappings is None:
+            self.mappings = available_mappings()
+        return self.mappings
+
+    def normaliser(self) -> Callable[[str], str | None] | None:
+        """The registry's citation normaliser, or None (with registry_problem) if unavailable."""
+        if not self.registry_loaded:
+            self.registry_loaded = True
+            try:
+                from dwatch.policy import load_registry
+
+                self.registry = load_registry()
+            except ImportError:
+                self.registry = None
+            except DWatchError as exc:
+                self.registry_problem = exc.what
+        if self.registry is None:
+            return None
+        from dwatch.policy import normalise_citation
+
+        registry = self.registry
+        return lambda text: normalise_citation(text, registry)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -477,8 +518,10 @@ def ingest_file(
     source: str | None = None,
     force: bool = False,
     key: bytes | None = None,
+    context: _Context | None = None,
 ) -> IngestResult:
     """Load one file in one transaction. Never raises for bad content: the result says."""
+    context = context or _Context()
     started = datetime.now(UTC)
     run_id = _new_run_id()
     result = IngestResult(run_id=run_id, source_file=str(path), status="failed")
@@ -515,7 +558,7 @@ def ingest_file(
                 )
                 return result
         key = key if key is not None else resolve_key()
-        raw_json = _load(con, path, fmt, result, kind=kind, source=source, key=key)
+        raw_json = _load(con, path, fmt, result, kind=kind, source=source, key=key, context=context)
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
@@ -547,6 +590,7 @@ def _load(
     kind: str | None,
     source: str | None,
     key: bytes,
+    context: _Context,
 ) -> str:
     """Stage the file and build ``_typed`` (one row per record, reason NULL when good).
 
@@ -569,7 +613,7 @@ def _load(
     ):
         raise InputError("the file has no header and no records", where=str(path))
     if not source:
-        matched = match_mapping(columns)
+        matched = match_mapping(columns, mappings=context.source_mappings())
         canonical_names = {f.name for t in schema.tables.values() for f in t.fields}
         if matched and not set(columns) <= canonical_names:
             mapping = matched
@@ -702,7 +746,7 @@ def _load(
         )
         con.execute("DROP TABLE _reject_offsets")
     _mark_duplicates(con, table, kind)
-    result.warnings += _derive_authority(con, kind)
+    result.warnings += _derive_authority(con, kind, context)
     return raw_json
 
 
@@ -759,28 +803,27 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str
     )
 
 
-def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
+def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Context) -> list[str]:
     """authority_id from legal_authority, via the policy registry's normaliser.
 
     A registry that cannot be loaded does not stop the load: authority_id stays NULL and
     ``dwatch detect`` derives it again once the registry is fixed. Returns warnings."""
     if kind != "events":
         return []
-    try:
-        from dwatch.policy import load_registry, normalise_citation
-
-        registry = load_registry()
-    except ImportError:
+    normalise = context.normaliser()
+    if normalise is None:
+        if context.registry_problem:
+            return [
+                f"authority_id left empty: the policy registry did not load ({context.registry_problem})"
+            ]
         return []
-    except DWatchError as exc:
-        return [f"authority_id left empty: the policy registry did not load ({exc.what})"]
     distinct = [
         r[0]
         for r in con.execute(
             "SELECT DISTINCT t__legal_authority FROM _typed WHERE t__legal_authority IS NOT NULL"
         ).fetchall()
     ]
-    pairs = [(text, normalise_citation(text, registry)) for text in distinct]
+    pairs = [(text, normalise(text)) for text in distinct]
     pairs = [(t, a) for t, a in pairs if a]
     if not pairs:
         return []
@@ -901,8 +944,11 @@ def ingest_paths(
         results.append(r)
     if files:
         key = key if key is not None else resolve_key()
+    context = _Context()
     for path in files:
-        results.append(ingest_file(con, path, kind=kind, source=source, force=force, key=key))
+        results.append(
+            ingest_file(con, path, kind=kind, source=source, force=force, key=key, context=context)
+        )
     return results
 
 

@@ -180,11 +180,16 @@ def get_mapping(name: str, directory: Path | None = None) -> SourceMapping:
     return mappings[name]
 
 
-def match_mapping(columns: list[str], directory: Path | None = None) -> SourceMapping | None:
+def match_mapping(
+    columns: list[str],
+    directory: Path | None = None,
+    *,
+    mappings: dict[str, SourceMapping] | None = None,
+) -> SourceMapping | None:
     """The mapping whose match_columns all appear in ``columns`` (most specific wins)."""
     present = set(columns)
     best: SourceMapping | None = None
-    for mapping in available_mappings(directory).values():
+    for mapping in (mappings if mappings is not None else available_mappings(directory)).values():
         fits = bool(mapping.match_columns) and set(mapping.match_columns) <= present
         if fits and (best is None or len(mapping.match_columns) > len(best.match_columns)):
             best = mapping
