@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import yaml
 
 from detectors.alerts import SEVERITIES
@@ -115,6 +116,41 @@ def grouping_key(alert: dict[str, Any], directory: CitationDirectory) -> tuple[s
     key = f"entity={alert['entity_type']}:{alert['entity_id']}"
     attrs = {"recipient_agency": None, "request_id": None, "court_order_ids": []}
     return key, {**attrs, "entity_type": alert["entity_type"], "entity_id": alert["entity_id"]}
+
+
+_LIST = pa.list_(pa.string())
+_TS = pa.timestamp("us", tz="UTC")
+_CASE_SCHEMA = pa.schema(
+    [
+        ("case_id", pa.string()),
+        ("grouping_key", pa.string()),
+        ("recipient_agency", pa.string()),
+        ("request_id", pa.string()),
+        ("court_order_ids", _LIST),
+        ("entity_type", pa.string()),
+        ("entity_id", pa.string()),
+        ("status", pa.string()),
+        ("severity", pa.string()),
+        ("risk_score", pa.float64()),
+        ("sensitivity", pa.float64()),
+        ("subjects_affected", pa.int64()),
+        ("records_affected", pa.int64()),
+        ("event_count", pa.int64()),
+        ("alert_count", pa.int32()),
+        ("open_alert_count", pa.int32()),
+        ("suppressed_alert_count", pa.int32()),
+        ("retracted_alert_count", pa.int32()),
+        ("detector_ids", _LIST),
+        ("citations", _LIST),
+        ("data_elements", _LIST),
+        ("coverage_incomplete", pa.bool_()),
+        ("window_start", _TS),
+        ("window_end", _TS),
+        ("title", pa.string()),
+        ("first_seen_at", _TS),
+        ("refreshed_at", _TS),
+    ]
+)
 
 
 @dataclass
@@ -297,22 +333,30 @@ def build_cases(
         known = {r[0] for r in con.execute("SELECT case_id FROM cases").fetchall()}
         result.new_case_ids = sorted(r["case_id"] for r in rows if r["case_id"] not in known)
         con.execute("DELETE FROM case_alerts")
+        # Arrow in, set-wise insert out: executemany is row by row in DuckDB.
         if memberships:
-            con.executemany(
-                "INSERT INTO case_alerts (alert_id, case_id, suppression_id) VALUES (?, ?, ?)",
-                memberships,
+            members = pa.table(
+                {
+                    "alert_id": [m[0] for m in memberships],
+                    "case_id": [m[1] for m in memberships],
+                    "suppression_id": pa.array([m[2] for m in memberships], pa.string()),
+                }
             )
+            con.register("_case_members", members)
+            con.execute("INSERT INTO case_alerts BY NAME SELECT * FROM _case_members")
+            con.unregister("_case_members")
         if rows:
             columns = list(rows[0])
-            placeholders = ", ".join("?" for _ in columns)
             updates = ", ".join(
                 f"{c} = excluded.{c}" for c in columns if c not in ("case_id", "first_seen_at")
             )
-            con.executemany(
-                f"INSERT INTO cases ({', '.join(columns)}) VALUES ({placeholders})"
-                f" ON CONFLICT (case_id) DO UPDATE SET {updates}",
-                [[row[c] for c in columns] for row in rows],
+            fresh = pa.Table.from_pylist(rows, schema=_CASE_SCHEMA)
+            con.register("_fresh_cases", fresh)
+            con.execute(
+                f"INSERT INTO cases ({', '.join(columns)}) SELECT {', '.join(columns)} FROM _fresh_cases"
+                f" ON CONFLICT (case_id) DO UPDATE SET {updates}"
             )
+            con.unregister("_fresh_cases")
         # A case left with no alerts (regrouped after a registry change) goes; its decisions
         # stay in the append-only log.
         con.execute("DELETE FROM cases WHERE case_id NOT IN (SELECT case_id FROM case_alerts)")
