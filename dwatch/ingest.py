@@ -16,15 +16,17 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from dwatch.errors import DWatchError, InputError
+from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.mapping import (
     CANONICAL,
     KIND_TABLE,
@@ -920,6 +922,30 @@ def _insert_quarantine(
             "kind": kind,
         },
     )
+
+
+INGEST_MEMORY_ENV = "DWATCH_INGEST_MEMORY"
+DEFAULT_INGEST_MEMORY = "1GB"
+
+
+@contextmanager
+def _bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills to
+    disk instead of growing the process (``DWATCH_INGEST_MEMORY``, default 1GB)."""
+    limit = os.environ.get(INGEST_MEMORY_ENV, DEFAULT_INGEST_MEMORY)
+    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        con.execute(f"SET memory_limit = {_lit(limit)}")
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"{INGEST_MEMORY_ENV}={limit!r} is not a memory size",
+            where="environment",
+            fix="use e.g. 1GB or 512MB",
+        ) from exc
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = {_lit(previous)}")
 
 
 def ingest_paths(
