@@ -34,7 +34,7 @@ GENERATOR_VERSION = 1
 DEFAULT_SCALE = 0.01
 DEFAULT_CHUNK = 500_000
 MIN_EVENTS = 500
-_MAX_PENDING_WRITES = 160  # partitions queued for the writer thread (about two chunks)
+_MAX_PENDING_WRITES = 70  # partitions queued for the writer thread (about one chunk)
 INLINE_LABEL_LIMIT = 100_000  # beyond this many ids the labels go to a Parquet companion
 ALL_FORMATS = (*FORMATS, "mixed")
 

@@ -91,6 +91,7 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
     for r, (agency, flow, days) in enumerate(plans):
         channel = flow.raw["bulk_channels"][r % len(flow.raw["bulk_channels"])]
         recipient_cite = flow.citations[r % len(flow.citations)]
+        added += _standing_requests(log, agency, flow, rng)
         for k, day in enumerate(days):
             if k % stride != r % stride:
                 continue
@@ -172,6 +173,36 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
                     log.noise["correction"].append(noise)
                     added += 1
             del hook
+    return added
+
+
+def _standing_requests(
+    log: SpecialLog, agency: Agency, flow: Flow, rng: np.random.Generator
+) -> int:
+    """The written request of the agency head that each renewed agreement rests on
+    (bulk flows run on standing requests, e.g. 6103(d)(1) "on written request")."""
+    world = log.world
+    added = 0
+    for agreement in agency.agreements:
+        day = world.next_business_day(agreement.valid_from - dt.timedelta(days=30))
+        if not (world.start <= day <= world.end):
+            continue
+        log.add(
+            t=log.at(day, agency.tz, rng),
+            source=world.discloser,
+            event_type="request",
+            recipient=agency.code,
+            actor=agency.head,
+            request_id=f"R-{agreement.agreement_id}",
+            legal_authority=flow.citations[0],
+            purpose=flow.purpose,
+            data_elements=list(flow.raw["bulk_data_elements"]),
+            record_count=int(flow.raw["bulk_records"]),
+            channel="paper",
+            agreement_id=agreement.agreement_id,
+            description="Written request of the agency head for continued bulk disclosure",
+        )
+        added += 1
     return added
 
 
