@@ -346,7 +346,9 @@ class RunContext:
             self.steps[name] = StepResult(
                 name, "failed", time.monotonic() - began, _describe(exc), attempts=attempts
             )
-            self._write_row()
+            # A broken connection must not mask the step's own error.
+            with contextlib.suppress(duckdb.Error):
+                self._write_row()
             raise
         result.seconds = time.monotonic() - began
         result.attempts = attempts
