@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import duckdb
 import duckdb_engine
@@ -46,6 +46,9 @@ from great_expectations.data_context.types.base import (
 )
 from great_expectations.datasource.fluent import SQLDatasource
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+from great_expectations.expectations.core.unexpected_rows_expectation import (
+    UnexpectedRowsExpectation,
+)
 from sqlalchemy.dialects import postgresql
 
 from dwatch.errors import ConfigError
@@ -97,6 +100,26 @@ class DuckDBDatasource(SQLDatasource):
     @property
     def execution_engine_type(self) -> type[SqlAlchemyExecutionEngine]:
         return DuckDBExecutionEngine
+
+
+class ExpectQueryToReturnNoRows(UnexpectedRowsExpectation):
+    """``UnexpectedRowsExpectation`` that runs its query once, for the count only.
+
+    GX's own version runs the query twice (a count, and up to 200 rows for the result);
+    on the store's cross-row checks (duplicates, sequence gaps, silence) that doubled the
+    validation time. dwatch lists the rows itself, from the same query, when it fails.
+    """
+
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("unexpected_rows_query.row_count",)
+
+    def _validate(
+        self,
+        metrics: dict,
+        runtime_configuration: dict | None = None,
+        execution_engine: Any = None,
+    ) -> dict[str, Any]:
+        count = metrics["unexpected_rows_query.row_count"]
+        return {"success": count == 0, "result": {"observed_value": count}}
 
 
 def make_context(docs_dir: Path) -> AbstractDataContext:
