@@ -34,7 +34,6 @@ from detectors.ml.estimators import (
     FirstSeenDetector,
     GroupDeviationEncoder,
     GroupedRobustZ,
-    RarityEncoder,
 )
 
 DETECTORS: dict[str, type[MLDetector]] = {}
@@ -236,6 +235,9 @@ class TransferIsolation(MLDetector):
         "recipient", "authority", "purpose", "channel_enc", "elements",
         "sender", "utc_hour", "local_weekday", "local_hour", "log_records",
     )  # fmt: skip
+    # Every rarity is *conditional* (on the recipient, or on the sending agency): a rare but
+    # regular recipient is not an anomaly, its never-used channel is. Recipients never seen
+    # at all fall back to overall rarity (and are the first-seen detector's job too).
     key_columns = ("source_system", "event_id")
 
     def scoring_frame(
@@ -251,7 +253,6 @@ class TransferIsolation(MLDetector):
     def build_pipeline(self) -> Pipeline:
         columns = ColumnTransformer(
             [
-                ("rarity", RarityEncoder(), ["recipient", "authority", "purpose"]),
                 (
                     "given_recipient",
                     ConditionalRarityEncoder(),
@@ -395,20 +396,23 @@ class TransferIsolation(MLDetector):
 
 # ----------------------------------------------------------------------- 2. recipient volume
 
-_LEVEL_WORDS_PAIR = (
-    "all recipient-authority pairs",
-    "this pair on any day",
-    "this pair in the same phase ({phase})",
-)
+_LEVEL_WORDS_PAIR = ("no history (not judged)", "this recipient-authority pair's active days")
 
 
 class RecipientVolume(MLDetector):
-    """Records per (recipient, authority) per day against that pair's own seasonal history."""
+    """Transfers and records per (recipient, authority) per day against the 99th percentile
+    of that pair's own active days.
+
+    Seasonality: whatever the pair does on at least about 1% of its days (a monthly bulk
+    run, on whatever day its schedule and the weekends put it) is inside the baseline, so
+    a month-end or first-week bulk to a state is normal while a burst of many transfers,
+    or a volume beyond anything the pair has received, is not. Compared on log scale with
+    a robust (MAD) spread."""
 
     detector_id = "ml.recipient_volume"
     title = "Volume spike for a recipient"
     entity_type = "recipient"
-    feature_columns = ("pair", "phase", "transfers", "records")
+    feature_columns = ("pair", "transfers", "records")
     key_columns = ("recipient_agency", "authority", "day")
 
     def scoring_frame(
@@ -424,7 +428,7 @@ class RecipientVolume(MLDetector):
     def build_pipeline(self) -> Pipeline:
         columns = ColumnTransformer(
             [
-                ("keys", "passthrough", ["pair", "phase"]),
+                ("keys", "passthrough", ["pair"]),
                 (
                     "log",
                     FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
@@ -433,12 +437,17 @@ class RecipientVolume(MLDetector):
             ]
         )
         # The pair's 99th percentile, not its median, is the bar: whatever the pair does
-        # regularly (a monthly bulk run on its own schedule) is normal for it.
-        params = {"min_history": 4, "baseline_quantile": 0.99, **self.settings.params}
+        # regularly is normal for it. A pair with too little history is not judged.
+        params = {
+            "min_history": 8,
+            "baseline_quantile": 0.99,
+            "fallback_to_all": False,
+            **self.settings.params,
+        }
         return Pipeline(
             [
                 ("features", columns),
-                ("model", GroupedRobustZ(n_key_columns=2, direction="high", **params)),
+                ("model", GroupedRobustZ(n_key_columns=1, direction="high", **params)),
             ]
         )
 
@@ -455,7 +464,7 @@ class RecipientVolume(MLDetector):
             level = int(base["level"][i])
             med_t, p99_t = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
             med_r, p99_r = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
-            compared = _LEVEL_WORDS_PAIR[level].format(phase=row["phase"].replace("/", ", "))
+            compared = _LEVEL_WORDS_PAIR[level]
             unusual = []
             if z[i, 0] >= 2:
                 unusual.append(
@@ -511,6 +520,12 @@ class RecipientVolume(MLDetector):
 
 # ---------------------------------------------------------------------------- 3. actor peers
 
+_ACTOR_VALUES = (
+    "records accessed",
+    "distinct taxpayers",
+    "records in 7 days",
+    "distinct taxpayers in 7 days",
+)
 _LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the same agency and role")
 
 
@@ -520,7 +535,14 @@ class ActorPeers(MLDetector):
     detector_id = "ml.actor_peers"
     title = "User reading far more than peers"
     entity_type = "actor"
-    feature_columns = ("recipient_agency", "role", "records", "subjects")
+    feature_columns = (
+        "recipient_agency",
+        "role",
+        "records",
+        "subjects",
+        "records_7d",
+        "subjects_7d",
+    )
     key_columns = ("recipient_agency", "actor_id", "day")
 
     def scoring_frame(
@@ -540,7 +562,7 @@ class ActorPeers(MLDetector):
                 (
                     "log",
                     FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
-                    ["records", "subjects"],
+                    ["records", "subjects", "records_7d", "subjects_7d"],
                 ),
             ]
         )
@@ -566,23 +588,27 @@ class ActorPeers(MLDetector):
             compared = _LEVEL_WORDS_ACTOR[level]
             med_r, p99_r = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
             med_s, p99_s = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
-            unusual = []
-            if z[i, 0] >= 2:
-                unusual.append(f"records accessed ({z[i, 0]:.1f} robust SD above peers)")
-            if z[i, 1] >= 2:
-                unusual.append(f"distinct taxpayers ({z[i, 1]:.1f} robust SD above peers)")
+            med_w, p99_w = log_to_count(base["median"][i, 2]), log_to_count(base["p99"][i, 2])
+            unusual = [
+                f"{what} ({z[i, j]:.1f} robust SD above peers)"
+                for j, what in enumerate(_ACTOR_VALUES)
+                if z[i, j] >= 2
+            ]
             texts.append(
                 f"{row['recipient_agency']} user {row['actor_id']} ({row['role']}) accessed "
                 f"{_fmt_int(row['records'])} records of {_fmt_int(row['subjects'])} distinct taxpayers "
-                f"on {_day(row['day'])}; {compared}: median {_fmt_int(med_r)}, 99th percentile "
-                f"{_fmt_int(p99_r)} records a day (median {_fmt_int(med_s)}, 99th percentile "
-                f"{_fmt_int(p99_s)} taxpayers; {base['n'][i]} user-days). Unusual: "
-                f"{'; '.join(unusual) or 'volume and breadth together'}."
+                f"on {_day(row['day'])} ({_fmt_int(row['records_7d'])} records in the 7 days to then); "
+                f"{compared}: median {_fmt_int(med_r)}, 99th percentile {_fmt_int(p99_r)} records a day "
+                f"(median {_fmt_int(med_s)}, 99th percentile {_fmt_int(p99_s)} taxpayers; "
+                f"median {_fmt_int(med_w)}, 99th percentile {_fmt_int(p99_w)} records in 7 days; "
+                f"{base['n'][i]} user-days). Unusual: {'; '.join(unusual) or 'volume and breadth together'}."
             )
             evidence.append(
                 {
                     "records": row["records"],
                     "subjects": row["subjects"],
+                    "records_7d": row["records_7d"],
+                    "subjects_7d": row["subjects_7d"],
                     "events": row["events"],
                     "role": row["role"],
                     "baseline": {
@@ -592,10 +618,14 @@ class ActorPeers(MLDetector):
                         "p99_records": round(p99_r),
                         "median_subjects": round(med_s),
                         "p99_subjects": round(p99_s),
+                        "median_records_7d": round(med_w),
+                        "p99_records_7d": round(p99_w),
                     },
                     "unusual_features": [
-                        {"feature": "records", "robust_z": round(float(z[i, 0]), 2)},
-                        {"feature": "subjects", "robust_z": round(float(z[i, 1]), 2)},
+                        {"feature": name, "robust_z": round(float(z[i, j]), 2)}
+                        for j, name in enumerate(
+                            ("records", "subjects", "records_7d", "subjects_7d")
+                        )
                     ],
                 }
             )

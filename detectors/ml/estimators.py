@@ -238,7 +238,9 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
     ``z = (value - q) / max(1.4826 * MAD, min_scale)`` where ``q`` is the group's
     ``baseline_quantile`` (the median by default). A high quantile (e.g. 0.99) makes
     anything the group does regularly, such as a monthly bulk run on whatever day its
-    schedule falls, part of the baseline rather than an anomaly. The row's z is the largest
+    schedule falls, part of the baseline rather than an anomaly. With
+    ``fallback_to_all=False`` a row whose groups all lack history gets z = 0: no baseline,
+    no verdict (new groups are the novelty detector's business). The row's z is the largest
     over its value columns. ``score_samples`` is ``-z`` (``direction='high'``: only
     unusually high values count, as for volumes) or ``-|z|`` (``'both'``).
     """
@@ -249,6 +251,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         "min_scale": [Interval(Real, 0, None, closed="neither")],
         "direction": [StrOptions({"high", "both"})],
         "baseline_quantile": [Interval(Real, 0, 1, closed="both")],
+        "fallback_to_all": ["boolean"],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
     }
 
@@ -259,6 +262,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         min_scale: float = 0.25,
         direction: Literal["high", "both"] = "high",
         baseline_quantile: float = 0.5,
+        fallback_to_all: bool = True,
         contamination: float = 0.01,
     ) -> None:
         self.n_key_columns = n_key_columns
@@ -266,6 +270,7 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
         self.min_scale = min_scale
         self.direction = direction
         self.baseline_quantile = baseline_quantile
+        self.fallback_to_all = fallback_to_all
         self.contamination = contamination
 
     def _split(self, X: NDArray[Any]) -> tuple[list[NDArray[Any]], NDArray[np.float64]]:
@@ -356,7 +361,10 @@ class GroupedRobustZ(OutlierMixin, BaseEstimator):
             rows = level == lvl
             med[rows] = self.level_center_[lvl][group[rows]]
             scale[rows] = self.level_scale_[lvl][group[rows]]
-        return (values - med) / scale
+        z = (values - med) / scale
+        if not self.fallback_to_all and self.n_key_columns:
+            z[level == 0] = 0.0
+        return z
 
     def _score(
         self, levels: list[NDArray[Any]], values: NDArray[np.float64]
@@ -468,9 +476,11 @@ class GroupDeviationEncoder(TransformerMixin, BaseEstimator):
 class FirstSeenDetector(OutlierMixin, BaseEstimator):
     """Novelty: a row whose combination of values never occurred in ``fit`` is an outlier.
 
-    ``score_samples`` is ``log(1 + times the combination was seen)``; combinations seen
-    fewer than ``min_count`` times are outliers. By definition nothing in the fitted data
-    itself is new.
+    ``score_samples`` is ``log(1 + times the combination was seen)`` plus a tie-breaker
+    below 0.01 that grows with how common each single value was (a combination whose
+    recipient was never seen at all is more novel than a known recipient's new channel);
+    combinations seen fewer than ``min_count`` times are outliers. By definition nothing
+    in the fitted data itself is new.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -492,6 +502,8 @@ class FirstSeenDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
         self.combinations_, self.counts_ = np.unique(self._combine(X), return_counts=True)
+        self.value_encoder_ = RarityEncoder().fit(X)
+        self.n_samples_fit_ = X.shape[0]
         # Half-way between "seen min_count - 1 times" and "seen min_count times".
         self.offset_ = float(0.5 * (np.log1p(self.min_count - 1) + np.log1p(self.min_count)))
         return self
@@ -504,8 +516,15 @@ class FirstSeenDetector(OutlierMixin, BaseEstimator):
         return np.where(idx >= 0, self.counts_[np.maximum(idx, 0)], 0).astype(np.int64)
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
-        """log(1 + count seen in fit): lower = more novel (0 = never seen)."""
-        return np.log1p(self.seen_counts(X).astype(np.float64))
+        """log(1 + count seen in fit) + tie-breaker: lower = more novel (about 0 = never seen)."""
+        counts = self.seen_counts(X).astype(np.float64)
+        X = validate_data(self, X, dtype=None, reset=False)
+        rarity = self.value_encoder_.transform(X)
+        # The rarest single value counts most; the mean breaks its ties.
+        rarity = 0.8 * rarity.max(axis=1) + 0.2 * rarity.mean(axis=1)
+        ceiling = np.log(self.n_samples_fit_ + 2.0) + 1.0
+        commonness = np.clip(1.0 - rarity / ceiling, 0.0, 1.0)
+        return np.log1p(counts) + 0.01 * commonness
 
     def decision_function(self, X: Any) -> NDArray[np.float64]:
         return self.score_samples(X) - self.offset_

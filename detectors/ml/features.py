@@ -197,18 +197,27 @@ def actor_day_frame(
 ) -> pl.DataFrame:
     """A recipient user's records and distinct subjects per local day, with agency and role."""
     sql = f"""
-    WITH {_events_cte("e.recipient_agency")}
-    SELECT recipient_agency, actor_id, CAST(local_ts AS DATE) AS day,
-           coalesce(mode(actor_role), '(none)') AS role,
-           any_value(source_system) AS source_system,
-           any_value(disclosing_agency) AS disclosing_agency,
-           any_value(zone) AS zone,
-           CAST(sum(record_count) AS BIGINT) AS records,
-           count(DISTINCT taxpayer_ref) AS subjects,
-           count(*) AS events,
-           min(occurred_at) AS first_at, max(occurred_at) AS last_at,
-           list(event_id ORDER BY occurred_at, event_id) AS event_ids
-    FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
+    WITH {_events_cte("e.recipient_agency")},
+    days AS (
+        SELECT recipient_agency, actor_id, CAST(local_ts AS DATE) AS day,
+               coalesce(mode(actor_role), '(none)') AS role,
+               any_value(source_system) AS source_system,
+               any_value(disclosing_agency) AS disclosing_agency,
+               any_value(zone) AS zone,
+               CAST(sum(record_count) AS BIGINT) AS records,
+               count(DISTINCT taxpayer_ref) AS subjects,
+               count(*) AS events,
+               min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+               list(event_id ORDER BY occurred_at, event_id) AS event_ids
+        FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
+    )
+    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days.
+    SELECT *,
+           CAST(sum(records) OVER w AS BIGINT) AS records_7d,
+           CAST(sum(subjects) OVER w AS BIGINT) AS subjects_7d
+    FROM days
+    WINDOW w AS (PARTITION BY recipient_agency, actor_id ORDER BY day
+                 RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
     ORDER BY day, recipient_agency, actor_id
     """
     return _frame(con, sql, _params(event_types, window_from, window_to))

@@ -179,17 +179,19 @@ def build_events(seed: int = 0) -> tuple[pl.DataFrame, Injected]:
             }
         )
     )
+    # A burst of individual disclosures (many times the pair's usual count) mid-month.
     spike_day = int(late[7])
+    nspike = 60
     frames.append(
         pl.DataFrame(
             {
-                "day": np.full(4, spike_day),
-                "ts": _business_ts(rng, np.full(4, spike_day)),
+                "day": np.full(nspike, spike_day),
+                "ts": _business_ts(rng, np.full(nspike, spike_day)),
                 "event_type": "disclosure",
                 "recipient_agency": STATES[5],
                 "actor_id": "irs.1",
                 "actor_role": "disclosure_specialist",
-                "record_count": np.full(4, 30_000),
+                "record_count": rng.integers(20, 200, nspike),
                 "channel": "api",
                 "data_elements": "name,address,tin,income",
             }
