@@ -459,11 +459,17 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
     start = max(world.start, agency.agreements[0].valid_from) if agency.agreements else world.start
     day = log.business_day(rng, start, _date(ic["orders"]["dc_injunction"]) - dt.timedelta(days=10))
     request_id = f"{agency.code}-{day.year}-C{int(rng.integers(1000, 9999))}"
+    # Signed by the head of the agency so that only the purpose is wrong.
+    signer = (
+        agency.head
+        if agency.head[1] == "head_of_agency"
+        else (f"{agency.code.lower()}.director", "head_of_agency")
+    )
     elements = ["name", "address"]
     subjects = int(rng.integers(1, 4))
     req = log.add(
         t=log.at(day, agency.tz, rng), source=world.discloser, event_type="request", recipient=agency.code,
-        actor=agency.head, request_id=request_id, legal_authority=_pick(rng, flow.citations),
+        actor=signer, request_id=request_id, legal_authority=_pick(rng, flow.citations),
         purpose="civil_immigration_enforcement", data_elements=elements, record_count=subjects,
         channel="secure_file_transfer", encrypted=True, description="Request for last known address",
         agreement_id=agency.agreements[0].agreement_id if use_ice else None,

@@ -199,7 +199,7 @@ def _standing_requests(
             data_elements=list(flow.raw["bulk_data_elements"]),
             record_count=int(flow.raw["bulk_records"]),
             channel="paper",
-            agreement_id=agreement.agreement_id,
+            # The agreement is not in force yet when the request is made: no agreement_id.
             description="Written request of the agency head for continued bulk disclosure",
         )
         added += 1

@@ -272,6 +272,37 @@ def _build(raw: dict[str, Any]) -> World:
     return world
 
 
+def registry_agreements(world: World) -> list[dict[str, Any]]:
+    """The generated agreements in the policy registry's ``agreements`` shape, so a
+    registry can be patched to know them (the ICE MOU is in the real registry already)."""
+    out: list[dict[str, Any]] = []
+    for agency in world.recipients:
+        for g in agency.agreements:
+            history: list[dict[str, Any]] = []
+            if g.suspended_from and g.suspended_to:
+                history = [
+                    {"status": "suspended", "from": g.suspended_from.isoformat(), "note": g.note},
+                    {
+                        "status": "in_force",
+                        "from": (g.suspended_to + dt.timedelta(days=1)).isoformat(),
+                    },
+                ]
+            out.append(
+                {
+                    "id": g.agreement_id,
+                    "title": f"{g.kind.replace('_', ' ')} between {world.discloser.code} and {agency.code}",
+                    "kind": g.kind,
+                    "parties": [world.discloser.code, agency.code],
+                    "authorities": [g.authority],
+                    "effective_from": g.valid_from.isoformat(),
+                    "effective_to": g.valid_to.isoformat(),
+                    "status_history": history,
+                    "sources": [{"cite": "synthetic agreement from dwatch.generate catalog.yaml"}],
+                }
+            )
+    return out
+
+
 # --- the calendar as an intensity over UTC hours ------------------------------------
 
 

@@ -502,3 +502,23 @@ def test_cli_reports_bad_scenario_cleanly(tmp_path: Path) -> None:
     run = CliRunner().invoke(main, ["generate", str(tmp_path), "-n", "2000", "--scenario", "x=1"])
     assert run.exit_code == 2
     assert "unknown scenario 'x'" in run.output and "fix:" in run.output
+
+
+def test_ground_truth_patch_teaches_the_registry_the_generated_agreements(
+    small_csv: GenerateResult,
+) -> None:
+    policy = pytest.importorskip("dwatch.policy")
+    patch = truth(small_csv)["reference"]["registry_patch"]
+    registry = policy.with_entries(policy.load_registry(), patch, label="generator")
+    world = load_world()
+    for agency in world.recipients:
+        for g in agency.agreements:
+            entry = registry.agreements_by_id[g.agreement_id]
+            assert str(entry.effective_to) == g.valid_to.isoformat()
+            assert set(entry.parties) == {"IRS", agency.code}
+    suspended = [
+        a for a in registry.agreements if any(h.status == "suspended" for h in a.status_history)
+    ]
+    assert {a.id for a in suspended} == {
+        g.agreement_id for a in world.recipients for g in a.agreements if g.suspended_from
+    }
