@@ -843,6 +843,7 @@ def step_report(ctx: RunContext) -> StepResult:
         from dwatch.report.render import build_report
     except ImportError as exc:
         return StepResult("report", "not_available", message=f"reports: {exc}")
+    _mark_coverage(ctx)
     title = "Disclosure Watch report"
     if ctx.validation_incomplete:
         title += " (validation incomplete for this run: some logs were not checked)"
@@ -882,11 +883,22 @@ def step_notify(ctx: RunContext) -> StepResult:
     return StepResult("notify", "ok", message=outcome.describe(), detail=detail)
 
 
+def _mark_coverage(ctx: RunContext) -> None:
+    """Flag alerts touching coverage gaps once every detector has merged: validation and the
+    rule engine flag too, but before the ML step adds its alerts."""
+    try:
+        from detectors.alerts import mark_coverage
+    except ImportError:
+        return
+    ctx.counts["alerts_coverage_incomplete"] = mark_coverage(ctx.con)
+
+
 def finish_work(ctx: RunContext) -> None:
     """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
     from dwatch.watermark import advance_watermarks, close_windows
 
     with transaction(ctx.con):
+        _mark_coverage(ctx)
         close_windows(ctx.con, ctx.run_id, ctx.windows)
         batches = [
             r[0]
