@@ -54,6 +54,15 @@ FORMATS = {
 FOLDER_FORMATS = {".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq"}
 COMPRESSIONS = {".gz", ".zst"}
 
+# Working tables of one load live in their own schema of the store, not in temp memory:
+# persistent tables are compressed and spill under the memory limit, so a file larger
+# than memory loads with bounded memory. They are dropped after each file (and any left
+# by a crash are dropped before the next load).
+WORK = "ingest_work"
+TYPED = f"{WORK}.typed"  # one row per record: typed values, reason (NULL when good), raw form
+ROWS = f"{WORK}.typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
+AUTHORITY_MAP = f"{WORK}.authority_map"
+
 # Test hook: called between the writes of one file's transaction (crash injection).
 _before_commit: Callable[[], None] | None = None
 
@@ -233,7 +242,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
     # file), then take the keys seen in valid objects as the columns.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _lines AS SELECT line,"
+        f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
         # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
         " CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
         " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
@@ -245,7 +254,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         r[0]
         for r in con.execute(
             "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(rowid) AS first"
-            " FROM _lines GROUP BY 1) ORDER BY first, k"
+            f" FROM {WORK}.lines GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
     # One parse per line: extract every key at once, then index the list.
@@ -259,7 +268,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         "CREATE OR REPLACE TEMP VIEW _stage AS SELECT _raw_line, _ok"
         + (", " + selects if selects else "")
         + " FROM (SELECT line AS _raw_line, _ok,"
-        f" CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM _lines)"
+        f" CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM {WORK}.lines)"
     )
     return _Stage(keys, header_lines=0, rejects=True)
 
@@ -573,14 +582,19 @@ def ingest_file(
         result.status = "failed"
         result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
     finally:
-        con.execute("DROP VIEW IF EXISTS _stage")
-        for table in ("_typed", "_rejects", "_rejects_scan", "_lines"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        _drop_work(con)
     # Failed loads are recorded too (outside the rolled-back transaction), with nothing written.
     result.rows_loaded = 0
     result.rows_quarantined = 0
     _record_run(con, result, sha, started, force)
     return result
+
+
+def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP VIEW IF EXISTS _stage")
+    con.execute(f"DROP SCHEMA IF EXISTS {WORK} CASCADE")
+    for table in ("_rejects", "_rejects_scan", "_lines"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _load(
@@ -594,10 +608,12 @@ def _load(
     key: bytes,
     context: _Context,
 ) -> str:
-    """Stage the file and build ``_typed`` (one row per record, reason NULL when good).
+    """Stage the file and build the typed work table (one row per record, reason NULL when good).
 
     Returns the SQL expression that renders a record's raw form for quarantine."""
     schema = load_schema()
+    _drop_work(con)
+    con.execute(f"CREATE SCHEMA {WORK}")
     mapping = get_mapping(source) if source else CANONICAL
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
@@ -722,7 +738,7 @@ def _load(
     fields = "[" + ", ".join(_lit(c[2]) for c in checks) + "]::VARCHAR[]"
     typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
     sql = (
-        f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT {typed_names},"
+        f"CREATE TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
         f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra,"
         f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
@@ -733,20 +749,22 @@ def _load(
     )
     con.execute(sql, _pad_params(key, sql))
     # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
-    # index (WITH ORDINALITY would force a single-threaded scan).
-    con.execute("ALTER TABLE _typed ADD COLUMN _row BIGINT; UPDATE _typed SET _row = rowid + 1")
-    # Row numbers: ordinality counts parsed records; add back the lines rejected before each.
+    # index (WITH ORDINALITY would force a single-threaded scan). Lines the reader rejected
+    # before a record are added back so record numbers match the file's lines.
     if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
+            f"CREATE TABLE {WORK}.reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
             [stage.header_lines],
         )
         con.execute(
-            "UPDATE _typed t SET _row = t._row + r.n FROM (SELECT s._row, coalesce(r.n, 0) AS n FROM _typed s"
-            " ASOF LEFT JOIN _reject_offsets r ON s._row > r.e) r WHERE t._row = r._row AND r.n > 0"
+            f"CREATE VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
+            f" FROM {TYPED} t ASOF LEFT JOIN {WORK}.reject_offsets r ON t.rowid + 1 > r.e"
         )
-        con.execute("DROP TABLE _reject_offsets")
+    else:
+        con.execute(
+            f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
+        )
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind, context)
     return raw_json
@@ -776,28 +794,33 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str
     )
     # Cheap in the common case: an aggregate finds repeated keys; only those rows are updated.
     repeated = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM _typed WHERE _reason IS NULL GROUP BY {keycols} HAVING count(*) > 1)"
+        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY {keycols} HAVING count(*) > 1)"
     ).fetchone()[0]
     if repeated:
         con.execute(
             f"""
-            UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg, _raw = {typed_json}
-            FROM (SELECT _row, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
+            UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg, _raw = {typed_json}
+            FROM (SELECT _rid, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
                   FROM (SELECT *, first_value(_row) OVER (PARTITION BY {keycols} ORDER BY _row) AS first_row,
                                row_number() OVER (PARTITION BY {keycols} ORDER BY _row) AS n
-                        FROM _typed
+                        FROM {ROWS}
                         WHERE _reason IS NULL AND ({keycols}) IN (
-                            SELECT ({keycols}) FROM _typed WHERE _reason IS NULL
+                            SELECT ({keycols}) FROM {TYPED} WHERE _reason IS NULL
                             GROUP BY {keycols} HAVING count(*) > 1))
                   WHERE n > 1) d
-            WHERE t._row = d._row
+            WHERE t.rowid = d._rid
             """
         )
     target = KIND_TABLE[kind]
     match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
+    already = con.execute(
+        f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {target} e WHERE {match})"
+    ).fetchone()[0]
+    if not already:
+        return
     con.execute(
         f"""
-        UPDATE _typed t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
+        UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
             _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
         FROM {target} e
         WHERE t._reason IS NULL AND {match}
@@ -822,22 +845,18 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
     distinct = [
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT t__legal_authority FROM _typed WHERE t__legal_authority IS NOT NULL"
+            f"SELECT DISTINCT t__legal_authority FROM {TYPED} WHERE t__legal_authority IS NOT NULL"
         ).fetchall()
     ]
     pairs = [(text, normalise(text)) for text in distinct]
     pairs = [(t, a) for t, a in pairs if a]
     if not pairs:
         return []
+    # Few distinct citations: a small map joined at insert time (no update of every row).
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _authority_map (legal_authority VARCHAR, authority_id VARCHAR)"
+        f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
-    con.executemany("INSERT INTO _authority_map VALUES (?, ?)", pairs)
-    con.execute(
-        "UPDATE _typed t SET t__authority_id = m.authority_id FROM _authority_map m"
-        " WHERE t.t__legal_authority = m.legal_authority"
-    )
-    con.execute("DROP TABLE _authority_map")
+    con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
     return []
 
 
@@ -847,10 +866,26 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
     table = schema.events if kind == "events" else schema.items
     target = KIND_TABLE[kind]
     names = table.names
-    select = ", ".join(f"t__{f.name}" for f in table.fields)
+    has_map = bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'authority_map'",
+            [WORK],
+        ).fetchone()[0]
+    )
+    select = ", ".join(
+        "coalesce(m.authority_id, t.t__authority_id)"
+        if has_map and f.name == "authority_id"
+        else f"t.t__{f.name}"
+        for f in table.fields
+    )
+    join = (
+        f" LEFT JOIN {AUTHORITY_MAP} m ON m.legal_authority = t.t__legal_authority"
+        if has_map
+        else ""
+    )
     con.execute(
         f"INSERT INTO {target} ({', '.join(names)}, ingest_run_id, source_row, extra)"
-        f" SELECT {select}, ?, _row, _extra FROM _typed WHERE _reason IS NULL",
+        f" SELECT {select}, ?, t._row, t._extra FROM {ROWS} t{join} WHERE t._reason IS NULL",
         [result.run_id],
     )
     header = 1 if (result.file_format == "csv") else 0
@@ -883,7 +918,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
             [result.run_id, result.source_file, header, kind, result.source_file],
         )
     counts = con.execute(
-        "SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM _typed"
+        f"SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM {TYPED}"
     ).fetchone()
     result.rows_loaded = int(counts[0])
     result.rows_quarantined = int(counts[1]) + int(rejected)
@@ -913,7 +948,7 @@ def _insert_quarantine(
         " message, raw_row, stage)"
         " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
         " _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest'"
-        " FROM _typed WHERE _reason IS NOT NULL",
+        f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,
             "file": result.source_file,
