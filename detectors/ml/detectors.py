@@ -211,8 +211,8 @@ _FEATURE_LABELS: dict[str, str] = {
     "rarity__recipient_rarity": "recipient",
     "rarity__authority_rarity": "authority",
     "rarity__purpose_rarity": "purpose",
-    "given_recipient__channel_enc_given_recipient_rarity": "channel for this recipient",
-    "given_recipient__elements_given_recipient_rarity": "data elements for this recipient",
+    "given_recipient_size__channel_enc_given_recipient_size_rarity": "channel for this recipient and transfer size",
+    "given_recipient_size__elements_given_recipient_size_rarity": "data elements for this recipient and transfer size",
     "given_recipient__authority_given_recipient_rarity": "authority for this recipient",
     "given_recipient__purpose_given_recipient_rarity": "purpose for this recipient",
     "given_sender__utc_hour_given_sender_rarity": "hour of day for the sending agency",
@@ -232,7 +232,7 @@ class TransferIsolation(MLDetector):
     title = "Unusual transfer"
     entity_type = "event"
     feature_columns = (
-        "recipient", "authority", "purpose", "channel_enc", "elements",
+        "recipient", "recipient_size", "authority", "purpose", "channel_enc", "elements",
         "sender", "utc_hour", "local_weekday", "local_hour", "log_records",
     )  # fmt: skip
     # Every rarity is *conditional* (on the recipient, or on the sending agency): a rare but
@@ -256,7 +256,12 @@ class TransferIsolation(MLDetector):
                 (
                     "given_recipient",
                     ConditionalRarityEncoder(),
-                    ["recipient", "channel_enc", "elements", "authority", "purpose"],
+                    ["recipient", "authority", "purpose"],
+                ),
+                (
+                    "given_recipient_size",
+                    ConditionalRarityEncoder(),
+                    ["recipient_size", "channel_enc", "elements"],
                 ),
                 (
                     "given_sender",
@@ -264,10 +269,11 @@ class TransferIsolation(MLDetector):
                     ["sender", "utc_hour", "local_weekday"],
                 ),
                 ("clock", CyclicalEncoder(period=24.0), ["local_hour"]),
-                # Against the recipient's own 99th percentile: its regular bulk runs are normal.
+                # Against the recipient's own 99th percentile, in units of at least a factor e:
+                # its regular bulk runs, heavy-tailed as they are, stay normal.
                 (
                     "volume",
-                    GroupDeviationEncoder(n_key_columns=1, baseline_quantile=0.99),
+                    GroupDeviationEncoder(n_key_columns=1, baseline_quantile=0.99, min_scale=1.0),
                     ["recipient", "log_records"],
                 ),
             ]

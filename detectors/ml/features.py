@@ -144,6 +144,9 @@ def transfer_frame(
            CAST(isodow(local_ts) AS VARCHAR) AS local_weekday,
            CAST(hour(occurred_at) AS VARCHAR) AS utc_hour,
            recipient_agency AS recipient,
+           -- The recipient and the order of magnitude of the transfer: channel and data
+           -- elements are judged against the same recipient's transfers of that size.
+           recipient_agency || ' ~1e' || CAST(floor(log10(greatest(record_count, 1))) AS INTEGER) AS recipient_size,
            acting_agency AS sender
     FROM ev
     ORDER BY occurred_at, source_system, event_id
