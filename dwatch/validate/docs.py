@@ -10,6 +10,7 @@ tables read well with no network. The pages' own GX content is static HTML and s
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,13 @@ th { background: #eef2f5; }
 .text-danger, .fa-times { color: #b42318; }
 .text-success, .fa-check-circle { color: #067647; }
 code, pre { background: #f4f6f8; padding: 0 .2rem; white-space: pre-wrap; word-break: break-word; }
-.d-none, .modal { display: none; }
+.d-none, .modal, footer, button[onclick] { display: none; }
+/* Font Awesome is not loaded: status icons become characters. */
+.fa-check-circle::before { content: "✔"; }
+.fa-times::before, .fa-times-circle::before { content: "✘"; }
+.fa-exclamation-triangle::before { content: "!"; }
+.dwatch-index td.failed { color: #b42318; font-weight: 600; }
+.dwatch-index td.passed { color: #067647; }
 .dwatch-offline-note { background: #fff8e1; border-bottom: 1px solid #e0c66a; padding: .4rem 1rem;
                        font-size: .85rem; }
 """
@@ -102,6 +109,40 @@ def external_assets(docs_dir: Path) -> dict[Path, list[str]]:
     return found
 
 
+_STATUS_FAILED = re.compile(r"Status:</span>\s*<i class=\"[^\"]*fa-times", re.I)
+
+
+def _static_listing(docs_dir: Path) -> str:
+    """The index's lists as plain HTML (GX fills them with JavaScript from a CDN)."""
+    rows = []
+    for page in sorted((docs_dir / "validations").rglob("*.html"), reverse=True):
+        parts = page.relative_to(docs_dir / "validations").parts
+        suite = ".".join(parts[:-3])
+        run_time = parts[-2]
+        asset = page.stem.split("-", 1)[-1]
+        failed = bool(_STATUS_FAILED.search(page.read_text(encoding="utf-8", errors="replace")))
+        status = '<td class="failed">failed</td>' if failed else '<td class="passed">passed</td>'
+        rows.append(
+            f"<tr>{status}<td>{html.escape(run_time)}</td><td>{html.escape(suite)}</td>"
+            f'<td><a href="{html.escape(page.relative_to(docs_dir).as_posix())}">'
+            f"{html.escape(asset)}</a></td></tr>"
+        )
+    suites = [
+        f'<li><a href="{html.escape(p.relative_to(docs_dir).as_posix())}">'
+        f"{html.escape('.'.join(p.relative_to(docs_dir / 'expectations').with_suffix('').parts))}"
+        "</a></li>"
+        for p in sorted((docs_dir / "expectations").rglob("*.html"))
+    ]
+    return (
+        '<section class="dwatch-index container"><h2>Validation results</h2>'
+        "<table><tr><th>status</th><th>run time (UTC)</th><th>suite</th><th>batch</th></tr>"
+        + "".join(rows)
+        + "</table><h2>Expectation suites</h2><ul>"
+        + "".join(suites)
+        + "</ul></section>"
+    )
+
+
 def build_offline_docs(context: Any, docs_dir: Path) -> Path:
     """Build the GX Data Docs site into ``docs_dir``, make it offline; returns index.html."""
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -110,4 +151,10 @@ def build_offline_docs(context: Any, docs_dir: Path) -> Path:
     index = docs_dir / "index.html"
     if not index.is_file():
         raise FileNotFoundError(f"GX built no index.html in {docs_dir}")
+    text = index.read_text(encoding="utf-8")
+    text = re.sub(r"<section class=\"dwatch-index.*?</section>", "", text, flags=re.S)
+    text = re.sub(r"(</div>\s*)?(<footer\b)", _static_listing(docs_dir) + r"\2", text, count=1)
+    if 'class="dwatch-index' not in text:
+        text = re.sub(r"</body\s*>", _static_listing(docs_dir) + "</body>", text, count=1)
+    index.write_text(text, encoding="utf-8")
     return index

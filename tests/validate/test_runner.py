@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -406,11 +407,20 @@ def test_data_docs_are_built_and_open_with_no_network(
     insert_batch: InsertBatch,
     vconfig: ValidationConfig,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     insert_batch([event_row(1), event_row(3, channel="carrier_pigeon")])
     docs = tmp_path / "validation-docs"
+    attempts: list[object] = []
 
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network unavailable in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
     report = validate_batches(con, config=vconfig, docs_dir=docs)
+    monkeypatch.undo()
+    assert attempts == []
 
     assert report.docs_error is None
     assert report.docs_index == docs / "index.html"
@@ -425,6 +435,9 @@ def test_data_docs_are_built_and_open_with_no_network(
     for ref in local:
         assert (docs / ref.split("#")[0]).exists(), ref
     validation_pages = [p for p in pages if "validations" in p.parts]
+    # The index lists every validation page as plain HTML (GX's own list needs a CDN script).
+    for page in validation_pages:
+        assert page.relative_to(docs).as_posix() in local
     text = "".join(p.read_text(encoding="utf-8") for p in validation_pages)
     # Each expectation is rendered with the description the suite gave it.
     assert "channel is one of the accepted channel values" in text
