@@ -207,7 +207,12 @@ def test_expired_and_suspended_agreements_once_the_registry_holds_them(
     truth = world["truth"]
     db = tmp_path / "copy.duckdb"
     shutil.copy(world["db"], db)
-    registry = _with_world_agreements(load_registry(), truth)
+    patch = truth["reference"].get("registry_patch")
+    registry = (
+        with_entries(load_registry(), patch, label="generated-agreements")
+        if patch
+        else _with_world_agreements(load_registry(), truth)
+    )
     con = connect(db)
     try:
         detect_rules(con, registry=registry, run_id="e2e-agreements")
