@@ -105,7 +105,7 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
             count = _bulk_records(flow, agency, mean_weight[agency.flow], rng)
             request_id = f"R-{agreement.agreement_id}" if agreement else None
             batch = f"{day:%Y-%m}" if flow.raw["cadence"] != "daily" else f"{day:%Y-%m-%d}"
-            t = log.at(day, irs.tz, rng, 6.0, 19.0)
+            t = log.at(day, irs.tz, rng, 6.0, 18.0)  # same UTC date as the local one
             cite = (
                 flow.citations[0]
                 if rng.random() > 0.1

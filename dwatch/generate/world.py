@@ -295,7 +295,9 @@ def registry_agreements(world: World) -> list[dict[str, Any]]:
                     "parties": [world.discloser.code, agency.code],
                     "authorities": [g.authority],
                     "effective_from": g.valid_from.isoformat(),
-                    "effective_to": g.valid_to.isoformat(),
+                    # The registry reads effective_to as an exclusive instant (00:00 UTC);
+                    # valid_to here is the last day in force, inclusive.
+                    "effective_to": (g.valid_to + dt.timedelta(days=1)).isoformat(),
                     "status_history": history,
                     "sources": [{"cite": "synthetic agreement from dwatch.generate catalog.yaml"}],
                 }

@@ -3,6 +3,7 @@ real rows, scenario counts as asked, legitimate flows that match their authoriti
 
 from __future__ import annotations
 
+import datetime
 import filecmp
 import itertools
 import json
@@ -514,7 +515,8 @@ def test_ground_truth_patch_teaches_the_registry_the_generated_agreements(
     for agency in world.recipients:
         for g in agency.agreements:
             entry = registry.agreements_by_id[g.agreement_id]
-            assert str(entry.effective_to) == g.valid_to.isoformat()
+            last_day = entry.effective_to - datetime.timedelta(days=1)  # exclusive end
+            assert last_day == g.valid_to
             assert set(entry.parties) == {"IRS", agency.code}
     suspended = [
         a for a in registry.agreements if any(h.status == "suspended" for h in a.status_history)
