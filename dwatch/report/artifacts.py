@@ -41,7 +41,10 @@ def summary_markdown(report: ReportData, files: list[Path]) -> str:
         lines += [
             "",
             "Incomplete logs: "
-            + "; ".join(f"{md(g.source_system)} {md(g.window)}" for g in report.coverage.gaps),
+            + "; ".join(
+                f"{md(g.source_system)} ({g.windows} window(s), {md(g.window)})"
+                for g in report.coverage.gaps
+            ),
         ]
     if files:
         lines += ["", "Report files: " + ", ".join(md(str(p)) for p in files)]

@@ -25,6 +25,7 @@ from dwatch.report.suppressions import describe_criteria, list_suppressions
 
 EVIDENCE_EVENTS_PER_CASE = 25
 TIMELINE_RECIPIENTS = 10
+CONTEXT_RECIPIENTS = 3  # unflagged recipients always charted, largest first
 # Event types that move data to a recipient, charted per recipient.
 CHARTED_EVENT_TYPES: tuple[str, ...] = ("disclosure", "redisclosure")
 
@@ -146,10 +147,13 @@ class Timeline:
 
 @dataclass
 class CoverageGap:
+    """Failed batch checks of one source and check, folded over their windows."""
+
     source_system: str
-    window: str
+    window: str  # from the first failed window's start to the last one's end
+    windows: int
     expectation: str
-    message: str
+    message: str  # the earliest failure's message, as an example
 
 
 @dataclass
@@ -446,8 +450,9 @@ def _timeline(con: duckdb.DuckDBPyConnection, directory: CitationDirectory) -> T
         ).fetchall()
     }
     chosen = [kv for kv in ranked if kv[0] in flagged]
+    # ... and the largest other flows stay in view for scale, however many are flagged.
     chosen += [kv for kv in ranked if kv[0] not in flagged][
-        : max(TIMELINE_RECIPIENTS - len(chosen), 0)
+        : max(TIMELINE_RECIPIENTS - len(chosen), CONTEXT_RECIPIENTS)
     ]
     chosen.sort(key=lambda kv: kv[0])
     timeline_rows = [
@@ -474,14 +479,23 @@ def _coverage(con: duckdb.DuckDBPyConnection, out_dir: Path, data_docs: Path | N
             " FROM validation_results GROUP BY ALL ORDER BY 1 NULLS FIRST"
         ).fetchall()
     ]
+    # One row per source and failed check: hundreds of daily windows failing the same way
+    # read as one problem with a span, not as hundreds of rows.
     gaps = [
         CoverageGap(
             source_system=mask_text(r["source_system"] or "all sources"),
-            window=_fmt_window(r["window_start"], r["window_end"]) or "all time",
+            window=_fmt_window(r["first_start"], r["last_end"]) or "all time",
+            windows=int(r["windows"]),
             expectation=mask_text(r["expectation"]),
             message=mask_free_text(r["message"]),
         )
-        for r in _rows(con, "SELECT * FROM coverage_gaps ORDER BY source_system, window_start")
+        for r in _rows(
+            con,
+            "SELECT source_system, expectation, count(*) AS windows, min(window_start) AS first_start,"
+            " max(window_end) AS last_end,"
+            " arg_min(message, coalesce(window_start, TIMESTAMPTZ '1970-01-01 00:00:00+00')) AS message"
+            " FROM coverage_gaps GROUP BY ALL ORDER BY source_system NULLS FIRST, expectation",
+        )
     ]
     index = data_docs or out_dir / "validation" / "index.html"
     href = None

@@ -417,8 +417,11 @@ def write_csvs(report: ReportData, out_dir: Path) -> list[Path]:
     )
     emit(
         "coverage",
-        ["source_system", "window", "expectation", "message"],
-        [(g.source_system, g.window, g.expectation, g.message) for g in report.coverage.gaps],
+        ["source_system", "windows", "span", "expectation", "example_message"],
+        [
+            (g.source_system, g.windows, g.window, g.expectation, g.message)
+            for g in report.coverage.gaps
+        ],
     )
     emit(
         "suppressed",

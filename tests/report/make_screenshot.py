@@ -100,7 +100,7 @@ def main(out: Path, mode: str) -> None:
     with tempfile.TemporaryDirectory(prefix="dwatch-shot-") as tmp:
         page = seeded_report(Path(tmp)) if mode == "--seeded" else pipeline_report(Path(tmp))
         out.parent.mkdir(parents=True, exist_ok=True)
-        screenshot(page, out, width=1280, height=1700)
+        screenshot(page, out, width=1280, height=2500)
     print(f"wrote {out}")
 
 
