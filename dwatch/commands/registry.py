@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from dwatch.policy import Registry, classify_citation, load_registry
-from dwatch.policy.models import BINDING_ORDER_STATUSES
-from dwatch.policy.sync import as_instant
+from dwatch.policy.asof import agreement_state_at, order_binds_at, order_status_at
 
 _REGISTRY_OPTION = click.option(
     "--registry",
@@ -49,13 +48,8 @@ def check(registry_path: Path | None) -> None:
 
 
 def _status_at(registry: Registry, order_id: str, when: datetime) -> str:
-    order = registry.court_orders_by_id[order_id]
-    current = "not yet issued"
-    for change in order.status_history:
-        start = as_instant(change.on)
-        if start is not None and start <= when:
-            current = f"{change.status} since {str(change.on)[:10]}"
-    return current
+    change = order_status_at(registry, order_id, when)
+    return "not yet issued" if change is None else f"{change.status} since {str(change.on)[:10]}"
 
 
 @command.command("show")
@@ -75,7 +69,7 @@ def show(registry_path: Path | None, as_of: datetime | None) -> None:
     click.echo(f"registry {registry.version}, as of {day.isoformat()}\n\ncourt orders:")
     for order in registry.court_orders:
         status = _status_at(registry, order.id, when)
-        binding = status.split(" ")[0] in BINDING_ORDER_STATUSES
+        binding = order_binds_at(registry, order.id, when)
         click.echo(
             f"  {order.id}: {order.case} ({order.court} No. {order.docket}, issued {order.issued})"
         )
@@ -86,17 +80,7 @@ def show(registry_path: Path | None, as_of: datetime | None) -> None:
             )
     click.echo("\nagreements:")
     for agreement in registry.agreements:
-        start, end = as_instant(agreement.effective_from), as_instant(agreement.effective_to)
-        valid = start is not None and start <= when and (end is None or when < end)
-        suspended = [
-            o for o in agreement.suspended_by_orders
-            if _status_at(registry, o, when).split(" ")[0] in BINDING_ORDER_STATUSES
-        ]  # fmt: skip
-        state = (
-            "suspended by " + ", ".join(suspended)
-            if suspended
-            else ("valid" if valid else "not valid")
-        )
+        state = agreement_state_at(registry, agreement.id, when).replace("_", " ")
         click.echo(f"  {agreement.id}: {agreement.title} - {state}")
     click.echo("\nauthorities:")
     for auth in registry.authorities:
