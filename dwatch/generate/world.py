@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
+import polars as pl
 import yaml
 
 from dwatch.errors import ConfigError
@@ -323,25 +323,28 @@ class Intensity:
 
 
 def local_activity(world: World, tz: str, hours_utc: np.ndarray, start_epoch: int) -> np.ndarray:
+    """Relative activity of an agency in ``tz`` during each UTC hour (DST-correct)."""
     act = world.raw["activity"]
     hourly = np.asarray(act["hourly"], dtype=np.float64)
-    zone = ZoneInfo(tz)
-    out = np.empty(len(hours_utc), dtype=np.float64)
-    # One conversion per hour (about 13k per time zone): cheap and exactly DST-correct.
-    for i, h in enumerate(hours_utc):
-        local = dt.datetime.fromtimestamp(start_epoch + int(h) * 3600, tz=zone)
-        day = local.date()
-        w = hourly[local.hour]
-        if day.weekday() >= 5:
-            w *= act["weekend"]
-        elif day in world.holidays:
-            w *= act["holiday"]
-        else:
-            nxt = (local + dt.timedelta(days=3)).date()
-            if nxt.month != day.month:
-                w *= act["month_end"]
-        out[i] = w
-    return out
+    utc = pl.Series((start_epoch + hours_utc.astype(np.int64) * 3600) * 1_000_000)
+    local = utc.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
+    frame = pl.DataFrame({"local": local}).select(
+        pl.col("local").dt.hour().alias("hour"),
+        pl.col("local").dt.weekday().alias("weekday"),  # 1 = Monday .. 7 = Sunday
+        pl.col("local").dt.date().alias("day"),
+        pl.col("local").dt.offset_by("3d").dt.month().alias("month_in_3d"),
+        pl.col("local").dt.month().alias("month"),
+    )
+    w = hourly[frame["hour"].to_numpy()]
+    weekend = frame["weekday"].to_numpy() >= 6
+    holiday = frame["day"].is_in(sorted(world.holidays)).to_numpy() & ~weekend
+    month_end = (frame["month_in_3d"] != frame["month"]).to_numpy() & ~weekend & ~holiday
+    return (
+        w
+        * np.where(weekend, act["weekend"], 1.0)
+        * np.where(holiday, act["holiday"], 1.0)
+        * np.where(month_end, act["month_end"], 1.0)
+    )
 
 
 def epoch(day: dt.date) -> int:

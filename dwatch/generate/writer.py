@@ -127,24 +127,28 @@ class TableWriter:
                 text.write_ndjson(self._fh)
 
     def _write_parquet(self, frame: pl.DataFrame) -> None:
-        table = frame.to_arrow()
+        # Text as plain (large) strings; the file stores BYTE_ARRAY/UTF8 either way, and
+        # without the arrow schema stored in it every reader sees string / list<string>.
+        table = frame.with_columns(pl.col(pl.Categorical).cast(pl.String)).to_arrow()
         if self._arrow_schema is None:
-            # Plain (non-large, non-view) arrow types so every reader sees the canonical types.
             fields = []
             for name, typ in self.cols:
                 arrow_type = {
-                    "VARCHAR": pa.string(),
+                    "VARCHAR": pa.large_string(),
                     "BIGINT": pa.int64(),
                     "BOOLEAN": pa.bool_(),
                     "DOUBLE": pa.float64(),
-                    "VARCHAR[]": pa.list_(pa.string()),
+                    "VARCHAR[]": pa.large_list(pa.large_string()),
                     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
                 }[typ]
                 fields.append(pa.field(name, arrow_type))
             self._arrow_schema = pa.schema(fields)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._pq = pq.ParquetWriter(self.path, self._arrow_schema, compression="zstd")
-        table = table.cast(self._arrow_schema)
+            self._pq = pq.ParquetWriter(
+                self.path, self._arrow_schema, compression="zstd", store_schema=False
+            )
+        if table.schema != self._arrow_schema:
+            table = table.cast(self._arrow_schema)
         if table.num_rows:
             self._pending.append(table)
             self._pending_rows += table.num_rows
