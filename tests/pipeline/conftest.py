@@ -6,7 +6,9 @@ import csv
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from dwatch.pipeline import PipelineConfig
@@ -120,3 +122,38 @@ def make_config(tmp_path: Path, **changes: object) -> PipelineConfig:
 @pytest.fixture
 def config(tmp_path: Path) -> PipelineConfig:
     return make_config(tmp_path)
+
+
+def fingerprint(db: Path) -> dict[str, Any]:
+    """The final state a run leaves, without run ids and wall-clock times."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return sorted(con.execute(sql).fetchall(), key=repr)
+
+        return {
+            "alerts": rows(
+                "SELECT alert_id, detector_id, status, severity, entity_id, event_count,"
+                " subjects_affected, records_affected, round(score, 6), coverage_incomplete,"
+                " list_sort(event_ids), list_sort(citations), retracted_reason FROM alerts"
+            ),
+            "cases": rows(
+                "SELECT case_id, status, severity, alert_count, open_alert_count, subjects_affected FROM cases"
+            ),
+            "counts": con.execute(
+                "SELECT (SELECT count(*) FROM disclosure_events), (SELECT count(*) FROM request_items),"
+                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM ingest_runs WHERE status = 'loaded')"
+            ).fetchone(),
+            "coverage_gaps": rows(
+                "SELECT DISTINCT source_system, window_start, window_end, expectation FROM coverage_gaps"
+            ),
+            "windows": rows(
+                "SELECT source_system, window_start, reason, closed_by_run_id IS NOT NULL FROM run_windows"
+            ),
+            "watermarks": rows(
+                "SELECT source_system, events_through, events_judged FROM source_watermarks"
+            ),
+        }
+    finally:
+        con.close()

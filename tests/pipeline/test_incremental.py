@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ledger_rows, make_config, write_events
+from conftest import fingerprint, ledger_rows, make_config, write_events
 
 import dwatch.ingest
 import dwatch.pipeline
@@ -288,3 +288,44 @@ def test_settings_file_errors_name_the_setting(tmp_path: Path) -> None:
 def test_make_config_helper_points_outputs_into_tmp(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     assert cfg.reports_dir == tmp_path / "reports" and cfg.notify is False
+
+
+def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = tmp_path / "inbox"
+    write_events(inbox / "a.csv", _jan(range(1, 4)))
+    write_events(inbox / "b.csv", _jan(range(4, 7), start_seq=4))
+    write_events(inbox / "c.csv", _jan(range(2, 5), source="ny-dtf-fti-log"))
+    clean_db = tmp_path / "clean" / "store.duckdb"
+    clean = run_pipeline(clean_db, [inbox], config=make_config(tmp_path / "clean"), trigger="test")
+    assert clean.status == "succeeded"
+
+    commits = []
+
+    def crash_on_second_file() -> None:
+        commits.append(1)
+        if len(commits) == 2:
+            raise RuntimeError("injected crash inside the second file's transaction")
+
+    db = tmp_path / "crash" / "store.duckdb"
+    config = make_config(tmp_path / "crash")
+    monkeypatch.setattr(dwatch.ingest, "_before_commit", crash_on_second_file)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run_pipeline(db, [inbox], config=config, trigger="test")
+    monkeypatch.setattr(dwatch.ingest, "_before_commit", None)
+    con = connect(db)
+    try:
+        assert con.execute(
+            "SELECT status, error LIKE 'ingest: RuntimeError%' FROM runs"
+        ).fetchall() == [("failed", True)]
+        assert con.execute("SELECT count(*) FROM disclosure_events").fetchone() == (3,)
+    finally:
+        con.close()
+
+    rerun = run_pipeline(db, [inbox], config=config, trigger="test")
+    assert rerun.status == "succeeded", rerun.describe()
+    assert rerun.counts["events_loaded"] == 6  # the two files the crash left; a.csv is not reloaded
+    expected = fingerprint(clean_db)
+    assert expected["alerts"]  # the comparison covers real findings
+    assert fingerprint(db) == expected
