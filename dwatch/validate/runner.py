@@ -86,6 +86,7 @@ class BatchReport:
     rows_quarantined: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     error: str | None = None
+    revalidated: bool = False  # validated again because a later batch may have filled its gaps
 
     @property
     def failed(self) -> list[Outcome]:
@@ -104,6 +105,7 @@ class ValidationReport:
     docs_index: Path | None = None
     docs_error: str | None = None
     alerts_flagged: int = 0
+    open_coverage_gaps: int = 0  # rows of the coverage_gaps view after this run
 
     @property
     def all_batches(self) -> list[BatchReport]:
@@ -129,7 +131,7 @@ class ValidationReport:
         lines = [f"validation run {self.validation_run_id}: {len(self.batches)} batch(es)"]
         for b in self.all_batches:
             passed = sum(o.success for o in b.outcomes)
-            head = b.ingest_run_id or "store-wide"
+            head = (b.ingest_run_id or "store-wide") + (" (again)" if b.revalidated else "")
             lines.append(
                 f"  {head}  {b.kind:13} rows {b.rows_checked:>9}  quarantined {b.rows_quarantined:>7}"
                 f"  checks passed {passed}, failed {len(b.failed)}  {b.source_file}"
@@ -142,7 +144,8 @@ class ValidationReport:
             if len(b.failed) > 20:
                 lines.append(f"    ... {len(b.failed) - 20} more failures in validation_results")
         lines.append(
-            f"rows quarantined: {self.rows_quarantined}; coverage gaps: {len(self.coverage_gaps)};"
+            f"rows quarantined: {self.rows_quarantined}; coverage gaps found: {len(self.coverage_gaps)}"
+            f" (open in the store: {self.open_coverage_gaps});"
             f" alerts flagged coverage-incomplete: {self.alerts_flagged}"
         )
         if self.docs_index:
@@ -195,6 +198,21 @@ def _select_batches(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None) -
                 fix="list runs with: SELECT run_id, status, source_file FROM ingest_runs",
             )
     return [_Batch(r[0], r[1], KIND_TABLE[r[1]], r[2], r[3]) for r in rows]
+
+
+def _batches_with_open_gaps(
+    con: duckdb.DuckDBPyConnection, sources: list[str], exclude: set[str]
+) -> list[_Batch]:
+    if not sources:
+        return []
+    rows = con.execute(
+        "SELECT DISTINCT r.run_id, r.kind, r.source_file, r.started_at FROM coverage_gaps g"
+        " JOIN ingest_runs r ON r.run_id = g.ingest_run_id"
+        " WHERE r.status = 'loaded' AND g.source_system IN (SELECT unnest(?::VARCHAR[]))"
+        " ORDER BY r.started_at, r.run_id",
+        [sources],
+    ).fetchall()
+    return [_Batch(r[0], r[1], KIND_TABLE[r[1]], r[2], r[3]) for r in rows if r[0] not in exclude]
 
 
 def _batch_sql(table: str, run_id: str | None, source: str | None = None) -> str:
@@ -250,9 +268,11 @@ def validate_batches(
         ) from exc
 
     with duckdb_datasource(context, con) as datasource:
-        for batch in batches:
+
+        def run(batch: _Batch, revalidated: bool) -> BatchReport:
             table = schema.events if batch.kind == "events" else schema.items
             br = BatchReport(batch.run_id, batch.kind, batch.source_file, [])
+            br.revalidated = revalidated
             try:
                 _validate_batch(
                     con, context, datasource, batch, table, schema.vocabularies, suites,
@@ -262,7 +282,16 @@ def validate_batches(
                 log.exception("validation of %s failed", batch.run_id)
                 br.error = f"{type(exc).__name__}: {exc}"
                 _record_unvalidated(con, br, batch, table, report.validation_run_id)
-            report.batches.append(br)
+            return br
+
+        for batch in batches:
+            report.batches.append(run(batch, False))
+        # New rows can fill a gap found earlier (a late file): validate those batches again
+        # so coverage_gaps (latest validation per batch) stops flagging what is now whole.
+        touched = sorted({s for b in report.batches for s in b.sources})
+        done = {b.run_id for b in batches}
+        for batch in _batches_with_open_gaps(con, touched, done):
+            report.batches.append(run(batch, True))
         if _count(con, "SELECT count(*) FROM disclosure_events"):
             store = BatchReport(None, "events", "(whole store)", [])
             try:
@@ -285,6 +314,7 @@ def validate_batches(
                 _write_outcomes(con, store.outcomes, report.validation_run_id)
             report.store_checks = store
 
+    report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
     report.alerts_flagged = mark_coverage(con)
     if build_docs:
         try:

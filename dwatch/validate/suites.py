@@ -367,7 +367,7 @@ def derive_checks(
                 check_id="sequence_unique",
             )
         )
-        checks.append(_sequence_gap_check(table.name))
+        checks.append(_sequence_gap_check(table.name, facts))
         checks.append(_sequence_order_check(sequence_time_tolerance))
     if {"source_system", "occurred_at"} <= names:
         checks.append(_silence_check(table.name, facts))
@@ -419,17 +419,33 @@ def _types_check(table: TableSpec) -> Check:
     return _custom("expect_columns_of_canonical_type", None, "batch", description, query)
 
 
-def _sequence_gap_check(table: str) -> Check:
+def _loaded_up_to(facts: BatchFacts, alias: str = "e") -> str:
+    """SQL: row ``alias`` came from this batch or one loaded before it.
+
+    Neighbours across batches are looked up only among those, so a gap between two
+    batches is reported once, by the later-loaded one, whichever order they arrive in.
+    """
+    started = sql_literal(facts.run_started_at) if facts.run_started_at else "'-infinity'"
+    return (
+        f"{alias}.ingest_run_id IN (SELECT run_id FROM ingest_runs WHERE"
+        f" coalesce(started_at, '-infinity'::TIMESTAMPTZ) < {started}::TIMESTAMPTZ"
+        f" OR (coalesce(started_at, '-infinity'::TIMESTAMPTZ) = {started}::TIMESTAMPTZ"
+        f" AND run_id <= {sql_literal(facts.run_id)}))"
+    )
+
+
+def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     """Missing sequence numbers between a source's rows (store and quarantine included)."""
     t = ident(table)
+    earlier = _loaded_up_to(facts)
     query = (
         WITH_B + ", span AS (SELECT source_system, min(sequence_no) AS lo, max(sequence_no) AS hi"
         " FROM b WHERE source_system IS NOT NULL AND sequence_no IS NOT NULL GROUP BY 1),"
         " bounds AS (SELECT s.source_system,"
         f" coalesce((SELECT max(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
-        " AND e.sequence_no < s.lo), s.lo) AS lo,"
+        f" AND e.sequence_no < s.lo AND {earlier}), s.lo) AS lo,"
         f" coalesce((SELECT min(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
-        " AND e.sequence_no > s.hi), s.hi) AS hi FROM span s),"
+        f" AND e.sequence_no > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
         # Rows quarantined by validation still arrived: their numbers are not missing.
         " held AS (SELECT json_extract_string(q.raw_row, '$.source_system') AS source_system,"
         " TRY_CAST(json_extract_string(q.raw_row, '$.sequence_no') AS BIGINT) AS sequence_no,"
@@ -485,6 +501,7 @@ def _sequence_order_check(tolerance: timedelta) -> Check:
 def _silence_check(table: str, facts: BatchFacts) -> Check:
     """No stretch longer than the source's silence window without an event."""
     t = ident(table)
+    earlier = _loaded_up_to(facts)
     default = facts.silence_windows.get("*", timedelta(days=7))
     cases = " ".join(
         f"WHEN {sql_literal(src)} THEN {sql_literal(w)}"
@@ -501,9 +518,9 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " FROM b WHERE source_system IS NOT NULL AND occurred_at IS NOT NULL GROUP BY 1),"
         " bounds AS (SELECT s.source_system,"
         f" coalesce((SELECT max(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
-        " AND e.occurred_at < s.lo), s.lo) AS lo,"
+        f" AND e.occurred_at < s.lo AND {earlier}), s.lo) AS lo,"
         f" coalesce((SELECT min(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
-        " AND e.occurred_at > s.hi), s.hi) AS hi FROM span s),"
+        f" AND e.occurred_at > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
         f" known AS (SELECT e.source_system, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
         " WHERE e.occurred_at BETWEEN bounds.lo AND bounds.hi),"
         # Fast path: a silence longer than w covers a whole bucket of width w/2, so a source

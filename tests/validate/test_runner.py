@@ -190,6 +190,46 @@ def test_gap_against_the_previous_batch_and_a_late_batch_closing_nothing(
     assert first != second
 
 
+def test_a_late_batch_that_fills_a_gap_closes_it(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    insert_batch([event_row(i) for i in range(1, 6)])
+    gappy = insert_batch([event_row(i) for i in range(9, 12)])
+    first = validate_batches(con, config=vconfig, build_docs=False)
+    assert first.open_coverage_gaps == 1
+    late = insert_batch([event_row(i) for i in range(6, 9)])
+
+    report = validate_batches(con, config=vconfig, build_docs=False)
+
+    assert [(b.ingest_run_id, b.revalidated) for b in report.batches] == [
+        (late, False),
+        (gappy, True),
+    ]
+    assert report.coverage_gaps == []
+    assert report.open_coverage_gaps == 0
+    assert con.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0] == 0
+    # History is kept: the first validation's failed outcome is still recorded.
+    assert (
+        con.execute(
+            "SELECT count(*) FROM validation_results WHERE ingest_run_id = ? AND NOT success",
+            [gappy],
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_store_wide_silence_clears_when_the_source_resumes(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    insert_batch([event_row(1), event_row(2, source_system="busy-log")])
+    insert_batch([event_row(i, source_system="busy-log") for i in range(3, 300)])
+    silent = validate_batches(con, config=vconfig, build_docs=False)
+    assert [o.source_system for o in silent.coverage_gaps] == ["state-exchange-log"]
+    insert_batch([event_row(i) for i in range(2, 300)])
+    resumed = validate_batches(con, config=vconfig, build_docs=False)
+    assert resumed.open_coverage_gaps == 0
+
+
 def test_sequence_numbers_of_quarantined_rows_are_not_gaps(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
