@@ -512,15 +512,17 @@ def gather(
     directory: CitationDirectory,
     *,
     out_dir: Path,
-    new_case_ids: list[str] | None = None,
+    new_since: datetime | None = None,
     data_docs: Path | None = None,
     as_of: date | None = None,
     title: str = "Disclosure Watch report",
     weights: RiskWeights | None = None,
 ) -> ReportData:
-    """Read cases (already built), alerts, events, validation and suppressions into a report."""
+    """Read cases (already built), alerts, events, validation and suppressions into a report.
+
+    ``new_since``: when the previous report was made; cases first seen later are marked new.
+    """
     weights = weights or load_risk_weights()
-    new_ids = set(new_case_ids or [])
     rows = _rows(
         con,
         "SELECT c.*, t.triage_state, t.resolution FROM cases c JOIN case_triage_state t USING (case_id)"
@@ -556,7 +558,8 @@ def gather(
             coverage_incomplete=bool(r["coverage_incomplete"]),
             window=_fmt_window(r["window_start"], r["window_end"]),
             first_seen_at=_fmt_ts(r["first_seen_at"]),
-            is_new=r["case_id"] in new_ids,
+            # New = first detected after the previous report (all are new in the first one).
+            is_new=new_since is None or r["first_seen_at"] > new_since,
             explanation=_case_explanation(r, alerts.get(r["case_id"], []), directory),
             alerts=alerts.get(r["case_id"], []),
             events=events.get(r["case_id"], []),

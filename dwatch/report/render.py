@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -487,6 +487,17 @@ class ReportResult:
     data: ReportData
 
 
+LAST_REPORT_MARKER = ".last-report"
+
+
+def _previous_report_time(out_dir: Path) -> datetime | None:
+    marker = out_dir / LAST_REPORT_MARKER
+    try:
+        return datetime.fromisoformat(marker.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None  # first report here (or an unreadable marker): every case is new
+
+
 def parse_formats(text: str) -> list[str]:
     wanted = [f.strip().lower() for f in text.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FORMATS]
@@ -524,13 +535,15 @@ def build_report(
         con,
         directory,
         out_dir=out_dir,
-        new_case_ids=cases.new_case_ids,
+        new_since=_previous_report_time(out_dir),
         data_docs=data_docs,
         as_of=as_of,
         title=title,
     )
     files: list[Path] = []
     html_path = archived = None
+    # "New" is relative to the last report in this folder, not to whoever last built cases
+    # (``dwatch alerts list`` builds them too).
     if "html" in formats:
         html = render_html(data)
         html_path = out_dir / "report.html"
@@ -546,4 +559,5 @@ def build_report(
         files.append(md_path)
     if "csv" in formats:
         files.extend(write_csvs(data, out_dir))
+    _write_atomic(out_dir / LAST_REPORT_MARKER, data.generated_at.isoformat() + "\n")
     return ReportResult(out_dir, files, html_path, archived, cases, data)

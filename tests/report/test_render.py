@@ -181,3 +181,33 @@ def test_bad_format_list_is_refused():
 
 def test_xss_img_value_reaches_the_report_as_text(report):
     assert any(XSS_IMG in a.actor_id for c in report.data.cases for a in c.alerts)
+
+
+def test_new_means_new_since_the_last_report_not_since_cases_were_listed(
+    con, seeded, directory, tmp_path
+):
+    from report_seed import retracted_candidate, to_arrow
+
+    from detectors.alerts import merge_alerts
+    from dwatch.report.cases import build_cases
+
+    build_cases(con, directory=directory)  # e.g. `dwatch alerts list` before any report
+    first = build_report(con, tmp_path / "r", formats=["md"], directory=directory)
+    assert first.data.summary["cases_new"] == first.data.summary["cases_total"]
+    # A finding first detected after the first report: its case alone is new in the next one.
+    fresh = dict(
+        retracted_candidate(),
+        alert_id="al_fresh",
+        request_id="NY-REQ-0010",
+        entity_id="NY-REQ-0010",
+    )
+    merge_alerts(
+        con,
+        to_arrow([fresh]),
+        detector_ids=["unapproved_channel"],
+        run_id="detect-9",
+        retract_reason="x",
+    )
+    second = build_report(con, tmp_path / "r", formats=["md"], directory=directory)
+    assert [c.request_id for c in second.data.cases if c.is_new] == ["NY-REQ-0010"]
+    assert second.data.summary["cases_new"] == 1
