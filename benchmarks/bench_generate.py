@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from dwatch.generate import ALL_FORMATS, generate
+from dwatch.generate.core import DEFAULT_CHUNK
 
 
 def _rss_bytes() -> int:
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench_generate")
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--format", dest="fmt", choices=ALL_FORMATS, default="parquet")
-    parser.add_argument("--chunk-events", type=int, default=500_000)
+    parser.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK)
     parser.add_argument(
         "--out", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )

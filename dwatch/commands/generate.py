@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from dwatch.generate import ALL_FORMATS, DEFAULT_SCALE, SCENARIOS, generate, parse_scenarios
+from dwatch.generate.core import DEFAULT_CHUNK
 
 
 def _scenario_list() -> str:
@@ -53,7 +54,7 @@ def _scenario_list() -> str:
 @click.option(
     "--chunk-events",
     type=int,
-    default=500_000,
+    default=DEFAULT_CHUNK,
     show_default=True,
     help="Background events generated per chunk (memory vs speed; output is the same).",
 )

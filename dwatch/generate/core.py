@@ -32,7 +32,7 @@ from dwatch.generate.writer import EXTENSIONS, FORMATS, TableWriter, event_colum
 
 GENERATOR_VERSION = 1
 DEFAULT_SCALE = 0.01
-DEFAULT_CHUNK = 500_000
+DEFAULT_CHUNK = 250_000
 MIN_EVENTS = 500
 _MAX_PENDING_WRITES = 70  # partitions queued for the writer thread (about one chunk)
 INLINE_LABEL_LIMIT = 100_000  # beyond this many ids the labels go to a Parquet companion

@@ -18,7 +18,7 @@ from dwatch.schema import TableSpec, load_schema
 
 FORMATS = ("csv", "jsonl", "parquet")
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
-PARQUET_ROW_GROUP = 32_768
+PARQUET_ROW_GROUP = 16_384  # fixed, so row groups do not depend on chunking; x ~70 logs buffered
 # The column that carries raw (fake) identifiers; ingest pseudonymises it into taxpayer_ref.
 RAW_ID_COLUMN = "taxpayer_tin"
 PSEUDONYM_COLUMN = "taxpayer_ref"
