@@ -22,7 +22,7 @@ SELECT j.recipient_code,
        min(j.occurred_at) AS window_start,
        max(j.occurred_at) AS window_end,
        sum(j.record_count) AS records_affected,
-       count(DISTINCT j.taxpayer_ref) AS subjects_affected,
+       nullif(count(DISTINCT j.taxpayer_ref), 0) AS subjects_affected,
        list_sort(list_distinct(flatten(list(j.offending)))) AS offending_elements,
        list_concat($rule_citations, [j.authority_id]) AS citations
 FROM judged j

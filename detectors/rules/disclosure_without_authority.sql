@@ -13,7 +13,7 @@ SELECT e.recipient_code,
        min(e.occurred_at) AS window_start,
        max(e.occurred_at) AS window_end,
        sum(e.record_count) AS records_affected,
-       count(DISTINCT e.taxpayer_ref) AS subjects_affected
+       nullif(count(DISTINCT e.taxpayer_ref), 0) AS subjects_affected
 FROM dw_events e
 WHERE e.is_disclosure AND e.citation_status = 'missing'
 GROUP BY e.recipient_code, e.disclosing_code,

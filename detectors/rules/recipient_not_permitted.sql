@@ -12,7 +12,7 @@ SELECT e.recipient_code,
        min(e.occurred_at) AS window_start,
        max(e.occurred_at) AS window_end,
        sum(e.record_count) AS records_affected,
-       count(DISTINCT e.taxpayer_ref) AS subjects_affected,
+       nullif(count(DISTINCT e.taxpayer_ref), 0) AS subjects_affected,
        array_to_string(list_concat(any_value(e.auth_recipient_categories), any_value(e.auth_recipient_codes)), ', ') AS permitted,
        list_concat($rule_citations, [e.authority_id]) AS citations
 FROM dw_events e

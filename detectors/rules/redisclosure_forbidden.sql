@@ -24,7 +24,7 @@ SELECT j.disclosing_code AS holder_code,
        min(j.occurred_at) AS window_start,
        max(j.occurred_at) AS window_end,
        sum(j.record_count) AS records_affected,
-       count(DISTINCT j.taxpayer_ref) AS subjects_affected,
+       nullif(count(DISTINCT j.taxpayer_ref), 0) AS subjects_affected,
        list_concat($rule_citations, [j.governing_authority]) AS citations
 FROM judged j JOIN registry_authorities a ON a.authority_id = j.governing_authority
 WHERE NOT a.redisclosure_allowed
