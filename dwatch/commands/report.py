@@ -38,9 +38,20 @@ from dwatch.store import connect
     show_default=True,
     help="E-mail the report when new cases reach the configured severity (needs SMTP config).",
 )
+@click.option(
+    "--notify-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="SMTP settings (YAML); default $DWATCH_NOTIFY_CONFIG, and DWATCH_SMTP_* variables win.",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, out_dir: Path, formats: str, data_docs: Path | None, notify: bool
+    ctx: click.Context,
+    out_dir: Path,
+    formats: str,
+    data_docs: Path | None,
+    notify: bool,
+    notify_config: Path | None,
 ) -> None:
     """Group alerts into cases and write the report for compliance staff.
 
@@ -53,6 +64,7 @@ def command(
       dwatch report                              reports/report.html, .md and report-*.csv
       dwatch report --out /srv/reports --format html,md
       dwatch --db data/dwatch.duckdb report --no-notify
+      DWATCH_SMTP_PASSWORD=... dwatch report --notify-config config/notify.yaml
     """
     wanted = parse_formats(formats)
     con = connect(ctx.obj["db"])
@@ -67,8 +79,9 @@ def command(
         for path in result.files:
             click.echo(f"wrote {path}")
         if notify:
-            from dwatch.report.notify import notify_after_report
+            from dwatch.report.notify import load_smtp_config, notify_after_report
 
-            click.echo(notify_after_report(con, result).describe())
+            config = load_smtp_config(notify_config)
+            click.echo(notify_after_report(con, result, config).describe())
     finally:
         con.close()

@@ -39,3 +39,36 @@ def test_report_command_reports_bad_mail_config_clearly(
     assert (
         tmp_path / "r" / "report.html"
     ).is_file()  # the report was written before delivery was tried
+
+
+def test_report_command_mails_new_cases_with_a_config_file(con, seeded, db_path, tmp_path):
+    from aiosmtpd.controller import Controller
+    from test_notify import Inbox, _free_port
+
+    port = _free_port()
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  sender: dwatch@agency.example\n"
+        "  recipients: [compliance@agency.example]\n  min_severity: critical\n"
+    )
+    try:
+        result = CliRunner().invoke(
+            main,
+            [
+                "--db",
+                str(db_path),
+                "report",
+                "--out",
+                str(tmp_path / "r"),
+                "--notify-config",
+                str(config),
+            ],
+        )
+    finally:
+        controller.stop()
+    assert result.exit_code == 0, result.output
+    assert "e-mail: queued" in result.output and "sent 1" in result.output
+    assert len(inbox.messages) == 1
