@@ -208,15 +208,16 @@ def _event_list(col: str = "event_ids") -> list[pl.Expr]:
 
 # What each model feature means, for explanations.
 _FEATURE_LABELS: dict[str, str] = {
-    "rarity__recipient_rarity": "recipient",
-    "rarity__authority_rarity": "authority",
-    "rarity__purpose_rarity": "purpose",
-    "given_recipient_size__channel_enc_given_recipient_size_rarity": "channel for this recipient and transfer size",
-    "given_recipient_size__elements_given_recipient_size_rarity": "data elements for this recipient and transfer size",
-    "given_recipient__authority_given_recipient_rarity": "authority for this recipient",
-    "given_recipient__purpose_given_recipient_rarity": "purpose for this recipient",
-    "given_sender__utc_hour_given_sender_rarity": "hour of day for the sending agency",
-    "given_sender__local_weekday_given_sender_rarity": "day of week for the sending agency",
+    "given_recipient__authority_code_given_recipient_code_rarity": "authority for this recipient",
+    "given_recipient__purpose_code_given_recipient_code_rarity": "purpose for this recipient",
+    "given_recipient_size__channel_enc_code_given_recipient_size_code_rarity": (
+        "channel for this recipient and transfer size"
+    ),
+    "given_recipient_size__elements_code_given_recipient_size_code_rarity": (
+        "data elements for this recipient and transfer size"
+    ),
+    "given_sender__utc_hour_given_sender_code_rarity": "hour of day for the sending agency",
+    "given_sender__local_weekday_given_sender_code_rarity": "day of week for the sending agency",
     "clock__local_hour_sin": "local time of day",
     "clock__local_hour_cos": "local time of day",
     "volume__log_records_vs_group": "record volume for this recipient",
@@ -232,8 +233,9 @@ class TransferIsolation(MLDetector):
     title = "Unusual transfer"
     entity_type = "event"
     feature_columns = (
-        "recipient", "recipient_size", "authority", "purpose", "channel_enc", "elements",
-        "sender", "utc_hour", "local_weekday", "local_hour", "log_records",
+        "recipient", "recipient_code", "recipient_size_code", "authority_code", "purpose_code",
+        "channel_enc_code", "elements_code", "sender_code", "utc_hour", "local_weekday",
+        "local_hour", "log_records",
     )  # fmt: skip
     # Every rarity is *conditional* (on the recipient, or on the sending agency): a rare but
     # regular recipient is not an anomaly, its never-used channel is. Recipients never seen
@@ -241,6 +243,20 @@ class TransferIsolation(MLDetector):
     key_columns = ("source_system", "event_id")
 
     def scoring_frame(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        return features.transfer_frame(
+            con,
+            event_types=self.event_types,
+            window_from=window_from,
+            window_to=window_to,
+            ordered=False,
+        )
+
+    def training_frame(
         self,
         con: duckdb.DuckDBPyConnection,
         window_from: datetime | None,
@@ -256,17 +272,17 @@ class TransferIsolation(MLDetector):
                 (
                     "given_recipient",
                     ConditionalRarityEncoder(),
-                    ["recipient", "authority", "purpose"],
+                    ["recipient_code", "authority_code", "purpose_code"],
                 ),
                 (
                     "given_recipient_size",
                     ConditionalRarityEncoder(),
-                    ["recipient_size", "channel_enc", "elements"],
+                    ["recipient_size_code", "channel_enc_code", "elements_code"],
                 ),
                 (
                     "given_sender",
                     ConditionalRarityEncoder(),
-                    ["sender", "utc_hour", "local_weekday"],
+                    ["sender_code", "utc_hour", "local_weekday"],
                 ),
                 ("clock", CyclicalEncoder(period=24.0), ["local_hour"]),
                 # Against the recipient's own 99th percentile, in units of at least a factor e:
@@ -363,7 +379,7 @@ class TransferIsolation(MLDetector):
     def _reason(name: str, label: str, row: dict[str, Any], value: float) -> str:
         if name.endswith("_rarity"):
             column = name.split("__", 1)[-1].removesuffix("_rarity").split("_given_")[0]
-            shown = row.get(column, "")
+            shown = row.get(column.removesuffix("_code"), "")
             if column == "utc_hour":
                 shown = f"{shown}:00 UTC"
             elif column == "local_weekday":

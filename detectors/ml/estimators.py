@@ -28,10 +28,24 @@ _KEY_SEP = "\x1f"
 
 
 def _as_keys(values: NDArray[Any]) -> NDArray[Any]:
-    """Categories as a sortable array: text stays text, numbers stay numbers."""
+    """Categories as a sortable array: text stays text, integer codes stay integers (fast),
+    other numbers become floats."""
     if values.dtype.kind in "OUS":
         return values.astype(str)
+    if values.dtype.kind in "iu":
+        return values.astype(np.uint64) if values.dtype.kind == "u" else values.astype(np.int64)
     return values.astype(np.float64)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _joint_keys(keys: NDArray[Any], values: NDArray[Any]) -> NDArray[Any]:
+    """One key per (key, value) pair: mixed 64-bit integers for integer codes, else text."""
+    if keys.dtype.kind in "iu" and values.dtype.kind in "iu":
+        with np.errstate(over="ignore"):
+            return keys.astype(np.uint64) * _MIX + values.astype(np.uint64)
+    return np.char.add(np.char.add(keys.astype(str), _KEY_SEP), values.astype(str))
 
 
 def _lookup(categories: NDArray[Any], values: NDArray[Any]) -> NDArray[np.intp]:
@@ -40,6 +54,10 @@ def _lookup(categories: NDArray[Any], values: NDArray[Any]) -> NDArray[np.intp]:
         return np.full(values.shape[0], -1, dtype=np.intp)
     if categories.dtype.kind == "U" and values.dtype.kind != "U":
         values = values.astype(str)
+    elif categories.dtype.kind in "iu" and values.dtype.kind != categories.dtype.kind:
+        if values.dtype.kind not in "iu":
+            return np.full(values.shape[0], -1, dtype=np.intp)
+        values = values.astype(categories.dtype)
     elif categories.dtype.kind == "f" and values.dtype.kind not in "fiub":
         try:
             values = values.astype(np.float64)
@@ -153,8 +171,8 @@ class ConditionalRarityEncoder(TransformerMixin, BaseEstimator):
         self.value_cardinality_ = np.empty(X.shape[1] - 1)
         self.marginal_ = []
         for j in range(1, X.shape[1]):
-            values = X[:, j].astype(str)
-            joint = np.char.add(np.char.add(keys.astype(str), _KEY_SEP), values)
+            values = _as_keys(X[:, j])
+            joint = _joint_keys(keys, values)
             pairs, counts = np.unique(joint, return_counts=True)
             self.pairs_.append(pairs)
             self.pair_counts_.append(counts.astype(np.float64))
@@ -172,14 +190,18 @@ class ConditionalRarityEncoder(TransformerMixin, BaseEstimator):
         key_n = np.where(kidx >= 0, self.key_counts_[np.maximum(kidx, 0)], 0.0)
         out = np.empty((X.shape[0], X.shape[1] - 1))
         for j in range(1, X.shape[1]):
-            values = X[:, j].astype(str)
-            joint = np.char.add(np.char.add(keys.astype(str), _KEY_SEP), values)
+            values = _as_keys(X[:, j])
+            joint = _joint_keys(keys, values)
             pidx = _lookup(self.pairs_[j - 1], joint)
             pair_n = np.where(pidx >= 0, self.pair_counts_[j - 1][np.maximum(pidx, 0)], 0.0)
             k = self.value_cardinality_[j - 1] + 1
             conditional = -np.log((pair_n + self.smoothing) / (key_n + self.smoothing * k))
-            unseen_key = self.marginal_[j - 1].transform(values.reshape(-1, 1))[:, 0]
-            out[:, j - 1] = np.where(kidx >= 0, conditional, unseen_key)
+            out[:, j - 1] = conditional
+            unseen = kidx < 0
+            if unseen.any():
+                out[unseen, j - 1] = self.marginal_[j - 1].transform(values[unseen].reshape(-1, 1))[
+                    :, 0
+                ]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:

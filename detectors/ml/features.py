@@ -126,30 +126,50 @@ def transfer_frame(
     event_types: list[str],
     window_from: datetime | None = None,
     window_to: datetime | None = None,
+    ordered: bool = True,
 ) -> pl.DataFrame:
-    """One row per transfer event: volume, clock, channel, elements, and their combinations."""
+    """One row per transfer event: volume, clock, channel, elements, and their combinations.
+
+    Categorical model inputs come twice: as text (for explanations) and as ``*_code``, a
+    64-bit DuckDB ``hash()`` of the text, so the models compare integers rather than
+    strings (DuckDB's hash is stable within a DuckDB version; models record the version
+    and are refused by another). ``ordered=False`` skips the sort (scoring order does not
+    matter; training order does, for the training-data hash).
+    """
+    order = "ORDER BY occurred_at, source_system, event_id" if ordered else ""
     sql = f"""
-    WITH {_events_cte("e.disclosing_agency")}
-    SELECT event_id, source_system, disclosing_agency, recipient_agency, actor_id, request_id,
-           occurred_at, zone, local_ts, record_count,
-           {_AUTHORITY} AS authority,
-           authority_id,
-           coalesce(channel, '(none)') AS channel,
-           coalesce(purpose, '(none)') AS purpose,
-           coalesce(channel, '(none)') || CASE WHEN encrypted THEN ', encrypted'
-               WHEN NOT encrypted THEN ', unencrypted' ELSE '' END AS channel_enc,
-           array_to_string(list_sort(list_distinct(data_elements)), ',') AS elements,
+    WITH {_events_cte("e.disclosing_agency")},
+    base AS (
+        SELECT event_id, source_system, disclosing_agency, recipient_agency, actor_id, request_id,
+               occurred_at, zone, local_ts, record_count, authority_id, acting_agency,
+               {_AUTHORITY} AS authority,
+               coalesce(channel, '(none)') AS channel,
+               coalesce(purpose, '(none)') AS purpose,
+               coalesce(channel, '(none)') || CASE WHEN encrypted THEN ', encrypted'
+                   WHEN NOT encrypted THEN ', unencrypted' ELSE '' END AS channel_enc,
+               array_to_string(list_sort(data_elements), ',') AS elements,
+               -- The recipient and the order of magnitude of the transfer: channel and data
+               -- elements are judged against the same recipient's transfers of that size.
+               recipient_agency || ' ~1e'
+                   || CAST(floor(log10(greatest(record_count, 1))) AS INTEGER) AS recipient_size
+        FROM ev
+    )
+    SELECT *,
            ln(1 + record_count) AS log_records,
            hour(local_ts) + minute(local_ts) / 60.0 AS local_hour,
-           CAST(isodow(local_ts) AS VARCHAR) AS local_weekday,
-           CAST(hour(occurred_at) AS VARCHAR) AS utc_hour,
+           CAST(isodow(local_ts) AS UBIGINT) AS local_weekday,
+           CAST(hour(occurred_at) AS UBIGINT) AS utc_hour,
            recipient_agency AS recipient,
-           -- The recipient and the order of magnitude of the transfer: channel and data
-           -- elements are judged against the same recipient's transfers of that size.
-           recipient_agency || ' ~1e' || CAST(floor(log10(greatest(record_count, 1))) AS INTEGER) AS recipient_size,
-           acting_agency AS sender
-    FROM ev
-    ORDER BY occurred_at, source_system, event_id
+           acting_agency AS sender,
+           hash(recipient_agency) AS recipient_code,
+           hash(recipient_size) AS recipient_size_code,
+           hash(authority) AS authority_code,
+           hash(purpose) AS purpose_code,
+           hash(channel_enc) AS channel_enc_code,
+           hash(elements) AS elements_code,
+           hash(acting_agency) AS sender_code
+    FROM base
+    {order}
     """
     return _frame(con, sql, _params(event_types, window_from, window_to))
 

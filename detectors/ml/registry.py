@@ -198,7 +198,13 @@ def save_model(
             where=str(path),
             fix="check the models folder (--models-dir or $DWATCH_MODELS_DIR) is writable",
         ) from exc
-    meta = {**metadata, "sklearn_version": sklearn.__version__}
+    # Categorical codes are DuckDB hash() values: a model is only valid with the DuckDB
+    # version that computed them (checked in load_model).
+    meta = {
+        **metadata,
+        "sklearn_version": sklearn.__version__,
+        "duckdb_version": duckdb.__version__,
+    }
     record = ModelRecord(
         model_id=f"{detector_id}@{version}",
         detector_id=detector_id,
@@ -283,6 +289,13 @@ def load_model(record: ModelRecord, models_dir: Path | None = None) -> Pipeline:
             f"model file of {record.model_id} does not match the hash recorded at training",
             where=str(path),
             fix="the file was changed or replaced: retrain with `dwatch train`",
+        )
+    trained_with = record.metadata.get("duckdb_version")
+    if trained_with and trained_with != duckdb.__version__:
+        raise StoreError(
+            f"model {record.model_id} was trained with DuckDB {trained_with}, this is {duckdb.__version__}",
+            where=str(path),
+            fix="retrain with `dwatch train` (its categorical codes come from DuckDB's hash())",
         )
     untrusted = sio.get_untrusted_types(file=path)
     foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]

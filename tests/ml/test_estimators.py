@@ -88,3 +88,27 @@ def test_transfer_pipeline_isolates_an_off_hours_rare_channel_transfer() -> None
     test = np.array([["sftp", 10.0], ["removable_media", 3.0]], dtype=object)
     scores = -pipe.score_samples(test)
     assert scores[1] > scores[0]
+
+
+def test_conditional_rarity_is_the_same_for_text_and_integer_codes() -> None:
+    from detectors.ml.estimators import ConditionalRarityEncoder
+
+    text = np.array(
+        [["CA", "api"]] * 30 + [["CA", "sftp"]] * 2 + [["NY", "sftp"]] * 10, dtype=object
+    )
+    codes = {"CA": 11, "NY": 12, "api": 21, "sftp": 22, "email": 23, "XX": 13}
+    as_int = np.vectorize(codes.get)(text).astype(np.uint64)
+    probe = np.array(
+        [["CA", "api"], ["CA", "sftp"], ["NY", "sftp"], ["CA", "email"], ["XX", "api"]],
+        dtype=object,
+    )
+    by_text = ConditionalRarityEncoder().fit(text).transform(probe)[:, 0]
+    by_code = (
+        ConditionalRarityEncoder()
+        .fit(as_int)
+        .transform(np.vectorize(codes.get)(probe).astype(np.uint64))[:, 0]
+    )
+    np.testing.assert_allclose(by_text, by_code)
+    # sftp is common overall but rare for CA; a never-seen channel is rarest for a known key.
+    assert by_text[0] < by_text[1] < by_text[3]
+    assert by_text[2] < by_text[1]

@@ -186,3 +186,14 @@ def test_thresholds_are_configurable_per_detector(ml_store: Store, tmp_path: Pat
     )[0].record
     assert loose and strict and loose.threshold_percentile == 90
     assert loose.threshold < strict.threshold
+
+
+def test_a_model_from_another_duckdb_version_is_refused(ml_store: Store) -> None:
+    import dataclasses
+
+    con, _, models = ml_store
+    _train(con, models)
+    record = latest_models(con)["ml.transfer_isolation"]
+    older = dataclasses.replace(record, metadata={**record.metadata, "duckdb_version": "0.0.1"})
+    with pytest.raises(StoreError, match="retrain"):
+        load_model(older)
