@@ -24,6 +24,7 @@ AuthorityKind = Literal[
     "safeguards_requirement",  # what a recipient must maintain to keep receiving
     "audit_standard",  # audit-trail requirements for systems holding FTI
     "penalty",  # the offence a violation amounts to
+    "agreement_requirement",  # what a data-sharing or matching agreement must be
 ]
 SafeguardsStatus = Literal["current", "expired", "none", "not_required", "unknown"]
 
