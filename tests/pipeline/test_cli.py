@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import ledger_rows, write_events
+from pipeline_helpers import ledger_rows, write_events
 
 from dwatch.cli import main
 from dwatch.pipeline import load_pipeline_config

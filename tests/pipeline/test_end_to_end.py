@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import fingerprint, make_config
+from pipeline_helpers import fingerprint, make_config
 
 import detectors.ml.run
 from dwatch.pipeline import RunSummary, run_pipeline

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import fingerprint, ledger_rows, make_config, write_events
+from pipeline_helpers import fingerprint, ledger_rows, make_config, write_events
 
 import dwatch.ingest
 import dwatch.pipeline

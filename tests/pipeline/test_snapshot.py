@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ledger_rows, make_config, write_events
+from pipeline_helpers import ledger_rows, make_config, write_events
 
 import dwatch.snapshot
 from dwatch.errors import StoreError
