@@ -211,3 +211,34 @@ def test_new_means_new_since_the_last_report_not_since_cases_were_listed(
     second = build_report(con, tmp_path / "r", formats=["md"], directory=directory)
     assert [c.request_id for c in second.data.cases if c.is_new] == ["NY-REQ-0010"]
     assert second.data.summary["cases_new"] == 1
+
+
+def test_an_empty_store_gives_a_plain_report_not_an_error(con, tmp_path):
+    result = build_report(con, tmp_path / "empty", directory=CitationDirectory())
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "No open cases." in html and "No disclosure events in the store." in html
+    assert "No validation results in the store: coverage is unknown." in html
+    assert result.data.summary["cases_total"] == 0
+    md = (tmp_path / "empty" / "report.md").read_text(encoding="utf-8")
+    assert "No open cases." in md
+
+
+def test_expired_allowlist_entries_are_listed_as_expired_and_hide_nothing(
+    con, seeded, directory, tmp_path
+):
+    yesterday = date.today() - timedelta(days=1)
+    add_suppression(
+        con,
+        criteria={"recipient_agency": "SSA"},
+        reason="wage file re-run",
+        owner="j.doe",
+        expires_on=yesterday,
+        today=yesterday - timedelta(days=5),
+    )
+    result = build_report(con, tmp_path / "x", formats=["html", "csv"], directory=directory)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "expired: no longer suppresses" in html and "wage file re-run" in html
+    assert result.data.suppressed == []
+    assert any(c.recipient_agency == "SSA" and c.needs_attention for c in result.data.cases)
+    rows = (tmp_path / "x" / "report-suppressions.csv").read_text(encoding="utf-8")
+    assert "wage file re-run" in rows and "False" in rows
