@@ -329,3 +329,30 @@ def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
     expected = fingerprint(clean_db)
     assert expected["alerts"]  # the comparison covers real findings
     assert fingerprint(db) == expected
+
+
+def test_a_scheduled_run_notices_the_schedules_missed_since_the_last_success(
+    tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = connect(db_path)
+    try:
+        con.execute(
+            "INSERT INTO runs (run_id, trigger, status, started_at)"
+            " VALUES ('run_earlier', 'schedule', 'succeeded', now() - INTERVAL 20 MINUTE)"
+        )
+    finally:
+        con.close()
+    config = make_config(tmp_path, cron="* * * * *", train_when_missing=False)
+    summary = run_pipeline(db_path, [], config=config, trigger="schedule")
+    # Fires every minute; a run up to 5 minutes late still counts as its fire, and this run
+    # is the current fire: about 14 were missed since the success 20 minutes ago.
+    assert 13 <= summary.counts["missed_schedules"] <= 15
+    assert any("scheduled run(s) since the last successful run" in n for n in summary.notes)
+    con = connect(db_path)
+    try:
+        recorded = con.execute(
+            "SELECT missed_schedules FROM runs WHERE run_id = ?", [summary.run_id]
+        ).fetchone()
+    finally:
+        con.close()
+    assert recorded == (summary.counts["missed_schedules"],)
