@@ -612,10 +612,9 @@ def _validate_store(
     result = results.get(check.name)
     base = Outcome("store.disclosure_events", check.name, "batch", False, None)
     store.rows_checked = _count(con, "SELECT count(*) FROM disclosure_events")
-    if result is None or _gx_error(result) is not None:
-        base.message = "could not be evaluated by Great Expectations: " + (
-            _gx_error(result) if result is not None else "no result"
-        )  # type: ignore[operator]
+    error = "no result" if result is None else _gx_error(result)
+    if error is not None:
+        base.message = f"could not be evaluated by Great Expectations: {error}"
         outcomes = [base]
     else:
         outcomes = _batch_outcomes(con, base, check, result, sql, config)

@@ -27,7 +27,7 @@ text are our own settings and vocabulary, quoted by ``sql_literal``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -123,7 +123,6 @@ class Check:
     gap_query: str | None = None
     action: str = "record"  # row checks: quarantine | record
     check_id: str = ""  # the key used in row_actions settings
-    columns: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def name(self) -> str:
@@ -153,9 +152,14 @@ def _custom(
     scope: Scope,
     description: str,
     query: str,
-    **kwargs: object,
+    *,
+    predicate: str | None = None,
+    check_id: str | None = None,
 ) -> Check:
+    """A check GX runs as a query: row checks also carry the predicate that picks the rows."""
     name = f"{expectation_type}({field_name})" if field_name else expectation_type
+    if scope == "row" and predicate is None:
+        raise ValueError(f"row check {name} needs a predicate")
 
     def build() -> Expectation:
         return ExpectQueryToReturnNoRows(
@@ -169,8 +173,8 @@ def _custom(
             scope,
             description,
             build,
-            predicate=kwargs["predicate"],  # type: ignore[arg-type]
-            check_id=str(kwargs.get("check_id", expectation_type)),
+            predicate=predicate,
+            check_id=check_id or expectation_type,
         )
     return Check(expectation_type, field_name, scope, description, build, gap_query=query)
 
@@ -375,18 +379,7 @@ def derive_checks(
 
 
 def _with_action(check: Check, action: str) -> Check:
-    return Check(
-        check.expectation_type,
-        check.field,
-        check.scope,
-        check.description,
-        check.build,
-        predicate=check.predicate,
-        gap_query=check.gap_query,
-        action=action,
-        check_id=check.check_id,
-        columns=check.columns,
-    )
+    return replace(check, action=action)
 
 
 def _window_of_batch(table: TableSpec) -> tuple[str, str]:
