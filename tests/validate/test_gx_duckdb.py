@@ -165,3 +165,27 @@ def test_datasource_closes_its_cursor(notes: duckdb.DuckDBPyConnection, tmp_path
     _run(context, notes, [gx.expectations.ExpectColumnValuesToNotBeNull(column="id")])
     # The caller's connection is still usable after GX let go of its cursor.
     assert notes.execute("SELECT count(*) FROM notes").fetchone()[0] == 4
+
+
+def test_query_expectation_runs_its_query_once(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    real = duckdb_engine.CursorWrapper.execute
+
+    def spy(self: Any, statement: str, parameters: Any = None, context: Any = None) -> Any:
+        statements.append(statement)
+        return real(self, statement, parameters, context)
+
+    monkeypatch.setattr(duckdb_engine.CursorWrapper, "execute", spy)
+    query = "SELECT * FROM {batch} WHERE channel = 'pigeon'"
+    [result] = _run(
+        make_context(tmp_path / "docs"),
+        notes,
+        [gx_duckdb.ExpectQueryToReturnNoRows(unexpected_rows_query=query)],
+    )
+    assert result.success is False
+    assert result.result["observed_value"] == 1
+    # GX's own UnexpectedRowsExpectation runs it twice; if GX changes how the count is
+    # computed, this (and the speed it buys) must be looked at again.
+    assert sum("'pigeon'" in s for s in statements) == 1
