@@ -1,7 +1,8 @@
 """E-mail the report to compliance staff when new cases reach the configured severity.
 
 Delivery never loses a report: the report files are written first, then a row goes into the
-``notifications`` outbox naming the archived HTML, and only then is SMTP tried, a bounded
+``notifications`` outbox naming a copy of the HTML kept under ``OUT/outbox/`` (later runs
+overwrite report.html), and only then is SMTP tried, a bounded
 number of times with exponential backoff. A notification still pending after that keeps its
 error and attempt count, and the next run sends it before anything else.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import smtplib
 import time
 import uuid
@@ -379,8 +381,13 @@ def notify_after_report(
         return NotifyOutcome(configured=False)
     queued = None
     cases = cases_to_announce(con, config.min_severity)
-    if cases and result.archived_html is not None:
-        queued = queue_notification(con, config, result.archived_html, cases)
+    if cases and result.html_path is not None:
+        # The mail announces this report: keep this exact file for the send and any retry.
+        outbox = result.out_dir / "outbox"
+        outbox.mkdir(exist_ok=True)
+        copy = outbox / f"report-{result.data.generated_at:%Y%m%dT%H%M%S%fZ}.html"
+        shutil.copyfile(result.html_path, copy)
+        queued = queue_notification(con, config, copy, cases)
     outcome = (
         deliver_pending(con, config, sleep=sleep) if deliver else NotifyOutcome(configured=True)
     )

@@ -3,8 +3,8 @@
 Safety is structural: the HTML environment autoescapes every value and the template never
 marks anything safe; the Markdown environment runs every value through ``markdown_text``;
 every CSV cell goes through ``csv_cell``. Report files are written to a temporary name and
-renamed, so a reader never sees half a report, and each HTML report is also archived under
-``archive/`` so a notification can still send it after later runs overwrite report.html.
+renamed, so a reader never sees half a report. (A report that is e-mailed is also copied to
+``outbox/`` by ``notify``, so a retry sends what was announced even after later runs.)
 """
 
 from __future__ import annotations
@@ -482,7 +482,6 @@ class ReportResult:
     out_dir: Path
     files: list[Path]
     html_path: Path | None
-    archived_html: Path | None
     cases: CaseBuildResult
     data: ReportData
 
@@ -541,17 +540,13 @@ def build_report(
         title=title,
     )
     files: list[Path] = []
-    html_path = archived = None
+    html_path = None
     # "New" is relative to the last report in this folder, not to whoever last built cases
     # (``dwatch alerts list`` builds them too).
     if "html" in formats:
         html = render_html(data)
         html_path = out_dir / "report.html"
         _write_atomic(html_path, html)
-        archive = out_dir / "archive"
-        archive.mkdir(exist_ok=True)
-        archived = archive / f"report-{data.generated_at:%Y%m%dT%H%M%S%fZ}.html"
-        _write_atomic(archived, html)
         files.append(html_path)
     if "md" in formats:
         md_path = out_dir / "report.md"
@@ -560,4 +555,4 @@ def build_report(
     if "csv" in formats:
         files.extend(write_csvs(data, out_dir))
     _write_atomic(out_dir / LAST_REPORT_MARKER, data.generated_at.isoformat() + "\n")
-    return ReportResult(out_dir, files, html_path, archived, cases, data)
+    return ReportResult(out_dir, files, html_path, cases, data)

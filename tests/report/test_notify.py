@@ -93,12 +93,15 @@ def test_new_cases_are_mailed_with_the_report_inline_and_attached(
     html_part = message.get_body(preferencelist=("html",))
     assert html_part is not None
     html = html_part.get_content()
-    assert _lines(html) == _lines(result.archived_html.read_text(encoding="utf-8"))
+    sent_copy = Path(con.execute("SELECT report_html_path FROM notifications").fetchall()[0][0])
+    assert sent_copy.parent == tmp_path / "out" / "outbox"
+    assert _lines(html) == _lines(sent_copy.read_text(encoding="utf-8"))
+    assert _lines(html) == _lines(result.html_path.read_text(encoding="utf-8"))
     assert "&lt;script&gt;" in html and XSS_SCRIPT not in html
     text = message.get_body(preferencelist=("plain",)).get_content()
     assert "CRITICAL" in text and "dwatch alerts resolve" in text
     attachments = list(message.iter_attachments())
-    assert len(attachments) == 1 and attachments[0].get_filename() == result.archived_html.name
+    assert len(attachments) == 1 and attachments[0].get_filename() == sent_copy.name
     row = con.execute("SELECT status, attempts, last_error FROM notifications").fetchall()
     assert row == [("sent", 1, None)]
 
