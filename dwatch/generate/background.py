@@ -32,6 +32,7 @@ LATE_SHARE = 0.001  # benign noise: entries logged hours after the fact
 FAILURE_SHARE = 0.003
 AUTHORITY_LOGGED_SHARE = 0.7  # recipients do not always note the authority on a read
 _EVENT_TYPES = pl.Series(["access", "disclosure"], dtype=pl.Categorical)
+_OUTCOMES = pl.Series(["success", "failure"], dtype=pl.Categorical)
 
 
 class Background:
@@ -70,11 +71,19 @@ class Background:
                 role.append(urole)
                 rec_of_user.append(r)
         self._user_cum = np.asarray(user_cum)
-        self._user_actor = pl.Series(actor, dtype=pl.Categorical)
-        self._user_role = pl.Series(role, dtype=pl.Categorical)
         irs = world.discloser.users
-        self._irs_actor = pl.Series([u for u, _ in irs], dtype=pl.Categorical)
-        self._irs_role = pl.Series([r for _, r in irs], dtype=pl.Categorical)
+        self._n_users = len(actor)
+        self._n_irs = len(irs)
+        # Recipients' users first, then the discloser's staff (who log disclosures).
+        self._actor = pl.Series(actor + [u for u, _ in irs], dtype=pl.Categorical)
+        self._role = pl.Series(role + [r for _, r in irs], dtype=pl.Categorical)
+        self._discloser = pl.Series([world.discloser.code], dtype=pl.Categorical)
+        self._null = pl.Series([None], dtype=pl.Categorical)
+        self._descriptions = pl.Series(
+            [*ACCESS_DESCRIPTIONS, "Late entry: recorded after the event",
+             "Individual record disclosed on agency request"],
+            dtype=pl.Categorical,
+        )  # fmt: skip
         # Per-recipient lookups.
         flows = [world.flows[a.flow] for a in rec]
         self._disc_share = np.array([f.raw.get("disclosure_share", 0.0) for f in flows])
@@ -82,7 +91,7 @@ class Background:
         self._source = np.array([world.source_index(a.source_system) for a in rec], dtype=np.int32)
         self._purpose = pl.Series([f.purpose for f in flows], dtype=pl.Categorical)
         self._channel = pl.Series(
-            [f.raw.get("individual_channel") for f in flows], dtype=pl.Categorical
+            [*(f.raw.get("individual_channel") for f in flows), None], dtype=pl.Categorical
         )
         # Each log has a habitual spelling of the citation and sometimes another.
         cites: list[str] = []
@@ -93,7 +102,7 @@ class Background:
             self._cite_count[r] = len(f.citations)
             cites.extend(f.citations)
         self._cite_offset = np.cumsum([0] + [len(f.citations) for f in flows[:-1]])
-        self._cites = pl.Series(cites, dtype=pl.Categorical)
+        self._cites = pl.Series([*cites, None], dtype=pl.Categorical)
         combos: list[list[str]] = []
         acc_off, acc_n, dis_off, dis_n = [], [], [], []
         for f in flows:
@@ -122,7 +131,7 @@ class Background:
                 if ag.suspended_from and ag.suspended_to:
                     self._sus_from[r] = epoch(ag.suspended_from)
                     self._sus_to[r] = epoch(ag.suspended_to + dt.timedelta(days=1))
-        self._agr = pl.Series(agr_old + agr_new, dtype=pl.Categorical)
+        self._agr = pl.Series([*agr_old, *agr_new, None], dtype=pl.Categorical)
         self._request = pl.Series(
             [f"R-{a}" if a else None for a in agr_old + agr_new], dtype=pl.Categorical
         )
@@ -180,8 +189,8 @@ class Background:
         disclosure &= ~suspended  # no disclosures while the agreement is suspended
         src = np.where(disclosure, 0, self._source[r]).astype(np.int32)
         upos = np.searchsorted(self._user_cum, r + s.u("user", idx), side="right")
-        upos = np.minimum(upos, len(self._user_actor) - 1)
-        irs_user = (s.u("irs-user", idx) * len(self._irs_actor)).astype(np.int64)
+        upos = np.minimum(upos, self._n_users - 1)
+        irs_user = (s.u("irs-user", idx) * self._n_irs).astype(np.int64)
         taxpayer = (s.u("taxpayer", idx) * POPULATION).astype(np.int64)
         u_el = s.u("elements", idx)
         combo = np.where(
@@ -200,9 +209,13 @@ class Background:
         late = s.u("late", idx) < LATE_SHARE
         late_by = np.where(late, 3600 + (s.u("late-by", idx) * 47 * 3600).astype(np.int64), 0)
         failed = (~disclosure) & (s.u("outcome", idx) < FAILURE_SHARE)
-        desc_i = (s.u("description", idx) * len(ACCESS_DESCRIPTIONS)).astype(np.int64)
+        n_desc = len(ACCESS_DESCRIPTIONS)
+        desc_i = (s.u("description", idx) * n_desc).astype(np.int64)
+        desc_i = np.where(late_by > 0, n_desc, np.where(disclosure, n_desc + 1, desc_i))
+        n_rec = len(self.recipients)
         n = len(idx)
-        descriptions = pl.Series(ACCESS_DESCRIPTIONS, dtype=pl.Categorical).gather(desc_i)
+        # Every text column is one gather from a small lookup table whose last entry is
+        # null where the column is empty (e.g. no channel on a read).
         frame = pl.DataFrame(
             {
                 "_t": t,
@@ -211,47 +224,26 @@ class Background:
                 "_hook": np.full(n, -1, dtype=np.int64),
                 "_src": src,
                 "_late": late_by,
-                "_disc": disclosure,
-                "_cite_logged": cite_logged,
-                "_failed": failed,
-                "event_type": np.where(disclosure, "disclosure", "access"),
-                "disclosing_agency": pl.Series([self.world.discloser.code]).gather(np.zeros(n, dtype=np.int64)),
+                "event_type": _EVENT_TYPES.gather(disclosure.astype(np.int64)),
+                "disclosing_agency": self._discloser.gather(np.zeros(n, dtype=np.int64)),
                 "recipient_agency": self._code.gather(r),
-                "_irs_actor": self._irs_actor.gather(irs_user),
-                "_irs_role": self._irs_role.gather(irs_user),
-                "_user_actor": self._user_actor.gather(upos),
-                "_user_role": self._user_role.gather(upos),
+                "actor_id": self._actor.gather(np.where(disclosure, self._n_users + irs_user, upos)),
+                "actor_role": self._role.gather(np.where(disclosure, self._n_users + irs_user, upos)),
                 "request_id": self._request.gather(agr),
-                "legal_authority": self._cites.gather(cite),
+                "legal_authority": self._cites.gather(np.where(cite_logged, cite, len(self._cites) - 1)),
                 "purpose": self._purpose.gather(r),
                 "data_elements": self._combos.gather(combo),
                 "record_count": np.ones(n, dtype=np.int64),
                 "taxpayer_tin": tin_series(taxpayer),
-                "channel": self._channel.gather(r),
-                "agreement_id": self._agr.gather(agr),
-                "description": descriptions,
+                "channel": self._channel.gather(np.where(disclosure, r, n_rec)),
+                "encrypted": disclosure,
+                "agreement_id": self._agr.gather(np.where(disclosure, agr, 2 * n_rec)),
+                "case_number": self._null.gather(np.zeros(n, dtype=np.int64)),
+                "description": self._descriptions.gather(desc_i),
+                "outcome": _OUTCOMES.gather(failed.astype(np.int64)),
             }
         )  # fmt: skip
-        return frame.select(
-            "_t", "_kind", "_ord", "_hook", "_src", "_late",
-            "event_type", "disclosing_agency", "recipient_agency",
-            pl.when(pl.col("_disc")).then(pl.col("_irs_actor")).otherwise(pl.col("_user_actor")).alias("actor_id"),
-            pl.when(pl.col("_disc")).then(pl.col("_irs_role")).otherwise(pl.col("_user_role")).alias("actor_role"),
-            "request_id",
-            pl.when(pl.col("_cite_logged")).then(pl.col("legal_authority")).alias("legal_authority"),
-            "purpose", "data_elements", "record_count", "taxpayer_tin",
-            pl.when(pl.col("_disc")).then(pl.col("channel")).alias("channel"),
-            pl.when(pl.col("_disc")).then(pl.lit(True)).alias("encrypted"),
-            pl.when(pl.col("_disc")).then(pl.col("agreement_id")).alias("agreement_id"),
-            pl.lit(None, dtype=pl.String).alias("case_number"),
-            pl.when(pl.col("_late") > 0)
-            .then(pl.lit("Late entry: recorded after the event"))
-            .when(pl.col("_disc"))
-            .then(pl.lit("Individual record disclosed on agency request"))
-            .otherwise(pl.col("description"))
-            .alias("description"),
-            pl.when(pl.col("_failed")).then(pl.lit("failure")).otherwise(pl.lit("success")).alias("outcome"),
-        )  # fmt: skip
+        return frame.with_columns(pl.when(pl.col("encrypted")).then(True).alias("encrypted"))
 
 
 def _normal(u: np.ndarray) -> np.ndarray:
