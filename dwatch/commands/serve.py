@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from dwatch.errors import ConfigError
 from dwatch.pipeline import PipelineConfig, load_pipeline_config
 
 
@@ -21,6 +22,14 @@ def next_fires(
     start = (now or datetime.now(UTC)).astimezone(ZoneInfo(config.timezone))
     fires = CronSim(config.cron, start)
     return [next(fires) for _ in range(count)]
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API this process reports to (environment or active profile), if any."""
+    from prefect.settings import get_current_settings
+
+    # The environment first: Prefect reads its settings once, when it is imported.
+    return os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
 
 
 def serve_parameters(config: PipelineConfig, db: Path, paths: tuple[str, ...]) -> dict[str, object]:
@@ -57,10 +66,10 @@ def command(
 ) -> None:
     """Serve the `pipeline` flow on the cron from the settings until stopped (Ctrl-C).
 
-    Uses Prefect's `serve`: this process polls for scheduled runs and executes them. Start a
-    Prefect server first (`prefect server start`) and set PREFECT_API_URL so the runs, their
-    steps and artifacts show in the UI; see docs/operations.md. For a work pool and workers
-    use `prefect deploy` with prefect.yaml instead.
+    Uses Prefect's `serve`: this process polls for scheduled runs and executes them. It needs
+    a Prefect server, whose scheduler creates the runs: start one (`prefect server start`)
+    and set PREFECT_API_URL; the runs, their steps and artifacts then show in its UI. See
+    docs/operations.md. For a work pool and workers use `prefect deploy` with prefect.yaml.
 
     \b
     Examples:
@@ -83,12 +92,14 @@ def command(
     click.echo("next runs:  " + ", ".join(f"{t:%Y-%m-%d %H:%M %Z}" for t in next_fires(config, 3)))
     if print_schedule:
         return
-    if not os.environ.get("PREFECT_API_URL"):
-        click.echo(
-            "note: PREFECT_API_URL is not set: Prefect runs a temporary server inside this"
-            " process and the UI is not available. Run `prefect server start` elsewhere and"
-            " export PREFECT_API_URL=http://127.0.0.1:4200/api to see runs in the UI.",
-            err=True,
+    if not prefect_api_url():
+        # Prefect's ephemeral mode runs flows but has no scheduler: serving would wait forever.
+        raise ConfigError(
+            "dwatch serve needs a Prefect server: no PREFECT_API_URL is set",
+            where="environment / Prefect profile",
+            fix="run `prefect server start` (see docs/operations.md), then"
+            " export PREFECT_API_URL=http://127.0.0.1:4200/api; for a single run without a"
+            " server use `dwatch run`",
         )
     from prefect.schedules import Cron
 

@@ -97,6 +97,7 @@ def test_dwatch_serve_serves_the_flow_on_the_configured_cron(
 
     served: dict[str, Any] = {}
     monkeypatch.setattr(pipeline_flow, "serve", lambda **kwargs: served.update(kwargs))
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     settings = _settings(
         tmp_path, "schedule: {cron: '30 3 * * 1-5', timezone: America/New_York}\ninputs: [inbox]\n"
     )
@@ -124,6 +125,10 @@ def test_dwatch_serve_serves_the_flow_on_the_configured_cron(
         ],
     )
     assert shown.exit_code == 0 and "0 * * * * (America/New_York)" in shown.output
+    monkeypatch.delenv("PREFECT_API_URL")
+    no_server = CliRunner().invoke(main, ["--db", str(db_path), "serve", "--config", str(settings)])
+    assert no_server.exit_code == 2 and "needs a Prefect server" in no_server.output
+    assert "prefect server start" in no_server.output
     bad = CliRunner().invoke(main, ["serve", "--config", str(settings), "--cron", "every night"])
     assert bad.exit_code == 2 and "bad cron expression" in bad.output
 
