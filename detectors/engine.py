@@ -21,6 +21,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
 ``dw_items``
     request items with their carrying event and ``address_valid`` (registry parameters
     ``address_placeholder_patterns`` / ``address_street_patterns``).
+``dw_sequence_breaks``
+    the rows where a log's order breaks (a sequence gap or reused number, or a time
+    earlier than the previous entry's), with the neighbours' numbers and times.
 
 A query returns one row per finding with ``entity_id``, ``event_ids``, ``window_start``,
 ``window_end``, the columns its ``dedup_key`` and ``explanation`` name, and optionally
@@ -314,6 +317,23 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
         AND (NOT x.requires_case_number OR nullif(trim(e.case_number), '') IS NOT NULL))
 """
 
+# One ordered pass over each log, keeping only the rows where its order breaks: a gap or a
+# reused number in the sequence, or a time earlier than the previous entry's. The log
+# integrity rules read this instead of each sorting every log again.
+_SEQUENCE_BREAKS_TABLE = """
+CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS
+SELECT * FROM (
+    SELECT source_system, sequence_no, event_id, occurred_at,
+           lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
+           lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
+           lead(occurred_at) OVER w AS next_at
+    FROM disclosure_events
+    WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at)
+)
+WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_no
+   OR occurred_at < prev_at
+"""
+
 # Address text folded to lower-case words: punctuation and dashes become spaces.
 _ADDRESS_NORM = (
     "trim(regexp_replace(regexp_replace(lower(coalesce(i.supplied_address, '')),"
@@ -386,6 +406,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     con.execute(events_sql)
     con.execute(_ORDER_HITS_VIEW)
     con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+    con.execute(_SEQUENCE_BREAKS_TABLE)
     return refreshed
 
 

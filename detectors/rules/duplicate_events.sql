@@ -9,9 +9,9 @@ WITH quarantined AS (
 ),
 reused_sequence AS (
     SELECT source_system, sequence_no, list(event_id) AS ids, min(occurred_at) AS t0, max(occurred_at) AS t1
-    FROM disclosure_events
+    FROM dw_sequence_breaks
+    WHERE prev_no = sequence_no OR next_no = sequence_no
     GROUP BY source_system, sequence_no
-    HAVING count(*) > 1
 ),
 findings AS (
     SELECT source_system, 'duplicate event id' AS kind, list(DISTINCT event_id) AS event_ids,

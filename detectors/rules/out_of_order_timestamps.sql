@@ -1,16 +1,22 @@
--- Entries whose time goes backwards against the log's own sequence by more than the
--- tolerance (late entries within it are ordinary logging lag). One finding per source and
--- month.
-WITH ordered AS (
-    SELECT source_system, sequence_no, event_id, occurred_at,
-           max(occurred_at) OVER (PARTITION BY source_system ORDER BY sequence_no
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS latest_before
-    FROM disclosure_events
+-- Entries timed earlier than entries before them in the log's own sequence by more than
+-- the tolerance (late entries within it are ordinary logging lag). A back-dated run starts
+-- where the time steps back past the tolerance; every later entry of that log timed before
+-- the start's predecessor (less the tolerance) is behind it too. One finding per source
+-- and month.
+WITH starts AS (
+    SELECT source_system, sequence_no, prev_at
+    FROM dw_sequence_breaks
+    WHERE epoch(prev_at) - epoch(occurred_at) > $tolerance_seconds
 ),
 backwards AS (
-    SELECT *, epoch(latest_before) - epoch(occurred_at) AS behind_seconds
-    FROM ordered
-    WHERE epoch(latest_before) - epoch(occurred_at) > $tolerance_seconds
+    SELECT e.source_system, e.event_id, e.occurred_at,
+           max(s.prev_at) AS latest_before,
+           max(epoch(s.prev_at) - epoch(e.occurred_at)) AS behind_seconds
+    FROM disclosure_events e
+    JOIN starts s
+      ON e.source_system = s.source_system AND e.sequence_no >= s.sequence_no
+     AND epoch(s.prev_at) - epoch(e.occurred_at) > $tolerance_seconds
+    GROUP BY e.source_system, e.event_id, e.occurred_at
 )
 SELECT source_system,
        strftime(date_trunc('month', occurred_at), '%Y-%m') AS month,
