@@ -183,7 +183,11 @@ def main(argv: list[str]) -> None:
         except ImportError:
             csv_glob, items = _synthetic_csv(work / "logs", args.events, args.seed)
             source = "synthetic SQL"
-        print(f"events: {args.events:,} from {source} ({time.perf_counter() - started:.1f}s)")
+        n_files = len(list(Path(csv_glob).parent.glob(Path(csv_glob).name)))
+        print(
+            f"events: {args.events:,} from {source} in {n_files} CSV file(s)"
+            f" ({time.perf_counter() - started:.1f}s)"
+        )
 
         load_s = _baseline_load(csv_glob, work / "baseline.duckdb")
         n = _build_store(csv_glob, items, work / "store.duckdb")
