@@ -50,7 +50,14 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors.alerts import ALERT_COLUMNS, ALERT_ID_SQL, SEVERITIES, MergeResult, merge_alerts
+from detectors.alerts import (
+    ALERT_COLUMNS,
+    ALERT_ID_SQL,
+    SEVERITIES,
+    MergeResult,
+    mark_coverage,
+    merge_alerts,
+)
 from dwatch.errors import RuleError
 from dwatch.policy import Registry, classify_citation, sync_registry
 
@@ -643,14 +650,8 @@ def run_rules(
         retract_reason=f"finding no longer holds under registry version {registry.version}",
     )
     _explain_retractions(con, run_id, registry.version)
-    result.coverage_flagged = _mark_coverage(con)
+    result.coverage_flagged = mark_coverage(con)
     return result
-
-
-def _mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
-    from detectors.alerts import mark_coverage
-
-    return mark_coverage(con)
 
 
 # --------------------------------------------------------------------------- cases
