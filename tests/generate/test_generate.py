@@ -524,3 +524,14 @@ def test_ground_truth_patch_teaches_the_registry_the_generated_agreements(
     assert {a.id for a in suspended} == {
         g.agreement_id for a in world.recipients for g in a.agreements if g.suspended_from
     }
+
+
+def test_smallest_size_still_holds_every_scenario(tmp_path: Path) -> None:
+    result = generate(tmp_path, events=1_000, scale=0.001)
+    gt = truth(result)
+    assert 900 <= result.events <= 1_000
+    assert {i["scenario"] for i in gt["instances"]} == set(SCENARIOS)
+    for inst in gt["instances"]:
+        assert inst["events"], inst["instance_id"]
+        if "applied" in inst["details"]:  # tampering found enough rows to act on
+            assert inst["details"]["applied"] >= 1
