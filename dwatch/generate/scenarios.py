@@ -79,6 +79,10 @@ def _pick(rng: np.random.Generator, values: list[Any] | tuple[Any, ...]) -> Any:
     return values[int(rng.integers(len(values)))]
 
 
+def _number(inst: Instance) -> int:
+    return int(inst.instance_id.rsplit("-", 1)[1])
+
+
 def _state_recipients(world: World) -> list[Agency]:
     return [a for a in world.recipients if a.flow == "state_tax"]
 
@@ -411,7 +415,8 @@ def no_authority(ctx: Context, inst: Instance, rng: np.random.Generator) -> None
 )
 def recipient_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
     world = ctx.world
-    if inst.instance_id.endswith(("1", "3", "5", "7", "9")):
+    # Alternate: a state-tax citation to a criminal agency, an SSA citation to a state.
+    if _number(inst) % 2 == 1:
         agency, flow = _pick(rng, world.criminal), world.flows["state_tax"]
     else:
         agency, flow = _pick(rng, _state_recipients(world)), world.flows["federal_benefits"]
@@ -449,7 +454,7 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
     world, log = ctx.world, ctx.log
     flow = world.flows["criminal_i2"]
     ic = world.raw["ice_case"]
-    use_ice = not inst.instance_id.endswith(("2", "4", "6", "8", "0"))
+    use_ice = _number(inst) % 2 == 1
     agency = (
         world.ice
         if use_ice
@@ -706,7 +711,7 @@ def volume_spike(ctx: Context, inst: Instance, rng: np.random.Generator) -> None
 def never_seen(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
     world = ctx.world
     code = world.raw["unknown_recipients"][
-        (int(inst.instance_id.rsplit("-", 1)[1]) - 1) % len(world.raw["unknown_recipients"])
+        (_number(inst) - 1) % len(world.raw["unknown_recipients"])
     ]
     flow = world.flows[_pick(rng, ["state_tax", "child_support", "criminal_i2"])]
     day = ctx.log.business_day(rng, world.start, world.end)
@@ -728,7 +733,7 @@ def _tamper(
     ctx: Context, inst: Instance, rng: np.random.Generator, kind: str, length: int, shift: int
 ) -> None:
     world = ctx.world
-    number = int(inst.instance_id.rsplit("-", 1)[1])
+    number = _number(inst)
     big = sorted(world.recipients, key=lambda a: -a.weight)[:3]
     sources = [world.discloser, *big]
     source = sources[(number - 1 + len(kind)) % len(sources)]

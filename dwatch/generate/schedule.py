@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 
 import numpy as np
-import polars as pl
 
 from dwatch.generate.identities import person_frame, tin_text
 from dwatch.generate.log import SpecialLog
@@ -121,7 +119,7 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
                 "encrypted": True,
                 "agreement_id": agreement.agreement_id if agreement else None,
             }
-            hook = log.add(
+            log.add(
                 t=t,
                 source=irs,
                 event_type="disclosure",
@@ -172,7 +170,6 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
                     )
                     log.noise["correction"].append(noise)
                     added += 1
-            del hook
     return added
 
 
@@ -225,7 +222,7 @@ def build_criminal_chains(log: SpecialLog, streams: Streams, events: int) -> int
     added = 0
     last_request = world.end - dt.timedelta(days=75)
     counters: dict[str, int] = {}
-    for c in range(n_chains):
+    for _ in range(n_chains):
         agency = world.criminal[int(rng.choice(len(world.criminal), p=weights))]
         court_ordered = rng.random() < 0.25
         flow = world.flows["criminal_i1" if court_ordered else "criminal_i2"]
@@ -326,9 +323,4 @@ def build_criminal_chains(log: SpecialLog, streams: Streams, events: int) -> int
                 **{**common, "record_count": 1},
             )
             added += 1
-        del c
     return added
-
-
-def frames_of(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    yield frame
