@@ -150,8 +150,15 @@ def generate(
         "scenarios": counts, "window": [world.start.isoformat(), world.end.isoformat()],
         "generator_version": GENERATOR_VERSION,
     }  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous_output(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clear_previous_output(out_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the output folder: {exc.strerror or exc}",
+            where=str(out_dir),
+            fix="choose a writable folder that is not a file",
+        ) from exc
     stream = _EventStream(world, log, background, out_dir, fmt, chunk_events)
     stream.run()
     items_path, n_items = _write_items(world, log, stream, out_dir, fmt)

@@ -535,3 +535,12 @@ def test_smallest_size_still_holds_every_scenario(tmp_path: Path) -> None:
         assert inst["events"], inst["instance_id"]
         if "applied" in inst["details"]:  # tampering found enough rows to act on
             assert inst["details"]["applied"] >= 1
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write the output folder") as err:
+        generate(blocker, events=1_000)
+    assert err.value.where == str(blocker) and err.value.fix
+    assert blocker.read_text() == "not a folder"
