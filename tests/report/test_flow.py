@@ -73,3 +73,22 @@ def test_summary_markdown_escapes_log_values(con, seeded, directory, tmp_path):
     result.data.attention[0].title = "<img src=x onerror=alert(1)> | [a](http://evil)"
     text = summary_markdown(result.data, [Path("reports/report.html")])
     assert "<img" not in text and "&lt;img" in text and r"\| \[a\](http://evil)" in text
+
+
+def test_notify_task_raises_for_a_retry_and_keeps_the_mail_pending(
+    con, seeded, db_path, tmp_path, monkeypatch
+):
+    from flows.report import DeliveryPending, notify
+
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        f"host: 127.0.0.1\nport: {_free_port()}\nsender: dwatch@agency.example\n"
+        "recipients: [compliance@agency.example]\nattempts: 1\nbackoff_seconds: 0\n"
+    )
+    monkeypatch.setenv("DWATCH_NOTIFY_CONFIG", str(config))
+    report = write_report.fn(str(db_path), str(tmp_path / "out"), ["html"], None, True)
+    assert report["queued_notification"]  # queued before any attempt to send
+    with pytest.raises(DeliveryPending, match="not sent") as info:
+        notify.fn(str(db_path))  # no server on that port
+    assert "next run retries" in (info.value.fix or "")
+    assert con.execute("SELECT status, attempts FROM notifications").fetchall() == [("pending", 1)]
