@@ -212,8 +212,13 @@ def evaluate(
     work_dir: Path | None = None,
     config: MLConfig | None = None,
     threads: int = 2,
+    instances: int | None = None,
 ) -> Evaluation:
-    """Generate, ingest, detect and measure (see the module docstring)."""
+    """Generate, ingest, detect and measure (see the module docstring).
+
+    ``instances``: injected instances of every scenario (None = the generator's default,
+    one each); more instances make the per-scenario figures less dependent on one draw.
+    """
     from dwatch.generate import generate
     from dwatch.ingest import ingest_paths
 
@@ -224,7 +229,10 @@ def evaluate(
         work_dir = Path(own_tmp.name)
     work_dir = Path(work_dir)
     try:
-        generated = generate(work_dir / "logs", events=events, seed=seed)
+        from dwatch.generate import SCENARIOS
+
+        counts = {name: instances for name in SCENARIOS} if instances else None
+        generated = generate(work_dir / "logs", events=events, seed=seed, scenarios=counts)
         truth = json.loads(Path(generated.ground_truth).read_text(encoding="utf-8"))
         con = connect(work_dir / "evaluate.duckdb")
         try:
@@ -236,9 +244,11 @@ def evaluate(
                     where=failed[0].source_file,
                     fix="fix ingest or the generator first",
                 )
-            return _measure(
+            evaluation = _measure(
                 con, truth, config, work_dir, events, seed, budget, bulk_min_records, threads
             )
+            evaluation.params["instances_per_scenario"] = instances or "generator default"
+            return evaluation
         finally:
             con.close()
     finally:
@@ -488,12 +498,16 @@ def _average_precision(ml: pl.DataFrame, touch: pl.DataFrame, det_id: str, scena
 
 
 def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
-    """Per event key: 2 if a rule alert covers it, else the best ML percentile rank (0..1)."""
+    """Per event key: 3 if a rule alert covers it, else the best ML score: the row's
+    percentile rank within its detector (0..1), plus 1 when the row is over its threshold
+    (an alert), so alerts of a detector with few rows are not drowned by the top ranks of a
+    detector with many."""
     parts = []
     if ml.height:
         ranked = ml.with_columns(
             (
                 pl.col("score").rank("average").over("detector_id") / pl.len().over("detector_id")
+                + pl.col("alerted").cast(pl.Float64)
             ).alias("s")
         )
         parts.append(ranked.select(pl.col("event_keys").alias("key"), "s").explode("key"))
@@ -501,7 +515,7 @@ def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFram
         parts.append(
             rules.select(pl.col("event_keys").alias("key"))
             .explode("key")
-            .with_columns(pl.lit(2.0).alias("s"))
+            .with_columns(pl.lit(3.0).alias("s"))
         )
     if not parts:
         return pl.DataFrame(schema={"key": pl.String, "s": pl.Float64})

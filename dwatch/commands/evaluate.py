@@ -16,6 +16,12 @@ from dwatch.evaluate import evaluate
 )
 @click.option("--seed", type=int, default=7, show_default=True, help="Generator seed.")
 @click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Injected instances of every scenario (default: the generator's default, one each).",
+)
+@click.option(
     "--budget",
     type=int,
     default=50,
@@ -52,6 +58,7 @@ from dwatch.evaluate import evaluate
 def command(
     events: int,
     seed: int,
+    instances: int | None,
     budget: int,
     bulk_min_records: int,
     work_dir: Path | None,
@@ -70,12 +77,13 @@ def command(
     \b
     Examples:
       dwatch evaluate                          200,000 events, seed 7
-      dwatch evaluate -n 1000000 --budget 100 --json quality.json
+      dwatch evaluate -n 1000000 --instances 3 --json quality.json
       dwatch evaluate --ml-config stricter.yaml --work-dir /tmp/eval
     """
     result = evaluate(
         events=events,
         seed=seed,
+        instances=instances,
         budget=budget,
         bulk_min_records=bulk_min_records,
         work_dir=work_dir,

@@ -50,7 +50,7 @@ def test_average_precision_leaves_other_scenarios_out_of_the_negatives() -> None
 
 
 def test_event_level_ap_ranks_rule_hits_first() -> None:
-    scores = pl.DataFrame({"key": ["a", "b", "c", "d"], "s": [2.0, 0.5, 0.9, 0.1]})
+    scores = pl.DataFrame({"key": ["a", "b", "c", "d"], "s": [3.0, 0.5, 0.9, 0.1]})
     assert _event_ap(scores, {"a"}, set()) == 1.0
     assert _event_ap(scores, {"b"}, set()) < 0.5
     assert _event_ap(scores, {"b"}, {"a", "c"}) == 1.0
