@@ -245,7 +245,11 @@ def validate_batches(
     docs_dir: Path | None = None,
     build_docs: bool = True,
 ) -> ValidationReport:
-    """Validate ingested batches (default: every loaded batch not yet validated)."""
+    """Validate ingested batches (default: every loaded batch not yet validated).
+
+    Call it outside a transaction: GX reads committed data through a cursor, and each
+    batch's outcomes and quarantine moves are committed in a transaction of their own.
+    """
     config = config or load_config()
     docs = Path(docs_dir or config.docs_dir)
     now = config.now or datetime.now(UTC)

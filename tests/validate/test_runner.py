@@ -478,6 +478,8 @@ def test_data_docs_are_built_and_open_with_no_network(
     # The index lists every validation page as plain HTML (GX's own list needs a CDN script).
     for page in validation_pages:
         assert page.relative_to(docs).as_posix() in local
+    index_html = (docs / "index.html").read_text(encoding="utf-8")
+    assert '<td class="failed">failed</td>' in index_html  # the carrier_pigeon batch
     text = "".join(p.read_text(encoding="utf-8") for p in validation_pages)
     # Each expectation is rendered with the description the suite gave it.
     assert "channel is one of the accepted channel values" in text
