@@ -355,7 +355,6 @@ def test_legitimate_flows_cite_an_authority_that_permits_the_recipient(
     labelled = _labelled(gt)
     flow_of = {a.code: a.flow for a in world.agencies}
     spellings = {cite: f.authority for f in world.flows.values() for cite in f.citations}
-    purpose_of = {f.authority: f.purpose for f in world.flows.values()}
     checked = 0
     for row in events.filter(pl.col("legal_authority").is_not_null()).iter_rows(named=True):
         if (row["source_system"], row["event_id"]) in labelled:
@@ -364,7 +363,7 @@ def test_legitimate_flows_cite_an_authority_that_permits_the_recipient(
         flow = flow_of[row["recipient_agency"]]
         if flow in world.flows:
             assert authority == world.flows[flow].authority, row
-            assert row["purpose"] == purpose_of[authority]
+            assert row["purpose"] == world.flows[flow].purpose
         else:  # criminal requesters: (i)(1) or (i)(2) for a criminal purpose only
             assert authority in {
                 world.flows["criminal_i1"].authority,
