@@ -1,12 +1,15 @@
 """The ``dwatch`` command line.
 
 Subcommands live one per module in ``dwatch/commands/`` and are discovered by scanning
-that package: adding a command touches one file. Each module exposes ``command``, a
-``click.Command``.
+that package: adding a command touches one file. Each module is named after its command
+and exposes ``command``, a ``click.Command``. Modules are imported only when their command
+runs (validation and ML pull in heavy libraries); the listing in ``dwatch --help`` reads
+each module's docstring without importing it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import sys
@@ -21,10 +24,21 @@ from dwatch.store import default_db_path
 
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_discover())
+        return sorted(_command_modules())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return _discover().get(name)
+        module_name = _command_modules().get(name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"{commands.__name__}.{module_name}")
+        cmd = getattr(module, "command", None)
+        return cmd if isinstance(cmd, click.Command) else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _short_help(module)) for name, module in sorted(_command_modules().items())]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -34,14 +48,22 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-def _discover() -> dict[str, click.Command]:
-    found: dict[str, click.Command] = {}
-    for info in pkgutil.iter_modules(commands.__path__):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        cmd = getattr(module, "command", None)
-        if isinstance(cmd, click.Command) and cmd.name:
-            found[cmd.name] = cmd
-    return found
+def _command_modules() -> dict[str, str]:
+    """Command name -> module name; a module ``foo_bar.py`` is the command ``foo-bar``."""
+    return {
+        info.name.replace("_", "-"): info.name
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")
+    }
+
+
+def _short_help(module_name: str) -> str:
+    """First sentence of the module docstring, minus the ``dwatch x``: prefix."""
+    path = Path(commands.__path__[0]) / f"{module_name}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    text = first.split(":", 1)[1].strip() if first.startswith("``") and ":" in first else first
+    return text[:1].upper() + text[1:].rstrip(".").replace("``", "")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
