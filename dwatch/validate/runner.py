@@ -32,19 +32,18 @@ import great_expectations as gx
 
 from detectors.alerts import mark_coverage
 from dwatch.errors import DWatchError, InputError
-from dwatch.pseudonym import sql_scrub_identifiers
 from dwatch.schema import TableSpec, load_schema
 from dwatch.store import transaction
 from dwatch.validate.config import ValidationConfig, load_config
 from dwatch.validate.docs import build_offline_docs
 from dwatch.validate.gx_duckdb import duckdb_datasource, make_context
+from dwatch.validate.quarantine import batch_relation, count_of, quarantine_rows
 from dwatch.validate.sources import SourceSuite, load_source_suites
 from dwatch.validate.suites import (
     BatchFacts,
     Check,
     derive_checks,
     for_duckdb,
-    sql_literal,
     trailing_silence_check,
 )
 
@@ -164,12 +163,6 @@ class _Batch:
     started_at: datetime | None
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
-    # fetchall, not fetchone: a half-read DuckDB result blocks the caller's next register().
-    rows = con.execute(sql, params or []).fetchall()
-    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
-
-
 def _new_validation_run_id() -> str:
     return f"vr_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
 
@@ -213,14 +206,6 @@ def _batches_with_open_gaps(
         [sources],
     ).fetchall()
     return [_Batch(r[0], r[1], KIND_TABLE[r[1]], r[2], r[3]) for r in rows if r[0] not in exclude]
-
-
-def _batch_sql(table: str, run_id: str | None, source: str | None = None) -> str:
-    where = [f"t.ingest_run_id = {sql_literal(run_id)}"] if run_id else []
-    if source is not None:
-        where.append(f"t.source_system = {sql_literal(source)}")
-    cond = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT t.*, t.rowid AS dw_rowid FROM {table} t{cond}"
 
 
 class _Citations:
@@ -296,7 +281,7 @@ def validate_batches(
         done = {b.run_id for b in batches}
         for batch in _batches_with_open_gaps(con, touched, done):
             report.batches.append(run(batch, True))
-        if _count(con, "SELECT count(*) FROM disclosure_events"):
+        if count_of(con, "SELECT count(*) FROM disclosure_events"):
             store = BatchReport(None, "events", "(whole store)", [])
             try:
                 _validate_store(
@@ -318,7 +303,7 @@ def validate_batches(
                 _write_outcomes(con, store.outcomes, report.validation_run_id)
             report.store_checks = store
 
-    report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
+    report.open_coverage_gaps = count_of(con, "SELECT count(*) FROM coverage_gaps")
     report.alerts_flagged = mark_coverage(con)
     if build_docs:
         try:
@@ -389,7 +374,7 @@ def _validate_batch(
     validation_run_id: str,
 ) -> None:
     has_source = "source_system" in table.names
-    br.rows_checked = _count(
+    br.rows_checked = count_of(
         con, f"SELECT count(*) FROM {table.name} WHERE ingest_run_id = ?", [batch.run_id]
     )
     if has_source:
@@ -422,7 +407,7 @@ def _validate_batch(
         sequence_time_tolerance=config.sequence_time_tolerance,
         action_for=config.action_for,
     )
-    batch_sql = _batch_sql(table.name, batch.run_id)
+    batch_sql = batch_relation(table.name, batch.run_id)
     runs: list[tuple[str, str | None, str, list[Check]]] = [
         (f"canonical.{table.name}", None, batch_sql, checks)
     ]
@@ -435,7 +420,7 @@ def _validate_batch(
                     (
                         suite.suite_name,
                         source,
-                        _batch_sql(table.name, batch.run_id, source),
+                        batch_relation(table.name, batch.run_id, source),
                         suite.checks(table, default_action),
                     )
                 )
@@ -472,7 +457,7 @@ def _validate_batch(
                 outcomes.extend(_batch_outcomes(con, base, check, result, sql, config))
 
     with transaction(con):
-        br.rows_quarantined = _quarantine(con, batch, table, to_quarantine)
+        br.rows_quarantined = quarantine_rows(con, batch, table, to_quarantine)
         _write_outcomes(con, outcomes, validation_run_id)
     br.outcomes = outcomes
 
@@ -495,7 +480,7 @@ def _row_outcome(
     if base.success:
         return base
     # The same condition in SQL picks the rows; a different count is reported, not hidden.
-    sql_count = _count(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
+    sql_count = count_of(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
     base.observed = json.dumps({"unexpected_count_gx": gx_count, "unexpected_rows_sql": sql_count})
     verb = "quarantined" if check.action == "quarantine" else "kept (action: record)"
     base.message = f"{sql_count} row(s) fail: {check.description}; {verb}"
@@ -579,7 +564,7 @@ def _record_unvalidated(
 ) -> None:
     """Validation could not run: the batch's sources and window are coverage incomplete."""
     try:
-        windows = _batch_window(con, _batch_sql(table.name, batch.run_id), table)
+        windows = _batch_window(con, batch_relation(table.name, batch.run_id), table)
     except duckdb.Error:
         windows = [(None, None, None)]
     br.outcomes = [
@@ -609,13 +594,13 @@ def _validate_store(
     config: ValidationConfig,
 ) -> None:
     check = trailing_silence_check("disclosure_events", windows)
-    sql = _batch_sql("disclosure_events", None)
+    sql = batch_relation("disclosure_events", None)
     results = _run_gx(
         context, datasource, "disclosure_events@store", sql, "store.disclosure_events", [check]
     )
     result = results.get(check.name)
     base = Outcome("store.disclosure_events", check.name, "batch", False, None)
-    store.rows_checked = _count(con, "SELECT count(*) FROM disclosure_events")
+    store.rows_checked = count_of(con, "SELECT count(*) FROM disclosure_events")
     error = "no result" if result is None else _gx_error(result)
     if error is not None:
         base.message = f"could not be evaluated by Great Expectations: {error}"
@@ -625,63 +610,6 @@ def _validate_store(
     with transaction(con):
         _write_outcomes(con, outcomes, validation_run_id)
     store.outcomes = outcomes
-
-
-def _raw_row_sql(table: TableSpec) -> str:
-    """The row as JSON for quarantine; free text has SSN/TIN-shaped strings masked."""
-    parts = []
-    for f in table.fields:
-        expr = f"t.{f.name}"
-        if f.free_text or f.sensitive:
-            expr = sql_scrub_identifiers(expr)
-        parts.append(f"'{f.name}', {expr}")
-    parts.append(f"'extra', {sql_scrub_identifiers('t.extra')}")
-    return f"json_object({', '.join(parts)})::VARCHAR"
-
-
-def _quarantine(
-    con: duckdb.DuckDBPyConnection,
-    batch: _Batch,
-    table: TableSpec,
-    failing: list[tuple[Check, str | None]],
-) -> int:
-    """Move the batch's rows failing ``failing`` checks to quarantine (caller's transaction)."""
-    if not failing:
-        return 0
-    conds = []
-    for check, source in failing:
-        cond = f"({check.predicate})"
-        if source is not None:
-            cond = f"(b.source_system = {sql_literal(source)} AND {cond})"
-        conds.append((cond, check))
-    reason = " ".join(f"WHEN {c} THEN {sql_literal(ch.expectation_type)}" for c, ch in conds)
-    fld = " ".join(f"WHEN {c} THEN {sql_literal(ch.field or '')}" for c, ch in conds)
-    messages = ", ".join(
-        f"CASE WHEN {c} THEN {sql_literal(ch.name + ': ' + ch.description)} END" for c, ch in conds
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _dw_failing AS"
-        f" SELECT b.dw_rowid, CASE {reason} END AS reason_code, CASE {fld} END AS field,"
-        f" concat_ws('; ', {messages}) AS message"
-        f" FROM ({_batch_sql(table.name, batch.run_id)}) b WHERE {' OR '.join(c for c, _ in conds)}"
-    )
-    moved = _count(con, "SELECT count(*) FROM _dw_failing")
-    con.execute(
-        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind,"
-        " reason_code, field, message, raw_row, stage)"
-        f" SELECT ?, ?, t.source_row, NULL, ?, f.reason_code, nullif(f.field, ''),"
-        f" 'validation: ' || f.message, {_raw_row_sql(table)}, 'validate'"
-        f" FROM {table.name} t JOIN _dw_failing f ON t.rowid = f.dw_rowid",
-        [batch.run_id, batch.source_file, batch.kind],
-    )
-    con.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT dw_rowid FROM _dw_failing)")
-    con.execute(
-        "UPDATE ingest_runs SET rows_loaded = coalesce(rows_loaded, 0) - ?,"
-        " rows_quarantined = coalesce(rows_quarantined, 0) + ? WHERE run_id = ?",
-        [moved, moved, batch.run_id],
-    )
-    con.execute("DROP TABLE _dw_failing")
-    return moved
 
 
 def _write_outcomes(

@@ -1,0 +1,103 @@
+"""Quarantine of rows that fail validation: moved, never deleted, counts kept whole.
+
+Rows go from ``disclosure_events`` / ``request_items`` to ``quarantine`` (stage
+'validate', reason_code = the expectation, field, message, the row as JSON with
+SSN/TIN-shaped text masked), and the batch's ``ingest_runs`` row moves the same number
+from rows_loaded to rows_quarantined, so rows read = rows loaded + rows quarantined
+across both stages. The caller owns the transaction (the same one that records the
+validation outcomes).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import duckdb
+
+from dwatch.pseudonym import sql_scrub_identifiers
+from dwatch.schema import TableSpec
+from dwatch.validate.suites import Check, sql_literal
+
+
+class BatchRef(Protocol):
+    run_id: str
+    kind: str
+    table: str
+    source_file: str
+
+
+def count_of(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
+    # fetchall, not fetchone: a half-read DuckDB result blocks the caller's next register().
+    rows = con.execute(sql, params or []).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def batch_relation(table: str, run_id: str | None, source: str | None = None) -> str:
+    """The batch as a relation: the table's rows of one ingest run, plus their rowid."""
+    where = [f"t.ingest_run_id = {sql_literal(run_id)}"] if run_id else []
+    if source is not None:
+        where.append(f"t.source_system = {sql_literal(source)}")
+    cond = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT t.*, t.rowid AS dw_rowid FROM {table} t{cond}"
+
+
+def _raw_row_sql(table: TableSpec) -> str:
+    """The row as JSON for quarantine; free text has SSN/TIN-shaped strings masked."""
+    parts = []
+    for f in table.fields:
+        expr = f"t.{f.name}"
+        if f.free_text or f.sensitive:
+            expr = sql_scrub_identifiers(expr)
+        parts.append(f"'{f.name}', {expr}")
+    parts.append(f"'extra', {sql_scrub_identifiers('t.extra')}")
+    return f"json_object({', '.join(parts)})::VARCHAR"
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection,
+    batch: BatchRef,
+    table: TableSpec,
+    failing: list[tuple[Check, str | None]],
+) -> int:
+    """Move the batch's rows failing ``failing`` checks to quarantine (caller's transaction).
+
+    ``failing`` pairs each check with the source it applies to (None: every row of the
+    batch). Each row moves once, with the first failing check as its reason_code and all
+    of them in the message; the batch's ingest_runs counts move with it.
+    """
+    if not failing:
+        return 0
+    conds = []
+    for check, source in failing:
+        cond = f"({check.predicate})"
+        if source is not None:
+            cond = f"(b.source_system = {sql_literal(source)} AND {cond})"
+        conds.append((cond, check))
+    reason = " ".join(f"WHEN {c} THEN {sql_literal(ch.expectation_type)}" for c, ch in conds)
+    fld = " ".join(f"WHEN {c} THEN {sql_literal(ch.field or '')}" for c, ch in conds)
+    messages = ", ".join(
+        f"CASE WHEN {c} THEN {sql_literal(ch.name + ': ' + ch.description)} END" for c, ch in conds
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dw_failing AS"
+        f" SELECT b.dw_rowid, CASE {reason} END AS reason_code, CASE {fld} END AS field,"
+        f" concat_ws('; ', {messages}) AS message"
+        f" FROM ({batch_relation(table.name, batch.run_id)}) b WHERE {' OR '.join(c for c, _ in conds)}"
+    )
+    moved = count_of(con, "SELECT count(*) FROM _dw_failing")
+    con.execute(
+        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind,"
+        " reason_code, field, message, raw_row, stage)"
+        f" SELECT ?, ?, t.source_row, NULL, ?, f.reason_code, nullif(f.field, ''),"
+        f" 'validation: ' || f.message, {_raw_row_sql(table)}, 'validate'"
+        f" FROM {table.name} t JOIN _dw_failing f ON t.rowid = f.dw_rowid",
+        [batch.run_id, batch.source_file, batch.kind],
+    )
+    con.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT dw_rowid FROM _dw_failing)")
+    con.execute(
+        "UPDATE ingest_runs SET rows_loaded = coalesce(rows_loaded, 0) - ?,"
+        " rows_quarantined = coalesce(rows_quarantined, 0) + ? WHERE run_id = ?",
+        [moved, moved, batch.run_id],
+    )
+    con.execute("DROP TABLE _dw_failing")
+    return moved
