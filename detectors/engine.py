@@ -602,7 +602,21 @@ def _evaluate(
 
 
 def _explain_retractions(con: duckdb.DuckDBPyConnection, run_id: str, version: str) -> None:
-    """Say why: a cited court order that stopped binding over the alert's window."""
+    """Say why: the registry changed, or the data did; best, a cited court order that
+    stopped binding over the alert's window."""
+    # A retracted alert keeps the registry version it was last judged under.
+    con.execute(
+        """
+        UPDATE alerts SET retracted_reason = CASE
+            WHEN registry_version IS DISTINCT FROM $version
+            THEN 'no longer holds under registry version ' || $version
+                 || ' (last judged under ' || coalesce(registry_version, 'an unknown version') || ')'
+            ELSE 'no longer found in the data (registry version ' || $version || ' unchanged)'
+        END
+        WHERE status = 'retracted' AND last_run_id = $run_id
+        """,
+        {"version": version, "run_id": run_id},
+    )
     con.execute(
         """
         UPDATE alerts a SET retracted_reason = r.reason FROM (

@@ -128,7 +128,10 @@ def test_authority_ids_are_refreshed_from_the_registry_at_detect_time(
     assert con.execute("SELECT authority_id FROM disclosure_events").fetchone() == (
         "26 USC 6103(d)",
     )
-    assert [a["status"] for a in _alerts(con, "authority_unrecognised")] == ["retracted"]
+    (retracted,) = _alerts(con, "authority_unrecognised")
+    assert retracted["status"] == "retracted"
+    assert "no longer holds under registry version" in retracted["retracted_reason"]
+    assert REGISTRY.version in retracted["retracted_reason"]  # the version it was judged under
 
 
 def test_values_reach_sql_only_as_parameters(con: duckdb.DuckDBPyConnection) -> None:
@@ -161,3 +164,16 @@ def test_detect_rules_commits_and_marks_coverage(con: duckdb.DuckDBPyConnection)
     assert result.coverage_flagged >= 1
     flagged = [a for a in _alerts(con) if a["coverage_incomplete"]]
     assert flagged and all(a["source_system"] == "ice-log" for a in flagged)
+
+
+def test_a_finding_gone_from_the_data_says_so(con: duckdb.DuckDBPyConnection) -> None:
+    _insert(
+        con,
+        [{"event_id": "D1", "legal_authority": "per MOU", "purpose": "state_tax_administration"}],
+    )
+    _run(con, REGISTRY, "run-1")
+    con.execute("UPDATE disclosure_events SET legal_authority = 'IRC 6103(d)'")  # corrected log
+    _run(con, REGISTRY, "run-2")
+    (alert,) = _alerts(con, "authority_unrecognised")
+    assert alert["status"] == "retracted"
+    assert alert["retracted_reason"].startswith("no longer found in the data")
