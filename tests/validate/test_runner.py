@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ def test_counts_add_up_across_ingest_and_validate(
     rows = [event_row(i) for i in range(1, 11)]
     rows[3]["event_type"] = "teleport"  # ingest refuses this one
     rows[5]["occurred_at"] = NOW + timedelta(days=30)  # only validation knows the clock
-    rows[7]["sequence_no"] = 7  # reuses rows[6]'s number: validation quarantines it
+    rows[7]["sequence_no"] = 7  # reuses rows[6]'s number: recorded, the row stays
+    rows[8]["occurred_at"] = datetime(1970, 1, 1, tzinfo=UTC)  # before the configured floor
     rows.append(event_row(11, occurred_at=NOW + timedelta(days=31)))
     csv_path = write_events_csv(tmp_path / "ledger.csv", rows)
     [result] = ingest_paths(con, [csv_path])
@@ -69,10 +70,12 @@ def test_counts_add_up_across_ingest_and_validate(
             " WHERE stage = 'validate' GROUP BY 1"
         ).fetchall()
     )
-    assert reasons == {
-        "expect_column_values_to_be_between(occurred_at)": 2,
-        "expect_sequence_no_unique_per_source(sequence_no)": 1,
-    }
+    assert reasons == {"expect_column_values_to_be_between(occurred_at)": 3}
+    reused = con.execute(
+        "SELECT success, unexpected_count FROM validation_results"
+        " WHERE expectation = 'expect_sequence_no_unique_per_source(sequence_no)'"
+    ).fetchall()
+    assert reused == [(False, 1)]
 
 
 def test_quarantined_row_is_json_with_identifiers_masked(
