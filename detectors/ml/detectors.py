@@ -545,8 +545,8 @@ class RecipientVolume(MLDetector):
 _ACTOR_VALUES = (
     "records accessed",
     "distinct taxpayers",
-    "records in 7 days",
-    "distinct taxpayers in 7 days",
+    "records in 7 days against the user's own habit",
+    "distinct taxpayers in 7 days against the user's own habit",
 )
 _LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the same agency and role")
 
@@ -562,8 +562,8 @@ class ActorPeers(MLDetector):
         "role",
         "records",
         "subjects",
-        "records_7d",
-        "subjects_7d",
+        "records_7d_vs_own",
+        "subjects_7d_vs_own",
     )
     key_columns = ("recipient_agency", "actor_id", "day")
 
@@ -584,8 +584,10 @@ class ActorPeers(MLDetector):
                 (
                     "log",
                     FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
-                    ["records", "subjects", "records_7d", "subjects_7d"],
+                    ["records", "subjects"],
                 ),
+                # Already log ratios: the user's last 7 days against their own habit.
+                ("own", "passthrough", ["records_7d_vs_own", "subjects_7d_vs_own"]),
             ]
         )
         params = {"min_history": 20, **self.settings.params}
@@ -610,7 +612,8 @@ class ActorPeers(MLDetector):
             compared = _LEVEL_WORDS_ACTOR[level]
             med_r, p99_r = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
             med_s, p99_s = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
-            med_w, p99_w = log_to_count(base["median"][i, 2]), log_to_count(base["p99"][i, 2])
+            # The 7-day value is a log ratio to the user's own habit: show it as a multiple.
+            med_w, p99_w = float(np.exp(base["median"][i, 2])), float(np.exp(base["p99"][i, 2]))
             unusual = [
                 f"{what} ({z[i, j]:.1f} robust SD above peers)"
                 for j, what in enumerate(_ACTOR_VALUES)
@@ -619,10 +622,11 @@ class ActorPeers(MLDetector):
             texts.append(
                 f"{row['recipient_agency']} user {row['actor_id']} ({row['role']}) accessed "
                 f"{_fmt_int(row['records'])} records of {_fmt_int(row['subjects'])} distinct taxpayers "
-                f"on {_day(row['day'])} ({_fmt_int(row['records_7d'])} records in the 7 days to then); "
+                f"on {_day(row['day'])} ({_fmt_int(row['records_7d'])} records in the 7 days to then, "
+                f"{np.exp(row['records_7d_vs_own']):.1f} times their own usual week); "
                 f"{compared}: median {_fmt_int(med_r)}, 99th percentile {_fmt_int(p99_r)} records a day "
                 f"(median {_fmt_int(med_s)}, 99th percentile {_fmt_int(p99_s)} taxpayers; "
-                f"median {_fmt_int(med_w)}, 99th percentile {_fmt_int(p99_w)} records in 7 days; "
+                f"a week at median {med_w:.1f}, 99th percentile {p99_w:.1f} times their own usual; "
                 f"{base['n'][i]} user-days). Unusual: {'; '.join(unusual) or 'volume and breadth together'}."
             )
             evidence.append(
@@ -640,8 +644,8 @@ class ActorPeers(MLDetector):
                         "p99_records": round(p99_r),
                         "median_subjects": round(med_s),
                         "p99_subjects": round(p99_s),
-                        "median_records_7d": round(med_w),
-                        "p99_records_7d": round(p99_w),
+                        "median_week_vs_own_habit": round(med_w, 2),
+                        "p99_week_vs_own_habit": round(p99_w, 2),
                     },
                     "unusual_features": [
                         {"feature": name, "robust_z": round(float(z[i, j]), 2)}

@@ -14,7 +14,7 @@ can be unknown, the transfer model also learns each agency's own hour profile in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -23,6 +23,8 @@ import polars as pl
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
+# A user's own habit is read from this many days before the 7 days being judged.
+HISTORY_DAYS = 97
 _SOURCE_ZONE_TABLE = "_ml_source_zone"
 
 
@@ -234,16 +236,35 @@ def actor_day_frame(
                list(event_id ORDER BY occurred_at, event_id) AS event_ids
         FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
     )
-    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days.
+    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days, and
+    -- those 7 days against the user's own previous 90 (scaled to 7 days), so a habitually
+    -- heavy user is judged by their habit and a sudden change stands out.
+    , weekly AS (
+        SELECT *,
+               CAST(sum(records) OVER w7 AS BIGINT) AS records_7d,
+               CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d,
+               coalesce(sum(records) OVER prior, 0) * 7.0 / 90 AS own_records_7d,
+               coalesce(sum(subjects) OVER prior, 0) * 7.0 / 90 AS own_subjects_7d
+        FROM days
+        WINDOW w7 AS (PARTITION BY recipient_agency, actor_id ORDER BY day
+                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
+               prior AS (PARTITION BY recipient_agency, actor_id ORDER BY day
+                         RANGE BETWEEN INTERVAL 97 DAYS PRECEDING AND INTERVAL 7 DAYS PRECEDING)
+    )
     SELECT *,
-           CAST(sum(records) OVER w AS BIGINT) AS records_7d,
-           CAST(sum(subjects) OVER w AS BIGINT) AS subjects_7d
-    FROM days
-    WINDOW w AS (PARTITION BY recipient_agency, actor_id ORDER BY day
-                 RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
+           ln(1 + records_7d) - ln(1 + own_records_7d) AS records_7d_vs_own,
+           ln(1 + subjects_7d) - ln(1 + own_subjects_7d) AS subjects_7d_vs_own
+    FROM weekly
+    -- The query read HISTORY_DAYS before the window for the user's habit; report the window.
+    WHERE $keep_from::TIMESTAMPTZ IS NULL OR last_at >= $keep_from::TIMESTAMPTZ
     ORDER BY day, recipient_agency, actor_id
     """
-    return _frame(con, sql, _params(event_types, window_from, window_to))
+    params = _params(
+        event_types,
+        window_from - timedelta(days=HISTORY_DAYS) if window_from else None,
+        window_to,
+    )
+    return _frame(con, sql, {**params, "keep_from": window_from})
 
 
 def combination_frame(
