@@ -7,7 +7,10 @@ import datetime
 import filecmp
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -66,6 +69,18 @@ def test_chunk_size_does_not_change_output(tmp_path: Path, fmt: str) -> None:
         tmp_path / "many", events=6_000, seed=2, fmt=fmt, scale=SMALL_SCALE, chunk_events=377
     )
     assert _same_tree(one.out_dir, many.out_dir) == []
+
+
+def test_separate_processes_with_other_hash_seeds_write_identical_files(tmp_path: Path) -> None:
+    # Catches any dependence on set/dict hashing order, which differs between processes.
+    code = (
+        "import sys; from pathlib import Path; from dwatch.generate import generate; "
+        "generate(Path(sys.argv[1]), events=1500, seed=9, fmt='mixed', scale=0.001)"
+    )
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / hash_seed)], check=True, env=env)
+    assert _same_tree(tmp_path / "1", tmp_path / "2") == []
 
 
 def test_another_seed_gives_other_data(tmp_path: Path) -> None:
