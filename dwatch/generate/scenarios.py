@@ -145,7 +145,7 @@ def ice_case(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
             actor=ice.head,
             request_id=request_id,
             legal_authority=cite,
-            purpose="nontax_criminal_investigation",
+            purpose=ic["purpose"],
             data_elements=["name", "address"],
             record_count=names,
             channel=ic["channel"],
@@ -245,7 +245,7 @@ def ice_case(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
         actor=specialist,
         request_id=request_id,
         legal_authority=cite,
-        purpose="nontax_criminal_investigation",
+        purpose=ic["purpose"],
         data_elements=["name", "address"],
         record_count=n_disc,
         channel=ic["channel"],
@@ -264,7 +264,7 @@ def ice_case(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
         actor=officer,
         request_id=request_id,
         legal_authority=ic["receipt_citation"],
-        purpose="civil_immigration_enforcement",
+        purpose=ic["civil_purpose"],
         data_elements=["name", "address"],
         record_count=n_disc,
         channel=ic["channel"],
@@ -288,7 +288,7 @@ def ice_case(ctx: Context, inst: Instance, rng: np.random.Generator) -> None:
             actor=_pick(rng, ice.users),
             request_id=request_id,
             legal_authority=ic["receipt_citation"],
-            purpose="civil_immigration_enforcement",
+            purpose=ic["civil_purpose"],
             data_elements=["name", "address"],
             taxpayer_tin=_pick(rng, disclosed_tins),
             description="Address lookup for field operation",
@@ -331,7 +331,7 @@ def use_after_order(ctx: Context, inst: Instance, rng: np.random.Generator) -> N
             actor=_pick(rng, users),
             request_id=shared["request_id"],
             legal_authority=ic["receipt_citation"],
-            purpose="civil_immigration_enforcement",
+            purpose=ic["civil_purpose"],
             data_elements=["name", "address"],
             taxpayer_tin=_pick(rng, shared["tins"]),
             description=_pick(
@@ -359,7 +359,7 @@ def redisclosure(ctx: Context, inst: Instance, rng: np.random.Generator) -> None
         request_id, cite, purpose = (
             ice_shared["request_id"],
             ic["receipt_citation"],
-            "civil_immigration_enforcement",
+            ic["civil_purpose"],
         )
         elements = ["name", "address"]
     else:
@@ -367,7 +367,7 @@ def redisclosure(ctx: Context, inst: Instance, rng: np.random.Generator) -> None
             rng, [a for a in world.recipients if a.flow in ("child_support", "state_tax")]
         )
         flow = world.flows[holder.flow]
-        third = f"{holder.code.split('-')[0]}-" + _pick(rng, ["DMV", "SHERIFF", "LABOR"])
+        third = f"{holder.code.split('-')[0]}-" + _pick(rng, world.raw["redisclosure_units"])
         start = world.start + dt.timedelta(days=60)
         agreement = holder.agreements[0] if holder.agreements else None
         request_id = f"R-{agreement.agreement_id}" if agreement else None
@@ -475,7 +475,7 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
     req = log.add(
         t=log.at(day, agency.tz, rng), source=world.discloser, event_type="request", recipient=agency.code,
         actor=signer, request_id=request_id, legal_authority=_pick(rng, flow.citations),
-        purpose="civil_immigration_enforcement", data_elements=elements, record_count=subjects,
+        purpose=ic["civil_purpose"], data_elements=elements, record_count=subjects,
         channel="secure_file_transfer", encrypted=True, description="Request for last known address",
         agreement_id=agency.agreements[0].agreement_id if use_ice else None,
         instance=inst,
@@ -485,7 +485,7 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
     rows = [
         {"item_no": i + 1, "taxpayer_tin": tin_text(int(k)), "supplied_name": people["supplied_name"][i],
          "supplied_address": people["supplied_address"][i], "tax_periods": f"{day.year - 1}",
-         "statute": "8 U.S.C. 1227", "reason": "Subject is removable; address needed to locate for removal."}
+         "statute": ic["civil_statute"], "reason": ic["civil_reason"]}
         for i, k in enumerate(taxpayers)
     ]  # fmt: skip
     log.add_item_rows(req, request_id, rows)
@@ -493,14 +493,14 @@ def purpose_mismatch(ctx: Context, inst: Instance, rng: np.random.Generator) -> 
     disc = log.add(
         t=log.at(disc_day, world.discloser.tz, rng), source=world.discloser, event_type="disclosure",
         recipient=agency.code, actor=_pick(rng, world.discloser.users), request_id=request_id,
-        legal_authority=flow.citations[0], purpose="civil_immigration_enforcement", data_elements=elements,
+        legal_authority=flow.citations[0], purpose=ic["civil_purpose"], data_elements=elements,
         record_count=subjects, channel="secure_file_transfer", encrypted=True,
         agreement_id=agency.agreements[0].agreement_id if use_ice else None,
         description="Disclosure of last known address", instance=inst,
     )  # fmt: skip
     log.add_item_rows(disc, request_id, [{**r, "match_method": "tin"} for r in rows])
     inst.details.update(
-        recipient=agency.code, purpose="civil_immigration_enforcement", authority=flow.authority
+        recipient=agency.code, purpose=ic["civil_purpose"], authority=flow.authority
     )
 
 
