@@ -112,8 +112,8 @@ def generate(
 
     ``scale`` sizes the injected bulk ICE case (1.0 = the reported 2025 sizes: ~1.28M
     names submitted, ~47k addresses disclosed). ``scenarios`` maps scenario name to the
-    number of instances (default: one of each). Same arguments -> byte-identical files,
-    whatever ``chunk_events`` is for CSV/JSONL, and the same rows for Parquet.
+    number of instances (default: one of each). Same arguments -> byte-identical files in
+    every format, whatever ``chunk_events`` is (it only trades memory for speed).
     """
     out_dir = Path(out_dir)
     if fmt not in ALL_FORMATS:
@@ -171,7 +171,7 @@ def generate(
         ground_truth=gt,
         events_by_source=by_source,
         request_items=n_items,
-        scenarios={name: n for name, n in counts.items()},
+        scenarios=dict(counts),
         params=params,
     )
 
