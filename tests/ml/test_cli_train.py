@@ -61,3 +61,25 @@ def test_dwatch_train_on_an_empty_store_says_why_and_fails(tmp_path: Path) -> No
     )
     assert result.exit_code == 1
     assert "skipped" in result.output and "no model was trained" in result.output
+
+
+def test_train_flow_task_runs_without_prefect(
+    tmp_path: Path, synthetic: tuple[pl.DataFrame, Injected]
+) -> None:
+    from datetime import UTC, datetime
+
+    from flows.train import fit_and_save
+
+    db = tmp_path / "flow.duckdb"
+    con = connect(db)
+    load_events(con, synthetic[0])
+    con.close()
+    results = fit_and_save.fn(
+        str(db),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 4, 1, tzinfo=UTC),
+        str(tmp_path / "models"),
+        None,
+        ["ml.actor_peers"],
+    )
+    assert [(r.detector_id, r.status) for r in results] == [("ml.actor_peers", "trained")]
