@@ -25,6 +25,8 @@ from dwatch.errors import StoreError
 _ZONE_TABLE = "_ml_agency_zone"
 # A user's own habit is read from this many days before the 7 days being judged.
 HISTORY_DAYS = 97
+# ... and only when the user was active on at least this many of those days.
+MIN_HABIT_DAYS = 5
 _SOURCE_ZONE_TABLE = "_ml_source_zone"
 
 
@@ -244,16 +246,21 @@ def actor_day_frame(
                CAST(sum(records) OVER w7 AS BIGINT) AS records_7d,
                CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d,
                coalesce(sum(records) OVER prior, 0) * 7.0 / 90 AS own_records_7d,
-               coalesce(sum(subjects) OVER prior, 0) * 7.0 / 90 AS own_subjects_7d
+               coalesce(sum(subjects) OVER prior, 0) * 7.0 / 90 AS own_subjects_7d,
+               count(*) OVER prior AS own_active_days
         FROM days
         WINDOW w7 AS (PARTITION BY recipient_agency, actor_id ORDER BY day
                       RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
                prior AS (PARTITION BY recipient_agency, actor_id ORDER BY day
                          RANGE BETWEEN INTERVAL 97 DAYS PRECEDING AND INTERVAL 7 DAYS PRECEDING)
     )
+    -- Without a habit to compare with (a new user, or the first weeks of the logs) the
+    -- ratio is neutral (0); such users are still judged on their daily counts.
     SELECT *,
-           ln(1 + records_7d) - ln(1 + own_records_7d) AS records_7d_vs_own,
-           ln(1 + subjects_7d) - ln(1 + own_subjects_7d) AS subjects_7d_vs_own
+           CASE WHEN own_active_days >= $min_habit_days
+                THEN ln(1 + records_7d) - ln(1 + own_records_7d) ELSE 0.0 END AS records_7d_vs_own,
+           CASE WHEN own_active_days >= $min_habit_days
+                THEN ln(1 + subjects_7d) - ln(1 + own_subjects_7d) ELSE 0.0 END AS subjects_7d_vs_own
     FROM weekly
     -- The query read HISTORY_DAYS before the window for the user's habit; report the window.
     WHERE $keep_from::TIMESTAMPTZ IS NULL OR last_at >= $keep_from::TIMESTAMPTZ
@@ -264,7 +271,7 @@ def actor_day_frame(
         window_from - timedelta(days=HISTORY_DAYS) if window_from else None,
         window_to,
     )
-    return _frame(con, sql, {**params, "keep_from": window_from})
+    return _frame(con, sql, {**params, "keep_from": window_from, "min_habit_days": MIN_HABIT_DAYS})
 
 
 def combination_frame(
