@@ -63,6 +63,7 @@ class ValidationConfig:
     occurred_at_floor: datetime
     silence_window: timedelta
     sequence_time_tolerance: timedelta
+    silence_rhythm_factor: float = 8.0
     row_actions: dict[str, str] = field(default_factory=dict)
     docs_dir: Path = PROJECT_ROOT / "reports" / "validation"
     max_gap_rows: int = 1000
@@ -120,6 +121,7 @@ def load_config(path: Path | str | None = None) -> ValidationConfig:
         sequence_time_tolerance=parse_duration(
             raw["sequence_time_tolerance"], where=f"{where}: sequence_time_tolerance"
         ),
+        silence_rhythm_factor=float(raw.get("silence_rhythm_factor", 8.0)),
         row_actions=actions,
         docs_dir=docs if docs.is_absolute() else PROJECT_ROOT / docs,
         max_gap_rows=int(raw.get("max_gap_rows", 1000)),

@@ -397,7 +397,9 @@ def _validate_batch(
             ).fetchall()
         ]
         malformed = citations.malformed(texts)
-    facts = BatchFacts(batch.run_id, batch.started_at, now, malformed, windows)
+    facts = BatchFacts(
+        batch.run_id, batch.started_at, now, malformed, windows, config.silence_rhythm_factor
+    )
     checks = derive_checks(
         table,
         vocabularies,
@@ -593,7 +595,7 @@ def _validate_store(
     validation_run_id: str,
     config: ValidationConfig,
 ) -> None:
-    check = trailing_silence_check("disclosure_events", windows)
+    check = trailing_silence_check("disclosure_events", windows, config.silence_rhythm_factor)
     sql = batch_relation("disclosure_events", None)
     results = _run_gx(
         context, datasource, "disclosure_events@store", sql, "store.disclosure_events", [check]

@@ -140,6 +140,7 @@ class BatchFacts:
     malformed_citations: tuple[str, ...] = ()
     # source_system -> silence window (per-source suites may override the default)
     silence_windows: dict[str, timedelta] = field(default_factory=dict)
+    silence_rhythm_factor: float = 8.0
 
 
 def _meta(check_name: str) -> dict[str, str]:
@@ -491,21 +492,38 @@ def _sequence_order_check(tolerance: timedelta) -> Check:
     return _custom("expect_sequence_no_increasing", "sequence_no", "batch", description, query)
 
 
-def _silence_check(table: str, facts: BatchFacts) -> Check:
-    """No stretch longer than the source's silence window without an event."""
-    t = ident(table)
-    earlier = _loaded_up_to(facts)
-    default = facts.silence_windows.get("*", timedelta(days=7))
+def _window_case(silence_windows: dict[str, timedelta]) -> str:
+    """SQL: the silence window of the row's source_system (per-source suites override)."""
+    default = silence_windows.get("*", timedelta(days=7))
     cases = " ".join(
         f"WHEN {sql_literal(src)} THEN {sql_literal(w)}"
-        for src, w in sorted(facts.silence_windows.items())
+        for src, w in sorted(silence_windows.items())
         if src != "*"
     )
-    window_expr = (
+    return (
         f"CASE source_system {cases} ELSE {sql_literal(default)} END"
         if cases
         else sql_literal(default)
     )
+
+
+def _silence_limit(window_expr: str, factor: float, alias: str) -> str:
+    """SQL (seconds): the longer of the silence window and ``factor`` x the source's mean gap.
+
+    A source that writes a few events a month normally has weeks without one; only a
+    silence well beyond its own rhythm means missing logs.
+    """
+    return (
+        f"greatest(epoch({window_expr}), {float(factor)!r} * (epoch(max({alias}.occurred_at))"
+        f" - epoch(min({alias}.occurred_at))) / greatest(count({alias}.occurred_at) - 1, 1))"
+    )
+
+
+def _silence_check(table: str, facts: BatchFacts) -> Check:
+    """No stretch without an event longer than the source's silence limit."""
+    t = ident(table)
+    earlier = _loaded_up_to(facts)
+    window_expr = _window_case(facts.silence_windows)
     query = (
         WITH_B + ", span AS (SELECT source_system, min(occurred_at) AS lo, max(occurred_at) AS hi"
         " FROM b WHERE source_system IS NOT NULL AND occurred_at IS NOT NULL GROUP BY 1),"
@@ -514,54 +532,61 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         f" AND e.occurred_at < s.lo AND {earlier}), s.lo) AS lo,"
         f" coalesce((SELECT min(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
         f" AND e.occurred_at > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
+        # The source's rhythm over everything the store holds for it.
+        " rhythm AS (SELECT source_system,"
+        f" {_silence_limit(window_expr, facts.silence_rhythm_factor, 'e')} AS limit_s,"
+        " (epoch(max(e.occurred_at)) - epoch(min(e.occurred_at)))"
+        " / greatest(count(e.occurred_at) - 1, 1) AS mean_gap_s"
+        f" FROM {t} e SEMI JOIN span USING (source_system) GROUP BY source_system),"
         f" known AS (SELECT e.source_system, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
         " WHERE e.occurred_at BETWEEN bounds.lo AND bounds.hi),"
-        # Fast path: a silence longer than w covers a whole bucket of width w/2, so a source
-        # with an event in every such bucket from its first to its last has none; only the
-        # others are sorted and measured exactly.
-        " buckets AS (SELECT source_system, floor(epoch(occurred_at) /"
-        f" greatest(epoch({window_expr}) / 2, 1)) AS bucket FROM known),"
+        # Fast path: a silence longer than the limit covers a whole bucket of half its width,
+        # so a source with an event in every such bucket from its first to its last has
+        # none; only the others are sorted and measured exactly.
+        " buckets AS (SELECT k.source_system, floor(epoch(k.occurred_at) /"
+        " greatest(r.limit_s / 2, 1)) AS bucket FROM known k JOIN rhythm r USING (source_system)),"
         " quiet AS (SELECT source_system FROM buckets GROUP BY 1"
         " HAVING max(bucket) - min(bucket) + 1 > count(DISTINCT bucket)),"
         " ordered AS (SELECT source_system, occurred_at, lag(occurred_at) OVER"
         " (PARTITION BY source_system ORDER BY occurred_at) AS prev_at"
         " FROM known SEMI JOIN quiet USING (source_system))"
-        " SELECT source_system, prev_at AS window_start, occurred_at AS window_end,"
-        " json_object('silent_for', CAST(occurred_at - prev_at AS VARCHAR),"
-        f" 'silence_window', CAST({window_expr} AS VARCHAR)) AS observed,"
-        " 'no events for ' || (occurred_at - prev_at) || ' (window ' || "
-        f"{window_expr} || ')' AS message"
-        f" FROM ordered WHERE occurred_at - prev_at > {window_expr}"
-        " ORDER BY source_system, prev_at"
+        " SELECT o.source_system, o.prev_at AS window_start, o.occurred_at AS window_end,"
+        " json_object('silent_for', CAST(o.occurred_at - o.prev_at AS VARCHAR),"
+        " 'limit', CAST(to_seconds(r.limit_s) AS VARCHAR),"
+        " 'mean_gap', CAST(to_seconds(r.mean_gap_s) AS VARCHAR)) AS observed,"
+        " 'no events for ' || (o.occurred_at - o.prev_at) || ' (limit '"
+        " || to_seconds(r.limit_s) || ': the silence window or '"
+        f" || {float(facts.silence_rhythm_factor)!r} || 'x the mean gap of '"
+        " || to_seconds(round(r.mean_gap_s)) || ', whichever is longer)' AS message"
+        " FROM ordered o JOIN rhythm r USING (source_system)"
+        " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
+        " ORDER BY o.source_system, o.prev_at"
     )
-    description = "no source goes silent for longer than its silence window"
+    description = (
+        "no source goes silent longer than its silence window and "
+        f"{facts.silence_rhythm_factor:g}x its own mean gap between events"
+    )
     return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
 
 
-def trailing_silence_check(table: str, silence_windows: dict[str, timedelta]) -> Check:
+def trailing_silence_check(
+    table: str, silence_windows: dict[str, timedelta], rhythm_factor: float = 8.0
+) -> Check:
     """Store-wide: a source whose last event is older than the newest event of any source
-    by more than its silence window stopped sending (coverage incomplete up to now)."""
-    default = silence_windows.get("*", timedelta(days=7))
-    cases = " ".join(
-        f"WHEN {sql_literal(src)} THEN {sql_literal(w)}"
-        for src, w in sorted(silence_windows.items())
-        if src != "*"
-    )
-    window_expr = (
-        f"CASE source_system {cases} ELSE {sql_literal(default)} END"
-        if cases
-        else sql_literal(default)
-    )
+    by more than its silence limit stopped sending (coverage incomplete up to now)."""
+    window_expr = _window_case(silence_windows)
     query = (
-        WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at FROM b"
-        " WHERE source_system IS NOT NULL GROUP BY 1),"
+        WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at,"
+        f" {_silence_limit(window_expr, rhythm_factor, 'b')} AS limit_s FROM b"
+        " WHERE source_system IS NOT NULL GROUP BY source_system),"
         " newest AS (SELECT max(occurred_at) AS at FROM b)"
         " SELECT source_system, last_at AS window_start, newest.at AS window_end,"
-        " json_object('last_event', last_at, 'newest_event_any_source', newest.at) AS observed,"
+        " json_object('last_event', last_at, 'newest_event_any_source', newest.at,"
+        " 'limit', CAST(to_seconds(limit_s) AS VARCHAR)) AS observed,"
         " 'no events since ' || strftime(last_at, '%Y-%m-%dT%H:%M:%SZ') || ' while other sources'"
         " || ' reach ' || strftime(newest.at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        f" FROM last, newest WHERE newest.at - last_at > {window_expr}"
+        " FROM last, newest WHERE epoch(newest.at) - epoch(last_at) > limit_s"
         " ORDER BY source_system"
     )
-    description = "every source reaches the newest event of the store within its silence window"
+    description = "every source reaches the newest event of the store within its silence limit"
     return _custom("expect_source_not_silent_until_now", "occurred_at", "batch", description, query)

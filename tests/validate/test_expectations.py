@@ -155,7 +155,14 @@ EVENT_CASES: list[Case] = [
     ),
     Case(
         "expect_source_not_silent(occurred_at)",
-        [[event_row(1), event_row(2), event_row(3, occurred_at=T0 + timedelta(days=9))]],
+        # Hourly for two days, then nothing for 18 days: longer than the 7-day window and
+        # than 8x the source's mean gap (about 10 hours).
+        [
+            [
+                *(event_row(i) for i in range(1, 49)),
+                event_row(49, occurred_at=T0 + timedelta(days=20)),
+            ]
+        ],
         0,
     ),
     Case(

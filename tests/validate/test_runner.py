@@ -221,6 +221,26 @@ def test_a_late_batch_that_fills_a_gap_closes_it(
     )
 
 
+def test_a_sparse_source_is_not_silent_within_its_own_rhythm(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    # A few events a month: gaps of 8-16 days are this source's normal, not missing logs.
+    days = [12 * i + (4 if i % 2 else 0) for i in range(30)]
+    start = T0 - timedelta(days=700)
+    insert_batch(
+        [event_row(i + 1, occurred_at=start + timedelta(days=d)) for i, d in enumerate(days)]
+    )
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert report.coverage_gaps == []
+    # A stop far beyond its rhythm is a silence (the stop itself counts in the mean gap,
+    # which keeps the check conservative).
+    insert_batch([event_row(31, occurred_at=start + timedelta(days=days[-1] + 300))])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert [o.expectation for o in report.coverage_gaps] == [
+        "expect_source_not_silent(occurred_at)"
+    ]
+
+
 def test_store_wide_silence_clears_when_the_source_resumes(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
@@ -370,7 +390,9 @@ def test_per_source_suite_applies_to_its_source_only(
         ]
     )
 
-    report = validate_batches(con, config=vconfig, build_docs=False)
+    # Factor 1: the source's own rhythm (mean gap 3.5 hours) does not lift the limit.
+    config = vconfig.with_overrides(silence_rhythm_factor=1.0)
+    report = validate_batches(con, config=config, build_docs=False)
 
     failed = {(o.suite, o.expectation) for o in report.failed}
     assert (
