@@ -373,7 +373,7 @@ def derive_checks(
             )
         )
         checks.append(_sequence_gap_check(table.name, facts))
-        checks.append(_sequence_order_check(sequence_time_tolerance))
+        add_row(_sequence_order_check(table.name, sequence_time_tolerance, facts))
     if {"source_system", "occurred_at"} <= names:
         checks.append(_silence_check(table.name, facts))
     return checks
@@ -472,24 +472,30 @@ def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     return _custom("expect_sequence_no_without_gaps", "sequence_no", "batch", description, query)
 
 
-def _sequence_order_check(tolerance: timedelta) -> Check:
-    """A later sequence_no must not carry an earlier occurred_at (beyond the tolerance)."""
-    query = (
-        WITH_B + ", o AS (SELECT source_system, sequence_no, occurred_at,"
-        " lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at FROM b"
-        " WHERE source_system IS NOT NULL AND sequence_no IS NOT NULL AND occurred_at IS NOT NULL"
-        " WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no))"
-        " SELECT source_system, occurred_at AS window_start, prev_at AS window_end,"
-        " json_object('sequence_no', sequence_no, 'previous_sequence_no', prev_no) AS observed,"
-        " 'sequence_no ' || sequence_no || ' occurred ' || (prev_at - occurred_at)"
-        " || ' before sequence_no ' || prev_no AS message"
-        f" FROM o WHERE occurred_at < prev_at - {sql_literal(tolerance)}"
-        " ORDER BY source_system, sequence_no"
+def _sequence_order_check(table: str, tolerance: timedelta, facts: BatchFacts) -> Check:
+    """Row check: a later sequence_no must not carry an earlier occurred_at (beyond the
+    tolerance). Recorded, not a coverage gap: nothing is missing, the order is suspect,
+    which is the out_of_order_timestamps rule's evidence."""
+    t = ident(table)
+    predicate = (
+        "b.dw_rowid IN (SELECT o.row_id FROM (SELECT e.rowid AS row_id, e.occurred_at,"
+        " lag(e.occurred_at) OVER (PARTITION BY e.source_system ORDER BY e.sequence_no)"
+        f" AS prev_at FROM {t} e WHERE e.ingest_run_id = {sql_literal(facts.run_id)}"
+        " AND e.source_system IS NOT NULL AND e.sequence_no IS NOT NULL"
+        f" AND e.occurred_at IS NOT NULL) o WHERE o.occurred_at < o.prev_at - {sql_literal(tolerance)})"
     )
     description = (
         f"sequence_no increases with occurred_at per source_system (tolerance {tolerance})"
     )
-    return _custom("expect_sequence_no_increasing", "sequence_no", "batch", description, query)
+    return _custom(
+        "expect_sequence_no_increasing",
+        "sequence_no",
+        "row",
+        description,
+        _row_query(predicate),
+        predicate=predicate,
+        check_id="sequence_order",
+    )
 
 
 def _window_case(silence_windows: dict[str, timedelta]) -> str:

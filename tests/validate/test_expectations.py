@@ -151,7 +151,7 @@ EVENT_CASES: list[Case] = [
     Case(
         "expect_sequence_no_increasing(sequence_no)",
         [[event_row(1), event_row(2, occurred_at=T0 - timedelta(hours=5)), event_row(3)]],
-        0,
+        0,  # action 'record', and no coverage gap: nothing is missing, the order is suspect
     ),
     Case(
         "expect_source_not_silent(occurred_at)",

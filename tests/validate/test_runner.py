@@ -557,3 +557,18 @@ def test_flow_task_runs_without_prefect_server(
     report = validate_store.fn(str(db_path), [run_id], str(tmp_path / "flow-docs"))
     assert [b.ingest_run_id for b in report.batches] == [run_id]
     assert report.docs_index is not None and report.docs_index.is_file()
+
+
+def test_time_running_backwards_is_recorded_but_is_no_coverage_gap(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    insert_batch([event_row(1), event_row(2, occurred_at=T0 - timedelta(days=3)), event_row(3)])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    [failed] = report.failed
+    assert (failed.expectation, failed.scope, failed.unexpected_count) == (
+        "expect_sequence_no_increasing(sequence_no)",
+        "row",
+        1,
+    )
+    assert report.open_coverage_gaps == 0
+    assert con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0] == 3
