@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# dwatch first: its __init__ turns Prefect's and GX's telemetry off before they load.
+import dwatch  # noqa: F401
+
+# isort: split
 from prefect import flow, get_run_logger, task
 
 from dwatch.store import connect

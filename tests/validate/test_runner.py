@@ -572,3 +572,27 @@ def test_time_running_backwards_is_recorded_but_is_no_coverage_gap(
     )
     assert report.open_coverage_gaps == 0
     assert con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0] == 3
+
+
+def test_flow_module_turns_telemetry_off_before_prefect_loads() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "GX_ANALYTICS_ENABLED"}
+    }
+    code = (
+        "import flows.validate, os\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().server.analytics_enabled, os.environ['DO_NOT_TRACK'],"
+        " os.environ['GX_ANALYTICS_ENABLED'])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "1", "false"]
