@@ -231,7 +231,15 @@ def evaluate(
     try:
         from dwatch.generate import SCENARIOS
 
-        counts = {name: instances for name in SCENARIOS} if instances else None
+        # Scenarios the generator caps (the one ICE case) keep their maximum.
+        counts = (
+            {
+                name: min(instances, d.maximum) if d.maximum else instances
+                for name, d in SCENARIOS.items()
+            }
+            if instances
+            else None
+        )
         generated = generate(work_dir / "logs", events=events, seed=seed, scenarios=counts)
         truth = json.loads(Path(generated.ground_truth).read_text(encoding="utf-8"))
         con = connect(work_dir / "evaluate.duckdb")
