@@ -4,6 +4,7 @@ runs, and every SQL example of docs/analyst-guide.md run against the published s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from pipeline_helpers import fingerprint, make_config
+from pipeline_helpers import fingerprint, ledger_rows, make_config, write_events
 
 import detectors.ml.run
 from dwatch.pipeline import RunSummary, run_pipeline
@@ -30,6 +31,7 @@ class Outcome:
     state: dict[str, Any]
     artifact_markdown: str | None = None
     summary: RunSummary | None = None
+    failing: dict[str, Any] | None = None
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +62,50 @@ def flow_outcome(
     with prefect_test_harness(server_startup_timeout=180):
         result = pipeline_flow(paths=[str(generated_logs)], db=str(db), config_path=str(settings))
         artifact = Artifact.get("dwatch-pipeline-run")
+        failing = _failing_flow_run(root, settings)
     return Outcome(
-        root, db, result, fingerprint(db), artifact.data if artifact is not None else None
+        root,
+        db,
+        result,
+        fingerprint(db),
+        artifact.data if artifact is not None else None,
+        failing=failing,
     )
+
+
+def _failing_flow_run(root: Path, settings: Path) -> dict[str, Any]:
+    """A second flow run whose ingest hits a transient I/O error once (retried) and whose
+    report step then fails for good."""
+    import dwatch.pipeline
+    from flows.pipeline import pipeline_flow
+
+    inbox = root / "small-inbox"
+    write_events(inbox / "a.csv", ledger_rows("ca-ftb-fti-log", [("2026-01-02", 9)]))
+    real_ingest = dwatch.pipeline.STEPS["ingest"]
+    calls: list[int] = []
+
+    def flaky_ingest(ctx: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error (transient)")
+        return real_ingest(ctx)
+
+    def broken_report(ctx: Any) -> Any:
+        raise RuntimeError("report template missing")
+
+    db = root / "failing.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(dwatch.pipeline.STEPS, "ingest", flaky_ingest)
+        mp.setitem(dwatch.pipeline.STEPS, "report", broken_report)
+        state = pipeline_flow(
+            paths=[str(inbox)], db=str(db), config_path=str(settings), return_state=True
+        )
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT status, error, steps, flow_run_id FROM runs").fetchone()
+    finally:
+        con.close()
+    return {"failed": state.is_failed(), "ingest_calls": len(calls), "row": row}
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +154,22 @@ def test_the_flow_runs_every_step_under_a_prefect_server(flow_outcome: Outcome) 
     assert run[0] == "succeeded" and run[1] == "prefect" and run[2]  # the Prefect flow run id
     assert run[3] and run[4] and "ml." in run[5]
     assert run[6] == counts["alerts_new"] and run[7] > 0 and run[8] is False
+
+
+def test_a_failing_flow_retries_io_records_the_failure_and_ends_failed(
+    flow_outcome: Outcome,
+) -> None:
+    failing = flow_outcome.failing
+    assert failing is not None
+    assert failing["failed"] is True  # the Prefect flow run ends Failed
+    assert failing["ingest_calls"] == 2  # the I/O step was retried once, then succeeded
+    status, error, steps, flow_run_id = failing["row"]
+    assert status == "failed" and flow_run_id
+    assert error.startswith("report: RuntimeError: report template missing")
+    by_step = {s["step"]: s for s in json.loads(steps)}
+    assert by_step["ingest"]["status"] == "ok" and by_step["ingest"]["attempts"] == 2
+    assert by_step["report"]["status"] == "failed"
+    assert "publish" not in by_step  # nothing was published after the failure
 
 
 def test_two_runs_on_the_same_input_give_the_same_alerts(
