@@ -11,7 +11,7 @@ and .../issues/11579; a native DuckDB engine is open as PR #12084). Two things b
 2. Regex expectations are refused ("Regex is not supported for dialect duckdb"): GX picks
    the regex SQL by ``dialect_module`` and knows none for duckdb. duckdb-engine is built on
    the PostgreSQL dialect and DuckDB's ``~`` / ``!~`` are Postgres' partial-match regex
-   operators, so the adapter gives GX the PostgreSQL module. tests/validate/test_gx_duckdb.py
+   operators, so the adapter gives GX the PostgreSQL module. tests/validate/test_validate_gx_duckdb.py
    pins both behaviours (a TIN inside text must be found, not only a whole-value match).
 
 GX reads the store through a cursor of the caller's DuckDB connection (same database, no
@@ -32,7 +32,7 @@ validation 5.85 s against 16.4 s of ingest of the same batch (ratio 0.36, idle m
 25.6 s against 98.2 s (0.26) earlier, under load, with that hour's slower ingest and an earlier
 revision of the silence and order checks. Target <= 0.5.
 
-When GX is upgraded: run tests/validate/test_gx_duckdb.py, then add the version to
+When GX is upgraded: run tests/validate/test_validate_gx_duckdb.py, then add the version to
 TESTED_GX_VERSIONS. An untested version is refused at run time with that instruction.
 """
 
@@ -82,7 +82,7 @@ def check_versions() -> None:
                 f"{package} {version} is not a version the DuckDB adapter was tested with "
                 f"({', '.join(tested)})",
                 where=__file__,
-                fix="run .venv/bin/pytest tests/validate/test_gx_duckdb.py; when it passes, add "
+                fix="run .venv/bin/pytest tests/validate/test_validate_gx_duckdb.py; when it passes, add "
                 "the version to TESTED_GX_VERSIONS / TESTED_DUCKDB_ENGINE_VERSIONS",
             )
 
