@@ -198,7 +198,17 @@ class _Stage:
     rejects: bool  # whether _rejects holds parse-level rejects
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping) -> _Stage:
+_REJECT_ARGS = [
+    "store_rejects = true",
+    "rejects_table = '_rejects'",
+    "rejects_scan = '_rejects_scan'",
+    "rejects_limit = 0",
+]
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping, *, rejects: bool
+) -> _Stage:
     opts = {"delim": None, "quote": '"', "escape": '"'}
     opts.update(mapping.csv_options)
     if path.suffix.lower() == ".tsv":
@@ -206,10 +216,7 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMappin
     args = [
         "all_varchar = true",
         "header = true",
-        "store_rejects = true",
-        "rejects_table = '_rejects'",
-        "rejects_scan = '_rejects_scan'",
-        "rejects_limit = 0",
+        *(_REJECT_ARGS if rejects else []),
         "max_line_size = 16777216",
     ]
     params: dict[str, object] = {"path": str(path)}
@@ -219,7 +226,7 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMappin
             params[key] = opts[key]
     con.execute(_csv_view_sql(path, args, params))
     cols = [r[0] for r in con.execute("DESCRIBE _stage").fetchall()]
-    return _Stage(cols, header_lines=1, rejects=True)
+    return _Stage(cols, header_lines=1, rejects=rejects)
 
 
 def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
@@ -618,7 +625,19 @@ def _load(
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
     if fmt == "csv":
-        stage = _stage_csv(con, path, mapping)
+        # Fast path: a strict scan runs in parallel (DuckDB's store_rejects makes the scan
+        # single-threaded). A file with a malformed line fails it and is read again below,
+        # this time keeping every rejected line for quarantine.
+        # The tolerant reader's sniff is the reference: the fast path is used only when it
+        # sees the same header.
+        tolerant_columns = _stage_csv(con, path, mapping, rejects=True).columns
+        try:
+            stage = _stage_csv(con, path, mapping, rejects=False)
+            fast = stage.columns == tolerant_columns
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            fast = False
+        if not fast:
+            stage = _stage_csv(con, path, mapping, rejects=True)
     elif fmt == "jsonl":
         stage = _stage_jsonl(con, path)
     else:
@@ -747,7 +766,17 @@ def _load(
         f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
         f" FROM (SELECT {', '.join([*layer1, extra_json + ' AS _extra'])}, s.* FROM _stage s))))"
     )
-    con.execute(sql, _pad_params(key, sql))
+    try:
+        con.execute(sql, _pad_params(key, sql))
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        if fmt != "csv" or stage.rejects:
+            raise
+        con.execute(f"DROP TABLE IF EXISTS {TYPED}")
+        rescan = _stage_csv(con, path, mapping, rejects=True)
+        if rescan.columns != stage.columns:
+            raise
+        stage = rescan
+        con.execute(sql, _pad_params(key, sql))
     # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
     # index (WITH ORDINALITY would force a single-threaded scan). Lines the reader rejected
     # before a record are added back so record numbers match the file's lines.

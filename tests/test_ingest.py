@@ -479,3 +479,25 @@ def test_pub1075_audit_trail_pseudonymises_subject(con: duckdb.DuckDBPyConnectio
     assert rows[2][1] == "failure" and rows[0][3] == ["name", "address", "tin"] and rows[0][4] == 1
     assert all(r[2].startswith("tp_") for r in rows)
     assert "900-71-1234" not in str(con.execute("SELECT * FROM disclosure_events").fetchall())
+
+
+def test_malformed_line_beyond_the_sniffer_sample_falls_back_to_tolerant_read(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # The fast strict scan sniffs the first lines only; a bad line far below them makes the
+    # scan itself fail, and the file must be read again keeping that line for quarantine.
+    rows = events(30_000)
+    path = write_csv(tmp_path / "long.csv", rows)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("e-cut,irs-disclosure-ledger,30001,2025-08-07T10:00:00Z,disclosure\n")
+        csv.writer(fh, lineterminator="\n").writerow(
+            event(event_id="e-last", sequence_no=30002).values()
+        )
+    [result] = load(con, path)
+    assert (result.rows_loaded, result.rows_quarantined) == (30_001, 1)
+    [q] = quarantined(con)
+    assert (q["reason_code"], q["source_line"]) == ("malformed_row", 30_002)
+    last = con.execute(
+        "SELECT source_row FROM disclosure_events WHERE event_id = 'e-last'"
+    ).fetchone()
+    assert last == (30_002,)
