@@ -334,7 +334,19 @@ SELECT * FROM (
            lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
            lead(occurred_at) OVER w AS next_at
-    FROM disclosure_events
+    FROM (
+        SELECT source_system, sequence_no, event_id, occurred_at FROM disclosure_events
+        UNION ALL
+        -- Entries that were logged but quarantined (a bad field) still occupy their number:
+        -- they are not a gap. Repeats are left to the duplicate rule.
+        SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
+               NULL::TIMESTAMPTZ
+        FROM (SELECT CASE WHEN json_valid(raw_row) THEN raw_row::JSON END AS j
+              FROM quarantine
+              WHERE reason_code NOT LIKE 'duplicate%' AND reason_code <> 'expect_key_unique')
+        WHERE json_type(j) = 'OBJECT' AND j ->> 'source_system' IS NOT NULL
+          AND TRY_CAST(j ->> 'sequence_no' AS BIGINT) IS NOT NULL
+    )
     WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at)
 )
 WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_no

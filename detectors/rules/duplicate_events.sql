@@ -1,11 +1,14 @@
--- The same entry recorded twice: event ids quarantined at ingest as duplicates, and
--- distinct ids that reuse one sequence number within a source.
+-- The same entry recorded twice: event ids quarantined as duplicates (at ingest or by the
+-- validation gate; the reason codes are data, $duplicate_reasons), and distinct ids that
+-- reuse one sequence number within a source.
 WITH quarantined AS (
     SELECT coalesce(try(json_extract_string(raw_row, '$.source_system')), source_file) AS source_system,
            coalesce(try(json_extract_string(raw_row, '$.event_id')), source_file || ':' || source_row) AS event_id,
            quarantined_at
     FROM quarantine
-    WHERE reason_code = 'duplicate_event_id'
+    WHERE list_contains($duplicate_reasons, reason_code)
+      -- a repeated request-item key is not a repeated log entry
+      AND coalesce(kind, 'events') <> 'request_items'
 ),
 reused_sequence AS (
     SELECT source_system, sequence_no, list(event_id) AS ids, min(occurred_at) AS t0, max(occurred_at) AS t1
