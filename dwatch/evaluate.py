@@ -264,15 +264,30 @@ def evaluate(
             own_tmp.cleanup()
 
 
-def _rule_alerts(con: duckdb.DuckDBPyConnection, notes: list[str]) -> pl.DataFrame:
+def rule_registry(truth: dict[str, Any]) -> Any:
+    """The registry the rules judge a generated world with.
+
+    The generator invents the world's agreements and ships them as
+    ``reference.registry_patch``; without them every agreement is unknown and the
+    expired/suspended-agreement scenarios cannot be judged.
+    """
+    from dwatch.policy import load_registry, with_entries
+
+    registry = load_registry()
+    patch = (truth.get("reference") or {}).get("registry_patch")
+    return with_entries(registry, patch, label="generated-world") if patch else registry
+
+
+def _rule_alerts(
+    con: duckdb.DuckDBPyConnection, notes: list[str], truth: dict[str, Any]
+) -> pl.DataFrame:
     try:
         from detectors.engine import run_rules
-        from dwatch.policy import load_registry
     except ImportError as exc:  # the rule engine is another team's module
         notes.append(f"rules not run: {exc}")
         return pl.DataFrame(schema={"detector_id": pl.String, "event_keys": pl.List(pl.String)})
     with transaction(con):
-        run_rules(con, load_registry(), run_id="evaluate")
+        run_rules(con, rule_registry(truth), run_id="evaluate")
     table = con.sql(
         "SELECT detector_id, list_transform(event_ids, lambda e: coalesce(source_system, '') || chr(31) || e) AS event_keys"
         " FROM alerts WHERE detector_kind = 'rule' AND status = 'open'"
@@ -305,7 +320,7 @@ def _measure(
     features.prepare_zones(con, config.time_zones)
 
     # Rules: binary alerts.
-    rules = _rule_alerts(con, notes).with_row_index("row_id")
+    rules = _rule_alerts(con, notes, truth).with_row_index("row_id")
     rule_touch = (
         _row_touches(rules, labels)
         if rules.height
