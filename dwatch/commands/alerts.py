@@ -126,8 +126,16 @@ def list_cmd(
     rows = con.execute(
         """
         SELECT c.case_id, c.severity, c.risk_score, c.status, t.triage_state, t.resolution,
-               c.alert_count, c.subjects_affected, c.title, c.coverage_incomplete
+               c.alert_count, c.subjects_affected, c.title, c.coverage_incomplete,
+               coalesce(p.resolved_alerts, 0), c.open_alert_count
         FROM cases c JOIN case_triage_state t USING (case_id)
+        LEFT JOIN (
+            -- progress on a case worked alert by alert: its active alerts resolved so far
+            SELECT ca.case_id, count(*) FILTER (WHERE s.triage_state = 'resolved') AS resolved_alerts
+            FROM case_alerts ca JOIN alerts a USING (alert_id) JOIN alert_triage_state s USING (alert_id)
+            WHERE a.status = 'open' AND ca.suppression_id IS NULL
+            GROUP BY ca.case_id
+        ) p USING (case_id)
         WHERE c.severity IN (SELECT unnest(?::VARCHAR[]))
           AND (? OR (c.status = 'open' AND t.triage_state <> 'resolved'))
           AND (?::VARCHAR IS NULL OR t.triage_state = ?)
@@ -141,6 +149,8 @@ def list_cmd(
     click.echo(f"{'case':<27}  {'severity':<8} {'risk':>7}  {'status':<10} {'triage':<22} title")
     for r in rows:
         triage = f"{r[4]}:{r[5]}" if r[5] else r[4]
+        if r[4] != "resolved" and r[10]:
+            triage += f" {r[10]}/{r[11]} resolved"
         gap = "  [coverage incomplete]" if r[9] else ""
         click.echo(f"{r[0]:<27}  {r[1]:<8} {r[2]:>7.2f}  {r[3]:<10} {triage:<22} {_t(r[8])}{gap}")
     click.echo(f"{len(rows)} case(s)")
@@ -149,8 +159,8 @@ def list_cmd(
 def _show_case(con: Any, case_id: str) -> None:
     directory = load_directory(con)
     row = con.execute(
-        "SELECT c.*, t.triage_state, t.resolution FROM cases c JOIN case_triage_state t USING (case_id)"
-        " WHERE case_id = ?",
+        "SELECT c.*, t.triage_state, t.resolution, t.note AS triage_note"
+        " FROM cases c JOIN case_triage_state t USING (case_id) WHERE case_id = ?",
         [case_id],
     ).fetchone()
     names = [d[0] for d in con.description]
@@ -167,6 +177,9 @@ def _show_case(con: Any, case_id: str) -> None:
         f" alerts {case['alert_count']} ({case['open_alert_count']} active,"
         f" {case['suppressed_alert_count']} suppressed, {case['retracted_alert_count']} retracted)"
     )
+    if case["triage_state"] != "new" and case["triage_note"]:
+        # A state rolled up from alert decisions says how far the work has got.
+        click.echo(f"  triage note: {_ft(case['triage_note'])}")
     if case["coverage_incomplete"]:
         click.echo("  coverage incomplete: some logs behind this case failed validation")
     for cid in case["citations"] or []:
