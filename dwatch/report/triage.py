@@ -3,8 +3,11 @@
 Lifecycle: new -> acknowledged -> resolved as violation / authorised / data_error /
 false_positive (``reopened`` returns it to new). Every decision records who, when and a note;
 nothing is ever updated or deleted, so the log is the audit trail and the current state is
-its latest row (views ``case_triage_state`` and ``alert_triage_state``). Because case and
-alert ids are derived from what they are about, a decision survives every re-run.
+read from it by the views ``alert_triage_state`` (an alert's latest decision, or its case's
+if later) and ``case_triage_state`` (the case's latest decision, or else rolled up from its
+alerts' decisions: all resolved alike, ``mixed``, or partial progress; see docs/reports.md).
+Because case and alert ids are derived from what they are about, a decision survives every
+re-run.
 """
 
 from __future__ import annotations
