@@ -43,7 +43,7 @@ from dwatch.store import connect, transaction
 ML_TARGETS: dict[str, str] = {
     "insider_browsing": "ml.actor_peers",
     "volume_spike": "ml.recipient_volume",
-    "off_hours_unusual_channel": "ml.transfer_isolation",
+    "off_hours_unusual_channel": "ml.transfer_surprise",
     "never_seen_recipient": "ml.first_seen_combination",
 }
 PR_AUC_TARGET = 0.9

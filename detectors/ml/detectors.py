@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 
 from detectors.alerts import ALERT_COLUMNS, make_alert_id
 from detectors.ml import features
@@ -33,8 +32,8 @@ from detectors.ml.estimators import (
     CyclicalEncoder,
     FirstSeenDetector,
     GroupDeviationEncoder,
-    GroupedRobustZ,
 )
+from detectors.ml.surprise import ConditionalSurprise, CountRateSurprise
 
 DETECTORS: dict[str, type[MLDetector]] = {}
 
@@ -416,26 +415,143 @@ class TransferIsolation(MLDetector):
         )
 
 
-# ----------------------------------------------------------------------- 2. recipient volume
+class TransferSurprise(TransferIsolation):
+    """How unlikely a single transfer is, term by term, under the history of comparable ones.
 
-_LEVEL_WORDS_PAIR = ("no history (not judged)", "this recipient-authority pair's active days")
+    A naive-Bayes density over the transfer's channel (with encryption) and data elements
+    given the recipient and the size of the transfer, its local hour and weekday given the
+    sending agency and the size, its size given the recipient, and its authority and
+    purpose given the recipient; each term backs off to coarser history when the finer one
+    is thin. The score is the transfer's negative log-likelihood: three moderately rare
+    facts about one transfer add up, which a forest's path length does not.
+    """
+
+    detector_id = "ml.transfer_surprise"
+    title = "Unlikely transfer"
+    feature_columns = (
+        "channel_enc_code", "elements_code", "local_hour_of_day", "local_weekday", "size_class",
+        "authority_purpose_code", "recipient_code", "sender_code", "recipient_size_code",
+        "sender_size_code",
+    )  # fmt: skip
+    # (value column, key chain coarse -> fine), by position in feature_columns.
+    terms = (
+        (0, ((4,), (8,))),  # channel given size; given recipient and size
+        (1, ((4,), (8,))),  # data elements likewise
+        (2, ((7,), (9,))),  # local hour given sender; given sender and size
+        (3, ((7,), (9,))),  # weekday likewise
+        (4, ((6,),)),  # size given recipient
+        (5, ((6,),)),  # authority and purpose given recipient
+    )
+
+    def build_pipeline(self) -> Pipeline:
+        terms = [(v, tuple(tuple(level) for level in chain)) for v, chain in self.terms]
+        return Pipeline([("model", ConditionalSurprise(terms=terms, **self.settings.params))])
+
+    def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
+        return {
+            "median_records": float(frame["record_count"].median() or 0),
+            "training_transfers": frame.height,
+        }
+
+    def explain(
+        self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        if flagged.height == 0:
+            return [], []
+        x = flagged.select(self.feature_columns)
+        est: ConditionalSurprise = model[-1]
+        surprise = est.term_surprise(x)
+        key_n, pair_n = est.term_counts(x)
+        texts, evidence = [], []
+        for i, row in enumerate(flagged.iter_rows(named=True)):
+            local = row["local_ts"]
+            size = f"~{10 ** int(row['size_class']):,}-record"
+            shown = (
+                f"channel {row['channel_enc']}",
+                f"data elements {row['elements']}",
+                f"{local:%H}:00 local time" if local is not None else "the hour",
+                _WEEKDAYS[local.isoweekday()] if local is not None else "the weekday",
+                f"a {size} transfer",
+                f"{row['authority']} for {row['purpose']}",
+            )
+            compared = (
+                f"{size} transfers to {row['recipient_agency']}",
+                f"{size} transfers to {row['recipient_agency']}",
+                f"{size} transfers by {row['disclosing_agency']}",
+                f"{size} transfers by {row['disclosing_agency']}",
+                f"transfers to {row['recipient_agency']}",
+                f"transfers to {row['recipient_agency']}",
+            )
+            order = np.argsort(-surprise[i])
+            reasons, unusual = [], []
+            for t in order:
+                if surprise[i, t] < 2.0 or len(reasons) == 4:
+                    continue
+                reasons.append(
+                    f"{shown[t]}: {_fmt_int(pair_n[i, t])} of {_fmt_int(key_n[i, t])} comparable "
+                    f"training transfers ({compared[t]} or, where those are few, wider)"
+                )
+                unusual.append(
+                    {
+                        "feature": ("channel", "data_elements", "local_hour", "weekday",
+                                    "size", "authority_purpose")[t],
+                        "surprise_nats": round(float(surprise[i, t]), 2),
+                        "seen": int(pair_n[i, t]),
+                        "of": int(key_n[i, t]),
+                    }
+                )  # fmt: skip
+            when = (
+                f"at {local:%H:%M} local time ({row['zone']}) on {_WEEKDAYS[local.isoweekday()]} {local:%Y-%m-%d}"
+                if local is not None
+                else "at an unknown time"
+            )
+            texts.append(
+                f"{row['disclosing_agency']} sent {_fmt_int(row['record_count'])} records to "
+                f"{row['recipient_agency']} under {row['authority']} over {row['channel_enc']} {when} "
+                f"(event {row['event_id']}). Unusual: {'; '.join(reasons) or 'the combination as a whole'}. "
+                f"Surprise {scores[i]:.1f} nats (its negative log-likelihood under "
+                f"{_fmt_int(ctx.metadata.get('training_transfers'))} training transfers; alert "
+                f"threshold {ctx.threshold:.1f})."
+            )
+            evidence.append(
+                {
+                    "local_time": str(local),
+                    "zone": row["zone"],
+                    "records": row["record_count"],
+                    "channel": row["channel"],
+                    "authority": row["authority"],
+                    "purpose": row["purpose"],
+                    "data_elements": row["elements"],
+                    "channel_detail": row["channel_enc"],
+                    "unusual_features": unusual,
+                    "training_median_records": ctx.metadata.get("median_records"),
+                }
+            )
+        return texts, evidence
+
+
+# ----------------------------------------------------------------------- 2. recipient volume
 
 
 class RecipientVolume(MLDetector):
-    """Transfers and records per (recipient, authority) per day against the 99th percentile
-    of that pair's own active days.
+    """Transfers and records per (sender, recipient, authority) per day against that pair's
+    own daily rate, at the pace of the sender's whole traffic that day.
 
-    Seasonality: whatever the pair does on at least about 1% of its days (a monthly bulk
-    run, on whatever day its schedule and the weekends put it) is inside the baseline, so
-    a month-end or first-week bulk to a state is normal while a burst of many transfers,
-    or a volume beyond anything the pair has received, is not. Compared on log scale with
-    a robust (MAD) spread."""
+    The pair's rate per active day of the sender, its quasi-Poisson dispersion (bursty
+    pairs vary more) and the sender's load that day (month-end, filing season: every pair
+    is busier) give the expected count; the score is the Poisson surprise of the day's
+    transfers or records, whichever is larger. A monthly bulk run is part of a pair's own
+    record volume and dispersion; a burst of many transfers is not. A pair with too little
+    history is not judged (new pairs are the first-seen detector's business)."""
 
     detector_id = "ml.recipient_volume"
     title = "Volume spike for a recipient"
     entity_type = "recipient"
-    feature_columns = ("pair", "transfers", "records")
-    key_columns = ("recipient_agency", "authority", "day")
+    feature_columns = (
+        "sender_code", "pair_code", "day_number",
+        "transfers_n", "sender_transfers", "records_n", "sender_records",
+    )  # fmt: skip
+    key_columns = ("disclosing_agency", "recipient_agency", "authority", "day")
 
     def scoring_frame(
         self,
@@ -448,76 +564,52 @@ class RecipientVolume(MLDetector):
         )
 
     def build_pipeline(self) -> Pipeline:
-        columns = ColumnTransformer(
-            [
-                ("keys", "passthrough", ["pair"]),
-                (
-                    "log",
-                    FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
-                    ["transfers", "records"],
-                ),
-            ]
-        )
-        # The pair's 99th percentile, not its median, is the bar: whatever the pair does
-        # regularly is normal for it. A pair with too little history is not judged.
-        params = {
-            "min_history": 8,
-            "baseline_quantile": 0.99,
-            "fallback_to_all": False,
-            **self.settings.params,
-        }
-        return Pipeline(
-            [
-                ("features", columns),
-                ("model", GroupedRobustZ(n_key_columns=1, direction="high", **params)),
-            ]
-        )
+        params = {"min_history": 8, **self.settings.params}
+        model = CountRateSurprise(n_key_columns=2, with_load=True, peers=False, **params)
+        return Pipeline([("model", model)])
 
     def explain(
         self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
     ) -> tuple[list[str], list[dict[str, Any]]]:
         if flagged.height == 0:
             return [], []
-        xt = model[:-1].transform(flagged.select(self.feature_columns))
-        base = model[-1].baseline(xt)
-        z = model[-1].z_scores(xt)
+        ex = model[-1].explain(flagged.select(self.feature_columns))
         texts, evidence = [], []
         for i, row in enumerate(flagged.iter_rows(named=True)):
-            level = int(base["level"][i])
-            med_t, p99_t = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
-            med_r, p99_r = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
-            compared = _LEVEL_WORDS_PAIR[level]
+            own_t, own_r = ex["own"][i]
+            exp_t, exp_r = ex["mu"][i]
+            sur_t, sur_r = ex["day_surprise"][i]
             unusual = []
-            if z[i, 0] >= 2:
-                unusual.append(
-                    f"transfers a day ({z[i, 0]:.1f} robust SD above its 99th percentile)"
-                )
-            if z[i, 1] >= 2:
-                unusual.append(f"records a day ({z[i, 1]:.1f} robust SD above its 99th percentile)")
+            if sur_t >= sur_r:
+                unusual.append(f"transfers ({sur_t:.1f} nats of surprise)")
+            if sur_r >= sur_t or sur_r >= 7:
+                unusual.append(f"records ({sur_r:.1f} nats of surprise)")
             texts.append(
-                f"{row['recipient_agency']} received {_fmt_int(row['records'])} records under "
-                f"{row['authority']} on {_day(row['day'])} in {_fmt_int(row['transfers'])} transfer(s); "
-                f"baseline for {compared} ({base['n'][i]} days): median {_fmt_int(med_t)}, 99th percentile "
-                f"{_fmt_int(p99_t)} transfers a day; median {_fmt_int(med_r)}, 99th percentile "
-                f"{_fmt_int(p99_r)} records a day. Unusual: {'; '.join(unusual) or 'volume'} "
-                f"(score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
+                f"{row['recipient_agency']} received {_fmt_int(row['transfers'])} transfer(s) with "
+                f"{_fmt_int(row['records'])} records from {row['disclosing_agency']} under "
+                f"{row['authority']} on {_day(row['day'])}; the pair's usual: {own_t:.2f} transfers "
+                f"and {_fmt_int(own_r)} records per active day of the sender "
+                f"(dispersion {ex['dispersion'][i, 0]:.1f}x Poisson), "
+                f"the sender's load that day {ex['load'][i, 0]:.1f}x its usual, so about "
+                f"{exp_t:.1f} transfers and {_fmt_int(exp_r)} records expected. "
+                f"Unusual: {'; '.join(unusual)} (score {scores[i]:.1f}, alert threshold "
+                f"{ctx.threshold:.1f})."
             )
             evidence.append(
                 {
                     "records": row["records"],
                     "transfers": row["transfers"],
-                    "phase": row["phase"],
                     "baseline": {
-                        "compared_with": compared,
-                        "days": int(base["n"][i]),
-                        "median_transfers": round(med_t),
-                        "p99_transfers": round(p99_t),
-                        "median_records": round(med_r),
-                        "p99_records": round(p99_r),
+                        "compared_with": "this sender-recipient-authority's own active days",
+                        "usual_transfers_per_day": round(float(own_t), 3),
+                        "usual_records_per_day": round(float(own_r), 1),
+                        "sender_load": round(float(ex["load"][i, 0]), 2),
+                        "expected_transfers": round(float(exp_t), 2),
+                        "expected_records": round(float(exp_r), 1),
                     },
                     "unusual_features": [
-                        {"feature": "transfers", "robust_z": round(float(z[i, 0]), 2)},
-                        {"feature": "records", "robust_z": round(float(z[i, 1]), 2)},
+                        {"feature": "transfers", "surprise_nats": round(float(sur_t), 2)},
+                        {"feature": "records", "surprise_nats": round(float(sur_r), 2)},
                     ],
                 }
             )
@@ -542,29 +634,23 @@ class RecipientVolume(MLDetector):
 
 # ---------------------------------------------------------------------------- 3. actor peers
 
-_ACTOR_VALUES = (
-    "records accessed",
-    "distinct taxpayers",
-    "records in 7 days against the user's own habit",
-    "distinct taxpayers in 7 days against the user's own habit",
-)
 _LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the same agency and role")
 
 
 class ActorPeers(MLDetector):
-    """A recipient user's daily records and distinct subjects against same-agency, same-role peers."""
+    """A recipient user's daily reads (distinct taxpayers and records) against the larger of
+    their own usual rate and the median of peers in the same agency and role, at the pace
+    of the agency's workload that day; sustained excess over the trailing 7 days adds its
+    own evidence on the days that build it."""
 
     detector_id = "ml.actor_peers"
     title = "User reading far more than peers"
     entity_type = "actor"
     feature_columns = (
-        "recipient_agency",
-        "role",
-        "records",
-        "subjects",
-        "records_7d_vs_own",
-        "subjects_7d_vs_own",
-    )
+        "agency_code", "peer_group_code", "actor_code", "day_number",
+        "subjects_n", "subjects_7d_n", "agency_subjects", "agency_subjects_7d",
+        "records_n", "records_7d_n", "agency_records", "agency_records_7d",
+    )  # fmt: skip
     key_columns = ("recipient_agency", "actor_id", "day")
 
     def scoring_frame(
@@ -578,56 +664,43 @@ class ActorPeers(MLDetector):
         )
 
     def build_pipeline(self) -> Pipeline:
-        columns = ColumnTransformer(
-            [
-                ("keys", "passthrough", ["recipient_agency", "role"]),
-                (
-                    "log",
-                    FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
-                    ["records", "subjects"],
-                ),
-                # Already log ratios: the user's last 7 days against their own habit.
-                ("own", "passthrough", ["records_7d_vs_own", "subjects_7d_vs_own"]),
-            ]
-        )
-        params = {"min_history": 20, **self.settings.params}
-        return Pipeline(
-            [
-                ("features", columns),
-                ("model", GroupedRobustZ(n_key_columns=2, direction="high", **params)),
-            ]
-        )
+        params = {"min_history": 5, **self.settings.params}
+        model = CountRateSurprise(n_key_columns=3, with_load=True, window=True, **params)
+        return Pipeline([("model", model)])
 
     def explain(
         self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
     ) -> tuple[list[str], list[dict[str, Any]]]:
         if flagged.height == 0:
             return [], []
-        xt = model[:-1].transform(flagged.select(self.feature_columns))
-        base = model[-1].baseline(xt)
-        z = model[-1].z_scores(xt)
+        ex = model[-1].explain(flagged.select(self.feature_columns))
         texts, evidence = [], []
         for i, row in enumerate(flagged.iter_rows(named=True)):
-            level = int(base["level"][i])
-            compared = _LEVEL_WORDS_ACTOR[level]
-            med_r, p99_r = log_to_count(base["median"][i, 0]), log_to_count(base["p99"][i, 0])
-            med_s, p99_s = log_to_count(base["median"][i, 1]), log_to_count(base["p99"][i, 1])
-            # The 7-day value is a log ratio to the user's own habit: show it as a multiple.
-            med_w, p99_w = float(np.exp(base["median"][i, 2])), float(np.exp(base["p99"][i, 2]))
-            unusual = [
-                f"{what} ({z[i, j]:.1f} robust SD above peers)"
-                for j, what in enumerate(_ACTOR_VALUES)
-                if z[i, j] >= 2
-            ]
+            m = int(np.argmax(ex["day_surprise"][i] + ex["window_surprise"][i]))
+            what = ("distinct taxpayers", "records")[m]
+            own = ex["own"][i, m]
+            own_text = (
+                f"their own usual {own:.2f} a day"
+                if np.isfinite(own)
+                else "no history of their own"
+            )
+            compared = _LEVEL_WORDS_ACTOR[min(int(ex["level"][i]), 2)]
+            unusual = []
+            if ex["day_surprise"][i, m] > 0:
+                unusual.append(f"that day ({ex['day_surprise'][i, m]:.1f} nats of surprise)")
+            if ex["window_surprise"][i, m] > 0:
+                unusual.append(f"the 7 days to then ({ex['window_surprise'][i, m]:.1f} nats)")
             texts.append(
                 f"{row['recipient_agency']} user {row['actor_id']} ({row['role']}) accessed "
                 f"{_fmt_int(row['records'])} records of {_fmt_int(row['subjects'])} distinct taxpayers "
-                f"on {_day(row['day'])} ({_fmt_int(row['records_7d'])} records in the 7 days to then, "
-                f"{np.exp(row['records_7d_vs_own']):.1f} times their own usual week); "
-                f"{compared}: median {_fmt_int(med_r)}, 99th percentile {_fmt_int(p99_r)} records a day "
-                f"(median {_fmt_int(med_s)}, 99th percentile {_fmt_int(p99_s)} taxpayers; "
-                f"a week at median {med_w:.1f}, 99th percentile {p99_w:.1f} times their own usual; "
-                f"{base['n'][i]} user-days). Unusual: {'; '.join(unusual) or 'volume and breadth together'}."
+                f"on {_day(row['day'])} ({_fmt_int(row['records_7d'])} records, "
+                f"{_fmt_int(row['subjects_7d'])} taxpayers in the 7 days to then); {compared} "
+                f"({int(ex['peer_n'][i])} users): median {ex['peer'][i, m]:.2f}, 99th percentile "
+                f"{ex['peer_p99'][i, m]:.2f} {what} a day; {own_text}; the agency's workload that "
+                f"day {ex['load'][i, m]:.1f}x usual, so about {ex['mu'][i, m]:.1f} {what} expected "
+                f"that day and {ex['mu_window'][i, m]:.1f} in the 7 days. "
+                f"Unusual: {what}, {' and '.join(unusual) or 'volume'} "
+                f"(score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
             )
             evidence.append(
                 {
@@ -639,19 +712,24 @@ class ActorPeers(MLDetector):
                     "role": row["role"],
                     "baseline": {
                         "compared_with": compared,
-                        "user_days": int(base["n"][i]),
-                        "median_records": round(med_r),
-                        "p99_records": round(p99_r),
-                        "median_subjects": round(med_s),
-                        "p99_subjects": round(p99_s),
-                        "median_week_vs_own_habit": round(med_w, 2),
-                        "p99_week_vs_own_habit": round(p99_w, 2),
+                        "peer_users": int(ex["peer_n"][i]),
+                        "peer_median_per_day": [round(float(v), 3) for v in ex["peer"][i]],
+                        "peer_p99_per_day": [round(float(v), 3) for v in ex["peer_p99"][i]],
+                        "own_per_day": [
+                            round(float(v), 3) if np.isfinite(v) else None for v in ex["own"][i]
+                        ],
+                        "agency_load": round(float(ex["load"][i, m]), 2),
+                        "expected_day": [round(float(v), 2) for v in ex["mu"][i]],
+                        "expected_7d": [round(float(v), 2) for v in ex["mu_window"][i]],
+                        "measures": ["distinct_taxpayers", "records"],
                     },
                     "unusual_features": [
-                        {"feature": name, "robust_z": round(float(z[i, j]), 2)}
-                        for j, name in enumerate(
-                            ("records", "subjects", "records_7d", "subjects_7d")
-                        )
+                        {
+                            "feature": name,
+                            "day_surprise_nats": round(float(ex["day_surprise"][i, j]), 2),
+                            "week_surprise_nats": round(float(ex["window_surprise"][i, j]), 2),
+                        }
+                        for j, name in enumerate(("distinct_taxpayers", "records"))
                     ],
                 }
             )

@@ -23,10 +23,8 @@ import polars as pl
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
-# A user's own habit is read from this many days before the 7 days being judged.
-HISTORY_DAYS = 97
-# ... and only when the user was active on at least this many of those days.
-MIN_HABIT_DAYS = 5
+# Trailing sums of the first days of a window read this many days before it.
+WINDOW_LOOKBACK_DAYS = 6
 _SOURCE_ZONE_TABLE = "_ml_source_zone"
 
 
@@ -162,7 +160,9 @@ def transfer_frame(
            ln(1 + record_count) AS log_records,
            hour(local_ts) + minute(local_ts) / 60.0 AS local_hour,
            CAST(isodow(local_ts) AS UBIGINT) AS local_weekday,
+           CAST(hour(local_ts) AS UBIGINT) AS local_hour_of_day,
            CAST(hour(occurred_at) AS UBIGINT) AS utc_hour,
+           CAST(floor(log10(greatest(record_count, 1))) AS UBIGINT) AS size_class,
            recipient_agency AS recipient,
            acting_agency AS sender,
            hash(recipient_agency) AS recipient_code,
@@ -171,7 +171,10 @@ def transfer_frame(
            hash(purpose) AS purpose_code,
            hash(channel_enc) AS channel_enc_code,
            hash(elements) AS elements_code,
-           hash(acting_agency) AS sender_code
+           hash(acting_agency) AS sender_code,
+           hash(acting_agency || ' ~1e'
+                || CAST(floor(log10(greatest(record_count, 1))) AS INTEGER)) AS sender_size_code,
+           hash(authority || ' for ' || purpose) AS authority_purpose_code
     FROM base
     {order}
     """
@@ -198,8 +201,8 @@ def pair_day_frame(
     sql = f"""
     WITH {_events_cte("e.disclosing_agency")},
     days AS (
-        SELECT recipient_agency, {_AUTHORITY} AS authority, CAST(local_ts AS DATE) AS day,
-               any_value(disclosing_agency) AS disclosing_agency,
+        SELECT disclosing_agency, recipient_agency, {_AUTHORITY} AS authority,
+               CAST(local_ts AS DATE) AS day,
                any_value(source_system) AS source_system,
                any_value(zone) AS zone,
                CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
@@ -209,7 +212,17 @@ def pair_day_frame(
                list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
         FROM ev GROUP BY ALL
     )
-    SELECT *, recipient_agency || '|' || authority AS pair, {_PHASE} AS phase
+    -- The sending agency's whole traffic that day sets the pace a pair is judged at.
+    SELECT *, recipient_agency || '|' || authority AS pair, {_PHASE} AS phase,
+           hash(disclosing_agency) AS sender_code,
+           hash(disclosing_agency || '|' || recipient_agency || '|' || authority) AS pair_code,
+           CAST(day - DATE '1970-01-01' AS UBIGINT) AS day_number,
+           CAST(transfers AS UBIGINT) AS transfers_n,
+           CAST(records AS UBIGINT) AS records_n,
+           CAST(sum(transfers) OVER (PARTITION BY disclosing_agency, day) AS UBIGINT)
+               AS sender_transfers,
+           CAST(sum(records) OVER (PARTITION BY disclosing_agency, day) AS UBIGINT)
+               AS sender_records
     FROM days ORDER BY day, recipient_agency, authority
     """
     return _frame(con, sql, _params(event_types, window_from, window_to))
@@ -222,7 +235,9 @@ def actor_day_frame(
     window_from: datetime | None = None,
     window_to: datetime | None = None,
 ) -> pl.DataFrame:
-    """A recipient user's records and distinct subjects per local day, with agency and role."""
+    """A recipient user's records and distinct subjects per local day, with agency and role,
+    their trailing 7-day sums, and the whole agency's counts on the same days (its
+    workload, which sets the pace the user is judged at)."""
     sql = f"""
     WITH {_events_cte("e.recipient_agency")},
     days AS (
@@ -237,41 +252,51 @@ def actor_day_frame(
                min(occurred_at) AS first_at, max(occurred_at) AS last_at,
                list(event_id ORDER BY occurred_at, event_id) AS event_ids
         FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
-    )
-    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days, and
-    -- those 7 days against the user's own previous 90 (scaled to 7 days), so a habitually
-    -- heavy user is judged by their habit and a sudden change stands out.
-    , weekly AS (
+    ),
+    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days.
+    weekly AS (
         SELECT *,
                CAST(sum(records) OVER w7 AS BIGINT) AS records_7d,
-               CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d,
-               coalesce(sum(records) OVER prior, 0) * 7.0 / 90 AS own_records_7d,
-               coalesce(sum(subjects) OVER prior, 0) * 7.0 / 90 AS own_subjects_7d,
-               count(*) OVER prior AS own_active_days
+               CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d
         FROM days
         WINDOW w7 AS (PARTITION BY recipient_agency, actor_id ORDER BY day
-                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
-               prior AS (PARTITION BY recipient_agency, actor_id ORDER BY day
-                         RANGE BETWEEN INTERVAL 97 DAYS PRECEDING AND INTERVAL 7 DAYS PRECEDING)
+                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
+    ),
+    agency_days AS (
+        SELECT recipient_agency, day, sum(records) AS a_records, sum(subjects) AS a_subjects
+        FROM days GROUP BY ALL
+    ),
+    agency AS (
+        SELECT *,
+               sum(a_records) OVER a7 AS a_records_7d, sum(a_subjects) OVER a7 AS a_subjects_7d
+        FROM agency_days
+        WINDOW a7 AS (PARTITION BY recipient_agency ORDER BY day
+                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
     )
-    -- Without a habit to compare with (a new user, or the first weeks of the logs) the
-    -- ratio is neutral (0); such users are still judged on their daily counts.
-    SELECT *,
-           CASE WHEN own_active_days >= $min_habit_days
-                THEN ln(1 + records_7d) - ln(1 + own_records_7d) ELSE 0.0 END AS records_7d_vs_own,
-           CASE WHEN own_active_days >= $min_habit_days
-                THEN ln(1 + subjects_7d) - ln(1 + own_subjects_7d) ELSE 0.0 END AS subjects_7d_vs_own
-    FROM weekly
-    -- The query read HISTORY_DAYS before the window for the user's habit; report the window.
-    WHERE $keep_from::TIMESTAMPTZ IS NULL OR last_at >= $keep_from::TIMESTAMPTZ
-    ORDER BY day, recipient_agency, actor_id
+    SELECT w.*,
+           hash(w.recipient_agency) AS agency_code,
+           hash(w.recipient_agency || '|' || w.role) AS peer_group_code,
+           hash(w.recipient_agency || '|' || w.actor_id) AS actor_code,
+           CAST(w.day - DATE '1970-01-01' AS UBIGINT) AS day_number,
+           CAST(w.subjects AS UBIGINT) AS subjects_n,
+           CAST(w.subjects_7d AS UBIGINT) AS subjects_7d_n,
+           CAST(a.a_subjects AS UBIGINT) AS agency_subjects,
+           CAST(a.a_subjects_7d AS UBIGINT) AS agency_subjects_7d,
+           CAST(w.records AS UBIGINT) AS records_n,
+           CAST(w.records_7d AS UBIGINT) AS records_7d_n,
+           CAST(a.a_records AS UBIGINT) AS agency_records,
+           CAST(a.a_records_7d AS UBIGINT) AS agency_records_7d
+    FROM weekly w JOIN agency a USING (recipient_agency, day)
+    -- The query read WINDOW_LOOKBACK_DAYS before the window for the trailing sums.
+    WHERE $keep_from::TIMESTAMPTZ IS NULL OR w.last_at >= $keep_from::TIMESTAMPTZ
+    ORDER BY w.day, w.recipient_agency, w.actor_id
     """
     params = _params(
         event_types,
-        window_from - timedelta(days=HISTORY_DAYS) if window_from else None,
+        window_from - timedelta(days=WINDOW_LOOKBACK_DAYS) if window_from else None,
         window_to,
     )
-    return _frame(con, sql, {**params, "keep_from": window_from, "min_habit_days": MIN_HABIT_DAYS})
+    return _frame(con, sql, {**params, "keep_from": window_from})
 
 
 def combination_frame(
