@@ -117,8 +117,8 @@ class ConditionalSurprise(OutlierMixin, BaseEstimator):
             cols = [value, *(c for level in chain for c in level)]
             if any(not 0 <= int(c) < n_features for c in cols):
                 raise ValueError(
-                    f"term on column {value} with keys {chain} refers to a column outside the "
-                    f"{n_features} input columns"
+                    f"n_features = {n_features}: term on column {value} with keys {chain} "
+                    f"refers to a column outside the {n_features} input columns"
                 )
             out.append((int(value), tuple(tuple(int(c) for c in level) for level in chain)))
         return out

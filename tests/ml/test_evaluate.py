@@ -65,7 +65,7 @@ def test_evaluate_end_to_end_on_a_small_generated_set(tmp_path: Path) -> None:
         assert row["rules_ml_recall"] >= max(row["rules_recall"], row["ml_recall"])
         assert 0.0 <= row["rules_ml_recall"] <= 1.0
     detectors = {r["detector"]: r for r in result.detectors.iter_rows(named=True)}
-    assert {"rules (all)", "rules + ML", "ml.transfer_isolation"} <= set(detectors)
+    assert {"rules (all)", "rules + ML", "ml.transfer_surprise"} <= set(detectors)
     assert result.params["legit_bulk_events"] > 0
     combined = detectors["rules + ML"]["bulk_fp_rate"]
     assert combined >= max(
