@@ -640,8 +640,8 @@ _LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the sam
 class ActorPeers(MLDetector):
     """A recipient user's daily reads (distinct taxpayers and records) against the larger of
     their own usual rate and the median of peers in the same agency and role, at the pace
-    of the agency's workload that day; sustained excess over the trailing 7 days adds its
-    own evidence on the days that build it."""
+    of the agency's workload that day, or, on the days that build it, sustained excess over
+    the trailing 7 days, whichever is the stronger evidence."""
 
     detector_id = "ml.actor_peers"
     title = "User reading far more than peers"
@@ -676,7 +676,7 @@ class ActorPeers(MLDetector):
         ex = model[-1].explain(flagged.select(self.feature_columns))
         texts, evidence = [], []
         for i, row in enumerate(flagged.iter_rows(named=True)):
-            m = int(np.argmax(ex["day_surprise"][i] + ex["window_surprise"][i]))
+            m = int(np.argmax(np.maximum(ex["day_surprise"][i], ex["window_surprise"][i])))
             what = ("distinct taxpayers", "records")[m]
             own = ex["own"][i, m]
             own_text = (

@@ -14,8 +14,8 @@ minus the surprise); the alert adapter negates it again.
   a day) against a Poisson rate learned per entity (a user, a recipient-authority pair),
   its peers, and the workload of its unit that day (the whole agency's reads), with a
   quasi-Poisson dispersion for bursty entities and an optional trailing-window test for
-  sustained excess (a CUSUM-like gate keeps the window's evidence on the days that add to
-  it, not the quiet days after it).
+  sustained excess (a gate keeps the window's evidence on the days that add to it, not
+  the quiet days after it).
 
 They know nothing about DuckDB, alerts or agencies: they see arrays of keys and numbers.
 """
@@ -227,10 +227,12 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
     is ``base * load`` where ``base`` is the larger of the own rate and the peers' (only the
     own rate when ``peers=False``; no own history and no peers = no verdict) and ``load``
     is the rest of the unit's activity that day against its usual. The surprise is
-    :func:`poisson_surprise` of the count; with ``window`` the trailing-window count adds
-    its own surprise on rows whose day is itself more likely under a ``rate_ratio``-times
+    :func:`poisson_surprise` of the count; with ``window`` the trailing-window count is
+    judged too, on rows whose day is itself more likely under a ``rate_ratio``-times
     elevated rate (so the window counts on the days that make it, not the quiet days
-    after). The row's surprise is the largest over measures; ``score_samples`` is minus it.
+    after), and the row takes the stronger of the two (a scan statistic over windows of
+    one day and ``window_days`` ending on the row's day). The row's surprise is the largest
+    over measures; ``score_samples`` is minus it.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -405,7 +407,7 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
             self.group_p99_.append(p99)
             self.group_size_.append(np.bincount(g_inv, minlength=groups.size))
         day_s, window_s = self._surprise(p, self._expectations(p))
-        own_scores = -(day_s + window_s).max(axis=1)
+        own_scores = -np.maximum(day_s, window_s).max(axis=1)
         self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
 
@@ -499,7 +501,9 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
         """Surprise per row and measure (day and window evidence added)."""
         p = self._check(X)
         day, window = self._surprise(p, self._expectations(p))
-        return day + window
+        # A scan statistic: the stronger of the two windows ending on the row's day (the
+        # window contains the day, so adding them would count the day twice).
+        return np.maximum(day, window)
 
     def explain(self, X: Any) -> dict[str, NDArray[Any]]:
         """What each row was compared with: own and peer rates, load, expected counts, and

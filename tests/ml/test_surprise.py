@@ -77,9 +77,9 @@ def _user_days(rng: np.random.Generator) -> np.ndarray:
 def test_count_rate_surprise_judges_a_user_by_the_larger_of_own_habit_and_peers() -> None:
     rng = np.random.default_rng(0)
     model = CountRateSurprise(n_key_columns=3, with_load=True, window=True).fit(_user_days(rng))
-    # Six reads: the heavy reader's normal day, an ordinary peer's outlier.
+    # Eight reads: about the heavy reader's normal day, an ordinary peer's outlier.
     probe = np.array(
-        [[1, 11, 100, 200, 6, 40, 30, 150], [1, 11, 105, 200, 6, 8, 30, 150]], dtype=np.float64
+        [[1, 11, 100, 200, 8, 45, 30, 150], [1, 11, 105, 200, 8, 10, 30, 150]], dtype=np.float64
     )
     s = -model.score_samples(probe)
     assert s[0] < 3 and s[1] > 8
