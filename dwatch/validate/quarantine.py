@@ -10,6 +10,7 @@ validation outcomes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import duckdb
@@ -32,9 +33,17 @@ def count_of(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | No
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
-def batch_relation(table: str, run_id: str | None, source: str | None = None) -> str:
-    """The batch as a relation: the table's rows of one ingest run, plus their rowid."""
-    where = [f"t.ingest_run_id = {sql_literal(run_id)}"] if run_id else []
+def batch_relation(
+    table: str, run_id: str | Sequence[str] | None, source: str | None = None
+) -> str:
+    """The batch as a relation: the table's rows of one ingest run (or of several small
+    runs validated together), plus their rowid."""
+    if isinstance(run_id, str):
+        where = [f"t.ingest_run_id = {sql_literal(run_id)}"]
+    elif run_id:
+        where = [f"t.ingest_run_id IN ({', '.join(sql_literal(r) for r in run_id)})"]
+    else:
+        where = []
     if source is not None:
         where.append(f"t.source_system = {sql_literal(source)}")
     cond = f" WHERE {' AND '.join(where)}" if where else ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from dwatch.validate.sources import SourceSuite, load_source_suites
 from dwatch.validate.suites import (
     BatchFacts,
     Check,
+    combined_batch_check,
     derive_checks,
     for_duckdb,
     trailing_silence_check,
@@ -208,6 +209,44 @@ def _batches_with_open_gaps(
     return [_Batch(r[0], r[1], KIND_TABLE[r[1]], r[2], r[3]) for r in rows if r[0] not in exclude]
 
 
+def _group_small_batches(
+    con: duckdb.DuckDBPyConnection, batches: list[_Batch], config: ValidationConfig
+) -> list[list[_Batch]]:
+    """Consecutive small batches of one table, in load order, as groups for one GX run.
+
+    Only neighbours are grouped, so batches are still judged in the order they were loaded.
+    """
+    if config.group_max_batches <= 1 or len(batches) <= 1:
+        return [[b] for b in batches]
+    sizes: dict[str, int] = {}
+    for table in sorted({b.table for b in batches}):
+        ids = [b.run_id for b in batches if b.table == table]
+        sizes.update(
+            con.execute(
+                f"SELECT ingest_run_id, count(*) FROM {table}"
+                " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+                [ids],
+            ).fetchall()
+        )
+    groups: list[list[_Batch]] = []
+    rows_in_last = 0
+    for batch in batches:
+        rows = sizes.get(batch.run_id, 0)
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and last[0].table == batch.table
+            and len(last) < config.group_max_batches
+            and rows_in_last + rows <= config.group_max_rows
+        ):
+            last.append(batch)
+            rows_in_last += rows
+        else:
+            groups.append([batch])
+            rows_in_last = rows
+    return groups
+
+
 class _Citations:
     """The citation grammar lives in dwatch.policy; loaded once per validation run."""
 
@@ -273,14 +312,37 @@ def validate_batches(
                 _record_unvalidated(con, br, batch, table, report.validation_run_id)
             return br
 
-        for batch in batches:
-            report.batches.append(run(batch, False))
+        def run_group(group: list[_Batch], revalidated: bool) -> list[BatchReport]:
+            if len(group) == 1:
+                return [run(group[0], revalidated)]
+            table = schema.events if group[0].kind == "events" else schema.items
+            reports = [BatchReport(b.run_id, b.kind, b.source_file, []) for b in group]
+            for br in reports:
+                br.revalidated = revalidated
+            try:
+                _validate_group(
+                    con, context, datasource, group, table, schema.vocabularies, suites,
+                    windows, citations, config, now, reports, report.validation_run_id,
+                )  # fmt: skip
+            except Exception:
+                # One bad batch must not cost the others: those not yet recorded are
+                # validated one by one, where a failure stays with its own batch.
+                log.exception("validating %d batches together failed; one by one", len(group))
+                return [
+                    br if br.outcomes else run(b, revalidated)
+                    for b, br in zip(group, reports, strict=True)
+                ]
+            return reports
+
+        for group in _group_small_batches(con, batches, config):
+            report.batches.extend(run_group(group, False))
         # New rows can fill a gap found earlier (a late file): validate those batches again
         # so coverage_gaps (latest validation per batch) stops flagging what is now whole.
         touched = sorted({s for b in report.batches for s in b.sources})
         done = {b.run_id for b in batches}
-        for batch in _batches_with_open_gaps(con, touched, done):
-            report.batches.append(run(batch, True))
+        again = _batches_with_open_gaps(con, touched, done)
+        for group in _group_small_batches(con, again, config):
+            report.batches.extend(run_group(group, True))
         if count_of(con, "SELECT count(*) FROM disclosure_events"):
             store = BatchReport(None, "events", "(whole store)", [])
             try:
@@ -358,21 +420,18 @@ def _gx_error(result: Any) -> str | None:
     return None
 
 
-def _validate_batch(
+def _prepare(
     con: duckdb.DuckDBPyConnection,
-    context: Any,
-    datasource: Any,
     batch: _Batch,
     table: TableSpec,
     vocabularies: dict[str, tuple[str, ...]],
-    suites: dict[str, SourceSuite],
     windows: dict[str, timedelta],
     citations: _Citations,
     config: ValidationConfig,
     now: datetime,
     br: BatchReport,
-    validation_run_id: str,
-) -> None:
+) -> tuple[BatchFacts, list[Check]]:
+    """The batch's size, sources and facts, and its canonical checks."""
     has_source = "source_system" in table.names
     br.rows_checked = count_of(
         con, f"SELECT count(*) FROM {table.name} WHERE ingest_run_id = ?", [batch.run_id]
@@ -400,7 +459,16 @@ def _validate_batch(
     facts = BatchFacts(
         batch.run_id, batch.started_at, now, malformed, windows, config.silence_rhythm_factor
     )
-    checks = derive_checks(
+    return facts, _derive(table, vocabularies, facts, config)
+
+
+def _derive(
+    table: TableSpec,
+    vocabularies: dict[str, tuple[str, ...]],
+    facts: BatchFacts,
+    config: ValidationConfig,
+) -> list[Check]:
+    return derive_checks(
         table,
         vocabularies,
         facts,
@@ -409,7 +477,26 @@ def _validate_batch(
         sequence_time_tolerance=config.sequence_time_tolerance,
         action_for=config.action_for,
     )
+
+
+def _validate_batch(
+    con: duckdb.DuckDBPyConnection,
+    context: Any,
+    datasource: Any,
+    batch: _Batch,
+    table: TableSpec,
+    vocabularies: dict[str, tuple[str, ...]],
+    suites: dict[str, SourceSuite],
+    windows: dict[str, timedelta],
+    citations: _Citations,
+    config: ValidationConfig,
+    now: datetime,
+    br: BatchReport,
+    validation_run_id: str,
+) -> None:
+    checks = _prepare(con, batch, table, vocabularies, windows, citations, config, now, br)[1]
     batch_sql = batch_relation(table.name, batch.run_id)
+
     runs: list[tuple[str, str | None, str, list[Check]]] = [
         (f"canonical.{table.name}", None, batch_sql, checks)
     ]
@@ -464,6 +551,193 @@ def _validate_batch(
     br.outcomes = outcomes
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """A per-batch verdict worked out by dwatch, shaped like GX's result for the helpers."""
+
+    success: bool
+    result: dict[str, Any]
+
+
+def _validate_group(
+    con: duckdb.DuckDBPyConnection,
+    context: Any,
+    datasource: Any,
+    group: list[_Batch],
+    table: TableSpec,
+    vocabularies: dict[str, tuple[str, ...]],
+    suites: dict[str, SourceSuite],
+    windows: dict[str, timedelta],
+    citations: _Citations,
+    config: ValidationConfig,
+    now: datetime,
+    reports: list[BatchReport],
+    validation_run_id: str,
+) -> None:
+    """Validate several small batches of one table in one GX run per suite.
+
+    GX's fixed cost per run (suite, definition and checkpoint bookkeeping, the metric
+    graph) is ~0.5-1 s whatever the batch size, which dominated small files. The group's
+    verdict comes from GX; each batch's outcomes come from the same checks' SQL on that
+    batch's own rows, worked through in load order exactly as one batch at a time would
+    (a batch's quarantine happens before the next batch is judged), so validation_results,
+    quarantine and coverage gaps are those of validating the batches one by one.
+    """
+    prepared = [
+        _prepare(con, b, table, vocabularies, windows, citations, config, now, br)
+        for b, br in zip(group, reports, strict=True)
+    ]
+    run_ids = tuple(b.run_id for b in group)
+    malformed = tuple(sorted({m for facts, _ in prepared for m in facts.malformed_citations}))
+    group_facts = replace(prepared[-1][0], malformed_citations=malformed, run_ids=run_ids)
+    row_checks = [c for c in _derive(table, vocabularies, group_facts, config) if c.scope == "row"]
+    own_batch_checks = [{c.name: c for c in checks if c.scope == "batch"} for _, checks in prepared]
+    combined = [
+        combined_batch_check(
+            [(b.run_id, own[name]) for b, own in zip(group, own_batch_checks, strict=True)]
+        )
+        for name in own_batch_checks[0]
+    ]
+    group_sql = batch_relation(table.name, run_ids)
+    runs: list[tuple[str, str | None, str, list[Check]]] = [
+        (f"canonical.{table.name}", None, group_sql, row_checks + combined)
+    ]
+    if table.name == "disclosure_events":
+        default_action = config.action_for("default")
+        for source in sorted({s for br in reports for s in br.sources}):
+            if source in suites:
+                suite = suites[source]
+                runs.append(
+                    (
+                        suite.suite_name,
+                        source,
+                        batch_relation(table.name, run_ids, source),
+                        suite.checks(table, default_action),
+                    )
+                )
+    tag = f"{table.name}@{group[0].run_id}+{len(group) - 1}"
+    verdicts = {
+        (suite_name, source): _run_gx(
+            context, datasource, tag + (f"@{source}" if source else ""), sql, suite_name, checks
+        )
+        for suite_name, source, sql, checks in runs
+    }
+
+    # Where GX failed the group, which batches hold the failures (before any of them moves).
+    found_before: dict[tuple[str, str | None, str], dict[str, int]] = {}
+    for suite_name, source, sql, checks in runs:
+        for check in checks:
+            result = verdicts[(suite_name, source)].get(check.name)
+            if result is None or result.success or _gx_error(result) is not None:
+                continue
+            key = (suite_name, source, check.name)
+            if check.scope == "row":
+                rows = con.execute(
+                    f"SELECT b.ingest_run_id, count(*) FROM ({sql}) b WHERE {check.predicate}"
+                    " GROUP BY 1"
+                ).fetchall()
+                found_before[key] = {r[0]: int(r[1]) for r in rows}
+            else:
+                found_before[key] = {
+                    b.run_id: _gap_count(con, own[check.name], batch_relation(table.name, b.run_id))
+                    for b, own in zip(group, own_batch_checks, strict=True)
+                }
+
+    moved_earlier = False  # rows of an earlier batch of the group left for quarantine
+    for batch, br, own in zip(group, reports, own_batch_checks, strict=True):
+        outcomes: list[Outcome] = []
+        to_quarantine: list[tuple[Check, str | None]] = []
+        single_source = br.sources[0] if len(br.sources) == 1 else None
+        for suite_name, source, _sql, checks in runs:
+            if source is not None and source not in br.sources:
+                continue
+            sql = batch_relation(table.name, batch.run_id, source)
+            rows_checked = (
+                br.rows_checked
+                if source is None or len(br.sources) == 1
+                else count_of(con, f"SELECT count(*) FROM ({sql}) b")
+            )
+            for check in checks:
+                mine = own[check.name] if check.scope == "batch" else check
+                result = verdicts[(suite_name, source)].get(check.name)
+                base = Outcome(
+                    suite_name,
+                    check.name,
+                    check.scope,
+                    False,
+                    batch.run_id,
+                    source_system=source or single_source,
+                    element_count=rows_checked,
+                )
+                if result is None:
+                    base.message = "Great Expectations returned no result for this expectation"
+                    outcomes.extend(_unknown_coverage(con, base, mine, sql, table))
+                    continue
+                error = _gx_error(result)
+                if error is not None:
+                    base.message = f"could not be evaluated by Great Expectations: {error}"
+                    outcomes.extend(_unknown_coverage(con, base, mine, sql, table))
+                    continue
+                found = found_before.get((suite_name, source, check.name))
+                verdict = _batch_verdict(
+                    con, mine, result, found, batch.run_id, sql, len(group), moved_earlier
+                )
+                if check.scope == "row":
+                    outcome = _row_outcome(con, base, mine, verdict, sql, source, to_quarantine)
+                    outcomes.append(outcome)
+                else:
+                    outcomes.extend(_batch_outcomes(con, base, mine, verdict, sql, config))
+        with transaction(con):
+            br.rows_quarantined = quarantine_rows(con, batch, table, to_quarantine)
+            _write_outcomes(con, outcomes, validation_run_id)
+        br.outcomes = outcomes
+        moved_earlier = moved_earlier or br.rows_quarantined > 0
+
+
+def _gap_count(con: duckdb.DuckDBPyConnection, check: Check, batch_sql: str) -> int:
+    assert check.gap_query is not None
+    return count_of(con, f"SELECT count(*) FROM ({for_duckdb(check.gap_query, batch_sql)}) g")
+
+
+def _batch_verdict(
+    con: duckdb.DuckDBPyConnection,
+    check: Check,
+    group_result: Any,
+    found: dict[str, int] | None,
+    run_id: str,
+    batch_sql: str,
+    group_size: int,
+    moved_earlier: bool,
+) -> Any:
+    """One batch's verdict on a check GX judged for the whole group.
+
+    GX passed the group: every batch passes, unless rows an earlier batch sent to quarantine
+    could matter (a source's silence is measured on the rows still loaded), then it is asked
+    again. GX failed the group: the batch fails if the same check's SQL finds failures in
+    its own rows, counted after the earlier batches' quarantine; if no batch holds any, the
+    group's failure stays on every batch (as a lone batch's would) rather than vanish.
+    """
+    if group_result.success and not (moved_earlier and check.scope == "batch"):
+        return _Verdict(True, {"unexpected_count": 0, "observed_value": 0})
+    group_count = (group_result.result or {}).get(
+        "unexpected_count", (group_result.result or {}).get("observed_value")
+    )
+    group_note = {"batches": group_size, "unexpected_count_gx": group_count}
+    if found is not None and not any(found.values()):
+        # Unexplained: reported as GX's failure, as a lone batch's would be.
+        return _Verdict(
+            False,
+            {"unexpected_count": group_count, "observed_value": group_count, "group": group_note},
+        )
+    if found is not None and not found.get(run_id) and not moved_earlier:
+        own = 0
+    elif check.scope == "row":
+        own = count_of(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
+    else:
+        own = _gap_count(con, check, batch_sql)
+    return _Verdict(own == 0, {"unexpected_count": own, "observed_value": own, "group": group_note})
+
+
 def _row_outcome(
     con: duckdb.DuckDBPyConnection,
     base: Outcome,
@@ -483,10 +757,28 @@ def _row_outcome(
         return base
     # The same condition in SQL picks the rows; a different count is reported, not hidden.
     sql_count = count_of(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
-    base.observed = json.dumps({"unexpected_count_gx": gx_count, "unexpected_rows_sql": sql_count})
+    group = r.get("group")
+    if group:
+        # Validated with other small batches: GX's count is the group's, SQL's this batch's.
+        base.observed = json.dumps(
+            {
+                "unexpected_count_gx": group["unexpected_count_gx"],
+                "unexpected_rows_sql": sql_count,
+                "batches_validated_together": group["batches"],
+            }
+        )
+    else:
+        base.observed = json.dumps(
+            {"unexpected_count_gx": gx_count, "unexpected_rows_sql": sql_count}
+        )
     verb = "quarantined" if check.action == "quarantine" else "kept (action: record)"
     base.message = f"{sql_count} row(s) fail: {check.description}; {verb}"
-    if gx_count is not None and int(gx_count) != sql_count:
+    if group:
+        base.message += (
+            f" (validated with {group['batches'] - 1} other small batch(es) in one GX run,"
+            f" which counted {group['unexpected_count_gx']} across them)"
+        )
+    elif gx_count is not None and int(gx_count) != sql_count:
         base.message += f" (GX counted {gx_count}; the rows moved are the SQL count)"
     if base.unexpected_count is None:
         base.unexpected_count = sql_count

@@ -141,6 +141,17 @@ class BatchFacts:
     # source_system -> silence window (per-source suites may override the default)
     silence_windows: dict[str, timedelta] = field(default_factory=dict)
     silence_rhythm_factor: float = 8.0
+    # Every run the row checks cover when small batches are validated together in one GX
+    # run (runner groups them); empty = run_id alone. Batch-level checks always speak for
+    # run_id only: their neighbours depend on each batch's own load order.
+    run_ids: tuple[str, ...] = ()
+
+    def runs_sql(self, column: str) -> str:
+        """SQL: ``column`` names one of the runs the row checks cover."""
+        runs = self.run_ids or (self.run_id,)
+        if len(runs) == 1:
+            return f"{column} = {sql_literal(runs[0])}"
+        return f"{column} IN ({', '.join(sql_literal(r) for r in runs)})"
 
 
 def _meta(check_name: str) -> dict[str, str]:
@@ -221,10 +232,10 @@ def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts) -> str:
         # One hash aggregate over the table finds the repeated keys this batch takes part
         # in (measured faster than joining the batch's keys to the table first).
         f" SEMI JOIN (SELECT {cols} FROM {t} GROUP BY ALL HAVING count(*) > 1"
-        f" AND bool_or(ingest_run_id = {sql_literal(facts.run_id)})) d USING ({cols})"
+        f" AND bool_or({facts.runs_sql('ingest_run_id')})) d USING ({cols})"
         " LEFT JOIN ingest_runs ro ON ro.run_id = o.ingest_run_id"
         f" ) r WHERE r.copy_no > 1 AND r.row_id IN (SELECT rowid FROM {t}"
-        f" WHERE ingest_run_id = {sql_literal(facts.run_id)}))"
+        f" WHERE {facts.runs_sql('ingest_run_id')}))"
     )
 
 
@@ -479,8 +490,10 @@ def _sequence_order_check(table: str, tolerance: timedelta, facts: BatchFacts) -
     t = ident(table)
     predicate = (
         "b.dw_rowid IN (SELECT o.row_id FROM (SELECT e.rowid AS row_id, e.occurred_at,"
-        " lag(e.occurred_at) OVER (PARTITION BY e.source_system ORDER BY e.sequence_no)"
-        f" AS prev_at FROM {t} e WHERE e.ingest_run_id = {sql_literal(facts.run_id)}"
+        # Order is judged within each batch (as it was loaded), also when batches are
+        # validated together.
+        " lag(e.occurred_at) OVER (PARTITION BY e.ingest_run_id, e.source_system"
+        f" ORDER BY e.sequence_no) AS prev_at FROM {t} e WHERE {facts.runs_sql('e.ingest_run_id')}"
         " AND e.source_system IS NOT NULL AND e.sequence_no IS NOT NULL"
         f" AND e.occurred_at IS NOT NULL) o WHERE o.occurred_at < o.prev_at - {sql_literal(tolerance)})"
     )
@@ -596,3 +609,24 @@ def trailing_silence_check(
     )
     description = "every source reaches the newest event of the store within its silence limit"
     return _custom("expect_source_not_silent_until_now", "occurred_at", "batch", description, query)
+
+
+def combined_batch_check(per_run: Sequence[tuple[str, Check]]) -> Check:
+    """One batch-level check over several batches validated together in one GX run.
+
+    Each batch keeps its own query (its neighbours and silence bounds depend on its own
+    load order), run on its own rows of the combined relation; GX counts the union, and
+    the runner lists each batch's gaps with that batch's own query.
+    """
+    first = per_run[0][1]
+    if first.scope != "batch" or any(c.name != first.name for _, c in per_run):
+        raise ValueError(f"cannot combine {[c.name for _, c in per_run]}: not one batch check")
+    parts = []
+    for run_id, check in per_run:
+        assert check.gap_query is not None
+        own_rows = f"(SELECT * FROM {BATCH_TOKEN} WHERE ingest_run_id = {sql_literal(run_id)})"
+        parts.append(f"SELECT * FROM ({check.gap_query.replace(BATCH_TOKEN, own_rows)})")
+    description = f"{first.description} (each of {len(per_run)} batches validated together)"
+    return _custom(
+        first.expectation_type, first.field, "batch", description, " UNION ALL ".join(parts)
+    )
