@@ -17,6 +17,19 @@ from dwatch.store import connect
 from dwatch.validate import ValidationConfig, load_config, validate_batches
 from tests.validate.conftest import T0, InsertBatch, event_row, item_row
 
+OTHER_LOG_SUITE = """
+source_system: other-log
+description: other-log only ever records IRS as the discloser.
+expectations:
+  - type: expect_column_values_to_be_in_set
+    column: disclosing_agency
+    value_set: [IRS]
+  - type: expect_column_values_to_match_regex
+    column: event_id
+    regex: "^ev-[0-9]+$"
+    action: record
+"""
+
 RESULT_COLUMNS = (
     "ingest_run_id, source_system, suite, expectation, scope, success, element_count,"
     " unexpected_count, window_start, window_end, observed, message"
@@ -49,9 +62,13 @@ def _mixed_batches(insert_batch: InsertBatch) -> dict[str, str]:
                 event_row(104, sequence_no=4, occurred_at=_at(40), **other),
             ]
         ),
-        # a later copy of d's event 101 (same source): quarantined here, not in d.
+        # a later copy of d's event 101 (same source): quarantined here, not in d; and
+        # a discloser other-log's own suite does not allow (quarantined).
         "e": insert_batch(
-            [event_row(101, sequence_no=5, **other), event_row(106, sequence_no=6, **other)]
+            [
+                event_row(101, sequence_no=5, **other),
+                event_row(106, sequence_no=6, disclosing_agency="SSA", **other),
+            ]
         ),
         # sparse-log: hours 1-20, and a row at hour 150 that is quarantined (record_count 0).
         "f": insert_batch(
@@ -67,6 +84,10 @@ def _mixed_batches(insert_batch: InsertBatch) -> dict[str, str]:
             ]
         ),
     }
+    # Two sources in one file: other-log's suite judges only its own rows of it.
+    runs["h"] = insert_batch(
+        [event_row(15), event_row(107, sequence_no=7, event_id="EV/107", **other)]
+    )
     assert ledger
     return runs
 
@@ -128,6 +149,8 @@ def test_grouped_results_equal_one_by_one(
     vconfig: ValidationConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert vconfig.sources_dir is not None
+    (vconfig.sources_dir / "other-log.expectations.yaml").write_text(OTHER_LOG_SUITE)
     runs = _mixed_batches(insert_batch)
     con.execute("CHECKPOINT")
     grouped = _validate_copy(db_path, tmp_path / "grouped.duckdb", vconfig, monkeypatch)
@@ -137,8 +160,9 @@ def test_grouped_results_equal_one_by_one(
         vconfig.with_overrides(group_max_batches=1),
         monkeypatch,
     )
-    # One GX run for the seven batches (plus the store-wide check) instead of one each.
-    assert len(grouped["gx_runs"]) == 2 and len(alone["gx_runs"]) == 8
+    # One GX run per suite for the eight batches (canonical, other-log's), plus the
+    # store-wide check, instead of one per batch and suite.
+    assert len(grouped["gx_runs"]) == 3 and len(alone["gx_runs"]) == 8 + 3 + 1
     assert not any(b.error for b in grouped["report"].all_batches)
     assert [b.ingest_run_id for b in grouped["report"].batches] == list(runs.values())
 
@@ -163,11 +187,25 @@ def test_grouped_results_equal_one_by_one(
         "expect_column_values_to_not_be_in_set(legal_authority)",
         "expect_sequence_no_increasing(sequence_no)",
     }
-    assert failed("e") == {"expect_key_unique(source_system, event_id)"}
+    assert failed("e") == {
+        "expect_key_unique(source_system, event_id)",
+        "expect_column_values_to_be_in_set(disclosing_agency)",
+    }
+    assert failed("h") == {"expect_column_values_to_match_regex(event_id)"}
+    [h_regex] = [
+        r
+        for r in grouped["results"]
+        if r[0] == runs["h"]
+        and r[2] == "source.other-log"
+        and r[3] == "expect_column_values_to_match_regex(event_id)"
+    ]
+    assert (h_regex[1], h_regex[6], h_regex[7]) == ("other-log", 1, 1)  # source, rows, failing
     assert failed("f") == {"expect_column_values_to_be_between(record_count)"}
     assert failed("g") == {"expect_source_not_silent(occurred_at)"}
-    moved = {r[0]: r[2] for r in grouped["quarantine"]}
-    assert moved == {runs["a"]: 5, runs["e"]: 1, runs["f"]: 21}  # run -> source_row
+    moved = [(r[0], r[2]) for r in grouped["quarantine"]]  # run, source_row
+    assert sorted(moved) == sorted(
+        [(runs["a"], 5), (runs["e"], 1), (runs["e"], 2), (runs["f"], 21)]
+    )
     # The row outcome says GX judged the batches together, and how many rows it counted.
     [(observed, message)] = [
         (r[10], r[11])
@@ -177,9 +215,9 @@ def test_grouped_results_equal_one_by_one(
     assert json.loads(observed) == {
         "unexpected_count_gx": 2,  # hours 50 after 102, then 40 after 50
         "unexpected_rows_sql": 2,
-        "batches_validated_together": 7,
+        "batches_validated_together": 8,
     }
-    assert "validated with 6 other small batch(es) in one GX run" in message
+    assert "validated with 7 other small batch(es) in one GX run" in message
 
 
 def test_groups_are_neighbours_of_one_table_within_the_limits(
