@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 import great_expectations as gx
+import pyarrow as pa
 
 from detectors.alerts import mark_coverage
 from dwatch.errors import DWatchError, InputError
@@ -906,31 +907,57 @@ def _validate_store(
     store.outcomes = outcomes
 
 
+_OUTCOME_SCHEMA = pa.schema(
+    [
+        ("validation_run_id", pa.string()),
+        ("ingest_run_id", pa.string()),
+        ("source_system", pa.string()),
+        ("suite", pa.string()),
+        ("expectation", pa.string()),
+        ("scope", pa.string()),
+        ("success", pa.bool_()),
+        ("element_count", pa.int64()),
+        ("unexpected_count", pa.int64()),
+        ("window_start", pa.timestamp("us", tz="UTC")),
+        ("window_end", pa.timestamp("us", tz="UTC")),
+        ("observed", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
 def _write_outcomes(
     con: duckdb.DuckDBPyConnection, outcomes: list[Outcome], validation_run_id: str
 ) -> None:
     if not outcomes:
         return
-    con.executemany(
-        "INSERT INTO validation_results (validation_run_id, ingest_run_id, source_system, suite,"
-        " expectation, scope, success, element_count, unexpected_count, window_start, window_end,"
-        " observed, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    # Arrow in, one set-wise insert: executemany is row by row in DuckDB (~60 ms a batch).
+    rows = pa.Table.from_pylist(
         [
-            [
-                validation_run_id,
-                o.ingest_run_id,
-                o.source_system,
-                o.suite,
-                o.expectation,
-                o.scope,
-                o.success,
-                o.element_count,
-                o.unexpected_count,
-                o.window_start,
-                o.window_end,
-                o.observed,
-                o.message,
-            ]
+            {
+                "validation_run_id": validation_run_id,
+                "ingest_run_id": o.ingest_run_id,
+                "source_system": o.source_system,
+                "suite": o.suite,
+                "expectation": o.expectation,
+                "scope": o.scope,
+                "success": o.success,
+                "element_count": o.element_count,
+                "unexpected_count": o.unexpected_count,
+                "window_start": o.window_start,
+                "window_end": o.window_end,
+                "observed": o.observed,
+                "message": o.message,
+            }
             for o in outcomes
         ],
+        schema=_OUTCOME_SCHEMA,
     )
+    con.register("_dw_outcomes", rows)
+    try:
+        con.execute(
+            f"INSERT INTO validation_results ({', '.join(_OUTCOME_SCHEMA.names)})"
+            f" SELECT {', '.join(_OUTCOME_SCHEMA.names)} FROM _dw_outcomes"
+        )
+    finally:
+        con.unregister("_dw_outcomes")
