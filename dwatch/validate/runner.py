@@ -730,8 +730,8 @@ def _batch_verdict(
             False,
             {"unexpected_count": group_count, "observed_value": group_count, "group": group_note},
         )
-    if found is not None and not found.get(run_id) and not moved_earlier:
-        own = 0
+    if found is not None and not moved_earlier:
+        own = found.get(run_id, 0)  # nothing has moved since these were counted
     elif check.scope == "row":
         own = count_of(con, f"SELECT count(*) FROM ({batch_sql}) b WHERE {check.predicate}")
     else:
