@@ -315,10 +315,22 @@ def _detect_kind(columns: list[str], mapping: SourceMapping) -> str | None:
     return None
 
 
+def _clean_text(expr: str) -> str:
+    """Text with surrounding spaces trimmed and '' as NULL, trimming only padded values.
+
+    trim() copies every string it sees; the prefix/suffix LIKE guard is several times
+    cheaper, and most values carry no padding (2M rows x 21 columns: 0.7 against 2.3 CPU-s).
+    """
+    return (
+        f"nullif(CASE WHEN {expr} LIKE ' %' OR {expr} LIKE '% ' THEN trim({expr})"
+        f" ELSE {expr} END, '')"
+    )
+
+
 def _source_text(
     f: FieldSpec, columns: set[str], mapping: SourceMapping, identifier_cols: list[str]
 ) -> str | None:
-    """SQL text expression for a canonical field from the staged columns, or None if absent."""
+    """SQL for a canonical field's text from the staged columns (trimmed, '' as NULL), or None."""
     expr: str | None = None
     if f.name in mapping.columns and mapping.columns[f.name] in columns:
         expr = _q(mapping.columns[f.name])
@@ -327,21 +339,19 @@ def _source_text(
     if f.pseudonym:
         if expr is None and identifier_cols:
             # First non-empty identifier column becomes the subject.
-            expr = (
-                "coalesce(" + ", ".join(f"nullif(trim({_q(c)}), '')" for c in identifier_cols) + ")"
-            )
+            expr = "coalesce(" + ", ".join(_clean_text(_q(c)) for c in identifier_cols) + ")"
             return sql_pseudonymise(expr)
         if expr is not None:
             # A ref that is not already our pseudonym is a raw identifier: pseudonymise it.
             return f"CASE WHEN regexp_full_match(trim({expr}), 'tp_[0-9a-f]{{32}}') THEN trim({expr}) ELSE {sql_pseudonymise(expr)} END"
     if f.name in mapping.constants:
         const = _lit(mapping.constants[f.name])
-        expr = f"coalesce(nullif(trim({expr}), ''), {const})" if expr else const
+        expr = f"coalesce({_clean_text(expr)}, {const})" if expr else const
     if f.name == "source_system" and expr is None and mapping.source_system:
         expr = _lit(mapping.source_system)
     if expr is None:
         return None
-    expr = f"nullif(trim({expr}), '')"
+    expr = _clean_text(expr)
     if f.name in mapping.values:
         pairs = ", ".join(
             f"{_lit(k.lower())}: {_lit(v)}" for k, v in mapping.values[f.name].items()
@@ -713,7 +723,7 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
-        layer1.append(f"nullif(trim({text}), '') AS {spec.x}")
+        layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer3.append(f"{spec.typed} AS {spec.t}")
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]

@@ -291,6 +291,39 @@ def test_bad_field_goes_to_quarantine_naming_file_row_field(
     assert_counts_add_up(con, [result])
 
 
+def test_padded_values_are_trimmed_and_blank_counts_as_empty(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # Spaces around a value are the exporter's, not the log's: they are trimmed before
+    # typing, checking and pseudonymising; a value of only spaces is an empty value.
+    rows = [
+        event(
+            event_id="  e1 ",
+            sequence_no=" 7 ",
+            event_type=" Disclosure",
+            recipient_agency="ca-ftb  ",
+            data_elements=' ["name", " address "] ',
+            record_count="  12",
+            encrypted=" false ",
+            taxpayer_tin=f" {RAW_TIN} ",
+        ),
+        event(event_id="e2", sequence_no=8, taxpayer_tin=RAW_TIN.replace("-", "")),
+        event(event_id="e3", sequence_no=9, actor_id="   "),
+    ]
+    path = write_csv(tmp_path / "padded.csv", rows)
+    [result] = load(con, path)
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 1)
+    first = con.execute(
+        "SELECT event_id, sequence_no, event_type, recipient_agency, data_elements, record_count,"
+        " encrypted, taxpayer_ref FROM disclosure_events ORDER BY sequence_no"
+    ).fetchall()
+    assert first[0][:7] == ("e1", 7, "disclosure", "CA-FTB", ["name", "address"], 12, False)
+    assert first[0][7] is not None and first[0][7] == first[1][7]  # same subject, same pseudonym
+    [q] = quarantined(con)
+    assert (q["reason_code"], q["field"], q["source_row"]) == ("missing_required", "actor_id", 3)
+    assert_counts_add_up(con, [result])
+
+
 def test_duplicate_event_id_within_and_across_files(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
