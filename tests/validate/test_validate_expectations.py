@@ -235,7 +235,7 @@ def test_fixture_fails_its_expectation(
         [case.suite, case.expectation],
     ).fetchall()
     assert failed, f"{case.expectation} did not fail on its fixture"
-    scope, unexpected, observed, message, _, _ = failed[0]
+    scope, unexpected, _, message, _, _ = failed[0]
     assert message
     assert unexpected is not None and unexpected >= 1
     if scope == "row":
