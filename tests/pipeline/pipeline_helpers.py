@@ -137,6 +137,11 @@ def fingerprint(db: Path) -> dict[str, Any]:
             "watermarks": rows(
                 "SELECT source_system, events_through, events_judged FROM source_watermarks"
             ),
+            # What each ML model was fitted on and the threshold it alerts at (versions carry
+            # a wall-clock time, so they are left out).
+            "models": rows(
+                "SELECT detector_id, training_data_sha256, round(threshold, 6) FROM models"
+            ),
         }
     finally:
         con.close()
