@@ -626,21 +626,28 @@ class RecipientVolume(MLDetector):
 # ---------------------------------------------------------------------------- 3. actor peers
 
 _LEVEL_WORDS_ACTOR = ("all users", "users of the same agency", "peers in the same agency and role")
+_WINDOW_WORDS = ("the 7 days to then", "the 7 days from then")
+# The row's column for each (measure, window): taxpayers then records.
+_WINDOW_COLUMNS = (("subjects_7d", "subjects_next_7d"), ("records_7d", "records_next_7d"))
 
 
 class ActorPeers(MLDetector):
     """A recipient user's daily reads (distinct taxpayers and records) against the larger of
     their own usual rate and the median of peers in the same agency and role, at the pace
-    of the agency's workload that day, or, on the days that build it, sustained excess over
-    the trailing 7 days, whichever is the stronger evidence."""
+    of the agency's workload that day, or, on days that are themselves elevated, sustained
+    excess over the 7 days ending or starting on the day (a retrospective scan: a day scored
+    again once later days are in the logs sees the week after it), whichever is the
+    strongest evidence."""
 
     detector_id = "ml.actor_peers"
     title = "User reading far more than peers"
     entity_type = "actor"
     feature_columns = (
         "agency_code", "peer_group_code", "actor_code", "day_number",
-        "subjects_n", "subjects_7d_n", "agency_subjects", "agency_subjects_7d",
-        "records_n", "records_7d_n", "agency_records", "agency_records_7d",
+        "subjects_n", "subjects_7d_n", "subjects_next_7d_n",
+        "agency_subjects", "agency_subjects_7d", "agency_subjects_next_7d",
+        "records_n", "records_7d_n", "records_next_7d_n",
+        "agency_records", "agency_records_7d", "agency_records_next_7d",
     )  # fmt: skip
     key_columns = ("recipient_agency", "actor_id", "day")
 
@@ -656,7 +663,7 @@ class ActorPeers(MLDetector):
 
     def build_pipeline(self) -> Pipeline:
         params = {"min_history": 5, **self.settings.params}
-        model = CountRateSurprise(n_key_columns=3, with_load=True, window=True, **params)
+        model = CountRateSurprise(n_key_columns=3, with_load=True, windows=2, **params)
         return Pipeline([("model", model)])
 
     def explain(
@@ -669,6 +676,7 @@ class ActorPeers(MLDetector):
         for i, row in enumerate(flagged.iter_rows(named=True)):
             m = int(np.argmax(np.maximum(ex["day_surprise"][i], ex["window_surprise"][i])))
             what = ("distinct taxpayers", "records")[m]
+            wi = int(np.argmax(ex["window_surprises"][i, m]))
             own = ex["own"][i, m]
             own_text = (
                 f"their own usual {own:.2f} a day"
@@ -680,7 +688,11 @@ class ActorPeers(MLDetector):
             if ex["day_surprise"][i, m] > 0:
                 unusual.append(f"that day ({ex['day_surprise'][i, m]:.1f} nats of surprise)")
             if ex["window_surprise"][i, m] > 0:
-                unusual.append(f"the 7 days to then ({ex['window_surprise'][i, m]:.1f} nats)")
+                unusual.append(
+                    f"{_WINDOW_WORDS[wi]} ({ex['window_surprise'][i, m]:.1f} nats: "
+                    f"{_fmt_int(row[_WINDOW_COLUMNS[m][wi]])} {what}, about "
+                    f"{ex['mu_window'][i, m, wi]:.1f} expected)"
+                )
             texts.append(
                 f"{row['recipient_agency']} user {row['actor_id']} ({row['role']}) accessed "
                 f"{_fmt_int(row['records'])} records of {_fmt_int(row['subjects'])} distinct taxpayers "
@@ -689,8 +701,7 @@ class ActorPeers(MLDetector):
                 f"({int(ex['peer_n'][i])} users): median {ex['peer'][i, m]:.2f}, 99th percentile "
                 f"{ex['peer_p99'][i, m]:.2f} {what} a day; {own_text}; the agency's workload that "
                 f"day {ex['load'][i, m]:.1f}x usual, so about {ex['mu'][i, m]:.1f} {what} expected "
-                f"that day and {ex['mu_window'][i, m]:.1f} in the 7 days. "
-                f"Unusual: {what}, {' and '.join(unusual) or 'volume'} "
+                f"that day. Unusual: {what}, {' and '.join(unusual) or 'volume'} "
                 f"(score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
             )
             evidence.append(
@@ -711,14 +722,24 @@ class ActorPeers(MLDetector):
                         ],
                         "agency_load": round(float(ex["load"][i, m]), 2),
                         "expected_day": [round(float(v), 2) for v in ex["mu"][i]],
-                        "expected_7d": [round(float(v), 2) for v in ex["mu_window"][i]],
+                        "expected_7d_to_then": [
+                            round(float(v), 2) for v in ex["mu_window"][i, :, 0]
+                        ],
+                        "expected_7d_from_then": [
+                            round(float(v), 2) for v in ex["mu_window"][i, :, 1]
+                        ],
                         "measures": ["distinct_taxpayers", "records"],
                     },
                     "unusual_features": [
                         {
                             "feature": name,
                             "day_surprise_nats": round(float(ex["day_surprise"][i, j]), 2),
-                            "week_surprise_nats": round(float(ex["window_surprise"][i, j]), 2),
+                            "week_to_then_surprise_nats": round(
+                                float(ex["window_surprises"][i, j, 0]), 2
+                            ),
+                            "week_from_then_surprise_nats": round(
+                                float(ex["window_surprises"][i, j, 1]), 2
+                            ),
                         }
                         for j, name in enumerate(("distinct_taxpayers", "records"))
                     ],

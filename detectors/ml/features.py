@@ -23,7 +23,7 @@ import polars as pl
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
-# Trailing sums of the first days of a window read this many days before it.
+# 7-day sums at the edges of a window read this many days before and after it.
 WINDOW_LOOKBACK_DAYS = 6
 _SOURCE_ZONE_TABLE = "_ml_source_zone"
 
@@ -253,14 +253,19 @@ def actor_day_frame(
                list(event_id ORDER BY occurred_at, event_id) AS event_ids
         FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
     ),
-    -- Slow, steady browsing hides in daily counts: also the user's trailing 7 days.
+    -- Slow, steady browsing hides in daily counts: also the user's 7 days ending on the
+    -- day and the 7 days starting on it (what the logs hold of them so far).
     weekly AS (
         SELECT *,
                CAST(sum(records) OVER w7 AS BIGINT) AS records_7d,
-               CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d
+               CAST(sum(subjects) OVER w7 AS BIGINT) AS subjects_7d,
+               CAST(sum(records) OVER n7 AS BIGINT) AS records_next_7d,
+               CAST(sum(subjects) OVER n7 AS BIGINT) AS subjects_next_7d
         FROM days
         WINDOW w7 AS (PARTITION BY recipient_agency, actor_id ORDER BY day
-                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
+                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
+               n7 AS (PARTITION BY recipient_agency, actor_id ORDER BY day
+                      RANGE BETWEEN CURRENT ROW AND INTERVAL 6 DAYS FOLLOWING)
     ),
     agency_days AS (
         SELECT recipient_agency, day, sum(records) AS a_records, sum(subjects) AS a_subjects
@@ -268,10 +273,14 @@ def actor_day_frame(
     ),
     agency AS (
         SELECT *,
-               sum(a_records) OVER a7 AS a_records_7d, sum(a_subjects) OVER a7 AS a_subjects_7d
+               sum(a_records) OVER a7 AS a_records_7d, sum(a_subjects) OVER a7 AS a_subjects_7d,
+               sum(a_records) OVER n7 AS a_records_next_7d,
+               sum(a_subjects) OVER n7 AS a_subjects_next_7d
         FROM agency_days
         WINDOW a7 AS (PARTITION BY recipient_agency ORDER BY day
-                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW)
+                      RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
+               n7 AS (PARTITION BY recipient_agency ORDER BY day
+                      RANGE BETWEEN CURRENT ROW AND INTERVAL 6 DAYS FOLLOWING)
     )
     SELECT w.*,
            hash(w.recipient_agency) AS agency_code,
@@ -280,23 +289,28 @@ def actor_day_frame(
            CAST(w.day - DATE '1970-01-01' AS UBIGINT) AS day_number,
            CAST(w.subjects AS UBIGINT) AS subjects_n,
            CAST(w.subjects_7d AS UBIGINT) AS subjects_7d_n,
+           CAST(w.subjects_next_7d AS UBIGINT) AS subjects_next_7d_n,
            CAST(a.a_subjects AS UBIGINT) AS agency_subjects,
            CAST(a.a_subjects_7d AS UBIGINT) AS agency_subjects_7d,
+           CAST(a.a_subjects_next_7d AS UBIGINT) AS agency_subjects_next_7d,
            CAST(w.records AS UBIGINT) AS records_n,
            CAST(w.records_7d AS UBIGINT) AS records_7d_n,
+           CAST(w.records_next_7d AS UBIGINT) AS records_next_7d_n,
            CAST(a.a_records AS UBIGINT) AS agency_records,
-           CAST(a.a_records_7d AS UBIGINT) AS agency_records_7d
+           CAST(a.a_records_7d AS UBIGINT) AS agency_records_7d,
+           CAST(a.a_records_next_7d AS UBIGINT) AS agency_records_next_7d
     FROM weekly w JOIN agency a USING (recipient_agency, day)
-    -- The query read WINDOW_LOOKBACK_DAYS before the window for the trailing sums.
-    WHERE $keep_from::TIMESTAMPTZ IS NULL OR w.last_at >= $keep_from::TIMESTAMPTZ
+    -- The query read WINDOW_LOOKBACK_DAYS around the window for the 7-day sums.
+    WHERE ($keep_from::TIMESTAMPTZ IS NULL OR w.last_at >= $keep_from::TIMESTAMPTZ)
+      AND ($keep_to::TIMESTAMPTZ IS NULL OR w.first_at < $keep_to::TIMESTAMPTZ)
     ORDER BY w.day, w.recipient_agency, w.actor_id
     """
     params = _params(
         event_types,
         window_from - timedelta(days=WINDOW_LOOKBACK_DAYS) if window_from else None,
-        window_to,
+        window_to + timedelta(days=WINDOW_LOOKBACK_DAYS) if window_to else None,
     )
-    return _frame(con, sql, {**params, "keep_from": window_from})
+    return _frame(con, sql, {**params, "keep_from": window_from, "keep_to": window_to})
 
 
 def combination_frame(

@@ -13,7 +13,7 @@ minus the surprise); the alert adapter negates it again.
 - :class:`CountRateSurprise` judges counts (records read in a day, transfers to a pair in
   a day) against a Poisson rate learned per entity (a user, a recipient-authority pair),
   its peers, and the workload of its unit that day (the whole agency's reads), with a
-  quasi-Poisson dispersion for bursty entities and an optional trailing-window test for
+  quasi-Poisson dispersion for bursty entities and optional multi-day windows for
   sustained excess (a gate keeps the window's evidence on the days that add to it, not
   the quiet days after it).
 
@@ -213,8 +213,8 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
 
     Column layout (all numbers; keys may be any hashable codes):
 
-    ``[key_0 .. key_{k-1}] [day if with_load] then, per measure, [x] [x_window if window]
-    [unit_total if with_load] [unit_total_window if with_load and window]``
+    ``[key_0 .. key_{k-1}] [day if with_load] then, per measure, [x] [x_window_1 ..
+    x_window_w] [unit_total if with_load] [unit_total_window_1 .. _w if with_load]``
 
     Keys run from the *unit* (key 0: whose workload sets the day's pace, e.g. an agency)
     to the *entity* (the last key: a user, a recipient-authority pair); keys in between
@@ -227,18 +227,19 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
     is ``base * load`` where ``base`` is the larger of the own rate and the peers' (only the
     own rate when ``peers=False``; no own history and no peers = no verdict) and ``load``
     is the rest of the unit's activity that day against its usual. The surprise is
-    :func:`poisson_surprise` of the count; with ``window`` the trailing-window count is
-    judged too, on rows whose day is itself more likely under a ``rate_ratio``-times
-    elevated rate (so the window counts on the days that make it, not the quiet days
-    after), and the row takes the stronger of the two (a scan statistic over windows of
-    one day and ``window_days`` ending on the row's day). The row's surprise is the largest
-    over measures; ``score_samples`` is minus it.
+    :func:`poisson_surprise` of the count. With ``windows`` > 0, each row also carries that
+    many multi-day counts over windows of ``window_days`` days that contain its day (e.g.
+    the 7 days ending on it and the 7 days starting on it); they are judged too, on rows
+    whose day is itself more likely under a ``rate_ratio``-times elevated rate (so a
+    window counts on the days that make it, not the quiet days around it), and the row
+    takes the strongest (a scan statistic over windows containing the day). The row's
+    surprise is the largest over measures; ``score_samples`` is minus it.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_key_columns": [Interval(Integral, 0, None, closed="left")],
         "with_load": ["boolean"],
-        "window": ["boolean"],
+        "windows": [Interval(Integral, 0, None, closed="left")],
         "window_days": [Interval(Real, 0, None, closed="neither")],
         "peers": ["boolean"],
         "peer_quantile": [Interval(Real, 0, 1, closed="both")],
@@ -253,7 +254,7 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
         self,
         n_key_columns: int = 0,
         with_load: bool = False,
-        window: bool = False,
+        windows: int = 0,
         window_days: float = 7.0,
         peers: bool = True,
         peer_quantile: float = 0.5,
@@ -265,7 +266,7 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
     ) -> None:
         self.n_key_columns = n_key_columns
         self.with_load = with_load
-        self.window = window
+        self.windows = windows
         self.window_days = window_days
         self.peers = peers
         self.peer_quantile = peer_quantile
@@ -278,7 +279,7 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
     # -- layout ----------------------------------------------------------------------------
     @property
     def _block(self) -> int:
-        return (1 + int(self.window)) * (1 + int(self.with_load))
+        return (1 + self.windows) * (1 + int(self.with_load))
 
     def _split(self, X: NDArray[Any]) -> dict[str, Any]:
         k = self.n_key_columns
@@ -300,12 +301,12 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
         values = np.maximum(values, 0.0)
         n_measures = rest // self._block
         blocks = values.reshape(X.shape[0], n_measures, self._block)
-        w = int(self.window)
+        w = self.windows
         parts = {
             "x": blocks[:, :, 0],
-            "x_window": blocks[:, :, 1] if w else None,
+            "x_window": blocks[:, :, 1 : 1 + w] if w else None,
             "total": blocks[:, :, 1 + w] if self.with_load else None,
-            "total_window": blocks[:, :, 3] if (self.with_load and w) else None,
+            "total_window": blocks[:, :, 2 + w : 2 + 2 * w] if (self.with_load and w) else None,
             "day": day,
         }
         keys = [_as_keys(X[:, j]) for j in range(k)]
@@ -406,7 +407,7 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
             self.group_rate_.append(rate)
             self.group_p99_.append(p99)
             self.group_size_.append(np.bincount(g_inv, minlength=groups.size))
-        day_s, window_s = self._surprise(p, self._expectations(p))
+        day_s, window_s, _ = self._surprise(p, self._expectations(p))
         own_scores = -np.maximum(day_s, window_s).max(axis=1)
         self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
@@ -451,10 +452,11 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
             np.where((u >= 0)[:, None], self.unit_dispersion_[np.maximum(u, 0)], 1.0),
         )
         load = np.ones((n, n_measures))
-        load_w = np.full((n, n_measures), float(self.window_days))
+        # Per window (last axis): the unit's load over the window's days.
+        load_w = np.full((n, n_measures, max(self.windows, 1)), float(self.window_days))
         if self.unit_mean_total_ is not None:
             share = np.where(u >= 0, self.unit_active_share_[np.maximum(u, 0)], 1.0)
-            load_w = load_w * share[:, None]
+            load_w = load_w * share[:, None, None]
             usual_others = np.where(
                 (u >= 0)[:, None], self.unit_mean_total_[np.maximum(u, 0)], 0.0
             ) - np.nan_to_num(own, nan=0.0)
@@ -465,12 +467,12 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
                 if p["total_window"] is not None:
                     others_w = np.maximum(p["total_window"] - p["x_window"], 0.0)
                     load_w = np.where(
-                        has_others,
-                        np.clip(others_w / usual_others, 0.25, 4.0 * self.window_days),
+                        has_others[:, :, None],
+                        np.clip(others_w / usual_others[:, :, None], 0.25, 4.0 * self.window_days),
                         load_w,
                     )
         mu = np.maximum(base * load, self.min_rate)
-        mu_w = np.maximum(base * load_w, self.min_rate)
+        mu_w = np.maximum(base[:, :, None] * load_w, self.min_rate)
         return {
             "own": own, "peer": peer, "peer_p99": peer_p99, "peer_n": peer_n,
             "level": level_used, "base": base, "load": load, "load_window": load_w,
@@ -479,18 +481,20 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
 
     def _surprise(
         self, p: dict[str, Any], ex: dict[str, NDArray[Any]]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Surprise of the day, of its strongest window, and of each window (n, M, w)."""
         phi = ex["dispersion"]
+        judged = ex["judged"][:, None]
         day = poisson_surprise(p["x"] / phi, ex["mu"] / phi)
-        window = np.zeros_like(day)
+        each = np.zeros((*day.shape, max(self.windows, 1)))
         if p["x_window"] is not None:
             k = self.rate_ratio
             elevated = (p["x"] / phi) * np.log(k) - (k - 1) * ex["mu"] / phi > 0
-            window = np.where(
-                elevated, poisson_surprise(p["x_window"] / phi, ex["mu_window"] / phi), 0.0
+            each = poisson_surprise(
+                p["x_window"] / phi[:, :, None], ex["mu_window"] / phi[:, :, None]
             )
-        judged = ex["judged"][:, None]
-        return np.where(judged, day, 0.0), np.where(judged, window, 0.0)
+            each = np.where((elevated & judged)[:, :, None], each, 0.0)
+        return np.where(judged, day, 0.0), each.max(axis=2), each
 
     def _check(self, X: Any) -> dict[str, Any]:
         check_is_fitted(self)
@@ -498,20 +502,21 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
         return self._split(X)
 
     def surprise(self, X: Any) -> NDArray[np.float64]:
-        """Surprise per row and measure (day and window evidence added)."""
+        """Surprise per row and measure: the strongest of the day and its windows."""
         p = self._check(X)
-        day, window = self._surprise(p, self._expectations(p))
-        # A scan statistic: the stronger of the two windows ending on the row's day (the
-        # window contains the day, so adding them would count the day twice).
+        day, window, _ = self._surprise(p, self._expectations(p))
+        # A scan statistic: the strongest window containing the row's day (the windows
+        # contain the day, so adding them would count the day twice).
         return np.maximum(day, window)
 
     def explain(self, X: Any) -> dict[str, NDArray[Any]]:
-        """What each row was compared with: own and peer rates, load, expected counts, and
-        the day's and the window's surprise, per measure."""
+        """What each row was compared with: own and peer rates, load, expected counts (per
+        measure; per measure and window for ``mu_window``), and the surprise of the day, of
+        its strongest window and of each window (``window_surprises``)."""
         p = self._check(X)
         ex = self._expectations(p)
-        day, window = self._surprise(p, ex)
-        return {**ex, "day_surprise": day, "window_surprise": window}
+        day, window, each = self._surprise(p, ex)
+        return {**ex, "day_surprise": day, "window_surprise": window, "window_surprises": each}
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """Minus the largest surprise over the measures (lower = more abnormal)."""

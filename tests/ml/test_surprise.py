@@ -76,7 +76,7 @@ def _user_days(rng: np.random.Generator) -> np.ndarray:
 
 def test_count_rate_surprise_judges_a_user_by_the_larger_of_own_habit_and_peers() -> None:
     rng = np.random.default_rng(0)
-    model = CountRateSurprise(n_key_columns=3, with_load=True, window=True).fit(_user_days(rng))
+    model = CountRateSurprise(n_key_columns=3, with_load=True, windows=1).fit(_user_days(rng))
     # Eight reads: about the heavy reader's normal day, an ordinary peer's outlier.
     probe = np.array(
         [[1, 11, 100, 200, 8, 45, 30, 150], [1, 11, 105, 200, 8, 10, 30, 150]], dtype=np.float64
@@ -100,7 +100,7 @@ def test_count_rate_surprise_scales_expectations_with_the_units_workload() -> No
 
 def test_count_rate_surprise_counts_the_window_only_on_days_that_build_it() -> None:
     rng = np.random.default_rng(2)
-    model = CountRateSurprise(n_key_columns=3, with_load=True, window=True).fit(_user_days(rng))
+    model = CountRateSurprise(n_key_columns=3, with_load=True, windows=1).fit(_user_days(rng))
     browsing = np.array([[1, 11, 105, 200, 6, 35, 30, 150]], dtype=np.float64)
     after = np.array([[1, 11, 105, 201, 1, 35, 30, 150]], dtype=np.float64)
     ex_b, ex_a = model.explain(browsing), model.explain(after)
@@ -120,4 +120,18 @@ def test_count_rate_surprise_without_peers_does_not_judge_an_unknown_entity() ->
 
 def test_count_rate_surprise_names_a_bad_layout() -> None:
     with pytest.raises(ValueError, match="blocks of 4 count column"):
-        CountRateSurprise(n_key_columns=3, with_load=True, window=True).fit(np.ones((10, 6)))
+        CountRateSurprise(n_key_columns=3, with_load=True, windows=1).fit(np.ones((10, 6)))
+
+
+def test_count_rate_surprise_takes_the_strongest_window_containing_the_day() -> None:
+    rng = np.random.default_rng(4)
+    rows = _user_days(rng)
+    # Second window = the same trailing sums (a stand-in for "the 7 days from then").
+    two = rows[:, [0, 1, 2, 3, 4, 5, 5, 6, 7, 7]]
+    model = CountRateSurprise(n_key_columns=3, with_load=True, windows=2).fit(two)
+    # The first day of an episode: little behind it, a busy week ahead of it.
+    first_day = np.array([[1, 11, 105, 200, 5, 5, 35, 30, 150, 150]], dtype=np.float64)
+    ex = model.explain(first_day)
+    assert ex["window_surprises"][0, 0, 1] > ex["window_surprises"][0, 0, 0] + 10
+    assert ex["window_surprise"][0, 0] == ex["window_surprises"][0, 0, 1]
+    assert -model.score_samples(first_day)[0] == pytest.approx(ex["window_surprise"][0, 0])
