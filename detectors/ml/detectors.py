@@ -107,6 +107,9 @@ class MLDetector:
     key_columns: ClassVar[tuple[str, ...]]
     # False: the model's own offset_ is the threshold (novelty is not a percentile).
     percentile_threshold: ClassVar[bool] = True
+    # Scoring a window in operation also rescores this many days before it: rows whose
+    # features look ahead (a week starting on the day) change once later days arrive.
+    rescore_days: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -650,6 +653,7 @@ class ActorPeers(MLDetector):
         "agency_records", "agency_records_7d", "agency_records_next_7d",
     )  # fmt: skip
     key_columns = ("recipient_agency", "actor_id", "day")
+    rescore_days = features.WINDOW_LOOKBACK_DAYS
 
     def scoring_frame(
         self,

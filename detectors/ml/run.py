@@ -4,7 +4,7 @@ flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -220,8 +220,15 @@ def score_models(
             )
             continue
         model = load_model(record, models_dir)
+        # A detector that looks ahead rescores the days just before the window too (their
+        # week-ahead evidence is complete only now); its merge covers the same range.
+        det_from = (
+            window_from - timedelta(days=det.rescore_days)
+            if window_from is not None and det.rescore_days
+            else window_from
+        )
         frame, scores = score_detector(
-            con, det, model, window_from=window_from, window_to=window_to, threads=threads
+            con, det, model, window_from=det_from, window_to=window_to, threads=threads
         )
         candidates = alerts_for(det, model, record, frame, scores)
 
@@ -229,6 +236,7 @@ def score_models(
             candidates: pl.DataFrame = candidates,
             det: MLDetector = det,
             record: ModelRecord = record,
+            det_from: datetime | None = det_from,
         ) -> MergeResult:
             return merge_alerts(
                 con,
@@ -236,7 +244,7 @@ def score_models(
                 detector_ids=[det.detector_id],
                 run_id=run_id,
                 retract_reason=f"no longer anomalous under model {record.version}",
-                window_from=window_from,
+                window_from=det_from,
                 window_to=window_to,
             )
 

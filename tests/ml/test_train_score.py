@@ -225,3 +225,27 @@ def test_the_isolation_forest_still_trains_and_finds_the_off_hours_transfer_when
         if injected.off_hours_event in a["event_ids"]
     ]
     assert hits and "Unusual:" in hits[0]["explanation"]
+
+
+def test_scoring_a_window_rescores_the_look_ahead_detectors_days_before_it(
+    ml_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from detectors.ml import features
+    from detectors.ml.detectors import ActorPeers, TransferSurprise
+
+    con, _, models = ml_store
+    _train(con, models)
+    seen: dict[str, object] = {}
+    for cls in (ActorPeers, TransferSurprise):
+        original = cls.scoring_frame
+
+        def spy(self, con, window_from, window_to, original=original):  # type: ignore[no-untyped-def]
+            seen[self.detector_id] = window_from
+            return original(self, con, window_from, window_to)
+
+        monkeypatch.setattr(cls, "scoring_frame", spy)
+    score_models(con, run_id="run-1", window_from=SPLIT, window_to=END)
+    assert seen["ml.transfer_surprise"] == SPLIT
+    assert seen["ml.actor_peers"] == SPLIT - timedelta(days=features.WINDOW_LOOKBACK_DAYS)
