@@ -324,6 +324,43 @@ def test_padded_values_are_trimmed_and_blank_counts_as_empty(
     assert_counts_add_up(con, [result])
 
 
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ('["name","tin"]', ["name", "tin"]),  # compact lower-case: the fast path
+        ('["Name", " ADDRESS ", "", null]', ["name", "address"]),  # tidied element by element
+        ('["name","\\u0041ddress"]', ["name", "address"]),  # escapes are decoded, then lowered
+        ("name;Address|tin", ["name", "address", "tin"]),  # not JSON: split on ; , |
+    ],
+)
+def test_data_elements_are_tidied_whatever_the_spelling(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, written: str, stored: list[str]
+) -> None:
+    path = write_csv(tmp_path / "elements.csv", [event(data_elements=written)])
+    [result] = load(con, path)
+    assert result.rows_loaded == 1, result
+    assert con.execute("SELECT data_elements FROM disclosure_events").fetchone()[0] == stored
+
+
+@pytest.mark.parametrize(
+    ("written", "utc"),
+    [
+        ("2025-08-07T14:03:00Z", "2025-08-07 14:03:00+00:00"),
+        ("2025-08-07T10:03:00-04:00", "2025-08-07 14:03:00+00:00"),
+        ("2025-08-07 19:33:00+0530", "2025-08-07 14:03:00+00:00"),
+        ("2025-08-07 14:03:00 UTC", "2025-08-07 14:03:00+00:00"),
+        ("2025-08-07 14:03:00GMT", "2025-08-07 14:03:00+00:00"),  # glued suffix: rewritten
+    ],
+)
+def test_zoned_timestamps_in_every_spelling_load_in_utc(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, written: str, utc: str
+) -> None:
+    path = write_csv(tmp_path / "stamps.csv", [event(occurred_at=written)])
+    [result] = load(con, path)
+    assert result.rows_loaded == 1, quarantined(con)
+    assert str(con.execute("SELECT occurred_at FROM disclosure_events").fetchone()[0]) == utc
+
+
 def test_duplicate_event_id_within_and_across_files(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
