@@ -228,6 +228,32 @@ _FEATURE_LABELS: dict[str, str] = {
 _WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
+def _when(local: Any, zone: str) -> str:
+    """'at 03:12 local time (America/New_York) on Sunday 2025-02-09'."""
+    if local is None:
+        return "at an unknown time"
+    return (
+        f"at {local:%H:%M} local time ({zone}) on {_WEEKDAYS[local.isoweekday()]} {local:%Y-%m-%d}"
+    )
+
+
+def _transfer_evidence(
+    row: dict[str, Any], unusual: list[dict[str, Any]], median_records: Any
+) -> dict[str, Any]:
+    return {
+        "local_time": str(row["local_ts"]),
+        "zone": row["zone"],
+        "records": row["record_count"],
+        "channel": row["channel"],
+        "authority": row["authority"],
+        "purpose": row["purpose"],
+        "data_elements": row["elements"],
+        "channel_detail": row["channel_enc"],
+        "unusual_features": unusual,
+        "training_median_records": median_records,
+    }
+
+
 class TransferIsolation(MLDetector):
     """Isolation forest over single transfers: volume, local clock, channel, elements, rarity."""
 
@@ -347,12 +373,7 @@ class TransferIsolation(MLDetector):
                 )
                 if len(reasons) == 3:
                     break
-            local = row["local_ts"]
-            when = (
-                f"at {local:%H:%M} local time ({row['zone']}) on {_WEEKDAYS[local.isoweekday()]} {local:%Y-%m-%d}"
-                if local is not None
-                else "at an unknown time"
-            )
+            when = _when(row["local_ts"], row["zone"])
             texts.append(
                 f"{row['disclosing_agency']} sent {_fmt_int(row['record_count'])} records to "
                 f"{row['recipient_agency']} under {row['authority']} over {row['channel']} {when} "
@@ -361,20 +382,7 @@ class TransferIsolation(MLDetector):
                 f"(median {_fmt_int(meta.get('median_records'))} records); anomaly score "
                 f"{scores[i]:.3f}, alert threshold {ctx.threshold:.3f}."
             )
-            evidence.append(
-                {
-                    "local_time": str(local),
-                    "zone": row["zone"],
-                    "records": row["record_count"],
-                    "channel": row["channel"],
-                    "authority": row["authority"],
-                    "purpose": row["purpose"],
-                    "data_elements": row["elements"],
-                    "channel_detail": row["channel_enc"],
-                    "unusual_features": unusual,
-                    "training_median_records": meta.get("median_records"),
-                }
-            )
+            evidence.append(_transfer_evidence(row, unusual, meta.get("median_records")))
         return texts, evidence
 
     @staticmethod
@@ -503,11 +511,7 @@ class TransferSurprise(TransferIsolation):
                         "of": int(key_n[i, t]),
                     }
                 )  # fmt: skip
-            when = (
-                f"at {local:%H:%M} local time ({row['zone']}) on {_WEEKDAYS[local.isoweekday()]} {local:%Y-%m-%d}"
-                if local is not None
-                else "at an unknown time"
-            )
+            when = _when(local, row["zone"])
             texts.append(
                 f"{row['disclosing_agency']} sent {_fmt_int(row['record_count'])} records to "
                 f"{row['recipient_agency']} under {row['authority']} over {row['channel_enc']} {when} "
@@ -516,20 +520,7 @@ class TransferSurprise(TransferIsolation):
                 f"{_fmt_int(ctx.metadata.get('training_transfers'))} training transfers; alert "
                 f"threshold {ctx.threshold:.1f})."
             )
-            evidence.append(
-                {
-                    "local_time": str(local),
-                    "zone": row["zone"],
-                    "records": row["record_count"],
-                    "channel": row["channel"],
-                    "authority": row["authority"],
-                    "purpose": row["purpose"],
-                    "data_elements": row["elements"],
-                    "channel_detail": row["channel_enc"],
-                    "unusual_features": unusual,
-                    "training_median_records": ctx.metadata.get("median_records"),
-                }
-            )
+            evidence.append(_transfer_evidence(row, unusual, ctx.metadata.get("median_records")))
         return texts, evidence
 
 

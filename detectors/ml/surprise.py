@@ -79,7 +79,29 @@ def _count_of(
     return np.where(idx >= 0, counts[np.maximum(idx, 0)], 0.0)
 
 
-class ConditionalSurprise(OutlierMixin, BaseEstimator):
+class _SurpriseOutlier(OutlierMixin, BaseEstimator):
+    """What both estimators share: sklearn's outlier API around ``score_samples`` and
+    ``offset_`` (set in ``fit``), and input tags for keys that may be text."""
+
+    offset_: float
+
+    def score_samples(self, X: Any) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def decision_function(self, X: Any) -> NDArray[np.float64]:
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> NDArray[np.int_]:
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
+class ConditionalSurprise(_SurpriseOutlier):
     """Naive-Bayes surprise of categorical rows: ``sum_t -ln P(value_t | keys_t)``.
 
     ``terms`` lists, per term, the value column and a chain of key-column tuples from
@@ -195,20 +217,8 @@ class ConditionalSurprise(OutlierMixin, BaseEstimator):
         """Log-likelihood of each row under the model (lower = more abnormal)."""
         return -self.term_surprise(X).sum(axis=1)
 
-    def decision_function(self, X: Any) -> NDArray[np.float64]:
-        return self.score_samples(X) - self.offset_
 
-    def predict(self, X: Any) -> NDArray[np.int_]:
-        return np.where(self.decision_function(X) >= 0, 1, -1)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        return tags
-
-
-class CountRateSurprise(OutlierMixin, BaseEstimator):
+class CountRateSurprise(_SurpriseOutlier):
     """Surprise of counts against an entity's own rate, its peers' and its unit's workload.
 
     Column layout (all numbers; keys may be any hashable codes):
@@ -521,15 +531,3 @@ class CountRateSurprise(OutlierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """Minus the largest surprise over the measures (lower = more abnormal)."""
         return -self.surprise(X).max(axis=1)
-
-    def decision_function(self, X: Any) -> NDArray[np.float64]:
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> NDArray[np.int_]:
-        return np.where(self.decision_function(X) >= 0, 1, -1)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        return tags
