@@ -110,12 +110,16 @@ class ConditionalSurprise(_SurpriseOutlier):
     ``(n(key, value) + alpha * P_parent) / (n(key) + alpha)``, the top level's parent being
     the value's overall frequency with add-``smoothing``; a key never seen falls back to
     its parent, a value never seen gets the probability of a count of zero. ``None`` (the
-    default) makes every column one unconditioned term.
+    default) makes every column one unconditioned term. Columns are categories (codes,
+    text) unless they hold floating-point measurements, which are cut into ``n_bins``
+    equal-width bins over the training range (a histogram: take logs of heavy-tailed
+    measurements first).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "terms": [list, tuple, None],
         "alpha": [Interval(Real, 0, None, closed="neither")],
+        "n_bins": [Interval(Integral, 2, None, closed="left")],
         "smoothing": [Interval(Real, 0, None, closed="neither")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
     }
@@ -125,10 +129,12 @@ class ConditionalSurprise(_SurpriseOutlier):
         terms: list[tuple[int, tuple[tuple[int, ...], ...]]] | None = None,
         alpha: float = 2.0,
         smoothing: float = 0.5,
+        n_bins: int = 10,
         contamination: float = 0.01,
     ) -> None:
         self.terms = terms
         self.alpha = alpha
+        self.n_bins = n_bins
         self.smoothing = smoothing
         self.contamination = contamination
 
@@ -149,6 +155,12 @@ class ConditionalSurprise(_SurpriseOutlier):
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
         self.terms_ = self._terms(X.shape[1])
+        self.bin_edges_: dict[int, NDArray[np.float64]] = {}
+        if X.dtype.kind == "f":
+            for j in range(X.shape[1]):
+                lo, hi = float(np.min(X[:, j])), float(np.max(X[:, j]))
+                self.bin_edges_[j] = np.linspace(lo, hi, self.n_bins + 1)[1:-1]
+        X = self._categories(X)
         n = float(X.shape[0])
         self.value_counts_: list[tuple[NDArray[Any], NDArray[np.float64]]] = []
         self.unseen_probability_: list[float] = []
@@ -174,6 +186,15 @@ class ConditionalSurprise(_SurpriseOutlier):
         own_scores = np.log(self._probabilities(X)[0]).sum(axis=1)
         self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
+
+    def _categories(self, X: NDArray[Any]) -> NDArray[Any]:
+        """Measurements (float columns) as their histogram bin; categories as they are."""
+        if not self.bin_edges_:
+            return X
+        out = np.empty(X.shape, dtype=np.int64)
+        for j in range(X.shape[1]):
+            out[:, j] = np.searchsorted(self.bin_edges_[j], X[:, j].astype(np.float64))
+        return out
 
     def _probabilities(
         self, X: NDArray[Any]
@@ -202,14 +223,14 @@ class ConditionalSurprise(_SurpriseOutlier):
     def term_surprise(self, X: Any) -> NDArray[np.float64]:
         """``-ln P`` per row and term (columns in the order of ``terms_``)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=None, reset=False)
+        X = self._categories(validate_data(self, X, dtype=None, reset=False))
         return -np.log(self._probabilities(X)[0])
 
     def term_counts(self, X: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Training counts behind each term at its finest known key: (key rows, key rows
         with this value), for explanations ("0 of 412 transfers of this size")."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=None, reset=False)
+        X = self._categories(validate_data(self, X, dtype=None, reset=False))
         _, key_n, pair_n = self._probabilities(X)
         return key_n, pair_n
 

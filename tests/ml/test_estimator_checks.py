@@ -40,13 +40,6 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
             " so predicting on its training set gives only inliers (the check wants both labels)"
         )
         return {"check_outliers_train": reason, "check_outliers_fit_predict": reason}
-    if isinstance(estimator, ConditionalSurprise):
-        reason = (
-            "a categorical likelihood model sees continuous data as all-distinct categories:"
-            " every training row is equally likely, so none can be an outlier on it (the"
-            " check wants both labels on the training set)"
-        )
-        return {"check_outliers_train": reason, "check_outliers_fit_predict": reason}
     return {}
 
 

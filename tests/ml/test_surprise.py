@@ -135,3 +135,15 @@ def test_count_rate_surprise_takes_the_strongest_window_containing_the_day() -> 
     assert ex["window_surprises"][0, 0, 1] > ex["window_surprises"][0, 0, 0] + 10
     assert ex["window_surprise"][0, 0] == ex["window_surprises"][0, 0, 1]
     assert -model.score_samples(first_day)[0] == pytest.approx(ex["window_surprise"][0, 0])
+
+
+def test_conditional_surprise_bins_measurements_and_keeps_codes_as_categories() -> None:
+    rng = np.random.default_rng(5)
+    measurements = rng.normal(0.0, 1.0, size=(500, 1))
+    model = ConditionalSurprise(n_bins=10).fit(measurements)
+    s = -model.score_samples(np.array([[0.0], [3.2]]))
+    assert s[1] > s[0] + 2  # the sparse tail bin is rarer than the crowded middle
+    codes = np.array([[7], [7], [9]] * 50, dtype=np.uint64)
+    coded = ConditionalSurprise().fit(codes)
+    assert coded.bin_edges_ == {}  # integer codes are categories, never binned
+    assert -coded.score_samples(np.array([[8]], dtype=np.uint64))[0] > 4
