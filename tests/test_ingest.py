@@ -469,6 +469,36 @@ def test_same_file_twice_is_a_no_op_unless_forced(
     assert counts(con) == (2, 0, 2)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_skipped_file_records_its_hash_and_leaves_no_work_behind(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, suffix: str
+) -> None:
+    # The hash is computed beside the CSV sniff; every format must still be skipped on its
+    # content, with the run recorded and no staging left in the store or the connection.
+    rows = events(2)
+    path = tmp_path / f"same{suffix}"
+    if suffix == ".csv":
+        write_csv(path, rows)
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    else:
+        pl.DataFrame(rows).write_parquet(path)
+    [first], [again] = load(con, path), load(con, path)
+    assert (first.status, again.status) == ("loaded", "skipped")
+    assert first.run_id in again.message and again.kind is None and not again.warnings
+    [(status, sha)] = con.execute("SELECT status, content_sha256 FROM ingest_runs").fetchall()
+    assert status == "loaded" and sha == ingest_module.file_sha256(path)
+    leftovers = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ingest_work'"
+        " OR table_name LIKE '\\_rejects%' ESCAPE '\\'"
+    ).fetchone()[0]
+    assert leftovers == 0
+    assert not con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_stage'"
+    ).fetchone()[0]
+    assert counts(con) == (2, 0, 0)
+
+
 def test_unknown_source_mapping_is_a_clear_error(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
