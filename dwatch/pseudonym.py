@@ -78,12 +78,11 @@ def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$o
 
     HMAC(k, m) = H(k^opad || H(k^ipad || m)); DuckDB's sha256 takes BLOBs.
     """
-    norm = f"upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g'))"
+    # The normalised value is written once: NULL (no value, or nothing alphanumeric) flows
+    # through encode, ||, sha256 and substr, so no CASE has to evaluate it again.
+    norm = f"nullif(upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g')), '')"
     inner = f"unhex(sha256({ipad_param} || encode({norm})))"
-    return (
-        f"CASE WHEN {norm} IS NULL OR {norm} = '' THEN NULL ELSE "
-        f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS}) END"
-    )
+    return f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS})"
 
 
 def mask_ref(ref: str | None) -> str:
