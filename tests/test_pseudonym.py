@@ -20,7 +20,17 @@ KEY = b"a-test-key-of-enough-length"
 def test_sql_hmac_equals_python_hmac() -> None:
     ipad, opad = hmac_pads(KEY)
     # "---" and " " normalise to nothing: no pseudonym, as in Python.
-    values = ["123-45-6789", "123456789", " 987 65 4321 ", "12-3456789", "", "---", " ", "ab-12", None]
+    values = [
+        "123-45-6789",
+        "123456789",
+        " 987 65 4321 ",
+        "12-3456789",
+        "",
+        "---",
+        " ",
+        "ab-12",
+        None,
+    ]
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT unnest(?::VARCHAR[]) AS v", [values])
     rows = con.execute(
