@@ -22,19 +22,32 @@ if TYPE_CHECKING:
 CitationStatus = Literal["ok", "unknown", "malformed", "missing"]
 
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
+# Quotes a spreadsheet or exporter wrapped around the whole value, and punctuation left
+# at its end ("IRC 6103(i)(2);", "N/A."): neither is part of the citation.
+_WRAPPING = "\"'`\u201c\u201d\u2018\u2019 "
+_TRAILING = ".,;: "
+# Square brackets for a subdivision ("6103[i][2]") mean what parentheses mean.
+_BRACKETS = {ord("["): "(", ord("]"): ")"}
 # Words that name a code or act, mapped to (title, section) when they fix the section.
-_TITLE_RE = re.compile(
-    r"^(?:title\s+)?(\d{1,2})\s*,?\s*(?:u\s*\.?\s*s\s*\.?\s*c\s*\.?\s*a?\s*\.?)(?=[\s\d§]|$)"
-)
+_USC = r"u\s*\.?\s*s\s*\.?\s*c\s*\.?\s*a?\s*\.?"
+_TITLE_RE = re.compile(r"^(?:title\s+)?(\d{1,2})\s*,?\s*(?:" + _USC + r")(?=[\s\d§]|$)")
+# The title written without "U.S.C." ("Title 26, § 6103") or after it ("U.S.C. Title 26",
+# "USC 26 6103"): a one- or two-digit number then a space, comma or section sign, so the
+# section number itself ("USC 6103") is never read as a title.
+_TITLE_ONLY_RE = re.compile(r"^(?:" + _USC + r"\s*(?:title\s+)?|title\s+)(\d{1,2})\s*,?(?=[\s§]|$)")
 _IRC_RE = re.compile(
     r"^(?:i\s*\.?\s*r\s*\.?\s*c\s*\.?|internal\s+revenue\s+code(?:\s+of\s+1986)?|tax\s+code)(?=[\s\d§,\-]|$)"
 )
 _PRIVACY_ACT_RE = re.compile(r"^(?:the\s+)?privacy\s+act(?:\s+of\s+1974)?(?:\s*,)?")
-_SECTION_WORD_RE = re.compile(r"^(?:§+|sections?|secs?\.?|s\.)\s*")
+_SECTION_WORD_RE = re.compile(r"^(?:§+|sections?|sects?\.?|secs?\.?|s\.)\s*")
 _SECTION_RE = re.compile(r"^(\d{1,5})([a-z]{0,2})")
 _PAREN_RE = re.compile(r"^\(\s*([a-z]{1,5}|\d{1,3})\s*\)")
 _BARE_RE = re.compile(r"^[.\-\s]*([a-z]{1,5}|\d{1,3})")
 _ROMAN = re.compile(r"^[ivx]+$")
+# A balanced parenthesis holding a word ("(MOU)", "(ex parte order)") is a note after the
+# citation, not a subdivision; "(i9)" or "(2" are garbled subdivisions and stay malformed.
+_NOTE_PAREN_RE = re.compile(r"^\(([^()]*)\)")
+_WORD_RE = re.compile(r"[a-z]{3,}")
 
 IRC_TITLE = "26"
 PRIVACY_ACT = ("5", "552a")
@@ -59,9 +72,20 @@ class ParsedCitation:
 
 
 def clean(text: str) -> str:
-    """Fold case, dashes, non-breaking spaces and runs of whitespace."""
+    """Fold case, dashes, non-breaking spaces, runs of whitespace, wrapping quotes and
+    punctuation at the end."""
     folded = unicodedata.normalize("NFKC", text).translate(_DASHES).lower()
-    return re.sub(r"\s+", " ", folded).strip()
+    return re.sub(r"\s+", " ", folded).strip(_WRAPPING).rstrip(_TRAILING).strip(_WRAPPING)
+
+
+def placeholder_key(text: str) -> str:
+    """'N/A.', 'n.a.', 'N\\A' and 'na' are one placeholder: letters and digits only."""
+    return re.sub(r"[^0-9a-z]+", "", clean(text))
+
+
+def _is_note(inside: str) -> bool:
+    token = inside.strip()
+    return bool(_WORD_RE.search(token)) and not _ROMAN.match(token)
 
 
 def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCitation | None:
@@ -69,7 +93,7 @@ def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCita
 
     Returns None when the text has no recognisable section number.
     """
-    rest = clean(text)
+    rest = clean(text).translate(_BRACKETS)
     title: str | None = None
     forced_section: str | None = None
     if m := _PRIVACY_ACT_RE.match(rest):
@@ -80,6 +104,9 @@ def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCita
         rest = rest[m.end() :].strip()
     elif m := _IRC_RE.match(rest):
         title = IRC_TITLE
+        rest = rest[m.end() :].strip()
+    elif m := _TITLE_ONLY_RE.match(rest):
+        title = m.group(1)
         rest = rest[m.end() :].strip()
     rest = _SECTION_WORD_RE.sub("", rest.lstrip(",.:- ")).strip()
 
@@ -109,6 +136,9 @@ def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCita
     path: list[str] = []
     rest = rest.strip()
     while rest:
+        if (note := _NOTE_PAREN_RE.match(rest)) and _is_note(note.group(1)):
+            rest = ""  # "(MOU)", "(ex parte order)": the citation ended before it
+            break
         if m := _PAREN_RE.match(rest):
             token = m.group(1)
         elif m := _BARE_RE.match(rest):
@@ -145,8 +175,7 @@ def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str 
     """('ok', id) | ('unknown', None) | ('malformed', None) | ('missing', None)."""
     if text is None or not clean(text):
         return "missing", None
-    key = clean(text)
-    if key in registry.missing_citation_placeholders:
+    if placeholder_key(text) in registry.missing_citation_placeholders:
         return "missing", None
     alias_hit = registry.alias_index.get(_alias_key(text))
     if alias_hit is not None:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dwatch.errors import RegistryError
-from dwatch.policy.citations import ParsedCitation, _alias_key, clean, parse_citation
+from dwatch.policy.citations import ParsedCitation, _alias_key, parse_citation, placeholder_key
 from dwatch.policy.models import (
     Agreement,
     Authority,
@@ -75,7 +75,7 @@ class Registry:
             for alias in [auth.id, *auth.aliases]:
                 self.alias_index[_alias_key(alias)] = auth.id
         self.missing_citation_placeholders = frozenset(
-            clean(p) for p in self.parameters.missing_citation_placeholders
+            placeholder_key(p) for p in self.parameters.missing_citation_placeholders
         )
 
     def citation_exists(self, citation: str) -> bool:
