@@ -25,7 +25,11 @@ _HEX_CHARS = 32
 _BLOCK = 64  # SHA-256 block size in bytes
 
 # SSN/TIN/EIN/ITIN shapes: 9 digits, optionally grouped 3-2-4 (SSN/ITIN) or 2-7 (EIN).
-TIN_PATTERN = r"(?<![0-9A-Za-z])(?:\d{3}[- ]?\d{2}[- ]?\d{4}|\d{2}-\d{7})(?![0-9A-Za-z])"
+# Groups are separated as agencies write them: dash, dot or slash, with or without spaces
+# around it ("123.45.6789", "123 - 45 - 6789"), or one space.
+_TIN_SEP = r"(?: ?[-./] ?| )"
+TIN_CORE = rf"\d{{3}}{_TIN_SEP}?\d{{2}}{_TIN_SEP}?\d{{4}}|\d{{2}} ?[-./] ?\d{{7}}"
+TIN_PATTERN = rf"(?<![0-9A-Za-z])(?:{TIN_CORE})(?![0-9A-Za-z])"
 TIN_RE = re.compile(TIN_PATTERN)
 
 
@@ -100,8 +104,11 @@ def scrub_identifiers(text: str, key: bytes) -> str:
 def sql_scrub_identifiers(expr: str) -> str:
     """DuckDB expression masking SSN/TIN-shaped strings in free text (no key: plain mask)."""
     # RE2 has no look-behind; match on boundaries of non-alphanumerics instead.
+    # The right boundary is consumed, so it cannot also be the left boundary of the next
+    # match: a list of TINs one separator apart ("123-45-6789;987-65-4321") is matched and
+    # masked as one run, or every second TIN would survive.
     return (
         f"regexp_replace(CAST({expr} AS VARCHAR), "
-        r"'(^|[^0-9A-Za-z])(\d{3}[- ]?\d{2}[- ]?\d{4}|\d{2}-\d{7})([^0-9A-Za-z]|$)', "
-        r"'\1[TIN-REDACTED]\3', 'g')"
+        f"'(^|[^0-9A-Za-z])(?:{TIN_CORE})(?:[^0-9A-Za-z](?:{TIN_CORE}))*([^0-9A-Za-z]|$)', "
+        r"'\1[TIN-REDACTED]\2', 'g')"
     )

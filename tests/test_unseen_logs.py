@@ -7,8 +7,14 @@ must leave empty (NULL) rather than read wrongly.
 
 from __future__ import annotations
 
+import csv
+import re
+from pathlib import Path
+
+import duckdb
 import pytest
 
+from dwatch.ingest import ingest_paths
 from dwatch.policy import Registry, classify_citation, load_registry
 
 
@@ -74,3 +80,107 @@ def test_placeholders_with_punctuation_mean_no_citation(registry: Registry, text
 )
 def test_citations_it_cannot_know_stay_empty(registry: Registry, text: str, status: str) -> None:
     assert classify_citation(text, registry) == (status, None)
+
+
+# ---------------------------------------------------------------------------- ingest
+
+KEY = b"unseen-logs-test-key-0123"
+CANONICAL = [
+    "event_id",
+    "source_system",
+    "sequence_no",
+    "occurred_at",
+    "event_type",
+    "disclosing_agency",
+    "recipient_agency",
+    "actor_id",
+    "legal_authority",
+    "data_elements",
+    "record_count",
+    "taxpayer_tin",
+    "encrypted",
+    "case_number",
+    "description",
+]
+
+
+def receipt(event_id: str, **overrides: str) -> dict[str, str]:
+    """One row of an ICE-style receipt log, in the canonical columns."""
+    row = {
+        "event_id": event_id,
+        "source_system": "ice-ero-fti-receipts",
+        "sequence_no": "1",
+        "occurred_at": "2025-06-04T09:15:00-04:00",
+        "event_type": "receipt",
+        "disclosing_agency": "IRS",
+        "recipient_agency": "DHS/ICE",
+        "actor_id": "ero.analyst.17",
+        "legal_authority": "26 U.S.C. § 6103(i)(2)",
+        "data_elements": '["name","address"]',
+        "record_count": "1",
+        "taxpayer_tin": "",
+        "encrypted": "Y",
+        "case_number": "",
+        "description": "",
+    }
+    row.update(overrides)
+    return row
+
+
+def write_rows(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
+    names = list(rows[0])
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n")
+        writer.writerow(header or names)
+        writer.writerows([[r[n] for n in names] for r in rows])
+    return path
+
+
+def varchar_values(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """(table, column, value) for every text-like value of every table in the store."""
+    cols = con.execute(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+        " WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE 'VARCHAR%'"
+    ).fetchall()
+    out = []
+    for schema, table, column in cols:
+        rows = con.execute(
+            f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{schema}"."{table}"'
+            f' WHERE "{column}" IS NOT NULL'
+        ).fetchall()
+        out += [(table, column, v) for (v,) in rows]
+    return out
+
+
+RAW_SPELLINGS = [
+    "123.45.6789",  # dotted, as some case systems print it
+    "123 - 45 - 6789",  # spaced dashes, typed by hand
+    "12 - 3456789",  # an EIN typed the same way
+    "987.65.4321",
+    "111-22-3333;444-55-6666",  # a list, one separator apart
+]
+
+
+def test_taxpayer_ids_in_any_spelling_never_reach_the_store(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    rows = [
+        receipt(f"ok-{i}", sequence_no=str(i + 1), description=f"subject SSN {raw} matched")
+        for i, raw in enumerate(RAW_SPELLINGS)
+    ]
+    # The same spellings in rows that quarantine (bad record_count) and in a case number.
+    rows += [
+        receipt(f"bad-{i}", sequence_no=str(10 + i), record_count="lots", case_number=raw)
+        for i, raw in enumerate(RAW_SPELLINGS)
+    ]
+    path = write_rows(tmp_path / "ice_receipts.csv", rows)
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert (result.rows_loaded, result.rows_quarantined) == (5, 5)
+    digits = [re.sub(r"\D", "", tin) for raw in RAW_SPELLINGS for tin in re.split(r"[;,]", raw)]
+    leaks = [
+        (table, column, value)
+        for table, column, value in varchar_values(con)
+        for d in digits
+        if re.search(r"\D*".join(d), value)
+    ]
+    assert leaks == []
