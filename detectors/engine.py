@@ -13,7 +13,8 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     every disclosure event with its recipient and discloser resolved to registry codes and
     categories, its citation classified (``citation_status``: ok/unknown/malformed/missing),
     the cited authority's attributes (``auth_*``) and whether it was in force at
-    ``occurred_at`` (``auth_in_force``), and the registry agreement it invokes.
+    ``occurred_at`` (``auth_in_force``), the registry agreement it invokes (ids compared on
+    letters and digits) and its purpose as a registry code (``purpose_code``).
 ``dw_order_hits``
     (event, court order) pairs where an order binding at the event's ``occurred_at``
     restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
@@ -238,6 +239,17 @@ def _list_regex(patterns: list[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns) if patterns else "[^\\s\\S]"
 
 
+# Agreement ids as logs write them ("IRS/ICE MOU", "irs-ice mou") folded to upper-case
+# letters and digits; a folded id two agreements share is dropped rather than guessed.
+_AGREEMENT_KEYS_TABLE = """
+CREATE OR REPLACE TEMP TABLE dw_agreement_keys AS
+SELECT regexp_replace(upper(alias), '[^A-Z0-9]+', '', 'g') AS agreement_key,
+       min(agreement_id) AS agreement_id
+FROM registry_agreement_aliases
+GROUP BY 1
+HAVING count(DISTINCT agreement_id) = 1 AND agreement_key <> ''
+"""
+
 _EVENTS_VIEW = """
 CREATE OR REPLACE TEMP VIEW dw_events AS
 SELECT e.*,
@@ -269,6 +281,9 @@ SELECT e.*,
        a.case_by_case AS auth_case_by_case,
        a.safeguards_required AS auth_safeguards_required,
        ga.agreement_id AS agreement_ref,
+       -- the stated purpose as a registry code: other systems write "State Tax
+       -- Administration" or "child-support enforcement" for state_tax_administration
+       nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), '') AS purpose_code,
        list_contains($reg_disclosure_event_types, e.event_type) AS is_disclosure,
        list_contains($reg_use_event_types, e.event_type) AS is_use
 FROM disclosure_events e
@@ -276,7 +291,7 @@ LEFT JOIN dw_agencies ra ON ra.agency = e.recipient_agency
 LEFT JOIN dw_agencies da ON da.agency = e.disclosing_agency
 LEFT JOIN dw_citations c ON c.legal_authority = e.legal_authority
 LEFT JOIN registry_authorities a ON a.authority_id = e.authority_id
-LEFT JOIN registry_agreement_aliases ga ON ga.alias = upper(trim(e.agreement_id))
+LEFT JOIN dw_agreement_keys ga ON ga.agreement_key = regexp_replace(upper(e.agreement_id), '[^A-Z0-9]+', '', 'g')
 """
 
 _ORDER_HITS_VIEW = """
@@ -313,14 +328,14 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
        OR list_contains(r.holder_categories, e.recipient_category)
        OR list_contains(r.holder_categories, e.disclosing_category))
   AND (len(r.data_elements) = 0 OR list_has_any(r.data_elements, e.data_elements))
-  AND (len(r.purposes) = 0 OR list_contains(r.purposes, e.purpose))
+  AND (len(r.purposes) = 0 OR list_contains(r.purposes, e.purpose_code))
   AND (r.effective_from IS NULL OR e.occurred_at >= r.effective_from)
   AND (r.effective_to IS NULL OR e.occurred_at < r.effective_to)
   AND NOT EXISTS (
       SELECT 1 FROM registry_order_exceptions x
       WHERE x.order_id = r.order_id AND x.restraint_no = r.restraint_no
         AND (len(x.authorities) = 0 OR list_contains(x.authorities, e.authority_id))
-        AND (len(x.purposes) = 0 OR list_contains(x.purposes, e.purpose))
+        AND (len(x.purposes) = 0 OR list_contains(x.purposes, e.purpose_code))
         AND (NOT x.requires_case_number OR nullif(trim(e.case_number), '') IS NOT NULL))
 """
 
@@ -411,6 +426,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_agencies AS SELECT * FROM registry_recipient_resolution"
     )
+    con.execute(_AGREEMENT_KEYS_TABLE)
     reg = registry_parameters(registry)
     # Views cannot hold parameters, so the event-type lists are inlined as typed literals
     # through a one-row table instead of formatting values into the view text.

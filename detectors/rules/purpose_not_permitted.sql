@@ -1,9 +1,10 @@
 -- Disclosures, receipts and uses for a stated purpose the cited authority does not allow
 -- (e.g. a civil purpose under an authority limited to criminal investigations). The
--- recipient's own log of why it holds the data counts as much as the discloser's.
+-- recipient's own log of why it holds the data counts as much as the discloser's. The
+-- purpose is compared as a code ("State Tax Administration" = state_tax_administration).
 SELECT e.recipient_code,
        e.authority_id,
-       e.purpose,
+       e.purpose_code AS purpose,
        e.is_disclosure,
        CASE WHEN e.is_disclosure THEN 'disclosed to' ELSE 'received or used by' END AS conduct,
        e.recipient_code AS entity_id,
@@ -20,6 +21,6 @@ SELECT e.recipient_code,
        list_concat($rule_citations, [e.authority_id]) AS citations
 FROM dw_events e
 WHERE list_contains($event_types, e.event_type) AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
-  AND nullif(trim(e.purpose), '') IS NOT NULL
-  AND len(e.auth_purposes) > 0 AND NOT list_contains(e.auth_purposes, e.purpose)
-GROUP BY e.recipient_code, e.authority_id, e.purpose, e.is_disclosure
+  AND e.purpose_code IS NOT NULL
+  AND len(e.auth_purposes) > 0 AND NOT list_contains(e.auth_purposes, e.purpose_code)
+GROUP BY e.recipient_code, e.authority_id, e.purpose_code, e.is_disclosure
