@@ -21,7 +21,10 @@ WHERE list_contains($request_event_types, e.event_type)
   AND e.authority_id IN (SELECT authority_id FROM roles)
   AND NOT EXISTS (
       SELECT 1 FROM roles r
-      WHERE r.authority_id = e.authority_id AND r.role = lower(trim(e.actor_role))
+      WHERE r.authority_id = e.authority_id
+        -- roles compared folded: "Head of Agency", "head-of-agency", "U.S. Attorney"
+        AND regexp_replace(lower(r.role), '[^a-z0-9]+', '', 'g')
+            = regexp_replace(lower(e.actor_role), '[^a-z0-9]+', '', 'g')
         AND (len(r.recipient_categories) + len(r.recipient_codes) = 0
              OR list_contains(r.recipient_codes, e.recipient_code)
              OR coalesce(list_contains(r.recipient_categories, e.recipient_category), false)))
