@@ -146,7 +146,7 @@ def test_staying_the_order_retracts_exactly_the_alerts_that_depended_on_it(
     orders = policies / "court_orders.yaml"
     text = orders.read_text(encoding="utf-8")
     block = re.search(
-        r"id: dmass-25-cv-12822-pi[\s\S]*?status_history:\n(\s+- status: in_force\n\s+from: 2026-02-05\n)",
+        r"id: dmass-25-cv-12822-pi[\s\S]*?status_history:\n(\s+- status: in_force\n\s+from: 2026-02-05[^\n]*\n)",
         text,
     )
     assert block is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def _alerts(con: duckdb.DuckDBPyConnection, detector: str | None = None) -> list
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _stay(registry: Registry, order_id: str, on: str) -> Registry:
+def _stay(registry: Registry, order_id: str, on: str | date | datetime) -> Registry:
     order = registry.court_orders_by_id[order_id].model_dump(by_alias=True)
     order["status_history"] = [
         *order["status_history"],
@@ -45,6 +46,9 @@ def _stay(registry: Registry, order_id: str, on: str) -> Registry:
     ]
     return with_entries(registry, {"court_orders": [order]}, label="stay")
 
+
+# the court's local day: the order binds from midnight in Boston
+EST = timezone(timedelta(hours=-5))
 
 ICE_USE = [
     # uses after the D. Mass. order, before and after a hypothetical stay
@@ -86,7 +90,8 @@ def test_staying_an_order_retracts_exactly_the_alerts_that_depended_on_it(
     before = {a["alert_id"]: a for a in _alerts(con)}
     depends = {i for i, a in before.items() if "dmass-25-cv-12822-pi" in a["citations"]}
     assert depends, "the uses after the order must be flagged first"
-    stayed = _stay(REGISTRY, "dmass-25-cv-12822-pi", "2026-02-05")
+    # stayed from the order's first day
+    stayed = _stay(REGISTRY, "dmass-25-cv-12822-pi", datetime(2026, 2, 5, tzinfo=EST))
     _run(con, stayed, "run-2")
     after = {a["alert_id"]: a for a in _alerts(con)}
     retracted = {i for i, a in after.items() if a["status"] == "retracted"}
