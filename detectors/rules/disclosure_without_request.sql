@@ -1,6 +1,6 @@
--- Disclosures under an authority that needs a written request, with neither a request on
--- record (no request event with the same request_id at or before the disclosure) nor a
--- standing agreement invoked.
+-- Disclosures under a case-by-case authority that needs a written request, with no
+-- request on record (no request event with the same request_id at or before the
+-- disclosure). An MOU sets the terms of such requests; it is not one.
 WITH requests AS (
     SELECT request_id, min(occurred_at) AS first_requested
     FROM dw_events
@@ -23,6 +23,9 @@ SELECT e.recipient_code,
        list_concat($rule_citations, [e.authority_id]) AS citations
 FROM dw_events e LEFT JOIN requests r ON r.request_id = e.request_id
 WHERE e.is_disclosure AND e.auth_written_request
-  AND nullif(trim(e.agreement_id), '') IS NULL
+  -- only authorities that act on an individual request per case: a bulk authority's
+  -- written request is standing (a state's basic agreement) and is not logged per
+  -- transfer, and an agreement (an MOU) never stands for the request of a case
+  AND e.auth_case_by_case
   AND (r.request_id IS NULL OR r.first_requested > e.occurred_at)
 GROUP BY e.recipient_code, e.authority_id, coalesce(e.request_id, 'none')
