@@ -17,12 +17,13 @@ import glob
 import hashlib
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -346,6 +347,35 @@ def _detect_kind(columns: list[str], mapping: SourceMapping) -> str | None:
     return None
 
 
+def _fold_header(column: str) -> str:
+    """'EVENT_ID', 'Event ID', 'event-id' -> 'event_id' (BOM, case, spaces, punctuation)."""
+    return re.sub(r"[^0-9a-z]+", "_", column.replace("\ufeff", "").lower()).strip("_")
+
+
+def _with_canonical_headers(columns: list[str], mapping: SourceMapping) -> SourceMapping:
+    """The mapping, plus canonical fields whose header differs only in case or spacing.
+
+    Another agency's export writes 'EVENT_ID' or 'Occurred At' for our fields. A header that
+    is exactly canonical, or that the mapping already maps, wins; only the header row is
+    looked at, so this costs nothing per record."""
+    names = {f.name for t in load_schema().tables.values() for f in t.input_fields}
+    present, taken = set(columns), set(mapping.columns.values())
+    found: dict[str, str] = {}
+    for column in columns:
+        name = _fold_header(column)
+        if (
+            name in names
+            and name != column
+            and name not in present
+            and name not in mapping.columns
+            and name not in found
+            and column not in taken
+            and column not in mapping.ignore_columns
+        ):
+            found[name] = column
+    return replace(mapping, columns={**mapping.columns, **found}) if found else mapping
+
+
 def _clean_text(expr: str) -> str:
     """Text with surrounding spaces trimmed and '' as NULL, trimming only padded values.
 
@@ -395,7 +425,21 @@ def _source_text(
     return expr
 
 
-_TZ_SUFFIX = r"(Z|z|[+-]\d{2}(:?\d{2})?|\s?UTC|\s?GMT)$"
+# US and territory zone abbreviations agency systems print after a local time
+# ("2025-06-04 09:15:00 EDT"): each names one fixed offset, unlike a bare local time.
+ZONE_ABBREVIATIONS = {
+    "EST": "-05:00", "EDT": "-04:00", "CST": "-06:00", "CDT": "-05:00",
+    "MST": "-07:00", "MDT": "-06:00", "PST": "-08:00", "PDT": "-07:00",
+    "AKST": "-09:00", "AKDT": "-08:00", "HST": "-10:00", "HDT": "-09:00",
+    "AST": "-04:00", "ADT": "-03:00", "CHST": "+10:00", "SST": "-11:00",
+}  # fmt: skip
+_ABBREVIATION = "|".join(ZONE_ABBREVIATIONS)
+# Zoned: an offset or Z, UTC/GMT, an abbreviation above, or an IANA name after a space
+# ("2025-06-04 09:15:00 America/New_York", which DuckDB reads directly).
+_TZ_SUFFIX = (
+    r"(Z|z|[+-]\d{2}(:?\d{2})?|\s?UTC|\s?GMT|\s(?i:" + _ABBREVIATION + r")"
+    r"|\s[A-Za-z]+/[A-Za-z_]+(/[A-Za-z_]+)?)$"
+)
 
 
 @dataclass
@@ -451,9 +495,15 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
         spec.helpers.append((z, f"regexp_matches({x}, {_lit(_TZ_SUFFIX)})"))
         # Most zoned stamps cast as they are; only a glued suffix (...00UTC) needs the rewrite,
         # and coalesce evaluates it for those rows alone.
+        # Then an offset written after a space ("09:15:00 -04:00") and an abbreviation
+        # replaced by its offset: later arguments run only for rows the earlier ones missed.
+        abbreviations = ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in ZONE_ABBREVIATIONS.items())
         zoned = (
             f"coalesce(TRY_CAST({x} AS TIMESTAMPTZ),"
-            f" TRY_CAST(regexp_replace({x}, '\\s?(UTC|GMT)$', 'Z') AS TIMESTAMPTZ))"
+            f" TRY_CAST(regexp_replace({x}, '\\s?(UTC|GMT)$', 'Z') AS TIMESTAMPTZ),"
+            f" TRY_CAST(regexp_replace({x}, '\\s+([+-]\\d{{2}}(:?\\d{{2}})?)$', '\\1') AS TIMESTAMPTZ),"
+            f" TRY_CAST(regexp_replace({x}, '\\s+[A-Za-z]+$', '')"
+            f" || MAP {{{abbreviations}}}[upper(regexp_extract({x}, '[A-Za-z]+$'))] AS TIMESTAMPTZ))"
         )
         if mapping.timestamp_format:
             local = f"try_strptime({x}, {_lit(mapping.timestamp_format)})"
@@ -739,6 +789,7 @@ def _load(
         canonical_names = {f.name for t in schema.tables.values() for f in t.fields}
         if matched and not set(columns) <= canonical_names:
             mapping = matched
+    mapping = _with_canonical_headers(columns, mapping)
     kind = kind or _detect_kind(columns, mapping)
     if kind is None:
         raise InputError(
@@ -751,7 +802,9 @@ def _load(
     result.source_system = None if mapping.is_canonical else mapping.name
     colset = set(columns)
     identifier_cols = [
-        c for c in columns if c.lower() in schema.identifier_columns or c in mapping.identifiers
+        c
+        for c in columns
+        if _fold_header(c) in schema.identifier_columns or c in mapping.identifiers
     ]
     texts: dict[str, str | None] = {
         f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields

@@ -184,3 +184,75 @@ def test_taxpayer_ids_in_any_spelling_never_reach_the_store(
         if re.search(r"\D*".join(d), value)
     ]
     assert leaks == []
+
+
+def test_canonical_headers_in_other_case_and_spacing_load(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # Upper case with a byte-order mark and ';' as delimiter (a spreadsheet export), and
+    # "Occurred At"-style headers: the canonical fields, written another way.
+    rows = [receipt(f"up-{i}", sequence_no=str(i + 1)) for i in range(3)]
+    upper = tmp_path / "upper.csv"
+    with upper.open("w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.writer(fh, delimiter=";")
+        writer.writerow([c.upper() for c in rows[0]])
+        writer.writerows([list(r.values()) for r in rows])
+    spaced = write_rows(
+        tmp_path / "spaced.csv",
+        [receipt(f"sp-{i}", sequence_no=str(i + 1)) for i in range(2)],
+        header=[c.replace("_", " ").title() for c in rows[0]],
+    )
+    results = ingest_paths(con, [upper, spaced], key=KEY)
+    assert [(r.status, r.rows_loaded, r.rows_quarantined) for r in results] == [
+        ("loaded", 3, 0),
+        ("loaded", 2, 0),
+    ]
+    assert not any("not canonical" in w for r in results for w in r.warnings)
+    got = con.execute(
+        "SELECT event_id, authority_id, occurred_at = TIMESTAMPTZ '2025-06-04 13:15:00+00'"
+        " FROM disclosure_events ORDER BY event_id"
+    ).fetchall()
+    assert got == [
+        (f"{p}-{i}", "26 USC 6103(i)(2)", True) for p, n in (("sp", 2), ("up", 3)) for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "utc"),
+    [
+        ("2025-06-04T09:15:00-04:00", "2025-06-04 13:15:00"),
+        ("2025-06-04 09:15:00 EDT", "2025-06-04 13:15:00"),
+        ("2025-12-04 09:15:00 EST", "2025-12-04 14:15:00"),
+        ("2025-06-04 06:15:00 PDT", "2025-06-04 13:15:00"),
+        ("2025-06-04 08:15:00 cdt", "2025-06-04 13:15:00"),
+        ("2025-06-04 09:15:00 America/New_York", "2025-06-04 13:15:00"),
+        ("2025-06-04T09:15:00 -04:00", "2025-06-04 13:15:00"),
+        ("2025-06-04T13:15:00.123456Z", "2025-06-04 13:15:00.123456"),
+        ("2025-06-04 13:15:00 UTC", "2025-06-04 13:15:00"),
+    ],
+)
+def test_zoned_timestamps_in_other_spellings_land_on_the_utc_instant(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, written: str, utc: str
+) -> None:
+    path = write_rows(tmp_path / "zones.csv", [receipt("z1", occurred_at=written)])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 0), con.execute(
+        "SELECT message FROM quarantine"
+    ).fetchall()
+    (ok,) = con.execute(
+        "SELECT occurred_at = CAST(? || '+00' AS TIMESTAMPTZ) FROM disclosure_events", [utc]
+    ).fetchone()
+    assert ok
+
+
+def test_a_timestamp_without_any_zone_is_still_refused(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = write_rows(tmp_path / "nozone.csv", [receipt("n1", occurred_at="06/04/2025 09:15")])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_quarantined == 1
+    (code, field, message) = con.execute(
+        "SELECT reason_code, field, message FROM quarantine"
+    ).fetchone()
+    assert (code, field) == ("timestamp_without_zone", "occurred_at")
+    assert "nozone.csv row 1" in message and "timezone:" in message
