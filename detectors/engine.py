@@ -284,6 +284,11 @@ SELECT e.*,
        -- the stated purpose as a registry code: other systems write "State Tax
        -- Administration" or "child-support enforcement" for state_tax_administration
        nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), '') AS purpose_code,
+       -- a case number (a court order on record) that is not blank or a placeholder ("N/A")
+       coalesce(regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g') <> ''
+                AND NOT list_contains((SELECT missing_value_keys FROM dw_params),
+                                      regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g')),
+                false) AS case_number_given,
        list_contains($reg_disclosure_event_types, e.event_type) AS is_disclosure,
        list_contains($reg_use_event_types, e.event_type) AS is_use
 FROM disclosure_events e
@@ -336,7 +341,7 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
       WHERE x.order_id = r.order_id AND x.restraint_no = r.restraint_no
         AND (len(x.authorities) = 0 OR list_contains(x.authorities, e.authority_id))
         AND (len(x.purposes) = 0 OR list_contains(x.purposes, e.purpose_code))
-        AND (NOT x.requires_case_number OR nullif(trim(e.case_number), '') IS NOT NULL))
+        AND (NOT x.requires_case_number OR e.case_number_given))
 """
 
 # One ordered pass over each log, keeping only the rows where its order breaks: a gap or a
@@ -393,6 +398,10 @@ LEFT JOIN disclosure_events e
 """
 
 
+def _value_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
 def registry_parameters(registry: Registry) -> dict[str, Any]:
     """Registry parameters as bound SQL parameters ``reg_<name>`` (+ ``*_regex``)."""
     params: dict[str, Any] = {}
@@ -432,8 +441,14 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     # through a one-row table instead of formatting values into the view text.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_params AS SELECT"
-        " $d::VARCHAR[] AS disclosure_event_types, $u::VARCHAR[] AS use_event_types",
-        {"d": reg["reg_disclosure_event_types"], "u": reg["reg_use_event_types"]},
+        " $d::VARCHAR[] AS disclosure_event_types, $u::VARCHAR[] AS use_event_types,"
+        " $m::VARCHAR[] AS missing_value_keys",
+        {
+            "d": reg["reg_disclosure_event_types"],
+            "u": reg["reg_use_event_types"],
+            # folded as the view folds case numbers: letters and digits only
+            "m": [_value_key(v) for v in reg["reg_missing_value_placeholders"]],
+        },
     )
     events_sql = _EVENTS_VIEW.replace(
         "$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)"

@@ -1,5 +1,6 @@
 -- Disclosures under an authority that requires a court order (an ex parte order) where
--- the record carries no order or case number.
+-- the record carries no order or case number (blank, or a placeholder such as "N/A" or
+-- "pending": the registry's missing_value_placeholders).
 SELECT e.recipient_code,
        e.authority_id,
        coalesce(e.request_id, e.event_id) AS request_key,
@@ -16,5 +17,5 @@ SELECT e.recipient_code,
        list_concat($rule_citations, [e.authority_id]) AS citations
 FROM dw_events e
 WHERE e.is_disclosure AND e.auth_requires_court_order
-  AND nullif(trim(e.case_number), '') IS NULL
+  AND NOT e.case_number_given
 GROUP BY e.recipient_code, e.authority_id, coalesce(e.request_id, e.event_id)

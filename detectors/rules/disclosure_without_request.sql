@@ -27,5 +27,7 @@ WHERE e.is_disclosure AND e.auth_written_request
   -- written request is standing (a state's basic agreement) and is not logged per
   -- transfer, and an agreement (an MOU) never stands for the request of a case
   AND e.auth_case_by_case
+  -- an ex parte court order on record (its case number) is the request's judicial form
+  AND NOT (e.auth_requires_court_order AND e.case_number_given)
   AND (r.request_id IS NULL OR r.first_requested > e.occurred_at)
 GROUP BY e.recipient_code, e.authority_id, coalesce(e.request_id, 'none')

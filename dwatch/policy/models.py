@@ -207,6 +207,9 @@ class Parameters(_Strict):
     disclosure_event_types: list[str] = Field(default_factory=lambda: ["disclosure"])
     use_event_types: list[str] = Field(default_factory=lambda: ["access", "redisclosure"])
     missing_citation_placeholders: list[str] = Field(default_factory=list)
+    # Identifiers written to mean "none" (a case number of "N/A", "pending"); compared on
+    # letters and digits, so "N/A", "n.a." and "(none)" are one.
+    missing_value_placeholders: list[str] = Field(default_factory=list)
     approved_channels: list[str] = Field(default_factory=list)
     # Request-item addresses are judged on text folded to lower-case words (punctuation and
     # dashes become single spaces). An address is valid when it fully matches none of the
