@@ -54,9 +54,18 @@ def resolve_key(explicit: str | None = None, *, allow_demo: bool = False) -> byt
     return key.encode("utf-8")
 
 
+# A TIN is nine digits. Spreadsheets and integer-typed columns drop leading zeros
+# (012-34-5678 arrives as 12345678), so seven or eight digits alone are padded back.
+_SHORTENED_TIN = (7, 8)
+
+
 def normalise_identifier(value: str) -> str:
-    """'123-45-6789', ' 123 45 6789 ' and '123456789' are the same subject."""
-    return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+    """'123-45-6789', ' 123 45 6789 ' and '123456789' are the same subject, and so are
+    '012-34-5678' and 12345678."""
+    norm = re.sub(r"[^0-9A-Za-z]", "", value).upper()
+    if len(norm) in _SHORTENED_TIN and norm.isdigit():
+        return norm.zfill(9)
+    return norm
 
 
 def pseudonymise(value: str | None, key: bytes) -> str | None:
@@ -84,7 +93,15 @@ def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$o
     """
     # The normalised value is written once: NULL (no value, or nothing alphanumeric) flows
     # through encode, ||, sha256 and substr, so no CASE has to evaluate it again.
-    norm = f"nullif(upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g')), '')"
+    stripped = (
+        f"nullif(upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g')), '')"
+    )
+    # Leading zeros restored as normalise_identifier does (measured: no cost next to sha256).
+    shortened = (
+        f"length({stripped}) BETWEEN {min(_SHORTENED_TIN)} AND {max(_SHORTENED_TIN)}"
+        f" AND regexp_full_match({stripped}, '[0-9]+')"
+    )
+    norm = f"(CASE WHEN {shortened} THEN lpad({stripped}, 9, '0') ELSE {stripped} END)"
     inner = f"unhex(sha256({ipad_param} || encode({norm})))"
     return f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS})"
 

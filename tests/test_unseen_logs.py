@@ -16,6 +16,7 @@ import pytest
 
 from dwatch.ingest import ingest_paths
 from dwatch.policy import Registry, classify_citation, load_registry
+from dwatch.pseudonym import pseudonymise
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +257,25 @@ def test_a_timestamp_without_any_zone_is_still_refused(
     ).fetchone()
     assert (code, field) == ("timestamp_without_zone", "occurred_at")
     assert "nozone.csv row 1" in message and "timezone:" in message
+
+
+def test_an_ssn_that_lost_its_leading_zero_is_the_same_taxpayer(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # Spreadsheets and integer-typed columns drop leading zeros: 012-34-5678 arrives as
+    # 12345678 (and 001-23-4567 as 1234567). It is still that taxpayer.
+    path = write_rows(
+        tmp_path / "zeros.csv",
+        [
+            receipt("z1", sequence_no="1", taxpayer_tin="012-34-5678"),
+            receipt("z2", sequence_no="2", taxpayer_tin="12345678"),
+            receipt("z3", sequence_no="3", taxpayer_tin="001-23-4567"),
+            receipt("z4", sequence_no="4", taxpayer_tin="1234567"),
+            receipt("z5", sequence_no="5", taxpayer_tin="123456"),  # too short to be one
+        ],
+    )
+    ingest_paths(con, [path], key=KEY)
+    refs = dict(con.execute("SELECT event_id, taxpayer_ref FROM disclosure_events").fetchall())
+    assert refs["z1"] == refs["z2"] == pseudonymise("012345678", KEY)
+    assert refs["z3"] == refs["z4"] == pseudonymise("001234567", KEY)
+    assert refs["z5"] == pseudonymise("123456", KEY) != pseudonymise("000123456", KEY)
