@@ -434,6 +434,8 @@ ZONE_ABBREVIATIONS = {
     "AST": "-04:00", "ADT": "-03:00", "CHST": "+10:00", "SST": "-11:00",
 }  # fmt: skip
 _ABBREVIATION = "|".join(ZONE_ABBREVIATIONS)
+# timestamp_format values meaning Unix time, and their units per second.
+EPOCH_FORMATS = {"epoch": 1, "epoch_ms": 1000}
 # Zoned: an offset or Z, UTC/GMT, an abbreviation above, or an IANA name after a space
 # ("2025-06-04 09:15:00 America/New_York", which DuckDB reads directly).
 _TZ_SUFFIX = (
@@ -505,11 +507,28 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             f" TRY_CAST(regexp_replace({x}, '\\s+[A-Za-z]+$', '')"
             f" || MAP {{{abbreviations}}}[upper(regexp_extract({x}, '[A-Za-z]+$'))] AS TIMESTAMPTZ))"
         )
-        if mapping.timestamp_format:
-            local = f"try_strptime({x}, {_lit(mapping.timestamp_format)})"
-        else:
-            local = f"TRY_CAST({x} AS TIMESTAMP)"
-        if mapping.timezone:
+        fmt = mapping.timestamp_format
+        if fmt and ("%z" in fmt or "%Z" in fmt):
+            # The mapping's format carries the offset itself ("%m/%d/%Y %H:%M %z").
+            zoned = f"coalesce({zoned}, try_strptime({x}, {_lit(fmt)})::TIMESTAMPTZ)"
+        local = f"try_strptime({x}, {_lit(fmt)})" if fmt else f"TRY_CAST({x} AS TIMESTAMP)"
+        if fmt in EPOCH_FORMATS:
+            # Unix time is an instant: no zone to name. Zoned text still reads as written.
+            per_second = EPOCH_FORMATS[fmt]
+            spec.typed = (
+                f"CASE WHEN {z} THEN {zoned}"
+                f" ELSE try(to_timestamp(TRY_CAST({x} AS DOUBLE) / {per_second})) END"
+            )
+            checks.append(
+                (
+                    f"{x} IS NOT NULL AND {t} IS NULL",
+                    "bad_timestamp",
+                    f"'{f.name}: ' || {shown} || ' is not a Unix time ({fmt}: "
+                    f"{'seconds' if per_second == 1 else 'milliseconds'} since 1970-01-01 UTC);"
+                    " fix the value or timestamp_format in the source mapping'",
+                )
+            )
+        elif mapping.timezone:
             spec.typed = f"CASE WHEN {z} THEN {zoned} ELSE timezone({_lit(mapping.timezone)}, {local}::TIMESTAMP) END"
             fmt_hint = (
                 f" in the format {mapping.timestamp_format}" if mapping.timestamp_format else ""
@@ -528,8 +547,13 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                 (
                     f"{x} IS NOT NULL AND NOT {z}",
                     "timestamp_without_zone",
-                    f"'{f.name}: ' || {shown} || ' has no time zone; write an offset (Z, -05:00) or name the zone"
-                    " in a source mapping (timezone: America/New_York)'",
+                    # The message is built for refused rows only: recognising Unix time here
+                    # costs good rows nothing.
+                    f"CASE WHEN regexp_full_match({x}, '\\d{{9,13}}(\\.\\d+)?')"
+                    f" THEN '{f.name}: ' || {shown} || ' looks like a Unix time; name it in a"
+                    " source mapping (timestamp_format: epoch, or epoch_ms for milliseconds)'"
+                    f" ELSE '{f.name}: ' || {shown} || ' has no time zone; write an offset (Z, -05:00) or name the zone"
+                    " in a source mapping (timezone: America/New_York)' END",
                 )
             )
             checks.append(

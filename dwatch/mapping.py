@@ -11,7 +11,8 @@ Example::
     kind: events                            # events | request_items
     description: Secure file-transfer activity export
     timezone: America/New_York              # zone of timestamps written without an offset
-    timestamp_format: "%m/%d/%Y %I:%M:%S %p"
+    timestamp_format: "%m/%d/%Y %I:%M:%S %p"  # strptime; with %z the offset is in the text;
+                                            # epoch / epoch_ms for Unix time (no zone needed)
     match_columns: [Activity ID, Event Time]   # auto-selects this mapping for such files
     columns: {event_id: Activity ID, occurred_at: Event Time}
     constants: {disclosing_agency: IRS}

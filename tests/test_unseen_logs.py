@@ -8,6 +8,7 @@ must leave empty (NULL) rather than read wrongly.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -279,3 +280,71 @@ def test_an_ssn_that_lost_its_leading_zero_is_the_same_taxpayer(
     assert refs["z1"] == refs["z2"] == pseudonymise("012345678", KEY)
     assert refs["z3"] == refs["z4"] == pseudonymise("001234567", KEY)
     assert refs["z5"] == pseudonymise("123456", KEY) != pseudonymise("000123456", KEY)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "written"),
+    [("epoch", 1749042900), ("epoch", "1749042900.5"), ("epoch_ms", 1749042900000)],
+)
+def test_unix_times_load_through_a_mapping_that_names_them(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    written: int | str,
+) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "ssa-ledger.yaml").write_text(
+        f"source_system: ssa-ledger\nkind: events\ntimestamp_format: {fmt}\n"
+        "columns: {occurred_at: ts}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DWATCH_SOURCES_DIR", str(sources))
+    row = {k: v for k, v in receipt("u1").items() if k != "occurred_at"}
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(json.dumps({**row, "ts": written}) + "\n", encoding="utf-8")
+    [result] = ingest_paths(con, [path], key=KEY, source="ssa-ledger")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 0), result.message
+    (ok,) = con.execute(
+        "SELECT occurred_at = TIMESTAMPTZ '2025-06-04 13:15:00+00' + to_seconds(?)"
+        " FROM disclosure_events",
+        [0.5 if str(written).endswith(".5") else 0],
+    ).fetchone()
+    assert ok
+
+
+def test_a_unix_time_without_a_mapping_is_refused_with_the_fix(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = write_rows(tmp_path / "epoch.csv", [receipt("e1", occurred_at="1749042900")])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_quarantined == 1
+    (message,) = con.execute("SELECT message FROM quarantine").fetchone()
+    assert "Unix time" in message and "timestamp_format: epoch" in message
+
+
+def test_a_mapping_format_with_the_offset_in_it_needs_no_zone(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "usao-log.yaml").write_text(
+        'source_system: usao-log\nkind: events\ntimestamp_format: "%m/%d/%Y %H:%M %z"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DWATCH_SOURCES_DIR", str(sources))
+    path = write_rows(
+        tmp_path / "usao.csv",
+        [
+            receipt("o1", sequence_no="1", occurred_at="06/04/2025 09:15 -0400"),
+            receipt("o2", sequence_no="2", occurred_at="2025-06-04T13:15:00Z"),
+        ],
+    )
+    [result] = ingest_paths(con, [path], key=KEY, source="usao-log")
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    (n,) = con.execute(
+        "SELECT count(*) FROM disclosure_events"
+        " WHERE occurred_at = TIMESTAMPTZ '2025-06-04 13:15:00+00'"
+    ).fetchone()
+    assert n == 2
