@@ -395,6 +395,8 @@ SELECT i.*,
 FROM request_items i
 LEFT JOIN disclosure_events e
   ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
+ -- logs that number events alike (1, 2, 3...) are told apart by the item's request
+ AND (e.request_id IS NULL OR e.request_id = i.request_id)
 """
 
 

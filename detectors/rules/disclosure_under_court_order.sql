@@ -12,6 +12,7 @@ subjects AS (
     SELECT h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id), i.taxpayer_ref
     FROM hits h JOIN dw_items i
       ON i.event_id = h.event_id AND (i.source_system IS NULL OR i.source_system = h.source_system)
+     AND (h.request_id IS NULL OR i.request_id = h.request_id)
     WHERE i.taxpayer_ref IS NOT NULL
 ),
 subject_counts AS (

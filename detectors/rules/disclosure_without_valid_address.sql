@@ -15,6 +15,8 @@ disclosed AS (
            CASE WHEN i.supplied_address IS NOT NULL THEN i.address_valid END AS own_address_valid
     FROM disclosures d JOIN dw_items i
       ON i.event_id = d.event_id AND (i.source_system IS NULL OR i.source_system = d.source_system)
+     -- an item names its request: another log's entry with the same id is not its carrier
+     AND i.request_id = d.request_id
     WHERE i.taxpayer_ref IS NOT NULL
     UNION ALL
     SELECT d.event_id, d.request_id, d.taxpayer_ref, NULL FROM disclosures d WHERE d.taxpayer_ref IS NOT NULL

@@ -16,6 +16,7 @@ WITH judged AS (
     FROM dw_items i
     JOIN dw_events e
       ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
+     AND (e.request_id IS NULL OR e.request_id = i.request_id)
     WHERE list_contains($request_event_types, e.event_type) AND len(e.auth_required_elements) > 0
 )
 SELECT j.request_id,
