@@ -289,9 +289,14 @@ SELECT e.*,
                 AND NOT list_contains((SELECT missing_value_keys FROM dw_params),
                                       regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g')),
                 false) AS case_number_given,
+       -- data elements as canonical codes: "SSN" = tin, "W-2 Wages" = wages (registry aliases)
+       list_transform(e.data_elements, lambda d: coalesce(
+           p.element_aliases[trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_')],
+           trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_'))) AS data_element_codes,
        list_contains($reg_disclosure_event_types, e.event_type) AS is_disclosure,
        list_contains($reg_use_event_types, e.event_type) AS is_use
 FROM disclosure_events e
+CROSS JOIN dw_params p
 LEFT JOIN dw_agencies ra ON ra.agency = e.recipient_agency
 LEFT JOIN dw_agencies da ON da.agency = e.disclosing_agency
 LEFT JOIN dw_citations c ON c.legal_authority = e.legal_authority
@@ -332,7 +337,7 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
        OR list_contains(r.holder_agencies, e.disclosing_code)
        OR list_contains(r.holder_categories, e.recipient_category)
        OR list_contains(r.holder_categories, e.disclosing_category))
-  AND (len(r.data_elements) = 0 OR list_has_any(r.data_elements, e.data_elements))
+  AND (len(r.data_elements) = 0 OR list_has_any(r.data_elements, e.data_element_codes))
   AND (len(r.purposes) = 0 OR list_contains(r.purposes, e.purpose_code))
   AND (r.effective_from IS NULL OR e.occurred_at >= r.effective_from)
   AND (r.effective_to IS NULL OR e.occurred_at < r.effective_to)
@@ -404,6 +409,20 @@ def _value_key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", text.lower())
 
 
+def _element_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _element_aliases(by_element: dict[str, list[str]]) -> dict[str, str]:
+    """Folded spelling -> canonical element, as the events view folds what logs wrote."""
+    return {
+        _element_key(spelling): element
+        for element, spellings in by_element.items()
+        for spelling in spellings
+        if _element_key(spelling) != element
+    }
+
+
 def registry_parameters(registry: Registry) -> dict[str, Any]:
     """Registry parameters as bound SQL parameters ``reg_<name>`` (+ ``*_regex``)."""
     params: dict[str, Any] = {}
@@ -439,17 +458,21 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     )
     con.execute(_AGREEMENT_KEYS_TABLE)
     reg = registry_parameters(registry)
+    aliases = _element_aliases(reg["reg_data_element_aliases"])
     # Views cannot hold parameters, so the event-type lists are inlined as typed literals
     # through a one-row table instead of formatting values into the view text.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_params AS SELECT"
         " $d::VARCHAR[] AS disclosure_event_types, $u::VARCHAR[] AS use_event_types,"
-        " $m::VARCHAR[] AS missing_value_keys",
+        " $m::VARCHAR[] AS missing_value_keys,"
+        " MAP($ak::VARCHAR[], $av::VARCHAR[]) AS element_aliases",
         {
             "d": reg["reg_disclosure_event_types"],
             "u": reg["reg_use_event_types"],
             # folded as the view folds case numbers: letters and digits only
             "m": [_value_key(v) for v in reg["reg_missing_value_placeholders"]],
+            "ak": list(aliases),
+            "av": list(aliases.values()),
         },
     )
     events_sql = _EVENTS_VIEW.replace(

@@ -1,11 +1,12 @@
 -- Disclosures carrying data elements the cited authority forbids (e.g. taxpayer return
 -- information where only other return information may go) or does not list as allowed.
+-- Elements are judged as canonical codes (registry data_element_aliases: "SSN" = tin).
 WITH judged AS (
     SELECT e.*,
            list_distinct(list_concat(
-               list_filter(e.data_elements, lambda d: list_contains(e.auth_data_elements_forbidden, d)),
+               list_filter(e.data_element_codes, lambda d: list_contains(e.auth_data_elements_forbidden, d)),
                CASE WHEN len(e.auth_data_elements_allowed) > 0
-                    THEN list_filter(e.data_elements, lambda d: NOT list_contains(e.auth_data_elements_allowed, d))
+                    THEN list_filter(e.data_element_codes, lambda d: NOT list_contains(e.auth_data_elements_allowed, d))
                     ELSE []::VARCHAR[] END)) AS offending
     FROM dw_events e
     WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'

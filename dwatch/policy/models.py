@@ -210,6 +210,9 @@ class Parameters(_Strict):
     # Identifiers written to mean "none" (a case number of "N/A", "pending"); compared on
     # letters and digits, so "N/A", "n.a." and "(none)" are one.
     missing_value_placeholders: list[str] = Field(default_factory=list)
+    # Data elements as other systems name them, per canonical element ("tin": ["SSN",
+    # "social security number"]); compared as lower-case words joined by underscores.
+    data_element_aliases: dict[str, list[str]] = Field(default_factory=dict)
     approved_channels: list[str] = Field(default_factory=list)
     # Request-item addresses are judged on text folded to lower-case words (punctuation and
     # dashes become single spaces). An address is valid when it fully matches none of the
