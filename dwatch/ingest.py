@@ -511,6 +511,15 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
         if fmt and ("%z" in fmt or "%Z" in fmt):
             # The mapping's format carries the offset itself ("%m/%d/%Y %H:%M %z").
             zoned = f"coalesce({zoned}, try_strptime({x}, {_lit(fmt)})::TIMESTAMPTZ)"
+        elif fmt and fmt not in EPOCH_FORMATS:
+            # The mapping's format followed by an offset or a zone abbreviation
+            # ("06/04/2025 09:15:00 AM EDT"): the zone written wins over the mapping's.
+            zoned = (
+                f"coalesce({zoned}, try_strptime({x}, {_lit(fmt + ' %z')}),"
+                f" try_strptime(regexp_replace({x}, '\\s+[A-Za-z]+$', '') || ' '"
+                f" || MAP {{{abbreviations}, 'UTC': '+00:00', 'GMT': '+00:00'}}"
+                f"[upper(regexp_extract({x}, '[A-Za-z]+$'))], {_lit(fmt + ' %z')}))"
+            )
         local = f"try_strptime({x}, {_lit(fmt)})" if fmt else f"TRY_CAST({x} AS TIMESTAMP)"
         if fmt in EPOCH_FORMATS:
             # Unix time is an instant: no zone to name. Zoned text still reads as written.

@@ -348,3 +348,41 @@ def test_a_mapping_format_with_the_offset_in_it_needs_no_zone(
         " WHERE occurred_at = TIMESTAMPTZ '2025-06-04 13:15:00+00'"
     ).fetchone()
     assert n == 2
+
+
+@pytest.mark.parametrize(
+    ("written", "utc"),
+    [
+        ("06/04/2025 09:15:00 AM", "2025-06-04 13:15:00"),  # the mapping's zone, EDT then
+        ("12/04/2025 09:15:00 AM", "2025-12-04 14:15:00"),  # ... and EST in December
+        ("06/04/2025 09:15:00 AM EDT", "2025-06-04 13:15:00"),
+        ("06/04/2025 08:15:00 AM CDT", "2025-06-04 13:15:00"),
+        ("06/04/2025 01:15:00 PM UTC", "2025-06-04 13:15:00"),
+        ("06/04/2025 09:15:00 AM -04:00", "2025-06-04 13:15:00"),
+        ("2025-06-04T13:15:00Z", "2025-06-04 13:15:00"),
+    ],
+)
+def test_a_mapping_format_reads_times_that_carry_their_own_zone(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    written: str,
+    utc: str,
+) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "sft-export.yaml").write_text(
+        "source_system: sft-export\nkind: events\ntimezone: America/New_York\n"
+        'timestamp_format: "%m/%d/%Y %I:%M:%S %p"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DWATCH_SOURCES_DIR", str(sources))
+    path = write_rows(tmp_path / "sft.csv", [receipt("s1", occurred_at=written)])
+    [result] = ingest_paths(con, [path], key=KEY, source="sft-export")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 0), con.execute(
+        "SELECT message FROM quarantine"
+    ).fetchall()
+    (ok,) = con.execute(
+        "SELECT occurred_at = CAST(? || '+00' AS TIMESTAMPTZ) FROM disclosure_events", [utc]
+    ).fetchone()
+    assert ok
