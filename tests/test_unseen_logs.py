@@ -386,3 +386,48 @@ def test_a_mapping_format_reads_times_that_carry_their_own_zone(
         "SELECT occurred_at = CAST(? || '+00' AS TIMESTAMPTZ) FROM disclosure_events", [utc]
     ).fetchone()
     assert ok
+
+
+def test_every_row_of_an_unseen_agency_log_lands_once_with_its_citation_read(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # (legal_authority as written, authority_id a reader would give it, or None)
+    cited = [
+        ("26 U.S.C. § 6103(i)(2)", "26 USC 6103(i)(2)"),
+        ("26 USC 6103 (i)(2)(A)", "26 USC 6103(i)(2)"),
+        ("IRC §6103(l)(7)", "26 USC 6103(l)(7)"),
+        ("I.R.C. 6103(d)(1)", "26 USC 6103(d)"),
+        ("Sec. 6103(h)(2)", "26 USC 6103(h)"),
+        ("section 6103(k)(6)", None),  # real, but not in the registry
+        ("6103(i)(1)", "26 USC 6103(i)(1)"),
+        ("26 U.S.C. §6103(p)(4)", "26 USC 6103(p)(4)"),
+        ("5 U.S.C. 552a(b)(7)", "5 USC 552a(b)(7)"),
+        ("Privacy Act (b)(3)", "5 USC 552a(b)(3)"),
+        ("PRIVACY ACT (B)(7)", "5 USC 552a(b)(7)"),
+        ("26 u.s.c. 6103(I)(2).", "26 USC 6103(i)(2)"),
+        ("26 U.S.C. 6103(i)(2)\u2014ICE MOU", "26 USC 6103(i)(2)"),
+        ("26 U.S.C. 6103(i)(2) (MOU)", "26 USC 6103(i)(2)"),
+        ("n/a", None),
+        ("", None),
+        ("per MOU", None),
+    ]
+    rows = [
+        receipt(f"c{i}", sequence_no=str(i + 1), legal_authority=text)
+        for i, (text, _) in enumerate(cited)
+    ]
+    rows.append(receipt("bad", sequence_no="99", event_type="transmit"))
+    path = write_rows(tmp_path / "ice.csv", rows)
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (
+        len(rows),
+        len(cited),
+        1,
+    )
+    got = dict(con.execute("SELECT event_id, authority_id FROM disclosure_events").fetchall())
+    assert got == {f"c{i}": expected for i, (_, expected) in enumerate(cited)}
+    (code, field, message) = con.execute(
+        "SELECT reason_code, field, message FROM quarantine"
+    ).fetchone()
+    assert (code, field) == ("not_in_vocabulary", "event_type")
+    assert message.startswith(f"{path} row {len(rows)}: event_type: transmit")
+    assert "map it in the source mapping" in message
