@@ -471,7 +471,14 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
         # A TIN typed into a note or case number must not reach the store either.
         spec.typed = sql_scrub_identifiers(x) if f.free_text else x
     elif f.type == "BIGINT":
-        spec.typed = f"TRY_CAST(replace({x}, ',', '') AS BIGINT)"
+        # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
+        # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
+        # contains() is the only cost for the usual digits-only value.
+        spec.typed = (
+            f"TRY_CAST(replace(CASE WHEN NOT contains({x}, '.') THEN {x}"
+            f" WHEN regexp_full_match({x}, '[+-]?[0-9,]*\\.0*') THEN split_part({x}, '.', 1) END,"
+            " ',', '') AS BIGINT)"
+        )
         checks.append(
             (
                 f"{x} IS NOT NULL AND {t} IS NULL",

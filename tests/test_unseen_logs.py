@@ -431,3 +431,30 @@ def test_every_row_of_an_unseen_agency_log_lands_once_with_its_citation_read(
     assert (code, field) == ("not_in_vocabulary", "event_type")
     assert message.startswith(f"{path} row {len(rows)}: event_type: transmit")
     assert "map it in the source mapping" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "loaded"),
+    [
+        ("47,289", 47289),
+        ("1,280,000", 1280000),
+        ("47289.0", 47289),  # a float column (pandas with a gap) or a spreadsheet
+        ("1,280,000.00", 1280000),
+        ("1e6", 1000000),
+        ("47289.6", None),  # a fraction of a record is an error, not 47290
+        ("12.5", None),
+        ("1.5e6.0", None),
+    ],
+)
+def test_counts_in_other_spellings_load_and_fractions_are_refused(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, written: str, loaded: int | None
+) -> None:
+    path = write_rows(tmp_path / "counts.csv", [receipt("n1", record_count=written)])
+    [result] = ingest_paths(con, [path], key=KEY)
+    got = con.execute("SELECT record_count FROM disclosure_events").fetchall()
+    if loaded is None:
+        assert got == [] and result.rows_quarantined == 1
+        (code, message) = con.execute("SELECT reason_code, message FROM quarantine").fetchone()
+        assert code == "bad_type" and "not a whole number" in message
+    else:
+        assert got == [(loaded,)]
