@@ -38,7 +38,14 @@ from dwatch.mapping import (
     get_mapping,
     match_mapping,
 )
-from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise, sql_scrub_identifiers
+from dwatch.pseudonym import (
+    TIN_RE,
+    hmac_pads,
+    pseudonymise,
+    resolve_key,
+    sql_pseudonymise,
+    sql_scrub_identifiers,
+)
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
 
@@ -972,6 +979,8 @@ def _load(
         con.execute(
             f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
         )
+    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
+    result.warnings += _pseudonymise_tin_shaped_ids(con, table, key)
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind, context)
     return raw_json
@@ -983,6 +992,40 @@ def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
         return {}
     ipad, opad = hmac_pads(key)
     return {"ipad": ipad, "opad": opad}
+
+
+# Ids a source system chose where legacy systems put a person's SSN (a user id equal to
+# the employee's SSN). Checked per distinct value (users are few), so good rows pay one
+# DISTINCT, not a regular expression each.
+_IDS_CHECKED_FOR_TINS = ("actor_id",)
+
+
+def _pseudonymise_tin_shaped_ids(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, key: bytes
+) -> list[str]:
+    """Replace an id holding an SSN/TIN shape by its keyed pseudonym (the whole id, so one
+    person stays one actor). Returns warnings."""
+    warnings = []
+    for name in _IDS_CHECKED_FOR_TINS:
+        if name not in table.names:
+            continue
+        values = con.execute(
+            f"SELECT DISTINCT t__{name} FROM {TYPED} WHERE t__{name} IS NOT NULL"
+        ).fetchall()
+        hits = [v for (v,) in values if TIN_RE.search(v)]
+        if not hits:
+            continue
+        con.execute(
+            f"UPDATE {TYPED} t SET t__{name} = m.ref"
+            " FROM (SELECT unnest($raw) AS raw, unnest($ref) AS ref) m"
+            f" WHERE t.t__{name} = m.raw",
+            {"raw": hits, "ref": [pseudonymise(v, key) for v in hits]},
+        )
+        warnings.append(
+            f"{len(hits)} {name} value(s) held a taxpayer-id shape and were stored as their"
+            " pseudonym (tp_...); the raw ids are not kept"
+        )
+    return warnings
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:

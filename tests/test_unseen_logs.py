@@ -458,3 +458,25 @@ def test_counts_in_other_spellings_load_and_fractions_are_refused(
         assert code == "bad_type" and "not a whole number" in message
     else:
         assert got == [(loaded,)]
+
+
+def test_a_user_id_that_is_an_ssn_is_pseudonymised_not_stored(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # Legacy systems used the employee's SSN as the user id.
+    rows = [
+        receipt("a1", sequence_no="1", actor_id="user 555-12-3456"),
+        receipt("a2", sequence_no="2", actor_id="user 555-12-3456"),
+        receipt("a3", sequence_no="3", actor_id="555.12.3457"),
+        receipt("a4", sequence_no="4", actor_id="ero.analyst.17"),
+    ]
+    path = write_rows(tmp_path / "legacy.csv", rows)
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 4
+    actors = dict(con.execute("SELECT event_id, actor_id FROM disclosure_events").fetchall())
+    # Still one actor per person (detectors count per user), never the number itself.
+    assert actors["a1"] == actors["a2"] == pseudonymise("user 555-12-3456", KEY)
+    assert actors["a3"] == pseudonymise("555.12.3457", KEY) != actors["a1"]
+    assert actors["a4"] == "ero.analyst.17"
+    leaks = [v for _, _, v in varchar_values(con) if re.search(r"555\D*12\D*345[67]", v)]
+    assert leaks == []
