@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from dwatch.ingest import ingest_paths
-from dwatch.policy import Registry, classify_citation, load_registry
+from dwatch.policy import Registry, classify_citation, load_registry, sync_registry
 from dwatch.pseudonym import pseudonymise
 
 
@@ -480,3 +480,35 @@ def test_a_user_id_that_is_an_ssn_is_pseudonymised_not_stored(
     assert actors["a4"] == "ero.analyst.17"
     leaks = [v for _, _, v in varchar_values(con) if re.search(r"555\D*12\D*345[67]", v)]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    ("written", "code", "category"),
+    [
+        ("FTB-CA", None, "state_tax_agency"),  # agency first, then the state
+        ("DTF NY", None, "state_tax_agency"),
+        ("Cal. FTB", "CA-FTB", "state_tax_agency"),
+        ("U.S. Immigration and Customs Enforcement", "DHS-ICE", "immigration_enforcement"),
+        ("DHS/ICE", "DHS-ICE", "immigration_enforcement"),
+        ("FTB-XX", None, None),  # no such state: unplaced, not guessed
+    ],
+)
+def test_agency_codes_other_systems_write_are_placed(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    registry: Registry,
+    written: str,
+    code: str | None,
+    category: str | None,
+) -> None:
+    path = write_rows(tmp_path / "agencies.csv", [receipt("g1", recipient_agency=written)])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 1
+    sync_registry(con, registry)
+    got = con.execute(
+        "SELECT r.code, r.category FROM disclosure_events e"
+        " JOIN registry_recipient_resolution r ON r.agency = e.recipient_agency"
+    ).fetchone()
+    assert got[1] == category
+    if code is not None:
+        assert got[0] == code
