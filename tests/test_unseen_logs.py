@@ -50,6 +50,19 @@ def registry() -> Registry:
         ("26 U.S.C. 6103(i)(2);", "26 USC 6103(i)(2)"),
         ("26 U.S.C. 6103(i)(2)\u2013MOU", "26 USC 6103(i)(2)"),
         ("  irc   6103 ( I ) ( 2 )  ", "26 USC 6103(i)(2)"),
+        # Prose before the citation, as request letters and free-text fields have it.
+        ("Authority: IRC 6103(i)(2)", "26 USC 6103(i)(2)"),
+        ("Pursuant to 26 U.S.C. 6103(i)(2)", "26 USC 6103(i)(2)"),
+        ("per IRC 6103(i)(2)", "26 USC 6103(i)(2)"),
+        ("IAW 26 USC 6103(l)(1)", "26 USC 6103(l)(1)"),
+        ("under section 6103(d)", "26 USC 6103(d)"),
+        ("MOU - 26 USC 6103(i)(2)", "26 USC 6103(i)(2)"),
+        ("IRS-ICE MOU (26 U.S.C. 6103(i)(2))", "26 USC 6103(i)(2)"),
+        ("disclosed under the Privacy Act (b)(7)", "5 USC 552a(b)(7)"),
+        # A range of subdivisions: the first, and so its registered ancestor.
+        ("Section 6103(i)(2)(A)\u2013(B)", "26 USC 6103(i)(2)"),
+        ("§ 6103(i)(2)(A)-(B)", "26 USC 6103(i)(2)"),
+        ("26 U.S.C. §6103(l)(1)-(2)", "26 USC 6103(l)(1)"),
     ],
 )
 def test_citations_other_agencies_write_are_read(
@@ -78,6 +91,9 @@ def test_placeholders_with_punctuation_mean_no_citation(registry: Registry, text
         ("6103(l)(21) (Medicare)", "unknown"),
         ("8 U.S.C. 1253(a)(1)", "unknown"),
         ("PA (b)(7)", "malformed"),  # "PA" may be Pennsylvania as well as the Privacy Act
+        # Prose around a number that is no registered section is not read as a citation.
+        ("per MOU 2025 request", "malformed"),
+        ("see file 12", "malformed"),
     ],
 )
 def test_citations_it_cannot_know_stay_empty(registry: Registry, text: str, status: str) -> None:

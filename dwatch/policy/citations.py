@@ -48,6 +48,20 @@ _ROMAN = re.compile(r"^[ivx]+$")
 # citation, not a subdivision; "(i9)" or "(2" are garbled subdivisions and stay malformed.
 _NOTE_PAREN_RE = re.compile(r"^\(([^()]*)\)")
 _WORD_RE = re.compile(r"[a-z]{3,}")
+_BARE_SECTION_RE = re.compile(r"^(\d{1,5})([a-z]{0,2})\s*\(")
+# The end of a range of subdivisions ("(A)-(B)", "(1)-(2)"): the citation is its start.
+_RANGE_END_RE = re.compile(r"^\s*-\s*\(")
+# Where a citation can begin after prose ("Pursuant to 26 U.S.C. ...", "Authority: IRC ...",
+# "under section 6103(d)"): a code or act named, a section sign or word before a number,
+# or a bare number followed by a subdivision (kept only if the registry knows the section).
+_CITATION_START_RE = re.compile(
+    r"(?<=[\s:(,;\-])(?="
+    r"(?:title\s+)?\d{1,2}\s*,?\s*" + _USC + r"(?:[\s\d§]|$)"
+    r"|i\s*\.?\s*r\s*\.?\s*c\s*\.?(?:[\s\d§]|$)|internal\s+revenue\s+code|tax\s+code"
+    r"|(?:the\s+)?privacy\s+act|title\s+\d|§"
+    r"|(?:sections?|sects?\.?|secs?\.?)\s*\d"
+    r"|\d{1,5}[a-z]{0,2}\s*\()"
+)
 
 IRC_TITLE = "26"
 PRIVACY_ACT = ("5", "552a")
@@ -151,7 +165,11 @@ def parse_citation(text: str, known_sections: dict[str, set[str]]) -> ParsedCita
             break
         # Bare runs such as "i2a" arrive as one token group per regex step.
         path.append(token)
-        rest = rest[m.end() :].lstrip(" .-")
+        rest = rest[m.end() :]
+        if _RANGE_END_RE.match(rest):
+            rest = ""
+            break
+        rest = rest.lstrip(" .-")
     if rest[:1] in {"(", ")", "[", "]"}:
         return None  # an unbalanced or garbled subdivision: malformed, not merely unknown
     return ParsedCitation(title=title, section=section, path=tuple(path))
@@ -182,7 +200,9 @@ def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str 
         return "ok", alias_hit
     parsed = parse_citation(text, registry.known_sections)
     if parsed is None or not _path_is_well_formed(parsed.path):
-        return "malformed", None
+        parsed = _parse_after_prose(text, registry.known_sections)
+        if parsed is None:
+            return "malformed", None
     titles = (
         [parsed.title]
         if parsed.title
@@ -203,6 +223,27 @@ def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str 
                     return "ok", candidate
                 break
     return "unknown", None
+
+
+def _parse_after_prose(text: str, known_sections: dict[str, set[str]]) -> ParsedCitation | None:
+    """The first well-formed citation that starts after leading prose, or None.
+
+    Only tried when the text does not parse as it stands, so a citation that does is read
+    exactly as before. A bare number counts only when the registry knows it as a section
+    ("per MOU 2025 request" stays malformed)."""
+    folded = clean(text)
+    for start in _CITATION_START_RE.finditer(folded):
+        tail = folded[start.start() :]
+        if (bare := _BARE_SECTION_RE.match(tail)) and not (
+            bare.group(1) in known_sections or bare.group(1) + bare.group(2) in known_sections
+        ):
+            continue
+        if folded[start.start() - 1] == "(" and tail.endswith(")"):
+            tail = tail[:-1]  # "MOU (26 U.S.C. 6103(i)(2))": the note's own parenthesis
+        parsed = parse_citation(tail, known_sections)
+        if parsed is not None and _path_is_well_formed(parsed.path):
+            return parsed
+    return None
 
 
 def _alias_key(text: str) -> str:
