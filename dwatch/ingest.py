@@ -355,8 +355,10 @@ def _detect_kind(columns: list[str], mapping: SourceMapping) -> str | None:
 
 
 def _fold_header(column: str) -> str:
-    """'EVENT_ID', 'Event ID', 'event-id' -> 'event_id' (BOM, case, spaces, punctuation)."""
-    return re.sub(r"[^0-9a-z]+", "_", column.replace("\ufeff", "").lower()).strip("_")
+    """'EVENT_ID', 'Event ID', 'event-id', 'eventId', 'EventID' -> 'event_id' (BOM, case,
+    camel case, spaces, punctuation)."""
+    split = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.replace("\ufeff", ""))
+    return re.sub(r"[^0-9a-z]+", "_", split.lower()).strip("_")
 
 
 def _with_canonical_headers(columns: list[str], mapping: SourceMapping) -> SourceMapping:

@@ -528,3 +528,31 @@ def test_agency_codes_other_systems_write_are_placed(
     assert got[1] == category
     if code is not None:
         assert got[0] == code
+
+
+def test_camel_case_keys_of_a_json_export_are_the_canonical_fields(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    camel = {
+        "eventId": "cc1",
+        "sourceSystem": "usps-inspection-log",
+        "sequenceNo": 1,
+        "occurredAt": "2025-06-04T09:15:00-04:00",
+        "eventType": "access",
+        "disclosingAgency": "IRS",
+        "recipientAgency": "USPIS",
+        "actorID": "insp.9",
+        "legalAuthority": "IRC 6103(i)(2)",
+        "dataElements": ["name", "address"],
+        "recordCount": 1,
+        "taxpayerSSN": "123-45-6789",
+    }
+    path = tmp_path / "uspis.jsonl"
+    path.write_text(json.dumps(camel) + "\n", encoding="utf-8")
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 0), result.warnings
+    assert not any("not canonical" in w for w in result.warnings)
+    got = con.execute(
+        "SELECT event_id, actor_id, authority_id, taxpayer_ref, extra FROM disclosure_events"
+    ).fetchone()
+    assert got == ("cc1", "insp.9", "26 USC 6103(i)(2)", pseudonymise("123456789", KEY), None)
