@@ -556,3 +556,31 @@ def test_camel_case_keys_of_a_json_export_are_the_canonical_fields(
         "SELECT event_id, actor_id, authority_id, taxpayer_ref, extra FROM disclosure_events"
     ).fetchone()
     assert got == ("cc1", "insp.9", "26 USC 6103(i)(2)", pseudonymise("123456789", KEY), None)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Subject SSN", "SocialSecurityNumber", "Taxpayer Identification Number", "SSN/TIN", "TIN_SSN"],
+)
+def test_identifier_columns_named_another_way_become_the_subject(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, header: str
+) -> None:
+    row = receipt("i1")
+    del row["taxpayer_tin"]
+    row["subject"] = "123-45-6789"
+    path = write_rows(tmp_path / "ids.csv", [row], header=[*list(row)[:-1], header])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 1
+    got = con.execute("SELECT taxpayer_ref, extra FROM disclosure_events").fetchone()
+    assert got == (pseudonymise("123456789", KEY), None)
+
+
+def test_a_column_about_an_identifier_is_not_taken_for_one(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    row = receipt("i2", taxpayer_tin="")
+    row["ssn_verified"] = "Y"
+    path = write_rows(tmp_path / "flags.csv", [row])
+    ingest_paths(con, [path], key=KEY)
+    got = con.execute("SELECT taxpayer_ref, extra FROM disclosure_events").fetchone()
+    assert got[0] is None and json.loads(got[1]) == {"ssn_verified": "Y"}
