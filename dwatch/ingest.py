@@ -592,10 +592,14 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
         p = f"p__{f.name}"
         sep = mapping.list_separator
         split = f"string_split({x}, {_lit(sep)})" if sep else f"string_split_regex({x}, '[;,|]')"
+        # A bracketed list that is not JSON (Python's "['name', 'address']" from pandas,
+        # or "[name, address]") is split like a plain list; only those rows pay for it.
+        unbracketed = f"string_split_regex(regexp_replace({x}, '[\\[\\]''\"]', '', 'g'), '[;,|]')"
         spec.helpers.append(
             (
                 p,
-                f"CASE WHEN starts_with({x}, '[') THEN try(from_json({x}, '[\"VARCHAR\"]')) ELSE {split} END",
+                f"CASE WHEN starts_with({x}, '[') THEN coalesce(try(from_json({x}, '[\"VARCHAR\"]')),"
+                f" CASE WHEN ends_with({x}, ']') THEN {unbracketed} END) ELSE {split} END",
             )
         )
         tidy = f"list_filter(list_transform({p}, lambda v: lower(trim(v))), lambda v: v IS NOT NULL AND v <> '')"

@@ -584,3 +584,26 @@ def test_a_column_about_an_identifier_is_not_taken_for_one(
     ingest_paths(con, [path], key=KEY)
     got = con.execute("SELECT taxpayer_ref, extra FROM disclosure_events").fetchone()
     assert got[0] is None and json.loads(got[1]) == {"ssn_verified": "Y"}
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '["name","address"]',
+        '["Name", "ADDRESS"]',
+        "['name', 'address']",  # a Python list written by pandas to_csv
+        "['name','address']",
+        "NAME;ADDRESS",
+        "name, address",
+        "name|address",
+        "[name, address]",
+    ],
+)
+def test_data_element_lists_in_other_spellings(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, written: str
+) -> None:
+    path = write_rows(tmp_path / "elements.csv", [receipt("d1", data_elements=written)])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 1, con.execute("SELECT message FROM quarantine").fetchall()
+    (got,) = con.execute("SELECT data_elements FROM disclosure_events").fetchone()
+    assert got == ["name", "address"]
