@@ -15,6 +15,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     the cited authority's attributes (``auth_*``) and whether it was in force at
     ``occurred_at`` (``auth_in_force``), the registry agreement it invokes (ids compared on
     letters and digits) and its purpose as a registry code (``purpose_code``).
+``dw_element_lists``
+    each distinct ``data_elements`` list with ``data_element_codes``, its elements as
+    canonical codes through the registry's ``data_element_aliases`` ("SSN" = tin).
 ``dw_order_hits``
     (event, court order) pairs where an order binding at the event's ``occurred_at``
     restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
@@ -250,6 +253,19 @@ GROUP BY 1
 HAVING count(DISTINCT agreement_id) = 1 AND agreement_key <> ''
 """
 
+# Each distinct data-element list folded once (a log has few), as canonical codes
+# through the registry's aliases ("SSN" = tin). Joined only where elements are judged: a
+# join on a list key inside dw_events would cost every rule.
+_ELEMENT_LISTS_TABLE = """
+CREATE OR REPLACE TEMP TABLE dw_element_lists AS
+SELECT l.data_elements,
+       list_transform(l.data_elements, lambda d: coalesce(
+           p.element_aliases[trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_')],
+           trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_'))) AS data_element_codes
+FROM (SELECT DISTINCT data_elements FROM disclosure_events WHERE data_elements IS NOT NULL) l
+CROSS JOIN dw_params p
+"""
+
 _EVENTS_VIEW = """
 CREATE OR REPLACE TEMP VIEW dw_events AS
 SELECT e.*,
@@ -283,20 +299,19 @@ SELECT e.*,
        ga.agreement_id AS agreement_ref,
        -- the stated purpose as a registry code: other systems write "State Tax
        -- Administration" or "child-support enforcement" for state_tax_administration
-       nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), '') AS purpose_code,
+       -- (one cheap match per event; only a purpose that is not yet a code is rewritten)
+       CASE WHEN regexp_matches(e.purpose, '[^a-z0-9_]')
+            THEN nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), '')
+            ELSE nullif(e.purpose, '') END AS purpose_code,
        -- a case number (a court order on record) that is not blank or a placeholder ("N/A")
-       coalesce(regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g') <> ''
-                AND NOT list_contains((SELECT missing_value_keys FROM dw_params),
-                                      regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g')),
-                false) AS case_number_given,
-       -- data elements as canonical codes: "SSN" = tin, "W-2 Wages" = wages (registry aliases)
-       list_transform(e.data_elements, lambda d: coalesce(
-           p.element_aliases[trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_')],
-           trim(regexp_replace(lower(d), '[^a-z0-9]+', '_', 'g'), '_'))) AS data_element_codes,
+       CASE WHEN e.case_number IS NULL THEN false
+            ELSE regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g') <> ''
+                 AND NOT list_contains((SELECT missing_value_keys FROM dw_params),
+                                       regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g'))
+       END AS case_number_given,
        list_contains($reg_disclosure_event_types, e.event_type) AS is_disclosure,
        list_contains($reg_use_event_types, e.event_type) AS is_use
 FROM disclosure_events e
-CROSS JOIN dw_params p
 LEFT JOIN dw_agencies ra ON ra.agency = e.recipient_agency
 LEFT JOIN dw_agencies da ON da.agency = e.disclosing_agency
 LEFT JOIN dw_citations c ON c.legal_authority = e.legal_authority
@@ -323,6 +338,7 @@ SELECT e.*,
 FROM dw_events e
 JOIN restraint_by_type r ON r.restrained_event_type = e.event_type
 JOIN registry_court_orders o ON o.order_id = r.order_id
+LEFT JOIN dw_element_lists dl ON dl.data_elements = e.data_elements
 JOIN registry_order_status s
   ON s.order_id = r.order_id AND s.binding
  AND e.occurred_at >= s.valid_from AND (s.valid_to IS NULL OR e.occurred_at < s.valid_to)
@@ -337,7 +353,8 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
        OR list_contains(r.holder_agencies, e.disclosing_code)
        OR list_contains(r.holder_categories, e.recipient_category)
        OR list_contains(r.holder_categories, e.disclosing_category))
-  AND (len(r.data_elements) = 0 OR list_has_any(r.data_elements, e.data_element_codes))
+  AND (len(r.data_elements) = 0
+       OR list_has_any(r.data_elements, coalesce(dl.data_element_codes, e.data_elements)))
   AND (len(r.purposes) = 0 OR list_contains(r.purposes, e.purpose_code))
   AND (r.effective_from IS NULL OR e.occurred_at >= r.effective_from)
   AND (r.effective_to IS NULL OR e.occurred_at < r.effective_to)
@@ -475,6 +492,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
             "av": list(aliases.values()),
         },
     )
+    con.execute(_ELEMENT_LISTS_TABLE)
     events_sql = _EVENTS_VIEW.replace(
         "$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)"
     ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")

@@ -4,11 +4,12 @@
 WITH judged AS (
     SELECT e.*,
            list_distinct(list_concat(
-               list_filter(e.data_element_codes, lambda d: list_contains(e.auth_data_elements_forbidden, d)),
+               list_filter(coalesce(dl.data_element_codes, e.data_elements), lambda d: list_contains(e.auth_data_elements_forbidden, d)),
                CASE WHEN len(e.auth_data_elements_allowed) > 0
-                    THEN list_filter(e.data_element_codes, lambda d: NOT list_contains(e.auth_data_elements_allowed, d))
+                    THEN list_filter(coalesce(dl.data_element_codes, e.data_elements), lambda d: NOT list_contains(e.auth_data_elements_allowed, d))
                     ELSE []::VARCHAR[] END)) AS offending
     FROM dw_events e
+    LEFT JOIN dw_element_lists dl ON dl.data_elements = e.data_elements
     WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
       AND (len(e.auth_data_elements_forbidden) > 0 OR len(e.auth_data_elements_allowed) > 0)
 )
