@@ -505,7 +505,8 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             (
                 f"{x} IS NOT NULL AND {t} IS NULL",
                 "bad_type",
-                f"'{f.name}: ' || {shown} || ' is not true/false'",
+                f"'{f.name}: ' || {shown} || ' is not true/false (yes/no, y/n, 1/0); map the"
+                " source''s word in the source mapping (values:)'",
             )
         )
     elif f.type == "TIMESTAMPTZ":

@@ -607,3 +607,17 @@ def test_data_element_lists_in_other_spellings(
     assert result.rows_loaded == 1, con.execute("SELECT message FROM quarantine").fetchall()
     (got,) = con.execute("SELECT data_elements FROM disclosure_events").fetchone()
     assert got == ["name", "address"]
+
+
+def test_a_flag_written_another_way_says_how_to_map_it(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = write_rows(
+        tmp_path / "flags.csv",
+        [receipt("f1", sequence_no="1", encrypted="Yes"), receipt("f2", encrypted="AES-256")],
+    )
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    (field, message) = con.execute("SELECT field, message FROM quarantine").fetchone()
+    assert field == "encrypted"
+    assert "AES-256 is not true/false" in message and "values:" in message
