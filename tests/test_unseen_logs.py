@@ -50,6 +50,9 @@ def registry() -> Registry:
         ("26 U.S.C. 6103(i)(2);", "26 USC 6103(i)(2)"),
         ("26 U.S.C. 6103(i)(2)\u2013MOU", "26 USC 6103(i)(2)"),
         ("  irc   6103 ( I ) ( 2 )  ", "26 USC 6103(i)(2)"),
+        # What CMS and the exchanges cite for premium tax credit and Medicaid eligibility.
+        ("26 U.S.C. 6103(l)(21)(A)", "26 USC 6103(l)(21)"),
+        ("IRC 6103(l)(21) (ACA eligibility)", "26 USC 6103(l)(21)"),
         # Prose before the citation, as request letters and free-text fields have it.
         ("Authority: IRC 6103(i)(2)", "26 USC 6103(i)(2)"),
         ("Pursuant to 26 U.S.C. 6103(i)(2)", "26 USC 6103(i)(2)"),
@@ -88,7 +91,7 @@ def test_placeholders_with_punctuation_mean_no_citation(registry: Registry, text
         ("26 USC 6103(i9)", "malformed"),
         # Real law the registry does not hold: empty, never a wrong neighbour.
         ("section 6103(k)(6)", "unknown"),
-        ("6103(l)(21) (Medicare)", "unknown"),
+        ("6103(m)(9) (Medicare)", "unknown"),
         ("8 U.S.C. 1253(a)(1)", "unknown"),
         ("PA (b)(7)", "malformed"),  # "PA" may be Pennsylvania as well as the Privacy Act
         # Prose around a number that is no registered section is not read as a citation.
