@@ -299,10 +299,14 @@ SELECT e.*,
        ga.agreement_id AS agreement_ref,
        -- the stated purpose as a registry code: other systems write "State Tax
        -- Administration" or "child-support enforcement" for state_tax_administration
-       -- (one cheap match per event; only a purpose that is not yet a code is rewritten)
-       CASE WHEN regexp_matches(e.purpose, '[^a-z0-9_]')
-            THEN nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), '')
-            ELSE nullif(e.purpose, '') END AS purpose_code,
+       -- or "Non-Tax Criminal Investigation" (registry purpose codes and purpose_aliases,
+       -- compared on letters and digits; a purpose already a registry code is kept as is)
+       CASE WHEN e.purpose IS NULL OR list_contains((SELECT purpose_codes FROM dw_params), e.purpose)
+            THEN nullif(e.purpose, '')
+            ELSE coalesce(
+                (SELECT purpose_keys FROM dw_params)[regexp_replace(lower(e.purpose), '[^a-z0-9]+', '', 'g')],
+                nullif(trim(regexp_replace(lower(e.purpose), '[^a-z0-9]+', '_', 'g'), '_'), ''))
+       END AS purpose_code,
        -- a case number (a court order on record) that is not blank or a placeholder ("N/A")
        CASE WHEN e.case_number IS NULL THEN false
             ELSE regexp_replace(lower(e.case_number), '[^a-z0-9]+', '', 'g') <> ''
@@ -440,6 +444,25 @@ def _element_aliases(by_element: dict[str, list[str]]) -> dict[str, str]:
     }
 
 
+def _purpose_keys(registry: Registry) -> dict[str, str]:
+    """Every purpose the registry names (authorities, orders, aliases), keyed by its
+    letters and digits, to its code: "Non-Tax Criminal Investigation" finds
+    nontax_criminal_investigation. A key two codes share is left out rather than guessed."""
+    codes: set[str] = {p for a in registry.authorities for p in a.purposes}
+    for order in registry.court_orders:
+        for restraint in order.restraints:
+            codes.update(restraint.purposes)
+            for exception in restraint.exceptions:
+                codes.update(exception.purposes)
+    spellings = [(code, code) for code in codes]
+    for code, names in registry.parameters.purpose_aliases.items():
+        spellings += [(code, code), *((name, code) for name in names)]
+    keyed: dict[str, set[str]] = {}
+    for spelling, code in spellings:
+        keyed.setdefault(_value_key(spelling), set()).add(code)
+    return {key: next(iter(found)) for key, found in keyed.items() if key and len(found) == 1}
+
+
 def registry_parameters(registry: Registry) -> dict[str, Any]:
     """Registry parameters as bound SQL parameters ``reg_<name>`` (+ ``*_regex``)."""
     params: dict[str, Any] = {}
@@ -476,13 +499,15 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     con.execute(_AGREEMENT_KEYS_TABLE)
     reg = registry_parameters(registry)
     aliases = _element_aliases(reg["reg_data_element_aliases"])
+    purposes = _purpose_keys(registry)
     # Views cannot hold parameters, so the event-type lists are inlined as typed literals
     # through a one-row table instead of formatting values into the view text.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_params AS SELECT"
         " $d::VARCHAR[] AS disclosure_event_types, $u::VARCHAR[] AS use_event_types,"
         " $m::VARCHAR[] AS missing_value_keys,"
-        " MAP($ak::VARCHAR[], $av::VARCHAR[]) AS element_aliases",
+        " MAP($ak::VARCHAR[], $av::VARCHAR[]) AS element_aliases,"
+        " $pc::VARCHAR[] AS purpose_codes, MAP($pk::VARCHAR[], $pv::VARCHAR[]) AS purpose_keys",
         {
             "d": reg["reg_disclosure_event_types"],
             "u": reg["reg_use_event_types"],
@@ -490,6 +515,9 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
             "m": [_value_key(v) for v in reg["reg_missing_value_placeholders"]],
             "ak": list(aliases),
             "av": list(aliases.values()),
+            "pc": sorted(set(purposes.values())),
+            "pk": list(purposes),
+            "pv": list(purposes.values()),
         },
     )
     con.execute(_ELEMENT_LISTS_TABLE)

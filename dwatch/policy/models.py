@@ -213,6 +213,10 @@ class Parameters(_Strict):
     # Data elements as other systems name them, per canonical element ("tin": ["SSN",
     # "social security number"]); compared as lower-case words joined by underscores.
     data_element_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    # Purposes as other systems state them, per purpose code ("child_support_enforcement":
+    # ["child support"]). Compared on letters and digits, so "Non-Tax Criminal
+    # Investigation" is nontax_criminal_investigation without an alias.
+    purpose_aliases: dict[str, list[str]] = Field(default_factory=dict)
     approved_channels: list[str] = Field(default_factory=list)
     # Request-item addresses are judged on text folded to lower-case words (punctuation and
     # dashes become single spaces). An address is valid when it fully matches none of the
