@@ -11,13 +11,14 @@ items AS (
     GROUP BY request_id
 ),
 per_request AS (
-    SELECT r.actor_id, r.request_id, any_value(r.actor_role) AS actor_role,
+    -- one official however the log cases or pads the id ("JSmith", "jsmith ")
+    SELECT lower(trim(r.actor_id)) AS actor_id, r.request_id, any_value(r.actor_role) AS actor_role,
            any_value(r.recipient_agency) AS recipient_agency, any_value(r.recipient_code) AS recipient_code,
            any_value(r.authority_id) AS authority_id, any_value(r.source_system) AS source_system,
            list(r.event_id) AS event_ids, min(r.occurred_at) AS t0, max(r.occurred_at) AS t1,
            greatest(max(r.record_count), coalesce(any_value(i.items_named), 0)) AS attested
     FROM requests r LEFT JOIN items i ON i.request_id = r.request_id
-    GROUP BY r.actor_id, r.request_id
+    GROUP BY lower(trim(r.actor_id)), r.request_id
 )
 SELECT p.actor_id,
        p.actor_id AS entity_id,
