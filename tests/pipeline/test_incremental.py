@@ -296,7 +296,9 @@ def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
     inbox = tmp_path / "inbox"
     write_events(inbox / "a.csv", _jan(range(1, 4)))
     write_events(inbox / "b.csv", _jan(range(4, 7), start_seq=4))
-    write_events(inbox / "c.csv", _jan(range(2, 5), source="ny-dtf-fti-log"))
+    # sent by e-mail: real findings (unapproved_channel) for the comparison below
+    emailed = [{**r, "channel": "email"} for r in _jan(range(2, 5), source="ny-dtf-fti-log")]
+    write_events(inbox / "c.csv", emailed)
     clean_db = tmp_path / "clean" / "store.duckdb"
     clean = run_pipeline(clean_db, [inbox], config=make_config(tmp_path / "clean"), trigger="test")
     assert clean.status == "succeeded"
