@@ -57,11 +57,17 @@ def resolve_key(explicit: str | None = None, *, allow_demo: bool = False) -> byt
 # A TIN is nine digits. Spreadsheets and integer-typed columns drop leading zeros
 # (012-34-5678 arrives as 12345678), so seven or eight digits alone are padded back.
 _SHORTENED_TIN = (7, 8)
+# A masked TIN ("XXX-XX-6789", "***-**-6789") names no one: the last digits are shared by
+# many taxpayers, so it becomes no subject rather than one pseudonym for all of them.
+_MASK = r"[Xx*#]{2}"
+_MASK_RE = re.compile(_MASK)
 
 
 def normalise_identifier(value: str) -> str:
     """'123-45-6789', ' 123 45 6789 ' and '123456789' are the same subject, and so are
-    '012-34-5678' and 12345678."""
+    '012-34-5678' and 12345678; a masked 'XXX-XX-6789' is none ('')."""
+    if _MASK_RE.search(value):
+        return ""
     norm = re.sub(r"[^0-9A-Za-z]", "", value).upper()
     if len(norm) in _SHORTENED_TIN and norm.isdigit():
         return norm.zfill(9)
@@ -93,8 +99,11 @@ def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$o
     """
     # The normalised value is written once: NULL (no value, or nothing alphanumeric) flows
     # through encode, ||, sha256 and substr, so no CASE has to evaluate it again.
+    # One pass: a masked value matches the first alternative whole and becomes '' (NULL);
+    # otherwise every non-alphanumeric is dropped (a separate CASE for the mask cost ~30%).
     stripped = (
-        f"nullif(upper(regexp_replace(CAST({expr} AS VARCHAR), '[^0-9A-Za-z]', '', 'g')), '')"
+        f"nullif(upper(regexp_replace(CAST({expr} AS VARCHAR),"
+        f" '^.*{_MASK}.*$|[^0-9A-Za-z]', '', 'g')), '')"
     )
     # Leading zeros restored as normalise_identifier does (measured: no cost next to sha256).
     shortened = (

@@ -624,3 +624,23 @@ def test_a_flag_written_another_way_says_how_to_map_it(
     (field, message) = con.execute("SELECT field, message FROM quarantine").fetchone()
     assert field == "encrypted"
     assert "AES-256 is not true/false" in message and "values:" in message
+
+
+def test_a_masked_ssn_is_no_subject_rather_than_everyone_with_those_last_digits(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # Logs often keep only the last four digits; two people share them easily.
+    path = write_rows(
+        tmp_path / "masked.csv",
+        [
+            receipt("m1", sequence_no="1", taxpayer_tin="XXX-XX-6789"),
+            receipt("m2", sequence_no="2", taxpayer_tin="***-**-6789"),
+            receipt("m3", sequence_no="3", taxpayer_tin="xx-xxx6789"),
+            receipt("m4", sequence_no="4", taxpayer_tin="123-45-6789"),
+        ],
+    )
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 4
+    refs = dict(con.execute("SELECT event_id, taxpayer_ref FROM disclosure_events").fetchall())
+    assert refs == {"m1": None, "m2": None, "m3": None, "m4": pseudonymise("123456789", KEY)}
+    assert pseudonymise("XXX-XX-6789", KEY) is None
