@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dwatch.policy.models import BINDING_ORDER_STATUSES, StatusChange
+from dwatch.policy.models import BINDING_ORDER_STATUSES, StatusChange, as_instant
 from dwatch.policy.registry import Registry
-from dwatch.policy.sync import as_instant
 
 
 def order_status_at(registry: Registry, order_id: str, when: datetime) -> StatusChange | None:

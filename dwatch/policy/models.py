@@ -8,10 +8,10 @@ at 00:00 UTC of that day.
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 OrderStatus = Literal["in_force", "stayed", "modified", "vacated", "expired", "reversed"]
 # Statuses under which an order's restraints bind.
@@ -27,6 +27,33 @@ AuthorityKind = Literal[
     "agreement_requirement",  # what a data-sharing or matching agreement must be
 ]
 SafeguardsStatus = Literal["current", "expired", "none", "not_required", "unknown"]
+
+
+def _when(value: object) -> object:
+    """Text with a time of day keeps it and its zone; a bare YYYY-MM-DD stays a day.
+
+    Pydantic alone reads a quoted '2025-11-21T00:00:00-05:00' as the date 2025-11-21 and
+    drops the offset (an unquoted one is a YAML timestamp and was kept): a court's local
+    midnight would silently become 00:00 UTC. Unparseable text is left for pydantic to
+    report against the field."""
+    if isinstance(value, str) and len(text := value.strip()) > 10:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return value
+    return value
+
+
+When = Annotated[date | datetime, BeforeValidator(_when)]
+
+
+def as_instant(value: date | datetime | None) -> datetime | None:
+    """A registry day starts at 00:00 UTC; a naive timestamp is read as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
 class _Strict(BaseModel):
@@ -62,8 +89,8 @@ class Authority(_Strict):
     title: str
     kind: AuthorityKind = "disclosure_authority"
     aliases: list[str] = Field(default_factory=list)
-    effective_from: date | datetime | None = None
-    effective_to: date | datetime | None = None
+    effective_from: When | None = None
+    effective_to: When | None = None
     # Who may receive: by category so agencies never seen before are judged right, plus
     # explicit codes where the statute names an agency. Empty both = not restricted here.
     recipient_categories: list[str] = Field(default_factory=list)
@@ -97,7 +124,7 @@ class Authority(_Strict):
 
 class StatusChange(_Strict):
     status: OrderStatus
-    on: date | datetime = Field(alias="from")
+    on: When = Field(alias="from")
     note: str | None = None
     source: Source | None = None
 
@@ -127,8 +154,8 @@ class Restraint(_Strict):
     data_elements: list[str] = Field(default_factory=list, description="Empty = any data.")
     purposes: list[str] = Field(default_factory=list, description="Empty = any purpose.")
     # Narrowing or widening over time ("modified") is expressed per restraint.
-    effective_from: date | datetime | None = None
-    effective_to: date | datetime | None = None
+    effective_from: When | None = None
+    effective_to: When | None = None
     exceptions: list[RestraintException] = Field(default_factory=list)
 
 
@@ -147,7 +174,7 @@ class CourtOrder(_Strict):
 
 class AgreementStatusChange(_Strict):
     status: AgreementStatus
-    on: date | datetime = Field(alias="from")
+    on: When = Field(alias="from")
     note: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -161,8 +188,8 @@ class Agreement(_Strict):
     parties: list[str] = Field(min_length=2, description="Agency codes.")
     authorities: list[str] = Field(min_length=1)
     signed: date | None = None
-    effective_from: date | datetime
-    effective_to: date | datetime | None = None
+    effective_from: When
+    effective_to: When | None = None
     status_history: list[AgreementStatusChange] = Field(default_factory=list)
     # Suspended for as long as any of these orders binds.
     suspended_by_orders: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from dwatch.policy.models import (
     Recipient,
     RecipientPattern,
     RegistryHeader,
+    as_instant,
 )
 
 DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -278,8 +280,9 @@ def _check_references(registry: Registry) -> None:
                 "(e.g. '26 USC 6103(i)(2)', '5 USC 552a(b)(7)')"
             )
     for order in registry.court_orders:
-        dates = [c.on for c in order.status_history]
-        if dates != sorted(dates, key=str):
+        # Compared as instants: a day and a zoned timestamp do not sort as text.
+        starts = [as_instant(c.on) for c in order.status_history]
+        if any(a and b and a > b for a, b in pairwise(starts)):
             problems.append(
                 f"{registry.origin.get(order.id)}.status_history: dates must be in order"
             )

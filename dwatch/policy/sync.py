@@ -8,12 +8,11 @@ transaction (``dwatch.store.transaction``) so the registry is never half-replace
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
 
-from dwatch.policy.models import BINDING_ORDER_STATUSES
+from dwatch.policy.models import BINDING_ORDER_STATUSES, as_instant
 from dwatch.policy.registry import Registry
 
 _TABLES = (
@@ -32,15 +31,6 @@ _TABLES = (
     "registry_recipient_patterns",
     "registry_parameters",
 )
-
-
-def as_instant(value: date | datetime | None) -> datetime | None:
-    """A registry day starts at 00:00 UTC; a naive timestamp is read as UTC."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
 def _sources(entries: list[Any]) -> str:

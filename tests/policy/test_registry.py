@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -159,3 +160,40 @@ def test_status_history_becomes_periods(con: duckdb.DuckDBPyConnection) -> None:
         ("stayed", "2026-03-01", "2026-05-01", False),
         ("in_force", "2026-05-01", None, True),
     ]
+
+
+def test_a_quoted_zoned_start_keeps_its_zone(registry_copy: Path) -> None:
+    # Unquoted, YAML reads the court's local midnight as a timestamp; quoted, it used to
+    # be read as the UTC day and lose five hours. Both spellings must mean the same instant.
+    path = registry_copy / "court_orders.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "from: 2025-11-21T00:00:00-05:00" in text
+    path.write_text(
+        text.replace("from: 2025-11-21T00:00:00-05:00", 'from: "2025-11-21T00:00:00-05:00"'),
+        encoding="utf-8",
+    )
+    order = {o.docket: o for o in load_registry(registry_copy).court_orders}["25-cv-00457"]
+    start = order.status_history[0].on
+    assert isinstance(start, datetime)
+    assert start.astimezone(UTC) == datetime(2025, 11, 21, 5, tzinfo=UTC)
+    shipped = {o.docket: o for o in load_registry().court_orders}["25-cv-00457"]
+    assert shipped.status_history[0].on == start
+
+
+def test_status_history_order_is_judged_as_instants(registry_copy: Path) -> None:
+    # 23:00 at -05:00 on Feb 4 is 04:00 UTC on Feb 5: after a change on the UTC day Feb 5
+    # began, though it sorts before it as text; the reverse order is refused.
+    path = registry_copy / "court_orders.yaml"
+    text = path.read_text(encoding="utf-8")
+    entry = "      - status: in_force\n        from: 2026-02-05T00:00:00-05:00\n        note: Order entered.\n"
+    assert entry in text
+    in_order = (
+        "      - status: in_force\n        from: 2026-02-05\n        note: Order entered.\n"
+        '      - status: stayed\n        from: "2026-02-04T23:00:00-05:00"\n        note: Stayed.\n'
+    )
+    path.write_text(text.replace(entry, in_order), encoding="utf-8")
+    load_registry(registry_copy)
+    reversed_ = in_order.replace("2026-02-04T23:00:00-05:00", "2026-02-04T18:00:00-05:00")
+    path.write_text(text.replace(entry, reversed_), encoding="utf-8")
+    with pytest.raises(RegistryError, match="status_history: dates must be in order"):
+        load_registry(registry_copy)
