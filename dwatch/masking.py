@@ -45,7 +45,8 @@ from dwatch.pseudonym import PREFIX, pseudonymise
 MASK = "[TIN-REDACTED]"
 
 _SEP = r"(?: ?[-./] ?| )"
-SHAPE_CORE = rf"\d{{3}}{_SEP}?\d{{2}}{_SEP}?\d{{4}}|\d{{2}} ?[-./] ?\d{{7}}"
+# Both group separators or none: "12822-2026" in a docket-style order id is not a TIN.
+SHAPE_CORE = rf"\d{{3}}{_SEP}\d{{2}}{_SEP}\d{{4}}|\d{{9}}|\d{{2}} ?[-./] ?\d{{7}}"
 SHAPE = rf"(?<!\d)(?:{SHAPE_CORE})(?!\d)"
 # Digests left whole: a standalone lower-case hex token of 16+ characters (pseudonyms,
 # SHA-256, uuid4().hex) or a UUID.
@@ -154,7 +155,9 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
         (UDF_MASK_TEXT, mask_text, VARCHAR),
         (UDF_HAS_SHAPE, has_shape, BOOLEAN),
     ):
-        with contextlib.suppress(duckdb.NotImplementedException):  # already registered
+        # Already registered: on this connection, or on another one to the same database
+        # in this process (DuckDB shares the function catalog between them).
+        with contextlib.suppress(duckdb.NotImplementedException, duckdb.CatalogException):
             con.create_function(name, function, [VARCHAR], returns, side_effects=False)
     _REGISTERED.add(con)
 
