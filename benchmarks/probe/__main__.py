@@ -73,6 +73,16 @@ def integrity_cases(w: World) -> None:
         and e["occurred_at"] > datetime(2025, 10, 1, tzinfo=UTC)
     )
     twin.update(label="violation", instance=inst, duplicate_row=True)
+    # A lawful row the log wrote malformed: ingest quarantines it, but it was logged, so its
+    # sequence number is no gap.
+    malformed = next(
+        e
+        for e in w.events
+        if e["source_system"] == "txoag-fti-ledger"
+        and e["label"] == "lawful"
+        and e["occurred_at"] > datetime(2025, 6, 1, tzinfo=UTC)
+    )
+    malformed["malformed"] = True
     inst = w.instance("shared_sequence_number", "rule", ["duplicate_events"])
     first = next(
         e

@@ -30,6 +30,9 @@ SOURCES: dict[str, tuple[str, str]] = {
     "ssa-pa-disclosures": ("numeric", "America/Phoenix"),
 }
 
+# Logs whose rows are sometimes written hours after the event (normal for them).
+LAGGY_SOURCES = frozenset({"fed-le-receipts", "txoag-fti-ledger"})
+
 
 @dataclass
 class Instance:
@@ -90,6 +93,9 @@ class World:
         **fields: Any,
     ) -> dict[str, Any]:
         """One event; ``lag`` is how long after it happened the log wrote it."""
+        if lag is None and source in LAGGY_SOURCES and self.rng.random() < 0.05:
+            # this log uploads in batches: isolated rows arrive half an hour to a day late
+            lag = timedelta(hours=self.rng.uniform(0.5, 20))
         event: dict[str, Any] = {
             "source_system": source,
             "event_id": self.event_id(source, at),
