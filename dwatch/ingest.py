@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from dwatch import ledger
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
@@ -782,6 +783,7 @@ def _record_run(
             forced,
         ],
     )
+    ledger.append(con, r.run_id)
 
 
 def ingest_file(
