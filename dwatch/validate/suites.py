@@ -10,7 +10,7 @@ the source and time window it speaks for. From the schema:
 - ``vocabulary`` + ``strict``   -> value in the accepted set (event_type, channel)
 - ``min``                       -> value at least min (record_count >= 1)
 - ``VARCHAR[]`` + ``required``  -> list not empty (data_elements)
-- ``free_text``                 -> no SSN/TIN-shaped strings (dwatch.pseudonym.TIN_PATTERN)
+- text (free text, codes; not ids) -> no SSN/TIN-shaped strings (dwatch.pseudonym.TIN_PATTERN)
 - ``TIMESTAMPTZ``               -> not before the configured floor, not after now + clock skew
 - ``key``                       -> unique key (event_id unique per source); the first
                                    loaded copy stays, later copies fail
@@ -310,7 +310,9 @@ def derive_checks(
                     min_value=1,
                 )
             )
-        if f.free_text and f.type == "VARCHAR":
+        # Every text field but ids (stored as pseudonyms when they carried a shape) and
+        # pseudonyms themselves, and closed vocabularies (checked against their list).
+        if f.type == "VARCHAR" and (f.free_text or not (f.identifier or f.pseudonym or f.strict)):
             add_row(
                 _native(
                     gx.expectations.ExpectColumnValuesToNotMatchRegex,
