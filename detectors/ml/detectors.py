@@ -84,8 +84,9 @@ class ModelContext:
         return (
             f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that at most "
             f"{floor['false_alarms_per_10k']:g} alert(s) per 10,000 lawful {unit} would have "
-            f"fired on the training window ({window}: {floor['training_alerts']:,} alert(s) "
-            f"over {_fmt_int(floor['training_events'])} {unit}, about "
+            f"fired on the training window ({window}, each half scored by a model fitted on the "
+            f"other: {floor['training_alerts']:,} alert(s) over "
+            f"{_fmt_int(floor['training_events'])} {unit}, about "
             f"{floor['expected_per_10k']:.2f} per 10,000)."
         )
 

@@ -108,6 +108,7 @@ def threshold_for(
             "training_rows": int(train_scores.size),
             "training_alerts": alerts,
             "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
+            "scored": "held out: each half of the window by a model fitted on the other",
         }
     elif detector.percentile_threshold and settings.threshold_percentile is not None:
         pct = settings.threshold_percentile
@@ -117,6 +118,26 @@ def threshold_for(
     if settings.min_score is not None:
         threshold = max(threshold, settings.min_score)
     return threshold, pct, floor
+
+
+def held_out_scores(detector: MLDetector, frame: pl.DataFrame) -> NDArray[np.float64]:
+    """Every training row scored by a model fitted on the other half of the window (split
+    in time, both ways), so the alert floor's false-alarm rate is what the detector does on
+    days it has not seen: new flows, rare weekend runs and growth included. Falls back to
+    the in-sample scores when a half is too small to fit."""
+    column = "day" if "day" in frame.columns else "occurred_at"
+    when = frame[column]
+    if when.null_count() == frame.height:
+        return detector.anomaly_scores(detector.fit(frame), frame)
+    middle = when.sort().gather(frame.height // 2).item()
+    first = (when < middle).fill_null(True).to_numpy()
+    if first.sum() < 20 or (~first).sum() < 20:
+        return detector.anomaly_scores(detector.fit(frame), frame)
+    scores = np.empty(frame.height)
+    for part in (first, ~first):
+        model = detector.fit(frame.filter(pl.Series(~part)))
+        scores[part] = detector.anomaly_scores(model, frame.filter(pl.Series(part)))
+    return scores
 
 
 def train_models(
@@ -148,7 +169,10 @@ def train_models(
             )
             continue
         model = det.fit(frame)
-        train_scores = det.anomaly_scores(model, frame)
+        rate_floor_set = det.percentile_threshold and det.settings.false_alarms_per_10k is not None
+        train_scores = (
+            held_out_scores(det, frame) if rate_floor_set else det.anomaly_scores(model, frame)
+        )
         threshold, pct, floor = threshold_for(det, model, train_scores, det.events_per_row(frame))
         record = save_model(
             con,
