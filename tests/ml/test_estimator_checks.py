@@ -34,7 +34,7 @@ ESTIMATORS: list[BaseEstimator] = [
     # Keys and the sender's load need a fixed column count the checks' data does not
     # have; tests/ml/test_rhythm.py fits those layouts.
     FlowRhythmSurprise(),
-    FlowRhythmSurprise(min_history=2, min_excess=0.5, cadence_smoothing=0.5),
+    FlowRhythmSurprise(min_history=2, upper_quantile=0.5, cadence_smoothing=0.5),
 ]
 
 
