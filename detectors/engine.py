@@ -62,6 +62,7 @@ from detectors.alerts import (
     mark_coverage,
     merge_alerts,
 )
+from detectors.custody import prepare_custody
 from dwatch.errors import RuleError
 from dwatch.policy import Registry, classify_citation, sync_registry
 
@@ -528,6 +529,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     con.execute(_ORDER_HITS_VIEW)
     con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
     con.execute(_SEQUENCE_BREAKS_TABLE)
+    prepare_custody(con)
     return refreshed
 
 
