@@ -23,8 +23,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
     and no exception of the restraint applies.
 ``dw_items``
-    request items with their carrying event and ``address_valid`` (registry parameters
-    ``address_placeholder_patterns`` / ``address_street_patterns``).
+    request items with their carrying event and their address's verdict
+    (``address_valid``, ``address_form``, ``address_reason``: :mod:`dwatch.address`, judged
+    once per distinct address text into ``address_verdicts``).
 ``dw_sequence_breaks``
     the rows where a log's order breaks (a sequence gap or reused number, or a time
     earlier than the previous entry's), with the neighbours' numbers and times.
@@ -63,6 +64,8 @@ from detectors.alerts import (
     merge_alerts,
 )
 from detectors.custody import prepare_custody
+from dwatch.address import vocabulary_of
+from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
 from dwatch.policy import Registry, classify_citation, sync_registry
 
@@ -377,18 +380,24 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
 _SEQUENCE_BREAKS_TABLE = """
 CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS
 SELECT * FROM (
-    SELECT source_system, sequence_no, event_id, occurred_at,
+    SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,
            lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
-           lead(occurred_at) OVER w AS next_at
+           lead(occurred_at) OVER w AS next_at,
+           lead(ingest_run_id) OVER w AS next_run, lead(source_row) OVER w AS next_row
     FROM (
-        SELECT source_system, sequence_no, event_id, occurred_at FROM disclosure_events
+        SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row
+        FROM disclosure_events WHERE sequence_no IS NOT NULL
         UNION ALL
         -- Entries that were logged but quarantined (a bad field) still occupy their number:
-        -- they are not a gap. Repeats are left to the duplicate rule.
+        -- they are not a gap. Ingest keeps what it could convert under canonical names
+        -- (canonical_row); older rows and validation's hold the canonical raw form.
+        -- Repeats are left to the duplicate rule.
         SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
-               NULL::TIMESTAMPTZ
-        FROM (SELECT CASE WHEN json_valid(raw_row) THEN raw_row::JSON END AS j
+               NULL::TIMESTAMPTZ, ingest_run_id, source_row
+        FROM (SELECT coalesce(canonical_row,
+                              CASE WHEN json_valid(raw_row) THEN raw_row::JSON END) AS j,
+                     ingest_run_id, source_row
               FROM quarantine
               WHERE reason_code NOT LIKE 'duplicate%' AND reason_code <> 'expect_key_unique')
         WHERE json_type(j) = 'OBJECT' AND j ->> 'source_system' IS NOT NULL
@@ -400,26 +409,23 @@ WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_n
    OR occurred_at < prev_at
 """
 
-# Address text folded to lower-case words: punctuation and dashes become spaces.
-_ADDRESS_NORM = (
-    "trim(regexp_replace(regexp_replace(lower(coalesce(i.supplied_address, '')),"
-    " '[^a-z0-9]+', ' ', 'g'), ' +', ' ', 'g'))"
-)
-
-_ITEMS_TABLE = f"""
+# Each item's address verdict is looked up, not computed: refresh_address_verdicts has
+# judged every distinct address text once (dwatch/address.py). No text is no address.
+_ITEMS_TABLE = """
 CREATE OR REPLACE TEMP TABLE dw_items AS
 SELECT i.*,
        e.event_type AS carrier_event_type,
        e.occurred_at AS carrier_occurred_at,
        e.source_system AS carrier_source_system,
-       {_ADDRESS_NORM} AS address_norm,
-       NOT regexp_full_match({_ADDRESS_NORM}, $reg_address_placeholder_regex)
-         AND regexp_matches({_ADDRESS_NORM}, $reg_address_street_regex) AS address_valid,
+       coalesce(v.usable, false) AS address_valid,
+       coalesce(v.form, 'none') AS address_form,
+       coalesce(v.reason, 'blank: no address given') AS address_reason,
        nullif(trim(i.supplied_name), '') IS NOT NULL AS has_name,
        nullif(trim(i.tax_periods), '') IS NOT NULL AS has_tax_periods,
        nullif(trim(i.statute), '') IS NOT NULL AS has_statute,
        nullif(trim(i.reason), '') IS NOT NULL AS has_reason
 FROM request_items i
+LEFT JOIN address_verdicts v ON v.address_key = md5_number(i.supplied_address)
 LEFT JOIN disclosure_events e
   ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
  -- logs that number events alike (1, 2, 3...) are told apart by the item's request
@@ -527,7 +533,8 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
     con.execute(events_sql)
     con.execute(_ORDER_HITS_VIEW)
-    con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+    refresh_address_verdicts(con, vocabulary_of(registry))
+    con.execute(_ITEMS_TABLE)
     con.execute(_SEQUENCE_BREAKS_TABLE)
     prepare_custody(con)
     return refreshed

@@ -1369,11 +1369,17 @@ def _insert_quarantine(
     raw_json: str,
     key: bytes,
 ) -> None:
+    table = load_schema().events if kind == "events" else load_schema().items
+    # Every field the mapping could convert, under canonical names (NULL where it could
+    # not), so sequence and coverage checks see the row: it was logged, only malformed.
+    canonical = (
+        "json_object(" + ", ".join(f"{_lit(f.name)}, t__{f.name}" for f in table.fields) + ")"
+    )
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
-        " message, raw_row, stage)"
+        " message, raw_row, stage, canonical_row)"
         " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
-        " _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest'"
+        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,

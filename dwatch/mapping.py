@@ -80,7 +80,7 @@ KEYS: tuple[KeyDoc, ...] = (
     KeyDoc("columns", "canonical field: column or path",
            "Which column holds each canonical field. In JSON Lines and Parquet a dotted path"
            " reaches into nested objects and arrays (arrays count from 0).",
-           "columns: {event_id: Activity ID, actor_id: user.id, data_elements: items[0].name}"),
+           'columns: {event_id: Activity ID, actor_id: user.id, data_elements: "items[0].name"}'),
     KeyDoc("constants", "canonical field: value",
            "A value for every row; a mapped column's value wins where it is not empty.",
            "constants: {disclosing_agency: IRS}"),
