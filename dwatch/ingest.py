@@ -289,18 +289,27 @@ def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
-    # file), then take the keys seen in valid objects as the columns.
-    con.execute(
-        f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
-        # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
-        # A line starting with '{' that is valid JSON is an object: one parse, not two.
-        " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
-        " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
-        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
-        " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
-        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
-        {"path": str(path)},
-    )
+    # file), then take the keys seen in valid objects as the columns. As for CSV, a strict
+    # scan runs first (store_rejects makes the scan single-threaded); a file with invalid
+    # UTF-8 or an over-long line is read again keeping those lines for quarantine.
+    for rejects in (False, True):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
+                # bad JSON. A line starting with '{' that is valid JSON is an object: one
+                # parse, not two.
+                " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+                " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                " delim = chr(31), quote = '', escape = '', auto_detect = false,"
+                f" {', '.join(_REJECT_ARGS) + ',' if rejects else ''} max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
     keys = [
         r[0]
         for r in con.execute(
@@ -309,7 +318,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
-    return _Stage(keys, header_lines=0, rejects=True)
+    return _Stage(keys, header_lines=0, rejects=rejects)
 
 
 def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
@@ -326,6 +335,14 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
         + " FROM (SELECT line AS _raw_line, _ok,"
         f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {WORK}.lines)"
     )
+
+
+def _lazy_json_keys(
+    keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
+) -> set[str]:
+    """JSON keys not extracted per line: read only at dotted paths, or ignored."""
+    heads = {split_path(p)[0] for p in paths}  # type: ignore[index]
+    return (heads | set(mapping.ignore_columns)) & set(keys)
 
 
 def _stage_paths(
@@ -349,13 +366,16 @@ def _stage_paths(
         paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
         if fmt == "parquet":
             paths[written] = rest
+    if fmt == "jsonl":
+        # A key read only at paths or ignored is not extracted whole for every line
+        # (re-serialising objects is the costliest part of the pass); a quarantined line's
+        # raw form reads it from the line itself.
+        lazy = _lazy_json_keys(stage.columns, mapping, paths)
+        if paths or lazy:
+            _jsonl_view(con, [c for c in stage.columns if c not in lazy], paths)
+        return list(paths)
     if not paths:
         return []
-    if fmt == "jsonl":
-        # A nested key read at paths is not extracted whole for every line (re-serialising
-        # objects is the costliest part of the pass); a quarantined line's raw form reads
-        # it from the line itself.
-        _jsonl_view(con, [c for c in stage.columns if c not in set(heads.values())], paths)
     else:
         selects = ", ".join(
             f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
@@ -1028,11 +1048,12 @@ def _load(
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
 
     def raw_value(c: str) -> str:
         column = _q(c)
-        if fmt == "jsonl" and c in partly:
+        if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
             return sql_pseudonymise(column)
