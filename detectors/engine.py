@@ -54,6 +54,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from detectors import evidence
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -62,6 +63,7 @@ from detectors.alerts import (
     mark_coverage,
     merge_alerts,
 )
+from detectors.evidence import SubjectsSpec
 from dwatch.errors import RuleError
 from dwatch.policy import Registry, classify_citation, sync_registry
 
@@ -71,6 +73,8 @@ EVIDENCE_EVENT_CAP = 1000  # event_ids kept per alert; event_count holds the ful
 EntityType = Literal["recipient", "request", "actor", "source", "event", "agreement"]
 _FIELD_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# Columns the engine reads but does not repeat as evidence (kept in alert_events/_subjects).
+_NOT_EVIDENCE = ("_alert_id", "event_keys", "subjects")
 _REQUIRED_OUTPUT = ("entity_id", "event_ids", "window_start", "window_end")
 _OPTIONAL_OUTPUT = (
     "disclosing_agency",
@@ -125,6 +129,14 @@ class Rule(BaseModel):
     explanation: str = Field(min_length=1)
     dedup_key: list[str] = Field(min_length=1)
     cases: list[RuleCase] = Field(default_factory=list)
+    subjects: SubjectsSpec | None = Field(
+        default=None,
+        description="How the taxpayers a finding affects are found (per-taxpayer rules).",
+    )
+    chain: bool | None = Field(
+        default=None,
+        description="Name each finding's whole request chain (default: unless the entity is a log source).",
+    )
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("severity")
@@ -137,6 +149,10 @@ class Rule(BaseModel):
     @property
     def template_fields(self) -> list[str]:
         return list(dict.fromkeys(_FIELD_RE.findall(self.explanation)))
+
+    @property
+    def links_chain(self) -> bool:
+        return self.chain if self.chain is not None else self.entity != "source"
 
 
 def load_rule(path: Path) -> Rule:
@@ -572,7 +588,11 @@ def _render_value_sql(column: str, dtype: str) -> str:
 
 def _evidence_sql(types: dict[str, str]) -> str:
     """Everything a finding carries beyond the alert columns, kept as evidence."""
-    extra = [c for c in types if c not in _REQUIRED_OUTPUT and c not in _OPTIONAL_OUTPUT]
+    extra = [
+        c
+        for c in types
+        if c not in _REQUIRED_OUTPUT and c not in _OPTIONAL_OUTPUT and c not in _NOT_EVIDENCE
+    ]
     if not extra:
         return "NULL::JSON"
     return "to_json(struct_pack(" + ", ".join(f'"{c}" := f."{c}"' for c in extra) + "))"
@@ -592,7 +612,13 @@ def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) 
     if tail:
         params["_tail"] = tail
         pieces.append("$_tail")
+    if "evidence_sources" in types:
+        pieces.append(evidence.SOURCES_NOTE_SQL)
     return f"concat({', '.join(pieces)})"
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    return {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()}
 
 
 def run_rule(
@@ -612,17 +638,23 @@ def run_rule(
     query = rule.query or ""
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _findings AS {query}", _bind(query, available, where)
+            f"CREATE OR REPLACE TEMP TABLE _rule_rows AS {query}", _bind(query, available, where)
         )
     except duckdb.Error as exc:
         raise RuleError(f"query failed: {exc}", where=where, fix="fix the rule's SQL") from exc
-    types = {row[0]: str(row[1]) for row in con.execute("DESCRIBE _findings").fetchall()}
+    types = _column_types(con, "_rule_rows")
+    if "event_keys" in types and "event_ids" not in types:
+        types["event_ids"] = "VARCHAR[]"
     needed = [*_REQUIRED_OUTPUT, *rule.dedup_key, *rule.template_fields]
-    missing = [c for c in dict.fromkeys(needed) if c not in types]
+    if rule.subjects is not None and rule.subjects.source == "query":
+        needed.append("subjects")
+    # the engine counts a rule's declared subjects itself
+    provided = {"subjects_affected"} if rule.subjects is not None else set()
+    missing = [c for c in dict.fromkeys(needed) if c not in types and c not in provided]
     if missing:
         raise RuleError(
             f"query does not return column(s) {', '.join(missing)} named by the rule",
-            where=f"{rule.path}: dedup_key/explanation",
+            where=f"{rule.path}: dedup_key/explanation/subjects",
             fix="return them from the query or correct the names",
         )
     params: dict[str, Any] = {
@@ -634,14 +666,36 @@ def run_rule(
         "_registry_version": registry.version,
         "_cap": EVIDENCE_EVENT_CAP,
     }
+    key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
+    derived_ids = (
+        ", list_transform(f.event_keys, lambda k: CAST(k.event_id AS VARCHAR)) AS event_ids"
+        if "event_keys" in types and "event_ids" not in _column_types(con, "_rule_rows")
+        else ""
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _findings AS SELECT {ALERT_ID_SQL.format(parts=key_parts)}"
+        f" AS _alert_id, f.*{derived_ids} FROM _rule_rows f",
+        {"_rule_id": rule.id},
+    )
+    con.execute("DROP TABLE _rule_rows")
+    try:
+        evidence.record(
+            con, types, candidates=table, subjects=rule.subjects, chain=rule.links_chain
+        )
+    except (duckdb.Error, ValueError) as exc:
+        raise RuleError(
+            f"its findings' evidence or subjects could not be derived: {exc}",
+            where=f"{rule.path}: subjects",
+            fix="return event_keys/event_ids as documented, and subjects as a list of structs",
+        ) from exc
+    types = _column_types(con, "_findings")
 
     def opt(col: str, default: str = "NULL") -> str:
         return f"f.{col}" if col in types else default
 
-    key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
     explanation = _explanation_sql(rule, types, params)
     select = {
-        "alert_id": ALERT_ID_SQL.format(parts=key_parts),
+        "alert_id": "f._alert_id",
         "detector_id": "$_rule_id",
         "detector_kind": "'rule'",
         "detector_version": "$_version",
@@ -686,6 +740,7 @@ def _create_candidates(con: duckdb.DuckDBPyConnection, table: str) -> None:
         " first_run_id, last_run_id, first_detected_at, last_detected_at, retracted_at)"
         " FROM alerts WHERE false"
     )
+    evidence.create_tables(con, table)
 
 
 def evaluate_rules(
@@ -776,6 +831,8 @@ def run_rules(
         detector_ids=[r.id for r in chosen],
         run_id=run_id,
         retract_reason=f"finding no longer holds under registry version {registry.version}",
+        subjects="dw_candidates_subjects",
+        events="dw_candidates_events",
     )
     _explain_retractions(con, run_id, registry.version)
     result.coverage_flagged = mark_coverage(con)

@@ -30,7 +30,6 @@ SELECT p.actor_id,
        max(p.t1) AS window_end,
        count(*) AS requests_signed,
        sum(p.attested) AS investigations_attested,
-       sum(p.attested) AS subjects_affected,
        $max_investigations_per_official AS threshold,
        sum(p.attested) / $max_investigations_per_official::DOUBLE AS score,
        list_concat($rule_citations, list(DISTINCT p.authority_id)) AS citations
