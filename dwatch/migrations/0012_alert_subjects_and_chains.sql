@@ -72,3 +72,5 @@ FROM scoped
 GROUP BY scope, scope_id
 ORDER BY scope, subjects DESC, scope_id;
 COMMENT ON VIEW subject_counts IS 'Distinct taxpayers whose rights open alerts say were violated, per court order, recipient, request and case (scope, scope_id).';
+
+COMMENT ON COLUMN cases.subjects_affected IS 'Distinct taxpayers the case''s active alerts list in alert_subjects (alerts that list none, such as models, give a floor: max within the case, never added).';
