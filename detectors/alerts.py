@@ -159,14 +159,18 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, target: str, rows: str) -> Non
 
 
 def mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
-    """Flag open alerts whose source and window overlap a known coverage gap.
+    """Flag open alerts whose sources (its own, or any log of its evidence) and window
+    overlap a known coverage gap.
 
     Returns the number of alerts flagged. A gap with no source flags every source; a gap
     with no window flags every window of its source.
     """
     overlap = """
         EXISTS (SELECT 1 FROM coverage_gaps g
-                WHERE (g.source_system IS NULL OR a.source_system IS NULL OR g.source_system = a.source_system)
+                WHERE (g.source_system IS NULL OR a.source_system IS NULL OR g.source_system = a.source_system
+                       -- an alert spanning several logs is as incomplete as the least complete
+                       OR g.source_system IN (SELECT ae.source_system FROM alert_events ae
+                                              WHERE ae.alert_id = a.alert_id))
                   AND (g.window_start IS NULL OR a.window_end IS NULL OR a.window_end >= g.window_start)
                   AND (g.window_end IS NULL OR a.window_start IS NULL OR a.window_start <= g.window_end))
     """

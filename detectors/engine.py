@@ -29,14 +29,17 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     the rows where a log's order breaks (a sequence gap or reused number, or a time
     earlier than the previous entry's), with the neighbours' numbers and times.
 
-A query returns one row per finding with ``entity_id``, ``event_ids``, ``window_start``,
+A query returns one row per finding with ``entity_id``, ``event_ids`` (or ``event_keys``:
+``{source_system, event_id}`` pairs, for findings whose events span logs), ``window_start``,
 ``window_end``, the columns its ``dedup_key`` and ``explanation`` name, and optionally
 ``disclosing_agency``, ``recipient_agency``, ``request_id``, ``actor_id``,
 ``source_system``, ``event_count``, ``subjects_affected``, ``records_affected``,
 ``citations`` (registry ids found per row: the event's authority, orders, agreements;
 ``$rule_citations`` holds the rule's own; when absent or empty the rule's own are used),
-``evidence`` and ``score``. The engine turns findings into the one alert record and
-merges them through :func:`detectors.alerts.merge_alerts`.
+``evidence`` and ``score``. :mod:`detectors.evidence` then keys each finding's events by
+source, adds the rest of their request chain and lists the taxpayers the rule's
+``subjects`` declares. The engine turns findings into the one alert record and merges them,
+with their subjects and evidence keys, through :func:`detectors.alerts.merge_alerts`.
 """
 
 from __future__ import annotations

@@ -222,6 +222,11 @@ def _affected(alerts: list[dict[str, Any]], column: str) -> int | None:
 
 def _listed_subjects(con: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
     """The taxpayers each alert lists (alert_subjects), by alert id."""
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alert_subjects'"
+    ).fetchone()
+    if not present or not present[0]:
+        return {}  # a store not yet migrated to 0012 (built by older code) lists nobody
     rows = con.execute(
         "SELECT alert_id, list(DISTINCT taxpayer_ref) FROM alert_subjects GROUP BY alert_id"
     ).fetchall()
