@@ -1,4 +1,4 @@
-"""Run every benchmark module (``python -m benchmarks [name ...] [-- args]``)."""
+"""Run benchmark modules: ``python -m benchmarks [name ...] [-- args]``; ``--help`` lists them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,27 @@ import sys
 
 import benchmarks
 
+USAGE = """usage: python -m benchmarks [NAME ...] [-- ARGS]
+
+Runs the named benchmarks (all of them when no name is given); ARGS after `--` go to each
+one (`python -m benchmarks NAME -- --help` shows a benchmark's own options).
+
+benchmarks:
+"""
+
+
+def _names() -> list[str]:
+    return sorted(
+        m.name.removeprefix("bench_")
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if m.name.startswith("bench_")
+    )
+
+
+def _summary(name: str) -> str:
+    doc = importlib.import_module(f"benchmarks.bench_{name}").__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
 
 def main() -> None:
     argv = sys.argv[1:]
@@ -15,13 +36,20 @@ def main() -> None:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    names = sorted(
-        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
-    )
-    chosen = [n for n in names if not argv or n.removeprefix("bench_") in argv or n in argv]
-    for name in chosen:
-        print(f"\n=== {name} ===", flush=True)
-        importlib.import_module(f"benchmarks.{name}").main(extra)
+    names = _names()
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE + "\n".join(f"  {n:<10} {_summary(n)}" for n in names))
+        return
+    wanted = [a.removeprefix("bench_") for a in argv]
+    unknown = [a for a in wanted if a not in names]
+    if unknown:
+        sys.exit(
+            f"error: no benchmark named {', '.join(unknown)}; "
+            f"choose from {', '.join(names)} (python -m benchmarks --help)"
+        )
+    for name in wanted or names:
+        print(f"\n=== bench_{name} ===", flush=True)
+        importlib.import_module(f"benchmarks.bench_{name}").main(extra)
 
 
 if __name__ == "__main__":

@@ -395,18 +395,24 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
 _SEQUENCE_BREAKS_TABLE = """
 CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS
 SELECT * FROM (
-    SELECT source_system, sequence_no, event_id, occurred_at,
+    SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,
            lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
-           lead(occurred_at) OVER w AS next_at
+           lead(occurred_at) OVER w AS next_at,
+           lead(ingest_run_id) OVER w AS next_run, lead(source_row) OVER w AS next_row
     FROM (
-        SELECT source_system, sequence_no, event_id, occurred_at FROM disclosure_events
+        SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row
+        FROM disclosure_events WHERE sequence_no IS NOT NULL
         UNION ALL
         -- Entries that were logged but quarantined (a bad field) still occupy their number:
-        -- they are not a gap. Repeats are left to the duplicate rule.
+        -- they are not a gap. Ingest keeps what it could convert under canonical names
+        -- (canonical_row); older rows and validation's hold the canonical raw form.
+        -- Repeats are left to the duplicate rule.
         SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
-               NULL::TIMESTAMPTZ
-        FROM (SELECT CASE WHEN json_valid(raw_row) THEN raw_row::JSON END AS j
+               NULL::TIMESTAMPTZ, ingest_run_id, source_row
+        FROM (SELECT coalesce(canonical_row,
+                              CASE WHEN json_valid(raw_row) THEN raw_row::JSON END) AS j,
+                     ingest_run_id, source_row
               FROM quarantine
               WHERE reason_code NOT LIKE 'duplicate%' AND reason_code <> 'expect_key_unique')
         WHERE json_type(j) = 'OBJECT' AND j ->> 'source_system' IS NOT NULL

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import duckdb
 
+from dwatch import ledger
 from dwatch.errors import ConfigError, DWatchError, InputError
+from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
     CANONICAL,
     KIND_TABLE,
@@ -37,6 +39,7 @@ from dwatch.mapping import (
     available_mappings,
     get_mapping,
     match_mapping,
+    split_path,
 )
 from dwatch.pseudonym import (
     TIN_RE,
@@ -290,7 +293,9 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     con.execute(
         f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
         # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
-        " CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+        # A line starting with '{' that is valid JSON is an object: one parse, not two.
+        " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+        " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
         " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
         " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
         " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
@@ -303,20 +308,62 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
             f" FROM {WORK}.lines GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
-    # One parse per line: extract every key at once, then index the list.
-    paths = (
-        "[" + ", ".join(_lit("$." + _json_key_path(k)) for k in keys) + "]"
-        if keys
-        else "['$.none']"
-    )
-    selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(keys))
+    _jsonl_view(con, keys, {})
+    return _Stage(keys, header_lines=0, rejects=True)
+
+
+def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
+    """The staging view over the lines: one parse per line extracts every top-level key and
+    every nested path (``paths``: staged name -> JSON path) at once; the list is indexed."""
+    json_paths = [_lit("$." + _json_key_path(k)) for k in keys]
+    json_paths += [_lit(p) for p in paths.values()]
+    listed = "[" + ", ".join(json_paths) + "]" if json_paths else "['$.none']"
+    names = [*keys, *paths]
+    selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(names))
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _stage AS SELECT _raw_line, _ok"
         + (", " + selects if selects else "")
         + " FROM (SELECT line AS _raw_line, _ok,"
-        f" CASE WHEN _ok THEN json_extract_string(line, {paths}) END AS _vals FROM {WORK}.lines)"
+        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {WORK}.lines)"
     )
-    return _Stage(keys, header_lines=0, rejects=True)
+
+
+def _stage_paths(
+    con: duckdb.DuckDBPyConnection, stage: _Stage, fmt: str, mapping: SourceMapping
+) -> list[str]:
+    """Stage the mapping's dotted paths into nested records (``user.id``, ``items[0].name``)
+    as columns named by the path; returns their names.
+
+    JSON Lines: added to the one json_extract_string pass over each line. Parquet: read
+    from the nested column's JSON form. CSV has no nesting: a dotted name is a header."""
+    if fmt == "csv":
+        return []
+    present = set(stage.columns)
+    paths: dict[str, str] = {}
+    heads: dict[str, str] = {}
+    for written in mapping.columns.values():
+        split = split_path(written)
+        if written in present or split is None or split[0] not in present:
+            continue
+        heads[written], rest = split
+        paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
+        if fmt == "parquet":
+            paths[written] = rest
+    if not paths:
+        return []
+    if fmt == "jsonl":
+        # A nested key read at paths is not extracted whole for every line (re-serialising
+        # objects is the costliest part of the pass); a quarantined line's raw form reads
+        # it from the line itself.
+        _jsonl_view(con, [c for c in stage.columns if c not in set(heads.values())], paths)
+    else:
+        selects = ", ".join(
+            f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
+            for name, path in paths.items()
+        )
+        con.execute("ALTER VIEW _stage RENAME TO _stage_top")
+        con.execute(f"CREATE TEMP VIEW _stage AS SELECT s.*, {selects} FROM _stage_top s")
+    return list(paths)
 
 
 def _json_key_path(key: str) -> str:
@@ -466,7 +513,45 @@ class _FieldSQL:
     t: str
     typed: str
     helpers: list[tuple[str, str]] = field(default_factory=list)
+    helpers2: list[tuple[str, str]] = field(default_factory=list)  # over helpers
     checks: list[tuple[str, str, str]] = field(default_factory=list)
+    dst: str | None = None  # helper naming a repeated/skipped local hour, if any
+
+
+def _formats_sql(formats: tuple[str, ...], suffix: str = "") -> str:
+    """strptime patterns as DuckDB takes them: one text, or a list tried in order."""
+    if len(formats) == 1:
+        return _lit(formats[0] + suffix)
+    return "[" + ", ".join(_lit(f + suffix) for f in formats) + "]"
+
+
+def _dst_checks(
+    name: str, shown: str, dst: str, mapping: SourceMapping
+) -> list[tuple[str, str, str]]:
+    """Quarantine checks for the DST policies that say so (before the generic bad_timestamp)."""
+    zone = mapping.timezone
+    checks = []
+    if mapping.ambiguous_time == "quarantine":
+        checks.append(
+            (
+                f"{dst} = 'ambiguous'",
+                "ambiguous_local_time",
+                f"'{name}: ' || {shown} || ' falls in the hour repeated when clocks went back"
+                f" in {zone} and names two instants; the mapping says ambiguous_time:"
+                " quarantine (earlier or later picks one reading)'",
+            )
+        )
+    if mapping.nonexistent_time == "quarantine":
+        checks.append(
+            (
+                f"{dst} = 'nonexistent'",
+                "nonexistent_local_time",
+                f"'{name}: ' || {shown} || ' falls in the hour skipped when clocks went"
+                f" forward in {zone} and never happened there; the mapping says"
+                " nonexistent_time: quarantine (shift reads it with the earlier offset)'",
+            )
+        )
+    return checks
 
 
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
@@ -525,19 +610,23 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             f" || MAP {{{abbreviations}}}[upper(regexp_extract({x}, '[A-Za-z]+$'))] AS TIMESTAMPTZ))"
         )
         fmt = mapping.timestamp_format
-        if fmt and ("%z" in fmt or "%Z" in fmt):
+        formats = mapping.timestamp_formats
+        if formats and any("%z" in f or "%Z" in f for f in formats):
             # The mapping's format carries the offset itself ("%m/%d/%Y %H:%M %z").
-            zoned = f"coalesce({zoned}, try_strptime({x}, {_lit(fmt)})::TIMESTAMPTZ)"
+            zoned = f"coalesce({zoned}, try_strptime({x}, {_formats_sql(formats)})::TIMESTAMPTZ)"
         elif fmt and fmt not in EPOCH_FORMATS:
             # The mapping's format followed by an offset or a zone abbreviation
             # ("06/04/2025 09:15:00 AM EDT"): the zone written wins over the mapping's.
+            with_zone = _formats_sql(formats, " %z")
             zoned = (
-                f"coalesce({zoned}, try_strptime({x}, {_lit(fmt + ' %z')}),"
+                f"coalesce({zoned}, try_strptime({x}, {with_zone}),"
                 f" try_strptime(regexp_replace({x}, '\\s+[A-Za-z]+$', '') || ' '"
                 f" || MAP {{{abbreviations}, 'UTC': '+00:00', 'GMT': '+00:00'}}"
-                f"[upper(regexp_extract({x}, '[A-Za-z]+$'))], {_lit(fmt + ' %z')}))"
+                f"[upper(regexp_extract({x}, '[A-Za-z]+$'))], {with_zone}))"
             )
-        local = f"try_strptime({x}, {_lit(fmt)})" if fmt else f"TRY_CAST({x} AS TIMESTAMP)"
+        local = (
+            f"try_strptime({x}, {_formats_sql(formats)})" if fmt else f"TRY_CAST({x} AS TIMESTAMP)"
+        )
         if fmt in EPOCH_FORMATS:
             # Unix time is an instant: no zone to name. Zoned text still reads as written.
             per_second = EPOCH_FORMATS[fmt]
@@ -555,9 +644,19 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                 )
             )
         elif mapping.timezone:
-            spec.typed = f"CASE WHEN {z} THEN {zoned} ELSE timezone({_lit(mapping.timezone)}, {local}::TIMESTAMP) END"
+            # The local reading, and whether it falls in a repeated or skipped hour, are
+            # helpers: computed once, used by the value and by the checks.
+            lt, dst = f"l__{f.name}", f"d__{f.name}"
+            spec.helpers.append((lt, f"CASE WHEN NOT {z} THEN {local}::TIMESTAMP END"))
+            spec.helpers2.append((dst, dst_class_sql(lt, mapping.timezone)))
+            reading = local_instant_sql(lt, dst, mapping.timezone, mapping.ambiguous_time)
+            spec.typed = f"CASE WHEN {z} THEN {zoned} ELSE {reading} END"
+            spec.dst = dst
+            checks += _dst_checks(f.name, shown, dst, mapping)
             fmt_hint = (
-                f" in the format {mapping.timestamp_format}" if mapping.timestamp_format else ""
+                f" in the format {' or '.join(mapping.timestamp_formats)}"
+                if mapping.timestamp_formats
+                else ""
             )
             checks.append(
                 (
@@ -684,6 +783,7 @@ def _record_run(
             forced,
         ],
     )
+    ledger.append(con, r.run_id)
 
 
 def ingest_file(
@@ -785,6 +885,7 @@ def ingest_file(
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _stage")
     con.execute(f"DROP SCHEMA IF EXISTS {WORK} CASCADE")
+    con.execute("DROP VIEW IF EXISTS _stage_top")
     for table in ("_rejects", "_rejects_scan", "_lines"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -839,9 +940,10 @@ def _load(
     ):
         raise InputError("the file has no header and no records", where=str(path))
     if not source:
-        matched = match_mapping(columns, mappings=context.source_mappings())
+        matched = match_mapping(columns, mappings=context.source_mappings(), file_name=path.name)
         canonical_names = {f.name for t in schema.tables.values() for f in t.fields}
-        if matched and not set(columns) <= canonical_names:
+        # Canonical headers need no mapping, unless the file is named for one.
+        if matched and (matched.match_files or not set(columns) <= canonical_names):
             mapping = matched
     mapping = _with_canonical_headers(columns, mapping)
     kind = kind or _detect_kind(columns, mapping)
@@ -854,7 +956,8 @@ def _load(
     table = schema.events if kind == "events" else schema.items
     result.kind = kind
     result.source_system = None if mapping.is_canonical else mapping.name
-    colset = set(columns)
+    path_columns = _stage_paths(con, stage, fmt, mapping)
+    colset = set(columns) | set(path_columns)
     identifier_cols = [
         c
         for c in columns
@@ -870,10 +973,20 @@ def _load(
         for c in columns
         if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
     ]
+    # A nested key the mapping reads at paths is not kept whole (a quarantined record keeps
+    # its raw form whole); what else it holds is said once per file.
+    partly = {split_path(c)[0] for c in path_columns}  # type: ignore[index]
+    extras = [c for c in extras if c not in partly]
     if extras:
         result.warnings.append(
             f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
             " Map them in a source mapping or list them under ignore_columns"
+        )
+    if partly:
+        result.warnings.append(
+            f"{path}: nested key(s) {sorted(partly)} are read only at the mapped paths"
+            f" {sorted(path_columns)}; other fields inside them are not kept. Map more paths"
+            " in the source mapping if they matter"
         )
     if missing:
         result.warnings.append(
@@ -885,7 +998,9 @@ def _load(
     # check, 5 reason/field/message (and the raw record) only for failing rows.
     layer1: list[str] = []
     layer2: list[str] = []
+    layer2b: list[str] = []
     layer3: list[str] = []
+    dst_helpers: list[str] = []
     checks: list[tuple[str, str, str, str]] = []  # (condition, code, field, message)
     if fmt == "jsonl":
         checks.append(
@@ -907,6 +1022,8 @@ def _load(
         spec = _field_sql(f, mapping)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
+        layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
+        dst_helpers += [spec.dst] if spec.dst else []
         layer3.append(f"{spec.typed} AS {spec.t}")
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
@@ -914,9 +1031,12 @@ def _load(
     ident_set = set(identifier_cols)
 
     def raw_value(c: str) -> str:
+        column = _q(c)
+        if fmt == "jsonl" and c in partly:
+            column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
-            return sql_pseudonymise(_q(c))
-        return sql_scrub_identifiers(_q(c))
+            return sql_pseudonymise(column)
+        return sql_scrub_identifiers(column)
 
     raw_json = (
         "json_object(" + ", ".join(f"{_lit(c)}, {raw_value(c)}" for c in raw_cols) + ")"
@@ -948,15 +1068,17 @@ def _load(
     codes = "[" + ", ".join(_lit(c[1]) for c in checks) + "]::VARCHAR[]"
     fields = "[" + ", ".join(_lit(c[2]) for c in checks) + "]::VARCHAR[]"
     typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
+    dst_flag = f"coalesce({', '.join(dst_helpers)})" if dst_helpers else "CAST(NULL AS VARCHAR)"
     sql = (
         f"CREATE TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
-        f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra,"
+        f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
         f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
         f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
+        f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
         f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
-        f" FROM (SELECT {', '.join([*layer1, extra_json + ' AS _extra'])}, s.* FROM _stage s))))"
+        f" FROM (SELECT {', '.join([*layer1, extra_json + ' AS _extra'])}, s.* FROM _stage s)))))"
     )
     try:
         con.execute(sql, _pad_params(key, sql))
@@ -990,7 +1112,52 @@ def _load(
     result.warnings += _pseudonymise_tin_shaped_ids(con, table, key)
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind, context)
+    result.warnings += _dst_warnings(con, mapping)
     return raw_json
+
+
+def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> list[str]:
+    """Say how many zone-less times fell in a repeated or skipped hour and what was done,
+    naming the policy and whether the mapping chose it or it is the default."""
+    counts = dict(
+        con.execute(
+            f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    warnings = []
+    for case, key, policy, done in (
+        (
+            "ambiguous",
+            "ambiguous_time",
+            mapping.ambiguous_time,
+            {
+                "earlier": "read as the first (earlier) of its two instants",
+                "later": "read as the second (later) of its two instants",
+                "quarantine": "quarantined (ambiguous_local_time)",
+            },
+        ),
+        (
+            "nonexistent",
+            "nonexistent_time",
+            mapping.nonexistent_time,
+            {
+                "shift": "read with the offset before the change (moved past the skipped hour)",
+                "quarantine": "quarantined (nonexistent_local_time)",
+            },
+        ),
+    ):
+        n = counts.get(case, 0)
+        if not n:
+            continue
+        hour = "repeated when clocks went back" if case == "ambiguous" else "skipped when"
+        hour += "" if case == "ambiguous" else " clocks went forward"
+        chosen = "set in the mapping" if key in mapping.explicit else "the default"
+        warnings.append(
+            f"{n} zone-less time(s) fall in the hour {hour} in {mapping.timezone}:"
+            f" {done[policy]} ({key}: {policy}, {chosen}; set {key} in"
+            f" {mapping.path or 'the source mapping'} to choose)"
+        )
+    return warnings
 
 
 def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
@@ -1202,11 +1369,17 @@ def _insert_quarantine(
     raw_json: str,
     key: bytes,
 ) -> None:
+    table = load_schema().events if kind == "events" else load_schema().items
+    # Every field the mapping could convert, under canonical names (NULL where it could
+    # not), so sequence and coverage checks see the row: it was logged, only malformed.
+    canonical = (
+        "json_object(" + ", ".join(f"{_lit(f.name)}, t__{f.name}" for f in table.fields) + ")"
+    )
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
-        " message, raw_row, stage)"
+        " message, raw_row, stage, canonical_row)"
         " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
-        " _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest'"
+        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,

@@ -266,6 +266,39 @@ def show_cmd(ctx: click.Context, ident: str) -> None:
         )
 
 
+@command.command("export")
+@click.argument("ident")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="New or empty folder for the evidence bundle.",
+)
+@click.pass_context
+def export_cmd(ctx: click.Context, ident: str, bundle_dir: Path) -> None:
+    """Write a case's evidence bundle: alerts, events, rules, registry, triage, manifest.
+
+    Every file's SHA-256 is listed in MANIFEST.json; the manifest's own SHA-256 is printed
+    here, to be recorded with the filing. `dwatch verify DIR` checks the bundle anywhere.
+
+    \b
+    Examples:
+      dwatch alerts export cs_4de236fa2c60991ce3f4f3a5 --bundle evidence/cs_4de236
+    """
+    from dwatch.evidence import export_bundle
+
+    con = _open(ctx)
+    target = resolve_target(con, ident)
+    if target.target_type != "case":
+        raise click.UsageError(
+            f"{ident} is an alert; give its case id (dwatch alerts show {ident})"
+        )
+    bundle = export_bundle(con, target.target_id, bundle_dir)
+    click.echo(f"wrote {bundle.files} files to {bundle.directory} for case {bundle.case_id}")
+    click.echo(f"manifest sha256: {bundle.manifest_sha256}")
+
+
 def _decide(
     ctx: click.Context, ident: str, decision: str, note: str | None, by: str | None
 ) -> None:

@@ -1,4 +1,5 @@
-"""``dwatch evaluate``: measured detection quality of rules and ML on generated logs."""
+"""``dwatch evaluate``: measured detection quality of rules and ML on generated logs, or of
+the store's alerts against any labelled set (``--truth DIR``)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,18 @@ from dwatch.evaluate import evaluate
     default=None,
     help="Also write the figures as JSON to this file.",
 )
+@click.option(
+    "--truth",
+    "truth_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Score the --db store's open alerts against this labelled set instead of generating"
+    " one (format: docs/evaluation-labels.md). Load its logs first (dwatch run).",
+)
+@click.pass_context
 def command(
+    ctx: click.Context,
+    truth_dir: Path | None,
     events: int,
     seed: int,
     instances: int | None,
@@ -79,7 +91,11 @@ def command(
       dwatch evaluate                          200,000 events, seed 7
       dwatch evaluate -n 1000000 --instances 3 --json quality.json
       dwatch evaluate --ml-config stricter.yaml --work-dir /tmp/eval
+      dwatch --db probe.duckdb evaluate --truth /tmp/probe   score a store against labels
     """
+    if truth_dir is not None:
+        _score_truth(ctx.obj["db"], truth_dir, json_path)
+        return
     result = evaluate(
         events=events,
         seed=seed,
@@ -92,3 +108,19 @@ def command(
     click.echo(result.render())
     if json_path:
         json_path.write_text(result.to_json(), encoding="utf-8")
+
+
+def _score_truth(db: Path, truth_dir: Path, json_path: Path | None) -> None:
+    from dwatch.evaluate_truth import load_truth, score_truth
+    from dwatch.pseudonym import resolve_key
+    from dwatch.store import connect
+
+    truth = load_truth(truth_dir)
+    con = connect(db, read_only=True)
+    try:
+        report = score_truth(con, truth, key=resolve_key(allow_demo=True))
+    finally:
+        con.close()
+    click.echo(report.render())
+    if json_path:
+        json_path.write_text(report.to_json(), encoding="utf-8")

@@ -203,7 +203,9 @@ def _batches_with_open_gaps(
     rows = con.execute(
         "SELECT DISTINCT r.run_id, r.kind, r.source_file, r.started_at FROM coverage_gaps g"
         " JOIN ingest_runs r ON r.run_id = g.ingest_run_id"
-        " WHERE r.status = 'loaded' AND g.source_system IN (SELECT unnest(?::VARCHAR[]))"
+        # Only gaps a validation found can close on revalidation (not those ingest knows of).
+        " WHERE r.status = 'loaded' AND g.validation_run_id IS NOT NULL"
+        " AND g.source_system IN (SELECT unnest(?::VARCHAR[]))"
         " ORDER BY r.started_at, r.run_id",
         [sources],
     ).fetchall()

@@ -451,11 +451,14 @@ def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
         f" AND e.sequence_no < s.lo AND {earlier}), s.lo) AS lo,"
         f" coalesce((SELECT min(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
         f" AND e.sequence_no > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
-        # Rows quarantined by validation still arrived: their numbers are not missing.
-        " held AS (SELECT json_extract_string(q.raw_row, '$.source_system') AS source_system,"
-        " TRY_CAST(json_extract_string(q.raw_row, '$.sequence_no') AS BIGINT) AS sequence_no,"
-        " TRY_CAST(json_extract_string(q.raw_row, '$.occurred_at') AS TIMESTAMPTZ) AS occurred_at"
-        " FROM quarantine q WHERE q.stage = 'validate' AND json_valid(q.raw_row)),"
+        # Rows quarantined by validation, or by ingest with a readable number, still
+        # arrived: their numbers are not missing.
+        " held AS (SELECT j ->> 'source_system' AS source_system,"
+        " TRY_CAST(j ->> 'sequence_no' AS BIGINT) AS sequence_no,"
+        " TRY_CAST(j ->> 'occurred_at' AS TIMESTAMPTZ) AS occurred_at"
+        " FROM (SELECT CASE WHEN q.canonical_row IS NOT NULL THEN q.canonical_row"
+        " WHEN q.stage = 'validate' AND json_valid(q.raw_row) THEN q.raw_row::JSON END AS j"
+        " FROM quarantine q) WHERE j IS NOT NULL),"
         " known AS ("
         f" SELECT e.source_system, e.sequence_no, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
         " WHERE e.sequence_no BETWEEN bounds.lo AND bounds.hi"

@@ -4,6 +4,7 @@ runs, and every SQL example of docs/analyst-guide.md run against the published s
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Iterator
@@ -271,3 +272,29 @@ def test_every_analyst_guide_query_runs_on_the_snapshot(
         con.close()
     if "-- may be empty" not in sql:
         assert rows, f"query '{title}' returned nothing on generated logs"
+
+
+def test_a_real_case_exports_a_bundle_that_verifies(clean_outcome: Outcome) -> None:
+    from dwatch import ledger
+    from dwatch.evidence import export_bundle, verify_bundle
+
+    con = duckdb.connect(str(clean_outcome.db))
+    try:
+        assert ledger.verify_store(con) == []
+        (case_id,) = con.execute(
+            "SELECT c.case_id FROM case_alerts c JOIN alerts a USING (alert_id)"
+            " WHERE a.detector_kind = 'rule' AND len(a.event_ids) > 0"
+            " ORDER BY c.case_id LIMIT 1"
+        ).fetchone()
+        out = clean_outcome.root / f"bundle-{case_id}"
+        bundle = export_bundle(con, case_id, out)
+    finally:
+        con.close()
+    assert verify_bundle(out, bundle.manifest_sha256) == []
+    rules = json.loads((out / "rules.json").read_text())
+    assert rules and all(r["files"] for r in rules)
+    with (out / "events.csv").open(encoding="utf-8") as fh:
+        events = list(csv.DictReader(fh))
+    assert events
+    assert all(e["source_file"] and len(e["source_file_sha256"]) == 64 for e in events)
+    assert all(e["source_row"] for e in events)
