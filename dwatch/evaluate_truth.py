@@ -176,9 +176,20 @@ def read_alerts(con: duckdb.DuckDBPyConnection, truth: Truth) -> list[ScoredAler
         "SELECT alert_id, detector_id, detector_kind, score, subjects_affected, recipient_agency, source_system,"
         " event_ids, evidence FROM alerts WHERE status = 'open' ORDER BY alert_id"
     ).fetchall()
+    # Evidence keyed by each event's own log, with the finding's whole chain (migration 0012).
+    keyed: dict[str, set[tuple[str | None, str]]] = {}
+    if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alert_events'"
+    ).fetchone() != (0,):
+        for alert_id, source, event_id in con.execute(
+            "SELECT alert_id, source_system, event_id FROM alert_events"
+        ).fetchall():
+            keyed.setdefault(alert_id, set()).add((source, event_id))
     alerts = []
     for alert_id, detector, kind, score, subjects, recipient, source, event_ids, evidence in rows:
-        ids: set[tuple[str | None, str]] = {(None, str(i)) for i in event_ids or []}
+        ids: set[tuple[str | None, str]] = keyed.get(alert_id) or {
+            (None, str(i)) for i in event_ids or []
+        }
         _evidence_keys(json.loads(evidence) if isinstance(evidence, str) else evidence, ids)
         a = ScoredAlert(
             alert_id, detector, kind, score, subjects, recipient, resolve(truth, source, ids)
