@@ -50,14 +50,17 @@ GROUP BY ca.case_id, s.taxpayer_ref;
 COMMENT ON VIEW case_subjects IS 'Taxpayers (pseudonyms) whose rights the open alerts of each case say were violated: one row per case and taxpayer, with the reasons and detectors.';
 
 -- Distinct taxpayers per court order, recipient, request and case (open alerts): never a
--- sum of overlapping findings. A court order is any registry order an alert cites.
+-- sum of overlapping findings. A court order is any registry order an alert cites; a
+-- recipient is its registry code where the registry places it ("US ICE" = DHS-ICE).
 CREATE OR REPLACE VIEW subject_counts AS
 WITH listed AS (
-    SELECT a.alert_id, a.recipient_agency, coalesce(s.request_id, a.request_id) AS request_id,
+    SELECT a.alert_id, coalesce(r.code, a.recipient_agency) AS recipient_agency,
+           coalesce(s.request_id, a.request_id) AS request_id,
            a.citations, ca.case_id, s.taxpayer_ref
     FROM alerts a
     JOIN alert_subjects s USING (alert_id)
     LEFT JOIN case_alerts ca USING (alert_id)
+    LEFT JOIN registry_recipient_resolution r ON r.agency = a.recipient_agency
     WHERE a.status = 'open'
 ), scoped AS (
     SELECT 'court_order' AS scope, o.order_id AS scope_id, l.alert_id, l.taxpayer_ref
