@@ -630,12 +630,9 @@ def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()}
 
 
-def run_rule(
-    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
-) -> RuleRun:
-    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+def _run_query(con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry) -> dict[str, str]:
+    """The rule's query into ``_rule_rows``; its column types, checked against the rule."""
     where = f"{rule.path}: query"
-    started = time.perf_counter()
     available = {
         **registry_parameters(registry),
         **rule.parameters,
@@ -652,13 +649,13 @@ def run_rule(
     except duckdb.Error as exc:
         raise RuleError(f"query failed: {exc}", where=where, fix="fix the rule's SQL") from exc
     types = _column_types(con, "_rule_rows")
-    if "event_keys" in types and "event_ids" not in types:
-        types["event_ids"] = "VARCHAR[]"
     needed = [*_REQUIRED_OUTPUT, *rule.dedup_key, *rule.template_fields]
     if rule.subjects is not None and rule.subjects.source == "query":
         needed.append("subjects")
-    # the engine counts a rule's declared subjects itself
-    provided = {"subjects_affected"} if rule.subjects is not None else set()
+    # event_ids may come as event_keys; the engine counts a rule's declared subjects itself
+    provided = {"event_ids"} if "event_keys" in types else set()
+    if rule.subjects is not None:
+        provided.add("subjects_affected")
     missing = [c for c in dict.fromkeys(needed) if c not in types and c not in provided]
     if missing:
         raise RuleError(
@@ -666,19 +663,17 @@ def run_rule(
             where=f"{rule.path}: dedup_key/explanation/subjects",
             fix="return them from the query or correct the names",
         )
-    params: dict[str, Any] = {
-        "_rule_id": rule.id,
-        "_version": rule.version,
-        "_severity": rule.severity,
-        "_entity": rule.entity,
-        "_citations": rule.citations,
-        "_registry_version": registry.version,
-        "_cap": EVIDENCE_EVENT_CAP,
-    }
+    return types
+
+
+def _keyed_findings(
+    con: duckdb.DuckDBPyConnection, rule: Rule, types: dict[str, str], *, table: str
+) -> dict[str, str]:
+    """``_findings``: the rows with their alert ids, evidence keys, chains and subjects."""
     key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
     derived_ids = (
         ", list_transform(f.event_keys, lambda k: CAST(k.event_id AS VARCHAR)) AS event_ids"
-        if "event_keys" in types and "event_ids" not in _column_types(con, "_rule_rows")
+        if "event_keys" in types and "event_ids" not in types
         else ""
     )
     con.execute(
@@ -689,7 +684,11 @@ def run_rule(
     con.execute("DROP TABLE _rule_rows")
     try:
         evidence.record(
-            con, types, candidates=table, subjects=rule.subjects, chain=rule.links_chain
+            con,
+            _column_types(con, "_findings"),
+            candidates=table,
+            subjects=rule.subjects,
+            chain=rule.links_chain,
         )
     except (duckdb.Error, ValueError) as exc:
         raise RuleError(
@@ -697,7 +696,24 @@ def run_rule(
             where=f"{rule.path}: subjects",
             fix="return event_keys/event_ids as documented, and subjects as a list of structs",
         ) from exc
-    types = _column_types(con, "_findings")
+    return _column_types(con, "_findings")
+
+
+def run_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
+) -> RuleRun:
+    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+    started = time.perf_counter()
+    types = _keyed_findings(con, rule, _run_query(con, rule, registry), table=table)
+    params: dict[str, Any] = {
+        "_rule_id": rule.id,
+        "_version": rule.version,
+        "_severity": rule.severity,
+        "_entity": rule.entity,
+        "_citations": rule.citations,
+        "_registry_version": registry.version,
+        "_cap": EVIDENCE_EVENT_CAP,
+    }
 
     def opt(col: str, default: str = "NULL") -> str:
         return f"f.{col}" if col in types else default
