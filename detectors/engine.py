@@ -23,8 +23,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
     and no exception of the restraint applies.
 ``dw_items``
-    request items with their carrying event and ``address_valid`` (registry parameters
-    ``address_placeholder_patterns`` / ``address_street_patterns``).
+    request items with their carrying event and their address's verdict
+    (``address_valid``, ``address_form``, ``address_reason``: :mod:`dwatch.address`, judged
+    once per distinct address text into ``address_verdicts``).
 ``dw_sequence_breaks``
     the rows where a log's order breaks (a sequence gap or reused number, or a time
     earlier than the previous entry's), with the neighbours' numbers and times.
@@ -67,6 +68,8 @@ from detectors.alerts import (
     merge_alerts,
 )
 from detectors.evidence import SubjectsSpec
+from dwatch.address import vocabulary_of
+from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
 from dwatch.policy import Registry, classify_citation, sync_registry
 
@@ -424,26 +427,23 @@ WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_n
    OR occurred_at < prev_at
 """
 
-# Address text folded to lower-case words: punctuation and dashes become spaces.
-_ADDRESS_NORM = (
-    "trim(regexp_replace(regexp_replace(lower(coalesce(i.supplied_address, '')),"
-    " '[^a-z0-9]+', ' ', 'g'), ' +', ' ', 'g'))"
-)
-
-_ITEMS_TABLE = f"""
+# Each item's address verdict is looked up, not computed: refresh_address_verdicts has
+# judged every distinct address text once (dwatch/address.py). No text is no address.
+_ITEMS_TABLE = """
 CREATE OR REPLACE TEMP TABLE dw_items AS
 SELECT i.*,
        e.event_type AS carrier_event_type,
        e.occurred_at AS carrier_occurred_at,
        e.source_system AS carrier_source_system,
-       {_ADDRESS_NORM} AS address_norm,
-       NOT regexp_full_match({_ADDRESS_NORM}, $reg_address_placeholder_regex)
-         AND regexp_matches({_ADDRESS_NORM}, $reg_address_street_regex) AS address_valid,
+       coalesce(v.usable, false) AS address_valid,
+       coalesce(v.form, 'none') AS address_form,
+       coalesce(v.reason, 'blank: no address given') AS address_reason,
        nullif(trim(i.supplied_name), '') IS NOT NULL AS has_name,
        nullif(trim(i.tax_periods), '') IS NOT NULL AS has_tax_periods,
        nullif(trim(i.statute), '') IS NOT NULL AS has_statute,
        nullif(trim(i.reason), '') IS NOT NULL AS has_reason
 FROM request_items i
+LEFT JOIN address_verdicts v ON v.address_key = md5_number(i.supplied_address)
 LEFT JOIN disclosure_events e
   ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
  -- logs that number events alike (1, 2, 3...) are told apart by the item's request
@@ -551,7 +551,8 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
     con.execute(events_sql)
     con.execute(_ORDER_HITS_VIEW)
-    con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+    refresh_address_verdicts(con, vocabulary_of(registry))
+    con.execute(_ITEMS_TABLE)
     con.execute(_SEQUENCE_BREAKS_TABLE)
     return refreshed
 

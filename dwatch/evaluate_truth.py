@@ -476,7 +476,13 @@ def _f(value: float | None) -> str:
 
 def render(r: TruthReport) -> str:
     found = sum(1 for i in r.instances if i["found"])
+    alerts = sum(d.alerts for d in r.detectors)
+    right = sum(d.right for d in r.detectors)
+    context = sum(d.context for d in r.detectors)
     lines = [
+        f"alerts {alerts}: right {right}, context of an injected case {context}, false {r.false_alerts};"
+        f" precision {_f(right / alerts if alerts else None)}"
+        f" ({_f((right + context) / alerts if alerts else None)} counting context as right)",
         f"labelled events {r.labelled_events:,} ({r.lawful_events:,} lawful); "
         f"injected instances found {found}/{len(r.instances)}",
         f"false alerts {r.false_alerts} = {r.false_per_10k:.1f} per 10,000 lawful events; lawful events "

@@ -245,11 +245,12 @@ class Parameters(_Strict):
     # Investigation" is nontax_criminal_investigation without an alias.
     purpose_aliases: dict[str, list[str]] = Field(default_factory=dict)
     approved_channels: list[str] = Field(default_factory=list)
-    # Request-item addresses are judged on text folded to lower-case words (punctuation and
-    # dashes become single spaces). An address is valid when it fully matches none of the
-    # placeholder patterns and contains a street line matching one of the street patterns.
-    address_placeholder_patterns: list[str] = Field(default_factory=list)
-    address_street_patterns: list[str] = Field(default_factory=list)
+    # Request-item addresses are judged from their structure (dwatch/address.py); these
+    # words only mark a part that looks like structure as a placeholder ("Unknown",
+    # "desconocido"); dummies are a form's example towns and street lines ("Anytown",
+    # "123 Fake St"), compared folded on the city and on the house number and street name.
+    address_placeholders: list[str] = Field(default_factory=list)
+    address_dummies: list[str] = Field(default_factory=list)
 
 
 class RegistryHeader(_Strict):

@@ -15,7 +15,11 @@ and .../issues/11579; a native DuckDB engine is open as PR #12084). Two things b
    pins both behaviours (a TIN inside text must be found, not only a whole-value match).
 
 GX reads the store through a cursor of the caller's DuckDB connection (same database, no
-second file handle, nothing copied out of DuckDB). One more piece, for speed rather than
+second file handle, nothing copied out of DuckDB). That cursor runs without transactions of
+its own (``_ReadCommitted``): SQLAlchemy would otherwise open one on the first read and keep
+its snapshot until a pool reset, which came when the garbage collector happened to finalize an
+old engine; a batch validated after an earlier batch's rows left for quarantine then saw those
+rows still there (a duplicate that no longer existed, now and then). One more piece, for speed rather than
 correctness: ``ExpectQueryToReturnNoRows`` is GX's UnexpectedRowsExpectation without the
 second run of its query (see the class).
 
@@ -101,6 +105,17 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
         yield self._connection
 
 
+class _ReadCommitted(duckdb_engine.ConnectionWrapper):
+    """The cursor as SQLAlchemy sees it, in autocommit: each read sees what is committed now.
+
+    duckdb-engine's ``do_begin`` starts a DuckDB transaction, and GX's one persistent
+    connection never ends it, so every later read would share its first snapshot.
+    """
+
+    def begin(self) -> None:
+        return None
+
+
 class DuckDBDatasource(SQLDatasource):
     """A GX SQL datasource over an open DuckDB connection (type ``dwatch_duckdb``)."""
 
@@ -166,7 +181,7 @@ def duckdb_datasource(
         name=name or f"store_{uuid.uuid4().hex[:8]}",
         connection_string="duckdb:///:memory:",  # unused: the creator hands over the cursor
         kwargs={
-            "creator": lambda: duckdb_engine.ConnectionWrapper(cursor),
+            "creator": lambda: _ReadCommitted(cursor),
             "poolclass": sa.pool.StaticPool,
         },
     )

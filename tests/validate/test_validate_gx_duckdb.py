@@ -16,6 +16,7 @@ import duckdb
 import duckdb_engine
 import great_expectations as gx
 import pytest
+import sqlalchemy as sa
 
 from dwatch.errors import ConfigError
 from dwatch.pseudonym import TIN_RE
@@ -189,3 +190,26 @@ def test_query_expectation_runs_its_query_once(
     # GX's own UnexpectedRowsExpectation runs it twice; if GX changes how the count is
     # computed, this (and the speed it buys) must be looked at again.
     assert sum("'pigeon'" in s for s in statements) == 1
+
+
+def test_gx_reads_see_what_was_committed_since_its_last_read(
+    notes: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # The runner quarantines a batch's rows, then has GX judge the next batch: GX must not
+    # see the moved rows (it once did, whenever no garbage collection had ended its snapshot).
+    context = make_context(tmp_path / "docs")
+    with duckdb_datasource(context, notes) as datasource:
+        engine = datasource.get_execution_engine()
+        count = sa.text("SELECT count(*) FROM notes")
+        with engine.get_connection() as connection:
+            before = connection.execute(count).scalar()
+        notes.execute("DELETE FROM notes WHERE id = 4")
+        with engine.get_connection() as connection:
+            after = connection.execute(count).scalar()
+        asset = datasource.add_query_asset(name="notes", query="SELECT * FROM notes")
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        first = batch.validate(gx.expectations.ExpectTableRowCountToEqual(value=3))
+        notes.execute("DELETE FROM notes WHERE id = 3")
+        second = batch.validate(gx.expectations.ExpectTableRowCountToEqual(value=2))
+    assert (before, after) == (4, 3)
+    assert first.success and second.success, (first.result, second.result)
