@@ -41,14 +41,14 @@ from dwatch.mapping import (
     match_mapping,
     split_path,
 )
-from dwatch.pseudonym import (
-    TIN_RE,
-    hmac_pads,
-    pseudonymise,
-    resolve_key,
-    sql_pseudonymise,
-    sql_scrub_identifiers,
+from dwatch.masking import (
+    MASK,
+    mask_path,
+    register,
+    sql_mask_text,
+    sql_pseudonymise_id,
 )
+from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
 
@@ -289,18 +289,27 @@ def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
-    # file), then take the keys seen in valid objects as the columns.
-    con.execute(
-        f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
-        # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
-        # A line starting with '{' that is valid JSON is an object: one parse, not two.
-        " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
-        " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
-        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
-        " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
-        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
-        {"path": str(path)},
-    )
+    # file), then take the keys seen in valid objects as the columns. As for CSV, a strict
+    # scan runs first (store_rejects makes the scan single-threaded); a file with invalid
+    # UTF-8 or an over-long line is read again keeping those lines for quarantine.
+    for rejects in (False, True):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
+                # bad JSON. A line starting with '{' that is valid JSON is an object: one
+                # parse, not two.
+                " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+                " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                " delim = chr(31), quote = '', escape = '', auto_detect = false,"
+                f" {', '.join(_REJECT_ARGS) + ',' if rejects else ''} max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
     keys = [
         r[0]
         for r in con.execute(
@@ -309,7 +318,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
-    return _Stage(keys, header_lines=0, rejects=True)
+    return _Stage(keys, header_lines=0, rejects=rejects)
 
 
 def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
@@ -326,6 +335,14 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
         + " FROM (SELECT line AS _raw_line, _ok,"
         f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {WORK}.lines)"
     )
+
+
+def _lazy_json_keys(
+    keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
+) -> set[str]:
+    """JSON keys not extracted per line: read only at dotted paths, or ignored."""
+    heads = {split_path(p)[0] for p in paths}  # type: ignore[index]
+    return (heads | set(mapping.ignore_columns)) & set(keys)
 
 
 def _stage_paths(
@@ -349,13 +366,16 @@ def _stage_paths(
         paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
         if fmt == "parquet":
             paths[written] = rest
+    if fmt == "jsonl":
+        # A key read only at paths or ignored is not extracted whole for every line
+        # (re-serialising objects is the costliest part of the pass); a quarantined line's
+        # raw form reads it from the line itself.
+        lazy = _lazy_json_keys(stage.columns, mapping, paths)
+        if paths or lazy:
+            _jsonl_view(con, [c for c in stage.columns if c not in lazy], paths)
+        return list(paths)
     if not paths:
         return []
-    if fmt == "jsonl":
-        # A nested key read at paths is not extracted whole for every line (re-serialising
-        # objects is the costliest part of the pass); a quarantined line's raw form reads
-        # it from the line itself.
-        _jsonl_view(con, [c for c in stage.columns if c not in set(heads.values())], paths)
     else:
         selects = ", ".join(
             f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
@@ -557,13 +577,18 @@ def _dst_checks(
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     x, t = f"x__{f.name}", f"t__{f.name}"
     spec = _FieldSQL(x=x, t=t, typed=x)
-    shown = f"coalesce({sql_scrub_identifiers(x)}, '')"
+    shown = f"coalesce({sql_mask_text(x)}, '')"
     checks = spec.checks
     if f.required:
         checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
     if f.type == "VARCHAR":
-        # A TIN typed into a note or case number must not reach the store either.
-        spec.typed = sql_scrub_identifiers(x) if f.free_text else x
+        # A TIN typed into any text must not reach the store (dwatch.masking): an id
+        # carrying one becomes the pseudonym of the whole id, other text is masked.
+        if f.identifier:
+            whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
+            spec.typed = sql_pseudonymise_id(x, whole)
+        else:
+            spec.typed = sql_mask_text(x)
     elif f.type == "BIGINT":
         # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
         # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
@@ -761,14 +786,16 @@ def _record_run(
     sha: str | None,
     started: datetime,
     forced: bool,
+    key: bytes | None,
 ) -> None:
+    """One ingest_runs row; file name, message and warnings masked (dwatch.masking)."""
     con.execute(
         "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
         " rows_read, rows_loaded, rows_quarantined, started_at, finished_at, status, message, warnings, forced)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
         [
             r.run_id,
-            r.source_file,
+            mask_path(r.source_file, key),
             sha,
             r.kind,
             r.source_system,
@@ -778,8 +805,8 @@ def _record_run(
             r.rows_quarantined,
             started,
             r.status,
-            r.message,
-            r.warnings,
+            mask_path(r.message, key) if r.message is not None else None,
+            [mask_path(w, key) for w in r.warnings],
             forced,
         ],
     )
@@ -798,6 +825,7 @@ def ingest_file(
 ) -> IngestResult:
     """Load one file in one transaction. Never raises for bad content: the result says."""
     context = context or _Context()
+    register(con)  # the masking policy's SQL functions, on any connection
     started = datetime.now(UTC)
     run_id = _new_run_id()
     result = IngestResult(run_id=run_id, source_file=str(path), status="failed")
@@ -863,7 +891,7 @@ def ingest_file(
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
-            _record_run(con, result, sha, started, force)
+            _record_run(con, result, sha, started, force, key)
         return result
     except DWatchError as exc:
         result.status = "failed"
@@ -878,7 +906,7 @@ def ingest_file(
     # Failed loads are recorded too (outside the rolled-back transaction), with nothing written.
     result.rows_loaded = 0
     result.rows_quarantined = 0
-    _record_run(con, result, sha, started, force)
+    _record_run(con, result, sha, started, force, key)
     return result
 
 
@@ -1020,6 +1048,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
+        if f.type == "VARCHAR[]":  # masked as text, before the list is parsed
+            text = sql_mask_text(text)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -1028,28 +1058,30 @@ def _load(
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
 
     def raw_value(c: str) -> str:
         column = _q(c)
-        if fmt == "jsonl" and c in partly:
+        if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
             return sql_pseudonymise(column)
-        return sql_scrub_identifiers(column)
+        return sql_mask_text(column)
 
+    # Headers are text from outside too: a column named by an SSN is masked.
     raw_json = (
-        "json_object(" + ", ".join(f"{_lit(c)}, {raw_value(c)}" for c in raw_cols) + ")"
+        "json_object("
+        + ", ".join(f"{_lit(mask_path(c, key))}, {raw_value(c)}" for c in raw_cols)
+        + ")"
         if raw_cols
         else "'{}'"
     )
     if fmt == "jsonl":
-        raw_json = (
-            f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_scrub_identifiers('_raw_line')}) END"
-        )
+        raw_json = f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_mask_text('_raw_line')}) END"
     extra_json = (
         "json_object("
-        + ", ".join(f"{_lit(c)}, {sql_scrub_identifiers(_q(c))}" for c in extras)
+        + ", ".join(f"{_lit(mask_path(c, key))}, {sql_mask_text(_q(c))}" for c in extras)
         + ")"
         if extras
         else "NULL"
@@ -1109,7 +1141,6 @@ def _load(
             f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
         )
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    result.warnings += _pseudonymise_tin_shaped_ids(con, table, key)
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind, context)
     result.warnings += _dst_warnings(con, mapping)
@@ -1166,40 +1197,6 @@ def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
         return {}
     ipad, opad = hmac_pads(key)
     return {"ipad": ipad, "opad": opad}
-
-
-# Ids a source system chose where legacy systems put a person's SSN (a user id equal to
-# the employee's SSN). Checked per distinct value (users are few), so good rows pay one
-# DISTINCT, not a regular expression each.
-_IDS_CHECKED_FOR_TINS = ("actor_id",)
-
-
-def _pseudonymise_tin_shaped_ids(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, key: bytes
-) -> list[str]:
-    """Replace an id holding an SSN/TIN shape by its keyed pseudonym (the whole id, so one
-    person stays one actor). Returns warnings."""
-    warnings = []
-    for name in _IDS_CHECKED_FOR_TINS:
-        if name not in table.names:
-            continue
-        values = con.execute(
-            f"SELECT DISTINCT t__{name} FROM {TYPED} WHERE t__{name} IS NOT NULL"
-        ).fetchall()
-        hits = [v for (v,) in values if TIN_RE.search(v)]
-        if not hits:
-            continue
-        con.execute(
-            f"UPDATE {TYPED} t SET t__{name} = m.ref"
-            " FROM (SELECT unnest($raw) AS raw, unnest($ref) AS ref) m"
-            f" WHERE t.t__{name} = m.raw",
-            {"raw": hits, "ref": [pseudonymise(v, key) for v in hits]},
-        )
-        warnings.append(
-            f"{len(hits)} {name} value(s) held a taxpayer-id shape and were stored as their"
-            " pseudonym (tp_...); the raw ids are not kept"
-        )
-    return warnings
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
@@ -1315,6 +1312,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
         [result.run_id],
     )
     header = 1 if (result.file_format == "csv") else 0
+    shown_file = mask_path(result.source_file, key)
     _insert_quarantine(con, result, kind, header, raw_json, key)
     rejected = 0
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_rejects'").fetchone()[
@@ -1338,10 +1336,10 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
                         WHEN error_type = 'TOO MANY COLUMNS'
                         THEN 'the record has too many fields (unquoted delimiter?): ' || error_message
                         ELSE error_message END,
-                   to_json({sql_scrub_identifiers("csv_line")}), 'ingest'
+                   to_json({sql_mask_text("csv_line")}), 'ingest'
             FROM (SELECT DISTINCT ON (line) * FROM _rejects ORDER BY line, column_idx)
             """,
-            [result.run_id, result.source_file, header, kind, result.source_file],
+            [result.run_id, shown_file, header, kind, shown_file],
         )
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM {TYPED}"
@@ -1383,7 +1381,7 @@ def _insert_quarantine(
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,
-            "file": result.source_file,
+            "file": mask_path(result.source_file, key),
             "fmt": result.file_format,
             "header": header,
             "kind": kind,
@@ -1433,7 +1431,7 @@ def ingest_paths(
         r = IngestResult(
             run_id=_new_run_id(), source_file=text, status="failed", message=f"{text}: {problem}"
         )
-        _record_run(con, r, None, datetime.now(UTC), force)
+        _record_run(con, r, None, datetime.now(UTC), force, key)
         results.append(r)
     if files:
         key = key if key is not None else resolve_key()

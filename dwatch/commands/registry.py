@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dwatch.policy import Registry, classify_citation, load_registry
+from dwatch.policy import Registry, classify_all, load_registry
 from dwatch.policy.asof import agreement_state_at, order_binds_at, order_status_at
 
 _REGISTRY_OPTION = click.option(
@@ -95,5 +95,5 @@ def cite(registry_path: Path | None, texts: tuple[str, ...]) -> None:
     """How the registry reads citation texts as logs write them."""
     registry = load_registry(registry_path)
     for text in texts:
-        status, authority_id = classify_citation(text, registry)
-        click.echo(f"{text!r:<40} {status:<10} {authority_id or ''}")
+        reading = classify_all(text, registry)
+        click.echo(f"{text!r:<40} {reading.status:<10} {'; '.join(reading.authority_ids)}")

@@ -71,10 +71,11 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 a.redisclosure_allowed,
                 a.case_by_case,
                 a.safeguards_required,
-                a.includes_subdivisions,
+                bool(a.subdivisions),
                 a.accounting_fields,
                 _sources(a.sources),
                 version,
+                a.subdivisions,
             )
             for a in registry.authorities
         ],
@@ -127,6 +128,9 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 )
             )
     _insert(con, "registry_order_status", status_rows)
+    # Agencies an order or agreement names are resolved as events' agencies are: a party
+    # written "ICE" is the recipient DHS-ICE that the logs' "US ICE" resolves to.
+    agencies = registry.resolve_agency
     _insert(
         con,
         "registry_order_restraints",
@@ -135,17 +139,19 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 o.id,
                 n,
                 r.description,
-                [c.upper() for c in r.disclosing_agencies],
+                [agencies(c) for c in r.disclosing_agencies],
                 r.disclosing_categories,
-                [c.upper() for c in r.recipient_agencies],
+                [agencies(c) for c in r.recipient_agencies],
                 r.recipient_categories,
-                [c.upper() for c in r.holder_agencies],
+                [agencies(c) for c in r.holder_agencies],
                 r.holder_categories,
                 r.event_types,
                 r.data_elements,
                 r.purposes,
                 as_instant(r.effective_from),
                 as_instant(r.effective_to),
+                r.words,
+                r.reading,
             )
             for o in registry.court_orders
             for n, r in enumerate(o.restraints)
@@ -169,11 +175,11 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 g.id,
                 g.title,
                 g.kind,
-                [p.upper() for p in g.parties],
+                [agencies(p) for p in g.parties],
                 g.authorities,
                 g.signed,
                 as_instant(g.effective_from),
-                as_instant(g.effective_to),
+                g.ends,
                 g.suspended_by_orders,
                 _sources(g.sources),
                 version,
@@ -208,6 +214,8 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 r.safeguards.note,
                 _sources(r.sources),
                 version,
+                r.safeguards.due_on,
+                r.time_zone,
             )
             for r in registry.recipients
         ],

@@ -134,6 +134,23 @@ def test_quarantined_nested_record_keeps_its_whole_raw_form(
     (reason, raw) = con.execute("SELECT reason_code, raw_row FROM quarantine").fetchone()
     assert reason == "timestamp_without_zone"
     assert json.loads(json.loads(raw)["user"]) == bad["user"]
+    assert json.loads(json.loads(raw)["client"]) == bad["client"]
+
+
+def test_ignored_nested_key_is_not_kept_but_a_quarantined_record_keeps_it(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, sources: Path
+) -> None:
+    (sources / "dhs-audit.yaml").write_text(NESTED_MAPPING + "ignore_columns: [client]\n")
+    path = tmp_path / "audit.jsonl"
+    bad = {**NESTED[0], "eventId": "A9", "seq": "x"}
+    path.write_text(json.dumps(NESTED[0]) + "\n" + json.dumps(bad) + "\n")
+    [r] = ingest_paths(con, [path])
+    assert (r.rows_loaded, r.rows_quarantined) == (1, 1)
+    assert not any("client" in w and "not canonical" in w for w in r.warnings)
+    assert con.execute("SELECT extra FROM disclosure_events").fetchone() == (None,)
+    (raw,) = con.execute("SELECT raw_row FROM quarantine").fetchone()
+    assert json.loads(json.loads(raw)["client"]) == {"ip": "10.1.1.1"}
+    assert json.loads(raw)["seq"] == "x"
 
 
 # ---------------------------------------------------------------------------- timestamps
