@@ -122,6 +122,13 @@ def test_overlapping_findings_count_each_taxpayer_once(
     address = alerts["disclosure_without_valid_address"]
     assert _listed(con, order["alert_id"]) == ["tp_1", "tp_2", "tp_3", "tp_4"]
     assert _listed(con, address["alert_id"]) == ["tp_1", "tp_2"]
+    reasons = con.execute(
+        "SELECT reason FROM alert_subjects WHERE alert_id = ? ORDER BY taxpayer_ref",
+        [address["alert_id"]],
+    ).fetchall()
+    # each taxpayer says why their address was not one
+    assert all(r[0].startswith("disclosed although the request did not set forth") for r in reasons)
+    assert all("placeholder" in r[0] for r in reasons), reasons
     # tp_5 lacked an address too, but nothing about tp_5 was disclosed
     deficient = alerts["request_missing_required_elements"]
     assert _listed(con, deficient["alert_id"]) == ["tp_1", "tp_2"]
