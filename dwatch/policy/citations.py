@@ -250,7 +250,7 @@ def _split_parts(text: str, registry: Registry) -> list[Classification]:
     previous: ParsedCitation | None = None
     for piece in pieces:
         if piece.lstrip().startswith(("(", "[")) and previous is not None:
-            piece = ParsedCitation(previous.title, previous.section, ()).render() + piece
+            piece = _continue(previous, piece)
         reading = _classify_one(piece, registry)
         if reading.status in {"malformed", "missing"}:
             continue
@@ -259,6 +259,22 @@ def _split_parts(text: str, registry: Registry) -> list[Classification]:
             piece, registry.known_sections
         )
     return readings if len(readings) >= 2 else []
+
+
+def _continue(previous: ParsedCitation, piece: str) -> str:
+    """A part that is only a subdivision, as its sibling in the previous part: a number
+    is a paragraph of the same subsection ("(i)(2) and (3)" = (i)(3)), a letter after a
+    subparagraph is a subparagraph ("(i)(2)(A) or (B)"), any other letter a subsection
+    ("(l)(7), (l)(21)")."""
+    first = _PAREN_RE.match(piece.strip().translate(_BRACKETS))
+    token = first.group(1) if first else ""
+    if token.isdigit():
+        keep = previous.path[:1]
+    elif len(previous.path) >= 3 and len(token) == 1:
+        keep = previous.path[:2]
+    else:
+        keep = ()
+    return ParsedCitation(previous.title, previous.section, keep).render() + piece.strip()
 
 
 def _classify_one(text: str, registry: Registry) -> Classification:

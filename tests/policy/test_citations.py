@@ -113,6 +113,9 @@ def test_only_listed_subdivisions_resolve_to_their_authority(registry: Registry)
         ("IRC 6103(l)(7); 6103(l)(21)", ("26 USC 6103(l)(7)", "26 USC 6103(l)(21)")),
         ("IRC 6103(l)(7), (l)(21)", ("26 USC 6103(l)(7)", "26 USC 6103(l)(21)")),
         ("26 U.S.C. 6103(i)(1) or (i)(2)", ("26 USC 6103(i)(1)", "26 USC 6103(i)(2)")),
+        # a bare subdivision continues the previous part as its sibling
+        ("IRC 6103(i)(2) and (3)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(3)")),
+        ("6103(l)(6)(A) or (B)", ("26 USC 6103(l)(6)",)),  # both name (l)(6): one authority
         ("IRC 6103(i)(2) & Privacy Act (b)(7)", ("26 USC 6103(i)(2)", "5 USC 552a(b)(7)")),
         # an unrecognised part names nothing; the recognised one still reads
         ("6103(i)(2) or 6103(z)(9)", ("26 USC 6103(i)(2)",)),
