@@ -65,6 +65,7 @@ from detectors.alerts import (
     merge_alerts,
 )
 from detectors.authority_choice import CHOICE_COLUMNS, choose_authorities
+from detectors.custody import prepare_custody
 from dwatch.address import vocabulary_of
 from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
@@ -548,6 +549,7 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     refresh_address_verdicts(con, vocabulary_of(registry))
     con.execute(_ITEMS_TABLE)
     con.execute(_SEQUENCE_BREAKS_TABLE)
+    prepare_custody(con)
     return refreshed
 
 

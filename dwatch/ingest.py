@@ -337,12 +337,34 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
     )
 
 
+def _heads(paths: dict[str, str] | list[str]) -> set[str]:
+    """Top-level keys of dotted paths ('user' of 'user.id')."""
+    return {split_path(p)[0] for p in paths}  # type: ignore[index]
+
+
+def _unmapped_warnings(path: Path, extras: list[str], path_columns: list[str]) -> list[str]:
+    """Columns the mapping leaves unmapped, said once per file. A nested key read at paths
+    is not kept whole (a quarantined record keeps its raw form whole)."""
+    warnings = []
+    if extras:
+        warnings.append(
+            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
+            " Map them in a source mapping or list them under ignore_columns"
+        )
+    if path_columns:
+        warnings.append(
+            f"{path}: nested key(s) {sorted(_heads(path_columns))} are read only at the mapped"
+            f" paths {sorted(path_columns)}; other fields inside them are not kept. Map more"
+            " paths in the source mapping if they matter"
+        )
+    return warnings
+
+
 def _lazy_json_keys(
     keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
 ) -> set[str]:
     """JSON keys not extracted per line: read only at dotted paths, or ignored."""
-    heads = {split_path(p)[0] for p in paths}  # type: ignore[index]
-    return (heads | set(mapping.ignore_columns)) & set(keys)
+    return (_heads(paths) | set(mapping.ignore_columns)) & set(keys)
 
 
 def _stage_paths(
@@ -358,7 +380,7 @@ def _stage_paths(
     present = set(stage.columns)
     paths: dict[str, str] = {}
     heads: dict[str, str] = {}
-    for written in mapping.columns.values():
+    for written in [*mapping.columns.values(), *mapping.identifiers]:
         split = split_path(written)
         if written in present or split is None or split[0] not in present:
             continue
@@ -891,6 +913,7 @@ def ingest_file(
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
+            result.warnings += _judge_addresses(con, result.kind, context)
             _record_run(con, result, sha, started, force, key)
         return result
     except DWatchError as exc:
@@ -988,7 +1011,7 @@ def _load(
     colset = set(columns) | set(path_columns)
     identifier_cols = [
         c
-        for c in columns
+        for c in [*columns, *path_columns]
         if _fold_header(c) in schema.identifier_columns or c in mapping.identifiers
     ]
     texts: dict[str, str | None] = {
@@ -1001,21 +1024,8 @@ def _load(
         for c in columns
         if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
     ]
-    # A nested key the mapping reads at paths is not kept whole (a quarantined record keeps
-    # its raw form whole); what else it holds is said once per file.
-    partly = {split_path(c)[0] for c in path_columns}  # type: ignore[index]
-    extras = [c for c in extras if c not in partly]
-    if extras:
-        result.warnings.append(
-            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
-            " Map them in a source mapping or list them under ignore_columns"
-        )
-    if partly:
-        result.warnings.append(
-            f"{path}: nested key(s) {sorted(partly)} are read only at the mapped paths"
-            f" {sorted(path_columns)}; other fields inside them are not kept. Map more paths"
-            " in the source mapping if they matter"
-        )
+    extras = [c for c in extras if c not in _heads(path_columns)]
+    result.warnings += _unmapped_warnings(path, extras, path_columns)
     if missing:
         result.warnings.append(
             f"{path}: required column(s) {missing} are missing from the header; every record is"
@@ -1280,6 +1290,25 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
         f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
     con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
+    return []
+
+
+def _judge_addresses(
+    con: duckdb.DuckDBPyConnection, kind: str | None, context: _Context
+) -> list[str]:
+    """Verdicts for the supplied addresses this batch brings (dwatch/address_verdicts.py),
+    each distinct text parsed once, so ``dwatch detect`` only looks them up. A registry that
+    cannot be loaded leaves them to detect. Returns warnings."""
+    if kind != "request_items":
+        return []
+    context._load_registry()  # once per ingest call, shared with the citation normaliser
+    if context.registry is None:
+        problem = context.registry_problem or "no registry"
+        return [f"addresses left for detect to judge: the policy registry did not load ({problem})"]
+    from dwatch.address import vocabulary_of
+    from dwatch.address_verdicts import refresh_address_verdicts
+
+    refresh_address_verdicts(con, vocabulary_of(context.registry))  # type: ignore[arg-type]
     return []
 
 

@@ -6,7 +6,7 @@
 WITH judged AS (
     SELECT i.request_id, i.item_no, i.taxpayer_ref, i.event_id,
            e.recipient_code, e.recipient_agency, e.disclosing_agency, e.source_system,
-           e.occurred_at, e.authority_id, e.actor_id,
+           e.occurred_at, e.authority_id, e.actor_id, i.address_reason,
            list_filter([
                CASE WHEN list_contains(e.auth_required_elements, 'name') AND NOT i.has_name THEN 'name' END,
                CASE WHEN list_contains(e.auth_required_elements, 'address') AND NOT i.address_valid THEN 'address' END,
@@ -36,6 +36,8 @@ SELECT j.request_id,
        count(DISTINCT coalesce(j.taxpayer_ref, j.request_id || '#' || j.item_no)) FILTER (WHERE len(j.missing) > 0) AS subjects_affected,
        count(*) FILTER (WHERE list_contains(j.missing, 'name')) AS missing_name,
        count(*) FILTER (WHERE list_contains(j.missing, 'address')) AS missing_address,
+       -- why each address was not one, as evidence: {"no street ...; only a ZIP": 2, ...}
+       histogram(j.address_reason) FILTER (WHERE list_contains(j.missing, 'address')) AS address_reasons,
        count(*) FILTER (WHERE list_contains(j.missing, 'tax_periods')) AS missing_tax_periods,
        count(*) FILTER (WHERE list_contains(j.missing, 'statute')) AS missing_statute,
        count(*) FILTER (WHERE list_contains(j.missing, 'reason')) AS missing_reason,
