@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 # Bump when the judgement changes, so verdicts stored under the old logic are redone.
 JUDGE_VERSION = "1"
 
+# A supplied address longer than this is notes or a pasted record, not an address (the
+# longest multi-line addresses with names and care-of lines stay well under it).
+MAX_ADDRESS_LENGTH = 1000
+
 Form = Literal["street", "po_box", "route", "general_delivery", "military", "none"]
 
 # USPS state and territory abbreviations and names (Publication 28, appendix B).
@@ -471,6 +475,8 @@ def judge_address(text: str | None, vocabulary: AddressVocabulary) -> AddressVer
     """Could a carrier deliver to this address? See the module docstring."""
     if text is None or not text.strip():
         return AddressVerdict(False, "blank: no address given")
+    if len(text) > MAX_ADDRESS_LENGTH:
+        return AddressVerdict(False, f"longer than any address ({len(text):,} characters)")
     if not fold(text):
         return AddressVerdict(False, "no letters or digits: not an address")
     if phrase := vocabulary.placeholder(text):
