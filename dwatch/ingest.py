@@ -295,18 +295,27 @@ def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
-    # file), then take the keys seen in valid objects as the columns.
-    con.execute(
-        f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
-        # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
-        # A line starting with '{' that is valid JSON is an object: one parse, not two.
-        " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
-        " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
-        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
-        " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
-        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
-        {"path": str(path)},
-    )
+    # file), then take the keys seen in valid objects as the columns. As for CSV, a strict
+    # scan runs first (store_rejects makes the scan single-threaded); a file with invalid
+    # UTF-8 or an over-long line is read again keeping those lines for quarantine.
+    for rejects in (False, True):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
+                # bad JSON. A line starting with '{' that is valid JSON is an object: one
+                # parse, not two.
+                " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+                " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                " delim = chr(31), quote = '', escape = '', auto_detect = false,"
+                f" {', '.join(_REJECT_ARGS) + ',' if rejects else ''} max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
     keys = [
         r[0]
         for r in con.execute(
@@ -315,7 +324,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
-    return _Stage(keys, header_lines=0, rejects=True)
+    return _Stage(keys, header_lines=0, rejects=rejects)
 
 
 def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
@@ -334,6 +343,36 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
     )
 
 
+def _heads(paths: dict[str, str] | list[str]) -> set[str]:
+    """Top-level keys of dotted paths ('user' of 'user.id')."""
+    return {split_path(p)[0] for p in paths}  # type: ignore[index]
+
+
+def _unmapped_warnings(path: Path, extras: list[str], path_columns: list[str]) -> list[str]:
+    """Columns the mapping leaves unmapped, said once per file. A nested key read at paths
+    is not kept whole (a quarantined record keeps its raw form whole)."""
+    warnings = []
+    if extras:
+        warnings.append(
+            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
+            " Map them in a source mapping or list them under ignore_columns"
+        )
+    if path_columns:
+        warnings.append(
+            f"{path}: nested key(s) {sorted(_heads(path_columns))} are read only at the mapped"
+            f" paths {sorted(path_columns)}; other fields inside them are not kept. Map more"
+            " paths in the source mapping if they matter"
+        )
+    return warnings
+
+
+def _lazy_json_keys(
+    keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
+) -> set[str]:
+    """JSON keys not extracted per line: read only at dotted paths, or ignored."""
+    return (_heads(paths) | set(mapping.ignore_columns)) & set(keys)
+
+
 def _stage_paths(
     con: duckdb.DuckDBPyConnection, stage: _Stage, fmt: str, mapping: SourceMapping
 ) -> list[str]:
@@ -347,7 +386,7 @@ def _stage_paths(
     present = set(stage.columns)
     paths: dict[str, str] = {}
     heads: dict[str, str] = {}
-    for written in mapping.columns.values():
+    for written in [*mapping.columns.values(), *mapping.identifiers]:
         split = split_path(written)
         if written in present or split is None or split[0] not in present:
             continue
@@ -355,13 +394,16 @@ def _stage_paths(
         paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
         if fmt == "parquet":
             paths[written] = rest
+    if fmt == "jsonl":
+        # A key read only at paths or ignored is not extracted whole for every line
+        # (re-serialising objects is the costliest part of the pass); a quarantined line's
+        # raw form reads it from the line itself.
+        lazy = _lazy_json_keys(stage.columns, mapping, paths)
+        if paths or lazy:
+            _jsonl_view(con, [c for c in stage.columns if c not in lazy], paths)
+        return list(paths)
     if not paths:
         return []
-    if fmt == "jsonl":
-        # A nested key read at paths is not extracted whole for every line (re-serialising
-        # objects is the costliest part of the pass); a quarantined line's raw form reads
-        # it from the line itself.
-        _jsonl_view(con, [c for c in stage.columns if c not in set(heads.values())], paths)
     else:
         selects = ", ".join(
             f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
@@ -883,6 +925,7 @@ def ingest_file(
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
+            result.warnings += _judge_addresses(con, result.kind, context)
             _record_run(con, result, sha, started, force, key)
         return result
     except DWatchError as exc:
@@ -980,7 +1023,7 @@ def _load(
     colset = set(columns) | set(path_columns)
     identifier_cols = [
         c
-        for c in columns
+        for c in [*columns, *path_columns]
         if _fold_header(c) in schema.identifier_columns or c in mapping.identifiers
     ]
     texts: dict[str, str | None] = {
@@ -993,21 +1036,8 @@ def _load(
         for c in columns
         if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
     ]
-    # A nested key the mapping reads at paths is not kept whole (a quarantined record keeps
-    # its raw form whole); what else it holds is said once per file.
-    partly = {split_path(c)[0] for c in path_columns}  # type: ignore[index]
-    extras = [c for c in extras if c not in partly]
-    if extras:
-        result.warnings.append(
-            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
-            " Map them in a source mapping or list them under ignore_columns"
-        )
-    if partly:
-        result.warnings.append(
-            f"{path}: nested key(s) {sorted(partly)} are read only at the mapped paths"
-            f" {sorted(path_columns)}; other fields inside them are not kept. Map more paths"
-            " in the source mapping if they matter"
-        )
+    extras = [c for c in extras if c not in _heads(path_columns)]
+    result.warnings += _unmapped_warnings(path, extras, path_columns)
     if missing:
         result.warnings.append(
             f"{path}: required column(s) {missing} are missing from the header; every record is"
@@ -1052,11 +1082,12 @@ def _load(
 
     layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
 
     def raw_value(c: str) -> str:
         column = _q(c)
-        if fmt == "jsonl" and c in partly:
+        if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
             return sql_pseudonymise(column)
@@ -1273,6 +1304,25 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
         f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
     con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
+    return []
+
+
+def _judge_addresses(
+    con: duckdb.DuckDBPyConnection, kind: str | None, context: _Context
+) -> list[str]:
+    """Verdicts for the supplied addresses this batch brings (dwatch/address_verdicts.py),
+    each distinct text parsed once, so ``dwatch detect`` only looks them up. A registry that
+    cannot be loaded leaves them to detect. Returns warnings."""
+    if kind != "request_items":
+        return []
+    context._load_registry()  # once per ingest call, shared with the citation normaliser
+    if context.registry is None:
+        problem = context.registry_problem or "no registry"
+        return [f"addresses left for detect to judge: the policy registry did not load ({problem})"]
+    from dwatch.address import vocabulary_of
+    from dwatch.address_verdicts import refresh_address_verdicts
+
+    refresh_address_verdicts(con, vocabulary_of(context.registry))  # type: ignore[arg-type]
     return []
 
 

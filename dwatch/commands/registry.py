@@ -78,6 +78,8 @@ def show(registry_path: Path | None, as_of: datetime | None) -> None:
             click.echo(
                 f"      restrains: {restraint.description} [{', '.join(restraint.event_types)}]"
             )
+            if restraint.reading:
+                click.echo(f"        as read here: {restraint.reading}")
     click.echo("\nagreements:")
     for agreement in registry.agreements:
         state = agreement_state_at(registry, agreement.id, when).replace("_", " ")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from dwatch.errors import RegistryError
 from dwatch.policy.citations import ParsedCitation, _alias_key, parse_citation, placeholder_key
+from dwatch.policy.custody import Reconciliation, RetentionTerm
 from dwatch.policy.models import (
     Agreement,
     Authority,
@@ -43,8 +44,17 @@ _LIST_SECTIONS: dict[str, type[BaseModel]] = {
     "recipients": Recipient,
     "recipient_patterns": RecipientPattern,
     "safeguard_reviews": SafeguardsReviewEntry,
+    "reconciliations": Reconciliation,
+    "retention_terms": RetentionTerm,
 }
-_KEYS = {"authorities": "id", "court_orders": "id", "agreements": "id", "recipients": "code"}
+_KEYS = {
+    "authorities": "id",
+    "court_orders": "id",
+    "agreements": "id",
+    "recipients": "code",
+    "reconciliations": "id",
+    "retention_terms": "id",
+}
 
 
 @dataclass
@@ -61,6 +71,8 @@ class Registry:
     parameters: Parameters
     files: list[Path]
     origin: dict[str, str] = field(default_factory=dict)  # entry id -> "file: key"
+    reconciliations: list[Reconciliation] = field(default_factory=list)
+    retention_terms: list[RetentionTerm] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.authorities_by_id = {a.id: a for a in self.authorities}
@@ -325,6 +337,8 @@ def load_registry(path: Path | None = None) -> Registry:
         parameters=parameters,
         files=files,
         origin=origin,
+        reconciliations=entries["reconciliations"],
+        retention_terms=entries["retention_terms"],
     )
     _check_references(registry)
     return registry
@@ -388,6 +402,18 @@ def _check_references(registry: Registry) -> None:
         for o in agreement.suspended_by_orders:
             if o not in registry.court_orders_by_id:
                 problems.append(f"{where}.suspended_by_orders: unknown court order {o!r}")
+    for term in registry.retention_terms:
+        where = registry.origin.get(term.id)
+        problems += [
+            f"{where}.agreements: unknown agreement {g!r}"
+            for g in term.agreements
+            if g not in registry.agreements_by_id
+        ]
+        problems += [
+            f"{where}.court_orders: unknown court order {o!r}"
+            for o in term.court_orders
+            if o not in registry.court_orders_by_id
+        ]
     for pattern in registry.recipient_patterns:
         try:
             re.compile(pattern.pattern)
@@ -414,6 +440,8 @@ def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "pat
         "recipients": list(registry.recipients),
         "recipient_patterns": list(registry.recipient_patterns),
         "safeguard_reviews": [],
+        "reconciliations": list(registry.reconciliations),
+        "retention_terms": list(registry.retention_terms),
     }
     params = registry.parameters.model_dump()
     for section, body in extra.items():
@@ -457,6 +485,8 @@ def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "pat
         parameters=Parameters.model_validate(params),
         files=registry.files,
         origin=registry.origin,
+        reconciliations=sections["reconciliations"],
+        retention_terms=sections["retention_terms"],
     )
     _check_references(patched)
     return patched

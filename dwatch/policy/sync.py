@@ -30,6 +30,8 @@ _TABLES = (
     "registry_recipient_aliases",
     "registry_recipient_patterns",
     "registry_parameters",
+    "registry_reconciliations",
+    "registry_retention_terms",
 )
 
 
@@ -233,6 +235,7 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
             for i, p in enumerate(registry.recipient_patterns)
         ],
     )
+    _sync_custody(con, registry)
     _insert(
         con,
         "registry_parameters",
@@ -242,4 +245,56 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
         "INSERT INTO registry_versions (registry_version, declared_version, files)"
         " VALUES (?, ?, ?) ON CONFLICT (registry_version) DO UPDATE SET last_synced_at = now()",
         [version, registry.header.version, [str(f.name) for f in registry.files]],
+    )
+
+
+def _sync_custody(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
+    _insert(
+        con,
+        "registry_reconciliations",
+        [
+            (
+                r.id,
+                r.title,
+                [a.upper() for a in r.sender_agencies],
+                [a.upper() for a in r.recipient_agencies],
+                r.sender_sources,
+                r.receiver_sources,
+                r.disclosure_event_types,
+                r.receipt_event_types,
+                list(r.match_on),
+                r.min_record_count,
+                r.clock_skew_hours,
+                r.receipt_within_hours,
+                r.missing_after_hours,
+                r.record_count_tolerance,
+                r.record_count_tolerance_ratio,
+                as_instant(r.effective_from),
+                as_instant(r.effective_to),
+                _sources(r.sources),
+                registry.version,
+            )
+            for r in registry.reconciliations
+        ],
+    )
+    _insert(
+        con,
+        "registry_retention_terms",
+        [
+            (
+                t.id,
+                t.title,
+                t.agreements,
+                t.court_orders,
+                [a.upper() for a in t.recipient_agencies],
+                t.recipient_categories,
+                t.dispose_within_days,
+                as_instant(t.dispose_by),
+                as_instant(t.effective_from),
+                as_instant(t.effective_to),
+                _sources(t.sources),
+                registry.version,
+            )
+            for t in registry.retention_terms
+        ],
     )
