@@ -554,6 +554,46 @@ def _dst_checks(
     return checks
 
 
+# An offset written after a time whose hours pass 14 (no zone is further from UTC) or whose
+# minutes pass 59: DuckDB would read '+25:00' as a day's shift.
+_IMPOSSIBLE_OFFSET = (
+    r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]((1[5-9]|[2-9]\d)(:?\d{2})?|\d{2}:?[6-9]\d)$"
+)
+
+
+def _instant_checks(f: FieldSpec, x: str, z: str, t: str, shown: str) -> list[tuple[str, str, str]]:
+    """A zoned value with an impossible offset, a value that is no finite instant, and an
+    instant outside the plausible window (schemas/canonical.yaml: instants)."""
+    schema = load_schema()
+    floor = schema.instants_not_before
+    ahead = schema.instants_ahead_of_ingest
+    ahead_text = f"{ahead.total_seconds() / 3600:g} hour(s)"
+    return [
+        (
+            f"CASE WHEN {z} AND NOT ends_with({x}, 'Z') THEN"
+            f" regexp_matches({x}, {_lit(_IMPOSSIBLE_OFFSET)}) ELSE false END",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' has an impossible UTC offset (offsets run from"
+            " -12:00 to +14:00, minutes below 60); fix the value at the source'",
+        ),
+        (
+            f"{t} IS NOT NULL AND NOT isfinite({t})",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' is not a point in time; write ISO 8601 such as"
+            " 2025-08-07T14:03:00Z'",
+        ),
+        (
+            f"{t} < {_lit(floor.isoformat())}::TIMESTAMPTZ"
+            f" OR {t} > now() + INTERVAL {int(ahead.total_seconds())} SECOND",
+            "out_of_range",
+            f"'{f.name}: ' || {shown} || ' is outside the plausible window (not before"
+            f" {floor.date().isoformat()}, at most {ahead_text} after the time of ingest);"
+            " a date in the future is kept here as a finding: fix the clock or the value at"
+            " the source (the window: instants in schemas/canonical.yaml)'",
+        ),
+    ]
+
+
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     x, t = f"x__{f.name}", f"t__{f.name}"
     spec = _FieldSQL(x=x, t=t, typed=x)
@@ -670,7 +710,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             spec.typed = f"CASE WHEN {z} THEN {zoned} END"
             checks.append(
                 (
-                    f"{x} IS NOT NULL AND NOT {z}",
+                    # Only a value shaped like a date (or Unix time) lacks just a zone:
+                    # 'garbage', 'NaT', '0', 'infinity' are bad timestamps. CASE keeps the
+                    # zoned rows, nearly all of them, from paying for the test.
+                    f"CASE WHEN {x} IS NULL OR {z} THEN false"
+                    f" ELSE regexp_full_match({x}, '\\d{{9,13}}(\\.\\d+)?')"
+                    f" OR regexp_matches({x}, '^\\d{{1,4}}[-/.]\\d{{1,2}}[-/.]\\d{{1,4}}') END",
                     "timestamp_without_zone",
                     # The message is built for refused rows only: recognising Unix time here
                     # costs good rows nothing.
@@ -688,6 +733,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                     f"'{f.name}: ' || {shown} || ' is not a valid timestamp; write ISO 8601 such as 2025-08-07T14:03:00Z'",
                 )
             )
+        checks += _instant_checks(f, x, z, t, shown)
     elif f.type == "VARCHAR[]":
         p = f"p__{f.name}"
         sep = mapping.list_separator
