@@ -631,9 +631,9 @@ def step_plan(ctx: RunContext) -> StepResult:
     """Claim pending batches, open the windows they touch (and a backfill), list open windows."""
     from dwatch.watermark import claim_pending, open_backfill, open_windows
 
-    with transaction(ctx.con):
-        claim = claim_pending(ctx.con, ctx.run_id)
-        if ctx.backfill:
+    claim = claim_pending(ctx.con, ctx.run_id)  # a transaction per batch it cannot plan
+    if ctx.backfill:
+        with transaction(ctx.con):
             open_backfill(ctx.con, ctx.run_id, *ctx.backfill)
     ctx.windows = open_windows(ctx.con)
     inherited = [w for w in ctx.windows if w.opened_by_run_id != ctx.run_id]
@@ -656,14 +656,22 @@ def step_plan(ctx: RunContext) -> StepResult:
         f"{len(claim.batches)} new batch(es), {claim.windows_opened} window(s) opened,"
         f" {len(ctx.windows)} to judge ({len(inherited)} left by earlier runs)"
     )
+    if claim.failed:
+        message += f"; {len(claim.failed)} batch(es) could not be planned and stay pending"
+        ctx.notes.append(
+            f"{len(claim.failed)} batch(es) could not be planned ("
+            + "; ".join(f"{b}: {why}" for b, why in claim.failed.items())
+            + "); the others were judged, the next run tries them again"
+        )
     return StepResult(
         "plan",
-        "ok",
+        "warning" if claim.failed else "ok",
         message=message,
         detail={
             "batches": claim.batches,
             "late_events": claim.late_events,
             "backfill": [b.isoformat() for b in ctx.backfill] if ctx.backfill else None,
+            "failed": claim.failed,
         },
     )
 
