@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch import ledger
+from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
@@ -258,7 +259,11 @@ def _stage_csv(
         if opts.get(key) is not None:
             args.append(f"{key} = ${key}")
             params[key] = opts[key]
-    con.execute(_csv_view_sql(path, args, params))
+    try:
+        con.execute(_csv_view_sql(path, args, params))
+    except duckdb.InvalidInputException:
+        _name_unclosed_quote(path, opts)
+        raise
     # The view's columns were fixed when it was created (one sniff); DESCRIBE would sniff again.
     cols = [
         r[0]
@@ -268,7 +273,26 @@ def _stage_csv(
             " ORDER BY ordinal_position"
         ).fetchall()
     ]
+    if len(cols) == 1:
+        _name_unclosed_quote(path, opts)
     return _Stage(cols, header_lines=1, rejects=rejects)
+
+
+def _name_unclosed_quote(path: Path, opts: dict[str, str | None]) -> None:
+    """The sniffer gave up or saw one column: one unclosed quote makes every dialect look
+    wrong. If the header has columns and a line leaves a quote open, say which line."""
+    quote = opts.get("quote")
+    if header_dialect(path, opts.get("delim"), quote) is None:
+        return
+    line = unclosed_quote_line(path, quote)
+    if line is not None:
+        raise InputError(
+            f"line {line} opens a quote ({quote or chr(34)}) it never closes, so the reader"
+            " cannot tell where that record ends",
+            where=str(path),
+            fix="close the quote on that line (a quote inside a field is written twice),"
+            " or remove the line, and load the file again",
+        )
 
 
 def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
@@ -916,7 +940,10 @@ def ingest_file(
         result.message = exc.render()
     except duckdb.Error as exc:
         result.status = "failed"
-        result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        where = overlong_line(path, str(exc)) if fmt == "csv" else None
+        result.message = f"{path}: " + (
+            where or f"cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        )
     finally:
         _drop_work(con)
     if hashing is not None and sha is None:
