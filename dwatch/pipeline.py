@@ -36,7 +36,13 @@ from typing import Any
 import duckdb
 import yaml
 
-from dwatch.errors import ConfigError, DWatchError, InputError
+from dwatch.errors import ConfigError, DWatchError, InputError, StoreError
+from dwatch.failed_starts import (
+    RunNotStarted,
+    forget_failed_starts,
+    import_failed_starts,
+    record_failed_start,
+)
 from dwatch.store import connect, transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -481,9 +487,14 @@ def begin_run(
     config = config or load_pipeline_config()
     db_path = Path(db) if db is not None else default_db_path()
     chosen_inputs = [str(p) for p in (inputs if inputs else config.inputs)]
-    con = connect(db_path)
     run_id = _new_run_id()
     started = datetime.now(UTC)
+    try:
+        con = connect(db_path)
+    except StoreError as exc:  # no runs row can be written: record the attempt beside it
+        raise RunNotStarted(
+            exc, record_failed_start(db_path, run_id, trigger, started, exc)
+        ) from exc
     ctx = RunContext(
         db_path,
         con,
@@ -500,6 +511,7 @@ def begin_run(
     )
     try:
         with transaction(con):
+            not_started = import_failed_starts(con, db_path)
             stale = abandon_stale_runs(con)
             con.execute(
                 "INSERT INTO runs (run_id, trigger, flow_run_id, status, started_at, inputs,"
@@ -513,6 +525,12 @@ def begin_run(
                     backfill[0] if backfill else None,
                     backfill[1] if backfill else None,
                 ],
+            )
+        forget_failed_starts(db_path)
+        if not_started:
+            ctx.notes.append(
+                f"earlier run(s) {', '.join(not_started)} could not open the store; recorded"
+                " in the runs table as failed"
             )
         if stale:
             ctx.notes.append(
