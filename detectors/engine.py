@@ -11,7 +11,8 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
 
 ``dw_events``
     every disclosure event with its recipient and discloser resolved to registry codes and
-    categories, its citation classified (``citation_status``: ok/unknown/malformed/missing),
+    categories, its citation classified (``citation_status``: ok/general/unknown/malformed/missing;
+    of several authorities cited, ``authority_id`` is the one that permits all of it),
     the cited authority's attributes (``auth_*``) and whether it was in force at
     ``occurred_at`` (``auth_in_force``), the registry agreement it invokes (ids compared on
     letters and digits) and its purpose as a registry code (``purpose_code``).
@@ -23,8 +24,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     restrains the event (disclosing agency, recipient, holder, event type, data, purpose)
     and no exception of the restraint applies.
 ``dw_items``
-    request items with their carrying event and ``address_valid`` (registry parameters
-    ``address_placeholder_patterns`` / ``address_street_patterns``).
+    request items with their carrying event and their address's verdict
+    (``address_valid``, ``address_form``, ``address_reason``: :mod:`dwatch.address`, judged
+    once per distinct address text into ``address_verdicts``).
 ``dw_sequence_breaks``
     the rows where a log's order breaks (a sequence gap or reused number, or a time
     earlier than the previous entry's), with the neighbours' numbers and times.
@@ -62,8 +64,12 @@ from detectors.alerts import (
     mark_coverage,
     merge_alerts,
 )
+from detectors.authority_choice import CHOICE_COLUMNS, choose_authorities
+from detectors.custody import prepare_custody
+from dwatch.address import vocabulary_of
+from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
-from dwatch.policy import Registry, classify_citation, sync_registry
+from dwatch.policy import Registry, classify_all, sync_registry
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 EVIDENCE_EVENT_CAP = 1000  # event_ids kept per alert; event_count holds the full number
@@ -213,13 +219,14 @@ def _refresh_citations(con: duckdb.DuckDBPyConnection, registry: Registry) -> in
             "SELECT DISTINCT legal_authority FROM disclosure_events WHERE legal_authority IS NOT NULL"
         ).fetchall()
     ]
-    rows = [(text, *classify_citation(text, registry)) for text in distinct]
+    readings = [(text, classify_all(text, registry)) for text in distinct]
+    rows = [(text, r.status, r.authority_id, list(r.authority_ids)) for text, r in readings]
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_citations"
-        " (legal_authority VARCHAR, citation_status VARCHAR, authority_id VARCHAR)"
+        "CREATE OR REPLACE TEMP TABLE dw_citations (legal_authority VARCHAR,"
+        " citation_status VARCHAR, authority_id VARCHAR, authority_ids VARCHAR[])"
     )
     if rows:
-        con.executemany("INSERT INTO dw_citations VALUES (?, ?, ?)", rows)
+        con.executemany("INSERT INTO dw_citations VALUES (?, ?, ?, ?)", rows)
     changed_row = con.execute(
         "SELECT count(*) FROM disclosure_events e LEFT JOIN dw_citations c USING (legal_authority)"
         " WHERE e.authority_id IS DISTINCT FROM c.authority_id"
@@ -268,12 +275,18 @@ CROSS JOIN dw_params p
 
 _EVENTS_VIEW = """
 CREATE OR REPLACE TEMP VIEW dw_events AS
-SELECT e.*,
+-- authority_id: the one cited authority the event is judged under (of several cited, the
+-- first that permits all of it: detectors/authority_choice.py); cited_authorities: all
+SELECT e.* REPLACE (coalesce(ch.authority_id, e.authority_id) AS authority_id),
+       CASE WHEN len(c.authority_ids) > 0 THEN c.authority_ids
+            WHEN e.authority_id IS NOT NULL THEN [e.authority_id]
+            ELSE []::VARCHAR[] END AS cited_authorities,
        coalesce(ra.code, upper(trim(e.recipient_agency))) AS recipient_code,
        ra.category AS recipient_category,
        coalesce(ra.resolved_by, 'unknown') AS recipient_resolved_by,
        coalesce(ra.safeguards_status, 'unknown') AS recipient_safeguards_status,
        ra.safeguards_reviewed_on AS recipient_safeguards_reviewed_on,
+       ra.safeguards_due_on AS recipient_safeguards_due_on,
        coalesce(da.code, upper(trim(e.disclosing_agency))) AS disclosing_code,
        da.category AS disclosing_category,
        CASE WHEN e.legal_authority IS NULL OR trim(e.legal_authority) = '' THEN 'missing'
@@ -319,7 +332,8 @@ FROM disclosure_events e
 LEFT JOIN dw_agencies ra ON ra.agency = e.recipient_agency
 LEFT JOIN dw_agencies da ON da.agency = e.disclosing_agency
 LEFT JOIN dw_citations c ON c.legal_authority = e.legal_authority
-LEFT JOIN registry_authorities a ON a.authority_id = e.authority_id
+LEFT JOIN dw_authority_choice ch ON ch.source_system = e.source_system AND ch.event_id = e.event_id
+LEFT JOIN registry_authorities a ON a.authority_id = coalesce(ch.authority_id, e.authority_id)
 LEFT JOIN dw_agreement_keys ga ON ga.agreement_key = regexp_replace(upper(e.agreement_id), '[^A-Z0-9]+', '', 'g')
 """
 
@@ -332,6 +346,7 @@ SELECT e.*,
        o.order_id, o.case_name AS order_case, o.court AS order_court, o.docket AS order_docket,
        o.issued AS order_issued, s.status AS order_status, s.valid_from AS order_status_since,
        r.restraint_no, r.description AS restraint_description,
+       r.words AS restraint_words, r.reading AS restraint_reading,
        -- the enjoined party acting: the holder named by the restraint, else the discloser
        -- (a holder passing data on is the discloser; one reading it is the recipient)
        CASE WHEN list_contains(r.holder_agencies, e.disclosing_code)
@@ -405,26 +420,23 @@ WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_n
    OR occurred_at < prev_at
 """
 
-# Address text folded to lower-case words: punctuation and dashes become spaces.
-_ADDRESS_NORM = (
-    "trim(regexp_replace(regexp_replace(lower(coalesce(i.supplied_address, '')),"
-    " '[^a-z0-9]+', ' ', 'g'), ' +', ' ', 'g'))"
-)
-
-_ITEMS_TABLE = f"""
+# Each item's address verdict is looked up, not computed: refresh_address_verdicts has
+# judged every distinct address text once (dwatch/address.py). No text is no address.
+_ITEMS_TABLE = """
 CREATE OR REPLACE TEMP TABLE dw_items AS
 SELECT i.*,
        e.event_type AS carrier_event_type,
        e.occurred_at AS carrier_occurred_at,
        e.source_system AS carrier_source_system,
-       {_ADDRESS_NORM} AS address_norm,
-       NOT regexp_full_match({_ADDRESS_NORM}, $reg_address_placeholder_regex)
-         AND regexp_matches({_ADDRESS_NORM}, $reg_address_street_regex) AS address_valid,
+       coalesce(v.usable, false) AS address_valid,
+       coalesce(v.form, 'none') AS address_form,
+       coalesce(v.reason, 'blank: no address given') AS address_reason,
        nullif(trim(i.supplied_name), '') IS NOT NULL AS has_name,
        nullif(trim(i.tax_periods), '') IS NOT NULL AS has_tax_periods,
        nullif(trim(i.statute), '') IS NOT NULL AS has_statute,
        nullif(trim(i.reason), '') IS NOT NULL AS has_reason
 FROM request_items i
+LEFT JOIN address_verdicts v ON v.address_key = md5_number(i.supplied_address)
 LEFT JOIN disclosure_events e
   ON e.event_id = i.event_id AND (i.source_system IS NULL OR e.source_system = i.source_system)
  -- logs that number events alike (1, 2, 3...) are told apart by the item's request
@@ -530,10 +542,14 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
     events_sql = _EVENTS_VIEW.replace(
         "$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)"
     ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
+    con.execute(CHOICE_COLUMNS)
     con.execute(events_sql)
+    choose_authorities(con, reg)
     con.execute(_ORDER_HITS_VIEW)
-    con.execute(_ITEMS_TABLE, _bind(_ITEMS_TABLE, reg, "engine: dw_items"))
+    refresh_address_verdicts(con, vocabulary_of(registry))
+    con.execute(_ITEMS_TABLE)
     con.execute(_SEQUENCE_BREAKS_TABLE)
+    prepare_custody(con)
     return refreshed
 
 

@@ -16,3 +16,9 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 __version__ = "0.1.0"
+
+# Every log record of the process is masked when it is made (dwatch.masking): log messages
+# quote file names and values from outside, and logs of tax data are protected like the data.
+from dwatch.masking import install_log_guard  # noqa: E402
+
+install_log_guard()

@@ -12,7 +12,9 @@ measures, per scenario, per detector and for rules plus ML together:
 - PR-AUC (average precision) of the detector's scores against the scenario's rows, with
   rows of *other* scenarios left out of the negatives;
 - false-positive rate on legitimate bulk flows: legitimate transfer events of at least
-  ``bulk_min_records`` records that an alert touches.
+  ``bulk_min_records`` records that an alert touches;
+- false alerts per 10,000 lawful events: alerts touching no scenario's event, per 10,000
+  events no scenario wrote.
 
 A row "touches" a scenario when any of its events is listed for that scenario in
 ``ground_truth.json``. Event ids are matched as (source_system, event_id).
@@ -457,6 +459,12 @@ def _measure(
             "caught_by": ", ".join(rules_named + ml_dets),
         })  # fmt: skip
 
+    # False alerts: alerts touching no scenario's event, per 10,000 lawful (unlabelled) events.
+    lawful = max(int(n_loaded) - labels.select("source_system", "event_id").unique().height, 1)
+
+    def false_per_10k(alerts: int, true_alerts: int) -> float:
+        return 10_000.0 * (alerts - true_alerts) / lawful
+
     det_rows = []
     if rules.height:
         touched = set(rule_touch["row_id"].to_list())
@@ -466,6 +474,7 @@ def _measure(
             "alert_precision": len(touched) / rules.height,
             "recall": len(caught_rules & set(instances["instance_id"].to_list())) / instances.height,
             "bulk_fp_rate": fp_rate(covered(rules)),
+            "false_per_10k": false_per_10k(rules.height, len(touched)),
         })  # fmt: skip
     for det_id in sorted(DETECTORS):
         rows = ml.filter(pl.col("detector_id") == det_id) if ml.height else ml
@@ -480,6 +489,9 @@ def _measure(
             "alert_precision": (sum(r in touched for r in alerted["row_id"].to_list()) / alerted.height) if alerted.height else float("nan"),
             "recall": len(caught_ml_by.get(det_id, set())) / instances.height,
             "bulk_fp_rate": fp_rate(covered(alerted)),
+            "false_per_10k": false_per_10k(
+                alerted.height, sum(r in touched for r in alerted["row_id"].to_list())
+            ),
         })  # fmt: skip
     combined_keys = covered(rules) | covered(alerted_ml)
     det_rows.append({
@@ -488,6 +500,7 @@ def _measure(
         "precision_at_budget": None, "alert_precision": None,
         "recall": len((caught_rules | caught_ml) & set(instances["instance_id"].to_list())) / instances.height,
         "bulk_fp_rate": fp_rate(combined_keys),
+        "false_per_10k": None,
     })  # fmt: skip
     params = {
         "events": events, "events_loaded": int(n_loaded), "seed": seed, "budget": budget,

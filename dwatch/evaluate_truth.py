@@ -7,8 +7,9 @@ per logged event: source, id, lawful/violation/anomaly, injected instance, chain
 here knows which writer made the set: the probe (``benchmarks.probe``) and any other.
 
 An alert is matched to labelled events through its ``event_ids`` (with the alert's
-``source_system`` when that names the event's log) and any ``{source_system, event_id}``
-objects or ``*event_ids`` lists in its evidence. It is *right* when it touches an instance
+``source_system`` when that names the event's log), the ``alert_events`` table (events keyed
+with their log, when the store has it) and any ``{source_system, event_id}`` objects or
+``*event_ids`` lists in its evidence. It is *right* when it touches an instance
 that lists its detector as expected or acceptable, *context* when it touches an injected
 instance that does not, and *false* when it touches only lawful events or none.
 """
@@ -171,14 +172,34 @@ class ScoredAlert:
     instances: set[str] = field(default_factory=set)
 
 
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+
+
+def _keyed_events(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[str | None, str]]]:
+    """Events each alert names with their log (table alert_events, when the store has it)."""
+    keyed: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
+    if "alert_events" in _tables(con):
+        for alert_id, source, event_id in con.execute(
+            "SELECT alert_id, source_system, event_id FROM alert_events"
+        ).fetchall():
+            keyed[alert_id].add((source, str(event_id)))
+    return keyed
+
+
 def read_alerts(con: duckdb.DuckDBPyConnection, truth: Truth) -> list[ScoredAlert]:
+    keyed = _keyed_events(con)
     rows = con.execute(
         "SELECT alert_id, detector_id, detector_kind, score, subjects_affected, recipient_agency, source_system,"
         " event_ids, evidence FROM alerts WHERE status = 'open' ORDER BY alert_id"
     ).fetchall()
     alerts = []
     for alert_id, detector, kind, score, subjects, recipient, source, event_ids, evidence in rows:
-        ids: set[tuple[str | None, str]] = {(None, str(i)) for i in event_ids or []}
+        ids: set[tuple[str | None, str]] = {(None, str(i)) for i in event_ids or []} | keyed[
+            alert_id
+        ]
         _evidence_keys(json.loads(evidence) if isinstance(evidence, str) else evidence, ids)
         a = ScoredAlert(
             alert_id, detector, kind, score, subjects, recipient, resolve(truth, source, ids)
@@ -357,9 +378,7 @@ def _pr_auc(truth: Truth, alerts: list[ScoredAlert]) -> list[dict[str, Any]]:
 def _subjects(
     con: duckdb.DuckDBPyConnection, truth: Truth, alerts: list[ScoredAlert], key: bytes | None
 ) -> list[dict[str, Any]]:
-    tables = {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
+    tables = _tables(con)
     rows = []
     for truth_set, detector in SUBJECT_DETECTORS.items():
         expected = {s["taxpayer"] for s in truth.subjects if s["truth_set"] == truth_set}
@@ -465,7 +484,13 @@ def _f(value: float | None) -> str:
 
 def render(r: TruthReport) -> str:
     found = sum(1 for i in r.instances if i["found"])
+    alerts = sum(d.alerts for d in r.detectors)
+    right = sum(d.right for d in r.detectors)
+    context = sum(d.context for d in r.detectors)
     lines = [
+        f"alerts {alerts}: right {right}, context of an injected case {context}, false {r.false_alerts};"
+        f" precision {_f(right / alerts if alerts else None)}"
+        f" ({_f((right + context) / alerts if alerts else None)} counting context as right)",
         f"labelled events {r.labelled_events:,} ({r.lawful_events:,} lawful); "
         f"injected instances found {found}/{len(r.instances)}",
         f"false alerts {r.false_alerts} = {r.false_per_10k:.1f} per 10,000 lawful events; lawful events "

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch.errors import StoreError
+from dwatch.masking import mask_path
 
 
 class RunNotStarted(StoreError):
@@ -40,16 +41,23 @@ def failed_starts_path(db_path: Path) -> Path:
 
 
 def record_failed_start(
-    db_path: Path, run_id: str, trigger: str, started: datetime, error: StoreError
+    db_path: Path,
+    run_id: str,
+    trigger: str,
+    started: datetime,
+    error: StoreError,
+    key: bytes | None,
 ) -> Path | None:
-    """Append the attempt to the file beside the store; None if that cannot be written."""
+    """Append the attempt to the file beside the store; None if that cannot be written.
+
+    The error names the store's path: masked like every stored file name."""
     path = failed_starts_path(db_path)
     line = {
         "run_id": run_id,
         "trigger": trigger,
         "started_at": started.isoformat(),
         "failed_at": datetime.now(UTC).isoformat(),
-        "error": f"the run could not start: {error.what}",
+        "error": mask_path(f"the run could not start: {error.what}", key),
     }
     try:
         with path.open("a", encoding="utf-8") as fh:

@@ -42,14 +42,14 @@ from dwatch.mapping import (
     match_mapping,
     split_path,
 )
-from dwatch.pseudonym import (
-    TIN_RE,
-    hmac_pads,
-    pseudonymise,
-    resolve_key,
-    sql_pseudonymise,
-    sql_scrub_identifiers,
+from dwatch.masking import (
+    MASK,
+    mask_path,
+    register,
+    sql_mask_text,
+    sql_pseudonymise_id,
 )
+from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
 
@@ -313,18 +313,27 @@ def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     # Read physical lines (so a truncated or invalid line is one bad record, not a failed
-    # file), then take the keys seen in valid objects as the columns.
-    con.execute(
-        f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
-        # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects bad JSON.
-        # A line starting with '{' that is valid JSON is an object: one parse, not two.
-        " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
-        " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
-        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = chr(31),"
-        " quote = '', escape = '', auto_detect = false, store_rejects = true, rejects_table = '_rejects',"
-        " rejects_scan = '_rejects_scan', rejects_limit = 0, max_line_size = 16777216)",
-        {"path": str(path)},
-    )
+    # file), then take the keys seen in valid objects as the columns. As for CSV, a strict
+    # scan runs first (store_rejects makes the scan single-threaded); a file with invalid
+    # UTF-8 or an over-long line is read again keeping those lines for quarantine.
+    for rejects in (False, True):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
+                # bad JSON. A line starting with '{' that is valid JSON is an object: one
+                # parse, not two.
+                " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+                " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                " delim = chr(31), quote = '', escape = '', auto_detect = false,"
+                f" {', '.join(_REJECT_ARGS) + ',' if rejects else ''} max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
     keys = [
         r[0]
         for r in con.execute(
@@ -333,7 +342,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
-    return _Stage(keys, header_lines=0, rejects=True)
+    return _Stage(keys, header_lines=0, rejects=rejects)
 
 
 def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
@@ -352,6 +361,36 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
     )
 
 
+def _heads(paths: dict[str, str] | list[str]) -> set[str]:
+    """Top-level keys of dotted paths ('user' of 'user.id')."""
+    return {split_path(p)[0] for p in paths}  # type: ignore[index]
+
+
+def _unmapped_warnings(path: Path, extras: list[str], path_columns: list[str]) -> list[str]:
+    """Columns the mapping leaves unmapped, said once per file. A nested key read at paths
+    is not kept whole (a quarantined record keeps its raw form whole)."""
+    warnings = []
+    if extras:
+        warnings.append(
+            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
+            " Map them in a source mapping or list them under ignore_columns"
+        )
+    if path_columns:
+        warnings.append(
+            f"{path}: nested key(s) {sorted(_heads(path_columns))} are read only at the mapped"
+            f" paths {sorted(path_columns)}; other fields inside them are not kept. Map more"
+            " paths in the source mapping if they matter"
+        )
+    return warnings
+
+
+def _lazy_json_keys(
+    keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
+) -> set[str]:
+    """JSON keys not extracted per line: read only at dotted paths, or ignored."""
+    return (_heads(paths) | set(mapping.ignore_columns)) & set(keys)
+
+
 def _stage_paths(
     con: duckdb.DuckDBPyConnection, stage: _Stage, fmt: str, mapping: SourceMapping
 ) -> list[str]:
@@ -365,7 +404,7 @@ def _stage_paths(
     present = set(stage.columns)
     paths: dict[str, str] = {}
     heads: dict[str, str] = {}
-    for written in mapping.columns.values():
+    for written in [*mapping.columns.values(), *mapping.identifiers]:
         split = split_path(written)
         if written in present or split is None or split[0] not in present:
             continue
@@ -373,13 +412,16 @@ def _stage_paths(
         paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
         if fmt == "parquet":
             paths[written] = rest
+    if fmt == "jsonl":
+        # A key read only at paths or ignored is not extracted whole for every line
+        # (re-serialising objects is the costliest part of the pass); a quarantined line's
+        # raw form reads it from the line itself.
+        lazy = _lazy_json_keys(stage.columns, mapping, paths)
+        if paths or lazy:
+            _jsonl_view(con, [c for c in stage.columns if c not in lazy], paths)
+        return list(paths)
     if not paths:
         return []
-    if fmt == "jsonl":
-        # A nested key read at paths is not extracted whole for every line (re-serialising
-        # objects is the costliest part of the pass); a quarantined line's raw form reads
-        # it from the line itself.
-        _jsonl_view(con, [c for c in stage.columns if c not in set(heads.values())], paths)
     else:
         selects = ", ".join(
             f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
@@ -621,13 +663,18 @@ def _instant_checks(f: FieldSpec, x: str, z: str, t: str, shown: str) -> list[tu
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     x, t = f"x__{f.name}", f"t__{f.name}"
     spec = _FieldSQL(x=x, t=t, typed=x)
-    shown = f"coalesce({sql_scrub_identifiers(x)}, '')"
+    shown = f"coalesce({sql_mask_text(x)}, '')"
     checks = spec.checks
     if f.required:
         checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
     if f.type == "VARCHAR":
-        # A TIN typed into a note or case number must not reach the store either.
-        spec.typed = sql_scrub_identifiers(x) if f.free_text else x
+        # A TIN typed into any text must not reach the store (dwatch.masking): an id
+        # carrying one becomes the pseudonym of the whole id, other text is masked.
+        if f.identifier:
+            whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
+            spec.typed = sql_pseudonymise_id(x, whole)
+        else:
+            spec.typed = sql_mask_text(x)
     elif f.type == "BIGINT":
         # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
         # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
@@ -831,14 +878,16 @@ def _record_run(
     sha: str | None,
     started: datetime,
     forced: bool,
+    key: bytes | None,
 ) -> None:
+    """One ingest_runs row; file name, message and warnings masked (dwatch.masking)."""
     con.execute(
         "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
         " rows_read, rows_loaded, rows_quarantined, started_at, finished_at, status, message, warnings, forced)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
         [
             r.run_id,
-            r.source_file,
+            mask_path(r.source_file, key),
             sha,
             r.kind,
             r.source_system,
@@ -848,8 +897,8 @@ def _record_run(
             r.rows_quarantined,
             started,
             r.status,
-            r.message,
-            r.warnings,
+            mask_path(r.message, key) if r.message is not None else None,
+            [mask_path(w, key) for w in r.warnings],
             forced,
         ],
     )
@@ -868,6 +917,7 @@ def ingest_file(
 ) -> IngestResult:
     """Load one file in one transaction. Never raises for bad content: the result says."""
     context = context or _Context()
+    register(con)  # the masking policy's SQL functions, on any connection
     started = datetime.now(UTC)
     run_id = _new_run_id()
     result = IngestResult(run_id=run_id, source_file=str(path), status="failed")
@@ -933,7 +983,7 @@ def ingest_file(
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
-            _record_run(con, result, sha, started, force)
+            _record_run(con, result, sha, started, force, key)
         return result
     except DWatchError as exc:
         result.status = "failed"
@@ -951,7 +1001,7 @@ def ingest_file(
     # Failed loads are recorded too (outside the rolled-back transaction), with nothing written.
     result.rows_loaded = 0
     result.rows_quarantined = 0
-    _record_run(con, result, sha, started, force)
+    _record_run(con, result, sha, started, force, key)
     return result
 
 
@@ -1033,7 +1083,7 @@ def _load(
     colset = set(columns) | set(path_columns)
     identifier_cols = [
         c
-        for c in columns
+        for c in [*columns, *path_columns]
         if _fold_header(c) in schema.identifier_columns or c in mapping.identifiers
     ]
     texts: dict[str, str | None] = {
@@ -1046,21 +1096,8 @@ def _load(
         for c in columns
         if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
     ]
-    # A nested key the mapping reads at paths is not kept whole (a quarantined record keeps
-    # its raw form whole); what else it holds is said once per file.
-    partly = {split_path(c)[0] for c in path_columns}  # type: ignore[index]
-    extras = [c for c in extras if c not in partly]
-    if extras:
-        result.warnings.append(
-            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
-            " Map them in a source mapping or list them under ignore_columns"
-        )
-    if partly:
-        result.warnings.append(
-            f"{path}: nested key(s) {sorted(partly)} are read only at the mapped paths"
-            f" {sorted(path_columns)}; other fields inside them are not kept. Map more paths"
-            " in the source mapping if they matter"
-        )
+    extras = [c for c in extras if c not in _heads(path_columns)]
+    result.warnings += _unmapped_warnings(path, extras, path_columns)
     if missing:
         result.warnings.append(
             f"{path}: required column(s) {missing} are missing from the header; every record is"
@@ -1093,6 +1130,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
+        if f.type == "VARCHAR[]":  # masked as text, before the list is parsed
+            text = sql_mask_text(text)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -1101,28 +1140,30 @@ def _load(
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
 
     def raw_value(c: str) -> str:
         column = _q(c)
-        if fmt == "jsonl" and c in partly:
+        if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
             return sql_pseudonymise(column)
-        return sql_scrub_identifiers(column)
+        return sql_mask_text(column)
 
+    # Headers are text from outside too: a column named by an SSN is masked.
     raw_json = (
-        "json_object(" + ", ".join(f"{_lit(c)}, {raw_value(c)}" for c in raw_cols) + ")"
+        "json_object("
+        + ", ".join(f"{_lit(mask_path(c, key))}, {raw_value(c)}" for c in raw_cols)
+        + ")"
         if raw_cols
         else "'{}'"
     )
     if fmt == "jsonl":
-        raw_json = (
-            f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_scrub_identifiers('_raw_line')}) END"
-        )
+        raw_json = f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_mask_text('_raw_line')}) END"
     extra_json = (
         "json_object("
-        + ", ".join(f"{_lit(c)}, {sql_scrub_identifiers(_q(c))}" for c in extras)
+        + ", ".join(f"{_lit(mask_path(c, key))}, {sql_mask_text(_q(c))}" for c in extras)
         + ")"
         if extras
         else "NULL"
@@ -1182,7 +1223,6 @@ def _load(
             f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
         )
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    result.warnings += _pseudonymise_tin_shaped_ids(con, table, key)
     _mark_duplicates(con, table, kind)
     result.warnings += _derive_authority(con, kind, context)
     result.warnings += _dst_warnings(con, mapping)
@@ -1239,40 +1279,6 @@ def _pad_params(key: bytes, sql: str) -> dict[str, bytes]:
         return {}
     ipad, opad = hmac_pads(key)
     return {"ipad": ipad, "opad": opad}
-
-
-# Ids a source system chose where legacy systems put a person's SSN (a user id equal to
-# the employee's SSN). Checked per distinct value (users are few), so good rows pay one
-# DISTINCT, not a regular expression each.
-_IDS_CHECKED_FOR_TINS = ("actor_id",)
-
-
-def _pseudonymise_tin_shaped_ids(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, key: bytes
-) -> list[str]:
-    """Replace an id holding an SSN/TIN shape by its keyed pseudonym (the whole id, so one
-    person stays one actor). Returns warnings."""
-    warnings = []
-    for name in _IDS_CHECKED_FOR_TINS:
-        if name not in table.names:
-            continue
-        values = con.execute(
-            f"SELECT DISTINCT t__{name} FROM {TYPED} WHERE t__{name} IS NOT NULL"
-        ).fetchall()
-        hits = [v for (v,) in values if TIN_RE.search(v)]
-        if not hits:
-            continue
-        con.execute(
-            f"UPDATE {TYPED} t SET t__{name} = m.ref"
-            " FROM (SELECT unnest($raw) AS raw, unnest($ref) AS ref) m"
-            f" WHERE t.t__{name} = m.raw",
-            {"raw": hits, "ref": [pseudonymise(v, key) for v in hits]},
-        )
-        warnings.append(
-            f"{len(hits)} {name} value(s) held a taxpayer-id shape and were stored as their"
-            " pseudonym (tp_...); the raw ids are not kept"
-        )
-    return warnings
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
@@ -1388,6 +1394,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
         [result.run_id],
     )
     header = 1 if (result.file_format == "csv") else 0
+    shown_file = mask_path(result.source_file, key)
     _insert_quarantine(con, result, kind, header, raw_json, key)
     rejected = 0
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_rejects'").fetchone()[
@@ -1411,10 +1418,10 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
                         WHEN error_type = 'TOO MANY COLUMNS'
                         THEN 'the record has too many fields (unquoted delimiter?): ' || error_message
                         ELSE error_message END,
-                   to_json({sql_scrub_identifiers("csv_line")}), 'ingest'
+                   to_json({sql_mask_text("csv_line")}), 'ingest'
             FROM (SELECT DISTINCT ON (line) * FROM _rejects ORDER BY line, column_idx)
             """,
-            [result.run_id, result.source_file, header, kind, result.source_file],
+            [result.run_id, shown_file, header, kind, shown_file],
         )
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM {TYPED}"
@@ -1456,7 +1463,7 @@ def _insert_quarantine(
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
             "run": result.run_id,
-            "file": result.source_file,
+            "file": mask_path(result.source_file, key),
             "fmt": result.file_format,
             "header": header,
             "kind": kind,
@@ -1506,7 +1513,7 @@ def ingest_paths(
         r = IngestResult(
             run_id=_new_run_id(), source_file=text, status="failed", message=f"{text}: {problem}"
         )
-        _record_run(con, r, None, datetime.now(UTC), force)
+        _record_run(con, r, None, datetime.now(UTC), force, key)
         results.append(r)
     if files:
         key = key if key is not None else resolve_key()

@@ -222,21 +222,8 @@ def _choice(raw: Any, key: str, allowed: tuple[str, ...], default: str, path: Pa
     return str(value)
 
 
-def parse_mapping(raw: Any, path: Path) -> SourceMapping:
-    if not isinstance(raw, dict):
-        raise ConfigError("a source mapping must be a YAML mapping", where=str(path))
-    unknown = set(raw) - _ALLOWED_KEYS
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {sorted(unknown)}",
-            where=_where(path, sorted(unknown)[0]),
-            fix=f"use only {sorted(_ALLOWED_KEYS)} (schemas/sources/README.md)",
-        )
-    schema = load_schema()
-    kind = raw.get("kind")
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(f"kind must be one of {KINDS}, not {kind!r}", where=_where(path, "kind"))
-    targets = {f.name for t in schema.tables.values() for f in t.input_fields}
+def _check_sections(raw: dict[str, Any], path: Path, targets: set[str]) -> None:
+    """The mapping-valued and list-valued keys have their shapes and name canonical fields."""
     for section in ("columns", "constants", "values", "csv"):
         value = raw.get(section) or {}
         if not isinstance(value, dict):
@@ -262,6 +249,23 @@ def parse_mapping(raw: Any, path: Path) -> SourceMapping:
             raise ConfigError(
                 f"a column name must be text, not {source_path!r}", where=_where(path, "columns")
             )
+
+
+def parse_mapping(raw: Any, path: Path) -> SourceMapping:
+    if not isinstance(raw, dict):
+        raise ConfigError("a source mapping must be a YAML mapping", where=str(path))
+    unknown = set(raw) - _ALLOWED_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {sorted(unknown)}",
+            where=_where(path, sorted(unknown)[0]),
+            fix=f"use only {sorted(_ALLOWED_KEYS)} (schemas/sources/README.md)",
+        )
+    schema = load_schema()
+    kind = raw.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"kind must be one of {KINDS}, not {kind!r}", where=_where(path, "kind"))
+    _check_sections(raw, path, {f.name for t in schema.tables.values() for f in t.input_fields})
     tz = raw.get("timezone")
     if tz:
         try:

@@ -43,6 +43,8 @@ from dwatch.failed_starts import (
     import_failed_starts,
     record_failed_start,
 )
+from dwatch.masking import mask_json, mask_path
+from dwatch.pseudonym import resolve_key
 from dwatch.store import connect, transaction
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -350,7 +352,11 @@ class RunContext:
             result = step_fn(self)
         except BaseException as exc:
             self.steps[name] = StepResult(
-                name, "failed", time.monotonic() - began, _describe(exc), attempts=attempts
+                name,
+                "failed",
+                time.monotonic() - began,
+                mask_path(_describe(exc), self.masking_key),
+                attempts=attempts,
             )
             # A broken connection must not mask the step's own error.
             with contextlib.suppress(duckdb.Error):
@@ -358,9 +364,21 @@ class RunContext:
             raise
         result.seconds = time.monotonic() - began
         result.attempts = attempts
+        # Step messages quote files and values from outside: masked before anything shows
+        # them (runs.steps, the Prefect UI, the terminal).
+        result.message = mask_path(result.message, self.masking_key)
+        result.detail = mask_json(result.detail, self.masking_key)
         self.steps[name] = result
         self._write_row()
         return result
+
+    @property
+    def masking_key(self) -> bytes | None:
+        """The key file names are masked with (dwatch.masking.mask_path), if there is one."""
+        if self.key is None:
+            with contextlib.suppress(DWatchError):
+                self.key = resolve_key()
+        return self.key
 
     def _ordered_steps(self) -> list[StepResult]:
         return [self.steps[n] for n in STEP_NAMES if n in self.steps]
@@ -403,9 +421,12 @@ class RunContext:
                 "report_path": str(report) if report else None,
                 "data_docs_path": c.get("data_docs_path"),
                 "snapshot_path": c.get("snapshot_path"),
-                "steps": json.dumps([s.as_json() for s in self._ordered_steps()], default=str),
-                "error": self.error,
-                "notes": self.notes,
+                "steps": mask_path(
+                    json.dumps([s.as_json() for s in self._ordered_steps()], default=str),
+                    self.masking_key,
+                ),
+                "error": mask_path(self.error, self.masking_key) if self.error else None,
+                "notes": [mask_path(n, self.masking_key) for n in self.notes],
             },
         )
 
@@ -427,7 +448,9 @@ class RunContext:
         """Record that the run stopped; its batches and windows stay pending for the next run."""
         failed = next((s for s in self._ordered_steps() if s.status == "failed"), None)
         self.status = "failed"
-        self.error = f"{failed.step if failed else 'run'}: {_describe(exc)}"
+        self.error = mask_path(
+            f"{failed.step if failed else 'run'}: {_describe(exc)}", self.masking_key
+        )
         # If the connection itself broke, the next run marks this one abandoned instead.
         with contextlib.suppress(duckdb.Error):
             self._write_row()
@@ -443,7 +466,7 @@ class RunContext:
             duration_seconds=None if finished is None else time.monotonic() - self.clock,
             steps=self._ordered_steps(),
             counts=dict(self.counts),
-            notes=list(self.notes),
+            notes=[mask_path(n, self.masking_key) for n in self.notes],
             report_path=self.report_result.html_path if self.report_result is not None else None,
             data_docs_path=Path(self.counts["data_docs_path"])
             if self.counts.get("data_docs_path")
@@ -492,9 +515,11 @@ def begin_run(
     try:
         con = connect(db_path)
     except StoreError as exc:  # no runs row can be written: record the attempt beside it
-        raise RunNotStarted(
-            exc, record_failed_start(db_path, run_id, trigger, started, exc)
-        ) from exc
+        if key is None:
+            with contextlib.suppress(DWatchError):
+                key = resolve_key()
+        recorded = record_failed_start(db_path, run_id, trigger, started, exc, key)
+        raise RunNotStarted(exc, recorded) from exc
     ctx = RunContext(
         db_path,
         con,
@@ -600,9 +625,9 @@ def step_ingest(ctx: RunContext) -> StepResult:
         return StepResult(
             "ingest", "skipped", message="no input paths (pending batches are still processed)"
         )
-    scan = scan_inputs(ctx.con, ctx.inputs)
+    scan = scan_inputs(ctx.con, ctx.inputs, key=ctx.masking_key)
     results = ingest_paths(ctx.con, scan.to_read, key=ctx.key) if scan.to_read else []
-    record_files(ctx.con, ctx.run_id, results, scan.stats)
+    record_files(ctx.con, ctx.run_id, results, scan.stats, key=ctx.masking_key)
     failed = [r for r in results if r.status == "failed"]
     problems = [f"{p}: {why}" for p, why in scan.problems]
     loaded = [r for r in results if r.status == "loaded"]

@@ -125,16 +125,3 @@ def mask_ref(ref: str | None) -> str:
 def scrub_identifiers(text: str, key: bytes) -> str:
     """Replace every SSN/TIN-shaped string in free text with its pseudonym."""
     return TIN_RE.sub(lambda m: pseudonymise(m.group(0), key) or "", text)
-
-
-def sql_scrub_identifiers(expr: str) -> str:
-    """DuckDB expression masking SSN/TIN-shaped strings in free text (no key: plain mask)."""
-    # RE2 has no look-behind; match on boundaries of non-alphanumerics instead.
-    # The right boundary is consumed, so it cannot also be the left boundary of the next
-    # match: a list of TINs one separator apart ("123-45-6789;987-65-4321") is matched and
-    # masked as one run, or every second TIN would survive.
-    return (
-        f"regexp_replace(CAST({expr} AS VARCHAR), "
-        f"'(^|[^0-9A-Za-z])(?:{TIN_CORE})(?:[^0-9A-Za-z](?:{TIN_CORE}))*([^0-9A-Za-z]|$)', "
-        r"'\1[TIN-REDACTED]\2', 'g')"
-    )

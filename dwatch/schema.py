@@ -43,6 +43,7 @@ class FieldSpec:
     strict: bool = False  # values outside the vocabulary are rejected, not just reported
     case: str | None = None
     free_text: bool = False
+    identifier: bool = False  # an id: a taxpayer-id shape makes the whole value a pseudonym
     pseudonym: bool = False
     sensitive: bool = False
     min: int | None = None

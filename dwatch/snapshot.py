@@ -5,9 +5,13 @@ store (``data/dwatch.duckdb``); analysts never open it. After each successful ru
 pipeline publishes an immutable copy and switches a pointer to it:
 
 ``<snapshots>/dwatch-<run_id>.duckdb``
-    a byte copy of the store taken right after a CHECKPOINT while the pipeline still holds
-    the write lock (so nothing changes underneath), written under a temporary name,
-    verified by opening it read-only, then renamed into place and made read-only (0444).
+    a copy of the store taken while the pipeline still holds the write lock (so nothing
+    changes underneath), written under a temporary name, verified by opening it read-only,
+    then renamed into place and made read-only (0444). It is written in the oldest DuckDB
+    storage format that holds the data (``COPY FROM DATABASE`` into a database attached
+    with ``STORAGE_VERSION``), from ``DWATCH_SNAPSHOT_STORAGE`` (default ``v1.0.0``) up,
+    so analysts' clients, which lag the engine, open it: storage ``v1.0.0`` opens in every
+    DuckDB client from 1.0 on. ``latest`` is a byte copy in the engine's own format.
 ``<snapshots>/current.duckdb``
     a symbolic link to the latest snapshot, replaced atomically (``os.replace`` of a new
     link), so an analyst opening it gets either the old or the new snapshot, never half.
@@ -34,7 +38,20 @@ import duckdb
 
 from dwatch.errors import StoreError
 
+STORAGE_ENV = "DWATCH_SNAPSHOT_STORAGE"
+DEFAULT_STORAGE = "v1.0.0"
+LATEST = "latest"
+# Storage formats tried oldest first; the first one that holds the data is written. 1.0 is
+# the first release whose format later clients keep reading.
+STORAGE_VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0")
 CURRENT = "current.duckdb"
+# What analysts query (docs/analyst-guide.md), exported by `dwatch export --parquet`.
+ANALYST_VIEWS = (
+    "open_cases", "cases", "case_alerts", "alerts", "case_subjects", "case_subject_counts",
+    "case_evidence_events", "disclosures_by_recipient_day", "authority_usage_by_recipient",
+    "registry_recipient_resolution", "registry_court_orders", "registry_order_status",
+    "coverage_gaps", "run_history", "disclosure_events", "quarantine",
+)  # fmt: skip
 POINTER = "current.json"
 PREFIX = "dwatch-"
 
@@ -56,6 +73,48 @@ class Published:
     current: Path
     pruned: list[Path]
     bytes: int
+    storage_version: str = LATEST
+
+
+def storage_ladder(setting: str | None = None) -> list[str]:
+    """Storage versions to try, oldest first, from ``setting`` (or the environment) up;
+    empty for ``latest`` (a byte copy in the engine's format)."""
+    chosen = setting or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if chosen == LATEST:
+        return []
+    if chosen not in STORAGE_VERSIONS:
+        raise StoreError(
+            f"unknown snapshot storage version {chosen!r}",
+            where=STORAGE_ENV,
+            fix=f"use one of {[*STORAGE_VERSIONS, LATEST]}",
+        )
+    return list(STORAGE_VERSIONS[STORAGE_VERSIONS.index(chosen) :])
+
+
+def _write_copy(
+    con: duckdb.DuckDBPyConnection, source: Path, partial: Path, ladder: list[str]
+) -> str:
+    """Write the store to ``partial`` in the oldest format of ``ladder`` that holds it."""
+    # Everything committed is now in the main file and the WAL is empty; we keep the
+    # write lock, so no other process can change the file while it is copied.
+    con.execute("CHECKPOINT")
+    database = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    for version in ladder:
+        partial.unlink(missing_ok=True)
+        try:
+            con.execute(f"ATTACH '{partial}' AS dw_snapshot (STORAGE_VERSION '{version}')")
+            try:
+                con.execute(f'COPY FROM DATABASE "{database}" TO dw_snapshot')
+            finally:
+                con.execute("DETACH DATABASE IF EXISTS dw_snapshot")
+            return version
+        except duckdb.IOException:
+            raise  # disk full or unwritable: no other format helps
+        except duckdb.Error:
+            continue  # a type or feature this format cannot hold: try the next one
+    partial.unlink(missing_ok=True)
+    shutil.copyfile(source, partial)
+    return LATEST
 
 
 def publish_snapshot(
@@ -65,17 +124,17 @@ def publish_snapshot(
     run_id: str,
     *,
     keep: int = 3,
+    storage_version: str | None = None,
 ) -> Published:
-    """Copy the store (``con`` must be its only writer, idle) to a read-only snapshot."""
+    """Copy the store (``con`` must be its only writer, idle) to a read-only snapshot, in
+    the oldest storage format from ``storage_version`` (or $DWATCH_SNAPSHOT_STORAGE) up."""
     source = Path(db_path)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = snapshot_dir / snapshot_name(run_id)
     partial = snapshot_dir / f".{target.name}.partial"
+    ladder = storage_ladder(storage_version)
     try:
-        # Everything committed is now in the main file and the WAL is empty; we keep the
-        # write lock, so no other process can change the file while it is copied.
-        con.execute("CHECKPOINT")
-        shutil.copyfile(source, partial)
+        written = _write_copy(con, source, partial, ladder)
         with partial.open("rb") as fh:
             os.fsync(fh.fileno())
         _verify(partial, run_id)
@@ -83,7 +142,7 @@ def publish_snapshot(
             target.chmod(stat.S_IRUSR | stat.S_IWUSR)
         os.replace(partial, target)
         target.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        current = switch_current(snapshot_dir, target, run_id)
+        current = switch_current(snapshot_dir, target, run_id, written)
     except (OSError, duckdb.Error) as exc:
         partial.unlink(missing_ok=True)
         raise StoreError(
@@ -93,7 +152,7 @@ def publish_snapshot(
             " stays current and the next run publishes again",
         ) from exc
     pruned = prune(snapshot_dir, keep=keep)
-    return Published(run_id, target, current, pruned, target.stat().st_size)
+    return Published(run_id, target, current, pruned, target.stat().st_size, written)
 
 
 def _verify(path: Path, run_id: str) -> None:
@@ -107,7 +166,9 @@ def _verify(path: Path, run_id: str) -> None:
         raise StoreError(f"snapshot copy lacks run {run_id}", where=str(path))
 
 
-def switch_current(snapshot_dir: Path, target: Path, run_id: str) -> Path:
+def switch_current(
+    snapshot_dir: Path, target: Path, run_id: str, storage_version: str = LATEST
+) -> Path:
     """Point ``current.duckdb`` (link) and ``current.json`` at ``target``, each atomically."""
     link = snapshot_dir / CURRENT
     tmp_link = snapshot_dir / f".{CURRENT}.{os.getpid()}.tmp"
@@ -118,6 +179,7 @@ def switch_current(snapshot_dir: Path, target: Path, run_id: str) -> Path:
         "run_id": run_id,
         "snapshot": target.name,
         "path": str(target.resolve()),
+        "storage_version": storage_version,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     tmp_json = snapshot_dir / f".{POINTER}.{os.getpid()}.tmp"
@@ -165,3 +227,21 @@ def open_snapshot(snapshot_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(current), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
+    """Write each analyst view to ``out_dir/<view>.parquet`` (for tools without DuckDB)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for view in ANALYST_VIEWS:
+        target = out_dir / f"{view}.parquet"
+        try:
+            con.execute(f"COPY (SELECT * FROM {view}) TO '{target}' (FORMAT parquet)")
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"could not export {view}: {str(exc).splitlines()[0]}",
+                where=str(target),
+                fix="check the folder is writable and the snapshot is from this version",
+            ) from exc
+        written.append(target)
+    return written

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch.errors import StoreError
+from dwatch.masking import register as register_masking
 
 DEFAULT_DB = Path("data") / "dwatch.duckdb"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -136,6 +137,7 @@ def connect(
         )
         raise StoreError(f"cannot open the store: {exc}", where=str(path), fix=hint) from exc
     con.execute("SET TimeZone = 'UTC'")
+    register_masking(con)  # the masking policy's SQL functions (dwatch.masking)
     if not read_only:
         migrate(con)
     return con

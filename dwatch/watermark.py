@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch.ingest import IngestResult, expand_paths, file_sha256
+from dwatch.masking import mask_path
 from dwatch.schema import load_schema
 from dwatch.store import transaction
 
@@ -49,7 +50,11 @@ class FileScan:
 
 
 def scan_inputs(
-    con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], *, reread: bool = False
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[str | Path],
+    *,
+    reread: bool = False,
+    key: bytes | None = None,
 ) -> FileScan:
     """Which files under ``paths`` are new or changed since they were last read (stat only)."""
     files, problems = expand_paths(paths)
@@ -63,7 +68,8 @@ def scan_inputs(
     for path in files:
         st = path.stat()
         scan.stats[path] = st
-        if not reread and known.get(str(path.resolve())) == (st.st_size, st.st_mtime_ns):
+        stored = mask_path(str(path.resolve()), key)  # as record_files stores it
+        if not reread and known.get(stored) == (st.st_size, st.st_mtime_ns):
             scan.unchanged.append(path)
         else:
             scan.to_read.append(path)
@@ -75,8 +81,11 @@ def record_files(
     run_id: str,
     results: Sequence[IngestResult],
     stats: dict[Path, os.stat_result],
+    *,
+    key: bytes | None = None,
 ) -> None:
-    """Remember each file read this run with the batch holding its content."""
+    """Remember each file read this run with the batch holding its content (the path with
+    taxpayer-id shapes replaced by their pseudonyms, dwatch.masking)."""
     by_name = {str(p): st for p, st in stats.items()}
     for r in results:
         st = by_name.get(r.source_file)
@@ -113,7 +122,16 @@ def record_files(
                 ingest_run_id = excluded.ingest_run_id, status = excluded.status,
                 last_read_run_id = excluded.last_read_run_id, last_read_at = now()
             """,
-            [str(path.resolve()), st.st_size, st.st_mtime_ns, sha, batch, status, run_id, run_id],
+            [
+                mask_path(str(path.resolve()), key),
+                st.st_size,
+                st.st_mtime_ns,
+                sha,
+                batch,
+                status,
+                run_id,
+                run_id,
+            ],
         )
 
 

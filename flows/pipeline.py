@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from dwatch.masking import mask_json, mask_text
 from dwatch.pipeline import RunContext, RunSummary, StepResult, begin_run, parse_backfill
 from dwatch.report.safety import markdown_text
 
@@ -121,7 +122,7 @@ def pipeline_flow(
         ctx.close()
     summary = ctx.summary()
     create_markdown_artifact(
-        markdown=summary_markdown(summary),
+        markdown=mask_text(summary_markdown(summary)),  # last line (dwatch.masking)
         key="dwatch-pipeline-run",
         description="Disclosure Watch pipeline run: steps, counts, where the outputs are",
     )
@@ -129,7 +130,7 @@ def pipeline_flow(
         from dwatch.report.artifacts import case_table
 
         create_table_artifact(
-            table=case_table(ctx.report_result.data)
+            table=mask_json(case_table(ctx.report_result.data), None)
             or [{"case_id": "", "severity": "", "title": "no open cases"}],
             key="dwatch-open-cases",
             description="Open cases, highest severity and risk first",

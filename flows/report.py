@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from dwatch.errors import DWatchError
+from dwatch.masking import mask_json, mask_text
 from dwatch.report.artifacts import case_table, summary_markdown
 from dwatch.report.notify import deliver_pending, load_smtp_config, notify_after_report
 from dwatch.report.render import build_report, parse_formats
@@ -47,12 +48,13 @@ def write_report(
 def publish_artifacts(report: dict[str, Any]) -> None:
     """Show the summary and the open cases in the Prefect UI."""
     create_markdown_artifact(
-        markdown=report["markdown"],
+        markdown=mask_text(report["markdown"]),  # last line (dwatch.masking)
         key="dwatch-report-summary",
         description="Disclosure Watch: cases needing attention",
     )
     create_table_artifact(
-        table=report["table"] or [{"case_id": "", "severity": "", "title": "no open cases"}],
+        table=mask_json(report["table"], None)
+        or [{"case_id": "", "severity": "", "title": "no open cases"}],
         key="dwatch-open-cases",
         description="Open cases, highest severity and risk first",
     )

@@ -38,7 +38,7 @@ TRUTH_TINS = ["900-70-0001", "900-70-0002", "900-70-0003"]
 # detector, kind, source, event ids, evidence, score, subjects, status
 ALERTS = [
     ("rule_a", "rule", "logB", ["1", "2", "3"], {}, None, 2, "open"),  # right, whole chain
-    ("rule_b", "rule", "logB", ["2"], {}, None, None, "open"),  # right, half the chain
+    ("rule_b", "rule", "logB", ["2"], {}, None, None, "open"),  # right; the rest in alert_events
     ("rule_c", "rule", None, ["1"], {}, None, None, "open"),  # id in both logs: acceptable on X
     ("rule_d", "rule", "logA", [], {"events": [{"source_system": "logB", "event_id": "2"}]}, None, None,
      "open"),  # named only in evidence: context of X
@@ -79,6 +79,15 @@ def _write_alerts(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
             " status) VALUES (?, ?, ?, '1', 'high', ?, 'event', 'e', ?, ?, ?, ?, 'x', ?)",
             [f"al_{n}", det, kind, score, source, ids, subjects, json.dumps(evidence), status],
         )
+    # rule_b's alert names the rest of its chain with each event's log
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS alert_events (alert_id VARCHAR NOT NULL, source_system VARCHAR NOT NULL,"
+        " event_id VARCHAR NOT NULL, event_type VARCHAR, request_id VARCHAR, role VARCHAR NOT NULL)"
+    )
+    con.executemany(
+        "INSERT INTO alert_events VALUES ('al_1', 'logB', ?, ?, 'R1', 'chain')",
+        [["1", "request"], ["3", "receipt"]],
+    )
     con.execute("CREATE TABLE alert_subjects (alert_id VARCHAR, taxpayer_ref VARCHAR)")
     stored = [pseudonymise(TRUTH_TINS[0], key), pseudonymise(TRUTH_TINS[1], key), "tp_not_in_truth"]
     con.executemany("INSERT INTO alert_subjects VALUES ('al_10', ?)", [[s] for s in stored])
@@ -92,7 +101,7 @@ def test_scorer_counts_a_hand_made_set(tmp_path: Path, con: duckdb.DuckDBPyConne
 
     assert report.lawful_events == 2 and report.labelled_events == 8
     assert (by["rule_a"].right, by["rule_a"].recall, by["rule_a"].event_recall) == (1, 1.0, 1.0)
-    assert (by["rule_b"].right, by["rule_b"].event_recall) == (1, pytest.approx(1 / 3))
+    assert (by["rule_b"].right, by["rule_b"].event_recall) == (1, 1.0)  # through alert_events
     assert by["rule_c"].right == 1  # the bare id "1" reaches logB's request too
     assert (by["rule_d"].context, by["rule_d"].right) == (1, 0)
     assert (by["rule_e"].false, by["rule_f"].unresolved) == (1, 1)
@@ -112,9 +121,9 @@ def test_scorer_counts_a_hand_made_set(tmp_path: Path, con: duckdb.DuckDBPyConne
     assert (subjects["truth"], subjects["reported_sum"]) == (3, 4)
     assert (subjects["distinct"], subjects["missing"], subjects["extra"]) == (3, 1, 1)
 
-    # rule_a names R1's request, disclosure and receipt; rule_b and rule_c do not
-    assert (report.chains["judged"], report.chains["whole"]) == (3, 1)
-    assert report.chains["partial_by_detector"] == {"rule_b": 1, "rule_c": 1}
+    # rule_a and (through alert_events) rule_b name R1's request, disclosure and receipt
+    assert (report.chains["judged"], report.chains["whole"]) == (3, 2)
+    assert report.chains["partial_by_detector"] == {"rule_c": 1}
 
 
 def test_average_precision_counts_unreached_instances_as_missing_recall() -> None:

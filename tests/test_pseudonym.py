@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from dwatch.errors import ConfigError
+from dwatch.masking import register, sql_mask_text
 from dwatch.pseudonym import (
     hmac_pads,
     mask_ref,
@@ -11,7 +12,6 @@ from dwatch.pseudonym import (
     resolve_key,
     scrub_identifiers,
     sql_pseudonymise,
-    sql_scrub_identifiers,
 )
 
 KEY = b"a-test-key-of-enough-length"
@@ -59,6 +59,7 @@ def test_scrub_and_mask() -> None:
     assert "123-45-6789" not in scrubbed and "12-3456789" not in scrubbed
     assert "1234567890" in scrubbed  # ten digits is not a TIN
     con = duckdb.connect()
-    (masked,) = con.execute(f"SELECT {sql_scrub_identifiers('?')}", [text]).fetchone()
+    register(con)
+    (masked,) = con.execute(f"SELECT {sql_mask_text('$1')}", [text]).fetchone()
     assert "123-45-6789" not in masked and "1234567890" in masked
     assert mask_ref("tp_0123456789abcdef") == "tp_0123…"

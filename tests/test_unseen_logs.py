@@ -66,6 +66,8 @@ def registry() -> Registry:
         ("Section 6103(i)(2)(A)\u2013(B)", "26 USC 6103(i)(2)"),
         ("§ 6103(i)(2)(A)-(B)", "26 USC 6103(i)(2)"),
         ("26 U.S.C. §6103(l)(1)-(2)", "26 USC 6103(l)(1)"),
+        # The IRS's own investigative disclosures to third-party witnesses.
+        ("section 6103(k)(6)", "26 USC 6103(k)(6)"),
     ],
 )
 def test_citations_other_agencies_write_are_read(
@@ -90,7 +92,7 @@ def test_placeholders_with_punctuation_mean_no_citation(registry: Registry, text
         ("6103((i)", "malformed"),
         ("26 USC 6103(i9)", "malformed"),
         # Real law the registry does not hold: empty, never a wrong neighbour.
-        ("section 6103(k)(6)", "unknown"),
+        ("section 6103(l)(14)", "unknown"),
         ("6103(m)(9) (Medicare)", "unknown"),
         ("8 U.S.C. 1253(a)(1)", "unknown"),
         ("PA (b)(7)", "malformed"),  # "PA" may be Pennsylvania as well as the Privacy Act

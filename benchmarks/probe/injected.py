@@ -143,10 +143,17 @@ def ice_flow(w: World) -> None:
         ["use_after_court_order"],
         acceptable=["purpose_not_permitted", *ML],
     )
+    # ICE's uses before the D. Mass. order: for a purpose (i)(2) does not serve
+    before = w.instance(
+        "ice_use_before_order",
+        "rule",
+        ["purpose_not_permitted"],
+        acceptable=["use_after_court_order", *ML],
+    )
     uses = min(3_000, max(60, w.events_target // 200))
     for _ in range(uses):
         at = w.uniform_time(datetime(2025, 8, 8, tzinfo=UTC), datetime(2026, 6, 20, tzinfo=UTC))
-        inst = after if at >= DMASS_ORDER else bulk
+        inst = after if at >= DMASS_ORDER else before
         t = w.rng.choice(sent)
         w.add(
             "fed-le-receipts",

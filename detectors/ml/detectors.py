@@ -33,6 +33,7 @@ from detectors.ml.estimators import (
     FirstSeenDetector,
     GroupDeviationEncoder,
 )
+from detectors.ml.rhythm import FlowRhythmSurprise, cadence_label, class_name, day_kind
 from detectors.ml.surprise import ConditionalSurprise, CountRateSurprise
 
 DETECTORS: dict[str, type[MLDetector]] = {}
@@ -50,6 +51,10 @@ class DetectorSettings:
     event_types: tuple[str, ...] = ("disclosure",)
     threshold_percentile: float | None = 99.9
     min_score: float | None = None
+    # The alert floor as a false-alarm rate on the training window: at most this many
+    # training rows at or above it per 10,000 of the detector's events (its event_unit).
+    # Set, it replaces threshold_percentile.
+    false_alarms_per_10k: float | None = None
     severity: str = "medium"
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +69,26 @@ class ModelContext:
     train_from: datetime | None
     train_to: datetime | None
     metadata: dict[str, Any]
+
+    def floor_words(self, score: float) -> str:
+        """'Score 41.3; alert floor 18.2 nats, set so that at most 1 alert per 10,000
+        lawful transfers would have fired on the training window (2 of 20,114 ...).'"""
+        floor = self.metadata.get("alert_floor") or {}
+        if floor.get("false_alarms_per_10k") is None:
+            return f"Score {score:.1f}, alert threshold {self.threshold:.1f}."
+        unit = floor.get("event_unit", "events")
+        window = (
+            f"{_day(self.train_from) if self.train_from else 'the start'} to "
+            f"{_day(self.train_to) if self.train_to else 'the end'}"
+        )
+        return (
+            f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that at most "
+            f"{floor['false_alarms_per_10k']:g} alert(s) per 10,000 lawful {unit} would have "
+            f"fired on the training window ({window}, each half scored by a model fitted on the "
+            f"other: {floor['training_alerts']:,} alert(s) over "
+            f"{_fmt_int(floor['training_events'])} {unit}, about "
+            f"{floor['expected_per_10k']:.2f} per 10,000)."
+        )
 
 
 def _fmt_int(value: float | int | None) -> str:
@@ -110,6 +135,8 @@ class MLDetector:
     # Scoring a window in operation also rescores this many days before it: rows whose
     # features look ahead (a week starting on the day) change once later days arrive.
     rescore_days: ClassVar[int] = 0
+    # What the false-alarm rate of the alert floor counts (events_per_row sums them).
+    event_unit: ClassVar[str] = "transfers"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -162,6 +189,10 @@ class MLDetector:
             lambda chunk: -model.score_samples(chunk.select(cols)), frame, threads
         )
 
+    def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
+        """How many of ``event_unit`` each row stands for (one transfer per row here)."""
+        return np.ones(frame.height)
+
     def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
         """Baselines of the training window that explanations quote later."""
         return {}
@@ -175,6 +206,8 @@ class MLDetector:
             ev.setdefault("anomaly_score", round(float(s), 4))
             ev.setdefault("threshold", round(ctx.threshold, 4))
             ev.setdefault("threshold_percentile", ctx.threshold_percentile)
+            if ctx.metadata.get("alert_floor"):
+                ev.setdefault("alert_floor", ctx.metadata["alert_floor"])
             ev.setdefault("model_version", ctx.version)
         keys = flagged.select(self.key_columns).rows()
         ids = [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
@@ -325,6 +358,10 @@ class TransferIsolation(MLDetector):
         params = {"n_estimators": 100, "random_state": 0, **self.settings.params}
         return Pipeline([("features", columns), ("model", IsolationForest(**params))])
 
+    def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
+        """How many of ``event_unit`` each row stands for (one transfer per row here)."""
+        return np.ones(frame.height)
+
     def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
         sample = frame.select(self.feature_columns)
         if sample.height > 200_000:
@@ -379,8 +416,8 @@ class TransferIsolation(MLDetector):
                 f"{row['recipient_agency']} under {row['authority']} over {row['channel']} {when} "
                 f"(event {row['event_id']}). Unusual: {'; '.join(reasons) or 'the combination as a whole'}. "
                 f"Compared with {_fmt_int(meta.get('training_transfers'))} training transfers "
-                f"(median {_fmt_int(meta.get('median_records'))} records); anomaly score "
-                f"{scores[i]:.3f}, alert threshold {ctx.threshold:.3f}."
+                f"(median {_fmt_int(meta.get('median_records'))} records). "
+                f"{ctx.floor_words(scores[i])}"
             )
             evidence.append(_transfer_evidence(row, unusual, meta.get("median_records")))
         return texts, evidence
@@ -458,6 +495,10 @@ class TransferSurprise(TransferIsolation):
         terms = [(v, tuple(tuple(level) for level in chain)) for v, chain in self.terms]
         return Pipeline([("model", ConditionalSurprise(terms=terms, **self.settings.params))])
 
+    def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
+        """How many of ``event_unit`` each row stands for (one transfer per row here)."""
+        return np.ones(frame.height)
+
     def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
         return {
             "median_records": float(frame["record_count"].median() or 0),
@@ -517,8 +558,8 @@ class TransferSurprise(TransferIsolation):
                 f"{row['recipient_agency']} under {row['authority']} over {row['channel_enc']} {when} "
                 f"(event {row['event_id']}). Unusual: {'; '.join(reasons) or 'the combination as a whole'}. "
                 f"Surprise {scores[i]:.1f} nats (its negative log-likelihood under "
-                f"{_fmt_int(ctx.metadata.get('training_transfers'))} training transfers; alert "
-                f"threshold {ctx.threshold:.1f})."
+                f"{_fmt_int(ctx.metadata.get('training_transfers'))} training transfers). "
+                f"{ctx.floor_words(scores[i])}"
             )
             evidence.append(_transfer_evidence(row, unusual, ctx.metadata.get("median_records")))
         return texts, evidence
@@ -528,24 +569,23 @@ class TransferSurprise(TransferIsolation):
 
 
 class RecipientVolume(MLDetector):
-    """Transfers per (sender, recipient, authority) per day against that pair's own daily
-    rate, at the pace of the sender's whole traffic that day.
-
-    The pair's rate per active day of the sender, its quasi-Poisson dispersion (bursty
-    pairs vary more) and the sender's load that day (month-end, filing season: every pair
-    is busier) give the expected count; the score is the Poisson surprise of the day's
-    transfers. Records are not a measure here: a pair's daily records are dominated by the
-    size of its bulk runs, heavy-tailed and growing year to year, which a count model reads
-    as bursts (in `dwatch evaluate` a legitimate bulk 5x the pair's largest outscored an
-    injected burst); the size of a single transfer is the transfer-surprise detector's
-    "size given the recipient". A pair with too little history is not judged (new pairs
-    are the first-seen detector's business)."""
+    """A flow (sender, recipient, authority) on one local day of the sender, against that
+    flow's own rhythm: the days it runs on (nightly, working days, weekly, monthly, in the
+    sender's zone) and, on those days, its usual transfers *and* records (median and MAD
+    of the log counts over comparable days, raised on busier days of the same kind and
+    when the rest of the sender's traffic is heavier; never lowered), with a minimum
+    absolute excess per measure (``min_excess``: transfers, records). One 30x extract at
+    the usual number of transfers is a records anomaly; a nightly flow on a Sunday is not
+    one; a working-day flow on a Sunday is. A flow with too little history is not judged
+    (new pairs are the first-seen detector's business). See :mod:`detectors.ml.rhythm`."""
 
     detector_id = "ml.recipient_volume"
-    title = "Volume spike for a recipient"
+    title = "Volume or cadence unusual for a flow"
     entity_type = "recipient"
+    event_unit = "transfers"
     feature_columns = (
-        "sender_code", "pair_code", "day_number", "transfers_n", "sender_transfers",
+        "sender_code", "pair_code", "day_number", "transfers_n", "records_n",
+        "sender_transfers", "sender_records",
     )  # fmt: skip
     key_columns = ("disclosing_agency", "recipient_agency", "authority", "day")
 
@@ -559,9 +599,13 @@ class RecipientVolume(MLDetector):
             con, event_types=self.event_types, window_from=window_from, window_to=window_to
         )
 
+    def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
+        return frame["transfers"].cast(pl.Float64).to_numpy()
+
     def build_pipeline(self) -> Pipeline:
-        params = {"min_history": 8, **self.settings.params}
-        model = CountRateSurprise(n_key_columns=2, with_load=True, peers=False, **params)
+        params = {"min_history": 8, "min_excess": [3.0, 100.0], **self.settings.params}
+        params["count_measures"] = 1  # transfers are counts; records are heavy-tailed
+        model = FlowRhythmSurprise(n_key_columns=2, with_load=True, **params)
         return Pipeline([("model", model)])
 
     def explain(
@@ -569,32 +613,78 @@ class RecipientVolume(MLDetector):
     ) -> tuple[list[str], list[dict[str, Any]]]:
         if flagged.height == 0:
             return [], []
-        ex = model[-1].explain(flagged.select(self.feature_columns))
+        est: FlowRhythmSurprise = model[-1]
+        ex = est.explain(flagged.select(self.feature_columns))
         texts, evidence = [], []
         for i, row in enumerate(flagged.iter_rows(named=True)):
-            own, expected, surprise = ex["own"][i, 0], ex["mu"][i, 0], ex["day_surprise"][i, 0]
+            f = int(ex["flow_index"][i])
+            runs = cadence_label(
+                float(ex["active_days"][i]), float(ex["span_days"][i]), est.class_active_[max(f, 0)]
+            )
+            kind, measures = class_name(int(ex["cadence_class"][i])), ("transfers", "records")
+            unusual = [
+                f"{name} ({ex['volume'][i, m]:.1f} nats of surprise: {_fmt_int(row[name])} against "
+                f"about {_fmt_int(ex['expected'][i, m])} expected)"
+                for m, name in enumerate(measures)
+                if ex["volume"][i, m] > 0
+            ]
+            if ex["cadence"][i] > 0.5:
+                unusual.append(
+                    f"the day: it ran on {int(ex['class_active'][i])} of the "
+                    f"{int(ex['class_days'][i])} {kind} in its history "
+                    f"({ex['cadence'][i]:.1f} nats of surprise)"
+                )
             texts.append(
                 f"{row['recipient_agency']} received {_fmt_int(row['transfers'])} transfer(s) with "
                 f"{_fmt_int(row['records'])} records from {row['disclosing_agency']} under "
-                f"{row['authority']} on {_day(row['day'])}; the pair's usual: {own:.2f} transfers "
-                f"per active day of the sender (dispersion {ex['dispersion'][i, 0]:.1f}x Poisson), "
-                f"the sender's load that day {ex['load'][i, 0]:.1f}x its usual, so about "
-                f"{expected:.1f} expected. Unusual: the number of transfers ({surprise:.1f} nats "
-                f"of surprise; score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
+                f"{row['authority']} on {_day(row['day'])} ({day_kind(int(row['day_number']))}, "
+                f"{row['zone']}). This flow runs {runs} ({int(ex['active_days'][i])} of "
+                f"{int(ex['span_days'][i])} days in its training history); on days of this kind "
+                f"it sends on average {ex['usual'][i, 0]:.1f} transfers (dispersion "
+                f"{ex['spread'][i, 0]:.1f}x Poisson) and up to {_fmt_int(ex['usual'][i, 1])} "
+                f"records on {100 * est.upper_quantile:g}% of days; the rest of the sender's "
+                "traffic that day "
+                f"{ex['load'][i, 0]:.1f}x its usual, so about {ex['expected'][i, 0]:.1f} transfers"
+                f" and {_fmt_int(ex['expected'][i, 1])} records expected. Unusual: "
+                f"{'; '.join(unusual) or 'the day as a whole'}; as rare as 1 in "
+                f"{_fmt_int(min(np.exp(scores[i]), 1e15))} training flow-days. "
+                f"{ctx.floor_words(scores[i])}"
             )
             evidence.append(
                 {
                     "records": row["records"],
                     "transfers": row["transfers"],
                     "baseline": {
-                        "compared_with": "this sender-recipient-authority's own active days",
-                        "usual_transfers_per_day": round(float(own), 3),
-                        "dispersion": round(float(ex["dispersion"][i, 0]), 2),
-                        "sender_load": round(float(ex["load"][i, 0]), 2),
-                        "expected_transfers": round(float(expected), 2),
+                        "compared_with": "this sender-recipient-authority's own days",
+                        "cadence": runs,
+                        "active_days": int(ex["active_days"][i]),
+                        "span_days": int(ex["span_days"][i]),
+                        "mean_transfers": round(float(ex["usual"][i, 0]), 2),
+                        "transfers_dispersion": round(float(ex["spread"][i, 0]), 2),
+                        "records_upper_quantile": est.upper_quantile,
+                        "records_at_upper_quantile": round(float(ex["usual"][i, 1]), 1),
+                        "records_spread_ln": round(float(ex["spread"][i, 1]), 3),
+                        "sender_load": [round(float(v), 2) for v in ex["load"][i]],
+                        "expected_transfers": round(float(ex["expected"][i, 0]), 2),
+                        "expected_records": round(float(ex["expected"][i, 1]), 1),
                     },
                     "unusual_features": [
-                        {"feature": "transfers", "surprise_nats": round(float(surprise), 2)}
+                        *(
+                            {
+                                "feature": name,
+                                "surprise_nats": round(float(ex["volume"][i, m]), 2),
+                                "rarity_nats": round(float(ex["rarity"][i, 1 + m]), 2),
+                            }
+                            for m, name in enumerate(measures)
+                        ),
+                        {
+                            "feature": "cadence",
+                            "surprise_nats": round(float(ex["cadence"][i]), 2),
+                            "rarity_nats": round(float(ex["rarity"][i, 0]), 2),
+                            "day_kind": kind,
+                            "ran_on": int(ex["class_active"][i]),
+                            "of": int(ex["class_days"][i]),
+                        },
                     ],
                 }
             )
@@ -645,6 +735,10 @@ class ActorPeers(MLDetector):
     )  # fmt: skip
     key_columns = ("recipient_agency", "actor_id", "day")
     rescore_days = features.WINDOW_LOOKBACK_DAYS
+    event_unit = "access events"
+
+    def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
+        return frame["events"].cast(pl.Float64).to_numpy()
 
     def scoring_frame(
         self,
@@ -696,8 +790,8 @@ class ActorPeers(MLDetector):
                 f"({int(ex['peer_n'][i])} users): median {ex['peer'][i, m]:.2f}, 99th percentile "
                 f"{ex['peer_p99'][i, m]:.2f} {what} a day; {own_text}; the agency's workload that "
                 f"day {ex['load'][i, m]:.1f}x usual, so about {ex['mu'][i, m]:.1f} {what} expected "
-                f"that day. Unusual: {what}, {' and '.join(unusual) or 'volume'} "
-                f"(score {scores[i]:.1f}, alert threshold {ctx.threshold:.1f})."
+                f"that day. Unusual: {what}, {' and '.join(unusual) or 'volume'}. "
+                f"{ctx.floor_words(scores[i])}"
             )
             evidence.append(
                 {

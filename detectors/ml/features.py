@@ -53,8 +53,10 @@ def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     zones: list[tuple[str, str]] = []
     for table, columns in rows:
         zone_col = next((c for c in ("timezone", "time_zone", "tz") if c in columns), None)
+        # "agency" first: the recipient resolution view maps each code as the logs write it
+        # ("US ICE") to the registry recipient's zone, so aliases find their agency's zone.
         code_col = next(
-            (c for c in ("code", "agency_code", "recipient_code", "agency") if c in columns), None
+            (c for c in ("agency", "code", "agency_code", "recipient_code") if c in columns), None
         )
         if zone_col and code_col:
             zones += con.execute(

@@ -29,6 +29,7 @@ _SETTING_KEYS = {
     "event_types",
     "threshold_percentile",
     "min_score",
+    "false_alarms_per_10k",
     "severity",
     "params",
 }
@@ -97,6 +98,13 @@ def load_config(path: Path | str | None = None) -> MLConfig:
                 where=f"{where}.threshold_percentile",
                 fix="e.g. 99.9",
             )
+        rate = block.get("false_alarms_per_10k")
+        if rate is not None and not (isinstance(rate, int | float) and 0 < float(rate) < 10_000):
+            raise ConfigError(
+                f"false_alarms_per_10k must be a number above 0 and below 10,000, got {rate!r}",
+                where=f"{where}.false_alarms_per_10k",
+                fix="e.g. 1 (at most 1 alert per 10,000 lawful events on the training window)",
+            )
         severity = block.get("severity", "medium")
         if severity not in _SEVERITIES:
             raise ConfigError(
@@ -110,6 +118,7 @@ def load_config(path: Path | str | None = None) -> MLConfig:
             event_types=tuple(str(t).lower() for t in types),
             threshold_percentile=None if pct is None else float(pct),
             min_score=None if block.get("min_score") is None else float(block["min_score"]),
+            false_alarms_per_10k=None if rate is None else float(rate),
             severity=severity,
             params=dict(block.get("params") or {}),
         )

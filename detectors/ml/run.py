@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -54,20 +55,89 @@ def _detectors(config: MLConfig, only: list[str] | None) -> list[MLDetector]:
     ]
 
 
+# Below this many allowed training alerts, the floor is read from a fitted tail rather
+# than from the few highest training scores (which would put it at the training maximum).
+TAIL_ROWS = 20
+
+
+def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tuple[float, int]:
+    """The lowest score at which at most ``per_10k`` rows per 10,000 ``events`` of the
+    training window would alert, and how many training rows reach it.
+
+    With at least :data:`TAIL_ROWS` alerts allowed, it is the training scores' own cut.
+    With fewer (a short window, a strict rate) the highest scores are too few to place it,
+    so an exponential tail is fitted to the ``TAIL_ROWS`` highest (peaks over the next
+    one, ``u``; their mean excess ``beta``) and the floor is where that tail leaves the
+    allowed number: ``u + beta ln(TAIL_ROWS / allowed)`` (surprise in nats of a
+    well-calibrated model has such a tail, with ``beta`` near 1)."""
+    ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if ranked.size == 0:
+        return float("inf"), 0
+    allowed = per_10k * events / 10_000.0
+    if allowed >= TAIL_ROWS or ranked.size <= TAIL_ROWS:
+        cut = min(int(np.floor(allowed)), ranked.size - 1)
+        threshold = float(np.nextafter(ranked[cut], np.inf))
+    else:
+        u = float(ranked[TAIL_ROWS])
+        beta = float(np.mean(ranked[:TAIL_ROWS] - u))
+        threshold = float(np.nextafter(u, np.inf))
+        if beta > 0:
+            threshold = max(threshold, u + beta * float(np.log(TAIL_ROWS / max(allowed, 1e-9))))
+    return threshold, int(np.sum(ranked >= threshold))
+
+
 def threshold_for(
-    detector: MLDetector, model: Pipeline, train_scores: NDArray[np.float64]
-) -> tuple[float, float | None]:
-    """Alert threshold in anomaly-score units, and the training percentile it came from."""
+    detector: MLDetector,
+    model: Pipeline,
+    train_scores: NDArray[np.float64],
+    events_per_row: NDArray[np.float64] | None = None,
+) -> tuple[float, float | None, dict[str, Any] | None]:
+    """Alert threshold in anomaly-score units, the training percentile it came from (if
+    one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set)."""
     settings = detector.settings
-    if detector.percentile_threshold and settings.threshold_percentile is not None:
+    floor = None
+    pct = None
+    if detector.percentile_threshold and settings.false_alarms_per_10k is not None:
+        weights = np.ones(train_scores.size) if events_per_row is None else events_per_row
+        events = float(np.sum(weights))
+        threshold, alerts = rate_floor(train_scores, events, settings.false_alarms_per_10k)
+        floor = {
+            "false_alarms_per_10k": settings.false_alarms_per_10k,
+            "event_unit": detector.event_unit,
+            "training_events": events,
+            "training_rows": int(train_scores.size),
+            "training_alerts": alerts,
+            "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
+            "scored": "held out: each half of the window by a model fitted on the other",
+        }
+    elif detector.percentile_threshold and settings.threshold_percentile is not None:
         pct = settings.threshold_percentile
         threshold = float(np.percentile(train_scores, pct))
     else:
-        pct = None
         threshold = float(-model[-1].offset_)
     if settings.min_score is not None:
         threshold = max(threshold, settings.min_score)
-    return threshold, pct
+    return threshold, pct, floor
+
+
+def held_out_scores(detector: MLDetector, frame: pl.DataFrame) -> NDArray[np.float64]:
+    """Every training row scored by a model fitted on the other half of the window (split
+    in time, both ways), so the alert floor's false-alarm rate is what the detector does on
+    days it has not seen: new flows, rare weekend runs and growth included. Falls back to
+    the in-sample scores when a half is too small to fit."""
+    column = "day" if "day" in frame.columns else "occurred_at"
+    when = frame[column]
+    if when.null_count() == frame.height:
+        return detector.anomaly_scores(detector.fit(frame), frame)
+    middle = when.sort().gather(frame.height // 2).item()
+    first = (when < middle).fill_null(True).to_numpy()
+    if first.sum() < 20 or (~first).sum() < 20:
+        return detector.anomaly_scores(detector.fit(frame), frame)
+    scores = np.empty(frame.height)
+    for part in (first, ~first):
+        model = detector.fit(frame.filter(pl.Series(~part)))
+        scores[part] = detector.anomaly_scores(model, frame.filter(pl.Series(part)))
+    return scores
 
 
 def train_models(
@@ -99,8 +169,11 @@ def train_models(
             )
             continue
         model = det.fit(frame)
-        train_scores = det.anomaly_scores(model, frame)
-        threshold, pct = threshold_for(det, model, train_scores)
+        rate_floor_set = det.percentile_threshold and det.settings.false_alarms_per_10k is not None
+        train_scores = (
+            held_out_scores(det, frame) if rate_floor_set else det.anomaly_scores(model, frame)
+        )
+        threshold, pct, floor = threshold_for(det, model, train_scores, det.events_per_row(frame))
         record = save_model(
             con,
             detector_id=det.detector_id,
@@ -115,6 +188,7 @@ def train_models(
             threshold_percentile=pct,
             metadata={
                 **det.training_metadata(model, frame),
+                **({"alert_floor": floor} if floor else {}),
                 "event_types": det.event_types,
                 "training_alert_rate": float(np.mean(train_scores >= threshold)),
             },
@@ -124,7 +198,13 @@ def train_models(
                 det.detector_id,
                 "trained",
                 f"{frame.height:,} rows, threshold {threshold:.3f}"
-                + (f" (p{pct:g} of training scores)" if pct is not None else ""),
+                + (f" (p{pct:g} of training scores)" if pct is not None else "")
+                + (
+                    f" (at most {floor['false_alarms_per_10k']:g} per 10,000 {det.event_unit}:"
+                    f" {floor['training_alerts']} training alert(s))"
+                    if floor
+                    else ""
+                ),
                 record,
             )
         )

@@ -1,4 +1,4 @@
--- Disclosures citing a registered authority that was not in force at the event's time,
+-- Requests and disclosures citing a registered authority that was not in force at the event's time,
 -- or that is not a disclosure authority at all (a confidentiality rule, an accounting or
 -- safeguards requirement).
 SELECT e.recipient_code,
@@ -10,6 +10,8 @@ SELECT e.recipient_code,
                  || coalesce(' or after ' || strftime(e.auth_effective_to, '%Y-%m-%d'), '')
        END AS defect,
        e.recipient_code AS entity_id,
+       string_agg(DISTINCT e.event_type, ' and ' ORDER BY e.event_type) AS event_kinds,
+       array_to_string(any_value(e.cited_authorities), '; ') AS authorities_cited,
        any_value(e.disclosing_agency) AS disclosing_agency,
        any_value(e.recipient_agency) AS recipient_agency,
        any_value(e.source_system) AS source_system,
@@ -18,8 +20,8 @@ SELECT e.recipient_code,
        min(e.occurred_at) AS window_start,
        max(e.occurred_at) AS window_end,
        sum(e.record_count) AS records_affected,
-       list_concat($rule_citations, [e.authority_id]) AS citations
+       list_concat($rule_citations, flatten(list(DISTINCT e.cited_authorities))) AS citations
 FROM dw_events e
-WHERE e.is_disclosure AND e.citation_status = 'ok'
+WHERE list_contains($event_types, e.event_type) AND e.citation_status = 'ok'
   AND (e.auth_kind <> 'disclosure_authority' OR NOT e.auth_in_force)
 GROUP BY ALL

@@ -1,6 +1,8 @@
--- Disclosures carrying data elements the cited authority forbids (e.g. taxpayer return
--- information where only other return information may go) or does not list as allowed.
--- Elements are judged as canonical codes (registry data_element_aliases: "SSN" = tin).
+-- Requests, disclosures, receipts and uses carrying data elements the cited authority
+-- forbids (e.g. taxpayer return information where only other return information may go)
+-- or does not list as allowed: the recipient's own log of what it received or used under
+-- the authority counts as much as the discloser's. Elements are judged as canonical codes
+-- (registry data_element_aliases: "SSN" = tin).
 WITH judged AS (
     SELECT e.*,
            list_distinct(list_concat(
@@ -10,12 +12,13 @@ WITH judged AS (
                     ELSE []::VARCHAR[] END)) AS offending
     FROM dw_events e
     LEFT JOIN dw_element_lists dl ON dl.data_elements = e.data_elements
-    WHERE e.is_disclosure AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
+    WHERE list_contains($event_types, e.event_type) AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
       AND (len(e.auth_data_elements_forbidden) > 0 OR len(e.auth_data_elements_allowed) > 0)
 )
 SELECT j.recipient_code,
        j.authority_id,
        j.recipient_code AS entity_id,
+       string_agg(DISTINCT j.event_type, ' and ' ORDER BY j.event_type) AS event_kinds,
        any_value(j.disclosing_agency) AS disclosing_agency,
        any_value(j.recipient_agency) AS recipient_agency,
        any_value(j.source_system) AS source_system,
@@ -26,7 +29,8 @@ SELECT j.recipient_code,
        sum(j.record_count) AS records_affected,
        nullif(count(DISTINCT j.taxpayer_ref), 0) AS subjects_affected,
        list_sort(list_distinct(flatten(list(j.offending)))) AS offending_elements,
-       list_concat($rule_citations, [j.authority_id]) AS citations
+       array_to_string(any_value(j.cited_authorities), '; ') AS authorities_cited,
+       list_concat($rule_citations, flatten(list(DISTINCT j.cited_authorities))) AS citations
 FROM judged j
 WHERE len(j.offending) > 0
 GROUP BY j.recipient_code, j.authority_id

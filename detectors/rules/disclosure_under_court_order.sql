@@ -40,7 +40,9 @@ SELECT h.order_id,
        any_value(h.order_docket) AS order_docket,
        any_value(h.order_issued) AS order_issued,
        replace(any_value(h.order_status), '_', ' ') AS order_status,
-       any_value(h.restraint_description) AS restraint
+       any_value(h.restraint_description) AS restraint,
+       -- where the order's words are ambiguous, the reading the registry chose
+       coalesce(' (as read here: ' || any_value(h.restraint_reading) || ')', '') AS reading_used
 FROM hits h
 LEFT JOIN subject_counts sc
   ON sc.order_id = h.order_id AND sc.recipient_code = h.recipient_code

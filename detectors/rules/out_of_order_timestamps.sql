@@ -1,22 +1,62 @@
--- Entries timed earlier than entries before them in the log's own sequence by more than
--- the tolerance (late entries within it are ordinary logging lag). A back-dated run starts
--- where the time steps back past the tolerance; every later entry of that log timed before
--- the start's predecessor (less the tolerance) is behind it too. One finding per source
--- and month.
-WITH starts AS (
-    SELECT source_system, sequence_no, prev_at
+-- Entries timed earlier than entries before them in the log's own sequence, judged against
+-- that log's own lateness. A step back whose next entry is in order again is an isolated
+-- late entry: the log's isolated steps give its usual lateness (their $lateness_quantile).
+-- An isolated entry is out of order beyond the longer of $isolated_floor_seconds and
+-- $isolated_factor x that usual lateness; a contiguous run of $min_run or more entries
+-- behind (a replayed or back-dated batch) beyond the longer of $run_floor_seconds and
+-- $run_factor x it. A run starts where the time steps back; every later entry of the log
+-- timed before the start's predecessor (less the tolerance) is behind it too. One finding
+-- per source and month, quoting the learned figures.
+WITH steps AS (
+    SELECT source_system, sequence_no, prev_at,
+           epoch(prev_at) - epoch(occurred_at) AS back_seconds,
+           next_at IS NULL OR next_at >= prev_at AS isolated
     FROM dw_sequence_breaks
-    WHERE epoch(prev_at) - epoch(occurred_at) > $tolerance_seconds
+    WHERE occurred_at < prev_at
 ),
-backwards AS (
-    SELECT e.source_system, e.event_id, e.occurred_at,
-           max(s.prev_at) AS latest_before,
-           max(epoch(s.prev_at) - epoch(e.occurred_at)) AS behind_seconds
+learned AS (
+    SELECT source_system,
+           count(*) FILTER (WHERE isolated) AS isolated_steps,
+           coalesce(quantile_cont(back_seconds, $lateness_quantile) FILTER (WHERE isolated), 0)
+               AS usual_late_seconds
+    FROM steps GROUP BY source_system
+),
+limits AS (
+    SELECT source_system, isolated_steps, usual_late_seconds,
+           greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds)
+               AS isolated_tolerance,
+           greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance
+    FROM learned
+),
+starts AS (
+    SELECT s.source_system, s.sequence_no, s.prev_at, l.*
+    FROM steps s JOIN limits l USING (source_system)
+    WHERE s.back_seconds > least(l.isolated_tolerance, l.run_tolerance)
+),
+behind AS (
+    SELECT e.source_system, e.event_id, e.occurred_at, s.sequence_no AS start_no, s.prev_at,
+           epoch(s.prev_at) - epoch(e.occurred_at) AS behind_seconds,
+           s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps
     FROM disclosure_events e
     JOIN starts s
       ON e.source_system = s.source_system AND e.sequence_no >= s.sequence_no
-     AND epoch(s.prev_at) - epoch(e.occurred_at) > $tolerance_seconds
-    GROUP BY e.source_system, e.event_id, e.occurred_at
+     AND epoch(s.prev_at) - epoch(e.occurred_at) > least(s.isolated_tolerance, s.run_tolerance)
+),
+runs AS (
+    SELECT *, count(*) OVER (PARTITION BY source_system, start_no) AS run_length
+    FROM behind
+),
+backwards AS (
+    SELECT source_system, event_id, occurred_at,
+           max(prev_at) AS latest_before, max(behind_seconds) AS behind_seconds,
+           max(run_length) AS run_length, any_value(usual_late_seconds) AS usual_late_seconds,
+           any_value(isolated_steps) AS isolated_steps,
+           any_value(isolated_tolerance) AS isolated_tolerance,
+           any_value(run_tolerance) AS run_tolerance
+    FROM runs
+    WHERE (run_length >= $min_run AND behind_seconds > run_tolerance)
+       OR behind_seconds > isolated_tolerance
+    GROUP BY source_system, event_id, occurred_at
 )
 SELECT source_system,
        strftime(date_trunc('month', occurred_at), '%Y-%m') AS month,
@@ -25,7 +65,11 @@ SELECT source_system,
        count(*) AS event_count,
        min(occurred_at) AS window_start,
        max(latest_before) AS window_end,
-       round(max(behind_seconds) / 86400.0, 1) AS max_days_behind,
-       round($tolerance_seconds / 86400.0, 1) AS tolerance_days
+       round(max(behind_seconds) / 3600.0, 1) AS max_hours_behind,
+       max(run_length) AS longest_run,
+       any_value(isolated_steps) AS isolated_late_entries,
+       round(any_value(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
+       round(any_value(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
+       round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours
 FROM backwards
 GROUP BY source_system, strftime(date_trunc('month', occurred_at), '%Y-%m')

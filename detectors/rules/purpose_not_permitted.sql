@@ -18,7 +18,8 @@ SELECT e.recipient_code,
        sum(e.record_count) AS records_affected,
        nullif(count(DISTINCT e.taxpayer_ref), 0) AS subjects_affected,
        array_to_string(any_value(e.auth_purposes), ', ') AS permitted,
-       list_concat($rule_citations, [e.authority_id]) AS citations
+       array_to_string(any_value(e.cited_authorities), '; ') AS authorities_cited,
+       list_concat($rule_citations, flatten(list(DISTINCT e.cited_authorities))) AS citations
 FROM dw_events e
 WHERE list_contains($event_types, e.event_type) AND e.citation_status = 'ok' AND e.auth_kind = 'disclosure_authority'
   AND e.purpose_code IS NOT NULL

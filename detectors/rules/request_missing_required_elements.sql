@@ -1,7 +1,8 @@
 -- Request items that do not set forth what the cited authority requires of each subject
--- (name, a real address, tax periods, statute, reason), counted per subject. Placeholder
--- addresses ("Failed to Provide", "NA NA", a ZIP alone, a jail with no street) are not
--- addresses: dw_items.address_valid applies the registry's address patterns.
+-- (name, a real address, tax periods, statute, reason), counted per subject. An address
+-- counts when a mail carrier could use it (dw_items.address_valid, judged from its
+-- structure by dwatch/address.py): placeholders ("Failed to Provide", "NA NA"), a ZIP
+-- alone, a jail with no street are not addresses; "45 Pending Ln, Reno NV 89501" is.
 WITH judged AS (
     SELECT i.request_id, i.item_no, i.taxpayer_ref, i.event_id,
            e.recipient_code, e.recipient_agency, e.disclosing_agency, e.source_system,

@@ -15,7 +15,8 @@ SELECT e.actor_id,
        min(e.occurred_at) AS window_start,
        max(e.occurred_at) AS window_end,
        sum(e.record_count) AS records_affected,
-       list_concat($rule_citations, [e.authority_id]) AS citations
+       array_to_string(any_value(e.cited_authorities), '; ') AS authorities_cited,
+       list_concat($rule_citations, flatten(list(DISTINCT e.cited_authorities))) AS citations
 FROM dw_events e
 WHERE list_contains($request_event_types, e.event_type)
   AND e.authority_id IN (SELECT authority_id FROM roles)

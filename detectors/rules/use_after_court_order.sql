@@ -19,7 +19,9 @@ SELECT h.order_id,
        any_value(h.order_court) AS order_court,
        any_value(h.order_docket) AS order_docket,
        any_value(h.order_issued) AS order_issued,
-       any_value(h.restraint_description) AS restraint
+       any_value(h.restraint_description) AS restraint,
+       -- where the order's words are ambiguous, the reading the registry chose
+       coalesce(' (as read here: ' || any_value(h.restraint_reading) || ')', '') AS reading_used
 FROM dw_order_hits h
 WHERE h.is_use
 GROUP BY h.order_id, h.restrained_code, h.actor_id

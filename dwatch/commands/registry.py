@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dwatch.policy import Registry, classify_citation, load_registry
+from dwatch.policy import Registry, classify_all, load_registry
 from dwatch.policy.asof import agreement_state_at, order_binds_at, order_status_at
 
 _REGISTRY_OPTION = click.option(
@@ -78,6 +78,8 @@ def show(registry_path: Path | None, as_of: datetime | None) -> None:
             click.echo(
                 f"      restrains: {restraint.description} [{', '.join(restraint.event_types)}]"
             )
+            if restraint.reading:
+                click.echo(f"        as read here: {restraint.reading}")
     click.echo("\nagreements:")
     for agreement in registry.agreements:
         state = agreement_state_at(registry, agreement.id, when).replace("_", " ")
@@ -95,5 +97,5 @@ def cite(registry_path: Path | None, texts: tuple[str, ...]) -> None:
     """How the registry reads citation texts as logs write them."""
     registry = load_registry(registry_path)
     for text in texts:
-        status, authority_id = classify_citation(text, registry)
-        click.echo(f"{text!r:<40} {status:<10} {authority_id or ''}")
+        reading = classify_all(text, registry)
+        click.echo(f"{text!r:<40} {reading.status:<10} {'; '.join(reading.authority_ids)}")

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dwatch.policy.citations import CitationStatus, ParsedCitation, classify, parse_citation
+from dwatch.policy.citations import (
+    CitationStatus,
+    Classification,
+    ParsedCitation,
+    classify,
+    classify_all,
+    parse_citation,
+)
 from dwatch.policy.registry import DEFAULT_REGISTRY_DIR, Registry, load_registry, with_entries
 
 if TYPE_CHECKING:
@@ -18,8 +25,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REGISTRY_DIR",
     "CitationStatus",
+    "Classification",
     "ParsedCitation",
     "Registry",
+    "classify_all",
     "classify_citation",
     "load_registry",
     "normalise_citation",
@@ -36,7 +45,7 @@ def normalise_citation(text: str | None, registry: Registry) -> str | None:
 
 
 def classify_citation(text: str | None, registry: Registry) -> tuple[CitationStatus, str | None]:
-    """('ok'|'unknown'|'malformed'|'missing', authority id or None)."""
+    """('ok'|'general'|'unknown'|'malformed'|'missing', the first authority named or None)."""
     return classify(text, registry)
 
 

@@ -5,8 +5,14 @@ Logs write the same law many ways ("26 U.S.C. § 6103(i)(2)", "IRC 6103(i)(2)",
 (title, section, subdivision path) by a small grammar; the section vocabulary and the
 authorities themselves come from the registry, so a newly registered statute is
 recognised without code changes. A deeper subdivision than any registered one
-("6103(i)(2)(A)") resolves to the nearest registered ancestor when that ancestor
-``includes_subdivisions``.
+("6103(i)(2)(A)") resolves to the nearest registered ancestor only when that ancestor
+lists it among its ``subdivisions`` (the statute has it); a subdivision the registry does
+not know ("6103(d)(9)") is unknown, never read as its parent. A whole act or section
+("26 USC 6103", "Privacy Act"), or a subsection whose provisions are registered one by one
+("6103(l)"), is "general": it names no provision that permits anything.
+
+A text naming several authorities ("6103(i)(2) and 6103(l)(3)", "IRC 6103(l)(7); (l)(21)",
+"... or ...") is read part by part: :func:`classify_all` returns every authority it names.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from dwatch.policy.registry import Registry
 
-CitationStatus = Literal["ok", "unknown", "malformed", "missing"]
+CitationStatus = Literal["ok", "general", "unknown", "malformed", "missing"]
 
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
 # Quotes a spreadsheet or exporter wrapped around the whole value, and punctuation left
@@ -189,40 +195,128 @@ def _path_is_well_formed(path: tuple[str, ...]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Classification:
+    """How a log's citation text reads: its status and every authority it names, in order."""
+
+    status: CitationStatus
+    authority_ids: tuple[str, ...] = ()
+
+    @property
+    def authority_id(self) -> str | None:
+        return self.authority_ids[0] if self.authority_ids else None
+
+
+# Words and marks that join several citations in one text ("6103(i)(2) and 6103(l)(3)",
+# "(l)(7); (l)(21)", "... or ...", "... & ..."). Commas join them too, but also occur
+# inside one citation ("Privacy Act of 1974, 5 U.S.C. 552a(b)(7)"): a split is kept only
+# when at least two parts read as citations.
+_JOINERS_RE = re.compile(r"\s*(?:;|,|&|\band/or\b|\band\b|\bor\b|\bplus\b)\s*")
+_STATUS_RANK = {"ok": 0, "general": 1, "unknown": 2, "malformed": 3, "missing": 4}
+
+
 def classify(text: str | None, registry: Registry) -> tuple[CitationStatus, str | None]:
-    """('ok', id) | ('unknown', None) | ('malformed', None) | ('missing', None)."""
+    """('ok', id) | ('general'|'unknown'|'malformed'|'missing', None): the first authority
+    named; :func:`classify_all` gives all of them."""
+    reading = classify_all(text, registry)
+    return reading.status, reading.authority_id
+
+
+def classify_all(text: str | None, registry: Registry) -> Classification:
+    """Every authority the text names; ok when at least one part is a registered one."""
     if text is None or not clean(text):
-        return "missing", None
+        return Classification("missing")
     if placeholder_key(text) in registry.missing_citation_placeholders:
-        return "missing", None
+        return Classification("missing")
     alias_hit = registry.alias_index.get(_alias_key(text))
     if alias_hit is not None:
-        return "ok", alias_hit
+        return Classification("ok", (alias_hit,))
+    parts = _split_parts(text, registry)
+    if len(parts) < 2:
+        return _classify_one(text, registry)
+    ids = tuple(dict.fromkeys(i for part in parts for i in part.authority_ids))
+    status = min((part.status for part in parts), key=_STATUS_RANK.__getitem__)
+    return Classification(status, ids if status == "ok" else ())
+
+
+def _split_parts(text: str, registry: Registry) -> list[Classification]:
+    """The citations a joined text names, each read on its own; [] when it names fewer
+    than two. A part that is only a subdivision ("(l)(21)") continues the previous part's
+    title and section."""
+    pieces = [p for p in _JOINERS_RE.split(clean(text)) if p.strip()]
+    if len(pieces) < 2:
+        return []
+    readings: list[Classification] = []
+    previous: ParsedCitation | None = None
+    for piece in pieces:
+        if piece.lstrip().startswith(("(", "[")) and previous is not None:
+            piece = _continue(previous, piece)
+        reading = _classify_one(piece, registry)
+        if reading.status in {"malformed", "missing"}:
+            continue
+        readings.append(reading)
+        previous = parse_citation(piece, registry.known_sections) or _parse_after_prose(
+            piece, registry.known_sections
+        )
+    return readings if len(readings) >= 2 else []
+
+
+def _continue(previous: ParsedCitation, piece: str) -> str:
+    """A part that is only a subdivision, as its sibling in the previous part: a number
+    is a paragraph of the same subsection ("(i)(2) and (3)" = (i)(3)), a letter after a
+    subparagraph is a subparagraph ("(i)(2)(A) or (B)"), any other letter a subsection
+    ("(l)(7), (l)(21)")."""
+    first = _PAREN_RE.match(piece.strip().translate(_BRACKETS))
+    token = first.group(1) if first else ""
+    if token.isdigit():
+        keep = previous.path[:1]
+    elif len(previous.path) >= 3 and len(token) == 1:
+        keep = previous.path[:2]
+    else:
+        keep = ()
+    return ParsedCitation(previous.title, previous.section, keep).render() + piece.strip()
+
+
+def _classify_one(text: str, registry: Registry) -> Classification:
+    alias_hit = registry.alias_index.get(_alias_key(text))
+    if alias_hit is not None:
+        return Classification("ok", (alias_hit,))
     parsed = parse_citation(text, registry.known_sections)
     if parsed is None or not _path_is_well_formed(parsed.path):
         parsed = _parse_after_prose(text, registry.known_sections)
         if parsed is None:
-            return "malformed", None
+            return Classification("malformed")
     titles = (
         [parsed.title]
         if parsed.title
         else sorted(registry.known_sections.get(parsed.section, set()))
     )
     section = registry.section_spelling.get(parsed.section, parsed.section)
+    general = False
     for title in titles:
-        path = parsed.path
-        exact = ParsedCitation(title, section, path).render()
-        if exact in registry.authority_ids:
-            return "ok", exact
-        while path:
-            path = path[:-1]
-            candidate = ParsedCitation(title, section, path).render()
-            auth = registry.authorities_by_id.get(candidate)
-            if auth is not None:
-                if auth.includes_subdivisions:
-                    return "ok", candidate
-                break
-    return "unknown", None
+        found = _resolve(ParsedCitation(title, section, parsed.path), registry)
+        if found is not None:
+            return Classification("ok", (found,))
+        cited = ParsedCitation(title, section, parsed.path).render()
+        # A whole section or act, or a subsection whose provisions are registered one by
+        # one: it names no provision, so it is not an authority.
+        general = general or any(other.startswith(cited + "(") for other in registry.authority_ids)
+    return Classification("general" if general else "unknown")
+
+
+def _resolve(cited: ParsedCitation, registry: Registry) -> str | None:
+    """The registered authority the citation is, or whose listed subdivision it is."""
+    exact = cited.render()
+    if exact in registry.authority_ids:
+        return exact
+    path = cited.path
+    for depth in range(len(path) - 1, -1, -1):
+        ancestor = ParsedCitation(cited.title, cited.section, path[:depth]).render()
+        auth = registry.authorities_by_id.get(ancestor)
+        if auth is not None:
+            rest = ParsedCitation(None, "", path[depth:]).render()
+            return ancestor if rest.lower() in registry.subdivisions_of(ancestor) else None
+    return None
 
 
 def _parse_after_prose(text: str, known_sections: dict[str, set[str]]) -> ParsedCitation | None:

@@ -8,10 +8,19 @@ at 00:00 UTC of that day.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 OrderStatus = Literal["in_force", "stayed", "modified", "vacated", "expired", "reversed"]
 # Statuses under which an order's restraints bind.
@@ -25,6 +34,8 @@ AuthorityKind = Literal[
     "audit_standard",  # audit-trail requirements for systems holding FTI
     "penalty",  # the offence a violation amounts to
     "agreement_requirement",  # what a data-sharing or matching agreement must be
+    "definition",  # defines terms; permits nothing
+    "procedure",  # how disclosures are made, reported or regulated; permits nothing
 ]
 SafeguardsStatus = Literal["current", "expired", "none", "not_required", "unknown"]
 
@@ -54,6 +65,9 @@ def as_instant(value: date | datetime | None) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+_SUBDIVISION_RE = re.compile(r"(\([A-Za-z0-9]{1,5}\))+")
 
 
 class _Strict(BaseModel):
@@ -106,9 +120,10 @@ class Authority(_Strict):
         False, description="Meant for individual requests; bulk use is an outlier."
     )
     safeguards_required: bool = False
-    includes_subdivisions: bool = Field(
-        True, description="A citation of a deeper subdivision (e.g. (i)(2)(A)) resolves here."
-    )
+    # The deeper subdivisions the statute has under this provision, relative to it
+    # ("(A)", "(B)(i)"): a citation of one resolves here. A subdivision not listed is
+    # unrecognised, never read as this one (the statute may not have it).
+    subdivisions: list[str] = Field(default_factory=list)
     accounting_fields: list[str] = Field(
         default_factory=list, description="For accounting requirements: what each entry must hold."
     )
@@ -119,6 +134,17 @@ class Authority(_Strict):
     def _id_is_canonical(cls, value: str) -> str:
         if "  " in value or value != value.strip():
             raise ValueError("authority id must be a single-spaced normalised citation")
+        return value
+
+    @field_validator("subdivisions")
+    @classmethod
+    def _subdivisions_are_paths(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _SUBDIVISION_RE.fullmatch(s)]
+        if bad:
+            raise ValueError(
+                f"subdivisions are paths relative to the authority, like '(A)' or '(B)(i)';"
+                f" not {', '.join(map(repr, bad))}"
+            )
         return value
 
 
@@ -142,6 +168,11 @@ class RestraintException(_Strict):
 
 class Restraint(_Strict):
     description: str
+    # The order's own words for what it restrains and whom (quoted), and where they are
+    # ambiguous (does an order against ICE reach HSI's criminal work?) the reading this
+    # registry chose: every finding under the restraint says which reading it used.
+    words: str | None = None
+    reading: str | None = None
     disclosing_agencies: list[str] = Field(default_factory=list)
     disclosing_categories: list[str] = Field(default_factory=list)
     recipient_agencies: list[str] = Field(default_factory=list)
@@ -181,6 +212,10 @@ class AgreementStatusChange(_Strict):
 
 
 class Agreement(_Strict):
+    """An MOU or matching agreement. Its end is given either inclusive (``valid_through``:
+    the last day it is in effect) or exclusive (``effective_to``: the first instant it
+    no longer is), never both."""
+
     id: str = Field(min_length=1)
     title: str
     kind: Literal["mou", "computer_matching_agreement", "data_sharing_agreement", "other"] = "mou"
@@ -190,16 +225,45 @@ class Agreement(_Strict):
     signed: date | None = None
     effective_from: When
     effective_to: When | None = None
+    valid_through: date | None = None
     status_history: list[AgreementStatusChange] = Field(default_factory=list)
     # Suspended for as long as any of these orders binds.
     suspended_by_orders: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _one_end(self) -> Agreement:
+        if self.effective_to is not None and self.valid_through is not None:
+            raise ValueError(
+                "give the end once: valid_through (last day in effect, inclusive) or"
+                " effective_to (first moment no longer in effect, exclusive)"
+            )
+        return self
+
+    @property
+    def ends(self) -> datetime | None:
+        """The first instant the agreement is no longer in effect (exclusive)."""
+        if self.valid_through is not None:
+            return as_instant(self.valid_through + timedelta(days=1))
+        return as_instant(self.effective_to)
+
 
 class SafeguardsReview(_Strict):
     status: SafeguardsStatus = "unknown"
     reviewed_on: date | None = None
+    # When the next review is due (the Office of Safeguards' schedule); past it without a
+    # new review the recipient is "overdue since" that day. Absent: the last review plus
+    # the registry's safeguards_review_max_age_days.
+    due_on: date | None = None
     note: str | None = None
+
+
+class SafeguardsReviewEntry(SafeguardsReview):
+    """A review recorded on its own (``safeguard_reviews:``), naming the recipient by code,
+    alias or name as events do; it replaces that recipient's ``safeguards``."""
+
+    recipient: str = Field(min_length=1)
+    sources: list[Source] = Field(default_factory=list)
 
 
 class Recipient(_Strict):
@@ -209,7 +273,21 @@ class Recipient(_Strict):
     aliases: list[str] = Field(default_factory=list)
     parent: str | None = None
     safeguards: SafeguardsReview = Field(default_factory=SafeguardsReview)
+    # The agency's own IANA zone (its officials' working hours); the ML detectors read it
+    # before their configuration's time_zones.
+    time_zone: str | None = None
     sources: list[Source] = Field(default_factory=list)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from exc
+        return value
 
     @field_validator("code")
     @classmethod
@@ -233,6 +311,8 @@ class Parameters(_Strict):
     # Event types that move data out of the discloser; the rest are uses by the holder.
     disclosure_event_types: list[str] = Field(default_factory=lambda: ["disclosure"])
     use_event_types: list[str] = Field(default_factory=lambda: ["access", "redisclosure"])
+    # Event types that ask for data (their actor is the requester an authority may name).
+    request_event_types: list[str] = Field(default_factory=lambda: ["request"])
     missing_citation_placeholders: list[str] = Field(default_factory=list)
     # Identifiers written to mean "none" (a case number of "N/A", "pending"); compared on
     # letters and digits, so "N/A", "n.a." and "(none)" are one.
@@ -245,11 +325,12 @@ class Parameters(_Strict):
     # Investigation" is nontax_criminal_investigation without an alias.
     purpose_aliases: dict[str, list[str]] = Field(default_factory=dict)
     approved_channels: list[str] = Field(default_factory=list)
-    # Request-item addresses are judged on text folded to lower-case words (punctuation and
-    # dashes become single spaces). An address is valid when it fully matches none of the
-    # placeholder patterns and contains a street line matching one of the street patterns.
-    address_placeholder_patterns: list[str] = Field(default_factory=list)
-    address_street_patterns: list[str] = Field(default_factory=list)
+    # Request-item addresses are judged from their structure (dwatch/address.py); these
+    # words only mark a part that looks like structure as a placeholder ("Unknown",
+    # "desconocido"); dummies are a form's example towns and street lines ("Anytown",
+    # "123 Fake St"), compared folded on the city and on the house number and street name.
+    address_placeholders: list[str] = Field(default_factory=list)
+    address_dummies: list[str] = Field(default_factory=list)
 
 
 class RegistryHeader(_Strict):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from dwatch.errors import RegistryError
 from dwatch.policy.citations import ParsedCitation, _alias_key, parse_citation, placeholder_key
+from dwatch.policy.custody import Reconciliation, RetentionTerm
 from dwatch.policy.models import (
     Agreement,
     Authority,
@@ -29,6 +30,8 @@ from dwatch.policy.models import (
     Recipient,
     RecipientPattern,
     RegistryHeader,
+    SafeguardsReview,
+    SafeguardsReviewEntry,
     as_instant,
 )
 
@@ -40,8 +43,18 @@ _LIST_SECTIONS: dict[str, type[BaseModel]] = {
     "agreements": Agreement,
     "recipients": Recipient,
     "recipient_patterns": RecipientPattern,
+    "safeguard_reviews": SafeguardsReviewEntry,
+    "reconciliations": Reconciliation,
+    "retention_terms": RetentionTerm,
 }
-_KEYS = {"authorities": "id", "court_orders": "id", "agreements": "id", "recipients": "code"}
+_KEYS = {
+    "authorities": "id",
+    "court_orders": "id",
+    "agreements": "id",
+    "recipients": "code",
+    "reconciliations": "id",
+    "retention_terms": "id",
+}
 
 
 @dataclass
@@ -58,6 +71,8 @@ class Registry:
     parameters: Parameters
     files: list[Path]
     origin: dict[str, str] = field(default_factory=dict)  # entry id -> "file: key"
+    reconciliations: list[Reconciliation] = field(default_factory=list)
+    retention_terms: list[RetentionTerm] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.authorities_by_id = {a.id: a for a in self.authorities}
@@ -65,6 +80,7 @@ class Registry:
         self.court_orders_by_id = {o.id: o for o in self.court_orders}
         self.agreements_by_id = {a.id: a for a in self.agreements}
         self.recipients_by_code = {r.code: r for r in self.recipients}
+        self._agency_keys = agency_index(self.recipients)
         # Sections keyed in lower case (the grammar folds case); spelled as registered.
         self.known_sections: dict[str, set[str]] = {}
         self.section_spelling: dict[str, str] = {}
@@ -76,9 +92,22 @@ class Registry:
         for auth in self.authorities:
             for alias in [auth.id, *auth.aliases]:
                 self.alias_index[_alias_key(alias)] = auth.id
+        self._subdivisions = {
+            a.id: frozenset(s.lower() for s in a.subdivisions) for a in self.authorities
+        }
         self.missing_citation_placeholders = frozenset(
             placeholder_key(p) for p in self.parameters.missing_citation_placeholders
         )
+
+    def subdivisions_of(self, authority_id: str) -> frozenset[str]:
+        """The subdivisions (relative, lower case: '(a)', '(b)(i)') that resolve to it."""
+        return self._subdivisions.get(authority_id, frozenset())
+
+    def resolve_agency(self, written: str) -> str:
+        """The registry code an agency written any way names, as events are resolved
+        (code or alias, then folded against codes, aliases and names); else as written,
+        upper case."""
+        return _resolve(self._agency_keys, written)
 
     def citation_exists(self, citation: str) -> bool:
         """True for an authority, court order or agreement id."""
@@ -87,6 +116,64 @@ class Registry:
             or citation in self.court_orders_by_id
             or citation in self.agreements_by_id
         )
+
+
+def _folded(text: str) -> str:
+    # as registry_recipient_resolution folds: upper case, '&' read as AND, only A-Z0-9
+    return re.sub(r"[^A-Z0-9]+", "", text.upper().replace("&", " AND "))
+
+
+def agency_index(recipients: list[Recipient]) -> dict[str, str]:
+    """Every spelling of every recipient -> its code: exact codes and aliases (upper
+    case), then folded codes, aliases and names; a folded key two codes share is left out
+    rather than guessed (the store's resolution view does the same)."""
+    exact: dict[str, str] = {}
+    folded: dict[str, set[str]] = {}
+    for rank in (1, 2):
+        for r in recipients:
+            spellings = [r.code, *r.aliases] if rank == 1 else [r.name]
+            for spelling in spellings:
+                if rank == 1:
+                    exact.setdefault(spelling.strip().upper(), r.code)
+                key = _folded(spelling)
+                if key and (rank == 1 or key not in folded):
+                    folded.setdefault(key, set()).add(r.code)
+    index = {f"~{key}": next(iter(codes)) for key, codes in folded.items() if len(codes) == 1}
+    index.update(exact)
+    return index
+
+
+def _resolve(index: dict[str, str], written: str) -> str:
+    upper = written.strip().upper()
+    return index.get(upper) or index.get(f"~{_folded(written)}") or upper
+
+
+def _apply_reviews(
+    recipients: list[Recipient], reviews: list[SafeguardsReviewEntry], where: str
+) -> tuple[list[Recipient], list[str]]:
+    """Each review replaces its recipient's safeguards; the recipient is named any way."""
+    index = agency_index(recipients)
+    by_code = {r.code: r for r in recipients}
+    problems: list[str] = []
+    for i, review in enumerate(reviews):
+        code = _resolve(index, review.recipient)
+        if code not in by_code:
+            problems.append(
+                f"{where}: safeguard_reviews[{i}].recipient: {review.recipient!r} names no"
+                " registry recipient; add it to recipients (code, name, category) or correct it"
+            )
+            continue
+        by_code[code] = by_code[code].model_copy(
+            update={
+                "safeguards": SafeguardsReview(
+                    status=review.status,
+                    reviewed_on=review.reviewed_on,
+                    due_on=review.due_on,
+                    note=review.note,
+                )
+            }
+        )
+    return [by_code[r.code] for r in recipients], problems
 
 
 # "26 USC 6103(i)(2)" -> ("26", "6103"); "5 USC 552a(b)(7)" -> ("5", "552a")
@@ -157,6 +244,8 @@ def load_registry(path: Path | None = None) -> Registry:
             problems.append(f"{file}: top level must be a mapping of sections")
             continue
         for section, body in doc.items():
+            if str(section).startswith("x-"):
+                continue  # a YAML anchor's home ("x-statute: &statute"), not a section
             if section == "registry":
                 try:
                     header = RegistryHeader.model_validate(body)
@@ -227,6 +316,15 @@ def load_registry(path: Path | None = None) -> Registry:
             where=str(files[0].parent if len(files) > 1 else files[0]),
             fix="correct each named file and key; see policies/README.md for the schema",
         )
+    recipients, review_problems = _apply_reviews(
+        entries["recipients"], entries["safeguard_reviews"], str(files[0].parent)
+    )
+    if review_problems:
+        raise RegistryError(
+            "\n  ".join(review_problems),
+            where=str(files[0].parent),
+            fix="name each reviewed recipient by a registry code, alias or name",
+        )
     assert header is not None
     registry = Registry(
         version=f"{header.version}+{digest.hexdigest()[:12]}",
@@ -234,11 +332,13 @@ def load_registry(path: Path | None = None) -> Registry:
         authorities=entries["authorities"],
         court_orders=entries["court_orders"],
         agreements=entries["agreements"],
-        recipients=entries["recipients"],
+        recipients=recipients,
         recipient_patterns=entries["recipient_patterns"],
         parameters=parameters,
         files=files,
         origin=origin,
+        reconciliations=entries["reconciliations"],
+        retention_terms=entries["retention_terms"],
     )
     _check_references(registry)
     return registry
@@ -302,6 +402,18 @@ def _check_references(registry: Registry) -> None:
         for o in agreement.suspended_by_orders:
             if o not in registry.court_orders_by_id:
                 problems.append(f"{where}.suspended_by_orders: unknown court order {o!r}")
+    for term in registry.retention_terms:
+        where = registry.origin.get(term.id)
+        problems += [
+            f"{where}.agreements: unknown agreement {g!r}"
+            for g in term.agreements
+            if g not in registry.agreements_by_id
+        ]
+        problems += [
+            f"{where}.court_orders: unknown court order {o!r}"
+            for o in term.court_orders
+            if o not in registry.court_orders_by_id
+        ]
     for pattern in registry.recipient_patterns:
         try:
             re.compile(pattern.pattern)
@@ -327,6 +439,9 @@ def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "pat
         "agreements": list(registry.agreements),
         "recipients": list(registry.recipients),
         "recipient_patterns": list(registry.recipient_patterns),
+        "safeguard_reviews": [],
+        "reconciliations": list(registry.reconciliations),
+        "retention_terms": list(registry.retention_terms),
     }
     params = registry.parameters.model_dump()
     for section, body in extra.items():
@@ -353,6 +468,11 @@ def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "pat
                 key = getattr(entry, key_field)
                 sections[section] = [e for e in sections[section] if getattr(e, key_field) != key]
             sections[section].append(entry)
+    sections["recipients"], problems = _apply_reviews(
+        sections["recipients"], sections["safeguard_reviews"], label
+    )
+    if problems:
+        raise RegistryError("; ".join(problems), where=label, fix="correct the review")
     digest = hashlib.sha256(repr(sorted(extra.items(), key=str)).encode()).hexdigest()[:8]
     patched = Registry(
         version=f"{registry.version}+{label}-{digest}",
@@ -365,6 +485,8 @@ def with_entries(registry: Registry, extra: dict[str, Any], *, label: str = "pat
         parameters=Parameters.model_validate(params),
         files=registry.files,
         origin=registry.origin,
+        reconciliations=sections["reconciliations"],
+        retention_terms=sections["retention_terms"],
     )
     _check_references(patched)
     return patched

@@ -30,6 +30,8 @@ _TABLES = (
     "registry_recipient_aliases",
     "registry_recipient_patterns",
     "registry_parameters",
+    "registry_reconciliations",
+    "registry_retention_terms",
 )
 
 
@@ -71,10 +73,11 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 a.redisclosure_allowed,
                 a.case_by_case,
                 a.safeguards_required,
-                a.includes_subdivisions,
+                bool(a.subdivisions),
                 a.accounting_fields,
                 _sources(a.sources),
                 version,
+                a.subdivisions,
             )
             for a in registry.authorities
         ],
@@ -127,6 +130,9 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 )
             )
     _insert(con, "registry_order_status", status_rows)
+    # Agencies an order or agreement names are resolved as events' agencies are: a party
+    # written "ICE" is the recipient DHS-ICE that the logs' "US ICE" resolves to.
+    agencies = registry.resolve_agency
     _insert(
         con,
         "registry_order_restraints",
@@ -135,17 +141,19 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 o.id,
                 n,
                 r.description,
-                [c.upper() for c in r.disclosing_agencies],
+                [agencies(c) for c in r.disclosing_agencies],
                 r.disclosing_categories,
-                [c.upper() for c in r.recipient_agencies],
+                [agencies(c) for c in r.recipient_agencies],
                 r.recipient_categories,
-                [c.upper() for c in r.holder_agencies],
+                [agencies(c) for c in r.holder_agencies],
                 r.holder_categories,
                 r.event_types,
                 r.data_elements,
                 r.purposes,
                 as_instant(r.effective_from),
                 as_instant(r.effective_to),
+                r.words,
+                r.reading,
             )
             for o in registry.court_orders
             for n, r in enumerate(o.restraints)
@@ -169,11 +177,11 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 g.id,
                 g.title,
                 g.kind,
-                [p.upper() for p in g.parties],
+                [agencies(p) for p in g.parties],
                 g.authorities,
                 g.signed,
                 as_instant(g.effective_from),
-                as_instant(g.effective_to),
+                g.ends,
                 g.suspended_by_orders,
                 _sources(g.sources),
                 version,
@@ -208,6 +216,8 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
                 r.safeguards.note,
                 _sources(r.sources),
                 version,
+                r.safeguards.due_on,
+                r.time_zone,
             )
             for r in registry.recipients
         ],
@@ -225,6 +235,7 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
             for i, p in enumerate(registry.recipient_patterns)
         ],
     )
+    _sync_custody(con, registry)
     _insert(
         con,
         "registry_parameters",
@@ -234,4 +245,56 @@ def sync_registry(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
         "INSERT INTO registry_versions (registry_version, declared_version, files)"
         " VALUES (?, ?, ?) ON CONFLICT (registry_version) DO UPDATE SET last_synced_at = now()",
         [version, registry.header.version, [str(f.name) for f in registry.files]],
+    )
+
+
+def _sync_custody(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
+    _insert(
+        con,
+        "registry_reconciliations",
+        [
+            (
+                r.id,
+                r.title,
+                [a.upper() for a in r.sender_agencies],
+                [a.upper() for a in r.recipient_agencies],
+                r.sender_sources,
+                r.receiver_sources,
+                r.disclosure_event_types,
+                r.receipt_event_types,
+                list(r.match_on),
+                r.min_record_count,
+                r.clock_skew_hours,
+                r.receipt_within_hours,
+                r.missing_after_hours,
+                r.record_count_tolerance,
+                r.record_count_tolerance_ratio,
+                as_instant(r.effective_from),
+                as_instant(r.effective_to),
+                _sources(r.sources),
+                registry.version,
+            )
+            for r in registry.reconciliations
+        ],
+    )
+    _insert(
+        con,
+        "registry_retention_terms",
+        [
+            (
+                t.id,
+                t.title,
+                t.agreements,
+                t.court_orders,
+                [a.upper() for a in t.recipient_agencies],
+                t.recipient_categories,
+                t.dispose_within_days,
+                as_instant(t.dispose_by),
+                as_instant(t.effective_from),
+                as_instant(t.effective_to),
+                _sources(t.sources),
+                registry.version,
+            )
+            for t in registry.retention_terms
+        ],
     )

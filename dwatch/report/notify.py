@@ -31,6 +31,7 @@ import yaml
 
 from detectors.alerts import SEVERITIES
 from dwatch.errors import ConfigError
+from dwatch.masking import mask_text
 from dwatch.report.cases import SEVERITY_RANK
 from dwatch.report.safety import terminal_text
 
@@ -249,7 +250,10 @@ def build_message(
 ) -> EmailMessage:
     """Plain-text summary, the report inline as the HTML part, and the report attached."""
     message = EmailMessage()
-    message["Subject"] = notification["subject"]
+    # Everything mailed passes the masking policy once more (dwatch.masking), last line.
+    html = mask_text(html)
+    summary_lines = [mask_text(line) for line in summary_lines]
+    message["Subject"] = mask_text(notification["subject"])
     message["From"] = config.sender
     message["To"] = ", ".join(notification["recipients"])
     message["Message-ID"] = make_msgid(

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from dwatch import masking
 from dwatch.errors import InputError, StoreError
 from dwatch.report.cases import CaseBuildResult, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
@@ -175,7 +176,8 @@ def monthly_summary(report: ReportData) -> dict[str, str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # Values were masked as they were gathered; the whole document once more, last line.
+    tmp.write_text(masking.mask_text(text), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -13,7 +13,8 @@ import json
 import re
 from typing import Any
 
-from dwatch.pseudonym import PREFIX, TIN_RE, mask_ref
+from dwatch import masking
+from dwatch.pseudonym import PREFIX, mask_ref
 
 _PSEUDONYM_RE = re.compile(re.escape(PREFIX) + r"[0-9a-f]{32}")
 # Spreadsheet apps evaluate a cell starting with these as a formula (OWASP CSV injection).
@@ -25,19 +26,17 @@ _MARKDOWN_SPECIAL_RE = re.compile(r"([\\`*_\[\]|~])")
 
 
 def mask_text(value: object) -> str:
-    """Text with every taxpayer pseudonym shortened (ids, codes, names)."""
+    """Text with every taxpayer pseudonym shortened and every taxpayer-id shape masked
+    (dwatch.masking: ids carrying one were pseudonymised on ingest; this is the last line)."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    return _PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text)
+    return masking.mask_text(_PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text))
 
 
 def mask_free_text(value: object) -> str:
-    """Free text (descriptions, notes, explanations): pseudonyms shortened, TIN-shaped numbers redacted.
-
-    Only free text: identifiers such as docket-style order ids can look TIN-shaped.
-    """
-    return TIN_RE.sub("[TIN-REDACTED]", mask_text(value))
+    """Free text (descriptions, notes, explanations): the same policy as ``mask_text``."""
+    return mask_text(value)
 
 
 def mask_json(value: object) -> Any:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import duckdb
 
-from dwatch.pseudonym import sql_scrub_identifiers
+from dwatch.masking import sql_mask_text
 from dwatch.schema import TableSpec
 from dwatch.validate.suites import Check, sql_literal
 
@@ -57,9 +57,9 @@ def _raw_row_sql(table: TableSpec) -> str:
     for f in table.fields:
         expr = f"t.{f.name}"
         if f.free_text or f.sensitive:
-            expr = sql_scrub_identifiers(expr)
+            expr = sql_mask_text(expr)
         parts.append(f"'{f.name}', {expr}")
-    parts.append(f"'extra', {sql_scrub_identifiers('t.extra')}")
+    parts.append(f"'extra', {sql_mask_text('t.extra')}")
     return f"json_object({', '.join(parts)})::VARCHAR"
 
 

@@ -134,6 +134,23 @@ def test_quarantined_nested_record_keeps_its_whole_raw_form(
     (reason, raw) = con.execute("SELECT reason_code, raw_row FROM quarantine").fetchone()
     assert reason == "bad_timestamp"  # 'yesterday' is no date, not a date without a zone
     assert json.loads(json.loads(raw)["user"]) == bad["user"]
+    assert json.loads(json.loads(raw)["client"]) == bad["client"]
+
+
+def test_ignored_nested_key_is_not_kept_but_a_quarantined_record_keeps_it(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, sources: Path
+) -> None:
+    (sources / "dhs-audit.yaml").write_text(NESTED_MAPPING + "ignore_columns: [client]\n")
+    path = tmp_path / "audit.jsonl"
+    bad = {**NESTED[0], "eventId": "A9", "seq": "x"}
+    path.write_text(json.dumps(NESTED[0]) + "\n" + json.dumps(bad) + "\n")
+    [r] = ingest_paths(con, [path])
+    assert (r.rows_loaded, r.rows_quarantined) == (1, 1)
+    assert not any("client" in w and "not canonical" in w for w in r.warnings)
+    assert con.execute("SELECT extra FROM disclosure_events").fetchone() == (None,)
+    (raw,) = con.execute("SELECT raw_row FROM quarantine").fetchone()
+    assert json.loads(json.loads(raw)["client"]) == {"ip": "10.1.1.1"}
+    assert json.loads(raw)["seq"] == "x"
 
 
 # ---------------------------------------------------------------------------- timestamps
@@ -267,3 +284,22 @@ def test_file_name_match_beats_columns_and_needs_its_columns(tmp_path: Path) -> 
     pick = match_mapping(["x", "y", "z"], mappings=mappings, file_name="other.csv")
     assert pick is not None and pick.name == "a"
     assert match_mapping(["q"], mappings=mappings, file_name="b-1.csv") is None
+
+
+def test_identifier_at_a_nested_path_is_pseudonymised_and_never_stored_raw(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, sources: Path
+) -> None:
+    from dwatch.pseudonym import pseudonymise, resolve_key
+
+    (sources / "dhs-audit.yaml").write_text(NESTED_MAPPING + "identifiers: [subject.ssn]\n")
+    good = {**NESTED[0], "subject": {"ssn": "123-45-6789", "name": "J Doe"}}
+    bad = {**NESTED[1], "eventTime": "soon", "subject": {"ssn": "987654321"}}
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    _counts_add_up(ingest_paths(con, [path]))
+    (ref,) = con.execute("SELECT taxpayer_ref FROM disclosure_events").fetchone()
+    assert ref == pseudonymise("123-45-6789", resolve_key())
+    for table in ("disclosure_events", "quarantine", "ingest_runs"):
+        dump = str(con.execute(f"SELECT * FROM {table}").fetchall())
+        assert "123-45-6789" not in dump and "123456789" not in dump, table
+        assert "987654321" not in dump and "987-65-4321" not in dump, table

@@ -16,6 +16,7 @@ from detectors.ml.estimators import (
     GroupedRobustZ,
     RarityEncoder,
 )
+from detectors.ml.rhythm import FlowRhythmSurprise
 from detectors.ml.surprise import ConditionalSurprise, CountRateSurprise
 
 ESTIMATORS: list[BaseEstimator] = [
@@ -30,6 +31,10 @@ ESTIMATORS: list[BaseEstimator] = [
     ConditionalSurprise(terms=[(0, ((1,),))]),
     CountRateSurprise(),
     CountRateSurprise(n_key_columns=1),
+    # Keys and the sender's load need a fixed column count the checks' data does not
+    # have; tests/ml/test_rhythm.py fits those layouts.
+    FlowRhythmSurprise(),
+    FlowRhythmSurprise(min_history=2, upper_quantile=0.5, cadence_smoothing=0.5),
 ]
 
 

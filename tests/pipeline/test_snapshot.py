@@ -114,10 +114,10 @@ def test_a_failed_copy_leaves_the_previous_snapshot_current(
     write_events(inbox / "a.csv", ledger_rows("ca-ftb-fti-log", [("2026-01-02", 9)]))
     first = run_pipeline(db_path, [inbox], config=config, trigger="test")
 
-    def disk_full(src: object, dst: object) -> None:
+    def disk_full(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dwatch.snapshot.shutil, "copyfile", disk_full)
+    monkeypatch.setattr(dwatch.snapshot, "_write_copy", disk_full)
     with pytest.raises(StoreError, match="could not publish"):
         run_pipeline(db_path, [inbox], config=config, trigger="test")
     snap_dir = tmp_path / "snapshots"

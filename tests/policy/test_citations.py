@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dwatch.policy import Registry, classify_citation, load_registry, normalise_citation
+from dwatch.policy import (
+    Registry,
+    classify_all,
+    classify_citation,
+    load_registry,
+    normalise_citation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +36,8 @@ def registry() -> Registry:
         ("26 USC 6103(i)(2) \u2013 MOU request", "26 USC 6103(i)(2)"),
         ("Title 26 U.S.C. 6103(i)(2)", "26 USC 6103(i)(2)"),
         ("Internal Revenue Code section 6103(j)(1)", "26 USC 6103(j)(1)"),
-        # A deeper subdivision resolves to the registered authority that includes it.
+        # A deeper subdivision the statute has resolves to the registered authority that
+        # lists it.
         ("6103(i)(2)(A)", "26 USC 6103(i)(2)"),
         ("26 U.S.C. § 6103(i)(2)(B)(i)", "26 USC 6103(i)(2)"),
         ("6103(d)(1)", "26 USC 6103(d)"),
@@ -39,7 +46,6 @@ def registry() -> Registry:
         ("26 U.S.C. 6103(i)(1) ex parte order", "26 USC 6103(i)(1)"),
         # Privacy Act forms.
         ("5 U.S.C. 552a(b)(7)", "5 USC 552a(b)(7)"),
-        ("5 U.S.C. § 552a(b)(7)(A)", "5 USC 552a(b)(7)"),
         ("Privacy Act (b)(7)", "5 USC 552a(b)(7)"),
         ("Privacy Act of 1974, 5 U.S.C. § 552a(b)(7)", "5 USC 552a(b)(7)"),
         ("552a(b)(3)", "5 USC 552a(b)(3)"),
@@ -64,7 +70,20 @@ def test_spellings_normalise_to_the_registry_id(
         ("   ", "missing"),
         ("N/A", "missing"),
         ("none", "missing"),
-        ("6103(k)(6)", "unknown"),  # well formed, not registered
+        ("6103(z)(6)", "unknown"),  # well formed, no such subsection
+        ("6103(d)(9)", "unknown"),  # (d) has no paragraph (9): never read as (d)
+        ("6103(i)(2)(Z)", "unknown"),  # nor (i)(2)(Z) as (i)(2)
+        ("5 U.S.C. § 552a(b)(7)(A)", "unknown"),  # (b)(7) has no subparagraphs
+        # A whole act or section, or a subsection registered paragraph by paragraph,
+        # names no provision: a general citation, not an authority.
+        ("26 USC 6103", "general"),
+        ("IRC 6103", "general"),
+        ("Section 6103", "general"),
+        ("Privacy Act", "general"),
+        ("the Privacy Act of 1974", "general"),
+        ("5 USC 552a", "general"),
+        ("6103(l)", "general"),
+        ("IRC 6103(i)", "general"),
         ("6103(i)(9)", "unknown"),  # no registered ancestor: (i) itself is not an authority
         ("26 USC 7216", "unknown"),
         ("per MOU", "malformed"),
@@ -80,12 +99,54 @@ def test_unrecognised_citations_are_classified(
     assert normalise_citation(text, registry) is None
 
 
-def test_a_deeper_subdivision_does_not_fall_back_when_the_ancestor_excludes_it(
-    registry: Registry,
+def test_only_listed_subdivisions_resolve_to_their_authority(registry: Registry) -> None:
+    # 6103(a) lists its paragraphs (1)-(3); a fourth is not read as (a).
+    assert "(2)" in registry.subdivisions_of("26 USC 6103(a)")
+    assert classify_citation("6103(a)(2)", registry) == ("ok", "26 USC 6103(a)")
+    assert classify_citation("6103(a)(4)", registry) == ("unknown", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("6103(i)(2) and 6103(l)(3)", ("26 USC 6103(i)(2)", "26 USC 6103(l)(3)")),
+        ("IRC 6103(l)(7); 6103(l)(21)", ("26 USC 6103(l)(7)", "26 USC 6103(l)(21)")),
+        ("IRC 6103(l)(7), (l)(21)", ("26 USC 6103(l)(7)", "26 USC 6103(l)(21)")),
+        ("26 U.S.C. 6103(i)(1) or (i)(2)", ("26 USC 6103(i)(1)", "26 USC 6103(i)(2)")),
+        # a bare subdivision continues the previous part as its sibling
+        ("IRC 6103(i)(2) and (3)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(3)")),
+        ("6103(l)(6)(A) or (B)", ("26 USC 6103(l)(6)",)),  # both name (l)(6): one authority
+        ("IRC 6103(i)(2) & Privacy Act (b)(7)", ("26 USC 6103(i)(2)", "5 USC 552a(b)(7)")),
+        # an unrecognised part names nothing; the recognised one still reads
+        ("6103(i)(2) or 6103(z)(9)", ("26 USC 6103(i)(2)",)),
+        # a comma inside one citation is not a second citation
+        ("Privacy Act of 1974, 5 U.S.C. 552a(b)(7)", ("5 USC 552a(b)(7)",)),
+        ("Sec. 6103(d)(1), I.R.C.", ("26 USC 6103(d)",)),
+    ],
+)
+def test_a_citation_naming_several_authorities_names_each(
+    registry: Registry, text: str, expected: tuple[str, ...]
 ) -> None:
-    # 6103(a) is the confidentiality rule; it does not "include" (a)(1)-style subdivisions.
-    assert registry.authorities_by_id["26 USC 6103(a)"].includes_subdivisions is False
-    assert classify_citation("6103(a)(2)", registry) == ("unknown", None)
+    reading = classify_all(text, registry)
+    assert reading.status == "ok"
+    assert reading.authority_ids == expected
+    assert classify_citation(text, registry) == ("ok", expected[0])
+
+
+def test_a_joined_citation_of_nothing_registered_is_not_ok(registry: Registry) -> None:
+    assert classify_all("6103(z)(1) and 6103(z)(2)", registry).status == "unknown"
+    assert classify_all("IRC 6103 and the Privacy Act", registry).status == "general"
+
+
+def test_every_6103_subsection_is_registered_with_a_source(registry: Registry) -> None:
+    # every subsection (a)-(q) is an authority or has its paragraphs registered
+    for letter in "abcdefghijklmnopq":
+        cited = f"26 USC 6103({letter})"
+        assert any(a == cited or a.startswith(cited + "(") for a in registry.authority_ids), cited
+    assert "26 USC 6103(k)(6)" in registry.authority_ids
+    for n in range(1, 13):
+        assert f"5 USC 552a(b)({n})" in registry.authority_ids
+    assert all(a.sources and a.sources[0].cite for a in registry.authorities)
 
 
 def test_every_registered_id_normalises_to_itself(registry: Registry) -> None:

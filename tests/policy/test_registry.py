@@ -11,6 +11,7 @@ import pytest
 
 from dwatch.errors import RegistryError
 from dwatch.policy import DEFAULT_REGISTRY_DIR, load_registry, sync_registry, with_entries
+from dwatch.store import migrate
 
 
 @pytest.fixture
@@ -197,3 +198,87 @@ def test_status_history_order_is_judged_as_instants(registry_copy: Path) -> None
     path.write_text(text.replace(entry, reversed_), encoding="utf-8")
     with pytest.raises(RegistryError, match="status_history: dates must be in order"):
         load_registry(registry_copy)
+
+
+# ------------------------------------------------------------ registry fidelity (issue 13)
+
+_AGREEMENT = {
+    "id": "TEST-AGR",
+    "title": "test agreement",
+    "parties": ["Internal Revenue Service", "OCSE"],
+    "authorities": ["26 USC 6103(l)(6)"],
+    "effective_from": "2024-01-01",
+    "sources": [{"cite": "test"}],
+}
+
+
+def test_an_agreement_end_is_given_inclusive_or_exclusive_never_both() -> None:
+    registry = load_registry()
+    through = with_entries(
+        registry, {"agreements": [{**_AGREEMENT, "valid_through": "2025-06-30"}]}
+    )
+    exclusive = with_entries(
+        registry, {"agreements": [{**_AGREEMENT, "effective_to": "2025-07-01"}]}
+    )
+    end = datetime(2025, 7, 1, tzinfo=UTC)
+    assert through.agreements_by_id["TEST-AGR"].ends == end
+    assert exclusive.agreements_by_id["TEST-AGR"].ends == end
+    with pytest.raises(RegistryError, match="give the end once"):
+        with_entries(
+            registry,
+            {
+                "agreements": [
+                    {**_AGREEMENT, "valid_through": "2025-06-30", "effective_to": "2025-07-01"}
+                ]
+            },
+        )
+
+
+def test_parties_and_restraints_resolve_through_recipient_aliases() -> None:
+    registry = with_entries(load_registry(), {"agreements": [_AGREEMENT]})
+    con = duckdb.connect()
+    try:
+        migrate(con)
+        sync_registry(con, registry)
+        parties = con.execute(
+            "SELECT parties FROM registry_agreements WHERE agreement_id = 'TEST-AGR'"
+        ).fetchone()
+        restraint = con.execute(
+            "SELECT recipient_agencies, words, reading FROM registry_order_restraints"
+            " WHERE order_id = 'ddc-25-cv-00457-pi' AND restraint_no = 0"
+        ).fetchone()
+    finally:
+        con.close()
+    assert parties is not None and parties[0] == ["IRS", "HHS-OCSE"]
+    assert restraint is not None and "DHS-ICE" in restraint[0]
+    assert restraint[1] and "DHS/ICE" in restraint[1]  # the order's own words
+    assert restraint[2]  # and the reading chosen where they are ambiguous
+
+
+def test_every_restraint_quotes_the_order_and_hsi_is_one_recipient() -> None:
+    registry = load_registry()
+    for order in registry.court_orders:
+        for restraint in order.restraints:
+            assert restraint.words, (order.id, restraint.description)
+    assert registry.resolve_agency("ICE-HSI") == registry.resolve_agency("HSI") == "DHS-HSI"
+    assert registry.resolve_agency("Immigration & Customs Enforcement") == "DHS-ICE"
+
+
+def test_safeguard_reviews_name_a_recipient_any_way_and_carry_a_due_date() -> None:
+    review = {"recipient": "hhs/ocse", "status": "current", "reviewed_on": "2023-01-31"}
+    registry = with_entries(
+        load_registry(), {"safeguard_reviews": [{**review, "due_on": "2026-01-31"}]}
+    )
+    safeguards = registry.recipients_by_code["HHS-OCSE"].safeguards
+    assert str(safeguards.due_on) == "2026-01-31"
+    with pytest.raises(RegistryError, match="names no registry recipient"):
+        with_entries(load_registry(), {"safeguard_reviews": [{**review, "recipient": "ZZ-NOPE"}]})
+
+
+def test_agency_time_zones_live_in_the_registry() -> None:
+    registry = load_registry()
+    assert registry.recipients_by_code["CA-FTB"].time_zone == "America/Los_Angeles"
+    assert all(r.time_zone for r in registry.recipients)
+    bad = {"code": "ZZ-TEST", "name": "test", "category": "justice", "time_zone": "Mars/Olympus"}
+    with pytest.raises(RegistryError, match="not an IANA time zone"):
+        with_entries(load_registry(), {"recipients": [bad]})

@@ -1,0 +1,173 @@
+"""Tables the reconciliation and retention rules read, built once per detect run.
+
+``dw_reconciliation_pairs``: for every registry reconciliation, the sender's disclosures and
+the recipients' receipts under the same key (the two agencies and the entry's ``match_on``
+fields): a disclosure and a receipt pair when each is the other's nearest in time (the
+receipt at or after the disclosure, allowing the clock skew) and they are no further apart
+than a receipt may be missing. A row with only one side is a transfer seen on one side.
+Each row carries the other side's log coverage (first and last entry), so that a receipt
+log that has not reached a disclosure's date yet, or began after it, is not read as silence.
+
+``dw_custody``: every receipt under a retention term with its disposal deadline, the first
+disposal of the same data by the same holder (same request, else same agreement), and how
+far the holder's log reaches; plus, for use-after-disposal, the holder of each event.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+_KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
+    CASE WHEN list_contains(rc.match_on, 'request_id') THEN coalesce(e.request_id, '') END,
+    CASE WHEN list_contains(rc.match_on, 'agreement_id')
+         THEN coalesce(e.agreement_ref, e.agreement_id, '') END,
+    CASE WHEN list_contains(rc.match_on, 'data_elements')
+         THEN coalesce(array_to_string(list_sort(e.data_elements), ','), '') END,
+    CASE WHEN list_contains(rc.match_on, 'taxpayer_ref') THEN coalesce(e.taxpayer_ref, '') END)"""
+
+_SIDE = f"""
+SELECT rc.reconciliation_id, e.event_id, e.source_system, e.occurred_at, e.record_count,
+       e.disclosing_code, e.recipient_code, e.request_id, e.taxpayer_ref, {_KEY} AS match_key
+FROM dw_events e
+JOIN registry_reconciliations rc
+  ON list_contains(rc.{{types}}, e.event_type)
+ AND (len(rc.sender_agencies) = 0 OR list_contains(rc.sender_agencies, e.disclosing_code))
+ AND (len(rc.recipient_agencies) = 0 OR list_contains(rc.recipient_agencies, e.recipient_code))
+ AND (len(rc.{{sources}}) = 0 OR list_contains(rc.{{sources}}, e.source_system))
+ AND e.occurred_at >= rc.effective_from
+ AND (rc.effective_to IS NULL OR e.occurred_at < rc.effective_to)
+ AND coalesce(e.record_count, 0) >= rc.min_record_count
+"""
+
+RECONCILIATION_PAIRS = f"""
+CREATE OR REPLACE TEMP TABLE dw_reconciliation_pairs AS
+WITH sent AS ({_SIDE.format(types="disclosure_event_types", sources="sender_sources")}),
+recv AS (
+    SELECT r.*, r.occurred_at + to_microseconds(CAST(rc.clock_skew_hours * 3600e6 AS BIGINT)) AS t_adj
+    FROM ({_SIDE.format(types="receipt_event_types", sources="receiver_sources")}) r
+    JOIN registry_reconciliations rc USING (reconciliation_id)
+),
+-- each disclosure's first receipt at or after it, and each receipt's last disclosure at or
+-- before it (receipt times moved back by the allowed skew); a pair is mutual and no further
+-- apart than a receipt may be missing, so a ledger correction or a lost file in a series
+-- does not shift every later pair
+fwd AS (
+    SELECT s.reconciliation_id, s.event_id AS s_id, s.source_system AS s_src,
+           r.event_id AS r_id, r.source_system AS r_src
+    FROM sent s ASOF JOIN recv r
+      ON r.reconciliation_id = s.reconciliation_id AND r.match_key = s.match_key
+     AND r.t_adj >= s.occurred_at
+),
+rev AS (
+    SELECT r.reconciliation_id, r.event_id AS r_id, r.source_system AS r_src,
+           s.event_id AS s_id, s.source_system AS s_src
+    FROM recv r ASOF JOIN sent s
+      ON s.reconciliation_id = r.reconciliation_id AND s.match_key = r.match_key
+     AND s.occurred_at <= r.t_adj
+),
+paired AS (
+    SELECT f.reconciliation_id, f.s_id, f.s_src, f.r_id, f.r_src
+    FROM fwd f JOIN rev v
+      ON v.reconciliation_id = f.reconciliation_id AND v.r_id = f.r_id AND v.r_src = f.r_src
+     AND v.s_id = f.s_id AND v.s_src = f.s_src
+),
+joined AS (
+    SELECT s.*, r.event_id AS recv_event_id, r.source_system AS recv_source,
+           r.occurred_at AS recv_at, r.record_count AS recv_records
+    FROM sent s
+    JOIN paired p ON p.reconciliation_id = s.reconciliation_id
+     AND p.s_id = s.event_id AND p.s_src = s.source_system
+    JOIN recv r ON r.reconciliation_id = p.reconciliation_id
+     AND r.event_id = p.r_id AND r.source_system = p.r_src
+    JOIN registry_reconciliations rc ON rc.reconciliation_id = s.reconciliation_id
+    WHERE r.occurred_at <= s.occurred_at
+          + to_microseconds(CAST(rc.missing_after_hours * 3600e6 AS BIGINT))
+),
+rows AS (
+    SELECT reconciliation_id, match_key, disclosing_code, recipient_code, request_id,
+           event_id AS sent_event_id, source_system AS sent_source, occurred_at AS sent_at,
+           record_count AS sent_records, recv_event_id, recv_source, recv_at, recv_records
+    FROM joined
+    UNION ALL
+    SELECT s.reconciliation_id, s.match_key, s.disclosing_code, s.recipient_code, s.request_id,
+           s.event_id, s.source_system, s.occurred_at, s.record_count, NULL, NULL, NULL, NULL
+    FROM sent s ANTI JOIN joined j
+      ON j.reconciliation_id = s.reconciliation_id AND j.event_id = s.event_id
+     AND j.source_system = s.source_system
+    UNION ALL
+    SELECT r.reconciliation_id, r.match_key, r.disclosing_code, r.recipient_code, r.request_id,
+           NULL, NULL, NULL, NULL, r.event_id, r.source_system, r.occurred_at, r.record_count
+    FROM recv r ANTI JOIN joined j
+      ON j.reconciliation_id = r.reconciliation_id AND j.recv_event_id = r.event_id
+     AND j.recv_source = r.source_system
+),
+ledger_span AS (
+    SELECT reconciliation_id, disclosing_code, min(occurred_at) AS first_at, max(occurred_at) AS last_at
+    FROM sent GROUP BY ALL
+),
+receipt_span AS (
+    SELECT reconciliation_id, recipient_code, min(occurred_at) AS first_at, max(occurred_at) AS last_at
+    FROM recv GROUP BY ALL
+)
+SELECT x.*,
+       date_diff('second', x.sent_at, x.recv_at) / 3600.0 AS lag_hours,
+       ls.first_at AS ledger_first_at, ls.last_at AS ledger_last_at,
+       rs.first_at AS receipts_first_at, rs.last_at AS receipts_last_at,
+       rc.title AS reconciliation_title, rc.clock_skew_hours, rc.receipt_within_hours,
+       rc.missing_after_hours, rc.record_count_tolerance, rc.record_count_tolerance_ratio,
+       rc.match_on
+FROM rows x
+JOIN registry_reconciliations rc ON rc.reconciliation_id = x.reconciliation_id
+LEFT JOIN ledger_span ls
+  ON ls.reconciliation_id = x.reconciliation_id AND ls.disclosing_code = x.disclosing_code
+LEFT JOIN receipt_span rs
+  ON rs.reconciliation_id = x.reconciliation_id AND rs.recipient_code = x.recipient_code
+"""
+
+# The holder of data an event touches: the recipient, except for a passing-on logged with the
+# holder as the discloser. Disposal and use are matched on the request, else the agreement.
+_HOLDER = (
+    "CASE WHEN e.is_use AND NOT e.is_disclosure AND e.event_type = 'redisclosure'"
+    " THEN e.disclosing_code ELSE e.recipient_code END"
+)
+
+CUSTODY = f"""
+CREATE OR REPLACE TEMP TABLE dw_custody_events AS
+SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
+       e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
+       e.request_id, e.taxpayer_ref, e.is_use,
+       {_HOLDER} AS holder_code,
+       coalesce(e.request_id, e.agreement_ref) AS custody_key
+FROM dw_events e
+WHERE e.event_type IN ('receipt', 'disposal') OR e.is_use;
+
+CREATE OR REPLACE TEMP TABLE dw_custody AS
+WITH holder_span AS (
+    SELECT holder_code, max(occurred_at) AS log_last_at FROM dw_custody_events GROUP BY ALL
+),
+terms AS (
+    SELECT c.*, t.term_id, t.title AS term_title, t.court_orders AS term_orders,
+           t.agreements AS term_agreements, t.dispose_within_days, t.dispose_by,
+           least(c.occurred_at + to_days(t.dispose_within_days), t.dispose_by) AS deadline
+    FROM dw_custody_events c
+    JOIN registry_retention_terms t
+      ON (list_contains(t.agreements, c.agreement_ref)
+          OR list_contains(t.recipient_agencies, c.recipient_code)
+          OR list_contains(t.recipient_categories, c.recipient_category))
+     AND c.occurred_at >= t.effective_from
+     AND (t.effective_to IS NULL OR c.occurred_at < t.effective_to)
+    WHERE c.event_type = 'receipt'
+)
+SELECT t.*, h.log_last_at,
+       (SELECT min(d.occurred_at) FROM dw_custody_events d
+        WHERE d.event_type = 'disposal' AND d.holder_code = t.holder_code
+          AND d.custody_key IS NOT DISTINCT FROM t.custody_key
+          AND d.occurred_at >= t.occurred_at) AS disposed_at
+FROM terms t LEFT JOIN holder_span h USING (holder_code)
+"""
+
+
+def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
+    """Build the tables the reconciliation and retention rules read."""
+    con.execute(RECONCILIATION_PAIRS)
+    con.execute(CUSTODY)

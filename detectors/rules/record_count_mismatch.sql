@@ -1,0 +1,27 @@
+-- Paired disclosure and receipt whose record counts differ beyond the tolerance: the larger
+-- of the absolute tolerance and the ratio of the records sent.
+SELECT p.reconciliation_id,
+       p.match_key,
+       p.sent_event_id,
+       p.recipient_code AS entity_id,
+       p.disclosing_code AS disclosing_agency,
+       p.recipient_code AS recipient_agency,
+       p.request_id,
+       coalesce(p.request_id, 'key ' || p.match_key) AS request_label,
+       p.recv_source AS source_system,
+       [p.sent_event_id, p.recv_event_id] AS event_ids,
+       2 AS event_count,
+       p.sent_at AS window_start,
+       p.recv_at AS window_end,
+       p.sent_records,
+       p.recv_records,
+       p.recv_records - p.sent_records AS record_difference,
+       greatest(p.record_count_tolerance,
+                floor(p.record_count_tolerance_ratio * p.sent_records))::BIGINT AS allowed_difference,
+       greatest(p.sent_records, p.recv_records) AS records_affected,
+       p.reconciliation_title,
+       $rule_citations AS citations
+FROM dw_reconciliation_pairs p
+WHERE p.sent_event_id IS NOT NULL AND p.recv_event_id IS NOT NULL
+  AND abs(p.recv_records - p.sent_records)
+      > greatest(p.record_count_tolerance, floor(p.record_count_tolerance_ratio * p.sent_records))

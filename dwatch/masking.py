@@ -1,0 +1,190 @@
+"""One masking policy for every text that came from outside: taxpayer ids never written raw.
+
+What counts as a taxpayer-id shape (SSN, ITIN, EIN): nine digits not touching another digit,
+written undashed ("123456789"), grouped 3-2-4 with dashes, dots, slashes or spaces
+("123-45-6789", "123.45.6789", "123 - 45 - 6789", "123 45 6789"), or 2-7 ("12-3456789").
+Letters and punctuation around it do not hide it: "ssn:456-78-9012x" and "REQ-567-89-0123"
+carry one. Ten digits or more in a row ("5551234567", an account number) are not one.
+Long lower-case hexadecimal tokens (pseudonyms, hashes, UUIDs) are digests, not a person's
+number, and are left whole.
+
+What happens to a shape depends on where it is:
+
+- free text (descriptions, purposes, agency codes, messages, reports, logs): the shape
+  becomes ``[TIN-REDACTED]`` (``mask_text``);
+- identifier fields (event, request, agreement and case ids, actor ids, source systems):
+  an id carrying a shape becomes the keyed pseudonym of the whole value, so joins across
+  files still hold (``pseudonymise_id``). An undashed nine-digit run inside an id
+  ("ev-123456789") counts too: a serial number and an SSN cannot be told apart, and
+  a pseudonymised serial costs only readability, a leaked SSN costs the taxpayer;
+- file names: each shape becomes its keyed pseudonym, so two files stay two files
+  (``mask_path``).
+
+Numbers typed as numbers (sequence_no, record_count) are numbers, not masked.
+
+Ingest applies the policy at the door, in DuckDB SQL: a cheap RE2 test (a superset of the
+shape) picks the rare values that may carry one, and only those call the Python functions
+here, registered on every store connection (``register``). Every writer (reports, e-mail,
+Prefect artifacts, run records, logs) applies ``mask_text`` once more as a last line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import weakref
+from typing import Any
+
+import duckdb
+
+from dwatch.pseudonym import PREFIX, pseudonymise
+
+MASK = "[TIN-REDACTED]"
+
+_SEP = r"(?: ?[-./] ?| )"
+# Both group separators or none: "12822-2026" in a docket-style order id is not a TIN.
+SHAPE_CORE = rf"\d{{3}}{_SEP}\d{{2}}{_SEP}\d{{4}}|\d{{9}}|\d{{2}} ?[-./] ?\d{{7}}"
+SHAPE = rf"(?<!\d)(?:{SHAPE_CORE})(?!\d)"
+# Digests left whole: a standalone lower-case hex token of 16+ characters (pseudonyms,
+# SHA-256, uuid4().hex) or a UUID.
+_DIGEST = (
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{16,}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9A-Za-z])"
+)
+_TOKEN_RE = re.compile(rf"(?P<digest>{_DIGEST})|(?P<tin>{SHAPE})")
+# RE2 (DuckDB) superset of SHAPE: any value it misses has no shape; what it finds is
+# decided by the Python functions. Separators up to three of "-./ " cover _SEP.
+SQL_MAY_HAVE_SHAPE = r"[0-9]{3}[-./ ]{0,3}[0-9]{2}[-./ ]{0,3}[0-9]{4}|[0-9]{2} ?[-./] ?[0-9]{7}"
+
+UDF_MASK_TEXT = "dwatch_mask_text"
+UDF_HAS_SHAPE = "dwatch_has_tin_shape"
+
+
+def has_shape(value: str | None) -> bool:
+    """Whether ``value`` carries a taxpayer-id shape outside a digest."""
+    if not value:
+        return False
+    return any(m.group("tin") for m in _TOKEN_RE.finditer(value))
+
+
+def mask_text(value: Any) -> Any:
+    """``value`` with every taxpayer-id shape replaced by ``[TIN-REDACTED]``; None stays None."""
+    if value is None:
+        return None
+    text = str(value)
+    return _TOKEN_RE.sub(lambda m: m.group(0) if m.group("digest") else MASK, text)
+
+
+def _digest(normalised: str, key: bytes) -> str:
+    return PREFIX + hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def pseudonymise_id(value: str | None, key: bytes) -> str | None:
+    """An identifier carrying a shape becomes the keyed pseudonym of the whole value.
+
+    The same normalisation as taxpayer refs ('123-45-6789' used as a user id is the same
+    subject as the TIN 123456789); an id that also looks masked ('XX-123-45-6789') still
+    gets one (it names something, unlike a bare masked TIN)."""
+    if value is None or not has_shape(value):
+        return value
+    return pseudonymise(value, key) or _digest(re.sub(r"[^0-9A-Za-z]", "", value).upper(), key)
+
+
+def mask_path(path: object, key: bytes | None) -> str:
+    """A file name or path with each shape replaced by its keyed pseudonym (MASK without a
+    key), so two files named by two SSNs stay two files."""
+    text = str(path)
+    if key is None:
+        return mask_text(text)
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group("digest"):
+            return m.group(0)
+        return pseudonymise(m.group(0), key) or MASK
+
+    return _TOKEN_RE.sub(replace, text)
+
+
+def mask_json(value: Any, key: bytes | None) -> Any:
+    """Parsed JSON (dicts, lists, strings) with every string and key passed through
+    ``mask_path``; numbers and booleans unchanged."""
+    if isinstance(value, str):
+        return mask_path(value, key)
+    if isinstance(value, dict):
+        return {mask_path(k, key): mask_json(v, key) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_json(v, key) for v in value]
+    return value
+
+
+def sql_may_have_shape(expr: str) -> str:
+    return f"regexp_matches({expr}, '{SQL_MAY_HAVE_SHAPE}')"
+
+
+def sql_mask_text(expr: str) -> str:
+    """DuckDB expression: ``mask_text(expr)``; only values RE2 flags reach Python."""
+    return (
+        f"CASE WHEN {sql_may_have_shape(expr)} THEN {UDF_MASK_TEXT}(CAST({expr} AS VARCHAR))"
+        f" ELSE CAST({expr} AS VARCHAR) END"
+    )
+
+
+def sql_pseudonymise_id(expr: str, pseudonym_sql: str) -> str:
+    """DuckDB expression: ``pseudonymise_id(expr)``; ``pseudonym_sql`` is the keyed
+    pseudonym expression of ``expr`` (dwatch.pseudonym.sql_pseudonymise)."""
+    return (
+        f"CASE WHEN {sql_may_have_shape(expr)} THEN"
+        f" CASE WHEN {UDF_HAS_SHAPE}({expr}) THEN {pseudonym_sql} ELSE {expr} END"
+        f" ELSE {expr} END"
+    )
+
+
+_REGISTERED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def register(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the policy's functions callable from SQL on ``con`` (idempotent)."""
+    from duckdb.sqltypes import BOOLEAN, VARCHAR
+
+    if con in _REGISTERED:
+        return
+    for name, function, returns in (
+        (UDF_MASK_TEXT, mask_text, VARCHAR),
+        (UDF_HAS_SHAPE, has_shape, BOOLEAN),
+    ):
+        # Already registered: on this connection, or on another one to the same database
+        # in this process (DuckDB shares the function catalog between them).
+        with contextlib.suppress(duckdb.NotImplementedException, duckdb.CatalogException):
+            con.create_function(name, function, [VARCHAR], returns, side_effects=False)
+    _REGISTERED.add(con)
+
+
+class _MaskingRecordFactory:
+    """Wraps the logging record factory: a record's message and traceback are masked when
+    the record is made, before any handler (console, file, Prefect's API) sees it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed format string: leave it to logging to report
+            return record
+        masked = mask_text(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
+        return record
+
+
+def install_log_guard() -> None:
+    """Mask every log record of the process (idempotent)."""
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _MaskingRecordFactory):
+        logging.setLogRecordFactory(_MaskingRecordFactory(current))

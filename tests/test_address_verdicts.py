@@ -1,0 +1,64 @@
+"""Address verdicts kept in the store: each distinct address judged once per vocabulary."""
+
+from __future__ import annotations
+
+import duckdb
+
+from dwatch.address import AddressVocabulary
+from dwatch.address_verdicts import refresh_address_verdicts
+
+ADDRESSES = [
+    "4512 Oak Ridge Dr, Houston, TX 77001",
+    "4512 Oak Ridge Dr, Houston, TX 77001",  # a second item, same text
+    "Unknown",
+    "33101",
+    None,
+]
+
+
+def _items(con: duckdb.DuckDBPyConnection, addresses: list[str | None]) -> None:
+    for n, address in enumerate(addresses, start=1):
+        con.execute(
+            "INSERT INTO request_items (request_id, event_id, item_no, supplied_address)"
+            " VALUES ('R1', 'Q1', ?, ?)",
+            [n, address],
+        )
+
+
+def _verdicts(con: duckdb.DuckDBPyConnection) -> dict[str | None, tuple[bool, str]]:
+    rows = con.execute(
+        "SELECT i.supplied_address, v.usable, v.reason FROM request_items i"
+        " LEFT JOIN address_verdicts v ON v.address_key = md5_number(i.supplied_address)"
+    ).fetchall()
+    return {address: (usable, reason) for address, usable, reason in rows}
+
+
+def test_distinct_addresses_are_judged_once(con: duckdb.DuckDBPyConnection) -> None:
+    vocabulary = AddressVocabulary.of(["unknown"])
+    _items(con, ADDRESSES)
+    assert refresh_address_verdicts(con, vocabulary) == 3  # distinct, non-null texts
+    verdicts = _verdicts(con)
+    assert verdicts["4512 Oak Ridge Dr, Houston, TX 77001"][0] is True
+    assert verdicts["Unknown"] == (False, "a placeholder ('unknown'), not an address")
+    assert verdicts["33101"] == (False, "no street number and street name; only a ZIP")
+    assert verdicts[None] == (None, None)  # no text: dw_items reads it as blank
+    # the store holds no copy of the text, only its hash
+    columns = [c[0] for c in con.execute("DESCRIBE address_verdicts").fetchall()]
+    assert "address" not in columns and "supplied_address" not in columns
+    # a second run judges nothing new; a new address is judged alone
+    assert refresh_address_verdicts(con, vocabulary) == 0
+    _items(con, ["PO Box 7, Austin TX 78701"])
+    assert refresh_address_verdicts(con, vocabulary) == 1
+    assert con.execute("SELECT count(*) FROM address_verdicts").fetchone() == (4,)
+
+
+def test_a_changed_vocabulary_judges_again(con: duckdb.DuckDBPyConnection) -> None:
+    _items(con, ["123 Unknown, Miami FL 33101", "12 Elm St, Miami FL 33101"])
+    refresh_address_verdicts(con, AddressVocabulary.of([]))
+    assert _verdicts(con)["123 Unknown, Miami FL 33101"][0] is True
+    assert refresh_address_verdicts(con, AddressVocabulary.of(["unknown"])) == 2
+    assert _verdicts(con)["123 Unknown, Miami FL 33101"] == (
+        False,
+        "the street name is a placeholder ('unknown')",
+    )
+    assert con.execute("SELECT count(DISTINCT vocabulary) FROM address_verdicts").fetchone() == (1,)

@@ -1,0 +1,149 @@
+"""The one masking policy (dwatch.masking): shapes, ids, file names, SQL equal to Python, logs."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dwatch.ingest import ingest_paths
+from dwatch.masking import (
+    MASK,
+    has_shape,
+    install_log_guard,
+    mask_path,
+    mask_text,
+    pseudonymise_id,
+    register,
+    sql_mask_text,
+    sql_pseudonymise_id,
+)
+from dwatch.pseudonym import hmac_pads, pseudonymise, sql_pseudonymise
+
+KEY = b"a-test-key-of-enough-length"
+
+SHAPED = [
+    ("123-45-6789", MASK),
+    ("ssn 123 45 6789 asked", f"ssn {MASK} asked"),
+    ("123.45.6789", MASK),
+    ("123 - 45 - 6789", MASK),
+    ("ssn:456-78-9012x", f"ssn:{MASK}x"),
+    ("REQ-567-89-0123", f"REQ-{MASK}"),
+    ("ev-123456789", f"ev-{MASK}"),
+    ("no123456789x", f"no{MASK}x"),
+    ("EIN 12-3456789.", f"EIN {MASK}."),
+    ("123-45-6789;987-65-4321", f"{MASK};{MASK}"),
+    ("(123-45-6789)", f"({MASK})"),
+]
+UNSHAPED = [
+    "1234567890",  # ten digits: a phone or account number
+    "call 555-123-4567",
+    "2025-06-04T09:15:00Z",
+    "order-dmass-25-12822-2026-02-05",  # docket style: one separator is not a TIN
+    "26 USC 6103(i)(2)",
+    "tp_" + "0123456789abcdef" * 2,  # a pseudonym is a digest, not a number
+    "3f2a1234-5678-4abc-9def-123456789abc",  # a UUID
+    "",
+]
+
+
+@pytest.mark.parametrize(("text", "masked"), SHAPED)
+def test_every_shape_is_masked_in_text(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+    assert has_shape(text)
+
+
+@pytest.mark.parametrize("text", UNSHAPED)
+def test_what_is_not_a_shape_stays(text: str) -> None:
+    assert mask_text(text) == text
+    assert not has_shape(text)
+
+
+@pytest.mark.parametrize("text", [t for t, _ in SHAPED] + UNSHAPED + [None])
+def test_sql_equals_python(text: str | None) -> None:
+    con = duckdb.connect()
+    register(con)
+    ipad, opad = hmac_pads(KEY)
+    whole = f"coalesce({sql_pseudonymise('$t')}, '{MASK}')"
+    masked, as_id = con.execute(
+        f"SELECT {sql_mask_text('$t')}, {sql_pseudonymise_id('$t', whole)}",
+        {"t": text, "ipad": ipad, "opad": opad},
+    ).fetchone()
+    assert masked == mask_text(text)
+    assert as_id == pseudonymise_id(text, KEY)
+
+
+def test_an_id_with_a_shape_becomes_one_pseudonym_however_written() -> None:
+    dashed = pseudonymise_id("REQ-567-89-0123", KEY)
+    assert dashed is not None and dashed.startswith("tp_")
+    assert pseudonymise_id("req 567 89 0123", KEY) == dashed
+    # An employee's SSN used as a user id is the same subject as that TIN.
+    assert pseudonymise_id("567-89-0123", KEY) == pseudonymise("567890123", KEY)
+    # The decision on undashed runs: nine digits alone in an id are treated as a TIN.
+    assert pseudonymise_id("ev-123456789", KEY) == pseudonymise("EV123456789", KEY)
+    assert pseudonymise_id("ev-12345678", KEY) == "ev-12345678"
+    assert pseudonymise_id("ev-1234567890", KEY) == "ev-1234567890"
+
+
+def test_file_names_keep_two_files_apart() -> None:
+    one = mask_path("/in/ledger-123-45-6789.csv", KEY)
+    two = mask_path("/in/ledger-987-65-4321.csv", KEY)
+    assert "6789" not in one and "4321" not in two and one != two
+    assert one == mask_path("/in/ledger-123-45-6789.csv", KEY)
+    assert mask_path("/in/ledger-123-45-6789.csv", None) == f"/in/ledger-{MASK}.csv"
+
+
+def test_log_records_are_masked_when_made(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_guard()
+    logger = logging.getLogger("dwatch.test")
+    with caplog.at_level(logging.INFO, logger="dwatch.test"):
+        logger.info("read %s from %s", "ssn:456-78-9012x", "ledger-123456789.csv")
+        try:
+            raise ValueError("bad value 321-54-9876")
+        except ValueError:
+            logger.exception("failed")
+    text = caplog.text
+    assert "9012" not in text and "123456789" not in text and "9876" not in text
+    assert text.count(MASK) >= 3
+
+
+def test_ingest_masks_every_text_field_and_pseudonymises_ids(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    header = [
+        "event_id", "source_system", "sequence_no", "occurred_at", "event_type",
+        "disclosing_agency", "recipient_agency", "actor_id", "actor_role", "request_id",
+        "legal_authority", "purpose", "data_elements", "record_count", "channel",
+        "case_number", "description", "outcome", "ref 222-33-4444",
+    ]  # fmt: skip
+    row = [
+        "EV-111-22-3333", "ledger 555.66.7777", "1", "2025-03-03T10:00:00Z", "disclosure",
+        "IRS", "CA-FTB 666 77 8888", "user-999887777", "analyst 121-21-2121",
+        "REQ-567-89-0123", "26 USC 6103(d) 343-43-4343", "ssn 123-45-6789 asked",
+        '["name", "tin 454-54-5454"]', "1", "sftp", "CASE-565656565",
+        "note ssn:456-78-9012x", "success 787-87-8787", "extra 909-09-0909",
+    ]  # fmt: skip
+    path = tmp_path / "ledger-135-79-2468.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, row])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.status == "loaded" and result.rows_loaded == 1, result.message
+    stored = con.execute(
+        "SELECT event_id, source_system, event_type, disclosing_agency, recipient_agency,"
+        " actor_id, actor_role, request_id, legal_authority, purpose, data_elements::VARCHAR,"
+        " channel, case_number, description, outcome, extra::VARCHAR FROM disclosure_events"
+    ).fetchone()
+    runs = con.execute("SELECT source_file, message FROM ingest_runs").fetchall()
+    digits = [v.replace("-", "") for v in ("111-22-3333", "555667777", "666778888", "999887777")]
+    digits += ["121212121", "567890123", "343434343", "123456789", "454545454", "565656565"]
+    digits += ["456789012", "787878787", "909090909", "222334444", "135792468"]
+    text = repr((stored, runs)).replace("-", "").replace(" ", "").replace(".", "")
+    assert not [d for d in digits if d in text]
+    event_id, source, _, _, recipient, actor, *_ = stored
+    assert event_id == pseudonymise_id("EV-111-22-3333", KEY)
+    assert actor == pseudonymise_id("user-999887777", KEY)
+    assert source == pseudonymise_id("ledger 555.66.7777", KEY)
+    assert recipient == f"CA-FTB {MASK}"
