@@ -84,8 +84,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
-        choices=["ml.transfer_surprise", "ml.transfer_isolation"],
-        help="transfer-level detector to measure (enabled for the run even if off in the config)",
+        choices=["ml.transfer_surprise", "ml.transfer_isolation", "ml.recipient_volume"],
+        help="detector to measure (enabled for the run even if off in the config)",
     )
     args = parser.parse_args(argv)
     DETECTOR = args.detector

@@ -73,13 +73,18 @@ def merge_alerts(
     retract_reason: str,
     window_from: datetime | None = None,
     window_to: datetime | None = None,
+    subjects: str | None = None,
+    events: str | None = None,
 ) -> MergeResult:
     """Merge one detection run's findings for ``detector_ids`` into ``alerts``.
 
     ``candidates`` is an Arrow table, or the name of a table/view already in the
     connection, with ``ALERT_COLUMNS`` (null where unknown). Open alerts of those
     detectors whose window overlaps [window_from, window_to] and that were not found
-    again are retracted with ``retract_reason``. Caller owns the transaction.
+    again are retracted with ``retract_reason``. ``subjects`` and ``events`` name tables
+    with the columns of ``alert_subjects`` and ``alert_events``: the taxpayers and evidence
+    keys of the candidates, which replace the rows a found alert had (a retracted alert
+    keeps its last). Caller owns the transaction.
     """
     if isinstance(candidates, pa.Table):
         con.register("_alert_candidates_arrow", candidates)
@@ -136,19 +141,36 @@ def merge_alerts(
         " WHERE alert_id NOT IN (SELECT alert_id FROM alerts)",
         [run_id, run_id],
     )
+    for target, rows in (("alert_subjects", subjects), ("alert_events", events)):
+        if rows is not None:
+            _replace_rows(con, target, rows)
     con.execute("DROP TABLE _alert_candidates")
     return MergeResult(new=new, updated=updated - reopened, reopened=reopened, retracted=retracted)
 
 
+def _replace_rows(con: duckdb.DuckDBPyConnection, target: str, rows: str) -> None:
+    """Replace the found alerts' rows of ``target`` (alert_subjects, alert_events) by ``rows``."""
+    cols = ", ".join(r[0] for r in con.execute(f"DESCRIBE {target}").fetchall())
+    con.execute(f"DELETE FROM {target} WHERE alert_id IN (SELECT alert_id FROM _alert_candidates)")
+    con.execute(
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {rows}"
+        " WHERE alert_id IN (SELECT alert_id FROM _alert_candidates)"
+    )
+
+
 def mark_coverage(con: duckdb.DuckDBPyConnection) -> int:
-    """Flag open alerts whose source and window overlap a known coverage gap.
+    """Flag open alerts whose sources (its own, or any log of its evidence) and window
+    overlap a known coverage gap.
 
     Returns the number of alerts flagged. A gap with no source flags every source; a gap
     with no window flags every window of its source.
     """
     overlap = """
         EXISTS (SELECT 1 FROM coverage_gaps g
-                WHERE (g.source_system IS NULL OR a.source_system IS NULL OR g.source_system = a.source_system)
+                WHERE (g.source_system IS NULL OR a.source_system IS NULL OR g.source_system = a.source_system
+                       -- an alert spanning several logs is as incomplete as the least complete
+                       OR g.source_system IN (SELECT ae.source_system FROM alert_events ae
+                                              WHERE ae.alert_id = a.alert_id))
                   AND (g.window_start IS NULL OR a.window_end IS NULL OR a.window_end >= g.window_start)
                   AND (g.window_end IS NULL OR a.window_start IS NULL OR a.window_start <= g.window_end))
     """

@@ -9,8 +9,8 @@ Each row carries the other side's log coverage (first and last entry), so that a
 log that has not reached a disclosure's date yet, or began after it, is not read as silence.
 
 ``dw_custody``: every receipt under a retention term with its disposal deadline, the first
-disposal of the same data by the same holder (same request, else same agreement), and how
-far the holder's log reaches; plus, for use-after-disposal, the holder of each event.
+disposal of the same data by the same holder (same request, else same agreement, and the
+same record count when the disposal states one), and how far the holder's log reaches; plus, for use-after-disposal, the holder of each event.
 """
 
 from __future__ import annotations
@@ -162,7 +162,10 @@ SELECT t.*, h.log_last_at,
        (SELECT min(d.occurred_at) FROM dw_custody_events d
         WHERE d.event_type = 'disposal' AND d.holder_code = t.holder_code
           AND d.custody_key IS NOT DISTINCT FROM t.custody_key
-          AND d.occurred_at >= t.occurred_at) AS disposed_at
+          AND d.occurred_at >= t.occurred_at
+          -- a disposal that states a quantity destroys the batch of that size (a standing
+          -- request delivers many batches under one request id)
+          AND (d.record_count IS NULL OR d.record_count = t.record_count)) AS disposed_at
 FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 

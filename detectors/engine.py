@@ -31,14 +31,17 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     the rows where a log's order breaks (a sequence gap or reused number, or a time
     earlier than the previous entry's), with the neighbours' numbers and times.
 
-A query returns one row per finding with ``entity_id``, ``event_ids``, ``window_start``,
+A query returns one row per finding with ``entity_id``, ``event_ids`` (or ``event_keys``:
+``{source_system, event_id}`` pairs, for findings whose events span logs), ``window_start``,
 ``window_end``, the columns its ``dedup_key`` and ``explanation`` name, and optionally
 ``disclosing_agency``, ``recipient_agency``, ``request_id``, ``actor_id``,
 ``source_system``, ``event_count``, ``subjects_affected``, ``records_affected``,
 ``citations`` (registry ids found per row: the event's authority, orders, agreements;
 ``$rule_citations`` holds the rule's own; when absent or empty the rule's own are used),
-``evidence`` and ``score``. The engine turns findings into the one alert record and
-merges them through :func:`detectors.alerts.merge_alerts`.
+``evidence`` and ``score``. :mod:`detectors.evidence` then keys each finding's events by
+source, adds the rest of their request chain and lists the taxpayers the rule's
+``subjects`` declares. The engine turns findings into the one alert record and merges them,
+with their subjects and evidence keys, through :func:`detectors.alerts.merge_alerts`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from detectors import evidence
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -66,6 +70,7 @@ from detectors.alerts import (
 )
 from detectors.authority_choice import CHOICE_COLUMNS, choose_authorities
 from detectors.custody import prepare_custody
+from detectors.evidence import SubjectsSpec
 from dwatch.address import vocabulary_of
 from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
@@ -77,6 +82,8 @@ EVIDENCE_EVENT_CAP = 1000  # event_ids kept per alert; event_count holds the ful
 EntityType = Literal["recipient", "request", "actor", "source", "event", "agreement"]
 _FIELD_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# Columns the engine reads but does not repeat as evidence (kept in alert_events/_subjects).
+_NOT_EVIDENCE = ("_alert_id", "event_keys", "subjects")
 _REQUIRED_OUTPUT = ("entity_id", "event_ids", "window_start", "window_end")
 _OPTIONAL_OUTPUT = (
     "disclosing_agency",
@@ -131,6 +138,14 @@ class Rule(BaseModel):
     explanation: str = Field(min_length=1)
     dedup_key: list[str] = Field(min_length=1)
     cases: list[RuleCase] = Field(default_factory=list)
+    subjects: SubjectsSpec | None = Field(
+        default=None,
+        description="How the taxpayers a finding affects are found (per-taxpayer rules).",
+    )
+    chain: bool | None = Field(
+        default=None,
+        description="Name each finding's whole request chain (default: unless the entity is a log source).",
+    )
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("severity")
@@ -143,6 +158,10 @@ class Rule(BaseModel):
     @property
     def template_fields(self) -> list[str]:
         return list(dict.fromkeys(_FIELD_RE.findall(self.explanation)))
+
+    @property
+    def links_chain(self) -> bool:
+        return self.chain if self.chain is not None else self.entity != "source"
 
 
 def load_rule(path: Path) -> Rule:
@@ -594,7 +613,11 @@ def _render_value_sql(column: str, dtype: str) -> str:
 
 def _evidence_sql(types: dict[str, str]) -> str:
     """Everything a finding carries beyond the alert columns, kept as evidence."""
-    extra = [c for c in types if c not in _REQUIRED_OUTPUT and c not in _OPTIONAL_OUTPUT]
+    extra = [
+        c
+        for c in types
+        if c not in _REQUIRED_OUTPUT and c not in _OPTIONAL_OUTPUT and c not in _NOT_EVIDENCE
+    ]
     if not extra:
         return "NULL::JSON"
     return "to_json(struct_pack(" + ", ".join(f'"{c}" := f."{c}"' for c in extra) + "))"
@@ -614,15 +637,18 @@ def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) 
     if tail:
         params["_tail"] = tail
         pieces.append("$_tail")
+    if "evidence_sources" in types:
+        pieces.append(evidence.SOURCES_NOTE_SQL)
     return f"concat({', '.join(pieces)})"
 
 
-def run_rule(
-    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
-) -> RuleRun:
-    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    return {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()}
+
+
+def _run_query(con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry) -> dict[str, str]:
+    """The rule's query into ``_rule_rows``; its column types, checked against the rule."""
     where = f"{rule.path}: query"
-    started = time.perf_counter()
     available = {
         **registry_parameters(registry),
         **rule.parameters,
@@ -634,19 +660,67 @@ def run_rule(
     query = rule.query or ""
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _findings AS {query}", _bind(query, available, where)
+            f"CREATE OR REPLACE TEMP TABLE _rule_rows AS {query}", _bind(query, available, where)
         )
     except duckdb.Error as exc:
         raise RuleError(f"query failed: {exc}", where=where, fix="fix the rule's SQL") from exc
-    types = {row[0]: str(row[1]) for row in con.execute("DESCRIBE _findings").fetchall()}
+    types = _column_types(con, "_rule_rows")
     needed = [*_REQUIRED_OUTPUT, *rule.dedup_key, *rule.template_fields]
-    missing = [c for c in dict.fromkeys(needed) if c not in types]
+    if rule.subjects is not None and rule.subjects.source == "query":
+        needed.append("subjects")
+    # event_ids may come as event_keys; the engine counts a rule's declared subjects itself
+    provided = {"event_ids"} if "event_keys" in types else set()
+    if rule.subjects is not None:
+        provided.add("subjects_affected")
+    missing = [c for c in dict.fromkeys(needed) if c not in types and c not in provided]
     if missing:
         raise RuleError(
             f"query does not return column(s) {', '.join(missing)} named by the rule",
-            where=f"{rule.path}: dedup_key/explanation",
+            where=f"{rule.path}: dedup_key/explanation/subjects",
             fix="return them from the query or correct the names",
         )
+    return types
+
+
+def _keyed_findings(
+    con: duckdb.DuckDBPyConnection, rule: Rule, types: dict[str, str], *, table: str
+) -> dict[str, str]:
+    """``_findings``: the rows with their alert ids, evidence keys, chains and subjects."""
+    key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
+    derived_ids = (
+        ", list_transform(f.event_keys, lambda k: CAST(k.event_id AS VARCHAR)) AS event_ids"
+        if "event_keys" in types and "event_ids" not in types
+        else ""
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _findings AS SELECT {ALERT_ID_SQL.format(parts=key_parts)}"
+        f" AS _alert_id, f.*{derived_ids} FROM _rule_rows f",
+        {"_rule_id": rule.id},
+    )
+    con.execute("DROP TABLE _rule_rows")
+    try:
+        evidence.record(
+            con,
+            _column_types(con, "_findings"),
+            candidates=table,
+            subjects=rule.subjects,
+            chain=rule.links_chain,
+        )
+    except (duckdb.Error, ValueError) as exc:
+        raise RuleError(
+            f"its findings' evidence or subjects could not be derived: {exc}",
+            where=f"{rule.path}: subjects",
+            fix="return event_keys/event_ids as documented, and subjects as a list of structs",
+        ) from exc
+    return _column_types(con, "_findings")
+
+
+def run_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
+) -> RuleRun:
+    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+    started = time.perf_counter()
+    types = _keyed_findings(con, rule, _run_query(con, rule, registry), table=table)
     params: dict[str, Any] = {
         "_rule_id": rule.id,
         "_version": rule.version,
@@ -660,10 +734,9 @@ def run_rule(
     def opt(col: str, default: str = "NULL") -> str:
         return f"f.{col}" if col in types else default
 
-    key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
     explanation = _explanation_sql(rule, types, params)
     select = {
-        "alert_id": ALERT_ID_SQL.format(parts=key_parts),
+        "alert_id": "f._alert_id",
         "detector_id": "$_rule_id",
         "detector_kind": "'rule'",
         "detector_version": "$_version",
@@ -708,6 +781,7 @@ def _create_candidates(con: duckdb.DuckDBPyConnection, table: str) -> None:
         " first_run_id, last_run_id, first_detected_at, last_detected_at, retracted_at)"
         " FROM alerts WHERE false"
     )
+    evidence.create_tables(con, table)
 
 
 def evaluate_rules(
@@ -798,6 +872,8 @@ def run_rules(
         detector_ids=[r.id for r in chosen],
         run_id=run_id,
         retract_reason=f"finding no longer holds under registry version {registry.version}",
+        subjects="dw_candidates_subjects",
+        events="dw_candidates_events",
     )
     _explain_retractions(con, run_id, registry.version)
     result.coverage_flagged = mark_coverage(con)

@@ -13,7 +13,9 @@ address, in any language) and its known dummy street lines; they mark an address
 unusable when they make up the whole address, the city, the state, or a street name with
 no street type ("123 Unknown, Miami FL"). Everything else is structure.
 
-Every verdict carries its reason ("no street number and street name; only a ZIP").
+Every verdict carries its reason ("no street number and street name; only a ZIP"). A
+reason quotes only placeholder words and filler numbers, never the rest of an address:
+reasons reach alert evidence, and addresses are sensitive.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 
 # Bump when the judgement changes, so verdicts stored under the old logic are redone.
 JUDGE_VERSION = "1"
+
+# A supplied address longer than this is notes or a pasted record, not an address (the
+# longest multi-line addresses with names and care-of lines stay well under it).
+MAX_ADDRESS_LENGTH = 1000
 
 Form = Literal["street", "po_box", "route", "general_delivery", "military", "none"]
 
@@ -90,13 +96,23 @@ _SPACES = re.compile(r"\s+")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
+_NON_DIGIT = re.compile(r"\D")
+_DIGIT_RUN = re.compile(r"\d+")
+_ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)")
+_CODE_MARK = re.compile(r"[/?]")  # "N/A St": a code, not a name
+_APOSTROPHES = re.compile(r"['\u2019`]")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def fold(text: str) -> str:
     """Lower-case words without accents or punctuation: "Dirección  Desconocida!" ->
     "direccion desconocida"; "N/A" -> "n a"; "don't" -> "dont"."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    plain = re.sub(r"['\u2019`]", "", plain)
-    return _SPACES.sub(" ", re.sub(r"[\W_]+", " ", plain)).strip()
+    if text.isascii():  # most addresses: no accents to strip
+        plain = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return " ".join(_NON_WORD.sub(" ", _APOSTROPHES.sub("", plain)).split())
 
 
 def _is_filler(token: str) -> bool:
@@ -352,16 +368,16 @@ def _number_problem(number: str, *, house: bool = True) -> str | None:
     words = fold(number).split()
     if words and all(w in _NUMBER_WORDS for w in words):
         return None  # "One Apple Park Way"
-    digits = re.sub(r"\D", "", number)
+    digits = _NON_DIGIT.sub("", number)
     if not digits:
-        return f"the house number '{number}' has no digits"
+        return "the house number has no digits"
     if set(digits) == {"0"}:
         return f"the number '{number}' is zero, not a real number"
-    if re.fullmatch(r"\d+(?:st|nd|rd|th)", words[0] if words else ""):
+    if _ORDINAL.fullmatch(words[0] if words else ""):
         return "an ordinal ('5th') where the house number should be"
     if len(digits) >= 5 and set(digits) == {"9"}:
         return f"the number '{number}' is a filler of nines"
-    if house and len(max(re.findall(r"\d+", number), key=len)) > 6:
+    if house and len(max(_DIGIT_RUN.findall(number), key=len)) > 6:
         return "a house number longer than any real one (7+ digits)"
     return None
 
@@ -374,7 +390,7 @@ def _street_line(parts: AddressParts, vocabulary: AddressVocabulary) -> _Line:
     # A typed street keeps an odd name ("Unknown Rd"); a name written as a code ("N/A St")
     # or with no type ("123 Unknown") is only a placeholder.
     phrase = vocabulary.placeholder(name)
-    if phrase and (parts.street_type is None or re.search(r"[/?]", name)):
+    if phrase and (parts.street_type is None or _CODE_MARK.search(name)):
         return _Line("street", f"the street name is a placeholder ('{phrase}')")
     key = f"{fold(number)} {fold(parts.street_name or '')}".strip()
     if key in vocabulary.dummies:
@@ -459,6 +475,8 @@ def judge_address(text: str | None, vocabulary: AddressVocabulary) -> AddressVer
     """Could a carrier deliver to this address? See the module docstring."""
     if text is None or not text.strip():
         return AddressVerdict(False, "blank: no address given")
+    if len(text) > MAX_ADDRESS_LENGTH:
+        return AddressVerdict(False, f"longer than any address ({len(text):,} characters)")
     if not fold(text):
         return AddressVerdict(False, "no letters or digits: not an address")
     if phrase := vocabulary.placeholder(text):

@@ -290,9 +290,14 @@ def _rule_alerts(
         return pl.DataFrame(schema={"detector_id": pl.String, "event_keys": pl.List(pl.String)})
     with transaction(con):
         run_rules(con, rule_registry(truth), run_id="evaluate")
+    # Evidence keys with each event's own log, the finding's events and the rest of its
+    # chain (alert_events); alerts without them key their event ids by the alert's source.
     table = con.sql(
-        "SELECT detector_id, list_transform(event_ids, lambda e: coalesce(source_system, '') || chr(31) || e) AS event_keys"
-        " FROM alerts WHERE detector_kind = 'rule' AND status = 'open'"
+        "SELECT a.detector_id, coalesce(k.event_keys, list_transform(a.event_ids,"
+        " lambda e: coalesce(a.source_system, '') || chr(31) || e)) AS event_keys"
+        " FROM alerts a LEFT JOIN (SELECT alert_id, list(DISTINCT source_system || chr(31) || event_id)"
+        " AS event_keys FROM alert_events GROUP BY alert_id) k USING (alert_id)"
+        " WHERE a.detector_kind = 'rule' AND a.status = 'open'"
     ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)

@@ -101,7 +101,29 @@ def _case(con: duckdb.DuckDBPyConnection, case_id: str) -> dict[str, Any]:
 
 
 def _events(con: duckdb.DuckDBPyConnection, alert_ids: list[str]) -> list[dict[str, Any]]:
-    """Events behind the alerts: an alert's source, when it names one, tells equal ids apart."""
+    """Events behind the alerts: keyed (source, id) with their chain where the store has
+    alert_events; else an alert's source, when it names one, tells equal ids apart."""
+    if _has_table(con, "alert_events"):
+        return _query(
+            con,
+            """
+            WITH ev AS (
+                SELECT DISTINCT source_system, event_id FROM alert_events
+                WHERE list_contains(?, alert_id)
+                UNION
+                SELECT DISTINCT a.source_system, unnest(a.event_ids) FROM alerts a
+                WHERE list_contains(?, a.alert_id)
+                  AND a.alert_id NOT IN (SELECT alert_id FROM alert_events)
+            )
+            SELECT DISTINCT e.*, r.source_file, r.content_sha256 AS source_file_sha256
+            FROM disclosure_events e
+            JOIN ev ON e.event_id = ev.event_id
+                   AND (ev.source_system IS NULL OR e.source_system = ev.source_system)
+            LEFT JOIN ingest_runs r ON r.run_id = e.ingest_run_id
+            ORDER BY e.source_system, e.occurred_at, e.event_id
+            """,
+            [alert_ids, alert_ids],
+        )
     return _query(
         con,
         """

@@ -983,6 +983,7 @@ def ingest_file(
         result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
+            result.warnings += _judge_addresses(con, result.kind, context)
             _record_run(con, result, sha, started, force, key)
         return result
     except DWatchError as exc:
@@ -1362,6 +1363,25 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
         f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
     con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
+    return []
+
+
+def _judge_addresses(
+    con: duckdb.DuckDBPyConnection, kind: str | None, context: _Context
+) -> list[str]:
+    """Verdicts for the supplied addresses this batch brings (dwatch/address_verdicts.py),
+    each distinct text parsed once, so ``dwatch detect`` only looks them up. A registry that
+    cannot be loaded leaves them to detect. Returns warnings."""
+    if kind != "request_items":
+        return []
+    context._load_registry()  # once per ingest call, shared with the citation normaliser
+    if context.registry is None:
+        problem = context.registry_problem or "no registry"
+        return [f"addresses left for detect to judge: the policy registry did not load ({problem})"]
+    from dwatch.address import vocabulary_of
+    from dwatch.address_verdicts import refresh_address_verdicts
+
+    refresh_address_verdicts(con, vocabulary_of(context.registry))  # type: ignore[arg-type]
     return []
 
 

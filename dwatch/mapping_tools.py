@@ -8,6 +8,8 @@ loads every mapping and names each problem's file and key.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import re
 import secrets
@@ -34,8 +36,10 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "sequence_no": ("seq", "seq_no", "sequence", "sequence_number", "line_no", "serial"),
     "occurred_at": ("timestamp", "time", "event_time", "date_time", "event_date_time",
                     "datetime", "logged_at", "created_at", "when", "ts"),
-    "event_type": ("action", "activity", "operation", "type", "event"),
-    "actor_id": ("user", "user_id", "userid", "username", "login", "operator", "clerk", "officer"),
+    "event_type": ("action", "activity", "operation", "type", "event", "event_name",
+                   "event_type_name", "action_type", "activity_type"),
+    "actor_id": ("user", "user_id", "userid", "username", "login", "operator", "clerk", "officer",
+                 "custodian", "employee", "user_name", "staff_id"),
     "actor_role": ("role", "user_role", "title"),
     "recipient_agency": ("recipient", "recipient_org", "to_agency", "receiving_agency", "agency"),
     "disclosing_agency": ("sender", "from_agency", "discloser", "sending_agency"),
@@ -67,9 +71,9 @@ def _reader(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".zst")]
     ext = suffixes[-1] if suffixes else ""
     if ext in (".csv", ".tsv", ".txt"):
-        return "read_csv($path, all_varchar = true, header = true)"
+        return "read_csv($path, all_varchar = true, header = true, ignore_errors = true)"
     if ext in (".jsonl", ".ndjson", ".json"):
-        return "read_json($path, format = 'newline_delimited')"
+        return "read_json($path, format = 'newline_delimited', ignore_errors = true)"
     if ext in (".parquet", ".pq"):
         return "read_parquet($path)"
     raise InputError(
@@ -79,12 +83,32 @@ def _reader(path: Path) -> str:
     )
 
 
-def _leaves(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, list[str]]:
-    """Sample values per column; nested objects become dotted paths (user.id)."""
+def _sample_records(con: duckdb.DuckDBPyConnection, path: Path) -> list[dict[str, object]]:
+    """Up to SAMPLE_ROWS records as written: JSON Lines parsed line by line (values keep
+    their text; a broken line is skipped), other formats through DuckDB as text."""
+    if _reader(path).startswith("read_json"):
+        records: list[dict[str, object]] = []
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+                if len(records) >= SAMPLE_ROWS:
+                    break
+        return records
     rows = con.execute(
         f"SELECT * FROM {_reader(path)} LIMIT {SAMPLE_ROWS}", {"path": str(path)}
     ).fetchall()
     names = [d[0] for d in con.description or []]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _leaves(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, list[str]]:
+    """Sample values per column; nested objects become dotted paths (user.id)."""
     sample: dict[str, list[str]] = {}
 
     def walk(prefix: str, value: object) -> None:
@@ -93,13 +117,13 @@ def _leaves(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, list[str]]:
                 walk(f"{prefix}.{key}", inner)
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             walk(f"{prefix}[0]", value[0])
-        elif value is not None:
-            text = "|".join(map(str, value)) if isinstance(value, list) else str(value)
-            sample.setdefault(prefix, []).append(text)
+        else:
+            seen = sample.setdefault(prefix, [])
+            if value is not None:
+                seen.append(json.dumps(value) if isinstance(value, list) else str(value))
 
-    for row in rows:
-        for name, value in zip(names, row, strict=True):
-            sample.setdefault(name, []) if not isinstance(value, dict) else None
+    for record in _sample_records(con, path):
+        for name, value in record.items():
             walk(name, value)
     return sample
 
@@ -162,13 +186,17 @@ def suggest(path: Path) -> Suggestion:
     zoneless = False
     separator = None
     for column, seen in sample.items():
-        key = _fold(column.split(".")[-1].replace("[0]", ""))
-        if key in schema.identifier_columns or (seen and all(TIN_RE.search(v) for v in seen)):
+        # The whole path folded ('user.id' -> user_id), then its last name ('id').
+        keys = [_fold(column.replace("[0]", "")), _fold(column.split(".")[-1].replace("[0]", ""))]
+        if keys[1] in schema.identifier_columns or (seen and all(TIN_RE.search(v) for v in seen)):
             identifiers.append(column)
             continue
-        target = key if key in fields else next(
-            (f for f, names in SYNONYMS.items() if key in names and f not in columns), None
+        target = next(
+            (f for key in keys for f, names in [(k, (k,)) for k in fields] + list(SYNONYMS.items())
+             if key in names and f not in columns),
+            None,
         )  # fmt: skip
+        target = target or _guess_by_shape(keys[0], seen, columns)
         if target is None or target in columns:
             continue
         columns[target] = column
@@ -177,7 +205,8 @@ def suggest(path: Path) -> Suggestion:
             formats = _time_patterns(seen)
             zoneless = not any(re.search(r"(Z|[+-]\d\d:?\d\d)$", v) for v in seen)
         if field.type == "VARCHAR[]" and seen:
-            counts = {s: sum(s in v for v in seen) for s in "|;,"}
+            # A JSON array needs no separator; only plain text lists do.
+            counts = {s: sum(s in v for v in seen if not v.startswith("[")) for s in "|;,"}
             best = max(counts, key=lambda s: counts[s])
             separator = best if counts[best] else None
         if field.vocabulary and field.strict and seen:
@@ -187,12 +216,18 @@ def suggest(path: Path) -> Suggestion:
                 values[target] = {c: f"TODO one of {', '.join(sorted(allowed))}" for c in codes}
     if formats:
         mapping["timestamp_format"] = formats if len(formats) > 1 else formats[0]
-    if zoneless and columns.get("occurred_at"):
+    if zoneless and re.search(r"utc|gmt|zulu", _fold(columns.get("occurred_at", ""))):
+        mapping["timezone"] = "UTC"
+        notes.append("occurred_at has no zone but its name says UTC: check timezone: UTC.")
+    elif zoneless and columns.get("occurred_at"):
         mapping["timezone"] = "TODO an IANA zone such as America/New_York"
         mapping["ambiguous_time"] = "earlier"
         mapping["nonexistent_time"] = "shift"
         notes.append("occurred_at has no zone: name the zone the system writes local time in.")
-    mapping["match_columns"] = list(sample)[: min(4, len(sample))]
+    mapping["match_columns"] = [c for c in sample if "." not in c and "[" not in c][:4]
+    # Dates and numbers in the name vary per export; logs with the same columns are told
+    # apart by the rest of the name.
+    mapping["match_files"] = [re.sub(r"\d[\d_-]*\d|\d", "*", path.name)]
     mapping["columns"] = columns
     if values:
         mapping["values"] = values
@@ -209,6 +244,21 @@ def suggest(path: Path) -> Suggestion:
     if unused:
         notes.append(f"Columns not mapped (map them or list them under ignore_columns): {unused}")
     return Suggestion(mapping, notes)
+
+
+def _guess_by_shape(key: str, seen: list[str], taken: dict[str, str]) -> str | None:
+    """A field for a column no name matched: times that parse are occurred_at; the first
+    '..._id' column is event_id."""
+    patterns = _time_patterns(seen) if "occurred_at" not in taken else []
+    if patterns and all(any(_reads(_zulu(v), p) for p in patterns) for v in seen):
+        return "occurred_at"
+    if "event_id" not in taken and key.endswith("_id"):
+        return "event_id"
+    return None
+
+
+def _zulu(value: str) -> str:
+    return re.sub(r"Z$", "+0000", value.strip())
 
 
 @contextmanager

@@ -16,7 +16,9 @@ What happens to a shape depends on where it is:
   an id carrying a shape becomes the keyed pseudonym of the whole value, so joins across
   files still hold (``pseudonymise_id``). An undashed nine-digit run inside an id
   ("ev-123456789") counts too: a serial number and an SSN cannot be told apart, and
-  a pseudonymised serial costs only readability, a leaked SSN costs the taxpayer;
+  a pseudonymised serial costs only readability, a leaked SSN costs the taxpayer; but nine
+  digits SSA never issues (area 000 or 666, group 00, serial 0000: the zero-padded serial
+  "000000416") are not a shape;
 - file names: each shape becomes its keyed pseudonym, so two files stay two files
   (``mask_path``).
 
@@ -63,11 +65,23 @@ UDF_MASK_TEXT = "dwatch_mask_text"
 UDF_HAS_SHAPE = "dwatch_has_tin_shape"
 
 
+def _is_tin(match: re.Match[str]) -> bool:
+    """A shape the regular expression found that can be a taxpayer id.
+
+    Nine digits written without separators are also every zero-padded serial number
+    ("CA-FTB-000000416"); they count only when they could be issued: an SSN or ITIN never
+    has area 000 or 666, group 00 or serial 0000 (SSA's rules). Grouped forms always count."""
+    text = match.group("tin")
+    if not text or not text.isdigit():
+        return bool(text)
+    return text[:3] not in ("000", "666") and text[3:5] != "00" and text[5:] != "0000"
+
+
 def has_shape(value: str | None) -> bool:
     """Whether ``value`` carries a taxpayer-id shape outside a digest."""
     if not value:
         return False
-    return any(m.group("tin") for m in _TOKEN_RE.finditer(value))
+    return any(_is_tin(m) for m in _TOKEN_RE.finditer(value))
 
 
 def mask_text(value: Any) -> Any:
@@ -75,7 +89,7 @@ def mask_text(value: Any) -> Any:
     if value is None:
         return None
     text = str(value)
-    return _TOKEN_RE.sub(lambda m: m.group(0) if m.group("digest") else MASK, text)
+    return _TOKEN_RE.sub(lambda m: MASK if _is_tin(m) else m.group(0), text)
 
 
 def _digest(normalised: str, key: bytes) -> str:
@@ -101,7 +115,7 @@ def mask_path(path: object, key: bytes | None) -> str:
         return mask_text(text)
 
     def replace(m: re.Match[str]) -> str:
-        if m.group("digest"):
+        if not _is_tin(m):
             return m.group(0)
         return pseudonymise(m.group(0), key) or MASK
 

@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dwatch.address import AddressVocabulary, fold, judge_address, parse_address, vocabulary_of
 from dwatch.policy import load_registry
@@ -204,3 +206,17 @@ def test_fold() -> None:
     assert fold("  Dirección  Desconocida! ") == "direccion desconocida"
     assert fold("N/A") == "n a"
     assert fold("Don't") == "dont"
+
+
+def test_text_too_long_to_be_an_address() -> None:
+    text = "4512 Oak Ridge Dr, Houston, TX 77001 " + "note " * 300
+    usable, _, reason = _judge(text)
+    assert not usable and reason.startswith("longer than any address")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_any_text_gets_a_verdict_with_a_reason(text: str) -> None:
+    verdict = judge_address(text, _vocabulary())
+    assert isinstance(verdict.usable, bool) and verdict.reason
+    assert verdict.usable == verdict.reason.startswith("usable")

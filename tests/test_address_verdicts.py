@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
-from dwatch.address import AddressVocabulary
+from dwatch.address import AddressVocabulary, vocabulary_of
 from dwatch.address_verdicts import refresh_address_verdicts
+from dwatch.ingest import ingest_paths
+from dwatch.policy import load_registry
 
 ADDRESSES = [
     "4512 Oak Ridge Dr, Houston, TX 77001",
@@ -62,3 +66,25 @@ def test_a_changed_vocabulary_judges_again(con: duckdb.DuckDBPyConnection) -> No
         "the street name is a placeholder ('unknown')",
     )
     assert con.execute("SELECT count(DISTINCT vocabulary) FROM address_verdicts").fetchone() == (1,)
+
+
+def test_ingest_judges_the_addresses_it_loads(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Detect then only looks verdicts up: ingest parsed each new address once."""
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "request_id,event_id,item_no,taxpayer_tin,supplied_address\n"
+        "r1,e1,1,900-70-0001,Failed to Provide\n"
+        'r1,e1,2,900-70-0002,"45 Pending Ln, Reno NV 89501"\n'
+        'r1,e1,3,900-70-0003,"45 Pending Ln, Reno NV 89501"\n'
+    )
+    [result] = ingest_paths(con, [path])
+    assert result.rows_loaded == 3 and not result.warnings
+    verdicts = _verdicts(con)
+    assert verdicts["45 Pending Ln, Reno NV 89501"] == (
+        True,
+        "usable: house number, street and place",
+    )
+    assert verdicts["Failed to Provide"][0] is False
+    assert refresh_address_verdicts(con, vocabulary_of(load_registry())) == 0

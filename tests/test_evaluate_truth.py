@@ -88,9 +88,12 @@ def _write_alerts(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
         "INSERT INTO alert_events VALUES ('al_1', 'logB', ?, ?, 'R1', 'chain')",
         [["1", "request"], ["3", "receipt"]],
     )
-    con.execute("CREATE TABLE alert_subjects (alert_id VARCHAR, taxpayer_ref VARCHAR)")
+    # alert_subjects is migration 0012's table
     stored = [pseudonymise(TRUTH_TINS[0], key), pseudonymise(TRUTH_TINS[1], key), "tp_not_in_truth"]
-    con.executemany("INSERT INTO alert_subjects VALUES ('al_10', ?)", [[s] for s in stored])
+    con.executemany(
+        "INSERT INTO alert_subjects (alert_id, taxpayer_ref, reason) VALUES ('al_10', ?, 'test')",
+        [[s] for s in stored],
+    )
 
 
 def test_scorer_counts_a_hand_made_set(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:

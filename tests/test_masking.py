@@ -86,6 +86,11 @@ def test_an_id_with_a_shape_becomes_one_pseudonym_however_written() -> None:
     assert pseudonymise_id("ev-123456789", KEY) == pseudonymise("EV123456789", KEY)
     assert pseudonymise_id("ev-12345678", KEY) == "ev-12345678"
     assert pseudonymise_id("ev-1234567890", KEY) == "ev-1234567890"
+    # ... unless SSA never issues them: zero-padded serials stay readable (and match labels).
+    for serial in ("CA-FTB-000000416", "ev-666123456", "ev-123006789", "ev-123450000"):
+        assert pseudonymise_id(serial, KEY) == serial
+        assert mask_text(f"see {serial}") == f"see {serial}"
+    assert mask_text("call 123-00-0000 or 000-12-3456") == f"call {MASK} or {MASK}"
 
 
 def test_file_names_keep_two_files_apart() -> None:

@@ -419,7 +419,8 @@ def test_every_row_of_an_unseen_agency_log_lands_once_with_its_citation_read(
         ("IRC §6103(l)(7)", "26 USC 6103(l)(7)"),
         ("I.R.C. 6103(d)(1)", "26 USC 6103(d)"),
         ("Sec. 6103(h)(2)", "26 USC 6103(h)"),
-        ("section 6103(k)(6)", None),  # real, but not in the registry
+        ("section 6103(k)(6)", "26 USC 6103(k)(6)"),  # registered since issue 13
+        ("section 6103(d)(9)", None),  # a paragraph (d) does not have: never read as (d)
         ("6103(i)(1)", "26 USC 6103(i)(1)"),
         ("26 U.S.C. §6103(p)(4)", "26 USC 6103(p)(4)"),
         ("5 U.S.C. 552a(b)(7)", "5 USC 552a(b)(7)"),

@@ -302,6 +302,7 @@ def chain_cases(w: World, when: datetime) -> None:
         instance=inst,
         authority="per standing arrangement with the Service",
     )
+    custody_cases(w, when + 9 * step, fbi, dea)
     inst = case("backdated_entry", ["out_of_order_timestamps"], ML)
     c = criminal_chain(w, when + 8 * step, requester=fbi, label="violation", instance=inst)
     c["disclosure"][0]["logged_at"] += timedelta(days=6)
@@ -472,4 +473,82 @@ def behaviour_cases(w: World, when: datetime, hi_pool: list[str], n: int = 0) ->
         w.local(sunday, "America/New_York", 3, 40),
         label="anomaly",
         instance=inst,
+    )
+
+
+def custody_cases(w: World, when: datetime, fbi: dict[str, Any], dea: dict[str, Any]) -> None:
+    """The sender's ledger and the recipient's receipt log disagree, or data outlives its term."""
+    step = timedelta(days=8)
+    custody = [
+        "transfer_not_received",
+        "receipt_without_disclosure",
+        "record_count_mismatch",
+        "receipt_late",
+    ]
+
+    def case(kind: str, expected: list[str]) -> str:
+        return w.instance(kind, "rule", expected, acceptable=[*custody, *ML])
+
+    inst = case("transfer_not_received", ["transfer_not_received"])
+    criminal_chain(
+        w, when, requester=fbi, subjects=3, label="violation", instance=inst, receipt=False
+    )
+    inst = case("receipt_without_disclosure", ["receipt_without_disclosure"])
+    c = criminal_chain(w, when + step, requester=fbi, subjects=3, label="violation", instance=inst)
+    gone = c["disclosure"][0]
+    w.events = [e for e in w.events if e is not gone]
+    w.items = [i for i in w.items if i["event_id"] != gone["event_id"]]
+    inst = case("record_count_mismatch", ["record_count_mismatch"])
+    c = criminal_chain(
+        w, when + 2 * step, requester=fbi, subjects=3, label="violation", instance=inst
+    )
+    c["receipt"][0]["record_count"] = 5
+    inst = case("receipt_late", ["receipt_late"])
+    c = criminal_chain(
+        w, when + 3 * step, requester=fbi, subjects=2, label="violation", instance=inst, uses=0
+    )
+    late = c["disclosure"][0]["occurred_at"] + timedelta(days=5)
+    c["receipt"][0].update(occurred_at=late, logged_at=late + timedelta(seconds=30))
+    inst = case("use_after_disposal", ["use_after_disposal"])
+    c = criminal_chain(
+        w,
+        when + 4 * step,
+        requester=fbi,
+        subjects=2,
+        label="violation",
+        instance=inst,
+        uses=0,
+        dispose_after_days=40,
+    )
+    use_at = c["disposal"][0]["occurred_at"] + timedelta(days=12)
+    w.add(
+        "fed-le-receipts",
+        use_at,
+        "access",
+        disclosing="IRS",
+        recipient=fbi["agency"],
+        actor=c["receipt"][0]["actor_id"],
+        actor_role="special_agent",
+        label="violation",
+        instance=inst,
+        request_id=c["receipt"][0]["request_id"],
+        legal_authority=c["receipt"][0]["legal_authority"],
+        purpose="nontax_criminal_investigation",
+        data_elements=c["receipt"][0]["data_elements"],
+        taxpayer_tin=next(
+            i["taxpayer_tin"] for i in w.items if i["request_id"] == c["receipt"][0]["request_id"]
+        ),
+    )
+    inst = case("retention_exceeded", ["retention_exceeded"])
+    early = (
+        datetime(2025, 2, 3, 15, tzinfo=UTC) + (when - datetime(2025, 3, 4, 15, tzinfo=UTC)) / 10
+    )
+    criminal_chain(
+        w,
+        early,
+        requester=dea,
+        subjects=2,
+        label="violation",
+        instance=inst,
+        dispose_after_days=420,
     )

@@ -214,6 +214,9 @@ REQUESTERS: list[dict[str, Any]] = [
     {"agency": "ATF", "role": "head_of_agency", "actor": "director@atf.gov"},
 ]
 AGENTS = [f"sa.{n:03d}@fieldoffice.gov" for n in range(1, 41)]
+# Holders under a retention term in the probe's registry overlay: they log every disposal.
+RETAINED_BY_TERM = frozenset({"DEA"})
+AUTO = -1  # dispose_after_days: the holder's own habit
 DISCLOSURE_STAFF = ["DISC\\mlopez", "DISC\\tkahale", "DISC\\rbrown", "DISC\\jnguyen"]
 
 
@@ -233,8 +236,11 @@ def criminal_chain(
     disclose: bool = True,
     log_request: bool = True,
     uses: int | None = None,
+    receipt: bool = True,
+    dispose_after_days: int | None = AUTO,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A request, its disclosure by the IRS disclosure office, receipt and a few uses."""
+    """A request, its disclosure by the IRS disclosure office, receipt, a few uses and, for
+    some holders (all under a retention term), the disposal of the data."""
     rng = w.rng
     req = requester or rng.choice(REQUESTERS)
     k = subjects or rng.randint(1, 4)
@@ -314,6 +320,8 @@ def criminal_chain(
     got = sent_at + timedelta(hours=rng.randint(1, 40))
     agent = rng.choice(AGENTS)
     elements = d["data_elements"]
+    if not receipt:
+        return chain
     r = w.add(
         "fed-le-receipts",
         got,
@@ -345,6 +353,24 @@ def criminal_chain(
                 **{**base, "data_elements": elements},
             )
         )
+    if dispose_after_days == AUTO:
+        keeps = req["agency"] not in RETAINED_BY_TERM and rng.random() > 0.2
+        dispose_after_days = None if keeps else rng.randint(30, 200)
+    if dispose_after_days is not None:
+        chain["disposal"] = [
+            w.add(
+                "fed-le-receipts",
+                got + timedelta(days=dispose_after_days, hours=rng.randint(0, 8)),
+                "disposal",
+                disclosing="IRS",
+                recipient=req["agency"],
+                actor=agent,
+                actor_role="special_agent",
+                label=label,
+                instance=instance,
+                **{**base, "data_elements": elements, "record_count": k},
+            )
+        ]
     return chain
 
 

@@ -288,6 +288,13 @@ recipients:
      aliases: [MCSO], sources: [{cite: "5 U.S.C. 552a(b)(7)"}]}
   - {code: TRAVIS-CO-SO, name: Travis County Sheriff's Office, category: state_law_enforcement,
      sources: [{cite: "Tex. Code Crim. Proc. art. 2.17"}]}
+retention_terms:
+  - id: doj-dea-fti-disposal
+    title: DEA destroys return information received from the IRS within a year of receipt
+    recipient_agencies: [DOJ-DEA]
+    dispose_within_days: 365
+    effective_from: 2024-10-01
+    sources: [{cite: "IRS Publication 1075 disposal controls; the probe's own safeguards agreement"}]
 agreements:
   - id: irs-ssa-cma-1071
     title: IRS-SSA computer matching agreement 1071 (earnings and tax information)

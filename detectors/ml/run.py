@@ -299,6 +299,20 @@ def score_models(
                 DetectorScore(det.detector_id, None, message="no trained model: run `dwatch train`")
             )
             continue
+        if record.features and record.features != list(det.feature_columns):
+            # A model fitted before the detector changed its features (a store trained by
+            # an older release) cannot score today's rows: say so instead of failing.
+            summary.detectors.append(
+                DetectorScore(
+                    det.detector_id,
+                    None,
+                    message=(
+                        f"model {record.version} was fitted on features {record.features}, the "
+                        f"detector now reads {list(det.feature_columns)}: run `dwatch train`"
+                    ),
+                )
+            )
+            continue
         model = load_model(record, models_dir)
         # A detector that looks ahead rescores the days just before the window too (their
         # week-ahead evidence is complete only now); its merge covers the same range.

@@ -1,23 +1,9 @@
 -- Disclosures that a court order binding at the event's time restrains (dw_order_hits
 -- already applied the order's status history, scope and exceptions). One finding per
--- order, recipient and request; subjects are counted per taxpayer.
+-- order, recipient and request; subjects are counted per taxpayer by the engine (rule
+-- subjects: from disclosed - the taxpayers the restrained disclosures and their items name).
 WITH hits AS (
     SELECT * FROM dw_order_hits WHERE is_disclosure
-),
-subjects AS (
-    SELECT h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id) AS request_key,
-           h.taxpayer_ref AS subject
-    FROM hits h WHERE h.taxpayer_ref IS NOT NULL
-    UNION ALL
-    SELECT h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id), i.taxpayer_ref
-    FROM hits h JOIN dw_items i
-      ON i.event_id = h.event_id AND (i.source_system IS NULL OR i.source_system = h.source_system)
-     AND (h.request_id IS NULL OR i.request_id = h.request_id)
-    WHERE i.taxpayer_ref IS NOT NULL
-),
-subject_counts AS (
-    SELECT order_id, recipient_code, request_key, count(DISTINCT subject) AS subjects
-    FROM subjects GROUP BY ALL
 )
 SELECT h.order_id,
        h.recipient_code,
@@ -27,12 +13,11 @@ SELECT h.order_id,
        any_value(h.recipient_agency) AS recipient_agency,
        any_value(h.request_id) AS request_id,
        any_value(h.source_system) AS source_system,
-       list(h.event_id) AS event_ids,
+       list({'source_system': h.source_system, 'event_id': h.event_id}) AS event_keys,
        count(*) AS event_count,
        min(h.occurred_at) AS window_start,
        max(h.occurred_at) AS window_end,
        sum(h.record_count) AS records_affected,
-       coalesce(any_value(sc.subjects), 0) AS subjects_affected,
        list_concat($rule_citations, [any_value(h.order_id)], list(DISTINCT h.authority_id)) AS citations,
        coalesce(string_agg(DISTINCT h.legal_authority, '; '), 'no stated authority') AS authorities_cited,
        any_value(h.order_case) AS order_case,
@@ -44,7 +29,4 @@ SELECT h.order_id,
        -- where the order's words are ambiguous, the reading the registry chose
        coalesce(' (as read here: ' || any_value(h.restraint_reading) || ')', '') AS reading_used
 FROM hits h
-LEFT JOIN subject_counts sc
-  ON sc.order_id = h.order_id AND sc.recipient_code = h.recipient_code
- AND sc.request_key = coalesce(h.request_id, h.event_id)
 GROUP BY h.order_id, h.recipient_code, coalesce(h.request_id, h.event_id)

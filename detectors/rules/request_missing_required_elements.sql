@@ -6,7 +6,7 @@
 WITH judged AS (
     SELECT i.request_id, i.item_no, i.taxpayer_ref, i.event_id,
            e.recipient_code, e.recipient_agency, e.disclosing_agency, e.source_system,
-           e.occurred_at, e.authority_id, e.actor_id,
+           e.occurred_at, e.authority_id, e.actor_id, i.address_reason,
            list_filter([
                CASE WHEN list_contains(e.auth_required_elements, 'name') AND NOT i.has_name THEN 'name' END,
                CASE WHEN list_contains(e.auth_required_elements, 'address') AND NOT i.address_valid THEN 'address' END,
@@ -27,15 +27,21 @@ SELECT j.request_id,
        any_value(j.actor_id) AS actor_id,
        any_value(j.source_system) AS source_system,
        any_value(j.authority_id) AS authority_id,
-       list(DISTINCT j.event_id) AS event_ids,
+       list(DISTINCT {'source_system': j.source_system, 'event_id': j.event_id}) AS event_keys,
        count(DISTINCT j.event_id) AS event_count,
        min(j.occurred_at) AS window_start,
        max(j.occurred_at) AS window_end,
        count(*) AS items_named,
        count(*) FILTER (WHERE len(j.missing) > 0) AS records_affected,
-       count(DISTINCT coalesce(j.taxpayer_ref, j.request_id || '#' || j.item_no)) FILTER (WHERE len(j.missing) > 0) AS subjects_affected,
+       count(DISTINCT coalesce(j.taxpayer_ref, j.request_id || '#' || j.item_no)) FILTER (WHERE len(j.missing) > 0) AS items_deficient,
+       -- the taxpayers counted (rule subjects): deficient items, kept by the engine only
+       -- where the request's disclosures actually sent their data
+       list({'taxpayer_ref': j.taxpayer_ref, 'event_id': j.event_id, 'source_system': j.source_system,
+             'request_id': j.request_id, 'item_no': j.item_no}) FILTER (WHERE len(j.missing) > 0) AS subjects,
        count(*) FILTER (WHERE list_contains(j.missing, 'name')) AS missing_name,
        count(*) FILTER (WHERE list_contains(j.missing, 'address')) AS missing_address,
+       -- why each address was not one, as evidence: {"no street ...; only a ZIP": 2, ...}
+       histogram(j.address_reason) FILTER (WHERE list_contains(j.missing, 'address')) AS address_reasons,
        count(*) FILTER (WHERE list_contains(j.missing, 'tax_periods')) AS missing_tax_periods,
        count(*) FILTER (WHERE list_contains(j.missing, 'statute')) AS missing_statute,
        count(*) FILTER (WHERE list_contains(j.missing, 'reason')) AS missing_reason,

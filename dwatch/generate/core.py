@@ -27,7 +27,12 @@ from dwatch.generate.log import ITEM_FIELDS, SpecialLog, TamperSpec
 from dwatch.generate.rand import Streams
 from dwatch.generate.scenarios import SCENARIOS, Context, inject, resolve_counts
 from dwatch.generate.schedule import build_criminal_chains, build_schedule
-from dwatch.generate.world import World, load_world, registry_agreements
+from dwatch.generate.world import (
+    World,
+    load_world,
+    registry_agreements,
+    registry_retention_terms,
+)
 from dwatch.generate.writer import EXTENSIONS, FORMATS, TableWriter, event_columns, item_columns
 
 GENERATOR_VERSION = 1
@@ -527,7 +532,10 @@ def _write_ground_truth(
             },
             "agreements": [g.as_dict() for a in world.agencies for g in a.agreements],
             # Ready for dwatch.policy.with_entries(registry, registry_patch).
-            "registry_patch": {"agreements": registry_agreements(world)},
+            "registry_patch": {
+                "agreements": registry_agreements(world),
+                "retention_terms": registry_retention_terms(world),
+            },
         },
     }
     for kind, pairs in noise.items():

@@ -810,3 +810,6 @@ def inject(ctx: Context, counts: dict[str, int]) -> None:
 
 
 __all__ = ["ITEM_FIELDS", "SCENARIOS", "Context", "inject", "resolve_counts"]
+
+# Custody scenarios live in their own module; importing it registers them.
+from dwatch.generate import custody_scenarios as _custody_scenarios  # noqa: E402, F401

@@ -365,3 +365,32 @@ def build_intensity(world: World, tz_weights: dict[str, float]) -> Intensity:
     tz_cdf = np.cumsum(per_tz, axis=1) / np.maximum(total, 1e-300)[:, None]
     tz_cdf[:, -1] = 1.0
     return Intensity(start, tzs, cdf, tz_cdf)
+
+
+# The generated agreements' disposal clause: batches of monthly and weekly bulk flows are
+# destroyed about 120 days after receipt (schedule.DISPOSAL_AFTER_DAYS); the clause allows
+# 150, so lawful disposals are on time and a batch kept past it is a finding.
+RETENTION_DAYS = 150
+
+
+def registry_retention_terms(world: World) -> list[dict[str, Any]]:
+    """Disposal terms of the generated agreements, in the registry's ``retention_terms`` shape."""
+    agreements = [
+        g.agreement_id
+        for agency in world.recipients
+        if agency.flow in world.flows
+        and world.flows[agency.flow].raw["cadence"] in ("monthly", "weekly")
+        for g in agency.agreements
+    ]
+    if not agreements:
+        return []
+    return [
+        {
+            "id": "generated-agreements-disposal",
+            "title": f"disposal within {RETENTION_DAYS} days of receipt (generated agreements)",
+            "agreements": agreements,
+            "dispose_within_days": RETENTION_DAYS,
+            "effective_from": world.start.isoformat(),
+            "sources": [{"cite": "synthetic disposal clause from dwatch.generate"}],
+        }
+    ]

@@ -44,7 +44,9 @@ _TITLE_ONLY_RE = re.compile(r"^(?:" + _USC + r"\s*(?:title\s+)?|title\s+)(\d{1,2
 _IRC_RE = re.compile(
     r"^(?:i\s*\.?\s*r\s*\.?\s*c\s*\.?|internal\s+revenue\s+code(?:\s+of\s+1986)?|tax\s+code)(?=[\s\d§,\-]|$)"
 )
-_PRIVACY_ACT_RE = re.compile(r"^(?:the\s+)?privacy\s+act(?:\s+of\s+1974)?(?:\s*,)?")
+_PRIVACY_ACT_RE = re.compile(
+    r"^(?:(?:the\s+)?privacy\s+act(?:\s+of\s+1974)?|ley\s+de\s+privacidad(?:\s+de\s+1974)?)(?:\s*,)?"
+)
 _SECTION_WORD_RE = re.compile(r"^(?:§+|sections?|sects?\.?|secs?\.?|s\.)\s*")
 _SECTION_RE = re.compile(r"^(\d{1,5})([a-z]{0,2})")
 _PAREN_RE = re.compile(r"^\(\s*([a-z]{1,5}|\d{1,3})\s*\)")
@@ -64,7 +66,7 @@ _CITATION_START_RE = re.compile(
     r"(?<=[\s:(,;\-])(?="
     r"(?:title\s+)?\d{1,2}\s*,?\s*" + _USC + r"(?:[\s\d§]|$)"
     r"|i\s*\.?\s*r\s*\.?\s*c\s*\.?(?:[\s\d§]|$)|internal\s+revenue\s+code|tax\s+code"
-    r"|(?:the\s+)?privacy\s+act|title\s+\d|§"
+    r"|(?:the\s+)?privacy\s+act|ley\s+de\s+privacidad|title\s+\d|§"
     r"|(?:sections?|sects?\.?|secs?\.?)\s*\d"
     r"|\d{1,5}[a-z]{0,2}\s*\()"
 )
@@ -211,7 +213,11 @@ class Classification:
 # "(l)(7); (l)(21)", "... or ...", "... & ..."). Commas join them too, but also occur
 # inside one citation ("Privacy Act of 1974, 5 U.S.C. 552a(b)(7)"): a split is kept only
 # when at least two parts read as citations.
-_JOINERS_RE = re.compile(r"\s*(?:;|,|&|\band/or\b|\band\b|\bor\b|\bplus\b)\s*")
+# Logs in other languages join them with "y", "o", "et", "ou", "und", "oder"; "/" and "+"
+# too ("6103(i)(2)/(i)(1)").
+_JOINERS_RE = re.compile(
+    r"\s*(?:;|,|&|/(?=\s*\()|\+|\band/or\b|\b(?:and|or|plus|y|o|e|et|ou|und|oder)\b(?!\s*\)))\s*"
+)
 _STATUS_RANK = {"ok": 0, "general": 1, "unknown": 2, "malformed": 3, "missing": 4}
 
 
@@ -232,7 +238,7 @@ def classify_all(text: str | None, registry: Registry) -> Classification:
     if alias_hit is not None:
         return Classification("ok", (alias_hit,))
     parts = _split_parts(text, registry)
-    if len(parts) < 2:
+    if not parts:
         return _classify_one(text, registry)
     ids = tuple(dict.fromkeys(i for part in parts for i in part.authority_ids))
     status = min((part.status for part in parts), key=_STATUS_RANK.__getitem__)
@@ -241,12 +247,14 @@ def classify_all(text: str | None, registry: Registry) -> Classification:
 
 def _split_parts(text: str, registry: Registry) -> list[Classification]:
     """The citations a joined text names, each read on its own; [] when it names fewer
-    than two. A part that is only a subdivision ("(l)(21)") continues the previous part's
-    title and section."""
+    than two. A part that is only a subdivision ("(l)(21)") continues the previous part.
+    A part naming law the registry does not know at all ("26 USC 7216") counts as a
+    citation but names nothing; a number in prose ("25 agreement") is no citation."""
     pieces = [p for p in _JOINERS_RE.split(clean(text)) if p.strip()]
     if len(pieces) < 2:
         return []
     readings: list[Classification] = []
+    citations = 0
     previous: ParsedCitation | None = None
     for piece in pieces:
         if piece.lstrip().startswith(("(", "[")) and previous is not None:
@@ -254,11 +262,18 @@ def _split_parts(text: str, registry: Registry) -> list[Classification]:
         reading = _classify_one(piece, registry)
         if reading.status in {"malformed", "missing"}:
             continue
-        readings.append(reading)
-        previous = parse_citation(piece, registry.known_sections) or _parse_after_prose(
+        parsed = parse_citation(piece, registry.known_sections) or _parse_after_prose(
             piece, registry.known_sections
         )
-    return readings if len(readings) >= 2 else []
+        if parsed is None or (
+            parsed.title is None and parsed.section not in registry.known_sections
+        ):
+            continue
+        citations += 1
+        previous = parsed
+        if reading.status != "unknown" or parsed.section in registry.known_sections:
+            readings.append(reading)
+    return readings if citations >= 2 and readings else []
 
 
 def _continue(previous: ParsedCitation, piece: str) -> str:

@@ -220,6 +220,49 @@ def _affected(alerts: list[dict[str, Any]], column: str) -> int | None:
     return max(per_detector.values()) if per_detector else None
 
 
+def _listed_subjects(con: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
+    """The taxpayers each alert lists (alert_subjects), by alert id."""
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alert_subjects'"
+    ).fetchone()
+    if not present or not present[0]:
+        return {}  # a store not yet migrated to 0012 (built by older code) lists nobody
+    rows = con.execute(
+        "SELECT alert_id, list(DISTINCT taxpayer_ref) FROM alert_subjects GROUP BY alert_id"
+    ).fetchall()
+    return {alert_id: frozenset(refs) for alert_id, refs in rows}
+
+
+def _subjects(alerts: list[dict[str, Any]], listed: dict[str, frozenset[str]]) -> int | None:
+    """Distinct taxpayers over the alerts' subject lists: two findings on the same taxpayers
+    (an injunction violation and a missing address) count each taxpayer once. Alerts that
+    list nobody (models report a number only) are taken as in ``_affected``, never added."""
+    named: set[str] = set()
+    for alert in alerts:
+        named |= listed.get(alert["alert_id"], frozenset())
+    unlisted = _affected([a for a in alerts if a["alert_id"] not in listed], "subjects_affected")
+    if not named:
+        return unlisted
+    return max(len(named), unlisted or 0)
+
+
+def distinct_subjects(
+    con: duckdb.DuckDBPyConnection, case_ids: list[str], citation: str | None = None
+) -> int:
+    """Distinct taxpayers listed by the active alerts of ``case_ids`` (citing ``citation``)."""
+    row = con.execute(
+        """
+        SELECT count(DISTINCT s.taxpayer_ref)
+        FROM case_alerts ca JOIN alerts a USING (alert_id) JOIN alert_subjects s USING (alert_id)
+        WHERE a.status = 'open' AND ca.suppression_id IS NULL
+          AND ca.case_id IN (SELECT unnest(?::VARCHAR[]))
+          AND (?::VARCHAR IS NULL OR list_contains(a.citations, ?::VARCHAR))
+        """,
+        [case_ids, citation, citation],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _title(
     attrs: dict[str, Any], subjects: int | None, alerts: int, directory: CitationDirectory
 ) -> str:
@@ -258,6 +301,7 @@ def build_cases(
     columns = [d[0] for d in cursor.description]
     alerts = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
+    listed = _listed_subjects(con)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     attrs_by_key: dict[str, dict[str, Any]] = {}
     for alert in alerts:
@@ -287,7 +331,7 @@ def build_cases(
         categories = [directory.lookup(c).category or "" for c in citations]
         if attrs["recipient_agency"]:
             categories.append(directory.lookup(attrs["recipient_agency"]).category or "")
-        subjects = _affected(basis, "subjects_affected")
+        subjects = _subjects(basis, listed)
         records = _affected(basis, "records_affected")
         events = _affected(basis, "event_count")
         sensitivity = round(weights.sensitivity(elements, categories), 3)

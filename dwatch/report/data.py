@@ -18,7 +18,12 @@ from typing import Any
 import duckdb
 
 from detectors.alerts import SEVERITIES
-from dwatch.report.cases import SEVERITY_RANK, RiskWeights, load_risk_weights
+from dwatch.report.cases import (
+    SEVERITY_RANK,
+    RiskWeights,
+    distinct_subjects,
+    load_risk_weights,
+)
 from dwatch.report.citations import CitationDirectory, CitationInfo
 from dwatch.report.safety import evidence_pairs, mask_free_text, mask_text
 from dwatch.report.suppressions import describe_criteria, list_suppressions
@@ -401,8 +406,19 @@ def _case_explanation(
     return " ".join(parts)
 
 
+def _subjects_across(
+    con: duckdb.DuckDBPyConnection, cases: list[CaseView], citation: str | None = None
+) -> int:
+    """Taxpayers across cases, each counted once (cases overlap: one taxpayer can be in a
+    request's case and in its court order's); cases whose alerts list nobody give a floor."""
+    if not cases:
+        return 0
+    named = distinct_subjects(con, [c.case_id for c in cases], citation)
+    return max(named, max((c.subjects_affected or 0 for c in cases), default=0))
+
+
 def _citation_sections(
-    cases: list[CaseView], directory: CitationDirectory
+    con: duckdb.DuckDBPyConnection, cases: list[CaseView], directory: CitationDirectory
 ) -> tuple[list[CitationSection], ...]:
     by_id: dict[str, list[CaseView]] = defaultdict(list)
     for case in cases:
@@ -417,7 +433,7 @@ def _citation_sections(
             info=info,
             case_ids=[c.case_id for c in members],
             open_cases=sum(1 for c in members if c.needs_attention),
-            subjects=sum(c.subjects_affected or 0 for c in members if c.status == "open"),
+            subjects=_subjects_across(con, [c for c in members if c.status == "open"], cid),
             highest_severity=max(
                 (c.severity for c in members), key=lambda s: SEVERITY_RANK.get(s, 0)
             ),
@@ -568,7 +584,7 @@ def gather(
         )
         for r in rows
     ]
-    orders, authorities, other = _citation_sections(cases, directory)
+    orders, authorities, other = _citation_sections(con, cases, directory)
     suppressed = [
         SuppressedView(
             alert_id=a.alert_id,
@@ -607,7 +623,7 @@ def gather(
         "cases_resolved": sum(1 for c in cases if c.triage_state == "resolved"),
         "cases_retracted": sum(1 for c in cases if c.status == "retracted"),
         "cases_suppressed": sum(1 for c in cases if c.status == "suppressed"),
-        "subjects_in_open_cases": sum(c.subjects_affected or 0 for c in attention),
+        "subjects_in_open_cases": _subjects_across(con, attention),
         "alerts_total": sum(c.alert_count for c in cases),
         "alerts_active": sum(c.open_alert_count for c in cases),
         "alerts_suppressed": len(suppressed),

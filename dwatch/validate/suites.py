@@ -541,6 +541,31 @@ def _silence_limit(window_expr: str, factor: float, alias: str) -> str:
     )
 
 
+# A source's own quiet spells: a stretch up to QUIET_SPELL_FACTOR x its QUIET_SPELLS-th
+# longest gap between events is its rhythm, not missing logs (a bursty audit's quiet
+# weeks; the longest gaps may be the silences being judged, so the third counts).
+QUIET_SPELLS = 3
+QUIET_SPELL_FACTOR = 1.5
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
+    """SQL CTEs ending in ``name(source_system, spell_s)``: for each source in ``among``,
+    its QUIET_SPELLS-th longest gap (seconds) between events of ``rows``."""
+    return (
+        f" {name}_gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
+        f" OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM {rows}"
+        f" SEMI JOIN {among} USING (source_system) WHERE occurred_at IS NOT NULL),"
+        f" {name} AS (SELECT source_system, min(gap_s) AS spell_s FROM (SELECT source_system,"
+        " gap_s, row_number() OVER (PARTITION BY source_system ORDER BY gap_s DESC) AS rn"
+        f" FROM {name}_gaps WHERE gap_s IS NOT NULL) WHERE rn <= {QUIET_SPELLS}"
+        f" GROUP BY source_system HAVING count(*) = {QUIET_SPELLS})"
+    )
+
+
 def _silence_check(table: str, facts: BatchFacts) -> Check:
     """No stretch without an event longer than the source's silence limit."""
     t = ident(table)
@@ -569,24 +594,34 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " greatest(r.limit_s / 2, 1)) AS bucket FROM known k JOIN rhythm r USING (source_system)),"
         " quiet AS (SELECT source_system FROM buckets GROUP BY 1"
         " HAVING max(bucket) - min(bucket) + 1 > count(DISTINCT bucket)),"
+        # Only sources quiet beyond the first limit learn their quiet spells (a sort of
+        # their history) and may be let off by them.
+        + _quiet_spell_cte("spells", t, "quiet")
+        + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
+        f" greatest(r.limit_s, coalesce({QUIET_SPELL_FACTOR!r} * s.spell_s, 0)) AS limit_s"
+        " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
         " ordered AS (SELECT source_system, occurred_at, lag(occurred_at) OVER"
         " (PARTITION BY source_system ORDER BY occurred_at) AS prev_at"
         " FROM known SEMI JOIN quiet USING (source_system))"
         " SELECT o.source_system, o.prev_at AS window_start, o.occurred_at AS window_end,"
         " json_object('silent_for', CAST(o.occurred_at - o.prev_at AS VARCHAR),"
         " 'limit', CAST(to_seconds(r.limit_s) AS VARCHAR),"
-        " 'mean_gap', CAST(to_seconds(r.mean_gap_s) AS VARCHAR)) AS observed,"
+        " 'mean_gap', CAST(to_seconds(r.mean_gap_s) AS VARCHAR),"
+        " 'quiet_spell', CAST(to_seconds(coalesce(r.spell_s, 0)) AS VARCHAR)) AS observed,"
         " 'no events for ' || (o.occurred_at - o.prev_at) || ' (limit '"
-        " || to_seconds(r.limit_s) || ': the silence window or '"
+        " || to_seconds(r.limit_s) || ': the silence window, '"
         f" || {float(facts.silence_rhythm_factor)!r} || 'x the mean gap of '"
-        " || to_seconds(round(r.mean_gap_s)) || ', whichever is longer)' AS message"
-        " FROM ordered o JOIN rhythm r USING (source_system)"
+        " || to_seconds(round(r.mean_gap_s)) || ' or "
+        f"{QUIET_SPELL_FACTOR:g}x its {_ordinal(QUIET_SPELLS)}-longest quiet spell of '"
+        " || to_seconds(round(coalesce(r.spell_s, 0))) || ', whichever is longest)' AS message"
+        " FROM ordered o JOIN lim r USING (source_system)"
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
         " ORDER BY o.source_system, o.prev_at"
     )
     description = (
-        "no source goes silent longer than its silence window and "
-        f"{facts.silence_rhythm_factor:g}x its own mean gap between events"
+        "no source goes silent longer than its silence window, "
+        f"{facts.silence_rhythm_factor:g}x its own mean gap between events and "
+        f"{QUIET_SPELL_FACTOR:g}x its own {_ordinal(QUIET_SPELLS)}-longest quiet spell"
     )
     return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
 
@@ -601,13 +636,20 @@ def trailing_silence_check(
         WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at,"
         f" {_silence_limit(window_expr, rhythm_factor, 'b')} AS limit_s FROM b"
         " WHERE source_system IS NOT NULL GROUP BY source_system),"
-        " newest AS (SELECT max(occurred_at) AS at FROM b)"
-        " SELECT source_system, last_at AS window_start, newest.at AS window_end,"
+        " newest AS (SELECT max(occurred_at) AS at FROM b),"
+        " behind AS (SELECT source_system FROM last, newest"
+        " WHERE epoch(newest.at) - epoch(last_at) > limit_s),"
+        + _quiet_spell_cte("spells", "b", "behind")
+        + " SELECT source_system, last_at AS window_start, newest.at AS window_end,"
         " json_object('last_event', last_at, 'newest_event_any_source', newest.at,"
-        " 'limit', CAST(to_seconds(limit_s) AS VARCHAR)) AS observed,"
+        " 'limit', CAST(to_seconds(greatest(limit_s, coalesce("
+        f"{QUIET_SPELL_FACTOR!r} * spell_s, 0))) AS VARCHAR),"
+        " 'quiet_spell', CAST(to_seconds(coalesce(spell_s, 0)) AS VARCHAR)) AS observed,"
         " 'no events since ' || strftime(last_at, '%Y-%m-%dT%H:%M:%SZ') || ' while other sources'"
         " || ' reach ' || strftime(newest.at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        " FROM last, newest WHERE epoch(newest.at) - epoch(last_at) > limit_s"
+        " FROM last LEFT JOIN spells USING (source_system), newest"
+        " WHERE epoch(newest.at) - epoch(last_at)"
+        f" > greatest(limit_s, coalesce({QUIET_SPELL_FACTOR!r} * spell_s, 0))"
         " ORDER BY source_system"
     )
     description = "every source reaches the newest event of the store within its silence limit"

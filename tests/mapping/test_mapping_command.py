@@ -99,3 +99,33 @@ def test_check_names_file_and_key_of_every_bad_mapping(tmp_path: Path) -> None:
 def test_check_passes_on_the_shipped_mappings() -> None:
     result = CliRunner().invoke(main, ["mapping", "check"])
     assert result.exit_code == 0, result.output
+
+
+EXPORTS = Path(__file__).parents[1] / "fixtures" / "exports" / "raw"
+
+
+def test_suggest_reaches_into_nested_json_and_skips_broken_lines() -> None:
+    result = CliRunner().invoke(
+        main, ["mapping", "suggest", str(EXPORTS / "dhs-audit-2025-08.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    draft = yaml.safe_load(result.output)
+    assert draft["columns"]["actor_id"] == "user.id"
+    assert draft["columns"]["event_type"] == "eventName"
+    assert draft["columns"]["occurred_at"] == "eventTime"
+    assert "list_separator" not in draft  # a JSON array needs none
+    assert all("." not in c for c in draft["match_columns"])
+
+
+def test_suggest_names_logs_with_identical_columns_by_file_and_its_draft_loads(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(
+        main, ["mapping", "suggest", str(EXPORTS / "receipts-ssa-2025.parquet")]
+    )
+    assert result.exit_code == 0, result.output
+    draft = yaml.safe_load(result.output)
+    assert draft["match_files"] == ["receipts-ssa-*.parquet"]
+    assert draft["timezone"] == "UTC"  # the column is named received_utc
+    draft["constants"] = {k: "x" for k in draft["constants"]}
+    parse_mapping(draft, tmp_path / "receipts-ssa.yaml")

@@ -256,3 +256,20 @@ def test_scoring_a_window_rescores_the_look_ahead_detectors_days_before_it(
     score_models(con, run_id="run-1", window_from=SPLIT, window_to=END)
     assert seen["ml.transfer_surprise"] == SPLIT
     assert seen["ml.actor_peers"] == SPLIT - timedelta(days=features.WINDOW_LOOKBACK_DAYS)
+
+
+def test_a_model_fitted_on_other_features_is_reported_for_retraining(ml_store: Store) -> None:
+    con, _, models = ml_store
+    _train(con, models)
+    # As a store trained by a release whose volume detector read transfers only.
+    con.execute(
+        "UPDATE models SET features = ['sender_code', 'pair_code', 'day_number',"
+        " 'transfers_n', 'sender_transfers'] WHERE detector_id = 'ml.recipient_volume'"
+    )
+    summary = score_models(con, run_id="run-1", window_from=SPLIT, window_to=END)
+    assert summary.untrained == ["ml.recipient_volume"]
+    stale = next(d for d in summary.detectors if d.detector_id == "ml.recipient_volume")
+    assert "run `dwatch train`" in stale.message and "transfers_n" in stale.message
+    assert {d.detector_id for d in summary.detectors if d.model_version} == ENABLED - {
+        "ml.recipient_volume"
+    }

@@ -117,6 +117,14 @@ def test_only_listed_subdivisions_resolve_to_their_authority(registry: Registry)
         ("IRC 6103(i)(2) and (3)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(3)")),
         ("6103(l)(6)(A) or (B)", ("26 USC 6103(l)(6)",)),  # both name (l)(6): one authority
         ("IRC 6103(i)(2) & Privacy Act (b)(7)", ("26 USC 6103(i)(2)", "5 USC 552a(b)(7)")),
+        # in other languages, and with "/" or "+"
+        ("6103(i)(2) y 6103(l)(3)", ("26 USC 6103(i)(2)", "26 USC 6103(l)(3)")),
+        ("IRC §6103(i)(2) et (i)(1)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(1)")),
+        ("IRC 6103(i)(2)/(i)(1)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(1)")),
+        ("Ley de Privacidad (b)(7) o (b)(3)", ("5 USC 552a(b)(7)", "5 USC 552a(b)(3)")),
+        # law the registry does not hold names nothing; a date is no second citation
+        ("26 USC 7216 and 6103(i)(2)", ("26 USC 6103(i)(2)",)),
+        ("MOU 4/7/2025 per 6103(i)(2)", ("26 USC 6103(i)(2)",)),
         # an unrecognised part names nothing; the recognised one still reads
         ("6103(i)(2) or 6103(z)(9)", ("26 USC 6103(i)(2)",)),
         # a comma inside one citation is not a second citation

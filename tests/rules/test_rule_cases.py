@@ -56,7 +56,11 @@ def test_rule_case(rule: Rule, case: RuleCase, tmp_path: Path, migrated_store: P
     try:
         load_case(con, case)
         evaluate_rules(con, registry, [rule])
-        cursor = con.execute("SELECT * FROM dw_candidates ORDER BY window_start, entity_id")
+        cursor = con.execute(
+            "SELECT c.*, coalesce((SELECT list(DISTINCT s.taxpayer_ref ORDER BY s.taxpayer_ref)"
+            " FROM dw_candidates_subjects s WHERE s.alert_id = c.alert_id), []) AS subjects"
+            " FROM dw_candidates c ORDER BY window_start, entity_id"
+        )
         names = [d[0] for d in cursor.description]
         alerts = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:

@@ -73,7 +73,11 @@ _LAW_PATTERNS = [
 
 @pytest.mark.parametrize(
     "path",
-    [*sorted(RULES_DIR.glob("*.sql")), RULES_DIR.parent / "engine.py"],
+    [
+        *sorted(RULES_DIR.glob("*.sql")),
+        RULES_DIR.parent / "engine.py",
+        RULES_DIR.parent / "evidence.py",
+    ],
     ids=lambda p: p.name,
 )
 def test_code_names_no_agency_statute_or_date(path: Path) -> None:

@@ -362,7 +362,10 @@ def test_ice_bulk_request_and_disclosure_are_caught_per_taxpayer(judged: Any) ->
     assert no_address["subjects_affected"] == PLACEHOLDER_ITEMS  # all 30 were disclosed
     assert no_address["evidence"]["subjects_disclosed"] == DISCLOSED
     [bulk] = fired["bulk_case_by_case_request"]
-    assert bulk["subjects_affected"] == REQUESTED
+    assert bulk["evidence"]["subjects_named"] == REQUESTED
+    # a taxpayer named in the request counts only if their data was disclosed
+    assert bulk["subjects_affected"] == DISCLOSED
+    assert missing["subjects_affected"] == PLACEHOLDER_ITEMS  # the deficient items disclosed
     # "US ICE" is the immigration enforcement agency, so the (i)(2) recipient is permitted
     assert "recipient_not_permitted" not in fired
 

@@ -241,6 +241,34 @@ def test_a_sparse_source_is_not_silent_within_its_own_rhythm(
     ]
 
 
+def test_a_bursty_source_is_not_silent_in_its_usual_quiet_weeks(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    # An access audit written in bursts (40 events in an afternoon) with 8-13 quiet days
+    # between them: its mean gap is hours, its quiet weeks are its rhythm, not lost logs.
+    start = T0 - timedelta(days=400)
+    bursts, day = [], 0
+    for k in range(25):
+        bursts.append(day)
+        day += 9 + (k * 7) % 5
+    rows = [
+        event_row(40 * b + j + 1, occurred_at=start + timedelta(days=d, minutes=5 * j))
+        for b, d in enumerate(bursts)
+        for j in range(40)
+    ]
+    insert_batch(rows)
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert [o.expectation for o in report.coverage_gaps] == []
+    # Two months without a burst is beyond any quiet spell it has had.
+    n = len(rows)
+    insert_batch([event_row(n + 1, occurred_at=start + timedelta(days=bursts[-1] + 60))])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    gaps = [
+        o for o in report.coverage_gaps if o.expectation.startswith("expect_source_not_silent(")
+    ]
+    assert len(gaps) == 1 and "quiet spell" in gaps[0].message
+
+
 def test_store_wide_silence_clears_when_the_source_resumes(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
