@@ -35,7 +35,9 @@ class SubjectsSpec(BaseModel):
     """How a rule finds the taxpayers its findings affect (data, in the rule's YAML).
 
     ``from``:
-      ``events``    taxpayers named by the finding's own events or the request items they carried;
+      ``events``    taxpayers named by the finding's events that carried data about them (the
+                    event's taxpayer or the request items it carried; a request carries
+                    none, the disclosures it enabled do);
       ``disclosed`` taxpayers whose data the finding's disclosures carried, and for a finding
                     on a request, the disclosures that request enabled (a request alone
                     discloses nothing);
@@ -142,6 +144,17 @@ WHERE from_request AND list_contains((SELECT disclosure_event_types FROM dw_para
 """
 
 
+# Events that carried data about their subjects: every finding event but a request (a
+# request asks; it discloses nothing), and the disclosures a finding's requests enabled.
+_DATA_CARRIERS = """
+SELECT alert_id, source_system, event_id, request_id, taxpayer_ref FROM _fe
+WHERE event_type <> 'request'
+UNION ALL
+SELECT alert_id, source_system, event_id, request_id, taxpayer_ref FROM _chain
+WHERE from_request AND list_contains((SELECT disclosure_event_types FROM dw_params), event_type)
+"""
+
+
 def _query_subjects_sql(con: duckdb.DuckDBPyConnection) -> str:
     fields = {
         row[0]
@@ -176,11 +189,7 @@ def _subjects(con: duckdb.DuckDBPyConnection, spec: SubjectsSpec, target: str) -
                 " WHERE d.alert_id = q.alert_id AND d.taxpayer_ref = q.taxpayer_ref)"
             )
     else:
-        carriers = (
-            _DISCLOSED_CARRIERS
-            if spec.source == "disclosed"
-            else "SELECT alert_id, source_system, event_id, request_id, taxpayer_ref FROM _fe"
-        )
+        carriers = _DISCLOSED_CARRIERS if spec.source == "disclosed" else _DATA_CARRIERS
         rows = (
             f"WITH carriers AS ({carriers}), named AS ({_NAMED_BY})"
             " SELECT alert_id, taxpayer_ref, $reason AS reason, request_id, event_id, item_no,"

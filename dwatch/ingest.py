@@ -13,6 +13,7 @@ under its memory limit, so files larger than memory load with bounded memory.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -44,9 +45,12 @@ from dwatch.mapping import (
 )
 from dwatch.masking import (
     MASK,
+    UDF_MASK_TEXT,
+    mask_json,
     mask_path,
     register,
     sql_mask_text,
+    sql_may_have_shape_any,
     sql_pseudonymise_id,
 )
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
@@ -76,6 +80,8 @@ WORK = "ingest_work"
 TYPED = f"{WORK}.typed"  # one row per record: typed values, reason (NULL when good), raw form
 ROWS = f"{WORK}.typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
 AUTHORITY_MAP = f"{WORK}.authority_map"
+# Per staged row: may any text field carry a taxpayer-id shape (dwatch.masking)?
+ROW_MAY_HAVE_TIN = "_may_tin"
 
 # One hashing thread for the process: file_sha256 releases the GIL while it hashes.
 _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwatch-sha256")
@@ -670,11 +676,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     if f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
+        # _may_tin is the row's one RE2 test over all its text fields (see _load).
         if f.identifier:
             whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
-            spec.typed = sql_pseudonymise_id(x, whole)
+            spec.typed = sql_pseudonymise_id(x, whole, may=ROW_MAY_HAVE_TIN)
         else:
-            spec.typed = sql_mask_text(x)
+            spec.typed = sql_mask_text(x, may=ROW_MAY_HAVE_TIN)
     elif f.type == "BIGINT":
         # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
         # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
@@ -826,7 +833,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             f"starts_with({x}, '[') AND lower({x}) = {x} AND NOT (contains({x}, ' ')"
             f" OR contains({x}, '\"\"') OR contains({x}, '\\') OR contains({x}, 'null'))"
         )
-        spec.typed = f"CASE WHEN {plain} THEN {p} ELSE {tidy} END"
+        listed = f"CASE WHEN {plain} THEN {p} ELSE {tidy} END"
+        # Elements are text from outside too (masked only in rows the RE2 pre-test flags).
+        spec.typed = (
+            f"CASE WHEN {ROW_MAY_HAVE_TIN} THEN list_transform({listed},"
+            f" lambda v: {UDF_MASK_TEXT}(v)) ELSE {listed} END"
+        )
         checks.append(
             (
                 f"{x} IS NOT NULL AND {p} IS NULL",
@@ -1122,6 +1134,7 @@ def _load(
                 "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
             )
         )
+    text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
         if text is None:
@@ -1131,8 +1144,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
-        if f.type == "VARCHAR[]":  # masked as text, before the list is parsed
-            text = sql_mask_text(text)
+        if f.type in ("VARCHAR", "VARCHAR[]"):
+            text_columns.append(spec.x)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -1140,6 +1153,7 @@ def _load(
         layer3.append(f"{spec.typed} AS {spec.t}")
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
+    layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
@@ -1547,7 +1561,16 @@ def ingest_paths(
     return results
 
 
+def _display_key() -> bytes | None:
+    """The key file names are shown with (as ingest_runs stores them), if one is set."""
+    with contextlib.suppress(ConfigError):
+        return resolve_key()
+    return None
+
+
 def summarise(results: list[IngestResult]) -> str:
+    """The results for a terminal, file names and messages masked as the store has them."""
+    key = _display_key()
     lines = []
     for r in results:
         head = f"{r.status:8} {r.source_file}"
@@ -1562,8 +1585,11 @@ def summarise(results: list[IngestResult]) -> str:
         if r.message:
             lines.append("         " + r.message.replace("\n", "\n         "))
         lines += ["         warning: " + w for w in r.warnings]
-    return "\n".join(lines)
+    return mask_path("\n".join(lines), key)
 
 
 def to_json(results: list[IngestResult]) -> str:
-    return json.dumps([r.__dict__ for r in results], indent=2, default=str)
+    shown = mask_json(
+        json.loads(json.dumps([r.__dict__ for r in results], default=str)), _display_key()
+    )
+    return json.dumps(shown, indent=2)

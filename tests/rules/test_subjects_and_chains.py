@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from detectors.engine import RuleCase, load_case, run_rules
+from detectors.engine import RuleCase, evaluate_rules, load_case, load_rules, run_rules
 from dwatch.policy import load_registry
 from dwatch.report.cases import build_cases
 from dwatch.report.citations import load_directory
@@ -283,3 +283,50 @@ def test_a_request_finding_names_its_disclosure_and_receipt_from_other_logs(
         assert "did not set forth" in row[0][4]
     finally:
         con.close()
+
+
+def test_a_request_alone_discloses_no_one(tmp_path: Path) -> None:
+    """A finding that judges requests and disclosures alike (forbidden data elements) lists
+    the taxpayers whose data went out, not everyone the request named."""
+    common = {
+        "recipient_agency": "DOJ-FBI",
+        "request_id": "R1",
+        "legal_authority": "IRC 6103(i)(2)",
+        "data_elements": ["name", "income", "full_return"],
+    }
+    case = RuleCase(
+        name="request only",
+        alerts=1,
+        events=[
+            {
+                "event_id": "Q1",
+                "event_type": "request",
+                "occurred_at": "2025-06-20T15:00:00Z",
+                **common,
+            },
+            {
+                "event_id": "D1",
+                "event_type": "disclosure",
+                "occurred_at": "2025-07-01T15:00:00Z",
+                **common,
+            },
+        ],
+        request_items=[
+            _item("Q1", "case-log", 1, "tp_1", GOOD),
+            _item("Q1", "case-log", 2, "tp_2", GOOD),
+            _item("D1", "case-log", 1, "tp_1", None),
+        ],
+    )
+    [rule] = [r for r in load_rules() if r.id == "data_elements_not_permitted"]
+    con = connect(tmp_path / "store.duckdb")
+    try:
+        load_case(con, case)
+        evaluate_rules(con, load_registry(), [rule])
+        listed = con.execute(
+            "SELECT list(DISTINCT taxpayer_ref ORDER BY taxpayer_ref) FROM dw_candidates_subjects"
+        ).fetchone()
+        counted = con.execute("SELECT subjects_affected FROM dw_candidates").fetchall()
+    finally:
+        con.close()
+    assert listed == (["tp_1"],)
+    assert counted == [(1,)]
