@@ -21,7 +21,10 @@ class DWatchError(Exception):
         parts = [f"{self.where}: {self.what}" if self.where else self.what]
         if self.fix:
             parts.append(f"  fix: {self.fix}")
-        return "\n".join(parts)
+        # Messages quote paths and values from outside: no taxpayer-id shape leaves raw.
+        from dwatch.masking import mask_text
+
+        return mask_text("\n".join(parts))
 
 
 class ConfigError(DWatchError):

@@ -13,6 +13,7 @@ under its memory limit, so files larger than memory load with bounded memory.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -30,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch import ledger
+from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
@@ -43,9 +45,12 @@ from dwatch.mapping import (
 )
 from dwatch.masking import (
     MASK,
+    UDF_MASK_TEXT,
+    mask_json,
     mask_path,
     register,
     sql_mask_text,
+    sql_may_have_shape_any,
     sql_pseudonymise_id,
 )
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
@@ -75,6 +80,8 @@ WORK = "ingest_work"
 TYPED = f"{WORK}.typed"  # one row per record: typed values, reason (NULL when good), raw form
 ROWS = f"{WORK}.typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
 AUTHORITY_MAP = f"{WORK}.authority_map"
+# Per staged row: may any text field carry a taxpayer-id shape (dwatch.masking)?
+ROW_MAY_HAVE_TIN = "_may_tin"
 
 # One hashing thread for the process: file_sha256 releases the GIL while it hashes.
 _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwatch-sha256")
@@ -258,7 +265,11 @@ def _stage_csv(
         if opts.get(key) is not None:
             args.append(f"{key} = ${key}")
             params[key] = opts[key]
-    con.execute(_csv_view_sql(path, args, params))
+    try:
+        con.execute(_csv_view_sql(path, args, params))
+    except duckdb.InvalidInputException:
+        _name_unclosed_quote(path, opts)
+        raise
     # The view's columns were fixed when it was created (one sniff); DESCRIBE would sniff again.
     cols = [
         r[0]
@@ -268,7 +279,26 @@ def _stage_csv(
             " ORDER BY ordinal_position"
         ).fetchall()
     ]
+    if len(cols) == 1:
+        _name_unclosed_quote(path, opts)
     return _Stage(cols, header_lines=1, rejects=rejects)
+
+
+def _name_unclosed_quote(path: Path, opts: dict[str, str | None]) -> None:
+    """The sniffer gave up or saw one column: one unclosed quote makes every dialect look
+    wrong. If the header has columns and a line leaves a quote open, say which line."""
+    quote = opts.get("quote")
+    if header_dialect(path, opts.get("delim"), quote) is None:
+        return
+    line = unclosed_quote_line(path, quote)
+    if line is not None:
+        raise InputError(
+            f"line {line} opens a quote ({quote or chr(34)}) it never closes, so the reader"
+            " cannot tell where that record ends",
+            where=str(path),
+            fix="close the quote on that line (a quote inside a field is written twice),"
+            " or remove the line, and load the file again",
+        )
 
 
 def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
@@ -596,6 +626,46 @@ def _dst_checks(
     return checks
 
 
+# An offset written after a time whose hours pass 14 (no zone is further from UTC) or whose
+# minutes pass 59: DuckDB would read '+25:00' as a day's shift.
+_IMPOSSIBLE_OFFSET = (
+    r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]((1[5-9]|[2-9]\d)(:?\d{2})?|\d{2}:?[6-9]\d)$"
+)
+
+
+def _instant_checks(f: FieldSpec, x: str, z: str, t: str, shown: str) -> list[tuple[str, str, str]]:
+    """A zoned value with an impossible offset, a value that is no finite instant, and an
+    instant outside the plausible window (schemas/canonical.yaml: instants)."""
+    schema = load_schema()
+    floor = schema.instants_not_before
+    ahead = schema.instants_ahead_of_ingest
+    ahead_text = f"{ahead.total_seconds() / 3600:g} hour(s)"
+    return [
+        (
+            f"CASE WHEN {z} AND NOT ends_with({x}, 'Z') THEN"
+            f" regexp_matches({x}, {_lit(_IMPOSSIBLE_OFFSET)}) ELSE false END",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' has an impossible UTC offset (offsets run from"
+            " -12:00 to +14:00, minutes below 60); fix the value at the source'",
+        ),
+        (
+            f"{t} IS NOT NULL AND NOT isfinite({t})",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' is not a point in time; write ISO 8601 such as"
+            " 2025-08-07T14:03:00Z'",
+        ),
+        (
+            f"{t} < {_lit(floor.isoformat())}::TIMESTAMPTZ"
+            f" OR {t} > now() + INTERVAL {int(ahead.total_seconds())} SECOND",
+            "out_of_range",
+            f"'{f.name}: ' || {shown} || ' is outside the plausible window (not before"
+            f" {floor.date().isoformat()}, at most {ahead_text} after the time of ingest);"
+            " a date in the future is kept here as a finding: fix the clock or the value at"
+            " the source (the window: instants in schemas/canonical.yaml)'",
+        ),
+    ]
+
+
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     x, t = f"x__{f.name}", f"t__{f.name}"
     spec = _FieldSQL(x=x, t=t, typed=x)
@@ -606,11 +676,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     if f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
+        # _may_tin is the row's one RE2 test over all its text fields (see _load).
         if f.identifier:
             whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
-            spec.typed = sql_pseudonymise_id(x, whole)
+            spec.typed = sql_pseudonymise_id(x, whole, may=ROW_MAY_HAVE_TIN)
         else:
-            spec.typed = sql_mask_text(x)
+            spec.typed = sql_mask_text(x, may=ROW_MAY_HAVE_TIN)
     elif f.type == "BIGINT":
         # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
         # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
@@ -717,7 +788,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             spec.typed = f"CASE WHEN {z} THEN {zoned} END"
             checks.append(
                 (
-                    f"{x} IS NOT NULL AND NOT {z}",
+                    # Only a value shaped like a date (or Unix time) lacks just a zone:
+                    # 'garbage', 'NaT', '0', 'infinity' are bad timestamps. CASE keeps the
+                    # zoned rows, nearly all of them, from paying for the test.
+                    f"CASE WHEN {x} IS NULL OR {z} THEN false"
+                    f" ELSE regexp_full_match({x}, '\\d{{9,13}}(\\.\\d+)?')"
+                    f" OR regexp_matches({x}, '^\\d{{1,4}}[-/.]\\d{{1,2}}[-/.]\\d{{1,4}}') END",
                     "timestamp_without_zone",
                     # The message is built for refused rows only: recognising Unix time here
                     # costs good rows nothing.
@@ -735,6 +811,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                     f"'{f.name}: ' || {shown} || ' is not a valid timestamp; write ISO 8601 such as 2025-08-07T14:03:00Z'",
                 )
             )
+        checks += _instant_checks(f, x, z, t, shown)
     elif f.type == "VARCHAR[]":
         p = f"p__{f.name}"
         sep = mapping.list_separator
@@ -756,7 +833,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             f"starts_with({x}, '[') AND lower({x}) = {x} AND NOT (contains({x}, ' ')"
             f" OR contains({x}, '\"\"') OR contains({x}, '\\') OR contains({x}, 'null'))"
         )
-        spec.typed = f"CASE WHEN {plain} THEN {p} ELSE {tidy} END"
+        listed = f"CASE WHEN {plain} THEN {p} ELSE {tidy} END"
+        # Elements are text from outside too (masked only in rows the RE2 pre-test flags).
+        spec.typed = (
+            f"CASE WHEN {ROW_MAY_HAVE_TIN} THEN list_transform({listed},"
+            f" lambda v: {UDF_MASK_TEXT}(v)) ELSE {listed} END"
+        )
         checks.append(
             (
                 f"{x} IS NOT NULL AND {p} IS NULL",
@@ -921,7 +1003,10 @@ def ingest_file(
         result.message = exc.render()
     except duckdb.Error as exc:
         result.status = "failed"
-        result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        where = overlong_line(path, str(exc)) if fmt == "csv" else None
+        result.message = f"{path}: " + (
+            where or f"cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        )
     finally:
         _drop_work(con)
     if hashing is not None and sha is None:
@@ -1049,6 +1134,7 @@ def _load(
                 "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
             )
         )
+    text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
         if text is None:
@@ -1058,8 +1144,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
-        if f.type == "VARCHAR[]":  # masked as text, before the list is parsed
-            text = sql_mask_text(text)
+        if f.type in ("VARCHAR", "VARCHAR[]"):
+            text_columns.append(spec.x)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -1067,6 +1153,7 @@ def _load(
         layer3.append(f"{spec.typed} AS {spec.t}")
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
+    layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
@@ -1474,7 +1561,16 @@ def ingest_paths(
     return results
 
 
+def _display_key() -> bytes | None:
+    """The key file names are shown with (as ingest_runs stores them), if one is set."""
+    with contextlib.suppress(ConfigError):
+        return resolve_key()
+    return None
+
+
 def summarise(results: list[IngestResult]) -> str:
+    """The results for a terminal, file names and messages masked as the store has them."""
+    key = _display_key()
     lines = []
     for r in results:
         head = f"{r.status:8} {r.source_file}"
@@ -1489,8 +1585,11 @@ def summarise(results: list[IngestResult]) -> str:
         if r.message:
             lines.append("         " + r.message.replace("\n", "\n         "))
         lines += ["         warning: " + w for w in r.warnings]
-    return "\n".join(lines)
+    return mask_path("\n".join(lines), key)
 
 
 def to_json(results: list[IngestResult]) -> str:
-    return json.dumps([r.__dict__ for r in results], indent=2, default=str)
+    shown = mask_json(
+        json.loads(json.dumps([r.__dict__ for r in results], default=str)), _display_key()
+    )
+    return json.dumps(shown, indent=2)

@@ -138,19 +138,28 @@ def sql_may_have_shape(expr: str) -> str:
     return f"regexp_matches({expr}, '{SQL_MAY_HAVE_SHAPE}')"
 
 
-def sql_mask_text(expr: str) -> str:
-    """DuckDB expression: ``mask_text(expr)``; only values RE2 flags reach Python."""
+def sql_may_have_shape_any(exprs: list[str]) -> str:
+    """One RE2 test over several text columns of a row (one call instead of one each):
+    joined by a unit separator, which no shape spans."""
+    if not exprs:
+        return "false"
+    return sql_may_have_shape(f"concat_ws(chr(31), {', '.join(exprs)})")
+
+
+def sql_mask_text(expr: str, may: str | None = None) -> str:
+    """DuckDB expression: ``mask_text(expr)``; only values RE2 flags reach Python. ``may``
+    is a precomputed flag (sql_may_have_shape_any) to use instead of testing ``expr``."""
     return (
-        f"CASE WHEN {sql_may_have_shape(expr)} THEN {UDF_MASK_TEXT}(CAST({expr} AS VARCHAR))"
+        f"CASE WHEN {may or sql_may_have_shape(expr)} THEN {UDF_MASK_TEXT}(CAST({expr} AS VARCHAR))"
         f" ELSE CAST({expr} AS VARCHAR) END"
     )
 
 
-def sql_pseudonymise_id(expr: str, pseudonym_sql: str) -> str:
+def sql_pseudonymise_id(expr: str, pseudonym_sql: str, may: str | None = None) -> str:
     """DuckDB expression: ``pseudonymise_id(expr)``; ``pseudonym_sql`` is the keyed
     pseudonym expression of ``expr`` (dwatch.pseudonym.sql_pseudonymise)."""
     return (
-        f"CASE WHEN {sql_may_have_shape(expr)} THEN"
+        f"CASE WHEN {may or sql_may_have_shape(expr)} THEN"
         f" CASE WHEN {UDF_HAS_SHAPE}({expr}) THEN {pseudonym_sql} ELSE {expr} END"
         f" ELSE {expr} END"
     )

@@ -152,3 +152,21 @@ def test_ingest_masks_every_text_field_and_pseudonymises_ids(
     assert actor == pseudonymise_id("user-999887777", KEY)
     assert source == pseudonymise_id("ledger 555.66.7777", KEY)
     assert recipient == f"CA-FTB {MASK}"
+
+
+def test_error_messages_and_ingest_summaries_are_masked(tmp_path: Path) -> None:
+    from dwatch.errors import InputError
+    from dwatch.ingest import IngestResult, summarise, to_json
+
+    error = InputError("value 321-54-9876 is bad", where="/in/ledger-123-45-6789.csv", fix="fix")
+    assert "9876" not in error.render() and "6789" not in error.render()
+    result = IngestResult(
+        run_id="ing_1",
+        source_file=str(tmp_path / "ledger-123-45-6789.csv"),
+        status="failed",
+        message="ledger-123-45-6789.csv: cannot be read",
+        warnings=["ssn:456-78-9012x"],
+    )
+    for shown in (summarise([result]), to_json([result])):
+        assert "6789" not in shown and "9012" not in shown
+        assert "cannot be read" in shown

@@ -7,7 +7,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from benchmarks.probe import vocab
-from benchmarks.probe.lawful import BULK_FLOWS, runs_on
 from benchmarks.probe.world import END, START, World
 
 HI_AGENCY = "HI-DOTAX"
@@ -75,7 +74,6 @@ def _poisson(w: World, lam: float) -> int:
 
 def tx_ledger(w: World, target: int) -> None:
     """The child-support agency's own FTI ledger: monthly receipts and caseworkers' uses."""
-    flow = next(f for f in BULK_FLOWS if f["recipient"][0] == TX_AGENCY)
     workers = [f"cw{n:03d}@oag.texas.gov" for n in range(1, 25)]
     pool = [vocab.tin(w.rng) for _ in range(max(800, target // 6))]
     common = {
@@ -83,20 +81,24 @@ def tx_ledger(w: World, target: int) -> None:
         "purpose": "child support",
         "data_elements": ["name", "address", "wages", "employer"],
     }
-    for day in w.days():
-        if runs_on(flow["rhythm"], day):
-            at = w.local(day, TX_ZONE, 13, 0, jitter_min=120)
-            w.add(
-                "txoag-fti-ledger",
-                at,
-                "receipt",
-                disclosing="IRS",
-                recipient=TX_AGENCY,
-                actor="csd-fti@oag.texas.gov",
-                actor_role="recipient_service",
-                record_count=int(flow["records"] * w.rng.uniform(0.8, 1.2)),
-                **common,
-            )
+    # its own receipt of each monthly file, with the records the sender's ledger shows
+    sent = [
+        e
+        for e in w.events
+        if e["event_type"] == "disclosure" and e["recipient_agency"] == TX_AGENCY
+    ]
+    for transfer in sent:
+        w.add(
+            "txoag-fti-ledger",
+            transfer["occurred_at"] + timedelta(minutes=w.rng.randint(120, 300)),
+            "receipt",
+            disclosing="IRS",
+            recipient=TX_AGENCY,
+            actor="csd-fti@oag.texas.gov",
+            actor_role="recipient_service",
+            record_count=transfer["record_count"],
+            **common,
+        )
     days = [d for d in w.days() if d.weekday() < 5]
     rate = target / max(1, len(days))
     for day in days:

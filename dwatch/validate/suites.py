@@ -10,7 +10,7 @@ the source and time window it speaks for. From the schema:
 - ``vocabulary`` + ``strict``   -> value in the accepted set (event_type, channel)
 - ``min``                       -> value at least min (record_count >= 1)
 - ``VARCHAR[]`` + ``required``  -> list not empty (data_elements)
-- ``free_text``                 -> no SSN/TIN-shaped strings (dwatch.pseudonym.TIN_PATTERN)
+- text (free text, codes; not ids) -> no SSN/TIN-shaped strings (dwatch.pseudonym.TIN_PATTERN)
 - ``TIMESTAMPTZ``               -> not before the configured floor, not after now + clock skew
 - ``key``                       -> unique key (event_id unique per source); the first
                                    loaded copy stays, later copies fail
@@ -36,7 +36,7 @@ from great_expectations.expectations.expectation import Expectation
 
 from dwatch.errors import ConfigError
 from dwatch.pseudonym import TIN_PATTERN
-from dwatch.schema import TableSpec
+from dwatch.schema import FieldSpec, TableSpec
 from dwatch.validate.gx_duckdb import ExpectQueryToReturnNoRows
 
 Scope = Literal["row", "batch"]
@@ -88,6 +88,13 @@ def sql_literal(value: object) -> str:
 
 def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def checks_for_tin(f: FieldSpec) -> bool:
+    """Whether a field gets the no-TIN-shape check: every text field but ids (stored as
+    pseudonyms when they carried a shape), pseudonyms themselves, and closed vocabularies
+    (checked against their list)."""
+    return f.type == "VARCHAR" and (f.free_text or not (f.identifier or f.pseudonym or f.strict))
 
 
 def re2_tin_pattern() -> str:
@@ -310,7 +317,7 @@ def derive_checks(
                     min_value=1,
                 )
             )
-        if f.free_text and f.type == "VARCHAR":
+        if checks_for_tin(f):
             add_row(
                 _native(
                     gx.expectations.ExpectColumnValuesToNotMatchRegex,

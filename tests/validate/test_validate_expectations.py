@@ -19,7 +19,12 @@ import pytest
 
 from dwatch.schema import TableSpec, load_schema
 from dwatch.validate import ValidationConfig, validate_batches
-from dwatch.validate.suites import BatchFacts, derive_checks, trailing_silence_check
+from dwatch.validate.suites import (
+    BatchFacts,
+    checks_for_tin,
+    derive_checks,
+    trailing_silence_check,
+)
 from tests.validate.conftest import NOW, T0, InsertBatch, event_row, item_row
 
 SCHEMA = load_schema()
@@ -73,7 +78,7 @@ def _generated_cases(
                     setup=_drop_not_null(table.name, f.name),
                 )
             )
-        if f.free_text and f.type == "VARCHAR":
+        if checks_for_tin(f):
             cases.append(
                 Case(
                     f"expect_column_values_to_not_match_regex({f.name})",
