@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: install demo test lint bench clean sample docs browser
+.PHONY: install demo test fuzz lint bench clean sample docs browser
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,6 +38,10 @@ browser:
 
 test: install browser
 	$(BIN)/pytest -n 2 -q
+
+# Property-based ingest tests with many random examples (make test runs a few, derandomized).
+fuzz: install
+	DWATCH_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/robust/test_fuzz_ingest.py -q -p no:randomly
 
 lint: install
 	$(BIN)/ruff check .

@@ -54,6 +54,7 @@ class SubjectsSpec(BaseModel):
     disclosed_only: bool = False
 
 
+_CHAIN_TYPE = "STRUCT(requests BIGINT, disclosures BIGINT, receipts BIGINT)"
 _EVENT_COLUMNS = "alert_id, source_system, event_id, event_type, request_id, role"
 _SUBJECT_COLUMNS = "alert_id, taxpayer_ref, reason, request_id, event_id, item_no, source_system"
 
@@ -218,6 +219,13 @@ def record(
     chain: bool,
 ) -> None:
     """Derive the findings' evidence keys, chains and subjects (see the module doc)."""
+    if con.execute(f"SELECT count(*) FROM {FINDINGS}").fetchone() == (0,):
+        # nothing found: only the columns the alert rows read (no pass over the events)
+        if subjects is not None:
+            _set_column(con, types, "subjects_affected", "BIGINT DEFAULT 0")
+        _set_column(con, types, "evidence_sources", "VARCHAR[]")
+        _set_column(con, types, "chain", _CHAIN_TYPE)
+        return
     _finding_events(con, types)
     _chain(con, chain)
     con.execute(
@@ -241,7 +249,7 @@ def record(
         )
         con.execute("DROP TABLE _subjects")
     _set_column(con, types, "evidence_sources", "VARCHAR[]")
-    _set_column(con, types, "chain", "STRUCT(requests BIGINT, disclosures BIGINT, receipts BIGINT)")
+    _set_column(con, types, "chain", _CHAIN_TYPE)
     con.execute(
         f"""
         UPDATE {FINDINGS} f SET evidence_sources = s.sources, chain = s.chain FROM (

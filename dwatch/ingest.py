@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch import ledger
+from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
@@ -264,7 +265,11 @@ def _stage_csv(
         if opts.get(key) is not None:
             args.append(f"{key} = ${key}")
             params[key] = opts[key]
-    con.execute(_csv_view_sql(path, args, params))
+    try:
+        con.execute(_csv_view_sql(path, args, params))
+    except duckdb.InvalidInputException:
+        _name_unclosed_quote(path, opts)
+        raise
     # The view's columns were fixed when it was created (one sniff); DESCRIBE would sniff again.
     cols = [
         r[0]
@@ -274,7 +279,26 @@ def _stage_csv(
             " ORDER BY ordinal_position"
         ).fetchall()
     ]
+    if len(cols) == 1:
+        _name_unclosed_quote(path, opts)
     return _Stage(cols, header_lines=1, rejects=rejects)
+
+
+def _name_unclosed_quote(path: Path, opts: dict[str, str | None]) -> None:
+    """The sniffer gave up or saw one column: one unclosed quote makes every dialect look
+    wrong. If the header has columns and a line leaves a quote open, say which line."""
+    quote = opts.get("quote")
+    if header_dialect(path, opts.get("delim"), quote) is None:
+        return
+    line = unclosed_quote_line(path, quote)
+    if line is not None:
+        raise InputError(
+            f"line {line} opens a quote ({quote or chr(34)}) it never closes, so the reader"
+            " cannot tell where that record ends",
+            where=str(path),
+            fix="close the quote on that line (a quote inside a field is written twice),"
+            " or remove the line, and load the file again",
+        )
 
 
 def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
@@ -602,6 +626,46 @@ def _dst_checks(
     return checks
 
 
+# An offset written after a time whose hours pass 14 (no zone is further from UTC) or whose
+# minutes pass 59: DuckDB would read '+25:00' as a day's shift.
+_IMPOSSIBLE_OFFSET = (
+    r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]((1[5-9]|[2-9]\d)(:?\d{2})?|\d{2}:?[6-9]\d)$"
+)
+
+
+def _instant_checks(f: FieldSpec, x: str, z: str, t: str, shown: str) -> list[tuple[str, str, str]]:
+    """A zoned value with an impossible offset, a value that is no finite instant, and an
+    instant outside the plausible window (schemas/canonical.yaml: instants)."""
+    schema = load_schema()
+    floor = schema.instants_not_before
+    ahead = schema.instants_ahead_of_ingest
+    ahead_text = f"{ahead.total_seconds() / 3600:g} hour(s)"
+    return [
+        (
+            f"CASE WHEN {z} AND NOT ends_with({x}, 'Z') THEN"
+            f" regexp_matches({x}, {_lit(_IMPOSSIBLE_OFFSET)}) ELSE false END",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' has an impossible UTC offset (offsets run from"
+            " -12:00 to +14:00, minutes below 60); fix the value at the source'",
+        ),
+        (
+            f"{t} IS NOT NULL AND NOT isfinite({t})",
+            "bad_timestamp",
+            f"'{f.name}: ' || {shown} || ' is not a point in time; write ISO 8601 such as"
+            " 2025-08-07T14:03:00Z'",
+        ),
+        (
+            f"{t} < {_lit(floor.isoformat())}::TIMESTAMPTZ"
+            f" OR {t} > now() + INTERVAL {int(ahead.total_seconds())} SECOND",
+            "out_of_range",
+            f"'{f.name}: ' || {shown} || ' is outside the plausible window (not before"
+            f" {floor.date().isoformat()}, at most {ahead_text} after the time of ingest);"
+            " a date in the future is kept here as a finding: fix the clock or the value at"
+            " the source (the window: instants in schemas/canonical.yaml)'",
+        ),
+    ]
+
+
 def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     x, t = f"x__{f.name}", f"t__{f.name}"
     spec = _FieldSQL(x=x, t=t, typed=x)
@@ -724,7 +788,12 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             spec.typed = f"CASE WHEN {z} THEN {zoned} END"
             checks.append(
                 (
-                    f"{x} IS NOT NULL AND NOT {z}",
+                    # Only a value shaped like a date (or Unix time) lacks just a zone:
+                    # 'garbage', 'NaT', '0', 'infinity' are bad timestamps. CASE keeps the
+                    # zoned rows, nearly all of them, from paying for the test.
+                    f"CASE WHEN {x} IS NULL OR {z} THEN false"
+                    f" ELSE regexp_full_match({x}, '\\d{{9,13}}(\\.\\d+)?')"
+                    f" OR regexp_matches({x}, '^\\d{{1,4}}[-/.]\\d{{1,2}}[-/.]\\d{{1,4}}') END",
                     "timestamp_without_zone",
                     # The message is built for refused rows only: recognising Unix time here
                     # costs good rows nothing.
@@ -742,6 +811,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                     f"'{f.name}: ' || {shown} || ' is not a valid timestamp; write ISO 8601 such as 2025-08-07T14:03:00Z'",
                 )
             )
+        checks += _instant_checks(f, x, z, t, shown)
     elif f.type == "VARCHAR[]":
         p = f"p__{f.name}"
         sep = mapping.list_separator
@@ -933,7 +1003,10 @@ def ingest_file(
         result.message = exc.render()
     except duckdb.Error as exc:
         result.status = "failed"
-        result.message = f"{path}: cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        where = overlong_line(path, str(exc)) if fmt == "csv" else None
+        result.message = f"{path}: " + (
+            where or f"cannot be read as {fmt}: {str(exc).splitlines()[0]}"
+        )
     finally:
         _drop_work(con)
     if hashing is not None and sha is None:

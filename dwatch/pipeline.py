@@ -36,7 +36,13 @@ from typing import Any
 import duckdb
 import yaml
 
-from dwatch.errors import ConfigError, DWatchError, InputError
+from dwatch.errors import ConfigError, DWatchError, InputError, StoreError
+from dwatch.failed_starts import (
+    RunNotStarted,
+    forget_failed_starts,
+    import_failed_starts,
+    record_failed_start,
+)
 from dwatch.masking import mask_json, mask_path
 from dwatch.pseudonym import resolve_key
 from dwatch.store import connect, transaction
@@ -504,9 +510,16 @@ def begin_run(
     config = config or load_pipeline_config()
     db_path = Path(db) if db is not None else default_db_path()
     chosen_inputs = [str(p) for p in (inputs if inputs else config.inputs)]
-    con = connect(db_path)
     run_id = _new_run_id()
     started = datetime.now(UTC)
+    try:
+        con = connect(db_path)
+    except StoreError as exc:  # no runs row can be written: record the attempt beside it
+        if key is None:
+            with contextlib.suppress(DWatchError):
+                key = resolve_key()
+        recorded = record_failed_start(db_path, run_id, trigger, started, exc, key)
+        raise RunNotStarted(exc, recorded) from exc
     ctx = RunContext(
         db_path,
         con,
@@ -523,6 +536,7 @@ def begin_run(
     )
     try:
         with transaction(con):
+            not_started = import_failed_starts(con, db_path)
             stale = abandon_stale_runs(con)
             con.execute(
                 "INSERT INTO runs (run_id, trigger, flow_run_id, status, started_at, inputs,"
@@ -536,6 +550,12 @@ def begin_run(
                     backfill[0] if backfill else None,
                     backfill[1] if backfill else None,
                 ],
+            )
+        forget_failed_starts(db_path)
+        if not_started:
+            ctx.notes.append(
+                f"earlier run(s) {', '.join(not_started)} could not open the store; recorded"
+                " in the runs table as failed"
             )
         if stale:
             ctx.notes.append(
@@ -654,9 +674,9 @@ def step_plan(ctx: RunContext) -> StepResult:
     """Claim pending batches, open the windows they touch (and a backfill), list open windows."""
     from dwatch.watermark import claim_pending, open_backfill, open_windows
 
-    with transaction(ctx.con):
-        claim = claim_pending(ctx.con, ctx.run_id)
-        if ctx.backfill:
+    claim = claim_pending(ctx.con, ctx.run_id)  # a transaction per batch it cannot plan
+    if ctx.backfill:
+        with transaction(ctx.con):
             open_backfill(ctx.con, ctx.run_id, *ctx.backfill)
     ctx.windows = open_windows(ctx.con)
     inherited = [w for w in ctx.windows if w.opened_by_run_id != ctx.run_id]
@@ -679,14 +699,22 @@ def step_plan(ctx: RunContext) -> StepResult:
         f"{len(claim.batches)} new batch(es), {claim.windows_opened} window(s) opened,"
         f" {len(ctx.windows)} to judge ({len(inherited)} left by earlier runs)"
     )
+    if claim.failed:
+        message += f"; {len(claim.failed)} batch(es) could not be planned and stay pending"
+        ctx.notes.append(
+            f"{len(claim.failed)} batch(es) could not be planned ("
+            + "; ".join(f"{b}: {why}" for b, why in claim.failed.items())
+            + "); the others were judged, the next run tries them again"
+        )
     return StepResult(
         "plan",
-        "ok",
+        "warning" if claim.failed else "ok",
         message=message,
         detail={
             "batches": claim.batches,
             "late_events": claim.late_events,
             "backfill": [b.isoformat() for b in ctx.backfill] if ctx.backfill else None,
+            "failed": claim.failed,
         },
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from dwatch.errors import ConfigError
+from dwatch.timevalues import parse_duration, parse_setting_instant
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 CANONICAL_PATH = SCHEMA_DIR / "canonical.yaml"
@@ -80,6 +82,10 @@ class CanonicalSchema:
     vocabularies: dict[str, tuple[str, ...]]
     identifier_columns: tuple[str, ...]
     tables: dict[str, TableSpec] = field(default_factory=dict)
+    # Plausible instants (``instants:``): not before the floor, not later than the time of
+    # ingest plus the margin.
+    instants_not_before: datetime = datetime(1900, 1, 1, tzinfo=UTC)
+    instants_ahead_of_ingest: timedelta = timedelta(days=1)
 
     @property
     def events(self) -> TableSpec:
@@ -111,7 +117,21 @@ def _parse(raw: dict[str, Any], path: Path) -> CanonicalSchema:
         vocabularies={k: tuple(v) for k, v in raw["vocabularies"].items()},
         identifier_columns=tuple(raw["identifier_columns"]),
         tables=tables,
+        **_instants(raw.get("instants") or {}, f"{path}: instants"),
     )
+
+
+def _instants(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if "not_before" in raw:
+        found["instants_not_before"] = parse_setting_instant(
+            raw["not_before"], where=f"{where}.not_before"
+        )
+    if "ahead_of_ingest" in raw:
+        found["instants_ahead_of_ingest"] = parse_duration(
+            raw["ahead_of_ingest"], where=f"{where}.ahead_of_ingest"
+        )
+    return found
 
 
 @cache

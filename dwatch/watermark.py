@@ -31,6 +31,8 @@ import duckdb
 
 from dwatch.ingest import IngestResult, expand_paths, file_sha256
 from dwatch.masking import mask_path
+from dwatch.schema import load_schema
+from dwatch.store import transaction
 
 
 @dataclass
@@ -141,40 +143,82 @@ class Claim:
     windows_opened: int = 0
     late_events: int = 0
     late_sources: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # batch -> why it stays pending
 
 
 def claim_pending(con: duckdb.DuckDBPyConnection, run_id: str) -> Claim:
     """Take every loaded, unclaimed batch into this run and open the windows it touches.
 
-    Caller owns the transaction, so claims and windows land together or not at all."""
+    Claims and windows land together or not at all. All batches go in one transaction; if
+    that fails, each batch goes in one of its own, and a batch that still cannot be planned
+    stays pending (``Claim.failed`` names it with the reason) while the others go on."""
     claim = Claim()
-    claim.batches = [
+    pending = [
         r[0]
         for r in con.execute(
             "SELECT run_id FROM ingest_runs WHERE status = 'loaded'"
             " AND run_id NOT IN (SELECT ingest_run_id FROM run_batches) ORDER BY started_at, run_id"
         ).fetchall()
     ]
-    if not claim.batches:
+    if not pending:
         return claim
+    groups = [pending] + ([[b] for b in pending] if len(pending) > 1 else [])
+    for batches in groups:
+        try:
+            with transaction(con):
+                opened = _open_windows_of(con, run_id, batches)
+        except Exception as exc:  # one batch must not keep the others from being judged
+            if len(batches) == 1:
+                claim.failed[batches[0]] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            continue
+        _add(claim, batches, opened)
+        if batches is pending:
+            break
+    return claim
+
+
+def _add(claim: Claim, batches: list[str], opened: tuple[int, dict[str, int]]) -> None:
+    windows, late = opened
+    claim.batches += batches
+    claim.windows_opened += windows
+    claim.late_events += sum(late.values())
+    claim.late_sources = sorted(set(claim.late_sources) | set(late))
+
+
+def _open_windows_of(
+    con: duckdb.DuckDBPyConnection, run_id: str, batches: list[str]
+) -> tuple[int, dict[str, int]]:
+    """Claim ``batches`` and open the day windows their events touch (caller's transaction).
+
+    Returns the windows opened and the late events per source. Instants outside the
+    plausible window (schemas/canonical.yaml: instants) open none: validation moves those
+    rows to quarantine, and a day around year 294247 cannot even be computed."""
+    schema = load_schema()
     con.execute(
         "INSERT INTO run_batches (ingest_run_id, claimed_by_run_id) SELECT unnest(?::VARCHAR[]), ?",
-        [claim.batches, run_id],
+        [batches, run_id],
     )
     # Days touched by the batches' events, and by the events their request items belong to
     # (items arriving after their events still change what those days show).
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _touched AS
-        SELECT e.source_system, e.occurred_at
-        FROM disclosure_events e WHERE e.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
-        UNION ALL
-        SELECT e.source_system, e.occurred_at
-        FROM request_items i JOIN disclosure_events e
-          ON e.event_id = i.event_id AND (i.source_system IS NULL OR i.source_system = e.source_system)
-        WHERE i.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+        SELECT source_system, occurred_at FROM (
+            SELECT e.source_system, e.occurred_at
+            FROM disclosure_events e WHERE e.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+            UNION ALL
+            SELECT e.source_system, e.occurred_at
+            FROM request_items i JOIN disclosure_events e
+              ON e.event_id = i.event_id AND (i.source_system IS NULL OR i.source_system = e.source_system)
+            WHERE i.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+        ) WHERE isfinite(occurred_at) AND occurred_at >= $floor
+          AND occurred_at <= now() + to_seconds($ahead)
         """,
-        {"batches": claim.batches},
+        {
+            "batches": batches,
+            "floor": schema.instants_not_before,
+            "ahead": schema.instants_ahead_of_ingest.total_seconds(),
+        },
     )
     late = con.execute(
         """
@@ -182,8 +226,6 @@ def claim_pending(con: duckdb.DuckDBPyConnection, run_id: str) -> Claim:
         WHERE t.occurred_at <= w.events_through GROUP BY 1 ORDER BY 1
         """
     ).fetchall()
-    claim.late_sources = [r[0] for r in late]
-    claim.late_events = sum(int(r[1]) for r in late)
     row = con.execute(
         """
         INSERT INTO run_windows (source_system, window_start, window_end, reason, events, opened_by_run_id)
@@ -197,9 +239,8 @@ def claim_pending(con: duckdb.DuckDBPyConnection, run_id: str) -> Claim:
         """,
         {"run": run_id},
     ).fetchall()
-    claim.windows_opened = len(row)
     con.execute("DROP TABLE _touched")
-    return claim
+    return len(row), {str(r[0]): int(r[1]) for r in late}
 
 
 def open_backfill(

@@ -1,16 +1,34 @@
 -- A use by the holder of a request's (else agreement's) data at a time when the holder has
 -- logged as many disposals of that data as receipts of it: every delivery was destroyed.
 -- (A standing request delivers many batches; destroying an old batch leaves newer ones.)
-WITH timeline AS (
-    SELECT *,
+-- The running counts are taken over receipts and disposals only (few), and each use finds
+-- the count in force before it with an as-of join, so the many uses are not windowed.
+WITH marks AS (
+    SELECT holder_code, custody_key, occurred_at, event_id,
            sum(CASE WHEN event_type = 'receipt' THEN 1 ELSE 0 END) OVER w AS received,
            sum(CASE WHEN event_type = 'disposal' THEN 1 ELSE 0 END) OVER w AS disposed,
            max(CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposed_at,
-           max(CASE WHEN event_type = 'disposal' THEN event_id END) OVER w AS disposal_event_id
+           arg_max(CASE WHEN event_type = 'disposal' THEN event_id END,
+                   CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposal_event_id
     FROM dw_custody_events
-    WHERE custody_key IS NOT NULL
+    WHERE event_type IN ('receipt', 'disposal') AND custody_key IS NOT NULL
     WINDOW w AS (PARTITION BY holder_code, custody_key ORDER BY occurred_at, event_type
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+disposed_keys AS (
+    SELECT DISTINCT holder_code, custody_key FROM marks WHERE disposed > 0
+),
+uses AS (
+    SELECT u.* FROM dw_custody_events u
+    SEMI JOIN disposed_keys k ON k.holder_code = u.holder_code AND k.custody_key = u.custody_key
+    WHERE u.is_use
+),
+judged AS (
+    SELECT u.*, m.received, m.disposed, m.disposed_at, m.disposal_event_id
+    FROM uses u
+    ASOF JOIN marks m
+      ON m.holder_code = u.holder_code AND m.custody_key = u.custody_key
+     AND m.occurred_at < u.occurred_at
 )
 SELECT u.holder_code,
        u.custody_key,
@@ -29,6 +47,6 @@ SELECT u.holder_code,
        max(u.disposed_at) AS disposed_at,
        arg_max(u.disposal_event_id, u.disposed_at) AS disposal_event_id,
        $rule_citations AS citations
-FROM timeline u
-WHERE u.is_use AND u.disposed > 0 AND u.disposed >= u.received
+FROM judged u
+WHERE u.disposed > 0 AND u.disposed >= u.received
 GROUP BY u.holder_code, u.custody_key, u.actor_id

@@ -110,12 +110,17 @@ def command(
         )
     except Exception as exc:
         from dwatch.errors import DWatchError
+        from dwatch.failed_starts import RunNotStarted
 
         what = exc.render() if isinstance(exc, DWatchError) else f"{type(exc).__name__}: {exc}"
+        recorded = (
+            exc.where_recorded()
+            if isinstance(exc, RunNotStarted)
+            else "the run is recorded in the runs table"
+        )
         click.echo(
             f"error: the pipeline run failed: {what}\n"
-            "  the run is recorded in the runs table; nothing was published and the next run"
-            " resumes its pending work",
+            f"  {recorded}; nothing was published and the next run resumes its pending work",
             err=True,
         )
         sys.exit(1)

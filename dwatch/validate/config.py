@@ -8,53 +8,20 @@ silence window are data: the defaults sit in ``dwatch/validate/validation.yaml``
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dwatch.errors import ConfigError
+from dwatch.timevalues import parse_duration, parse_setting_instant
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "validation.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_CONFIG = "DWATCH_VALIDATION_CONFIG"
 ROW_ACTIONS = ("quarantine", "record")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(seconds?|minutes?|hours?|days?|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: object, *, where: str) -> timedelta:
-    """'15 minutes', '7 days', '30 s' -> timedelta."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ConfigError(
-            f"not a duration: {text!r}",
-            where=where,
-            fix="write '<number> <unit>' with unit seconds, minutes, hours or days, e.g. '7 days'",
-        )
-    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)[0]])
-
-
-def _parse_instant(text: object, *, where: str) -> datetime:
-    try:
-        value = text if isinstance(text, datetime) else datetime.fromisoformat(str(text))
-    except ValueError as exc:
-        raise ConfigError(
-            f"not an ISO 8601 instant: {text!r}",
-            where=where,
-            fix="write e.g. '1990-01-01T00:00:00Z'",
-        ) from exc
-    if value.tzinfo is None:
-        raise ConfigError(
-            f"instant {text!r} has no time zone",
-            where=where,
-            fix="add 'Z' or an offset such as '+00:00'",
-        )
-    return value.astimezone(UTC)
 
 
 def _positive_int(raw: dict[str, Any], key: str, default: int, where: str) -> int:
@@ -129,7 +96,7 @@ def load_config(path: Path | str | None = None) -> ValidationConfig:
     docs = Path(str(raw.get("docs_dir", "reports/validation")))
     return ValidationConfig(
         clock_skew=parse_duration(raw["clock_skew"], where=f"{where}: clock_skew"),
-        occurred_at_floor=_parse_instant(
+        occurred_at_floor=parse_setting_instant(
             raw["occurred_at_floor"], where=f"{where}: occurred_at_floor"
         ),
         silence_window=parse_duration(raw["silence_window"], where=f"{where}: silence_window"),

@@ -11,6 +11,7 @@ validation outcomes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import duckdb
@@ -90,15 +91,65 @@ def quarantine_rows(
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dw_failing AS"
         f" SELECT b.dw_rowid, CASE {reason} END AS reason_code, CASE {fld} END AS field,"
-        f" concat_ws('; ', {messages}) AS message"
+        f" 'validation: ' || concat_ws('; ', {messages}) AS message"
         f" FROM ({batch_relation(table.name, batch.run_id)}) b WHERE {' OR '.join(c for c, _ in conds)}"
     )
+    return _move_failing(con, batch, table)
+
+
+def quarantine_impossible_instants(
+    con: duckdb.DuckDBPyConnection,
+    batch: BatchRef,
+    table: TableSpec,
+    not_before: datetime,
+    not_after: datetime,
+) -> dict[str, int]:
+    """Move the batch's rows holding an instant no disclosure can have (caller's transaction).
+
+    Ingest refuses them (schemas/canonical.yaml: instants); a store written before it did
+    may hold them still, and one such value (year 294247, infinity) broke every later step
+    that reads it as a Python datetime or computes its day. Reason ``out_of_range``, as at
+    ingest. Returns the rows moved per field.
+    """
+    names = [f.name for f in table.fields if f.type == "TIMESTAMPTZ"]
+    if not names:
+        return {}
+    window = (
+        f"not before {not_before.date().isoformat()}, at most"
+        f" {not_after.isoformat(timespec='seconds')} (the later of ingest and now, plus the lead instants allow)"
+    )
+    bad = {
+        n: f"(b.{n} IS NOT NULL AND (NOT isfinite(b.{n}) OR b.{n} < {sql_literal(not_before)}"
+        f" OR b.{n} > {sql_literal(not_after)}))"
+        for n in names
+    }
+    fld = " ".join(f"WHEN {c} THEN {sql_literal(n)}" for n, c in bad.items())
+    messages = " ".join(
+        f"WHEN {c} THEN {sql_literal(n + ' ')} || CAST(b.{n} AS VARCHAR)"
+        f" || {sql_literal(' is outside the plausible window (' + window + '); the row was stored before ingest checked instants')}"
+        for n, c in bad.items()
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dw_failing AS"
+        f" SELECT b.dw_rowid, 'out_of_range' AS reason_code, CASE {fld} END AS field,"
+        f" 'validation: ' || CASE {messages} END AS message"
+        f" FROM ({batch_relation(table.name, batch.run_id)}) b WHERE {' OR '.join(bad.values())}"
+    )
+    per_field = dict(
+        con.execute("SELECT field, count(*) FROM _dw_failing GROUP BY 1 ORDER BY 1").fetchall()
+    )
+    _move_failing(con, batch, table)
+    return {str(k): int(v) for k, v in per_field.items()}
+
+
+def _move_failing(con: duckdb.DuckDBPyConnection, batch: BatchRef, table: TableSpec) -> int:
+    """Move the rows listed in _dw_failing to quarantine and keep the batch's counts whole."""
     moved = count_of(con, "SELECT count(*) FROM _dw_failing")
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind,"
         " reason_code, field, message, raw_row, stage)"
         f" SELECT ?, ?, t.source_row, NULL, ?, f.reason_code, nullif(f.field, ''),"
-        f" 'validation: ' || f.message, {_raw_row_sql(table)}, 'validate'"
+        f" f.message, {_raw_row_sql(table)}, 'validate'"
         f" FROM {table.name} t JOIN _dw_failing f ON t.rowid = f.dw_rowid",
         [batch.run_id, batch.source_file, batch.kind],
     )

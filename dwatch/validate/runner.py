@@ -38,7 +38,12 @@ from dwatch.store import transaction
 from dwatch.validate.config import ValidationConfig, load_config
 from dwatch.validate.docs import build_offline_docs
 from dwatch.validate.gx_duckdb import duckdb_datasource, make_context
-from dwatch.validate.quarantine import batch_relation, count_of, quarantine_rows
+from dwatch.validate.quarantine import (
+    batch_relation,
+    count_of,
+    quarantine_impossible_instants,
+    quarantine_rows,
+)
 from dwatch.validate.sources import SourceSuite, load_source_suites
 from dwatch.validate.suites import (
     BatchFacts,
@@ -286,6 +291,7 @@ def validate_batches(
     windows.update({s: suite.silence_window for s, suite in suites.items() if suite.silence_window})
     report = ValidationReport(_new_validation_run_id())
     batches = _select_batches(con, ingest_run_ids)
+    early = _move_impossible_instants(con, batches, now, report.validation_run_id)
     citations = _Citations()
     try:
         context = make_context(docs)
@@ -312,7 +318,10 @@ def validate_batches(
             except Exception as exc:  # one bad batch must not stop the others
                 log.exception("validation of %s failed", batch.run_id)
                 br.error = f"{type(exc).__name__}: {exc}"
-                _record_unvalidated(con, br, batch, table, report.validation_run_id)
+                try:
+                    _record_unvalidated(con, br, batch, table, report.validation_run_id)
+                except Exception:  # the report still says so; the other batches go on
+                    log.exception("could not record that %s was not validated", batch.run_id)
             return br
 
         def run_group(group: list[_Batch], revalidated: bool) -> list[BatchReport]:
@@ -339,6 +348,10 @@ def validate_batches(
 
         for group in _group_small_batches(con, batches, config):
             report.batches.extend(run_group(group, False))
+        for br in report.batches:
+            moved, outcomes = early.get(br.ingest_run_id or "", (0, []))
+            br.rows_quarantined += moved
+            br.outcomes[:0] = outcomes
         # New rows can fill a gap found earlier (a late file): validate those batches again
         # so coverage_gaps (latest validation per batch) stops flagging what is now whole.
         touched = sorted({s for b in report.batches for s in b.sources})
@@ -377,6 +390,60 @@ def validate_batches(
             log.exception("Data Docs build failed")
             report.docs_error = f"{type(exc).__name__}: {exc} (into {docs})"
     return report
+
+
+def _move_impossible_instants(
+    con: duckdb.DuckDBPyConnection, batches: list[_Batch], now: datetime, validation_run_id: str
+) -> dict[str, tuple[int, list[Outcome]]]:
+    """Rows holding an instant no disclosure can have leave first, each batch on its own.
+
+    Ingest refuses them now; a store written before it did may still hold them, and the
+    checks below (and planning, detection, the report) read instants as dates. The window
+    is ingest's (schemas/canonical.yaml: instants), its end measured from the later of the
+    batch's ingest and now (a validation clock set back must not undo what ingest let in).
+    Returns, per batch that had any, the rows moved and the outcomes recorded.
+    """
+    schema = load_schema()
+    lead = schema.instants_ahead_of_ingest
+    suspects = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT e.ingest_run_id FROM disclosure_events e"
+            " JOIN ingest_runs r ON r.run_id = e.ingest_run_id"
+            " WHERE e.ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND (NOT isfinite(e.occurred_at)"
+            " OR e.occurred_at < ? OR e.occurred_at > greatest(?, coalesce(r.started_at, ?)) + ?)",
+            [[b.run_id for b in batches], schema.instants_not_before, now, now, lead],
+        ).fetchall()
+    }
+    found: dict[str, tuple[int, list[Outcome]]] = {}
+    for batch in (b for b in batches if b.run_id in suspects):
+        table = schema.events if batch.kind == "events" else schema.items
+        latest = max(now, batch.started_at or now) + lead
+        try:
+            with transaction(con):
+                per_field = quarantine_impossible_instants(
+                    con, batch, table, schema.instants_not_before, latest
+                )
+                outcomes = [
+                    Outcome(
+                        f"canonical.{table.name}",
+                        f"expect_plausible_instants({name})",
+                        "row",
+                        False,
+                        batch.run_id,
+                        unexpected_count=n,
+                        message=f"{n} row(s) with {name} outside the plausible window"
+                        " (schemas/canonical.yaml: instants); stored before ingest checked"
+                        " instants; quarantined (out_of_range)",
+                    )
+                    for name, n in per_field.items()
+                ]
+                _write_outcomes(con, outcomes, validation_run_id)
+        except Exception:  # the batch's own validation records what it can
+            log.exception("moving impossible instants of %s failed", batch.run_id)
+            continue
+        found[batch.run_id] = (sum(per_field.values()), outcomes)
+    return found
 
 
 def _run_gx(
@@ -928,6 +995,11 @@ _OUTCOME_SCHEMA = pa.schema(
 )
 
 
+def _instant_or_none(value: object) -> datetime | None:
+    """A window bound as stored; DuckDB hands instants Python cannot hold over as text."""
+    return value if isinstance(value, datetime) else None
+
+
 def _write_outcomes(
     con: duckdb.DuckDBPyConnection, outcomes: list[Outcome], validation_run_id: str
 ) -> None:
@@ -946,8 +1018,8 @@ def _write_outcomes(
                 "success": o.success,
                 "element_count": o.element_count,
                 "unexpected_count": o.unexpected_count,
-                "window_start": o.window_start,
-                "window_end": o.window_end,
+                "window_start": _instant_or_none(o.window_start),
+                "window_end": _instant_or_none(o.window_end),
                 "observed": o.observed,
                 "message": o.message,
             }
