@@ -140,7 +140,7 @@ def main(argv: list[str]) -> None:
         f"  CPU {w['cpu_seconds']:.2f} s  (loaded {int(w['loaded']):,}, quarantined {int(w['quarantined']):,})"
     )
     print(
-        f"ratio dwatch / duckdb       {w['seconds'] / d['seconds']:8.2f}x   (target <= 2.0x; peak target < 2048 MB)"
+        f"ratio dwatch / duckdb       {w['seconds'] / d['seconds']:8.2f}x   (target <= 3.0x, the owner's figure since stop 11; peak target < 2048 MB)"
     )
     print(f"CPU ratio dwatch / duckdb   {w['cpu_seconds'] / d['cpu_seconds']:8.2f}x")
 
