@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import BULK, LEDGER, RECEIPTS, TIN_A, TIN_B, TIN_C, TIN_NONE, load
+from accounting_seed import BULK, LEDGER, RECEIPTS, TIN_A, TIN_B, TIN_C, TIN_NONE, load
 
 from dwatch.accounting import index as index_module
 from dwatch.accounting.index import refresh_index

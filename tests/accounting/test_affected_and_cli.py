@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
+from accounting_seed import BULK, LEDGER, TIN_A, TIN_B, TIN_C
 from click.testing import CliRunner
-from conftest import BULK, LEDGER, TIN_A, TIN_B, TIN_C
 
 from dwatch.accounting.affected import affected_taxpayers, match_identifiers
 from dwatch.cli import main
