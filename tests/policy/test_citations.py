@@ -181,3 +181,22 @@ def test_every_registered_id_normalises_to_itself(registry: Registry) -> None:
         assert normalise_citation(authority.id, registry) == authority.id
         for alias in authority.aliases:
             assert normalise_citation(alias, registry) == authority.id
+
+
+def test_no_authority_is_left_marked_only_verify(registry: Registry) -> None:
+    # Issue 13: every source note once marked "(verify)" was checked; what could not be
+    # confirmed says so plainly ("UNVERIFIED: ..."), never a bare "(verify)".
+    notes = [
+        (authority.id, source.note or "")
+        for authority in registry.authorities
+        for source in authority.sources
+    ]
+    assert not [(aid, note) for aid, note in notes if "(verify" in note.lower()]
+    unverified = sorted({aid for aid, note in notes if "UNVERIFIED" in note})
+    assert unverified == [
+        "26 USC 6103(j)(2)",
+        "26 USC 6103(j)(6)",
+        "26 USC 6103(k)(7)",
+        "26 USC 6103(l)(5)",
+        "26 USC 6103(p)(6)",
+    ]
