@@ -994,10 +994,13 @@ def _mark_coverage(ctx: RunContext) -> None:
 
 def finish_work(ctx: RunContext) -> None:
     """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
+    from dwatch.accounting.index import refresh_index
     from dwatch.watermark import advance_watermarks, close_windows
 
     with transaction(ctx.con):
         _mark_coverage(ctx)
+        # After validation has moved bad rows out: the accounting lists what the store keeps.
+        refresh_index(ctx.con)
         close_windows(ctx.con, ctx.run_id, ctx.windows)
         batches = [
             r[0]
