@@ -1,0 +1,298 @@
+"""Every recorded handling of one or many taxpayers' data, with authority and findings.
+
+The accounting a taxpayer (or a court) may ask for: for each request, disclosure, receipt,
+access, redisclosure and disposal of their records, the date, the sender and recipient,
+the authority cited and whether the registry knows it and had it in force that day, the
+purpose, and the findings on it with their triage state. Read from ``accounting_index``
+(batches not yet indexed are read from the canonical tables by ``ingest_run_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from dwatch.accounting.index import (
+    COLUMNS,
+    index_present,
+    lookup_key,
+    pending_entries,
+    sql_lookup_key,
+    unindexed_batches,
+)
+from dwatch.pseudonym import PREFIX, normalise_identifier, pseudonymise
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One taxpayer asked about: ``row`` is the line of the identifier file (1 when one
+    taxpayer was given); ``taxpayer_ref`` is None when the line held no identifier."""
+
+    row: int
+    taxpayer_ref: str | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    alert_id: str
+    detector_id: str
+    severity: str
+    status: str
+    case_id: str | None
+    triage_state: str | None
+    resolution: str | None
+
+    def describe(self) -> str:
+        state = self.triage_state or "new"
+        if self.resolution:
+            state += f": {self.resolution}"
+        return f"{self.alert_id} ({self.detector_id}, {self.severity}, {self.status}, {state})"
+
+
+@dataclass(frozen=True)
+class AccountingEntry:
+    row: int
+    taxpayer_ref: str
+    occurred_at: datetime
+    event_type: str
+    sender: str
+    recipient: str
+    authority_cited: str | None
+    authority_id: str | None
+    authority_status: str
+    purpose: str | None
+    data_elements: tuple[str, ...]
+    record_count: int
+    request_id: str | None
+    source_system: str
+    event_id: str
+    item_no: int | None
+    via: str
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    source_system: str
+    window_start: datetime | None
+    window_end: datetime | None
+    expectation: str
+    message: str
+
+
+@dataclass
+class Accounting:
+    subjects: list[Subject]
+    entries: list[AccountingEntry]
+    # Findings that name a subject but no event listed for them (row -> findings).
+    other_findings: dict[int, list[Finding]] = field(default_factory=dict)
+    coverage_gaps: list[CoverageGap] = field(default_factory=list)
+    unattributed_disclosures: int | None = None
+    unattributed_records: int | None = None
+    unindexed_batches: int = 0
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def entries_by_row(self) -> dict[int, list[AccountingEntry]]:
+        grouped: dict[int, list[AccountingEntry]] = {}
+        for entry in self.entries:
+            grouped.setdefault(entry.row, []).append(entry)
+        return grouped
+
+
+def subjects_from_identifiers(lines: Iterable[str], key: bytes) -> list[Subject]:
+    """One subject per non-blank line, pseudonymised at once; the raw text is dropped."""
+    subjects = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        ref = pseudonymise(line.strip(), key) if normalise_identifier(line.strip()) else None
+        subjects.append(Subject(number, ref))
+    return subjects
+
+
+def subjects_from_pseudonyms(refs: Iterable[str]) -> list[Subject]:
+    subjects = []
+    for number, ref in enumerate(refs, start=1):
+        text = ref.strip()
+        if text:
+            subjects.append(Subject(number, text if text.startswith(PREFIX) else None))
+    return subjects
+
+
+_AUTHORITY_STATUS = """
+    CASE WHEN h.authority_id IS NULL AND h.legal_authority IS NULL THEN 'none cited'
+         WHEN h.authority_id IS NULL THEN 'not recognised'
+         WHEN r.authority_id IS NULL THEN 'not in the registry'
+         WHEN (r.effective_from IS NULL OR h.occurred_at >= r.effective_from)
+          AND (r.effective_to IS NULL OR h.occurred_at < r.effective_to) THEN 'in force'
+         ELSE 'not in force on that date' END
+"""
+
+
+def _hits_sql(sources: list[str]) -> tuple[str, str]:
+    """Rows naming each subject, and the chain events of requests that disclosed them."""
+    cols = ", ".join(f"a.{c}" for c in COLUMNS if c not in ("lookup_key", "taxpayer_ref"))
+    named = " UNION ALL ".join(
+        f"SELECT s.row_no, s.taxpayer_ref, {cols} FROM _acct_subjects s JOIN {t} a"
+        " ON a.lookup_key = s.lookup_key AND a.taxpayer_ref = s.taxpayer_ref"
+        for t in sources
+    )
+    chained = " UNION ALL ".join(
+        f"SELECT r.row_no, r.taxpayer_ref, {cols} FROM _acct_requests r JOIN {t} a"
+        " ON a.lookup_key = r.lookup_key AND a.via = 'request_chain'"
+        " AND a.request_id = r.request_id"
+        for t in sources
+    )
+    return named, chained
+
+
+def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
+    named, chained = _hits_sql(sources)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_named AS {named}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _acct_requests AS
+        SELECT DISTINCT row_no, taxpayer_ref, request_id, {sql_lookup_key("request_id")} AS lookup_key
+        FROM _acct_named
+        WHERE request_id IS NOT NULL AND event_type IN ('disclosure', 'redisclosure')
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _acct_hits AS
+        SELECT DISTINCT ON (row_no, via, source_system, event_id, item_no) *
+        FROM (SELECT * FROM _acct_named UNION ALL {chained})
+        -- a chain event that also names or carries the subject is listed once, by that
+        QUALIFY NOT (via = 'request_chain' AND count(*) FILTER (WHERE via <> 'request_chain')
+                     OVER (PARTITION BY row_no, source_system, event_id) > 0)
+        """
+    )
+
+
+def _findings(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str, str], list[Finding]]:
+    rows = con.execute(
+        """
+        WITH covering AS (
+            SELECT h.row_no, h.source_system, h.event_id, s.alert_id
+            FROM _acct_hits h JOIN alert_subjects s
+              ON s.taxpayer_ref = h.taxpayer_ref AND s.event_id = h.event_id
+             AND (s.source_system IS NULL OR s.source_system = h.source_system)
+            UNION
+            SELECT h.row_no, h.source_system, h.event_id, ae.alert_id
+            FROM _acct_hits h JOIN alert_events ae
+              ON ae.source_system = h.source_system AND ae.event_id = h.event_id
+             AND ae.role = 'finding'
+            UNION
+            -- findings naming the subject but none of the events listed for them
+            SELECT s.row_no, NULL, NULL, a.alert_id
+            FROM _acct_subjects s JOIN alert_subjects a ON a.taxpayer_ref = s.taxpayer_ref
+            WHERE NOT EXISTS (SELECT 1 FROM _acct_hits h WHERE h.row_no = s.row_no
+                              AND h.event_id = a.event_id)
+        )
+        SELECT DISTINCT c.row_no, c.source_system, c.event_id, a.alert_id, a.detector_id,
+               a.severity, a.status, t.case_id, t.triage_state, t.resolution
+        FROM covering c JOIN alerts a USING (alert_id)
+        LEFT JOIN alert_triage_state t USING (alert_id)
+        ORDER BY c.row_no, a.alert_id
+        """
+    ).fetchall()
+    found: dict[tuple[int, str, str], list[Finding]] = {}
+    for row_no, source_system, event_id, *rest in rows:
+        found.setdefault((row_no, source_system or "", event_id or ""), []).append(Finding(*rest))
+    return found
+
+
+def _entries(
+    con: duckdb.DuckDBPyConnection, found: dict[tuple[int, str, str], list[Finding]]
+) -> list[AccountingEntry]:
+    registry = "registry_authorities" if _has_table(con, "registry_authorities") else None
+    join = f"LEFT JOIN {registry} r ON r.authority_id = h.authority_id" if registry else ""
+    status = (
+        _AUTHORITY_STATUS
+        if registry
+        else (
+            "CASE WHEN h.authority_id IS NULL THEN 'not recognised' ELSE 'registry not loaded' END"
+        )
+    )
+    cursor = con.execute(
+        f"""
+        SELECT h.row_no, h.taxpayer_ref, h.occurred_at, h.event_type, h.disclosing_agency,
+               h.recipient_agency, h.legal_authority, h.authority_id, {status},
+               h.purpose, h.data_elements, h.record_count, h.request_id, h.source_system,
+               h.event_id, h.item_no, h.via
+        FROM _acct_hits h {join}
+        ORDER BY h.row_no, h.occurred_at, h.source_system, h.event_id, h.item_no
+        """
+    )
+    entries = []
+    while batch := cursor.fetchmany(50_000):
+        for r in batch:
+            entries.append(
+                AccountingEntry(
+                    *r[:10],
+                    tuple(r[10] or ()),
+                    int(r[11] or 0),
+                    *r[12:],
+                    findings=tuple(found.get((r[0], r[13], r[14]), ())),
+                )
+            )
+    return entries
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:
+    result.coverage_gaps = [
+        CoverageGap(*r)
+        for r in con.execute(
+            "SELECT source_system, window_start, window_end, expectation, message"
+            " FROM coverage_gaps ORDER BY source_system, window_start, expectation"
+        ).fetchall()
+    ]
+    if _has_table(con, "accounting_index_state"):
+        row = con.execute(
+            "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
+        ).fetchone()
+        if row:
+            result.unattributed_disclosures, result.unattributed_records = row
+
+
+def build_accounting(con: duckdb.DuckDBPyConnection, subjects: list[Subject]) -> Accounting:
+    """The accounting for ``subjects`` (works on a read-only snapshot: temp tables only)."""
+    known = [s for s in subjects if s.taxpayer_ref]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _acct_subjects"
+        " (row_no BIGINT, taxpayer_ref VARCHAR, lookup_key BIGINT)"
+    )
+    if known:
+        con.execute(
+            "INSERT INTO _acct_subjects SELECT unnest($r), unnest($t), unnest($k)",
+            {
+                "r": [s.row for s in known],
+                "t": [s.taxpayer_ref for s in known],
+                "k": [lookup_key(s.taxpayer_ref or "") for s in known],
+            },
+        )
+    sources = ["accounting_index"] if index_present(con) else []
+    pending = unindexed_batches(con)
+    if pending:
+        pending_entries(con, pending, "_acct_pending")
+        sources.append("_acct_pending")
+    result = Accounting(subjects=subjects, entries=[], unindexed_batches=len(pending))
+    if sources:
+        _collect_hits(con, sources)
+        found = _findings(con)
+        result.entries = _entries(con, found)
+        result.other_findings = {
+            row: findings for (row, src, ev), findings in found.items() if not src and not ev
+        }
+    _coverage(con, result)
+    return result
