@@ -144,16 +144,17 @@ class IndexRefresh:
 
 
 def index_present(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'accounting_index'"
-        " AND NOT temporary"
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether the store has the side table (a snapshot older than migration 0024 has not)."""
+    try:
+        con.execute("SELECT 1 FROM accounting_index LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
-def unindexed_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+def unindexed_batches(con: duckdb.DuckDBPyConnection, *, present: bool = True) -> list[str]:
     """Loaded batches the side table does not hold yet (all of them before migration 0024)."""
-    if not index_present(con):
+    if not present:
         sql = "SELECT run_id FROM ingest_runs WHERE status = 'loaded' ORDER BY run_id"
     else:
         sql = (

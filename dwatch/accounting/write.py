@@ -8,14 +8,13 @@ pseudonym; the identifier itself was never kept.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import polars as pl
 
 from dwatch.accounting.lookup import Accounting, AccountingEntry, Finding, Subject
 from dwatch.report.safety import csv_cell, mask_text, terminal_text
@@ -49,7 +48,7 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _when(entry: AccountingEntry) -> str:
-    return entry.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return entry.occurred_at
 
 
 def _findings(findings: tuple[Finding, ...] | list[Finding]) -> str:
@@ -88,56 +87,68 @@ def _coverage_lines(accounting: Accounting, limit: int = 20) -> list[str]:
     return lines
 
 
-def csv_rows(accounting: Accounting) -> Iterator[tuple[Any, ...]]:
-    by_row = accounting.entries_by_row()
+def _once(make_safe: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``make_safe`` computed once per distinct value (keyed by type: True is not 1)."""
+    done: dict[tuple[type, Any], Any] = {}
+
+    def safe(value: Any) -> Any:
+        key = (type(value), value)
+        if key not in done:
+            done[key] = make_safe(value)
+        return done[key]
+
+    return safe
+
+
+def _note_rows(accounting: Accounting) -> pl.DataFrame:
+    """A row for each subject with nothing listed, no identifier, or findings on no entry."""
+    listed = set(accounting.frame.get_column("row").unique().to_list())
+    rows = []
     for subject in accounting.subjects:
-        entries = by_row.get(subject.row, [])
-        taxpayer = subject.taxpayer_ref or ""
-        for e in entries:
-            yield (
-                subject.row,
-                taxpayer,
-                _when(e),
-                e.event_type,
-                e.sender,
-                e.recipient,
-                e.authority_cited,
-                e.authority_id,
-                e.authority_status,
-                e.purpose,
-                ",".join(e.data_elements),
-                e.record_count,
-                e.request_id,
-                e.source_system,
-                e.event_id,
-                e.item_no,
-                e.via,
-                bool(e.findings),
-                _findings(e.findings),
-                "",
-            )
         other = accounting.other_findings.get(subject.row, [])
-        note = _subject_note(subject, bool(entries))
-        if note or other:
-            blank = ("",) * 15
+        note = _subject_note(subject, subject.row in listed)
+        if other:
             extra = f"findings naming the taxpayer on no listed event: {_findings(other)}"
-            yield (
-                subject.row,
-                taxpayer,
-                *blank,
-                bool(other),
-                _findings(other),
-                "; ".join(n for n in (note, extra if other else "") if n),
-            )
+            note = "; ".join(n for n in (note, extra) if n)
+        if note:
+            rows.append((subject.row, subject.taxpayer_ref, bool(other), _findings(other), note))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "row": pl.Int64,
+            "taxpayer": pl.Utf8,
+            "covered_by_finding": pl.Boolean,
+            "findings": pl.Utf8,
+            "note": pl.Utf8,
+        },
+        orient="row",
+    )
 
 
 def write_csv(accounting: Accounting) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_HEADER)
-    for row in csv_rows(accounting):
-        writer.writerow([csv_cell(v) for v in row])
-    return buffer.getvalue()
+    """One row per entry (and per subject with a note), every text cell made safe.
+
+    Column-wise: each distinct value passes ``csv_cell`` once (agencies, citations and
+    events repeat across taxpayers), and Polars writes the file."""
+    entries = accounting.frame.rename(
+        {"taxpayer_ref": "taxpayer", "findings_text": "findings"}
+    ).with_columns(pl.lit("").alias("note"), pl.col("row").cast(pl.Int64))
+    table = pl.concat(
+        [
+            entries.with_columns(pl.lit(0).alias("_order")),
+            _note_rows(accounting).with_columns(pl.lit(1).alias("_order")),
+        ],
+        how="diagonal_relaxed",
+    ).sort(["row", "_order"], maintain_order=True)
+    safe_columns = []
+    for name in CSV_HEADER:
+        column = table.get_column(name)
+        if column.dtype == pl.Utf8:
+            distinct = column.drop_nulls().unique().to_list()
+            mapping = {value: str(csv_cell(value)) for value in distinct}
+            column = column.replace_strict(mapping, default=None, return_dtype=pl.Utf8)
+        safe_columns.append(column)
+    return pl.DataFrame(safe_columns).write_csv()
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:
@@ -173,7 +184,7 @@ def to_json(accounting: Accounting) -> dict[str, Any]:
                                 "via",
                             )
                         },
-                        "data_elements": [mask_text(d) for d in e.data_elements],
+                        "data_elements": [mask_text(d) for d in e.data_elements.split(",") if d],
                         "record_count": e.record_count,
                         "item_no": e.item_no,
                         "findings": [_finding_json(f) for f in e.findings],
@@ -212,25 +223,25 @@ def write_json(accounting: Accounting) -> str:
 
 def write_text(accounting: Accounting) -> str:
     by_row = accounting.entries_by_row()
+    shown = _once(terminal_text)
     out = []
     for subject in accounting.subjects:
         entries = by_row.get(subject.row, [])
-        out.append(f"taxpayer {terminal_text(subject.taxpayer_ref) or '-'} (line {subject.row})")
+        out.append(f"taxpayer {shown(subject.taxpayer_ref) or '-'} (line {subject.row})")
         note = _subject_note(subject, bool(entries))
         if note:
             out.append(f"  {note}")
         for e in entries:
-            authority = terminal_text(e.authority_cited) or "-"
             out.append(
-                f"  {_when(e)}  {e.event_type:<12} {terminal_text(e.sender)} -> "
-                f"{terminal_text(e.recipient)}  authority {authority}"
-                f" [{e.authority_status}]  purpose {terminal_text(e.purpose) or '-'}"
-                f"  ({terminal_text(e.source_system)} {terminal_text(e.event_id)}, via {e.via})"
+                f"  {_when(e)}  {e.event_type:<12} {shown(e.sender)} -> {shown(e.recipient)}"
+                f"  authority {shown(e.authority_cited) or '-'} [{e.authority_status}]"
+                f"  purpose {shown(e.purpose) or '-'}"
+                f"  ({shown(e.source_system)} {shown(e.event_id)}, via {e.via})"
             )
             for f in e.findings:
-                out.append(f"      finding {terminal_text(f.describe())}")
+                out.append(f"      finding {shown(f.describe())}")
         for f in accounting.other_findings.get(subject.row, []):
-            out.append(f"  finding on no listed event: {terminal_text(f.describe())}")
+            out.append(f"  finding on no listed event: {shown(f.describe())}")
     out.extend(terminal_text(line) for line in _coverage_lines(accounting))
     return "\n".join(out) + "\n"
 

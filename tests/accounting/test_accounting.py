@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -11,7 +13,7 @@ from accounting_seed import BULK, LEDGER, RECEIPTS, TIN_A, TIN_B, TIN_C, TIN_NON
 from dwatch.accounting import index as index_module
 from dwatch.accounting.index import refresh_index
 from dwatch.accounting.lookup import build_accounting, subjects_from_identifiers
-from dwatch.accounting.write import NONE_RECORDED, WRITERS, csv_rows
+from dwatch.accounting.write import NONE_RECORDED, WRITERS, write_csv
 from dwatch.policy import load_registry, sync_registry
 from dwatch.pseudonym import pseudonymise, resolve_key
 from dwatch.store import transaction
@@ -162,10 +164,14 @@ def test_findings_and_triage_state_are_attached(loaded):
     assert covered[(RECEIPTS, "EV-1")] == ["al_rcpt"]
     assert covered[(LEDGER, "EV-1")] == []
     assert [f.alert_id for f in accounting.other_findings[1]] == ["al_only"]
-    rows = list(csv_rows(accounting))
-    assert sum(1 for r in rows if r[3] and r[17] is True) == 2  # entries with a finding
-    (extra,) = [r for r in rows if not r[3]]
-    assert extra[17] is True and "al_only" in extra[18] and "no listed event" in extra[19]
+    rows = list(csv.DictReader(io.StringIO(write_csv(accounting))))
+    assert [r["event_id"] for r in rows if r["covered_by_finding"] == "true"] == [
+        "EV-4",
+        "EV-1",
+        "",
+    ]
+    (extra,) = [r for r in rows if not r["event_type"]]
+    assert "al_only" in extra["findings"] and "no listed event" in extra["note"]
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
