@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 import duckdb
-import polars as pl
 
 from dwatch.accounting.index import (
     COLUMNS,
@@ -87,17 +86,17 @@ class CoverageGap:
     message: str
 
 
-# Columns of Accounting.frame: AccountingEntry's fields, then the findings as text.
-FRAME_COLUMNS = (*AccountingEntry._fields[:-1], "covered_by_finding", "findings_text")
+# Columns of Accounting.rows: AccountingEntry's fields, then the findings as text.
+ROW_COLUMNS = (*AccountingEntry._fields[:-1], "covered_by_finding", "findings_text")
 
 
 @dataclass
 class Accounting:
-    """The entries as a Polars frame (100,000 taxpayers are written without a Python object
-    per entry) and, on demand, as ``AccountingEntry`` tuples with their findings."""
+    """The entries as plain rows (ROW_COLUMNS; 100,000 taxpayers are written from these
+    without an object per entry) and, on demand, as ``AccountingEntry`` with findings."""
 
     subjects: list[Subject]
-    frame: pl.DataFrame
+    rows: list[tuple[Any, ...]]
     finding_rows: list[tuple[Any, ...]] = field(default_factory=list)
     coverage_gaps: list[CoverageGap] = field(default_factory=list)
     unattributed_disclosures: int | None = None
@@ -119,7 +118,7 @@ class Accounting:
         width = len(AccountingEntry._fields) - 1
         return [
             AccountingEntry(*r[:width], tuple(found.get((r[0], r[13], r[14]), ())))
-            for r in self.frame.iter_rows()
+            for r in self.rows
         ]
 
     @cached_property
@@ -252,9 +251,8 @@ def _findings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def _entries(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    # con.sql: its Arrow output is not copied (execute's is); no parameters are bound here.
-    result = con.sql(
+def _entries(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    return con.execute(
         f"""
         WITH found AS (
             SELECT row_no, source_system, event_id,
@@ -272,10 +270,7 @@ def _entries(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                          AND f.event_id = h.event_id
         ORDER BY h.row_no, h.occurred_at, h.source_system, h.event_id, h.item_no
         """
-    )
-    frame = pl.DataFrame(pl.from_arrow(result.to_arrow_table()))
-    frame.columns = list(FRAME_COLUMNS)
-    return frame
+    ).fetchall()
 
 
 def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:

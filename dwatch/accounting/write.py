@@ -8,13 +8,14 @@ pseudonym; the identifier itself was never kept.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import polars as pl
 
 from dwatch.accounting.lookup import Accounting, AccountingEntry, Finding, Subject
 from dwatch.report.safety import csv_cell, mask_text, terminal_text
@@ -44,6 +45,7 @@ CSV_HEADER = (
     "findings",
     "note",
 )
+_OWN_FORMAT = frozenset({"occurred_at", "via", "authority_status"})
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -100,9 +102,10 @@ def _once(make_safe: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return safe
 
 
-def _note_rows(accounting: Accounting) -> pl.DataFrame:
+def _note_rows(accounting: Accounting) -> list[tuple[Any, ...]]:
     """A row for each subject with nothing listed, no identifier, or findings on no entry."""
-    listed = set(accounting.frame.get_column("row").unique().to_list())
+    listed = {r[0] for r in accounting.rows}
+    blank = ("",) * (len(CSV_HEADER) - 5)
     rows = []
     for subject in accounting.subjects:
         other = accounting.other_findings.get(subject.row, [])
@@ -111,44 +114,34 @@ def _note_rows(accounting: Accounting) -> pl.DataFrame:
             extra = f"findings naming the taxpayer on no listed event: {_findings(other)}"
             note = "; ".join(n for n in (note, extra) if n)
         if note:
-            rows.append((subject.row, subject.taxpayer_ref, bool(other), _findings(other), note))
-    return pl.DataFrame(
-        rows,
-        schema={
-            "row": pl.Int64,
-            "taxpayer": pl.Utf8,
-            "covered_by_finding": pl.Boolean,
-            "findings": pl.Utf8,
-            "note": pl.Utf8,
-        },
-        orient="row",
-    )
+            rows.append(
+                (subject.row, subject.taxpayer_ref, *blank, bool(other), _findings(other), note)
+            )
+    return rows
 
 
 def write_csv(accounting: Accounting) -> str:
     """One row per entry (and per subject with a note), every text cell made safe.
 
-    Column-wise: each distinct value passes ``csv_cell`` once (agencies, citations and
-    events repeat across taxpayers), and Polars writes the file."""
-    entries = accounting.frame.rename(
-        {"taxpayer_ref": "taxpayer", "findings_text": "findings"}
-    ).with_columns(pl.lit("").alias("note"), pl.col("row").cast(pl.Int64))
-    table = pl.concat(
-        [
-            entries.with_columns(pl.lit(0).alias("_order")),
-            _note_rows(accounting).with_columns(pl.lit(1).alias("_order")),
-        ],
-        how="diagonal_relaxed",
-    ).sort(["row", "_order"], maintain_order=True)
-    safe_columns = []
-    for name in CSV_HEADER:
-        column = table.get_column(name)
-        if column.dtype == pl.Utf8:
-            distinct = column.drop_nulls().unique().to_list()
-            mapping = {value: str(csv_cell(value)) for value in distinct}
-            column = column.replace_strict(mapping, default=None, return_dtype=pl.Utf8)
-        safe_columns.append(column)
-    return pl.DataFrame(safe_columns).write_csv()
+    Column by column: each distinct text passes ``csv_cell`` once (agencies, citations and
+    events repeat across taxpayers; 100,000 taxpayers write hundreds of thousands of rows)."""
+    entries = [(*r, "") for r in accounting.rows]  # ROW_COLUMNS is CSV_HEADER without note
+    notes = _note_rows(accounting)
+    table = sorted(entries + notes, key=lambda r: r[0]) if notes else entries
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    if table:
+        columns = []
+        for name, column in zip(CSV_HEADER, zip(*table, strict=True), strict=True):
+            # occurred_at, via and authority_status are written by dwatch's own SQL in a fixed
+            # vocabulary and format (no shape, no formula start): nothing to make safe.
+            if name not in _OWN_FORMAT and any(isinstance(v, str) for v in column):
+                safe = {v: csv_cell(v) for v in set(column)}  # csv_cell(None) is ""
+                column = tuple(map(safe.__getitem__, column))
+            columns.append(column)
+        writer.writerows(zip(*columns, strict=True))
+    return buffer.getvalue()
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:
