@@ -84,7 +84,7 @@ def _coverage_lines(accounting: Accounting, limit: int = 20) -> list[str]:
     if accounting.unindexed_batches:
         lines.append(
             f"{accounting.unindexed_batches} batch(es) not yet in the accounting index were"
-            " read directly"
+            " read directly (dwatch accounting --refresh, or the next dwatch run, indexes them)"
         )
     return lines
 
