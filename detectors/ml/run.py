@@ -3,6 +3,7 @@ flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,12 @@ from detectors.ml.registry import (
     save_model,
 )
 from dwatch.errors import ConfigError
+from dwatch.memory import memory_budget
 from dwatch.store import transaction
+
+# What one scoring row costs in Python while its chunk is scored: the feature row (event
+# id lists included) and the arrays the estimators build from it, with room to spare.
+SCORE_ROW_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,48 @@ def score_detector(
     return frame, detector.anomaly_scores(model, frame, threads=threads)
 
 
+def scoring_chunks(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The rows of ``detector.scoring_frame`` for the window, streamed from DuckDB in
+    frames of at most ``rows`` rows (never all at once). The query is the one
+    ``scoring_frame`` builds (read with :func:`features.planned`), so the rows are the
+    same; a detector whose scoring frame is not one feature query is read whole."""
+    with features.planned() as queries:
+        detector.scoring_frame(con, window_from, window_to)
+    if len(queries) != 1:
+        yield detector.scoring_frame(con, window_from, window_to)
+        return
+    yield from features.batches(con, queries[0], rows)
+
+
+def score_chunks(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    *,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    rows: int,
+    threads: int = 2,
+) -> tuple[pl.DataFrame, int]:
+    """Alert candidates of the window and the rows scored, a chunk at a time: only the
+    chunk and the rows at or above the threshold are held (scores are row by row, so
+    they are the same as scoring the window whole)."""
+    found: list[pl.DataFrame] = []
+    scored = 0
+    for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        found.append(alerts_for(detector, model, record, chunk, scores))
+        scored += chunk.height
+    return pl.concat(found, how="vertical_relaxed"), scored
+
+
 def alerts_for(
     detector: MLDetector,
     model: Pipeline,
@@ -282,13 +330,16 @@ def score_models(
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
+    chunk_rows: int | None = None,
 ) -> ScoreSummary:
     """Score the window with each detector's latest saved model (no retraining) and merge the
     alerts into ``alerts``; a detector never trained is reported, not an error.
 
-    Each detector's merge runs in its own transaction unless ``own_transaction`` is False
-    (the caller already holds one)."""
+    Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
+    holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
+    unless ``own_transaction`` is False (the caller already holds one)."""
     config = config or load_config()
+    rows = chunk_rows or memory_budget().rows_for(SCORE_ROW_BYTES)
     features.prepare_zones(con, config.time_zones)
     records = latest_models(con)
     summary = ScoreSummary()
@@ -321,10 +372,16 @@ def score_models(
             if window_from is not None and det.rescore_days
             else window_from
         )
-        frame, scores = score_detector(
-            con, det, model, window_from=det_from, window_to=window_to, threads=threads
+        candidates, scored = score_chunks(
+            con,
+            det,
+            model,
+            record,
+            window_from=det_from,
+            window_to=window_to,
+            rows=rows,
+            threads=threads,
         )
-        candidates = alerts_for(det, model, record, frame, scores)
 
         def merge(
             candidates: pl.DataFrame = candidates,
@@ -355,9 +412,9 @@ def score_models(
             DetectorScore(
                 det.detector_id,
                 record.version,
-                frame.height,
+                scored,
                 candidates.height,
-                f"{candidates.height} alert(s) from {frame.height:,} rows",
+                f"{candidates.height} alert(s) from {scored:,} rows",
             )
         )
     return summary
