@@ -110,7 +110,8 @@ def command(
                 target = out or Path(folder) / "accounting.csv"
                 rows = copy_csv(con, accounting, target)
                 if out is None:
-                    click.echo(target.read_text(encoding="utf-8"), nl=False)
+                    with target.open(encoding="utf-8", newline="") as handle:  # keep a bare CR
+                        click.echo(handle.read(), nl=False)
         else:
             text = WRITERS[fmt](accounting)
             rows = len(accounting.rows)
