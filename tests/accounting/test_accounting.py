@@ -171,7 +171,7 @@ def test_findings_and_triage_state_are_attached(loaded):
     assert covered[(LEDGER, "EV-1")] == []
     assert [f.alert_id for f in accounting.other_findings[1]] == ["al_only"]
     rows = list(csv.DictReader(io.StringIO(write_csv(accounting))))
-    assert [r["event_id"] for r in rows if r["covered_by_finding"] == "True"] == [
+    assert [r["event_id"] for r in rows if r["covered_by_finding"] == "true"] == [
         "EV-4",
         "EV-1",
         "",
