@@ -69,11 +69,13 @@ def _pipeline_run(db: Path, inputs: list[Path], work: Path) -> dict[str, float |
         validate = ctx.run("validate")
     finally:
         ctx.close()
+    stages = (validate.detail or {}).get("seconds_by_stage") or {}
     return {
         "ingest_s": ingest.seconds,
         "validate_s": validate.seconds,
         "ingest": ingest.message,
-        "validate": validate.message,
+        "validate": validate.message
+        + (" [" + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()) + "]" if stages else ""),
     }
 
 

@@ -63,7 +63,7 @@ def record_in_gx(
         )
         outcomes = by_suite.get(name, {})
         results = [
-            _expectation_result(expectation, outcomes.get(check.name, []))
+            _expectation_result(check, expectation, outcomes.get(check.name, []))
             for check, expectation in zip(checks, suite.expectations, strict=True)
         ]
         suite_result = ExpectationSuiteValidationResult(
@@ -89,24 +89,35 @@ def record_in_gx(
         )
 
 
-def _expectation_result(expectation: Any, outcomes: list[Outcome]) -> ExpectationValidationResult:
-    """One expectation's verdict over every batch it ran on (passed when all passed)."""
+def _expectation_result(
+    check: Check, expectation: Any, outcomes: list[Outcome]
+) -> ExpectationValidationResult:
+    """One expectation's verdict over every batch it ran on (passed when all passed), in
+    the shape GX's own results have (its Data Docs renderers read these keys)."""
     unexpected = sum(o.unexpected_count or 0 for o in outcomes if not o.success)
-    batches = {o.ingest_run_id for o in outcomes}
-    elements = sum(
-        o.element_count or 0
-        for o in {(o.ingest_run_id, o.source_system): o for o in outcomes}.values()
-    )
+    per_cell = {(o.ingest_run_id, o.source_system): o for o in outcomes}
+    elements = sum(o.element_count or 0 for o in per_cell.values())
     failed = sorted({str(o.ingest_run_id or "store") for o in outcomes if not o.success})
+    result: dict[str, Any]
+    if check.scope == "row":
+        share = 100.0 * unexpected / elements if elements else 0.0
+        result = {
+            "element_count": elements,
+            "unexpected_count": unexpected,
+            "unexpected_percent": share,
+            "unexpected_percent_total": share,
+            "unexpected_percent_nonmissing": share,
+            "missing_count": 0,
+            "missing_percent": 0.0,
+            "partial_unexpected_list": [],  # counts only: no values copied into the pages
+        }
+    else:
+        result = {"observed_value": unexpected}
     return ExpectationValidationResult(
         success=bool(outcomes) and all(o.success for o in outcomes),
         expectation_config=expectation.configuration,
-        result={
-            "element_count": elements,
-            "unexpected_count": unexpected,
-            "observed_value": unexpected,
-        },
-        meta={"batches": len(batches), "failed_batches": failed[:50]},
+        result=result,
+        meta={"batches": len({o.ingest_run_id for o in outcomes}), "failed_batches": failed[:50]},
     )
 
 

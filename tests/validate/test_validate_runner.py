@@ -538,6 +538,8 @@ def test_data_docs_are_built_and_open_with_no_network(
     # Each expectation is rendered with the description the suite gave it.
     assert "channel is one of the accepted channel values" in text
     assert "carrier_pigeon" not in text  # counts only: no sample values copied into HTML
+    # GX renders the run's verdicts as its own results: the failing count is on the page.
+    assert "1 unexpected values found" in text
 
 
 def test_make_offline_strips_every_kind_of_internet_asset() -> None:
