@@ -152,8 +152,7 @@ def expand_items(
         f" FROM (SELECT rowid + 1 AS _line, line, _ok{''.join(', ' + p for p in per_line)},"
         f" CASE WHEN _ok THEN json_extract(line, {sql_literal(json_path_of(list_path) + '[*]')})"
         f" ELSE [] END AS _items FROM {lines}))))"
-        " ORDER BY _line, _pos"
-    )
+    )  # no ORDER BY: the scan and unnest keep the file's order (insertion order preserved)
     con.execute(f"DROP TABLE {lines}")
     con.execute(f"ALTER TABLE {lines}_items RENAME TO {lines.split('.')[-1]}")
     with_items, items = con.execute(
