@@ -121,6 +121,11 @@ def _derived_sql(mapping: SourceMapping, fmt: str, lines: str) -> tuple[str, lis
     return sql, groups
 
 
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
 def derive_lines(
     con: duckdb.DuckDBPyConnection,
     lines: str,
@@ -147,16 +152,17 @@ def derive_lines(
             fix="rename the groups",
         )
     sql, groups = _derived_sql(mapping, fmt, lines)
-    con.execute(f"CREATE TABLE {lines}_all AS {sql}")
-    context = con.execute(f"SELECT count(*) FROM {lines}_all WHERE NOT _record").fetchone()
-    con.execute(f"DROP TABLE {lines}")
     # A window (fill_down) does not keep the file's order: put it back. Without one the
     # scan's order is kept (DuckDB preserves insertion order), so no sort is paid.
     order = " ORDER BY _line" if mapping.lines.fill_down else ""
+    before = _count(con, lines)
     con.execute(
-        f"CREATE TABLE {lines} AS SELECT * EXCLUDE (_record) FROM {lines}_all WHERE _record{order}"
+        f"CREATE TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
+        f" WHERE _record{order}"
     )
-    con.execute(f"DROP TABLE {lines}_all")
+    con.execute(f"DROP TABLE {lines}")
+    con.execute(f"ALTER TABLE {lines}_records RENAME TO {lines.split('.')[-1]}")
+    context = [before - _count(con, lines)]
     warnings = []
     if context and context[0]:
         warnings.append(
