@@ -1040,12 +1040,19 @@ def step_publish(ctx: RunContext) -> StepResult:
         ctx.status = "running"
         raise
     pruned = ", ".join(p.name for p in ctx.published.pruned)
+    done = ctx.published
     return StepResult(
         "publish",
         "ok",
-        message=f"snapshot {ctx.published.path} is current"
+        message=f"snapshot {done.path} is current ({done.parts_written} of {done.parts_listed}"
+        f" partition file(s) written, {done.parts_bytes_written / 1e6:.1f} MB)"
         + (f"; pruned {pruned}" if pruned else ""),
-        detail={"snapshot": str(ctx.published.path), "bytes": ctx.published.bytes},
+        detail={
+            "snapshot": str(done.path),
+            "bytes": done.bytes,
+            "partitions_written": done.parts_written,
+            "partition_bytes_written": done.parts_bytes_written,
+        },
     )
 
 
