@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -11,7 +13,7 @@ from accounting_seed import BULK, LEDGER, RECEIPTS, TIN_A, TIN_B, TIN_C, TIN_NON
 from dwatch.accounting import index as index_module
 from dwatch.accounting.index import refresh_index
 from dwatch.accounting.lookup import build_accounting, subjects_from_identifiers
-from dwatch.accounting.write import NONE_RECORDED, WRITERS, csv_rows
+from dwatch.accounting.write import NONE_RECORDED, WRITERS, write_csv
 from dwatch.policy import load_registry, sync_registry
 from dwatch.pseudonym import pseudonymise, resolve_key
 from dwatch.store import transaction
@@ -85,11 +87,17 @@ def test_index_kept_batch_by_batch_equals_one_built_at_once(con, tmp_path, order
         load(con, tmp_path / f"logs{n}", part)
         _refresh(con)
     incremental = _keys(_account(con, TIN_A, TIN_B, TIN_C))
-    con.execute("DELETE FROM accounting_index")
-    con.execute("DELETE FROM accounting_index_runs")
+    unattributed = (
+        "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
+    )
+    counted = con.execute(unattributed).fetchone()
+    for table in ("accounting_index", "accounting_index_runs", "accounting_index_state"):
+        con.execute(f"DELETE FROM {table}")
     _refresh(con)
     rebuilt = _keys(_account(con, TIN_A, TIN_B, TIN_C))
     assert incremental == rebuilt
+    # the bulk disclosure EV-4 stops counting as unattributed once its items arrive
+    assert counted == con.execute(unattributed).fetchone() == (1, 5000)
     assert len(incremental) == 8
     duplicates = con.execute(
         "SELECT count(*) - count(DISTINCT (via, source_system, event_id, item_no, taxpayer_ref))"
@@ -162,10 +170,14 @@ def test_findings_and_triage_state_are_attached(loaded):
     assert covered[(RECEIPTS, "EV-1")] == ["al_rcpt"]
     assert covered[(LEDGER, "EV-1")] == []
     assert [f.alert_id for f in accounting.other_findings[1]] == ["al_only"]
-    rows = list(csv_rows(accounting))
-    assert sum(1 for r in rows if r[3] and r[17] is True) == 2  # entries with a finding
-    (extra,) = [r for r in rows if not r[3]]
-    assert extra[17] is True and "al_only" in extra[18] and "no listed event" in extra[19]
+    rows = list(csv.DictReader(io.StringIO(write_csv(accounting))))
+    assert [r["event_id"] for r in rows if r["covered_by_finding"] == "True"] == [
+        "EV-4",
+        "EV-1",
+        "",
+    ]
+    (extra,) = [r for r in rows if not r["event_type"]]
+    assert "al_only" in extra["findings"] and "no listed event" in extra["note"]
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
