@@ -1,6 +1,11 @@
 -- Entries timed earlier than entries before them in the log's own sequence, judged against
 -- that log's own lateness. A step back whose next entry is in order again is an isolated
--- late entry: the log's isolated steps give its usual lateness (their $lateness_quantile).
+-- late entry: the log's isolated steps give its usual lateness (their $lateness_quantile),
+-- learned only from steps that are not themselves far outside the rest: on the log scale,
+-- beyond $outlier_fence spreads (the MAD, at least $min_log_spread) above the median, a
+-- step is what is being judged, not the habit (one back-dated entry in a log late by
+-- minutes must not set its own tolerance), and fewer than $min_isolated_steps such steps
+-- teach nothing (the floors alone apply).
 -- An isolated entry is out of order beyond the longer of $isolated_floor_seconds and
 -- $isolated_factor x that usual lateness; a contiguous run of $min_run or more entries
 -- behind (a replayed or back-dated batch) beyond the longer of $run_floor_seconds and
@@ -14,15 +19,28 @@ WITH steps AS (
     FROM dw_sequence_breaks
     WHERE occurred_at < prev_at
 ),
+robust AS (
+    SELECT source_system,
+           median(ln(greatest(back_seconds, 1))) AS center,
+           greatest(1.4826 * mad(ln(greatest(back_seconds, 1))), $min_log_spread) AS spread
+    FROM steps WHERE isolated GROUP BY source_system
+),
 learned AS (
     SELECT source_system,
-           count(*) FILTER (WHERE isolated) AS isolated_steps,
-           coalesce(quantile_cont(back_seconds, $lateness_quantile) FILTER (WHERE isolated), 0)
-               AS usual_late_seconds
-    FROM steps GROUP BY source_system
+           count(*) FILTER (WHERE usual) AS isolated_steps,
+           count(*) FILTER (WHERE isolated AND NOT usual) AS set_aside_steps,
+           CASE WHEN count(*) FILTER (WHERE usual) >= $min_isolated_steps
+                THEN quantile_cont(back_seconds, $lateness_quantile) FILTER (WHERE usual)
+                ELSE 0 END AS usual_late_seconds
+    FROM (
+        SELECT s.source_system, s.back_seconds, s.isolated,
+               s.isolated AND ln(greatest(s.back_seconds, 1))
+                   <= r.center + $outlier_fence * r.spread AS usual
+        FROM steps s LEFT JOIN robust r USING (source_system)
+    ) GROUP BY source_system
 ),
 limits AS (
-    SELECT source_system, isolated_steps, usual_late_seconds,
+    SELECT source_system, isolated_steps, set_aside_steps, usual_late_seconds,
            greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds)
                AS isolated_tolerance,
            greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance
@@ -36,7 +54,8 @@ starts AS (
 behind AS (
     SELECT e.source_system, e.event_id, e.occurred_at, s.sequence_no AS start_no, s.prev_at,
            epoch(s.prev_at) - epoch(e.occurred_at) AS behind_seconds,
-           s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps
+           s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps,
+           s.set_aside_steps
     FROM disclosure_events e
     JOIN starts s
       ON e.source_system = s.source_system AND e.sequence_no >= s.sequence_no
@@ -51,6 +70,7 @@ backwards AS (
            max(prev_at) AS latest_before, max(behind_seconds) AS behind_seconds,
            max(run_length) AS run_length, any_value(usual_late_seconds) AS usual_late_seconds,
            any_value(isolated_steps) AS isolated_steps,
+           any_value(set_aside_steps) AS set_aside_steps,
            any_value(isolated_tolerance) AS isolated_tolerance,
            any_value(run_tolerance) AS run_tolerance
     FROM runs
@@ -68,6 +88,7 @@ SELECT source_system,
        round(max(behind_seconds) / 3600.0, 1) AS max_hours_behind,
        max(run_length) AS longest_run,
        any_value(isolated_steps) AS isolated_late_entries,
+       any_value(set_aside_steps) AS late_entries_set_aside,
        round(any_value(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
        round(any_value(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
        round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours
