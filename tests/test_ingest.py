@@ -489,7 +489,7 @@ def test_skipped_file_records_its_hash_and_leaves_no_work_behind(
     [(status, sha)] = con.execute("SELECT status, content_sha256 FROM ingest_runs").fetchall()
     assert status == "loaded" and sha == ingest_module.file_sha256(path)
     leftovers = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ingest_work'"
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'ingest\\_work%' ESCAPE '\\'"
         " OR table_name LIKE '\\_rejects%' ESCAPE '\\'"
     ).fetchone()[0]
     assert leftovers == 0
