@@ -39,10 +39,14 @@ from dwatch.mapping import (
     KIND_TABLE,
     SourceMapping,
     available_mappings,
+    derived_event_id_sql,
     get_mapping,
     match_mapping,
+    named_by_mappings,
+    not_logged_warning,
     split_path,
 )
+from dwatch.mapping_lines import reshape_records, stage_text_lines
 from dwatch.masking import (
     MASK,
     UDF_MASK_TEXT,
@@ -66,6 +70,7 @@ FORMATS = {
     ".json": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".log": "lines",  # text, one record per line: read through a mapping's extract patterns
 }
 # Extensions picked up when a folder is scanned; .json and .txt only when named explicitly
 # (folders hold README.md, ground-truth and notes too).
@@ -175,11 +180,12 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
     """Files to load, and (path, problem) pairs for inputs that name nothing loadable."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
+    loadable = _scan_filter()
     for raw in paths:
         text = str(raw)
         if any(ch in text for ch in "*?["):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            hits = [p for p in matched if p.is_file() and _format_of(p, explicit=False)]
+            hits = [p for p in matched if p.is_file() and loadable(p)]
             if not hits:
                 problems.append((text, "the pattern matches no log file"))
             files += hits
@@ -188,9 +194,7 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
         if not path.exists():
             problems.append((text, "no such file or folder"))
         elif path.is_dir():
-            hits = sorted(
-                p for p in path.rglob("*") if p.is_file() and _format_of(p, explicit=False)
-            )
+            hits = sorted(p for p in path.rglob("*") if p.is_file() and loadable(p))
             if not hits:
                 problems.append((text, "the folder holds no .csv, .jsonl or .parquet file"))
             files += hits
@@ -204,6 +208,23 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
             seen.add(key)
             unique.append(f)
     return unique, problems
+
+
+def _scan_filter() -> Callable[[Path], bool]:
+    """Files a folder scan or glob reads: the usual extensions, plus .json and .log files a
+    mapping's match_files names (CloudTrail deliveries, sftp session logs)."""
+    named: list[Callable[[str], bool]] = []
+
+    def loadable(path: Path) -> bool:
+        if _format_of(path, explicit=False):
+            return True
+        if not _format_of(path, explicit=True):
+            return False
+        if not named:
+            named.append(named_by_mappings())
+        return named[0](path.name)
+
+    return loadable
 
 
 def _format_of(path: Path, *, explicit: bool) -> str | None:
@@ -365,10 +386,12 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
     listed = "[" + ", ".join(json_paths) + "]" if json_paths else "['$.none']"
     names = [*keys, *paths]
     selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(names))
+    # Columns beside line and _ok (dwatch.mapping_lines: item positions, extracted groups,
+    # line numbers) pass through.
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT _raw_line, _ok"
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE (_vals)"
         + (", " + selects if selects else "")
-        + " FROM (SELECT line AS _raw_line, _ok,"
+        + " FROM (SELECT * EXCLUDE (line), line AS _raw_line,"
         f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {LINES})"
     )
 
@@ -527,7 +550,9 @@ def _source_text(
 ) -> str | None:
     """SQL for a canonical field's text from the staged columns (trimmed, '' as NULL), or None."""
     expr: str | None = None
-    if f.name in mapping.columns and mapping.columns[f.name] in columns:
+    if f.name == "event_id" and mapping.event_id_from:
+        expr = derived_event_id_sql(mapping, columns)
+    elif f.name in mapping.columns and mapping.columns[f.name] in columns:
         expr = _q(mapping.columns[f.name])
     elif f.name in columns and f.name not in mapping.columns:
         expr = _q(f.name)
@@ -571,7 +596,7 @@ ZONE_ABBREVIATIONS = {
 }  # fmt: skip
 _ABBREVIATION = "|".join(ZONE_ABBREVIATIONS)
 # timestamp_format values meaning Unix time, and their units per second.
-EPOCH_FORMATS = {"epoch": 1, "epoch_ms": 1000}
+EPOCH_FORMATS = {"epoch": 1, "epoch_ms": 1000, "epoch_us": 1_000_000}  # journald: epoch_us
 # Zoned: an offset or Z, UTC/GMT, an abbreviation above, or an IANA name after a space
 # ("2025-06-04 09:15:00 America/New_York", which DuckDB reads directly).
 _TZ_SUFFIX = (
@@ -767,7 +792,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                     f"{x} IS NOT NULL AND {t} IS NULL",
                     "bad_timestamp",
                     f"'{f.name}: ' || {shown} || ' is not a Unix time ({fmt}: "
-                    f"{'seconds' if per_second == 1 else 'milliseconds'} since 1970-01-01 UTC);"
+                    f"{ {1: 'seconds', 1000: 'milliseconds'}.get(per_second, 'microseconds') } since 1970-01-01 UTC);"
                     " fix the value or timestamp_format in the source mapping'",
                 )
             )
@@ -1031,7 +1056,7 @@ def ingest_file(
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _stage")
     con.execute(f"DROP VIEW IF EXISTS {ROWS}")
-    for table in (TYPED, AUTHORITY_MAP, LINES, REJECT_OFFSETS):
+    for table in (TYPED, AUTHORITY_MAP, LINES, f"{LINES}_items", f"{LINES}_all", REJECT_OFFSETS):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _stage_top")
     for table in ("_rejects", "_rejects_scan", "_lines"):
@@ -1077,6 +1102,8 @@ def _load(
         skip_if_loaded()  # the sniffs above only read a sample, beside the hashing
     elif fmt == "jsonl":
         stage = _stage_jsonl(con, path)
+    elif fmt == "lines":
+        stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
     else:
         stage = _stage_parquet(con, path)
     columns = stage.columns
@@ -1103,8 +1130,14 @@ def _load(
     table = schema.events if kind == "events" else schema.items
     result.kind = kind
     result.source_system = None if mapping.is_canonical else mapping.name
+    # One record per [*] item, or the records of a line log, first (dwatch.mapping_lines).
+    items = reshape_records(con, LINES, fmt, mapping, columns, kind, path)
+    if items is not None:
+        mapping = items.mapping
+        result.warnings += items.warnings
+    result.warnings += not_logged_warning(mapping, path)
     path_columns = _stage_paths(con, stage, fmt, mapping)
-    colset = set(columns) | set(path_columns)
+    colset = set(columns) | set(path_columns) | set(items.columns if items else [])
     identifier_cols = [
         c
         for c in [*columns, *path_columns]
@@ -1145,6 +1178,7 @@ def _load(
                 "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
             )
         )
+    checks += items.checks if items else []
     text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
@@ -1214,7 +1248,8 @@ def _load(
         f"CREATE TEMP TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
         f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
-        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw,"
+        f" {items.line_sql if items else 'CAST(NULL AS BIGINT)'} AS _line"
         f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
         f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
@@ -1504,7 +1539,8 @@ def _insert_quarantine(
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
-        " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
+        " SELECT $run, $file, _row,"
+        " CASE WHEN $fmt = 'parquet' THEN NULL ELSE coalesce(_line, _row + $header) END, $kind,"
         f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {

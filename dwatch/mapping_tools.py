@@ -25,6 +25,7 @@ import yaml
 
 from dwatch.errors import DWatchError, InputError
 from dwatch.mapping import load_mapping, sources_dir
+from dwatch.memory import memory_budget
 from dwatch.pseudonym import TIN_RE
 from dwatch.schema import load_schema
 
@@ -164,7 +165,7 @@ def _reads(text: str, pattern: str) -> bool:
 
 def suggest(path: Path) -> Suggestion:
     """Draft a mapping for ``path`` from its header and a sample of its values."""
-    con = duckdb.connect()
+    con = duckdb.connect(config=memory_budget().duckdb_config(None))
     try:
         sample = _leaves(con, path)
     except duckdb.Error as exc:

@@ -736,11 +736,19 @@ def step_validate(ctx: RunContext) -> StepResult:
         ctx.counts["data_docs_path"] = str(report.docs_index)
     ctx.add(rows_quarantined=report.rows_quarantined)
     message = (
-        f"{len(report.batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
+        f"{len(report.new_batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
         f" {len(report.coverage_gaps)} new coverage gap(s)"
     )
+    if report.revisited:
+        message += f"; {len(report.revisited)} old batch(es) checked again"
+        ctx.notes.extend(
+            f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
+            for b in report.revisited
+        )
     detail = {
         "validation_run_id": report.validation_run_id,
+        "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
     }
@@ -815,8 +823,56 @@ def step_detect_rules(ctx: RunContext) -> StepResult:
     )
 
 
+_LATEST_MODELS_SQL = (
+    "SELECT detector_id, version FROM models QUALIFY row_number() OVER"
+    " (PARTITION BY detector_id ORDER BY created_at DESC, version DESC) = 1"
+)
+
+
+def _ml_enabled_detectors() -> set[str]:
+    """Detector ids the ML config enables, read as plain YAML (no scikit-learn import)."""
+    from importlib.resources import files
+
+    path = os.environ.get("DWATCH_ML_CONFIG") or str(files("detectors.ml") / "config.yaml")
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    blocks = raw.get("detectors") if isinstance(raw, dict) else None
+    if not isinstance(blocks, dict):
+        return set()
+    return {d for d, b in blocks.items() if not isinstance(b, dict) or b.get("enabled", True)}
+
+
+def _ml_idle(ctx: RunContext) -> dict[str, str] | None:
+    """The latest models when scoring could change nothing, else None.
+
+    Nothing changes when no window is open and the latest models are the ones the last
+    successful run scored with (and none is missing that this run would train). Decided
+    from the store and the config file alone: importing the ML stack (scikit-learn, skops)
+    costs seconds, which a run with nothing new should not pay.
+    """
+    if ctx.windows:
+        return None
+    models = {str(d): str(v) for d, v in ctx.con.execute(_LATEST_MODELS_SQL).fetchall()}
+    if not models or _last_success(ctx.con).get("models") != dict(sorted(models.items())):
+        return None
+    if ctx.config.train_when_missing:
+        try:
+            if _ml_enabled_detectors() - set(models):
+                return None
+        except (OSError, yaml.YAMLError):
+            return None  # the full path reports the config's problem with its fix
+    return dict(sorted(models.items()))
+
+
 def step_detect_ml(ctx: RunContext) -> StepResult:
     """Score the open windows with each detector's latest model (train a missing one if set)."""
+    idle = _ml_idle(ctx)
+    if idle is not None:
+        ctx.versions["models"] = idle
+        return StepResult(
+            "detect_ml",
+            "skipped",
+            message="no window to score and no new model (the ML stack was not loaded)",
+        )
     try:
         from detectors.ml.registry import default_models_dir, latest_models
         from detectors.ml.run import score_models, train_models
@@ -946,10 +1002,13 @@ def _mark_coverage(ctx: RunContext) -> None:
 
 def finish_work(ctx: RunContext) -> None:
     """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
+    from dwatch.accounting.index import refresh_index
     from dwatch.watermark import advance_watermarks, close_windows
 
     with transaction(ctx.con):
         _mark_coverage(ctx)
+        # After validation has moved bad rows out: the accounting lists what the store keeps.
+        refresh_index(ctx.con)
         close_windows(ctx.con, ctx.run_id, ctx.windows)
         batches = [
             r[0]
@@ -989,12 +1048,19 @@ def step_publish(ctx: RunContext) -> StepResult:
         ctx.status = "running"
         raise
     pruned = ", ".join(p.name for p in ctx.published.pruned)
+    done = ctx.published
     return StepResult(
         "publish",
         "ok",
-        message=f"snapshot {ctx.published.path} is current"
+        message=f"snapshot {done.path} is current ({done.parts_written} of {done.parts_listed}"
+        f" partition file(s) written, {done.parts_bytes_written / 1e6:.1f} MB)"
         + (f"; pruned {pruned}" if pruned else ""),
-        detail={"snapshot": str(ctx.published.path), "bytes": ctx.published.bytes},
+        detail={
+            "snapshot": str(done.path),
+            "bytes": done.bytes,
+            "partitions_written": done.parts_written,
+            "partition_bytes_written": done.parts_bytes_written,
+        },
     )
 
 

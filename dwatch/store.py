@@ -20,6 +20,7 @@ import duckdb
 
 from dwatch.errors import StoreError
 from dwatch.masking import register as register_masking
+from dwatch.memory import memory_budget
 
 DEFAULT_DB = Path("data") / "dwatch.duckdb"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -114,9 +115,13 @@ def connect(
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the store (creating and migrating it unless read-only), session in UTC."""
+    """Open the store (creating and migrating it unless read-only), session in UTC.
+
+    The connection keeps to the run's memory budget (``DWATCH_MEMORY``, see
+    :mod:`dwatch.memory`): DuckDB's share as ``memory_limit``, spilling to
+    ``<store>.spill`` beside the store; ``memory_limit`` and ``threads`` override it."""
     path = Path(db_path) if db_path is not None else default_db_path()
-    config: dict[str, str | int | bool] = {}
+    config: dict[str, str | int | bool] = dict(memory_budget().duckdb_config(path))
     if memory_limit:
         config["memory_limit"] = memory_limit
     if threads:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import duckdb
 
+from dwatch.memory import memory_budget
 from dwatch.snapshot import current_snapshot, default_snapshot_dir, export_parquet
 
 
@@ -31,7 +32,7 @@ def command(ctx: click.Context, out_dir: Path) -> None:
     """
     db: Path = ctx.obj["db"]
     source = current_snapshot(default_snapshot_dir(db)) or db
-    con = duckdb.connect(str(source), read_only=True)
+    con = duckdb.connect(str(source), read_only=True, config=memory_budget().duckdb_config(source))
     try:
         con.execute("SET TimeZone = 'UTC'")
         written = export_parquet(con, out_dir)
