@@ -57,6 +57,7 @@ from dwatch.masking import (
     sql_may_have_shape_any,
     sql_pseudonymise_id,
 )
+from dwatch.memory import parse_memory
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
@@ -1559,22 +1560,34 @@ DEFAULT_INGEST_MEMORY = "1GB"
 
 @contextmanager
 def _bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills to
-    disk instead of growing the process (``DWATCH_INGEST_MEMORY``, default 1GB)."""
+    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills its
+    work table to disk instead of growing the process: ``DWATCH_INGEST_MEMORY`` (default
+    1GB), never above the run's DuckDB share of ``DWATCH_MEMORY``."""
     limit = os.environ.get(INGEST_MEMORY_ENV, DEFAULT_INGEST_MEMORY)
-    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-    except duckdb.Error as exc:
+        wanted = parse_memory(limit)
+    except ConfigError as exc:
         raise ConfigError(
             f"{INGEST_MEMORY_ENV}={limit!r} is not a memory size",
             where="environment",
-            fix="use e.g. 1GB or 512MB",
+            fix="use e.g. 1GB or 512MB, or unset it for 1GB",
         ) from exc
+    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    if wanted >= _size_bytes(previous):
+        yield  # the run's own limit is already the smaller
+        return
+    con.execute(f"SET memory_limit = '{wanted}B'")
     try:
         yield
     finally:
         con.execute(f"SET memory_limit = {_lit(previous)}")
+
+
+def _size_bytes(setting: str) -> float:
+    """DuckDB's memory_limit as it prints it ('953.6 MiB', '1.0 GiB') in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    return float(number) * scale.get(unit.strip(), 1) if number else float("inf")
 
 
 def ingest_paths(
@@ -1602,10 +1615,13 @@ def ingest_paths(
     context = _Context()
     if files:
         context.prefetch_registry()
-    for path in files:
-        results.append(
-            ingest_file(con, path, kind=kind, source=source, force=force, key=key, context=context)
-        )
+    with _bounded_memory(con):
+        for path in files:
+            results.append(
+                ingest_file(
+                    con, path, kind=kind, source=source, force=force, key=key, context=context
+                )
+            )
     return results
 
 
