@@ -219,17 +219,18 @@ def _scan_without_index(db: Path, tins: list[str]) -> list[float]:
 
 
 def _many(db: Path, ids_file: Path) -> int:
+    """What `dwatch accounting --ids FILE --format csv --out F` does."""
     from dwatch.accounting.lookup import build_accounting, subjects_from_identifiers
-    from dwatch.accounting.write import write_csv
+    from dwatch.accounting.write import copy_csv
     from dwatch.pseudonym import resolve_key
     from dwatch.store import connect
 
     con = connect(db, read_only=True)
     lines = ids_file.read_text().splitlines()
-    accounting = build_accounting(con, subjects_from_identifiers(lines, resolve_key()))
-    text = write_csv(accounting)
+    accounting = build_accounting(con, subjects_from_identifiers(lines, resolve_key()), fetch=False)
+    rows = copy_csv(con, accounting, ids_file.with_suffix(".csv"))
     con.close()
-    return text.count("\n") - 1
+    return rows
 
 
 def _notification(db: Path, ids_file: Path) -> tuple[int, int]:

@@ -980,7 +980,7 @@ def ingest_file(
             raise InputError(
                 f"unrecognised file type {''.join(path.suffixes) or '(none)'}",
                 where=str(path),
-                fix="use .csv, .tsv, .jsonl/.ndjson/.json or .parquet (optionally .gz)",
+                fix="use .csv, .tsv, .jsonl/.ndjson/.json, .parquet or .log (text lines, read through a mapping), optionally .gz",
             )
         # Hashing a large file takes a core for a while (0.8 s per GB): it runs beside the
         # CSV sniff, and the skip check waits for it before any record is read.
@@ -1057,7 +1057,14 @@ def ingest_file(
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _stage")
     con.execute(f"DROP VIEW IF EXISTS {ROWS}")
-    for table in (TYPED, AUTHORITY_MAP, LINES, f"{LINES}_items", f"{LINES}_all", REJECT_OFFSETS):
+    for table in (
+        TYPED,
+        AUTHORITY_MAP,
+        LINES,
+        f"{LINES}_items",
+        f"{LINES}_records",
+        REJECT_OFFSETS,
+    ):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _stage_top")
     for table in ("_rejects", "_rejects_scan", "_lines"):

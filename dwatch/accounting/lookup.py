@@ -251,26 +251,34 @@ def _findings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+# The entries in ROW_COLUMNS order, then their time, from the temp tables of a build.
+ENTRIES_SQL = f"""
+    WITH found AS (
+        SELECT row_no, source_system, event_id,
+               string_agg(described, '; ' ORDER BY alert_id) AS findings_text
+        FROM _acct_found WHERE event_id IS NOT NULL GROUP BY ALL
+    )
+    SELECT h.row_no, h.taxpayer_ref, strftime(h.occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
+           h.event_type, h.disclosing_agency, h.recipient_agency, h.legal_authority,
+           h.authority_id, {_AUTHORITY_STATUS}, h.purpose,
+           array_to_string(h.data_elements, ','), coalesce(h.record_count, 0),
+           h.request_id, h.source_system, h.event_id, h.item_no, h.via,
+           f.findings_text IS NOT NULL, coalesce(f.findings_text, ''), h.occurred_at
+    FROM _acct_hits h LEFT JOIN registry_authorities r ON r.authority_id = h.authority_id
+    LEFT JOIN found f ON f.row_no = h.row_no AND f.source_system = h.source_system
+                     AND f.event_id = h.event_id
+"""
+
+
 def _entries(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
-    return con.execute(
-        f"""
-        WITH found AS (
-            SELECT row_no, source_system, event_id,
-                   string_agg(described, '; ' ORDER BY alert_id) AS findings_text
-            FROM _acct_found WHERE event_id IS NOT NULL GROUP BY ALL
-        )
-        SELECT h.row_no, h.taxpayer_ref, strftime(h.occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
-               h.event_type, h.disclosing_agency, h.recipient_agency, h.legal_authority,
-               h.authority_id, {_AUTHORITY_STATUS}, h.purpose,
-               array_to_string(h.data_elements, ','), coalesce(h.record_count, 0),
-               h.request_id, h.source_system, h.event_id, h.item_no, h.via,
-               f.findings_text IS NOT NULL, coalesce(f.findings_text, '')
-        FROM _acct_hits h LEFT JOIN registry_authorities r ON r.authority_id = h.authority_id
-        LEFT JOIN found f ON f.row_no = h.row_no AND f.source_system = h.source_system
-                         AND f.event_id = h.event_id
-        ORDER BY h.row_no, h.occurred_at, h.source_system, h.event_id, h.item_no
-        """
-    ).fetchall()
+    # row, time, source_system, event_id, item_no
+    rows = con.execute(f"{ENTRIES_SQL} ORDER BY 1, 20, 14, 15, 16").fetchall()
+    return [r[:-1] for r in rows]
+
+
+def listed_rows(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """Subjects (rows) the last build found entries for."""
+    return {r[0] for r in con.execute("SELECT DISTINCT row_no FROM _acct_hits").fetchall()}
 
 
 def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:
@@ -291,8 +299,12 @@ def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:
         result.unattributed_disclosures, result.unattributed_records = row
 
 
-def build_accounting(con: duckdb.DuckDBPyConnection, subjects: list[Subject]) -> Accounting:
-    """The accounting for ``subjects`` (works on a read-only snapshot: temp tables only)."""
+def build_accounting(
+    con: duckdb.DuckDBPyConnection, subjects: list[Subject], *, fetch: bool = True
+) -> Accounting:
+    """The accounting for ``subjects`` (works on a read-only snapshot: temp tables only).
+
+    ``fetch=False`` leaves the entries in the connection's temp tables, for ``copy_csv``."""
     known = [s for s in subjects if s.taxpayer_ref]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _acct_subjects"
@@ -315,6 +327,7 @@ def build_accounting(con: duckdb.DuckDBPyConnection, subjects: list[Subject]) ->
         sources.append("_acct_pending")
     _collect_hits(con, sources)
     finding_rows = _findings(con)
-    result = Accounting(subjects, _entries(con), finding_rows, unindexed_batches=len(pending))
+    rows = _entries(con) if fetch else []
+    result = Accounting(subjects, rows, finding_rows, unindexed_batches=len(pending))
     _coverage(con, result)
     return result
