@@ -1,16 +1,16 @@
 """The big tables of an analyst snapshot as Parquet partitions written once per batch.
 
 A snapshot used to be a whole copy of the store, so each run rewrote all history. Now the
-tables that grow with the logs (``PARTITIONED``: events and request items, one partition per
-ingest batch) are written as immutable Parquet files under ``<snapshots>/parts/<table>/``
-and the snapshot's DuckDB file holds views over the files it lists; every other table is
-small and copied whole. A run writes the partitions of its new batches, and of old batches
+tables that grow with the logs (``PARTITIONED``: events, request items and the accounting
+index, one partition per ingest batch) are written as immutable Parquet files under
+``<snapshots>/parts/<table>/`` and the snapshot's DuckDB file holds views over the files it
+lists; every other table is small and copied whole. A run writes the partitions of its new batches, and of old batches
 whose rows changed, and nothing else.
 
 A partition file's name is its content's fingerprint: the batch (hashed, so no value from a
 log reaches a file name), the table's columns and types, the batch's row count and a hash of
 each row's position in its file and of the columns the store updates in place after load
-(``UPDATED_IN_PLACE``). So:
+(``UPDATED_IN_PLACE``), or of whole rows for the accounting index (``WHOLE_ROWS``). So:
 
 * validation moving rows of a loaded batch to quarantine changes the count;
 * re-reading citations (``authority_id``) changes the hash;
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 
-PARTITIONED = ("disclosure_events", "request_items")
+PARTITIONED = ("disclosure_events", "request_items", "accounting_index")
 BATCH_COLUMN = "ingest_run_id"
 ROW_COLUMN = "source_row"
 # Columns rewritten in place after a batch is loaded (see the module docstring).
@@ -40,6 +40,9 @@ UPDATED_IN_PLACE: dict[str, tuple[str, ...]] = {
     "disclosure_events": ("authority_id",),
     "request_items": (),
 }
+# Tables fingerprinted by their whole rows: the accounting index deletes and re-adds a
+# stale batch's rows (any column may differ) and has no row position of its own.
+WHOLE_ROWS = frozenset({"accounting_index"})
 PARTS = "parts"
 SCHEMA = "schema"  # the zero-row file that fixes a view's columns when no batch has rows
 
@@ -95,10 +98,13 @@ def batch_fingerprints(
 ) -> dict[str | None, tuple[int, str]]:
     """Per batch: (rows, fingerprint), from three narrow columns, never the whole rows."""
     spec = _schema_spec(con, table)
-    hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
+    if table in WHOLE_ROWS:
+        hashed = "dw_row"  # the row as one struct
+    else:
+        hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
     rows = con.execute(
         f"SELECT {_quote(BATCH_COLUMN)}, count(*), sum(hash({hashed}))::VARCHAR"
-        f" FROM main.{_quote(table)} GROUP BY ALL"
+        f" FROM main.{_quote(table)} AS dw_row GROUP BY ALL"
     ).fetchall()
     return {batch: (int(count), _digest(spec, batch, count, total)) for batch, count, total in rows}
 
