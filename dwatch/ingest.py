@@ -969,7 +969,7 @@ def ingest_file(
             raise InputError(
                 f"unrecognised file type {''.join(path.suffixes) or '(none)'}",
                 where=str(path),
-                fix="use .csv, .tsv, .jsonl/.ndjson/.json or .parquet (optionally .gz)",
+                fix="use .csv, .tsv, .jsonl/.ndjson/.json, .parquet or .log (text lines, read through a mapping), optionally .gz",
             )
         # Hashing a large file takes a core for a while (0.8 s per GB): it runs beside the
         # CSV sniff, and the skip check waits for it before any record is read.

@@ -18,6 +18,7 @@ quarantined item's source_line is the line that held it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,20 +72,28 @@ def _one_item_record(keys: list[str], list_path: str) -> tuple[list[str], str]:
     head = names[0]
     others = [k for k in keys if k != head]
     per_line: list[str] = []
-    pairs = [f"{sql_literal(k)}, _others[{i}]" for i, k in enumerate(others, 1)]
     if others:
         paths = ", ".join(sql_literal(json_path_of(k)) for k in others)
         per_line.append(f"json_extract(line, [{paths}]) AS _others")
+    # The record is written as text from JSON texts (no parse and re-serialise per item):
+    # the other keys' values as the line had them, then the item in the list's place.
+    parts = [
+        f"{sql_literal(json.dumps(k) + ':')} || coalesce(CAST(_others[{i}] AS VARCHAR), 'null')"
+        for i, k in enumerate(others, 1)
+    ]
     if len(names) == 1:
-        pairs.append(f"{sql_literal(head)}, _item")
+        parts.append(f"{sql_literal(json.dumps(head) + ':')} || CAST(_item AS VARCHAR)")
     else:
         inner = names[1:]
         per_line.append(
             f"json_merge_patch(json_extract(line, {sql_literal(json_path_of(head))}),"
             f" {_nest(inner, 'NULL::JSON')}) AS _head_rest"
         )
-        pairs.append(f"{sql_literal(head)}, json_merge_patch(_head_rest, {_nest(inner, '_item')})")
-    return per_line, "json_object(" + ", ".join(pairs) + ")"
+        parts.append(
+            f"{sql_literal(json.dumps(head) + ':')} || CAST(json_merge_patch(_head_rest,"
+            f" {_nest(inner, '_item')}) AS VARCHAR)"
+        )
+    return per_line, "'{' || " + " || ',' || ".join(parts) + " || '}'"
 
 
 def _rewritten(
@@ -145,21 +154,21 @@ def expand_items(
     extra = "".join(f", CASE WHEN _n > 0 THEN {sql} END AS {name}" for name, sql in added.items())
     con.execute(
         f"CREATE TABLE {lines}_items AS SELECT"
-        f" CASE WHEN _n = 0 THEN line ELSE CAST({record} AS VARCHAR) END AS line, _ok, _line,"
+        f" CASE WHEN _n = 0 THEN line ELSE {record} END AS line, _ok, _line,"
         f" CASE WHEN _n > 0 THEN _pos END AS _pos, _ok AND _n = 0 AS _no_items{extra}"
         " FROM (SELECT *, _items[_pos] AS _item FROM (SELECT *,"
         " unnest(range(1, greatest(_n, 1) + 1)) AS _pos FROM (SELECT *, len(_items) AS _n"
         f" FROM (SELECT rowid + 1 AS _line, line, _ok{''.join(', ' + p for p in per_line)},"
         f" CASE WHEN _ok THEN json_extract(line, {sql_literal(json_path_of(list_path) + '[*]')})"
         f" ELSE [] END AS _items FROM {lines}))))"
-        " ORDER BY _line, _pos"
-    )
+    )  # no ORDER BY: the scan and unnest keep the file's order (insertion order preserved)
     con.execute(f"DROP TABLE {lines}")
     con.execute(f"ALTER TABLE {lines}_items RENAME TO {lines.split('.')[-1]}")
     with_items, items = con.execute(
         f"SELECT count(DISTINCT _line) FILTER (WHERE _pos IS NOT NULL), count(_pos) FROM {lines}"
     ).fetchone() or (0, 0)
     shown = f"{list_path}{WILDCARD}"
+    suffixed = ", with #position appended to event_id" if ITEM_EVENT_ID in added else ""
     message = (
         f"'the record lists no item at {shown} (the list is missing, empty or not a list), so"
         " there is nothing to map; check the export, or the list named in the source mapping'"
@@ -171,6 +180,6 @@ def expand_items(
         line_sql="_line",
         warnings=[
             f"{path}: {items} item(s) of {shown} in {with_items} line(s) became one record"
-            f" each (rows read counts items{', with #position appended to event_id' if ITEM_EVENT_ID in added else ''})"
+            f" each (rows read counts items{suffixed})"
         ],
     )

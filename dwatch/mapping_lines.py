@@ -40,55 +40,68 @@ def stage_text_lines(con: duckdb.DuckDBPyConnection, lines: str, path: Path) -> 
     return ["line"]
 
 
-def _source(column: str, fmt: str, where: str) -> str:
+def _sources(columns: list[str], fmt: str, where: str) -> tuple[str, dict[str, str]]:
+    """SQL for the per-line texts the rules read (JSON Lines: one parse for all keys), and
+    each column's expression over it."""
     if fmt == "lines":
-        if column != "line":
-            raise ConfigError(
-                f"a text log has one column, line, not {column!r}",
-                where=where,
-                fix="extract from line, and name the parts with groups",
-            )
-        return "line"
-    return f"CASE WHEN _ok THEN json_extract_string(line, {sql_literal(json_path_of(column))}) END"
+        for column in columns:
+            if column != "line":
+                raise ConfigError(
+                    f"a text log has one column, line, not {column!r}",
+                    where=where,
+                    fix="extract from line, and name the parts with groups",
+                )
+        return "", {"line": "line"}
+    paths = ", ".join(sql_literal(json_path_of(c)) for c in columns)
+    per_line = f", CASE WHEN _ok THEN json_extract_string(line, [{paths}]) END AS _srcs"
+    return per_line, {c: f"_srcs[{i}]" for i, c in enumerate(columns, 1)}
 
 
 def _derived_sql(mapping: SourceMapping, fmt: str, lines: str) -> tuple[str, list[str]]:
-    """SELECT over ``lines`` adding _line, each group, _record and _unparsed."""
+    """SELECT over ``lines`` adding _line, each group, _record and _unparsed.
+
+    Per line and extract column: the index of the first pattern that matches (later
+    patterns are tried only on lines the earlier ones missed), then that pattern's groups
+    only; a window carries fill_down values within a session."""
     rules = mapping.lines
     where = f"{mapping.path or mapping.name}"
-    sources, tests, picks = [], [], []
-    unparsed = []
+    by = rules.fill_down_within
+    within_column = [by] if by is not None and by not in rules.groups() else []
+    keys = list(dict.fromkeys([*rules.extract, *rules.records, *within_column]))
+    per_line, source = _sources(keys, fmt, f"{where}: extract")
+    which, extracts, picks, unparsed = [], [], [], []
     by_group: dict[str, list[tuple[str, str]]] = {n: [] for n in rules.groups()}
     for i, (column, patterns) in enumerate(rules.extract.items()):
-        sources.append(f"{_source(column, fmt, f'{where}: extract.{column}')} AS _src{i}")
-        matched = []
+        src = source[column]
+        arms = " ".join(
+            f"WHEN regexp_matches({src}, {sql_literal(p)}) THEN {j}" for j, p in enumerate(patterns)
+        )
+        which.append(f"CASE {arms} END AS _k{i}")
         for j, pattern in enumerate(patterns):
             names = group_names(pattern)
-            tests.append(f"regexp_matches(_src{i}, {sql_literal(pattern)}) AS _m{i}_{j}")
             if names:
                 listed = "[" + ", ".join(sql_literal(n) for n in names) + "]"
-                tests.append(
-                    f"regexp_extract(_src{i}, {sql_literal(pattern)}, {listed}) AS _g{i}_{j}"
+                extracts.append(
+                    f"CASE WHEN _k{i} = {j} THEN regexp_extract({src}, {sql_literal(pattern)},"
+                    f" {listed}) END AS _g{i}_{j}"
                 )
-            matched.append(f"_m{i}_{j}")
             for name in by_group:
                 value = f"_g{i}_{j}.{name}" if name in names else "NULL"
-                by_group[name].append((f"_m{i}_{j}", value))
-        unparsed.append(f"(_src{i} IS NOT NULL AND NOT ({' OR '.join(matched)}))")
-    for name, arms in by_group.items():
-        cases = " ".join(f"WHEN {m} THEN {v}" for m, v in arms)
+                by_group[name].append((f"_k{i} = {j}", value))
+        unparsed.append(f"({src} IS NOT NULL AND _k{i} IS NULL)")
+    for name, arms_ in by_group.items():
+        cases = " ".join(f"WHEN {m} THEN {v}" for m, v in arms_)
         picks.append(f"nullif(CASE {cases} END, '') AS {name}")
     record = " AND ".join(
-        f"coalesce(regexp_matches({_source(c, fmt, f'{where}: records.{c}')}, {sql_literal(p)}), false)"
+        f"coalesce(regexp_matches({source[c]}, {sql_literal(p)}), false)"
         for c, p in rules.records.items()
     )
     flags = [
         f"{'NOT _ok OR (' + record + ')' if record else 'true'} AS _record",
         f"_ok AND ({' OR '.join(unparsed) if unparsed else 'false'}) AS _unparsed",
     ]
-    by = rules.fill_down_within
-    if by is not None and by not in by_group:  # a column of the file, not a group
-        by = _source(by, fmt, f"{where}: fill_down_within")
+    if within_column:  # a column of the file, not a group
+        by = source[by]
     within = f"PARTITION BY {by} " if by else ""
     filled = [
         f"last_value({n} IGNORE NULLS) OVER ({within}ORDER BY _line"
@@ -101,11 +114,16 @@ def _derived_sql(mapping: SourceMapping, fmt: str, lines: str) -> tuple[str, lis
         f"SELECT {kept}, _record FROM (SELECT *"
         + (f" REPLACE ({', '.join(filled)})" if filled else "")
         + f" FROM (SELECT *, {', '.join([*picks, *flags])}"
-        f" FROM (SELECT *{', ' + ', '.join(tests) if tests else ''}"
-        f" FROM (SELECT *{', ' + ', '.join(sources) if sources else ''}"
-        f" FROM (SELECT *, rowid + 1 AS _line FROM {lines})))))"
+        f" FROM (SELECT *{', ' + ', '.join(extracts) if extracts else ''}"
+        f" FROM (SELECT *{', ' + ', '.join(which) if which else ''}"
+        f" FROM (SELECT *, rowid + 1 AS _line{per_line} FROM {lines})))))"
     )
     return sql, groups
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def derive_lines(
@@ -134,14 +152,17 @@ def derive_lines(
             fix="rename the groups",
         )
     sql, groups = _derived_sql(mapping, fmt, lines)
-    con.execute(f"CREATE TABLE {lines}_all AS {sql}")
-    context = con.execute(f"SELECT count(*) FROM {lines}_all WHERE NOT _record").fetchone()
-    con.execute(f"DROP TABLE {lines}")
+    # A window (fill_down) does not keep the file's order: put it back. Without one the
+    # scan's order is kept (DuckDB preserves insertion order), so no sort is paid.
+    order = " ORDER BY _line" if mapping.lines.fill_down else ""
+    before = _count(con, lines)
     con.execute(
-        f"CREATE TABLE {lines} AS SELECT * EXCLUDE (_record) FROM {lines}_all"
-        " WHERE _record ORDER BY _line"
+        f"CREATE TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
+        f" WHERE _record{order}"
     )
-    con.execute(f"DROP TABLE {lines}_all")
+    con.execute(f"DROP TABLE {lines}")
+    con.execute(f"ALTER TABLE {lines}_records RENAME TO {lines.split('.')[-1]}")
+    context = [before - _count(con, lines)]
     warnings = []
     if context and context[0]:
         warnings.append(

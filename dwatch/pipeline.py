@@ -739,11 +739,19 @@ def step_validate(ctx: RunContext) -> StepResult:
         ctx.counts["data_docs_path"] = str(report.docs_index)
     ctx.add(rows_quarantined=report.rows_quarantined)
     message = (
-        f"{len(report.batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
+        f"{len(report.new_batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
         f" {len(report.coverage_gaps)} new coverage gap(s)"
     )
+    if report.revisited:
+        message += f"; {len(report.revisited)} old batch(es) checked again"
+        ctx.notes.extend(
+            f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
+            for b in report.revisited
+        )
     detail = {
         "validation_run_id": report.validation_run_id,
+        "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
     }

@@ -57,6 +57,9 @@ class DetectorSettings:
     false_alarms_per_10k: float | None = None
     severity: str = "medium"
     params: dict[str, Any] = field(default_factory=dict)
+    # History trained on when no window start is given: this many days before the latest
+    # event (None: all of it). See detectors/ml/bounds.py.
+    training_days: int | None = None
 
 
 @dataclass(frozen=True)

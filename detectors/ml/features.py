@@ -79,6 +79,11 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> 
     return frame
 
 
+def run_query(con: duckdb.DuckDBPyConnection, query: FeatureQuery) -> pl.DataFrame:
+    """The query's rows as one frame."""
+    return _frame(con, query.sql, query.params)
+
+
 def batches(
     con: duckdb.DuckDBPyConnection, query: FeatureQuery, rows: int
 ) -> Iterator[pl.DataFrame]:

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import features
+from detectors.ml import bounds, features
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import (
     MLConfig,
@@ -155,15 +155,21 @@ def train_models(
     config: MLConfig | None = None,
     detectors: list[str] | None = None,
     min_rows: int = 20,
+    max_rows: int | None = None,
 ) -> list[TrainResult]:
     """Fit each enabled detector on [window_from, window_to) and save it; never raises for one
-    detector lacking data (it is reported as skipped)."""
+    detector lacking data (it is reported as skipped).
+
+    Without ``window_from`` a detector trains on its ``training_days``; a window holding
+    more than ``max_rows`` rows (default: what ``DWATCH_MEMORY`` holds) is narrowed to its
+    most recent days (:mod:`detectors.ml.bounds`); the model records the window used."""
     config = config or load_config()
     models_dir = Path(models_dir) if models_dir else default_models_dir()
     features.prepare_zones(con, config.time_zones)
     results = []
     for det in _detectors(config, detectors):
-        frame = det.training_frame(con, window_from, window_to)
+        window = bounds.training_window(con, det, window_from, window_to, max_rows)
+        frame = bounds.training_frame(con, det, window)
         if frame.height < min_rows:
             results.append(
                 TrainResult(
@@ -185,8 +191,8 @@ def train_models(
             detector_id=det.detector_id,
             model=model,
             models_dir=models_dir,
-            train_from=window_from,
-            train_to=window_to,
+            train_from=window.window_from,
+            train_to=window.window_to,
             training_rows=frame.height,
             features=list(det.feature_columns),
             training_data_sha256=frame_sha256(frame.select(det.feature_columns)),
@@ -195,6 +201,7 @@ def train_models(
             metadata={
                 **det.training_metadata(model, frame),
                 **({"alert_floor": floor} if floor else {}),
+                **({"training_window": window.note} if window.note else {}),
                 "event_types": det.event_types,
                 "training_alert_rate": float(np.mean(train_scores >= threshold)),
             },
@@ -210,7 +217,8 @@ def train_models(
                     f" {floor['training_alerts']} training alert(s))"
                     if floor
                     else ""
-                ),
+                )
+                + (f"; window: {window.note}" if window.note else ""),
                 record,
             )
         )

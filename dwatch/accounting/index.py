@@ -97,16 +97,18 @@ def entries_sql(runs_table: str) -> str:
         f"SELECT {sql_lookup_key('e.request_id')}, 'request_chain', NULL,"
         f" {_event_columns('e')}, NULL, NULL, e.ingest_run_id, NULL"
     )
+    # NOT MATERIALIZED: each use is a filtered scan, not a copy of the batches' rows.
     return f"""
-        WITH new_events AS (
+        WITH new_events AS NOT MATERIALIZED (
             SELECT * FROM disclosure_events WHERE ingest_run_id IN (SELECT run_id FROM {runs_table})
-        ), new_items AS (
+        ), new_items AS NOT MATERIALIZED (
             SELECT * FROM request_items WHERE ingest_run_id IN (SELECT run_id FROM {runs_table})
-        ), candidates({", ".join(COLUMNS)}) AS (
+        ), named({", ".join(COLUMNS)}) AS (
             SELECT {sql_lookup_key("e.taxpayer_ref")}, 'event', e.taxpayer_ref,
                    {_event_columns("e")}, NULL, NULL, e.ingest_run_id, NULL
             FROM new_events e WHERE e.taxpayer_ref IS NOT NULL
-            UNION ALL {item_row} FROM {_item_join("new_items", "disclosure_events")}
+        ), linked({", ".join(COLUMNS)}) AS (
+            {item_row} FROM {_item_join("new_items", "disclosure_events")}
             UNION ALL {item_row} FROM {_item_join("request_items", "new_events")}
             UNION ALL {chain_row} FROM new_events e
                 WHERE e.taxpayer_ref IS NULL
@@ -115,8 +117,11 @@ def entries_sql(runs_table: str) -> str:
                 WHERE e.taxpayer_ref IS NULL
                   AND e.request_id IN (SELECT DISTINCT request_id FROM new_items)
         )
+        SELECT * FROM named  -- one row per new event: never repeated
+        UNION ALL
+        -- an item and its event both new, or a chain event reached both ways: listed once
         SELECT DISTINCT ON (via, source_system, event_id, item_no, taxpayer_ref, request_id) *
-        FROM candidates
+        FROM linked
     """
 
 
@@ -144,16 +149,17 @@ class IndexRefresh:
 
 
 def index_present(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'accounting_index'"
-        " AND NOT temporary"
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether the store has the side table (a snapshot older than migration 0024 has not)."""
+    try:
+        con.execute("SELECT 1 FROM accounting_index LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
-def unindexed_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+def unindexed_batches(con: duckdb.DuckDBPyConnection, *, present: bool = True) -> list[str]:
     """Loaded batches the side table does not hold yet (all of them before migration 0024)."""
-    if not index_present(con):
+    if not present:
         sql = "SELECT run_id FROM ingest_runs WHERE status = 'loaded' ORDER BY run_id"
     else:
         sql = (
@@ -191,16 +197,21 @@ def _append_new(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute(
         """
         INSERT INTO accounting_index BY NAME
-        SELECT n.* FROM _acct_new n
-        WHERE n.via = 'event' OR NOT EXISTS (
-            SELECT 1 FROM accounting_index a
-            WHERE a.via <> 'event'
-              AND a.request_id IN (SELECT DISTINCT request_id FROM _acct_new WHERE via <> 'event')
-              AND a.via = n.via AND a.source_system = n.source_system AND a.event_id = n.event_id
-              AND a.item_no IS NOT DISTINCT FROM n.item_no
-              AND a.taxpayer_ref IS NOT DISTINCT FROM n.taxpayer_ref
-              AND a.request_id IS NOT DISTINCT FROM n.request_id)
-        ORDER BY n.lookup_key
+        SELECT * FROM (
+            SELECT * FROM _acct_new WHERE via = 'event'
+            UNION ALL
+            -- item and chain rows of older requests may be indexed already
+            SELECT n.* FROM _acct_new n WHERE n.via <> 'event' AND NOT EXISTS (
+                SELECT 1 FROM accounting_index a
+                WHERE a.via <> 'event'
+                  AND a.request_id IN (SELECT DISTINCT request_id FROM _acct_new WHERE via <> 'event')
+                  AND a.via = n.via AND a.source_system = n.source_system
+                  AND a.event_id = n.event_id
+                  AND a.item_no IS NOT DISTINCT FROM n.item_no
+                  AND a.taxpayer_ref IS NOT DISTINCT FROM n.taxpayer_ref
+                  AND a.request_id IS NOT DISTINCT FROM n.request_id)
+        )
+        ORDER BY lookup_key
         """
     ).fetchone()
     return int(row[0]) if row else 0
@@ -227,19 +238,53 @@ def _compact_if_due(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def _count_unattributed(con: duckdb.DuckDBPyConnection) -> None:
-    """Bulk disclosures that name nobody: the accounting must say it cannot see into them."""
-    row = con.execute(
-        """
-        SELECT count(*), coalesce(sum(e.record_count), 0) FROM disclosure_events e
-        WHERE e.event_type IN ('disclosure', 'redisclosure') AND e.taxpayer_ref IS NULL
-          AND NOT EXISTS (SELECT 1 FROM request_items i
-                          WHERE i.request_id = e.request_id AND i.event_id = e.event_id)
-        """
-    ).fetchone()
+_UNATTRIBUTED = """
+    e.event_type IN ('disclosure', 'redisclosure') AND e.taxpayer_ref IS NULL
+    AND NOT EXISTS (SELECT 1 FROM request_items i
+                    WHERE i.request_id = e.request_id AND i.event_id = e.event_id)
+"""
+
+
+def _count_unattributed(con: duckdb.DuckDBPyConnection, *, full: bool) -> None:
+    """Bulk disclosures that name nobody: the accounting must say it cannot see into them.
+
+    After the first count only the new batches are read: their unattributed disclosures
+    are added, and older disclosures that their request items now attribute are taken off."""
+    if full:
+        row = con.execute(
+            "SELECT count(*), coalesce(sum(e.record_count), 0) FROM disclosure_events e"
+            f" WHERE {_UNATTRIBUTED}"
+        ).fetchone()
+        assignment = "unattributed_disclosures = ?, unattributed_records = ?"
+    else:
+        row = con.execute(
+            f"""
+            WITH fresh AS (
+                SELECT count(*) AS n, coalesce(sum(e.record_count), 0) AS r
+                FROM disclosure_events e
+                WHERE e.ingest_run_id IN (SELECT run_id FROM _acct_batches) AND {_UNATTRIBUTED}
+            ), claimed AS (
+                SELECT count(*) AS n, coalesce(sum(e.record_count), 0) AS r
+                FROM disclosure_events e
+                WHERE e.ingest_run_id NOT IN (SELECT run_id FROM _acct_batches)
+                  AND e.event_type IN ('disclosure', 'redisclosure') AND e.taxpayer_ref IS NULL
+                  AND (e.request_id, e.event_id) IN (
+                      SELECT (request_id, event_id) FROM request_items
+                      WHERE ingest_run_id IN (SELECT run_id FROM _acct_batches))
+                  AND (e.request_id, e.event_id) NOT IN (
+                      SELECT (request_id, event_id) FROM request_items
+                      WHERE ingest_run_id NOT IN (SELECT run_id FROM _acct_batches)
+                        AND request_id IS NOT NULL AND event_id IS NOT NULL)
+            )
+            SELECT fresh.n - claimed.n, fresh.r - claimed.r FROM fresh, claimed
+            """
+        ).fetchone()
+        assignment = (
+            "unattributed_disclosures = unattributed_disclosures + ?,"
+            " unattributed_records = unattributed_records + ?"
+        )
     con.execute(
-        "UPDATE accounting_index_state SET refreshed_at = now(), unattributed_disclosures = ?,"
-        " unattributed_records = ?",
+        f"UPDATE accounting_index_state SET refreshed_at = now(), {assignment}",
         [row[0] if row else 0, row[1] if row else 0],
     )
 
@@ -249,6 +294,9 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     started = time.perf_counter()
     if not con.execute("SELECT count(*) FROM accounting_index_state").fetchone()[0]:  # type: ignore[index]
         con.execute("INSERT INTO accounting_index_state (sorted_entries) VALUES (0)")
+    counted = con.execute(
+        "SELECT unattributed_disclosures IS NOT NULL FROM accounting_index_state"
+    ).fetchone()[0]  # type: ignore[index]
     stale = _stale_batches(con)
     if stale:
         con.execute(
@@ -279,5 +327,5 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     )
     con.execute("DROP TABLE _acct_new")
     compacted = _compact_if_due(con)
-    _count_unattributed(con)
+    _count_unattributed(con, full=bool(stale) or not counted)
     return IndexRefresh(len(batches), entries, len(stale), compacted, time.perf_counter() - started)

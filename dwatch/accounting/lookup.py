@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -52,11 +54,12 @@ class Finding:
         return f"{self.alert_id} ({self.detector_id}, {self.severity}, {self.status}, {state})"
 
 
-@dataclass(frozen=True)
-class AccountingEntry:
+class AccountingEntry(NamedTuple):
+    """One handling of a subject's data (a tuple: 100,000 taxpayers make hundreds of thousands)."""
+
     row: int
     taxpayer_ref: str
-    occurred_at: datetime
+    occurred_at: str  # ISO 8601 in UTC
     event_type: str
     sender: str
     recipient: str
@@ -64,7 +67,7 @@ class AccountingEntry:
     authority_id: str | None
     authority_status: str
     purpose: str | None
-    data_elements: tuple[str, ...]
+    data_elements: str  # comma-separated
     record_count: int
     request_id: str | None
     source_system: str
@@ -83,17 +86,45 @@ class CoverageGap:
     message: str
 
 
+# Columns of Accounting.rows: AccountingEntry's fields, then the findings as text.
+ROW_COLUMNS = (*AccountingEntry._fields[:-1], "covered_by_finding", "findings_text")
+
+
 @dataclass
 class Accounting:
+    """The entries as plain rows (ROW_COLUMNS; 100,000 taxpayers are written from these
+    without an object per entry) and, on demand, as ``AccountingEntry`` with findings."""
+
     subjects: list[Subject]
-    entries: list[AccountingEntry]
-    # Findings that name a subject but no event listed for them (row -> findings).
-    other_findings: dict[int, list[Finding]] = field(default_factory=dict)
+    rows: list[tuple[Any, ...]]
+    finding_rows: list[tuple[Any, ...]] = field(default_factory=list)
     coverage_gaps: list[CoverageGap] = field(default_factory=list)
     unattributed_disclosures: int | None = None
     unattributed_records: int | None = None
     unindexed_batches: int = 0
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @cached_property
+    def _findings_by_entry(self) -> dict[tuple[int, str, str], list[Finding]]:
+        found: dict[tuple[int, str, str], list[Finding]] = {}
+        for row_no, source_system, event_id, *rest in self.finding_rows:
+            key = (row_no, source_system or "", event_id or "")
+            found.setdefault(key, []).append(Finding(*rest))
+        return found
+
+    @cached_property
+    def entries(self) -> list[AccountingEntry]:
+        found = self._findings_by_entry
+        width = len(AccountingEntry._fields) - 1
+        return [
+            AccountingEntry(*r[:width], tuple(found.get((r[0], r[13], r[14]), ())))
+            for r in self.rows
+        ]
+
+    @cached_property
+    def other_findings(self) -> dict[int, list[Finding]]:
+        """Findings that name a subject but no event listed for them (row -> findings)."""
+        return {row: f for (row, src, ev), f in self._findings_by_entry.items() if not (src or ev)}
 
     def entries_by_row(self) -> dict[int, list[AccountingEntry]]:
         grouped: dict[int, list[AccountingEntry]] = {}
@@ -160,21 +191,38 @@ def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
         WHERE request_id IS NOT NULL AND event_type IN ('disclosure', 'redisclosure')
         """
     )
+    # Rows read directly from unindexed batches may repeat what the index holds.
+    distinct = (
+        "SELECT DISTINCT ON (row_no, via, source_system, event_id, item_no) *"
+        if len(sources) > 1
+        else "SELECT *"
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _acct_hits AS
-        SELECT DISTINCT ON (row_no, via, source_system, event_id, item_no) *
-        FROM (SELECT * FROM _acct_named UNION ALL {chained})
-        -- a chain event that also names or carries the subject is listed once, by that
-        QUALIFY NOT (via = 'request_chain' AND count(*) FILTER (WHERE via <> 'request_chain')
-                     OVER (PARTITION BY row_no, source_system, event_id) > 0)
+        {distinct} FROM (
+            SELECT * FROM _acct_named
+            UNION ALL
+            -- a chain event that also names or carries the subject is listed once, by that
+            SELECT * FROM ({chained}) c WHERE NOT EXISTS (
+                SELECT 1 FROM _acct_named n WHERE n.row_no = c.row_no
+                AND n.source_system = c.source_system AND n.event_id = c.event_id)
+        )
         """
     )
 
 
-def _findings(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str, str], list[Finding]]:
-    rows = con.execute(
-        """
+_FINDING_TEXT = (
+    "a.alert_id || ' (' || a.detector_id || ', ' || a.severity || ', ' || a.status || ', '"
+    " || coalesce(t.triage_state, 'new') || coalesce(': ' || t.resolution, '') || ')'"
+)
+
+
+def _findings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """Findings on each listed entry, and those naming a subject on no listed entry."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _acct_found AS
         WITH covering AS (
             SELECT h.row_no, h.source_system, h.event_id, s.alert_id
             FROM _acct_hits h JOIN alert_subjects s
@@ -186,67 +234,51 @@ def _findings(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str, str], list
               ON ae.source_system = h.source_system AND ae.event_id = h.event_id
              AND ae.role = 'finding'
             UNION
-            -- findings naming the subject but none of the events listed for them
             SELECT s.row_no, NULL, NULL, a.alert_id
             FROM _acct_subjects s JOIN alert_subjects a ON a.taxpayer_ref = s.taxpayer_ref
             WHERE NOT EXISTS (SELECT 1 FROM _acct_hits h WHERE h.row_no = s.row_no
                               AND h.event_id = a.event_id)
         )
         SELECT DISTINCT c.row_no, c.source_system, c.event_id, a.alert_id, a.detector_id,
-               a.severity, a.status, t.case_id, t.triage_state, t.resolution
+               a.severity, a.status, t.case_id, t.triage_state, t.resolution,
+               {_FINDING_TEXT} AS described
         FROM covering c JOIN alerts a USING (alert_id)
         LEFT JOIN alert_triage_state t USING (alert_id)
-        ORDER BY c.row_no, a.alert_id
         """
+    )
+    return con.execute(
+        "SELECT * EXCLUDE (described) FROM _acct_found ORDER BY row_no, alert_id"
     ).fetchall()
-    found: dict[tuple[int, str, str], list[Finding]] = {}
-    for row_no, source_system, event_id, *rest in rows:
-        found.setdefault((row_no, source_system or "", event_id or ""), []).append(Finding(*rest))
-    return found
 
 
-def _entries(
-    con: duckdb.DuckDBPyConnection, found: dict[tuple[int, str, str], list[Finding]]
-) -> list[AccountingEntry]:
-    registry = "registry_authorities" if _has_table(con, "registry_authorities") else None
-    join = f"LEFT JOIN {registry} r ON r.authority_id = h.authority_id" if registry else ""
-    status = (
-        _AUTHORITY_STATUS
-        if registry
-        else (
-            "CASE WHEN h.authority_id IS NULL THEN 'not recognised' ELSE 'registry not loaded' END"
-        )
+# The entries in ROW_COLUMNS order, then their time, from the temp tables of a build.
+ENTRIES_SQL = f"""
+    WITH found AS (
+        SELECT row_no, source_system, event_id,
+               string_agg(described, '; ' ORDER BY alert_id) AS findings_text
+        FROM _acct_found WHERE event_id IS NOT NULL GROUP BY ALL
     )
-    cursor = con.execute(
-        f"""
-        SELECT h.row_no, h.taxpayer_ref, h.occurred_at, h.event_type, h.disclosing_agency,
-               h.recipient_agency, h.legal_authority, h.authority_id, {status},
-               h.purpose, h.data_elements, h.record_count, h.request_id, h.source_system,
-               h.event_id, h.item_no, h.via
-        FROM _acct_hits h {join}
-        ORDER BY h.row_no, h.occurred_at, h.source_system, h.event_id, h.item_no
-        """
-    )
-    entries = []
-    while batch := cursor.fetchmany(50_000):
-        for r in batch:
-            entries.append(
-                AccountingEntry(
-                    *r[:10],
-                    tuple(r[10] or ()),
-                    int(r[11] or 0),
-                    *r[12:],
-                    findings=tuple(found.get((r[0], r[13], r[14]), ())),
-                )
-            )
-    return entries
+    SELECT h.row_no, h.taxpayer_ref, strftime(h.occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
+           h.event_type, h.disclosing_agency, h.recipient_agency, h.legal_authority,
+           h.authority_id, {_AUTHORITY_STATUS}, h.purpose,
+           array_to_string(h.data_elements, ','), coalesce(h.record_count, 0),
+           h.request_id, h.source_system, h.event_id, h.item_no, h.via,
+           f.findings_text IS NOT NULL, coalesce(f.findings_text, ''), h.occurred_at
+    FROM _acct_hits h LEFT JOIN registry_authorities r ON r.authority_id = h.authority_id
+    LEFT JOIN found f ON f.row_no = h.row_no AND f.source_system = h.source_system
+                     AND f.event_id = h.event_id
+"""
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
-    ).fetchone()
-    return bool(row and row[0])
+def _entries(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    # row, time, source_system, event_id, item_no
+    rows = con.execute(f"{ENTRIES_SQL} ORDER BY 1, 20, 14, 15, 16").fetchall()
+    return [r[:-1] for r in rows]
+
+
+def listed_rows(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """Subjects (rows) the last build found entries for."""
+    return {r[0] for r in con.execute("SELECT DISTINCT row_no FROM _acct_hits").fetchall()}
 
 
 def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:
@@ -257,16 +289,22 @@ def _coverage(con: duckdb.DuckDBPyConnection, result: Accounting) -> None:
             " FROM coverage_gaps ORDER BY source_system, window_start, expectation"
         ).fetchall()
     ]
-    if _has_table(con, "accounting_index_state"):
+    try:
         row = con.execute(
             "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
         ).fetchone()
-        if row:
-            result.unattributed_disclosures, result.unattributed_records = row
+    except duckdb.CatalogException:  # a snapshot older than migration 0024
+        return
+    if row:
+        result.unattributed_disclosures, result.unattributed_records = row
 
 
-def build_accounting(con: duckdb.DuckDBPyConnection, subjects: list[Subject]) -> Accounting:
-    """The accounting for ``subjects`` (works on a read-only snapshot: temp tables only)."""
+def build_accounting(
+    con: duckdb.DuckDBPyConnection, subjects: list[Subject], *, fetch: bool = True
+) -> Accounting:
+    """The accounting for ``subjects`` (works on a read-only snapshot: temp tables only).
+
+    ``fetch=False`` leaves the entries in the connection's temp tables, for ``copy_csv``."""
     known = [s for s in subjects if s.taxpayer_ref]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _acct_subjects"
@@ -281,18 +319,15 @@ def build_accounting(con: duckdb.DuckDBPyConnection, subjects: list[Subject]) ->
                 "k": [lookup_key(s.taxpayer_ref or "") for s in known],
             },
         )
-    sources = ["accounting_index"] if index_present(con) else []
-    pending = unindexed_batches(con)
-    if pending:
+    present = index_present(con)
+    sources = ["accounting_index"] if present else []
+    pending = unindexed_batches(con, present=present)
+    if pending or not present:
         pending_entries(con, pending, "_acct_pending")
         sources.append("_acct_pending")
-    result = Accounting(subjects=subjects, entries=[], unindexed_batches=len(pending))
-    if sources:
-        _collect_hits(con, sources)
-        found = _findings(con)
-        result.entries = _entries(con, found)
-        result.other_findings = {
-            row: findings for (row, src, ev), findings in found.items() if not src and not ev
-        }
+    _collect_hits(con, sources)
+    finding_rows = _findings(con)
+    rows = _entries(con) if fetch else []
+    result = Accounting(subjects, rows, finding_rows, unindexed_batches=len(pending))
     _coverage(con, result)
     return result

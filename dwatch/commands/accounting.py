@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
-from dwatch.accounting.write import FORMATS, WRITERS
+from dwatch.accounting.write import FORMATS, WRITERS, copy_csv
 from dwatch.errors import InputError
 
 
@@ -102,12 +103,23 @@ def command(
         if refresh:
             with transaction(con):
                 click.echo(refresh_index(con).describe(), err=True)
-        accounting = build_accounting(con, subjects)
+        # CSV is written by DuckDB from the build's temp tables (no row reaches Python).
+        accounting = build_accounting(con, subjects, fetch=fmt != "csv")
+        if fmt == "csv":
+            with tempfile.TemporaryDirectory(prefix="dwatch-accounting-") as folder:
+                target = out or Path(folder) / "accounting.csv"
+                rows = copy_csv(con, accounting, target)
+                if out is None:
+                    with target.open(encoding="utf-8", newline="") as handle:  # keep a bare CR
+                        click.echo(handle.read(), nl=False)
+        else:
+            text = WRITERS[fmt](accounting)
+            rows = len(accounting.rows)
+            if out is None:
+                click.echo(text, nl=False)
+            else:
+                out.write_text(text, encoding="utf-8")
     finally:
         con.close()
-    text = WRITERS[fmt](accounting)
     if out:
-        out.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out} ({len(accounting.entries):,} entries)", err=True)
-    else:
-        click.echo(text, nl=False)
+        click.echo(f"wrote {out} ({rows:,} rows)", err=True)

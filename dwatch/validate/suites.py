@@ -125,11 +125,15 @@ class Check:
     build: Callable[[], Expectation]
     # row checks: boolean SQL over b, TRUE when the row fails
     predicate: str | None = None
-    # batch checks: SELECT over {batch} returning source_system, window_start, window_end,
-    # observed (JSON) and message, one row per gap
+    # batch checks: SELECT over {batch} returning ingest_run_id, source_system,
+    # window_start, window_end, observed (JSON) and message: one row per gap, for every
+    # batch of {batch} at once (each judged against its own place in load order)
     gap_query: str | None = None
     action: str = "record"  # row checks: quarantine | record
     check_id: str = ""  # the key used in row_actions settings
+    # Row checks whose verdict on a row depends on rows of other batches (duplicates): a
+    # batch judged after an earlier one moved rows to quarantine is counted again.
+    cross_batch: bool = False
 
     @property
     def name(self) -> str:
@@ -148,9 +152,8 @@ class BatchFacts:
     # source_system -> silence window (per-source suites may override the default)
     silence_windows: dict[str, timedelta] = field(default_factory=dict)
     silence_rhythm_factor: float = 8.0
-    # Every run the row checks cover when small batches are validated together in one GX
-    # run (runner groups them); empty = run_id alone. Batch-level checks always speak for
-    # run_id only: their neighbours depend on each batch's own load order.
+    # Every batch the checks cover: all batches of a validation run are checked at once
+    # (empty = run_id alone). Batch-level checks judge each against its own load order.
     run_ids: tuple[str, ...] = ()
 
     def runs_sql(self, column: str) -> str:
@@ -174,6 +177,7 @@ def _custom(
     *,
     predicate: str | None = None,
     check_id: str | None = None,
+    cross_batch: bool = False,
 ) -> Check:
     """A check GX runs as a query: row checks also carry the predicate that picks the rows."""
     name = f"{expectation_type}({field_name})" if field_name else expectation_type
@@ -194,6 +198,7 @@ def _custom(
             build,
             predicate=predicate,
             check_id=check_id or expectation_type,
+            cross_batch=cross_batch,
         )
     return Check(expectation_type, field_name, scope, description, build, gap_query=query)
 
@@ -225,24 +230,24 @@ def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts) -> str:
     """SQL over b: TRUE for every copy of a key but the first loaded.
 
     First loaded = earliest ingest run (started_at, then run id), then earliest row of the
-    run. Uncorrelated, so DuckDB computes it once: only keys of this batch that occur more
-    than once in the store are ranked at all. NULL keys are grouped but never match USING.
+    run. Uncorrelated, so DuckDB computes it once for every batch validated: the keys the
+    batches hold are looked up in the table (a scan of the key columns, no hash table of
+    the history), and only keys held more than once are ranked. NULL keys are grouped but
+    never match USING.
     """
     cols = ", ".join(ident(k) for k in key)
     o_cols = ", ".join(f"o.{ident(k)}" for k in key)
     t = ident(table)
+    runs = facts.runs_sql("ingest_run_id")
     return (
         "b.dw_rowid IN (SELECT r.row_id FROM ("
-        f" SELECT o.rowid AS row_id, row_number() OVER (PARTITION BY {o_cols} ORDER BY"
-        " coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ), o.ingest_run_id, o.rowid) AS copy_no"
-        f" FROM {t} o"
-        # One hash aggregate over the table finds the repeated keys this batch takes part
-        # in (measured faster than joining the batch's keys to the table first).
-        f" SEMI JOIN (SELECT {cols} FROM {t} GROUP BY ALL HAVING count(*) > 1"
-        f" AND bool_or({facts.runs_sql('ingest_run_id')})) d USING ({cols})"
+        f" SELECT o.rowid AS row_id, o.ingest_run_id, row_number() OVER (PARTITION BY {o_cols}"
+        " ORDER BY coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ), o.ingest_run_id, o.rowid)"
+        f" AS copy_no FROM {t} o SEMI JOIN (SELECT {cols} FROM {t}"
+        f" SEMI JOIN (SELECT DISTINCT {cols} FROM {t} WHERE {runs}) n USING ({cols})"
+        f" GROUP BY ALL HAVING count(*) > 1) d USING ({cols})"
         " LEFT JOIN ingest_runs ro ON ro.run_id = o.ingest_run_id"
-        f" ) r WHERE r.copy_no > 1 AND r.row_id IN (SELECT rowid FROM {t}"
-        f" WHERE {facts.runs_sql('ingest_run_id')}))"
+        f" ) r WHERE r.copy_no > 1 AND r.{runs})"
     )
 
 
@@ -357,6 +362,7 @@ def derive_checks(
                 _row_query(predicate),
                 predicate=predicate,
                 check_id="unique_key",
+                cross_batch=True,
             )
         )
 
@@ -388,6 +394,7 @@ def derive_checks(
                 _row_query(predicate),
                 predicate=predicate,
                 check_id="sequence_unique",
+                cross_batch=True,
             )
         )
         checks.append(_sequence_gap_check(table.name, facts))
@@ -420,9 +427,9 @@ def _types_check(table: TableSpec) -> Check:
     source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
     query = (
         WITH_B + f", t AS (SELECT {probes} FROM b LIMIT 1), m AS ({mismatches}),"
-        f" w AS (SELECT {source} AS source_system, {start} AS window_start, {end} AS window_end"
-        " FROM b GROUP BY 1)"
-        " SELECT w.source_system, w.window_start, w.window_end,"
+        f" w AS (SELECT b.ingest_run_id, {source} AS source_system, {start} AS window_start,"
+        f" {end} AS window_end FROM b GROUP BY 1, 2)"
+        " SELECT w.ingest_run_id, w.source_system, w.window_start, w.window_end,"
         " json_object('field', m.field, 'actual', m.actual, 'expected', m.expected) AS observed,"
         " 'column ' || m.field || ' has type ' || m.actual || ', expected ' || m.expected AS message"
         " FROM m CROSS JOIN w"
@@ -431,61 +438,85 @@ def _types_check(table: TableSpec) -> Check:
     return _custom("expect_columns_of_canonical_type", None, "batch", description, query)
 
 
-def _loaded_up_to(facts: BatchFacts, alias: str = "e") -> str:
-    """SQL: row ``alias`` came from this batch or one loaded before it.
+# SQL CTE: every ingest run with its place in load order (started_at, then run id).
+_LOADED = (
+    " loaded AS (SELECT run_id, coalesce(started_at, '-infinity'::TIMESTAMPTZ) AS run_at"
+    " FROM ingest_runs),"
+)
 
-    Neighbours across batches are looked up only among those, so a gap between two
-    batches is reported once, by the later-loaded one, whichever order they arrive in.
-    """
-    started = sql_literal(facts.run_started_at) if facts.run_started_at else "'-infinity'"
+
+def _span_cte(column: str) -> str:
+    """SQL CTE ``span``: per batch of b and source, the batch's place in load order and the
+    lowest and highest ``column`` it holds."""
     return (
-        f"{alias}.ingest_run_id IN (SELECT run_id FROM ingest_runs WHERE"
-        f" coalesce(started_at, '-infinity'::TIMESTAMPTZ) < {started}::TIMESTAMPTZ"
-        f" OR (coalesce(started_at, '-infinity'::TIMESTAMPTZ) = {started}::TIMESTAMPTZ"
-        f" AND run_id <= {sql_literal(facts.run_id)}))"
+        f" span AS (SELECT b.ingest_run_id, b.source_system, l.run_at, min(b.{column}) AS lo,"
+        f" max(b.{column}) AS hi FROM b JOIN loaded l ON l.run_id = b.ingest_run_id"
+        f" WHERE b.source_system IS NOT NULL AND b.{column} IS NOT NULL GROUP BY ALL),"
+    )
+
+
+def _bounds_cte(table: str, column: str) -> str:
+    """SQL CTE ``bounds``: each span widened to its source's nearest rows on either side,
+    among rows of its own batch or of batches loaded before it.
+
+    Neighbours are looked up only among those, so a gap between two batches is reported
+    once, by the later-loaded one, whichever order they arrive in; several batches are
+    judged in one query, each against its own place in load order.
+    """
+    t = ident(table)
+    earlier = "(l.run_at < s.run_at OR (l.run_at = s.run_at AND l.run_id <= s.ingest_run_id))"
+    side = (
+        f"(SELECT {{agg}}(e.{column}) FROM {t} e JOIN loaded l ON l.run_id = e.ingest_run_id"
+        f" WHERE e.source_system = s.source_system AND e.{column} {{op}} s.{{edge}} AND {earlier})"
+    )
+    lo = side.format(agg="max", op="<", edge="lo")
+    hi = side.format(agg="min", op=">", edge="hi")
+    return (
+        f" bounds AS (SELECT s.ingest_run_id, s.source_system, coalesce({lo}, s.lo) AS lo,"
+        f" coalesce({hi}, s.hi) AS hi FROM span s),"
     )
 
 
 def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
-    """Missing sequence numbers between a source's rows (store and quarantine included)."""
+    """Missing sequence numbers between a source's rows (store and quarantine included),
+    per batch of b and source."""
     t = ident(table)
-    earlier = _loaded_up_to(facts)
     query = (
-        WITH_B + ", span AS (SELECT source_system, min(sequence_no) AS lo, max(sequence_no) AS hi"
-        " FROM b WHERE source_system IS NOT NULL AND sequence_no IS NOT NULL GROUP BY 1),"
-        " bounds AS (SELECT s.source_system,"
-        f" coalesce((SELECT max(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
-        f" AND e.sequence_no < s.lo AND {earlier}), s.lo) AS lo,"
-        f" coalesce((SELECT min(e.sequence_no) FROM {t} e WHERE e.source_system = s.source_system"
-        f" AND e.sequence_no > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
+        WITH_B
+        + ","
+        + _LOADED
+        + _span_cte("sequence_no")
+        + _bounds_cte(table, "sequence_no")
         # Rows quarantined by validation, or by ingest with a readable number, still
         # arrived: their numbers are not missing.
-        " held AS (SELECT j ->> 'source_system' AS source_system,"
+        + " held AS (SELECT j ->> 'source_system' AS source_system,"
         " TRY_CAST(j ->> 'sequence_no' AS BIGINT) AS sequence_no,"
         " TRY_CAST(j ->> 'occurred_at' AS TIMESTAMPTZ) AS occurred_at"
         " FROM (SELECT CASE WHEN q.canonical_row IS NOT NULL THEN q.canonical_row"
         " WHEN q.stage = 'validate' AND json_valid(q.raw_row) THEN q.raw_row::JSON END AS j"
         " FROM quarantine q) WHERE j IS NOT NULL),"
         " known AS ("
-        f" SELECT e.source_system, e.sequence_no, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
-        " WHERE e.sequence_no BETWEEN bounds.lo AND bounds.hi"
-        " UNION ALL SELECT h.source_system, h.sequence_no, h.occurred_at FROM held h"
-        " JOIN bounds USING (source_system) WHERE h.sequence_no BETWEEN bounds.lo AND bounds.hi),"
+        " SELECT bd.ingest_run_id, e.source_system, e.sequence_no, e.occurred_at"
+        f" FROM {t} e JOIN bounds bd ON e.source_system = bd.source_system"
+        " AND e.sequence_no BETWEEN bd.lo AND bd.hi"
+        " UNION ALL SELECT bd.ingest_run_id, h.source_system, h.sequence_no, h.occurred_at"
+        " FROM held h JOIN bounds bd ON h.source_system = bd.source_system"
+        " AND h.sequence_no BETWEEN bd.lo AND bd.hi),"
         # Fast path: a source whose numbers fill lo..hi has no gap and needs no sort.
-        " gappy AS (SELECT source_system FROM known GROUP BY 1"
+        " gappy AS (SELECT ingest_run_id, source_system FROM known GROUP BY 1, 2"
         " HAVING max(sequence_no) - min(sequence_no) + 1 > count(DISTINCT sequence_no)),"
-        " ordered AS (SELECT source_system, sequence_no, occurred_at,"
+        " ordered AS (SELECT ingest_run_id, source_system, sequence_no, occurred_at,"
         " lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at"
-        " FROM known SEMI JOIN gappy USING (source_system)"
-        " WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no))"
-        " SELECT source_system, prev_at AS window_start, occurred_at AS window_end,"
+        " FROM known SEMI JOIN gappy USING (ingest_run_id, source_system)"
+        " WINDOW w AS (PARTITION BY ingest_run_id, source_system ORDER BY sequence_no))"
+        " SELECT ingest_run_id, source_system, prev_at AS window_start, occurred_at AS window_end,"
         " json_object('missing_from', prev_no + 1, 'missing_to', sequence_no - 1,"
         " 'missing_count', sequence_no - prev_no - 1) AS observed,"
         " 'sequence_no ' || (prev_no + 1) || CASE WHEN sequence_no - prev_no > 2"
         " THEN '-' || (sequence_no - 1) ELSE '' END || ' missing (' || (sequence_no - prev_no - 1)"
         " || ' event(s)) between ' || strftime(prev_at, '%Y-%m-%dT%H:%M:%SZ') || ' and '"
         " || strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        " FROM ordered WHERE sequence_no - prev_no > 1 ORDER BY source_system, prev_no"
+        " FROM ordered WHERE sequence_no - prev_no > 1 ORDER BY ingest_run_id, source_system, prev_no"
     )
     description = (
         "sequence_no has no gaps per source_system (a gap means events were lost or removed)"
@@ -574,32 +605,31 @@ def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
 
 
 def _silence_check(table: str, facts: BatchFacts) -> Check:
-    """No stretch without an event longer than the source's silence limit."""
+    """No stretch without an event longer than the source's silence limit, per batch of b
+    and source."""
     t = ident(table)
-    earlier = _loaded_up_to(facts)
     window_expr = _window_case(facts.silence_windows)
     query = (
-        WITH_B + ", span AS (SELECT source_system, min(occurred_at) AS lo, max(occurred_at) AS hi"
-        " FROM b WHERE source_system IS NOT NULL AND occurred_at IS NOT NULL GROUP BY 1),"
-        " bounds AS (SELECT s.source_system,"
-        f" coalesce((SELECT max(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
-        f" AND e.occurred_at < s.lo AND {earlier}), s.lo) AS lo,"
-        f" coalesce((SELECT min(e.occurred_at) FROM {t} e WHERE e.source_system = s.source_system"
-        f" AND e.occurred_at > s.hi AND {earlier}), s.hi) AS hi FROM span s),"
+        WITH_B
+        + ","
+        + _LOADED
+        + _span_cte("occurred_at")
+        + _bounds_cte(table, "occurred_at")
         # The source's rhythm over everything the store holds for it.
-        " rhythm AS (SELECT source_system,"
+        + " rhythm AS (SELECT source_system,"
         f" {_silence_limit(window_expr, facts.silence_rhythm_factor, 'e')} AS limit_s,"
         " (epoch(max(e.occurred_at)) - epoch(min(e.occurred_at)))"
         " / greatest(count(e.occurred_at) - 1, 1) AS mean_gap_s"
         f" FROM {t} e SEMI JOIN span USING (source_system) GROUP BY source_system),"
-        f" known AS (SELECT e.source_system, e.occurred_at FROM {t} e JOIN bounds USING (source_system)"
-        " WHERE e.occurred_at BETWEEN bounds.lo AND bounds.hi),"
+        " known AS (SELECT bd.ingest_run_id, e.source_system, e.occurred_at"
+        f" FROM {t} e JOIN bounds bd ON e.source_system = bd.source_system"
+        " AND e.occurred_at BETWEEN bd.lo AND bd.hi),"
         # Fast path: a silence longer than the limit covers a whole bucket of half its width,
         # so a source with an event in every such bucket from its first to its last has
         # none; only the others are sorted and measured exactly.
-        " buckets AS (SELECT k.source_system, floor(epoch(k.occurred_at) /"
+        " buckets AS (SELECT k.ingest_run_id, k.source_system, floor(epoch(k.occurred_at) /"
         " greatest(r.limit_s / 2, 1)) AS bucket FROM known k JOIN rhythm r USING (source_system)),"
-        " quiet AS (SELECT source_system FROM buckets GROUP BY 1"
+        " quiet AS (SELECT ingest_run_id, source_system FROM buckets GROUP BY 1, 2"
         " HAVING max(bucket) - min(bucket) + 1 > count(DISTINCT bucket)),"
         # Only sources quiet beyond the first limit learn their quiet spells (a sort of
         # their history) and may be let off by them.
@@ -607,10 +637,11 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
         f" greatest(r.limit_s, coalesce({QUIET_SPELL_FACTOR!r} * s.spell_s, 0)) AS limit_s"
         " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
-        " ordered AS (SELECT source_system, occurred_at, lag(occurred_at) OVER"
-        " (PARTITION BY source_system ORDER BY occurred_at) AS prev_at"
-        " FROM known SEMI JOIN quiet USING (source_system))"
-        " SELECT o.source_system, o.prev_at AS window_start, o.occurred_at AS window_end,"
+        " ordered AS (SELECT ingest_run_id, source_system, occurred_at, lag(occurred_at) OVER"
+        " (PARTITION BY ingest_run_id, source_system ORDER BY occurred_at) AS prev_at"
+        " FROM known SEMI JOIN quiet USING (ingest_run_id, source_system))"
+        " SELECT o.ingest_run_id, o.source_system, o.prev_at AS window_start,"
+        " o.occurred_at AS window_end,"
         " json_object('silent_for', CAST(o.occurred_at - o.prev_at AS VARCHAR),"
         " 'limit', CAST(to_seconds(r.limit_s) AS VARCHAR),"
         " 'mean_gap', CAST(to_seconds(r.mean_gap_s) AS VARCHAR),"
@@ -623,7 +654,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " || to_seconds(round(coalesce(r.spell_s, 0))) || ', whichever is longest)' AS message"
         " FROM ordered o JOIN lim r USING (source_system)"
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
-        " ORDER BY o.source_system, o.prev_at"
+        " ORDER BY o.ingest_run_id, o.source_system, o.prev_at"
     )
     description = (
         "no source goes silent longer than its silence window, "
@@ -647,7 +678,8 @@ def trailing_silence_check(
         " behind AS (SELECT source_system FROM last, newest"
         " WHERE epoch(newest.at) - epoch(last_at) > limit_s),"
         + _quiet_spell_cte("spells", "b", "behind")
-        + " SELECT source_system, last_at AS window_start, newest.at AS window_end,"
+        + " SELECT NULL::VARCHAR AS ingest_run_id, source_system, last_at AS window_start,"
+        " newest.at AS window_end,"
         " json_object('last_event', last_at, 'newest_event_any_source', newest.at,"
         " 'limit', CAST(to_seconds(greatest(limit_s, coalesce("
         f"{QUIET_SPELL_FACTOR!r} * spell_s, 0))) AS VARCHAR),"
@@ -661,24 +693,3 @@ def trailing_silence_check(
     )
     description = "every source reaches the newest event of the store within its silence limit"
     return _custom("expect_source_not_silent_until_now", "occurred_at", "batch", description, query)
-
-
-def combined_batch_check(per_run: Sequence[tuple[str, Check]]) -> Check:
-    """One batch-level check over several batches validated together in one GX run.
-
-    Each batch keeps its own query (its neighbours and silence bounds depend on its own
-    load order), run on its own rows of the combined relation; GX counts the union, and
-    the runner lists each batch's gaps with that batch's own query.
-    """
-    first = per_run[0][1]
-    if first.scope != "batch" or any(c.name != first.name for _, c in per_run):
-        raise ValueError(f"cannot combine {[c.name for _, c in per_run]}: not one batch check")
-    parts = []
-    for run_id, check in per_run:
-        assert check.gap_query is not None
-        own_rows = f"(SELECT * FROM {BATCH_TOKEN} WHERE ingest_run_id = {sql_literal(run_id)})"
-        parts.append(f"SELECT * FROM ({check.gap_query.replace(BATCH_TOKEN, own_rows)})")
-    description = f"{first.description} (each of {len(per_run)} batches validated together)"
-    return _custom(
-        first.expectation_type, first.field, "batch", description, " UNION ALL ".join(parts)
-    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -11,7 +13,7 @@ from accounting_seed import BULK, LEDGER, RECEIPTS, TIN_A, TIN_B, TIN_C, TIN_NON
 from dwatch.accounting import index as index_module
 from dwatch.accounting.index import refresh_index
 from dwatch.accounting.lookup import build_accounting, subjects_from_identifiers
-from dwatch.accounting.write import NONE_RECORDED, WRITERS, csv_rows
+from dwatch.accounting.write import NONE_RECORDED, WRITERS, copy_csv, write_csv
 from dwatch.policy import load_registry, sync_registry
 from dwatch.pseudonym import pseudonymise, resolve_key
 from dwatch.store import transaction
@@ -85,11 +87,17 @@ def test_index_kept_batch_by_batch_equals_one_built_at_once(con, tmp_path, order
         load(con, tmp_path / f"logs{n}", part)
         _refresh(con)
     incremental = _keys(_account(con, TIN_A, TIN_B, TIN_C))
-    con.execute("DELETE FROM accounting_index")
-    con.execute("DELETE FROM accounting_index_runs")
+    unattributed = (
+        "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
+    )
+    counted = con.execute(unattributed).fetchone()
+    for table in ("accounting_index", "accounting_index_runs", "accounting_index_state"):
+        con.execute(f"DELETE FROM {table}")
     _refresh(con)
     rebuilt = _keys(_account(con, TIN_A, TIN_B, TIN_C))
     assert incremental == rebuilt
+    # the bulk disclosure EV-4 stops counting as unattributed once its items arrive
+    assert counted == con.execute(unattributed).fetchone() == (1, 5000)
     assert len(incremental) == 8
     duplicates = con.execute(
         "SELECT count(*) - count(DISTINCT (via, source_system, event_id, item_no, taxpayer_ref))"
@@ -162,10 +170,14 @@ def test_findings_and_triage_state_are_attached(loaded):
     assert covered[(RECEIPTS, "EV-1")] == ["al_rcpt"]
     assert covered[(LEDGER, "EV-1")] == []
     assert [f.alert_id for f in accounting.other_findings[1]] == ["al_only"]
-    rows = list(csv_rows(accounting))
-    assert sum(1 for r in rows if r[3] and r[17] is True) == 2  # entries with a finding
-    (extra,) = [r for r in rows if not r[3]]
-    assert extra[17] is True and "al_only" in extra[18] and "no listed event" in extra[19]
+    rows = list(csv.DictReader(io.StringIO(write_csv(accounting))))
+    assert [r["event_id"] for r in rows if r["covered_by_finding"] == "true"] == [
+        "EV-4",
+        "EV-1",
+        "",
+    ]
+    (extra,) = [r for r in rows if not r["event_type"]]
+    assert "al_only" in extra["findings"] and "no listed event" in extra["note"]
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
@@ -187,3 +199,45 @@ def test_a_line_without_an_identifier_is_named_not_dropped(loaded):
     accounting = _account(loaded, "XXX-XX-0001", TIN_C)
     assert [s.taxpayer_ref is None for s in accounting.subjects] == [True, False]
     assert "holds no taxpayer identifier" in WRITERS["text"](accounting)
+
+
+NASTY = [
+    "+SUM(A1:A9)",
+    "-2+3",
+    "@cmd",
+    "\tTAB",
+    "\rCR",
+    "=1+1",
+    "cites 123-45-6789 in passing",
+    "ref tp_0123456789abcdef0123456789abcdef here",
+    '"quoted", with comma',
+    "line\nbreak",
+    "plain",
+]
+
+
+def test_duckdb_csv_writes_the_same_cells_as_csv_cell(loaded, tmp_path):
+    """copy_csv applies csv_cell's policy in SQL: every cell equal on hostile log text."""
+    for n, text in enumerate(NASTY):
+        loaded.execute(
+            "INSERT INTO disclosure_events (event_id, source_system, occurred_at, event_type,"
+            " disclosing_agency, recipient_agency, actor_id, request_id, legal_authority, purpose,"
+            " data_elements, record_count, taxpayer_ref, ingest_run_id)"
+            " SELECT ?, ?, TIMESTAMPTZ '2025-10-01 00:00:00+00' + to_minutes(?), 'access', ?, ?,"
+            " 'a', ?, ?, ?, ['name'], 1, ?, ingest_run_id"
+            " FROM disclosure_events LIMIT 1",
+            [f"X-{n}", text, n, text, text, text, text, text, pseudonymise(TIN_C, resolve_key())],
+        )
+    _refresh(loaded)
+    subjects = subjects_from_identifiers([TIN_A, "", "XX-1", TIN_C, TIN_NONE], resolve_key())
+    in_python = write_csv(build_accounting(loaded, subjects))
+    accounting = build_accounting(loaded, subjects, fetch=False)
+    rows = copy_csv(loaded, accounting, tmp_path / "a.csv")
+    with (tmp_path / "a.csv").open(encoding="utf-8", newline="") as handle:  # keep a bare CR
+        by_duckdb = handle.read()
+    parsed = list(csv.reader(io.StringIO(by_duckdb)))
+    assert parsed == list(csv.reader(io.StringIO(in_python)))
+    assert rows == len(parsed) - 1 == 6 + 1 + len(NASTY) + 2  # A, C, the hostile rows, notes
+    assert "123-45-6789" not in by_duckdb and "0123456789abcdef0123" not in by_duckdb
+    cells = {cell for row in parsed for cell in row}
+    assert {"'+SUM(A1:A9)", "'-2+3", "'@cmd", "'=1+1", "'\tTAB"} <= cells

@@ -11,7 +11,7 @@ import pytest
 
 from dwatch.errors import ConfigError
 from dwatch.ingest import IngestResult, ingest_paths
-from dwatch.mapping import load_mapping
+from dwatch.mapping import SourceMapping, load_mapping
 
 RECORDS_MAPPING = """source_system: trail
 kind: events
@@ -220,3 +220,29 @@ def test_mappings_walking_lists_wrongly_are_refused_naming_the_key(
         load_mapping(path)
     assert says in caught.value.what
     assert "bad.yaml: columns" in caught.value.render()
+
+
+def test_suggest_walks_the_list_that_holds_the_events_with_a_wildcard(tmp_path: Path) -> None:
+    from dwatch.mapping_tools import suggest
+
+    path = tmp_path / "111122223333_CloudTrail_us-east-1_20250807T1415Z_a.json"
+    records = [{**_record(n), "resources": [{"ARN": "a"}, {"ARN": "b"}]} for n in (1, 2, 3)]
+    path.write_text(json.dumps({"Records": records}) + "\n")
+    draft = suggest(path)
+    columns = draft.mapping["columns"]
+    assert isinstance(columns, dict)
+    # Names inside an item are matched as the item's own (eventName, not Records.eventName);
+    # the shorter resources list inside an item is read at its first item.
+    assert columns["event_id"] == "Records[*].eventID"
+    assert columns["event_type"] == "Records[*].eventName"
+    assert columns["occurred_at"] == "Records[*].eventTime"
+    assert any("Records[*]: one event per item" in n for n in draft.notes)
+    assert "Records[*].resources[0].ARN" in " ".join(draft.notes)
+    parsed = load_mapping_text(draft.to_yaml(), tmp_path)
+    assert parsed.item_list == "Records"
+
+
+def load_mapping_text(text: str, folder: Path) -> SourceMapping:
+    path = folder / "draft.yaml"
+    path.write_text(text)
+    return load_mapping(path)

@@ -1,7 +1,9 @@
-"""Scoring streams in chunks and gives the same scores and alerts as scoring whole."""
+"""Bounded ML memory: scoring streams in chunks with the same scores and alerts as scoring
+whole; training reads lean frames over a window bounded by need and by DWATCH_MEMORY."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -10,10 +12,11 @@ import polars as pl
 import pytest
 from ml_synthetic import END, SPLIT, START, Injected
 
-from detectors.ml import features, run
+from detectors.ml import bounds, features, run
 from detectors.ml.detectors import DETECTORS
-from detectors.ml.registry import latest_models, load_config, load_model
+from detectors.ml.registry import frame_sha256, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, score_models, scoring_chunks, train_models
+from dwatch.errors import ConfigError
 
 Store = tuple[duckdb.DuckDBPyConnection, Injected, Path]
 ENABLED = sorted(d for d, s in load_config().detectors.items() if s.enabled)
@@ -108,3 +111,88 @@ def test_default_chunk_follows_the_memory_budget(
     small, large = asked[0], asked[-1]
     assert large == pytest.approx(2 * small, rel=0.01)
     assert small == (2**30 // 2) // run.SCORE_ROW_BYTES
+
+
+# ---------------------------------------------------------------------- bounded training
+
+
+def test_training_reads_the_frame_without_evidence_lists_and_fits_the_same_rows(
+    ml_store: Store,
+) -> None:
+    con = ml_store[0]
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    for detector_id in ENABLED:
+        det = DETECTORS[detector_id](config.detectors[detector_id])
+        full = det.training_frame(con, START, SPLIT)
+        lean = bounds.training_frame(con, det, bounds.TrainingWindow(START, SPLIT))
+        assert "event_ids" not in lean.columns, detector_id
+        cols = list(det.feature_columns)
+        assert lean.select(cols).equals(full.select(cols)), detector_id
+        assert frame_sha256(lean.select(cols)) == frame_sha256(full.select(cols)), detector_id
+
+
+def test_without_a_start_each_detector_trains_on_the_history_it_needs(
+    ml_store: Store, tmp_path: Path
+) -> None:
+    con, _, models = ml_store
+    cfg = tmp_path / "ml.yaml"
+    cfg.write_text(
+        "detectors:\n  ml.actor_peers:\n    training_days: 30\n    event_types: [access]\n"
+        "  ml.first_seen_combination:\n    event_types: [disclosure]\n"
+    )
+    config = load_config(cfg)
+    results = train_models(
+        con,
+        window_from=None,
+        window_to=None,
+        models_dir=models,
+        config=config,
+        detectors=["ml.actor_peers", "ml.first_seen_combination"],
+    )
+    records = {r.detector_id: r.record for r in results}
+    latest = con.execute(
+        "SELECT max(occurred_at) FROM disclosure_events WHERE event_type = 'access'"
+    ).fetchone()[0]
+    peers = records["ml.actor_peers"]
+    assert peers is not None and peers.train_from == latest - timedelta(days=30)
+    assert "training_days" in next(r.message for r in results if r.detector_id == "ml.actor_peers")
+    first_seen = records["ml.first_seen_combination"]
+    assert first_seen is not None and first_seen.train_from is None  # all history
+
+
+def test_a_window_larger_than_the_budget_is_narrowed_to_its_latest_days(
+    ml_store: Store,
+) -> None:
+    con, _, models = ml_store
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    det = DETECTORS["ml.transfer_surprise"](config.detectors["ml.transfer_surprise"])
+    rows = det.training_frame(con, START, SPLIT).height
+    cap = rows // 3
+    result = train_models(
+        con,
+        window_from=START,
+        window_to=SPLIT,
+        models_dir=models,
+        detectors=["ml.transfer_surprise"],
+        max_rows=cap,
+    )[0]
+    record = result.record
+    assert record is not None and 0 < record.training_rows <= cap
+    assert record.train_from is not None and START < record.train_from < SPLIT
+    assert record.train_from.time() == datetime.min.time()  # whole days
+    # Not narrower than needed: one day more would not fit.
+    day_before = record.train_from - timedelta(days=1)
+    assert det.training_frame(con, day_before, SPLIT).height > cap
+    assert "narrowed" in result.message and "DWATCH_MEMORY" in result.message
+    assert "narrowed" in record.metadata["training_window"]
+
+
+def test_training_days_must_be_a_positive_whole_number(tmp_path: Path) -> None:
+    bad = tmp_path / "ml.yaml"
+    for value in ("0", "-5", "1.5", "a year"):
+        bad.write_text(f"detectors:\n  ml.actor_peers:\n    training_days: {value}\n")
+        with pytest.raises(ConfigError, match="training_days") as err:
+            load_config(bad)
+        assert str(bad) in str(err.value) and "fix:" in str(err.value)

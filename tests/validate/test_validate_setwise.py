@@ -1,4 +1,4 @@
-"""Small batches validated together in one GX run give exactly the one-by-one results."""
+"""All new batches checked set-wise at once give exactly the results of one batch at a time."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import duckdb
 import pytest
 
 import dwatch.validate.runner as runner_module
-from dwatch.errors import ConfigError
+import dwatch.validate.setwise as setwise_module
 from dwatch.store import connect
-from dwatch.validate import ValidationConfig, load_config, validate_batches
-from tests.validate.conftest import T0, InsertBatch, event_row, item_row
+from dwatch.validate import ValidationConfig, validate_batches
+from tests.validate.conftest import T0, InsertBatch, event_row
 
 OTHER_LOG_SUITE = """
 source_system: other-log
@@ -92,26 +92,63 @@ def _mixed_batches(insert_batch: InsertBatch) -> dict[str, str]:
     return runs
 
 
+R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in RESULT_COLUMNS.split(","))
+
+
 def _validate_copy(
-    source_db: Path, target: Path, config: ValidationConfig, monkeypatch: pytest.MonkeyPatch
+    source_db: Path,
+    target: Path,
+    config: ValidationConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    one_at_a_time: bool,
 ) -> dict[str, Any]:
+    """Validate a copy of the store: every batch at once, or one call per batch in load order."""
     shutil.copy(source_db, target)
-    gx_runs: list[str] = []
-    real = runner_module._run_gx
+    queries: list[int] = []
+    real = setwise_module.find
 
-    def counting(context: Any, datasource: Any, asset: str, *args: Any) -> Any:
-        gx_runs.append(asset)
-        return real(context, datasource, asset, *args)
+    def counting(con: Any, table: Any, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        queries.append(len(run_ids))
+        return real(con, table, run_ids, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "_run_gx", counting)
+    monkeypatch.setattr(runner_module, "find", counting)
     con = connect(target)
     try:
-        report = validate_batches(con, config=config, build_docs=False)
+        if one_at_a_time:
+            runs = [
+                r[0]
+                for r in con.execute(
+                    "SELECT run_id FROM ingest_runs ORDER BY started_at, run_id"
+                ).fetchall()
+            ]
+            reports = [
+                validate_batches(con, ingest_run_ids=[run], config=config, build_docs=False)
+                for run in runs
+            ]
+        else:
+            reports = [validate_batches(con, config=config, build_docs=False)]
+        # A batch validated again (a later batch touched its source) speaks through its
+        # latest validation, as coverage_gaps does.
+        latest = (
+            "WITH latest AS (SELECT ingest_run_id, max_by(validation_run_id, validated_at) AS v"
+            " FROM validation_results WHERE ingest_run_id IS NOT NULL GROUP BY 1)"
+        )
         return {
-            "report": report,
-            "gx_runs": gx_runs,
+            "reports": reports,
+            "set_sizes": queries,
             "results": con.execute(
-                f"SELECT {RESULT_COLUMNS} FROM validation_results ORDER BY ALL"
+                f"{latest} SELECT {R_COLUMNS} FROM validation_results r"
+                " JOIN latest l ON l.ingest_run_id = r.ingest_run_id AND l.v = r.validation_run_id"
+                " WHERE r.scope = 'batch'"
+                " ORDER BY ALL"
+            ).fetchall(),
+            "first_results": con.execute(
+                "WITH first AS (SELECT ingest_run_id, min_by(validation_run_id, validated_at) AS v"
+                " FROM validation_results WHERE ingest_run_id IS NOT NULL GROUP BY 1)"
+                f" SELECT {R_COLUMNS} FROM validation_results r JOIN first f"
+                " ON f.ingest_run_id = r.ingest_run_id AND f.v = r.validation_run_id"
+                " WHERE r.scope = 'row' ORDER BY ALL"
             ).fetchall(),
             "quarantine": con.execute(
                 "SELECT ingest_run_id, source_file, source_row, kind, reason_code, field, message,"
@@ -123,25 +160,14 @@ def _validate_copy(
             ).fetchall(),
             "gaps": con.execute(
                 "SELECT source_system, window_start, window_end, expectation, message,"
-                " ingest_run_id FROM coverage_gaps ORDER BY ALL"
+                " ingest_run_id FROM coverage_gaps WHERE ingest_run_id IS NOT NULL ORDER BY ALL"
             ).fetchall(),
         }
     finally:
         con.close()
-        monkeypatch.setattr(runner_module, "_run_gx", real)
 
 
-def _comparable(row: tuple) -> tuple:
-    """A validation_results row without what only says how it was computed."""
-    (*head, observed, message) = row
-    if observed and "unexpected_rows_sql" in observed:
-        observed = json.loads(observed)["unexpected_rows_sql"]
-    if message:
-        message = message.split(" (validated with")[0].split(" (GX counted")[0]
-    return (*head, observed, message)
-
-
-def test_grouped_results_equal_one_by_one(
+def test_setwise_results_equal_one_batch_at_a_time(
     con: duckdb.DuckDBPyConnection,
     db_path: Path,
     tmp_path: Path,
@@ -153,30 +179,29 @@ def test_grouped_results_equal_one_by_one(
     (vconfig.sources_dir / "other-log.expectations.yaml").write_text(OTHER_LOG_SUITE)
     runs = _mixed_batches(insert_batch)
     con.execute("CHECKPOINT")
-    grouped = _validate_copy(db_path, tmp_path / "grouped.duckdb", vconfig, monkeypatch)
+    together = _validate_copy(
+        db_path, tmp_path / "together.duckdb", vconfig, monkeypatch, one_at_a_time=False
+    )
     alone = _validate_copy(
-        db_path,
-        tmp_path / "alone.duckdb",
-        vconfig.with_overrides(group_max_batches=1),
-        monkeypatch,
+        db_path, tmp_path / "alone.duckdb", vconfig, monkeypatch, one_at_a_time=True
     )
-    # One GX run per suite for the eight batches (canonical, other-log's), plus the
-    # store-wide check, instead of one per batch and suite.
-    assert len(grouped["gx_runs"]) == 3 and len(alone["gx_runs"]) == 8 + 3 + 1
-    assert not any(b.error for b in grouped["report"].all_batches)
-    assert [b.ingest_run_id for b in grouped["report"].batches] == list(runs.values())
+    # One set-wise pass for the eight batches (plus one for the batches whose gaps new
+    # rows of their source may fill), instead of one per batch.
+    assert together["set_sizes"][0] == 8
+    assert len(together["set_sizes"]) <= 2
+    [report] = together["reports"]
+    assert not any(b.error for b in report.all_batches)
+    assert [b.ingest_run_id for b in report.new_batches] == list(runs.values())
 
-    for table in ("quarantine", "ingest_runs", "gaps"):
-        assert grouped[table] == alone[table], table
-    assert sorted(map(_comparable, grouped["results"]), key=repr) == sorted(
-        map(_comparable, alone["results"]), key=repr
-    )
+    for table in ("quarantine", "ingest_runs", "gaps", "first_results"):
+        assert together[table] == alone[table], table
+    assert together["results"] == alone["results"]
 
     # Each failure is on the batch it belongs to.
     def failed(run: str) -> set[str]:
         return {
             r[3]
-            for r in grouped["results"]
+            for r in together["first_results"] + together["results"]
             if r[0] == runs[run] and not r[5]  # ingest_run_id, success
         }
 
@@ -194,7 +219,7 @@ def test_grouped_results_equal_one_by_one(
     assert failed("h") == {"expect_column_values_to_match_regex(event_id)"}
     [h_regex] = [
         r
-        for r in grouped["results"]
+        for r in together["first_results"]
         if r[0] == runs["h"]
         and r[2] == "source.other-log"
         and r[3] == "expect_column_values_to_match_regex(event_id)"
@@ -202,53 +227,76 @@ def test_grouped_results_equal_one_by_one(
     assert (h_regex[1], h_regex[6], h_regex[7]) == ("other-log", 1, 1)  # source, rows, failing
     assert failed("f") == {"expect_column_values_to_be_between(record_count)"}
     assert failed("g") == {"expect_source_not_silent(occurred_at)"}
-    moved = [(r[0], r[2]) for r in grouped["quarantine"]]  # run, source_row
+    moved = [(r[0], r[2]) for r in together["quarantine"]]  # run, source_row
     assert sorted(moved) == sorted(
         [(runs["a"], 5), (runs["e"], 1), (runs["e"], 2), (runs["f"], 21)]
     )
-    # The row outcome says GX judged the batches together, and how many rows it counted.
     [(observed, message)] = [
         (r[10], r[11])
-        for r in grouped["results"]
+        for r in together["first_results"]
         if r[0] == runs["d"] and r[3] == "expect_sequence_no_increasing(sequence_no)"
     ]
-    assert json.loads(observed) == {
-        "unexpected_count_gx": 2,  # hours 50 after 102, then 40 after 50
-        "unexpected_rows_sql": 2,
-        "batches_validated_together": 8,
-    }
-    assert "validated with 7 other small batch(es) in one GX run" in message
+    assert json.loads(observed) == {"unexpected_rows_sql": 2}  # hours 50 after 102, 40 after 50
+    assert message.startswith("2 row(s) fail")
 
 
-def test_groups_are_neighbours_of_one_table_within_the_limits(
+def test_a_run_with_nothing_new_validates_no_batch(
+    con: duckdb.DuckDBPyConnection,
+    insert_batch: InsertBatch,
+    vconfig: ValidationConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    insert_batch([event_row(i) for i in range(1, 6)])
+    first = validate_batches(con, config=vconfig, build_docs=False)
+    assert len(first.new_batches) == 1 and first.store_checks is not None
+    before = con.execute("SELECT count(*) FROM validation_results").fetchone()[0]
+
+    def no_checks(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a run with nothing new must not check anything")
+
+    monkeypatch.setattr(runner_module, "find", no_checks)
+    monkeypatch.setattr(runner_module, "start_gx", no_checks)
+    monkeypatch.setattr(runner_module, "_validate_store", no_checks)
+    idle = validate_batches(con, config=vconfig)  # Data Docs asked for: still nothing to do
+    assert idle.batches == [] and idle.store_checks is None
+    assert "0 new batch(es), 0 validated again" in idle.summary()
+    assert con.execute("SELECT count(*) FROM validation_results").fetchone()[0] == before
+
+
+def test_an_old_batch_is_revisited_only_for_its_open_gaps_and_says_why(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
-    small = [insert_batch([event_row(i)]) for i in range(1, 4)]
-    big = insert_batch([event_row(i) for i in range(10, 16)])
-    items = insert_batch([item_row(1)], kind="request_items")
-    after = [insert_batch([event_row(i)]) for i in range(20, 23)]
-    batches = runner_module._select_batches(con, None)
-    config = vconfig.with_overrides(group_max_batches=2, group_max_rows=5)
-    groups = [
-        [b.run_id for b in g] for g in runner_module._group_small_batches(con, batches, config)
-    ]
-    assert groups == [small[:2], [small[2]], [big], [items], after[:2], [after[2]]]
-    one_by_one = vconfig.with_overrides(group_max_batches=1)
-    assert all(len(g) == 1 for g in runner_module._group_small_batches(con, batches, one_by_one))
+    gappy = insert_batch([event_row(i) for i in (1, 2, 5, 6)])  # 3-4 missing
+    validate_batches(con, config=vconfig, build_docs=False)
+    other = insert_batch([event_row(1, source_system="other-log", event_id="o-1")])
+    quiet = validate_batches(con, config=vconfig, build_docs=False)
+    assert [b.ingest_run_id for b in quiet.batches] == [other]  # another source: no revisit
+    late = insert_batch([event_row(i) for i in (3, 4)])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert [b.ingest_run_id for b in report.new_batches] == [late]
+    [again] = report.revisited
+    assert again.ingest_run_id == gappy
+    assert "open coverage gap" in (again.revisit_reason or "") and late in again.revisit_reason
+    assert {o.scope for o in again.outcomes} == {"batch"}  # its rows' verdicts stand
+    assert f"validated again: {again.revisit_reason}" in report.summary()
+    assert con.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0] == 0
 
 
-def test_a_group_that_cannot_run_is_validated_one_by_one(
+def test_a_set_that_cannot_be_checked_is_checked_one_by_one(
     con: duckdb.DuckDBPyConnection,
     insert_batch: InsertBatch,
     vconfig: ValidationConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runs = [insert_batch([event_row(i)]) for i in range(1, 4)]
+    real = setwise_module.find
 
-    def broken(*_args: Any, **_kwargs: Any) -> None:
-        raise RuntimeError("GX could not plan the combined query")
+    def broken_for_many(con: Any, table: Any, run_ids: list[str], *a: Any, **k: Any) -> Any:
+        if len(run_ids) > 1:
+            raise RuntimeError("DuckDB could not plan the set-wise query")
+        return real(con, table, run_ids, *a, **k)
 
-    monkeypatch.setattr(runner_module, "_validate_group", broken)
+    monkeypatch.setattr(runner_module, "find", broken_for_many)
     report = validate_batches(con, config=vconfig, build_docs=False)
     assert [b.ingest_run_id for b in report.batches] == runs
     assert not any(b.error for b in report.batches)
@@ -257,15 +305,3 @@ def test_a_group_that_cannot_run_is_validated_one_by_one(
         "SELECT count(DISTINCT ingest_run_id) FROM validation_results WHERE ingest_run_id IS NOT NULL"
     ).fetchone()[0]
     assert validated == 3
-
-
-@pytest.mark.parametrize("value", [0, -3, "many", 2.5])
-def test_group_limits_must_be_whole_numbers(tmp_path: Path, value: object) -> None:
-    text = Path(runner_module.__file__).with_name("validation.yaml").read_text(encoding="utf-8")
-    path = tmp_path / "validation.yaml"
-    path.write_text(
-        text.replace("group_max_batches: 25", f"group_max_batches: {value}"), encoding="utf-8"
-    )
-    with pytest.raises(ConfigError, match="group_max_batches must be a whole number") as info:
-        load_config(path)
-    assert "1 turns grouping off" in (info.value.fix or "")
