@@ -188,8 +188,56 @@ def _reads(text: str, pattern: str) -> bool:
     return True
 
 
+# Syslog line prefixes: RFC 3339 (rsyslog's default file format) and the traditional
+# "Mmm dd hh:mm:ss" (no year, no zone: the draft says so).
+SYSLOG_PREFIXES = (
+    (r"^(?P<time>\d{4}-\d\d-\d\dT\S+) (?P<host>\S+) (?P<program>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: ",
+     None),
+    (r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+)"
+     r" (?P<program>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: ",
+     "the time has no year and no zone: configure rsyslog's RFC 3339 format, or export from"
+     " journald (journalctl -o json)"),
+)  # fmt: skip
+
+
+def _suggest_lines(path: Path) -> Suggestion:
+    """Draft a mapping for a text log: the syslog prefix its lines share, as extract groups,
+    and the message for the user to write record patterns for."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        lines = [line.rstrip("\n") for _, line in zip(range(SAMPLE_ROWS), fh, strict=False)]
+    notes = [f"Drafted by `dwatch mapping suggest {path.name}` from {len(lines)} lines: edit it."]
+    found = next(
+        ((p, why) for p, why in SYSLOG_PREFIXES if lines and all(re.match(p, x) for x in lines)),
+        None,
+    )
+    pattern = (found[0] if found else "^") + "(?P<message>.*)$"
+    if found is None:
+        notes.append("No syslog prefix fits every line: write the extract pattern yourself.")
+    elif found[1]:
+        notes.append(found[1])
+    notes += [
+        "records: a pattern the record lines' message matches (the others are context).",
+        "extract: add patterns that name the record's parts (user, path, action), tried in order.",
+    ]
+    mapping: dict[str, object] = {
+        "source_system": _fold(path.name.split(".")[0]).replace("_", "-"),
+        "kind": "events",
+        "description": f"Text log like {path.name}",
+        "match_files": [re.sub(r"\d[\d_-]*\d|\d", "*", path.name)],
+        "extract": {"line": [pattern]},
+        "records": {"line": "TODO a pattern of the record lines"},
+        "columns": {"occurred_at": "time"} if found and found[1] is None else {},
+        "event_id_from": ["time", "pid", "message"] if found else [],
+        "ignore_columns": ["line"],
+    }
+    return Suggestion(mapping, notes)
+
+
 def suggest(path: Path) -> Suggestion:
     """Draft a mapping for ``path`` from its header and a sample of its values."""
+    if ".log" in [s.lower() for s in path.suffixes]:
+        return _suggest_lines(path)
     con = duckdb.connect(config=memory_budget().duckdb_config(None))
     try:
         sample = _leaves(con, path)

@@ -4,6 +4,7 @@ fill_down within a session, unparsed records, and the same rules over JSON Lines
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -175,3 +176,25 @@ def test_a_text_log_has_one_column_named_line(
     [result] = ingest_paths(con, [path])
     assert result.status == "failed"
     assert "one column, line, not 'message'" in result.message
+
+
+def test_suggest_drafts_a_line_mapping_from_the_syslog_prefix(tmp_path: Path) -> None:
+    from dwatch.mapping_tools import suggest
+
+    rfc = tmp_path / "sftp-ice-20250807.log"
+    rfc.write_text(_line(1, 10, "session opened for local user ice from [x]") + "\n")
+    draft = suggest(rfc)
+    extract = draft.mapping["extract"]
+    assert isinstance(extract, dict)
+    [pattern] = extract["line"]
+    match = re.match(pattern, _line(1, 10, 'close "/a" bytes read 1 written 0'))
+    assert match and match.group("pid") == "10" and match.group("message").startswith("close")
+    assert draft.mapping["columns"] == {"occurred_at": "time"}
+    (tmp_path / "draft.yaml").write_text(draft.to_yaml())
+    assert load_mapping(tmp_path / "draft.yaml").lines.active
+    # The traditional syslog stamp has no year and no zone: the draft says so, maps no time.
+    old = tmp_path / "auth.log"
+    old.write_text("Aug  7 10:00:01 host internal-sftp[10]: session opened for local user a\n")
+    draft = suggest(old)
+    assert any("no year and no zone" in n for n in draft.notes)
+    assert draft.mapping["columns"] == {}
