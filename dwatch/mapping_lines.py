@@ -30,7 +30,7 @@ def stage_text_lines(con: duckdb.DuckDBPyConnection, lines: str, path: Path) -> 
     """Stage a text log as ``lines`` (line, _ok) and the ``_stage`` view over it; returns
     the staged columns (['line'])."""
     con.execute(
-        f"CREATE OR REPLACE TABLE {lines} AS SELECT line, true AS _ok"
+        f"CREATE OR REPLACE TEMP TABLE {lines} AS SELECT line, true AS _ok"
         " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
         " delim = chr(31), quote = '', escape = '', auto_detect = false,"
         " max_line_size = 16777216)",
@@ -157,7 +157,7 @@ def derive_lines(
     order = " ORDER BY _line" if mapping.lines.fill_down else ""
     before = _count(con, lines)
     con.execute(
-        f"CREATE TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
+        f"CREATE TEMP TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
         f" WHERE _record{order}"
     )
     con.execute(f"DROP TABLE {lines}")
