@@ -86,9 +86,11 @@ def _item_join(items: str, events: str) -> str:
     )
 
 
-def entries_sql(runs_table: str) -> str:
+def entries_sql(runs_table: str, *, with_items: bool = True) -> str:
     """SELECT of every accounting row that involves an event or item of the batches listed
-    in ``runs_table`` (column run_id); may repeat rows already indexed for older batches."""
+    in ``runs_table`` (column run_id); may repeat rows already indexed for older batches.
+    ``with_items=False`` when the batches hold no request items (most daily batches): the
+    two branches reading old events for new items are left out, not run empty."""
     item_row = (
         f"SELECT {sql_lookup_key('i.taxpayer_ref')}, 'request_item', i.taxpayer_ref,"
         f" {_event_columns('e')}, i.item_no, i.match_method, e.ingest_run_id, i.ingest_run_id"
@@ -97,6 +99,12 @@ def entries_sql(runs_table: str) -> str:
         f"SELECT {sql_lookup_key('e.request_id')}, 'request_chain', NULL,"
         f" {_event_columns('e')}, NULL, NULL, e.ingest_run_id, NULL"
     )
+    for_new_items = f"""
+            UNION ALL {item_row} FROM {_item_join("new_items", "disclosure_events")}
+            UNION ALL {chain_row} FROM disclosure_events e
+                WHERE e.taxpayer_ref IS NULL
+                  AND e.request_id IN (SELECT DISTINCT request_id FROM new_items)
+    """
     # NOT MATERIALIZED: each use is a filtered scan, not a copy of the batches' rows.
     return f"""
         WITH new_events AS NOT MATERIALIZED (
@@ -108,14 +116,11 @@ def entries_sql(runs_table: str) -> str:
                    {_event_columns("e")}, NULL, NULL, e.ingest_run_id, NULL
             FROM new_events e WHERE e.taxpayer_ref IS NOT NULL
         ), linked({", ".join(COLUMNS)}) AS (
-            {item_row} FROM {_item_join("new_items", "disclosure_events")}
-            UNION ALL {item_row} FROM {_item_join("request_items", "new_events")}
+            {item_row} FROM {_item_join("request_items", "new_events")}
             UNION ALL {chain_row} FROM new_events e
                 WHERE e.taxpayer_ref IS NULL
                   AND e.request_id IN (SELECT DISTINCT request_id FROM request_items)
-            UNION ALL {chain_row} FROM disclosure_events e
-                WHERE e.taxpayer_ref IS NULL
-                  AND e.request_id IN (SELECT DISTINCT request_id FROM new_items)
+            {for_new_items if with_items else ""}
         )
         SELECT * FROM named  -- one row per new event: never repeated
         UNION ALL
@@ -183,34 +188,47 @@ def _stale_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+def _batches_have_items(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM request_items"
+        " WHERE ingest_run_id IN (SELECT run_id FROM _acct_batches) LIMIT 1)"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def pending_entries(con: duckdb.DuckDBPyConnection, batches: list[str], table: str) -> int:
     """Write the accounting rows of ``batches`` into the temporary ``table``; returns rows."""
     con.execute("CREATE OR REPLACE TEMP TABLE _acct_batches (run_id VARCHAR)")
     con.execute("INSERT INTO _acct_batches SELECT unnest(?::VARCHAR[])", [batches])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {entries_sql('_acct_batches')}")
+    sql = entries_sql("_acct_batches", with_items=_batches_have_items(con))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(row[0]) if row else 0
 
 
 def _append_new(con: duckdb.DuckDBPyConnection) -> int:
     """Append the rows in _acct_new that the index does not hold, in key order."""
-    row = con.execute(
+    linked = con.execute("SELECT count(*) FROM _acct_new WHERE via <> 'event'").fetchone()
+    # Item and chain rows of older requests may be indexed already; event rows never are.
+    fresh = (
         """
+        SELECT n.* FROM _acct_new n WHERE n.via <> 'event' AND NOT EXISTS (
+            SELECT 1 FROM accounting_index a
+            WHERE a.via <> 'event'
+              AND a.request_id IN (SELECT DISTINCT request_id FROM _acct_new WHERE via <> 'event')
+              AND a.via = n.via AND a.source_system = n.source_system
+              AND a.event_id = n.event_id
+              AND a.item_no IS NOT DISTINCT FROM n.item_no
+              AND a.taxpayer_ref IS NOT DISTINCT FROM n.taxpayer_ref
+              AND a.request_id IS NOT DISTINCT FROM n.request_id)
+        """
+        if linked and linked[0]
+        else "SELECT * FROM _acct_new WHERE false"
+    )
+    row = con.execute(
+        f"""
         INSERT INTO accounting_index BY NAME
-        SELECT * FROM (
-            SELECT * FROM _acct_new WHERE via = 'event'
-            UNION ALL
-            -- item and chain rows of older requests may be indexed already
-            SELECT n.* FROM _acct_new n WHERE n.via <> 'event' AND NOT EXISTS (
-                SELECT 1 FROM accounting_index a
-                WHERE a.via <> 'event'
-                  AND a.request_id IN (SELECT DISTINCT request_id FROM _acct_new WHERE via <> 'event')
-                  AND a.via = n.via AND a.source_system = n.source_system
-                  AND a.event_id = n.event_id
-                  AND a.item_no IS NOT DISTINCT FROM n.item_no
-                  AND a.taxpayer_ref IS NOT DISTINCT FROM n.taxpayer_ref
-                  AND a.request_id IS NOT DISTINCT FROM n.request_id)
-        )
+        SELECT * FROM (SELECT * FROM _acct_new WHERE via = 'event' UNION ALL {fresh})
         ORDER BY lookup_key
         """
     ).fetchone()
@@ -245,7 +263,9 @@ _UNATTRIBUTED = """
 """
 
 
-def _count_unattributed(con: duckdb.DuckDBPyConnection, *, full: bool) -> None:
+def _count_unattributed(
+    con: duckdb.DuckDBPyConnection, *, full: bool, new_items: bool = True
+) -> None:
     """Bulk disclosures that name nobody: the accounting must say it cannot see into them.
 
     After the first count only the new batches are read: their unattributed disclosures
@@ -265,8 +285,10 @@ def _count_unattributed(con: duckdb.DuckDBPyConnection, *, full: bool) -> None:
                 WHERE e.ingest_run_id IN (SELECT run_id FROM _acct_batches) AND {_UNATTRIBUTED}
             ), claimed AS (
                 SELECT count(*) AS n, coalesce(sum(e.record_count), 0) AS r
+                -- only request items can attribute an older disclosure: none, nothing to read
                 FROM disclosure_events e
-                WHERE e.ingest_run_id NOT IN (SELECT run_id FROM _acct_batches)
+                WHERE {"true" if new_items else "false"}
+                  AND e.ingest_run_id NOT IN (SELECT run_id FROM _acct_batches)
                   AND e.event_type IN ('disclosure', 'redisclosure') AND e.taxpayer_ref IS NULL
                   AND (e.request_id, e.event_id) IN (
                       SELECT (request_id, event_id) FROM request_items
@@ -327,5 +349,5 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     )
     con.execute("DROP TABLE _acct_new")
     compacted = _compact_if_due(con)
-    _count_unattributed(con, full=bool(stale) or not counted)
+    _count_unattributed(con, full=bool(stale) or not counted, new_items=_batches_have_items(con))
     return IndexRefresh(len(batches), entries, len(stale), compacted, time.perf_counter() - started)
