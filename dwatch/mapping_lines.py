@@ -38,7 +38,7 @@ def stage_text_lines(con: duckdb.DuckDBPyConnection, lines: str, path: Path) -> 
     for rejects in ("", _REJECTS):
         try:
             con.execute(
-                f"CREATE OR REPLACE TABLE {lines} AS SELECT line, true AS _ok"
+                f"CREATE OR REPLACE TEMP TABLE {lines} AS SELECT line, true AS _ok"
                 " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
                 f" delim = chr(31), quote = '', escape = '', auto_detect = false,{rejects}"
                 " max_line_size = 16777216)",
@@ -169,7 +169,7 @@ def derive_lines(
     order = " ORDER BY _line" if mapping.lines.fill_down else ""
     before = _count(con, lines)
     con.execute(
-        f"CREATE TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
+        f"CREATE TEMP TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
         f" WHERE _record{order}"
     )
     con.execute(f"DROP TABLE {lines}")
