@@ -97,21 +97,28 @@ def threshold_for(
     model: Pipeline,
     train_scores: NDArray[np.float64],
     events_per_row: NDArray[np.float64] | None = None,
+    rule_flagged: NDArray[np.bool_] | None = None,
 ) -> tuple[float, float | None, dict[str, Any] | None]:
     """Alert threshold in anomaly-score units, the training percentile it came from (if
-    one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set)."""
+    one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set).
+    Rows ``rule_flagged`` (named by an open rule alert) are not lawful events, so the
+    false-alarm rate leaves them out, unless fewer than :data:`TAIL_ROWS` rows remain."""
     settings = detector.settings
     floor = None
     pct = None
     if detector.percentile_threshold and settings.false_alarms_per_10k is not None:
         weights = np.ones(train_scores.size) if events_per_row is None else events_per_row
-        events = float(np.sum(weights))
-        threshold, alerts = rate_floor(train_scores, events, settings.false_alarms_per_10k)
+        lawful = np.ones(train_scores.size, dtype=bool)
+        if rule_flagged is not None and (~rule_flagged).sum() >= TAIL_ROWS:
+            lawful = ~rule_flagged
+        events = float(np.sum(weights[lawful]))
+        threshold, alerts = rate_floor(train_scores[lawful], events, settings.false_alarms_per_10k)
         floor = {
             "false_alarms_per_10k": settings.false_alarms_per_10k,
             "event_unit": detector.event_unit,
             "training_events": events,
             "training_rows": int(train_scores.size),
+            "rule_flagged_rows": int((~lawful).sum()),
             "training_alerts": alerts,
             "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
             "scored": "held out: each half of the window by a model fitted on the other",
@@ -185,7 +192,9 @@ def train_models(
         train_scores = (
             held_out_scores(det, frame) if rate_floor_set else det.anomaly_scores(model, frame)
         )
-        threshold, pct, floor = threshold_for(det, model, train_scores, det.events_per_row(frame))
+        threshold, pct, floor = threshold_for(
+            det, model, train_scores, det.events_per_row(frame), det.rule_flagged(con, frame)
+        )
         record = save_model(
             con,
             detector_id=det.detector_id,

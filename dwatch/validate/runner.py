@@ -26,15 +26,12 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from detectors.alerts import mark_coverage
 from dwatch.schema import TableSpec, load_schema
 from dwatch.validate.config import ValidationConfig, load_config
-from dwatch.validate.quarantine import count_of
-from dwatch.validate.recording import build_docs as build_data_docs
-from dwatch.validate.recording import record_in_gx, start_gx
 from dwatch.validate.report import (
     BatchReport,
     Outcome,
@@ -43,15 +40,10 @@ from dwatch.validate.report import (
     write_outcomes,
 )
 from dwatch.validate.selecting import Batch, batches_reopened, select_batches
-from dwatch.validate.setwise import Citations, Setting, find, list_gaps
-from dwatch.validate.sources import load_source_suites
-from dwatch.validate.suites import Check, trailing_silence_check
-from dwatch.validate.verdicts import (
-    gap_outcomes,
-    judge_in_order,
-    move_impossible_instants,
-    record_unvalidated,
-)
+
+if TYPE_CHECKING:  # the checking stages load Great Expectations: only when there is work
+    from dwatch.validate.setwise import Setting
+    from dwatch.validate.suites import Check
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +84,30 @@ def validate_batches(
     batches = select_batches(con, ingest_run_ids)
     watch.lap("select")
     if not batches:
-        report.open_coverage_gaps = count_of(con, "SELECT count(*) FROM coverage_gaps")
+        # Nothing new: no check can change (the store-wide silence check reads only the
+        # stored events), and Great Expectations is not even imported.
+        report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
         return report
+    from detectors.alerts import mark_coverage
+    from dwatch.validate.recording import build_docs as build_data_docs
+    from dwatch.validate.recording import record_in_gx, start_gx
+    from dwatch.validate.verdicts import move_impossible_instants
+
     setting = _setting(config)
     early = move_impossible_instants(con, batches, setting.now, report.validation_run_id)
+    # Old batches whose open gaps new rows of their sources may fill are checked in the
+    # same pass, for coverage only, after the new ones (their verdicts see the new rows).
+    again = batches_reopened(con, _sources_of(con, batches), {b.run_id for b in batches})
     ran: dict[str, list[Check]] = {}
-    report.batches = _validate(con, batches, setting, report.validation_run_id, ran)
+    report.batches = _validate(con, batches + again, setting, report.validation_run_id, ran)
     for br in report.batches:
         moved, outcomes = early.get(br.ingest_run_id or "", (0, []))
         br.rows_quarantined += moved
         br.outcomes[:0] = outcomes
-    watch.lap("check new batches")
-    new_sources: dict[str, list[str]] = {}
-    for br in report.batches:
-        for source in br.sources:
-            new_sources.setdefault(source, []).append(br.ingest_run_id or "")
-    again = batches_reopened(con, new_sources, {b.run_id for b in batches})
-    if again:
-        report.batches += _validate(con, again, setting, report.validation_run_id, ran)
-    watch.lap("check reopened batches")
-    if count_of(con, "SELECT count(*) FROM disclosure_events"):
+    watch.lap("check batches")
+    if _count(con, "SELECT count(*) FROM disclosure_events"):
         report.store_checks = _validate_store(con, setting, report.validation_run_id, ran)
-    report.open_coverage_gaps = count_of(con, "SELECT count(*) FROM coverage_gaps")
+    report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
     report.alerts_flagged = mark_coverage(con)
     watch.lap("store-wide")
     if build_docs:
@@ -125,7 +119,34 @@ def validate_batches(
     return report
 
 
+def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, list[str]]:
+    """Each source the new batches hold rows of, with those batches."""
+    sources: dict[str, list[str]] = {}
+    schema = load_schema()
+    for table in (schema.events, schema.items):
+        ids = [b.run_id for b in batches if b.table == table.name]
+        if not ids or "source_system" not in table.names:
+            continue
+        for run_id, source in con.execute(
+            f"SELECT DISTINCT ingest_run_id, source_system FROM {table.name}"
+            " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND source_system IS NOT NULL"
+            " ORDER BY 1, 2",
+            [ids],
+        ).fetchall():
+            sources.setdefault(source, []).append(run_id)
+    return sources
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    # fetchall, not fetchone: a half-read DuckDB result blocks the caller's next register().
+    rows = con.execute(sql).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
 def _setting(config: ValidationConfig) -> Setting:
+    from dwatch.validate.setwise import Citations, Setting
+    from dwatch.validate.sources import load_source_suites
+
     schema = load_schema()
     suites = load_source_suites(config.sources_dir, schema.events)
     windows: dict[str, timedelta] = {"*": config.silence_window}
@@ -161,7 +182,10 @@ def _validate_set(
     validation_run_id: str,
     ran: dict[str, list[Check]],
 ) -> list[BatchReport]:
-    coverage_only = all(b.revisit_reason for b in batches)
+    from dwatch.validate.setwise import find
+    from dwatch.validate.verdicts import judge_in_order, record_unvalidated
+
+    coverage_only = frozenset(b.run_id for b in batches if b.revisit_reason)
     try:
         findings = find(
             con, table, [b.run_id for b in batches], setting, coverage_only=coverage_only
@@ -196,13 +220,17 @@ def _validate_store(
     ran: dict[str, list[Check]],
 ) -> BatchReport:
     """Store-wide: no source stopped sending while the others went on (one query)."""
+    from dwatch.validate.setwise import list_gaps
+    from dwatch.validate.suites import trailing_silence_check
+    from dwatch.validate.verdicts import gap_outcomes
+
     store = BatchReport(None, "events", "(whole store)", [])
     check = trailing_silence_check(
         "disclosure_events", setting.windows, setting.config.silence_rhythm_factor
     )
     ran[STORE_SUITE] = [check]
     base = Outcome(STORE_SUITE, check.name, "batch", False, None)
-    store.rows_checked = count_of(con, "SELECT count(*) FROM disclosure_events")
+    store.rows_checked = _count(con, "SELECT count(*) FROM disclosure_events")
     try:
         table = load_schema().events
         gaps = list_gaps(con, table, [], check).get(None, [])

@@ -262,25 +262,22 @@ def find(
     run_ids: list[str],
     setting: Setting,
     *,
-    coverage_only: bool = False,
+    coverage_only: frozenset[str] = frozenset(),
 ) -> Findings:
     """Run every check of ``table``'s suites on the batches ``run_ids`` at once.
 
-    ``coverage_only``: the batch-level checks alone (an old batch checked again because
-    new rows may have filled its gaps; its rows and their row verdicts have not changed).
+    Batches in ``coverage_only`` get the batch-level checks alone (old batches checked
+    again because new rows may have filled their gaps; their rows and the rows' verdicts
+    have not changed).
     """
     found = survey(con, table, run_ids)
     malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
     facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
-    if coverage_only:
-        runs = [
-            SuiteRun(f"canonical.{table.name}", None, [c for c in checks if c.scope == "batch"])
-        ]
-    else:
-        sources = {s for _, s in found.cells if s is not None}
-        runs = suite_runs(table, checks, setting.suites, sources, setting.config)
-    row_counts, row_errors = count_row_failures(con, table, run_ids, runs)
+    new = [r for r in run_ids if r not in coverage_only]
+    sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
+    runs = suite_runs(table, checks, setting.suites, sources, setting.config)
+    row_counts, row_errors = count_row_failures(con, table, new, runs) if new else ({}, {})
     gaps: dict[str, dict[str | None, list[GapRow]]] = {}
     gap_errors: dict[str, str] = {}
     for check in runs[0].checks:

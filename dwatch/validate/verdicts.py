@@ -48,6 +48,7 @@ def judge_in_order(
     """Outcomes, quarantine and counts per batch, one transaction each, in load order."""
     reports: list[BatchReport] = []
     moved: set[str | None] = set()  # sources an earlier batch of this run moved rows of
+    clean: list[BatchReport] = []  # judged, nothing to move: recorded together
     for batch in batches:
         br = BatchReport(
             batch.run_id,
@@ -57,8 +58,14 @@ def judge_in_order(
             rows_checked=findings.survey.rows.get(batch.run_id, 0),
             revisit_reason=batch.revisit_reason,
         )
+        reports.append(br)
         try:
             outcomes, failing = _outcomes(con, table, batch, br, findings, config, moved)
+            if not failing:
+                br.outcomes = outcomes
+                clean.append(br)
+                continue
+            _record_together(con, clean, table, findings.survey, validation_run_id)
             with transaction(con):
                 br.rows_quarantined = quarantine_rows(con, batch, table, failing)
                 write_outcomes(con, outcomes, validation_run_id)
@@ -69,8 +76,29 @@ def judge_in_order(
             record_unvalidated(con, br, table, findings.survey, validation_run_id)
         if br.rows_quarantined:
             moved.update(br.sources or [None])
-        reports.append(br)
+    _record_together(con, clean, table, findings.survey, validation_run_id)
     return reports
+
+
+def _record_together(
+    con: duckdb.DuckDBPyConnection,
+    clean: list[BatchReport],
+    table: TableSpec,
+    survey: Survey,
+    validation_run_id: str,
+) -> None:
+    """The outcomes of batches with no row to move, in one insert (one commit, not one each)."""
+    if not clean:
+        return
+    try:
+        with transaction(con):
+            write_outcomes(con, [o for br in clean for o in br.outcomes], validation_run_id)
+    except Exception as exc:
+        log.exception("recording the outcomes of %d batches failed", len(clean))
+        for br in clean:
+            br.error = f"{type(exc).__name__}: {exc}"
+            record_unvalidated(con, br, table, survey, validation_run_id)
+    clean.clear()
 
 
 def _outcomes(
@@ -86,7 +114,7 @@ def _outcomes(
     failing: list[tuple[Check, str | None]] = []
     single_source = br.sources[0] if len(br.sources) == 1 else None
     for run in findings.runs:
-        if run.source is not None and run.source not in br.sources:
+        if run.source is not None and (run.source not in br.sources or batch.revisit_reason):
             continue
         rows = (
             br.rows_checked
@@ -94,6 +122,8 @@ def _outcomes(
             else findings.survey.cells.get((batch.run_id, run.source), 0)
         )
         for check in run.checks:
+            if batch.revisit_reason and check.scope == "row":
+                continue  # checked again for coverage only
             base = Outcome(
                 run.suite,
                 check.name,

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-import dwatch.validate.runner as runner_module
 import dwatch.validate.setwise as setwise_module
 from detectors.alerts import ALERT_COLUMNS, make_alert_id, mark_coverage, merge_alerts
 from dwatch.cli import main as cli
@@ -364,7 +363,7 @@ def test_a_batch_that_cannot_be_validated_is_a_gap_and_others_still_run(
             raise RuntimeError("DuckDB blew up")
         return real(con, table, run_ids, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "find", flaky)
+    monkeypatch.setattr(setwise_module, "find", flaky)
     report = validate_batches(con, config=vconfig, build_docs=False)
 
     by_run = {b.ingest_run_id: b for b in report.batches}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
+import dwatch.validate.recording as recording_module
 import dwatch.validate.runner as runner_module
 import dwatch.validate.setwise as setwise_module
 from dwatch.store import connect
@@ -112,7 +115,7 @@ def _validate_copy(
         queries.append(len(run_ids))
         return real(con, table, run_ids, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "find", counting)
+    monkeypatch.setattr(setwise_module, "find", counting)
     con = connect(target)
     try:
         if one_at_a_time:
@@ -165,6 +168,7 @@ def _validate_copy(
         }
     finally:
         con.close()
+        monkeypatch.setattr(setwise_module, "find", real)
 
 
 def test_setwise_results_equal_one_batch_at_a_time(
@@ -254,8 +258,8 @@ def test_a_run_with_nothing_new_validates_no_batch(
     def no_checks(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a run with nothing new must not check anything")
 
-    monkeypatch.setattr(runner_module, "find", no_checks)
-    monkeypatch.setattr(runner_module, "start_gx", no_checks)
+    monkeypatch.setattr(setwise_module, "find", no_checks)
+    monkeypatch.setattr(recording_module, "start_gx", no_checks)
     monkeypatch.setattr(runner_module, "_validate_store", no_checks)
     idle = validate_batches(con, config=vconfig)  # Data Docs asked for: still nothing to do
     assert idle.batches == [] and idle.store_checks is None
@@ -296,7 +300,7 @@ def test_a_set_that_cannot_be_checked_is_checked_one_by_one(
             raise RuntimeError("DuckDB could not plan the set-wise query")
         return real(con, table, run_ids, *a, **k)
 
-    monkeypatch.setattr(runner_module, "find", broken_for_many)
+    monkeypatch.setattr(setwise_module, "find", broken_for_many)
     report = validate_batches(con, config=vconfig, build_docs=False)
     assert [b.ingest_run_id for b in report.batches] == runs
     assert not any(b.error for b in report.batches)
@@ -305,3 +309,31 @@ def test_a_set_that_cannot_be_checked_is_checked_one_by_one(
         "SELECT count(DISTINCT ingest_run_id) FROM validation_results WHERE ingest_run_id IS NOT NULL"
     ).fetchone()[0]
     assert validated == 3
+
+
+def test_a_run_with_nothing_new_does_not_load_great_expectations(
+    con: duckdb.DuckDBPyConnection,
+    db_path: Path,
+    insert_batch: InsertBatch,
+    vconfig: ValidationConfig,
+) -> None:
+    insert_batch([event_row(i) for i in range(1, 4)])
+    validate_batches(con, config=vconfig, build_docs=False)
+    con.execute("CHECKPOINT")
+    con.close()
+    script = (
+        "import sys\n"
+        "from dwatch.store import connect\n"
+        "from dwatch.validate import validate_batches\n"
+        "con = connect(sys.argv[1])\n"
+        "report = validate_batches(con, docs_dir=None)\n"
+        "print(len(report.batches), 'great_expectations' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(db_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert out.stdout.split() == ["0", "False"], out.stderr
