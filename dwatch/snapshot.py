@@ -5,8 +5,8 @@ store (``data/dwatch.duckdb``); analysts never open it. After each successful ru
 pipeline publishes an immutable copy and switches a pointer to it:
 
 ``<snapshots>/parts/<table>/*.parquet``
-    the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events and
-    request items), one immutable Parquet file per ingest batch, written once, by the run
+    the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events,
+    request items, the accounting index), one immutable Parquet file per ingest batch, written once, by the run
     that loaded the batch (or by the first run after its rows changed: quarantine after
     load, a citation re-read); files no kept snapshot lists are deleted after a grace day.
 ``<snapshots>/dwatch-<run_id>.duckdb``
