@@ -4,8 +4,10 @@
 
 Writes the same N events three ways: a flat canonical CSV; nested JSON Lines (DHS-style
 audit records) read through a mapping of dotted paths (``user.id``, ``items[0].name``);
-and a CSV of Eastern wall-clock times with optional milliseconds read through a mapping
-with two timestamp patterns and the DST checks. Each is loaded by ``ingest_paths`` into a
+a CSV of Eastern wall-clock times with optional milliseconds read through a mapping
+with two timestamp patterns and the DST checks; CloudTrail-style files whose lines list 100
+records each, read through [*] paths (one event per item); and sftp-style syslog lines read
+through extract patterns, a records filter and fill_down (one session line per 10 records). Each is loaded by ``ingest_paths`` into a
 fresh store in its own child process (alternating, ``--repeat`` times); prints wall and
 CPU seconds per file and each mapped layout's ratio to the flat CSV (target <= 1.5x).
 """
@@ -42,16 +44,47 @@ match_files: ["local*.csv"]
 timezone: America/New_York
 timestamp_format: ["%m/%d/%Y %H:%M:%S.%f", "%m/%d/%Y %H:%M:%S"]
 """,
+    "items": """source_system: bench-items
+kind: events
+match_files: ["items*.json"]
+columns: {event_id: "Records[*].eventID", sequence_no: "Records[*].seq",
+          occurred_at: "Records[*].eventTime", actor_id: "Records[*].userIdentity.arn",
+          recipient_agency: "Records[*].recipient", event_type: "Records[*].eventName",
+          record_count: "Records[*].records", data_elements: "Records[*].elements"}
+constants: {disclosing_agency: IRS}
+""",
+    "lines": r"""source_system: bench-lines
+kind: events
+match_files: ["lines*.log"]
+extract:
+  line:
+    - '^(?P<time>\S+) \S+ internal-sftp\[(?P<pid>\d+)\]: close "(?P<path>[^"]*)" bytes (?P<direction>read) [1-9]\d* written \d+$'
+    - '^\S+ \S+ internal-sftp\[(?P<pid>\d+)\]: session opened for local user (?P<user>\S+) from'
+records: {line: ': close "'}
+fill_down: [user]
+fill_down_within: pid
+event_id_from: [time, pid, path]
+columns: {occurred_at: time, event_type: direction, actor_id: user, recipient_agency: user}
+constants: {disclosing_agency: IRS, data_elements: name, record_count: "1"}
+values: {event_type: {read: receipt}}
+ignore_columns: [line]
+""",
 }
+ITEMS_PER_LINE = 100
+RECORDS_PER_SESSION = 10
 
 
 def write_inputs(folder: Path, events: int) -> dict[str, Path]:
     paths = {n: folder / f for n, f in
-             (("flat", "flat.csv"), ("nested", "nested.jsonl"), ("local", "local.csv"))}  # fmt: skip
+             (("flat", "flat.csv"), ("nested", "nested.jsonl"), ("local", "local.csv"),
+              ("items", "items.json"), ("lines", "lines.log"))}  # fmt: skip
+    listed: list[dict[str, object]] = []
     with (
         paths["flat"].open("w", newline="") as flat,
         paths["nested"].open("w") as nested,
         paths["local"].open("w", newline="") as local,
+        paths["items"].open("w") as items,
+        paths["lines"].open("w") as lines,
     ):
         flat_w, local_w = csv.writer(flat), csv.writer(local)
         flat_w.writerow(HEADER)
@@ -75,6 +108,21 @@ def write_inputs(folder: Path, events: int) -> dict[str, Path]:
                 "client": {"ip": "10.0.0.1", "agent": "cli/2.1"},
             }  # fmt: skip
             nested.write(json.dumps(record) + "\n")
+            listed.append({
+                "eventID": f"E{i}", "seq": i + 1, "eventTime": record["eventTime"],
+                "eventName": "receipt", "recipient": "DHS-ICE", "records": 1 + i % 5,
+                "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::1:user/u{i % 50}"},
+                "elements": ["name", "address"], "eventSource": "s3.amazonaws.com",
+            })  # fmt: skip
+            if len(listed) == ITEMS_PER_LINE or i == events - 1:
+                items.write(json.dumps({"Records": listed}) + "\n")
+                listed = []
+            pid, stamp = 1000 + i // RECORDS_PER_SESSION, record["eventTime"].replace("Z", "+00:00")
+            if i % RECORDS_PER_SESSION == 0:
+                lines.write(f"{stamp} h internal-sftp[{pid}]: session opened for local user"
+                            f" u{i % 50} from [192.0.2.1]\n")  # fmt: skip
+            lines.write(f'{stamp} h internal-sftp[{pid}]: close "/out/f{i}.csv" bytes read'
+                        f" {1 + i % 5000} written 0\n")  # fmt: skip
     sources = folder / "sources"
     sources.mkdir(exist_ok=True)
     for name, text in MAPPINGS.items():

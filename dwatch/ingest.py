@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from dwatch import ledger
+from dwatch import ledger, progress
 from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
@@ -39,10 +39,14 @@ from dwatch.mapping import (
     KIND_TABLE,
     SourceMapping,
     available_mappings,
+    derived_event_id_sql,
     get_mapping,
     match_mapping,
+    named_by_mappings,
+    not_logged_warning,
     split_path,
 )
+from dwatch.mapping_lines import reshape_records, stage_text_lines
 from dwatch.masking import (
     MASK,
     UDF_MASK_TEXT,
@@ -53,6 +57,7 @@ from dwatch.masking import (
     sql_may_have_shape_any,
     sql_pseudonymise_id,
 )
+from dwatch.memory import parse_memory
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
@@ -66,6 +71,7 @@ FORMATS = {
     ".json": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".log": "lines",  # text, one record per line: read through a mapping's extract patterns
 }
 # Extensions picked up when a folder is scanned; .json and .txt only when named explicitly
 # (folders hold README.md, ground-truth and notes too).
@@ -76,10 +82,16 @@ COMPRESSIONS = {".gz", ".zst"}
 # persistent tables are compressed and spill under the memory limit, so a file larger
 # than memory loads with bounded memory. They are dropped after each file (and any left
 # by a crash are dropped before the next load).
-WORK = "ingest_work"
-TYPED = f"{WORK}.typed"  # one row per record: typed values, reason (NULL when good), raw form
-ROWS = f"{WORK}.typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
-AUTHORITY_MAP = f"{WORK}.authority_map"
+# Work tables live in the connection's temp catalog: never written to the store file (a
+# persistent work table cost a compressed write of every record before the real insert),
+# spilled to the store's temp folder past the memory cap, gone if the process dies.
+WORK = "temp.main"
+_WORK_PREFIX = "ingest_work_"
+TYPED = f"{WORK}.{_WORK_PREFIX}typed"  # one row per record: typed values, reason (NULL when good), raw form
+ROWS = f"{WORK}.{_WORK_PREFIX}typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
+AUTHORITY_MAP = f"{WORK}.{_WORK_PREFIX}authority_map"
+LINES = f"{WORK}.{_WORK_PREFIX}lines"
+REJECT_OFFSETS = f"{WORK}.{_WORK_PREFIX}reject_offsets"
 # Per staged row: may any text field carry a taxpayer-id shape (dwatch.masking)?
 ROW_MAY_HAVE_TIN = "_may_tin"
 
@@ -169,11 +181,12 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
     """Files to load, and (path, problem) pairs for inputs that name nothing loadable."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
+    loadable = _scan_filter()
     for raw in paths:
         text = str(raw)
         if any(ch in text for ch in "*?["):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            hits = [p for p in matched if p.is_file() and _format_of(p, explicit=False)]
+            hits = [p for p in matched if p.is_file() and loadable(p)]
             if not hits:
                 problems.append((text, "the pattern matches no log file"))
             files += hits
@@ -182,9 +195,7 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
         if not path.exists():
             problems.append((text, "no such file or folder"))
         elif path.is_dir():
-            hits = sorted(
-                p for p in path.rglob("*") if p.is_file() and _format_of(p, explicit=False)
-            )
+            hits = sorted(p for p in path.rglob("*") if p.is_file() and loadable(p))
             if not hits:
                 problems.append((text, "the folder holds no .csv, .jsonl or .parquet file"))
             files += hits
@@ -198,6 +209,23 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
             seen.add(key)
             unique.append(f)
     return unique, problems
+
+
+def _scan_filter() -> Callable[[Path], bool]:
+    """Files a folder scan or glob reads: the usual extensions, plus .json and .log files a
+    mapping's match_files names (CloudTrail deliveries, sftp session logs)."""
+    named: list[Callable[[str], bool]] = []
+
+    def loadable(path: Path) -> bool:
+        if _format_of(path, explicit=False):
+            return True
+        if not _format_of(path, explicit=True):
+            return False
+        if not named:
+            named.append(named_by_mappings())
+        return named[0](path.name)
+
+    return loadable
 
 
 def _format_of(path: Path, *, explicit: bool) -> str | None:
@@ -325,7 +353,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     for rejects in (False, True):
         try:
             con.execute(
-                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT line,"
                 # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
                 # bad JSON. A line starting with '{' that is valid JSON is an object: one
                 # parse, not two.
@@ -344,7 +372,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         r[0]
         for r in con.execute(
             "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(rowid) AS first"
-            f" FROM {WORK}.lines GROUP BY 1) ORDER BY first, k"
+            f" FROM {LINES} GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
@@ -359,11 +387,13 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
     listed = "[" + ", ".join(json_paths) + "]" if json_paths else "['$.none']"
     names = [*keys, *paths]
     selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(names))
+    # Columns beside line and _ok (dwatch.mapping_lines: item positions, extracted groups,
+    # line numbers) pass through.
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT _raw_line, _ok"
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE (_vals)"
         + (", " + selects if selects else "")
-        + " FROM (SELECT line AS _raw_line, _ok,"
-        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {WORK}.lines)"
+        + " FROM (SELECT * EXCLUDE (line), line AS _raw_line,"
+        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {LINES})"
     )
 
 
@@ -521,7 +551,9 @@ def _source_text(
 ) -> str | None:
     """SQL for a canonical field's text from the staged columns (trimmed, '' as NULL), or None."""
     expr: str | None = None
-    if f.name in mapping.columns and mapping.columns[f.name] in columns:
+    if f.name == "event_id" and mapping.event_id_from:
+        expr = derived_event_id_sql(mapping, columns)
+    elif f.name in mapping.columns and mapping.columns[f.name] in columns:
         expr = _q(mapping.columns[f.name])
     elif f.name in columns and f.name not in mapping.columns:
         expr = _q(f.name)
@@ -535,6 +567,8 @@ def _source_text(
             return f"CASE WHEN regexp_full_match(trim({expr}), 'tp_[0-9a-f]{{32}}') THEN trim({expr}) ELSE {sql_pseudonymise(expr)} END"
     if f.name in mapping.constants:
         const = _lit(mapping.constants[f.name])
+        if f.pseudonym:  # a constant subject is still an identifier: never stored raw
+            return sql_pseudonymise(const)
         expr = f"coalesce({_clean_text(expr)}, {const})" if expr else const
     if f.name == "source_system" and expr is None and mapping.source_system:
         expr = _lit(mapping.source_system)
@@ -563,7 +597,7 @@ ZONE_ABBREVIATIONS = {
 }  # fmt: skip
 _ABBREVIATION = "|".join(ZONE_ABBREVIATIONS)
 # timestamp_format values meaning Unix time, and their units per second.
-EPOCH_FORMATS = {"epoch": 1, "epoch_ms": 1000}
+EPOCH_FORMATS = {"epoch": 1, "epoch_ms": 1000, "epoch_us": 1_000_000}  # journald: epoch_us
 # Zoned: an offset or Z, UTC/GMT, an abbreviation above, or an IANA name after a space
 # ("2025-06-04 09:15:00 America/New_York", which DuckDB reads directly).
 _TZ_SUFFIX = (
@@ -673,7 +707,9 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     checks = spec.checks
     if f.required:
         checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
-    if f.type == "VARCHAR":
+    if f.pseudonym:
+        pass  # its text is already the keyed pseudonym (_source_text): nothing raw to mask
+    elif f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
         # _may_tin is the row's one RE2 test over all its text fields (see _load).
@@ -757,7 +793,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
                     f"{x} IS NOT NULL AND {t} IS NULL",
                     "bad_timestamp",
                     f"'{f.name}: ' || {shown} || ' is not a Unix time ({fmt}: "
-                    f"{'seconds' if per_second == 1 else 'milliseconds'} since 1970-01-01 UTC);"
+                    f"{ {1: 'seconds', 1000: 'milliseconds'}.get(per_second, 'microseconds') } since 1970-01-01 UTC);"
                     " fix the value or timestamp_format in the source mapping'",
                 )
             )
@@ -944,7 +980,7 @@ def ingest_file(
             raise InputError(
                 f"unrecognised file type {''.join(path.suffixes) or '(none)'}",
                 where=str(path),
-                fix="use .csv, .tsv, .jsonl/.ndjson/.json or .parquet (optionally .gz)",
+                fix="use .csv, .tsv, .jsonl/.ndjson/.json, .parquet or .log (text lines, read through a mapping), optionally .gz",
             )
         # Hashing a large file takes a core for a while (0.8 s per GB): it runs beside the
         # CSV sniff, and the skip check waits for it before any record is read.
@@ -1020,7 +1056,16 @@ def ingest_file(
 
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _stage")
-    con.execute(f"DROP SCHEMA IF EXISTS {WORK} CASCADE")
+    con.execute(f"DROP VIEW IF EXISTS {ROWS}")
+    for table in (
+        TYPED,
+        AUTHORITY_MAP,
+        LINES,
+        f"{LINES}_items",
+        f"{LINES}_records",
+        REJECT_OFFSETS,
+    ):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _stage_top")
     for table in ("_rejects", "_rejects_scan", "_lines"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -1043,7 +1088,6 @@ def _load(
     Returns the SQL expression that renders a record's raw form for quarantine."""
     schema = load_schema()
     _drop_work(con)
-    con.execute(f"CREATE SCHEMA {WORK}")
     mapping = get_mapping(source) if source else CANONICAL
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
@@ -1066,6 +1110,8 @@ def _load(
         skip_if_loaded()  # the sniffs above only read a sample, beside the hashing
     elif fmt == "jsonl":
         stage = _stage_jsonl(con, path)
+    elif fmt == "lines":
+        stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
     else:
         stage = _stage_parquet(con, path)
     columns = stage.columns
@@ -1092,8 +1138,14 @@ def _load(
     table = schema.events if kind == "events" else schema.items
     result.kind = kind
     result.source_system = None if mapping.is_canonical else mapping.name
+    # One record per [*] item, or the records of a line log, first (dwatch.mapping_lines).
+    items = reshape_records(con, LINES, fmt, mapping, columns, kind, path)
+    if items is not None:
+        mapping = items.mapping
+        result.warnings += items.warnings
+    result.warnings += not_logged_warning(mapping, path)
     path_columns = _stage_paths(con, stage, fmt, mapping)
-    colset = set(columns) | set(path_columns)
+    colset = set(columns) | set(path_columns) | set(items.columns if items else [])
     identifier_cols = [
         c
         for c in [*columns, *path_columns]
@@ -1134,6 +1186,7 @@ def _load(
                 "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
             )
         )
+    checks += items.checks if items else []
     text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
@@ -1144,7 +1197,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
-        if f.type in ("VARCHAR", "VARCHAR[]"):
+        # The pseudonym's hex digits would flag about a third of rows for the Python mask.
+        if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
             text_columns.append(spec.x)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
@@ -1199,10 +1253,11 @@ def _load(
     typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
     dst_flag = f"coalesce({', '.join(dst_helpers)})" if dst_helpers else "CAST(NULL AS VARCHAR)"
     sql = (
-        f"CREATE TABLE {TYPED} AS SELECT {typed_names},"
+        f"CREATE TEMP TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
         f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
-        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw,"
+        f" {items.line_sql if items else 'CAST(NULL AS BIGINT)'} AS _line"
         f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
         f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
@@ -1225,17 +1280,17 @@ def _load(
     # before a record are added back so record numbers match the file's lines.
     if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
-            f"CREATE TABLE {WORK}.reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
+            f"CREATE TEMP TABLE {REJECT_OFFSETS} AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
             [stage.header_lines],
         )
         con.execute(
-            f"CREATE VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
-            f" FROM {TYPED} t ASOF LEFT JOIN {WORK}.reject_offsets r ON t.rowid + 1 > r.e"
+            f"CREATE TEMP VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
+            f" FROM {TYPED} t ASOF LEFT JOIN {REJECT_OFFSETS} r ON t.rowid + 1 > r.e"
         )
     else:
         con.execute(
-            f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
+            f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
         )
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
     _mark_duplicates(con, table, kind)
@@ -1374,7 +1429,7 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
         return []
     # Few distinct citations: a small map joined at insert time (no update of every row).
     con.execute(
-        f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
+        f"CREATE TEMP TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
     con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
     return []
@@ -1407,8 +1462,8 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
     names = table.names
     has_map = bool(
         con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'authority_map'",
-            [WORK],
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
+            [AUTHORITY_MAP.rsplit(".", 1)[1]],
         ).fetchone()[0]
     )
     select = ", ".join(
@@ -1492,7 +1547,8 @@ def _insert_quarantine(
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
-        " SELECT $run, $file, _row, CASE WHEN $fmt = 'parquet' THEN NULL ELSE _row + $header END, $kind,"
+        " SELECT $run, $file, _row,"
+        " CASE WHEN $fmt = 'parquet' THEN NULL ELSE coalesce(_line, _row + $header) END, $kind,"
         f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
@@ -1511,22 +1567,34 @@ DEFAULT_INGEST_MEMORY = "1GB"
 
 @contextmanager
 def _bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills to
-    disk instead of growing the process (``DWATCH_INGEST_MEMORY``, default 1GB)."""
+    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills its
+    work table to disk instead of growing the process: ``DWATCH_INGEST_MEMORY`` (default
+    1GB), never above the run's DuckDB share of ``DWATCH_MEMORY``."""
     limit = os.environ.get(INGEST_MEMORY_ENV, DEFAULT_INGEST_MEMORY)
-    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-    except duckdb.Error as exc:
+        wanted = parse_memory(limit)
+    except ConfigError as exc:
         raise ConfigError(
             f"{INGEST_MEMORY_ENV}={limit!r} is not a memory size",
             where="environment",
-            fix="use e.g. 1GB or 512MB",
+            fix="use e.g. 1GB or 512MB, or unset it for 1GB",
         ) from exc
+    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    if wanted >= _size_bytes(previous):
+        yield  # the run's own limit is already the smaller
+        return
+    con.execute(f"SET memory_limit = '{wanted}B'")
     try:
         yield
     finally:
         con.execute(f"SET memory_limit = {_lit(previous)}")
+
+
+def _size_bytes(setting: str) -> float:
+    """DuckDB's memory_limit as it prints it ('953.6 MiB', '1.0 GiB') in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    return float(number) * scale.get(unit.strip(), 1) if number else float("inf")
 
 
 def ingest_paths(
@@ -1554,11 +1622,25 @@ def ingest_paths(
     context = _Context()
     if files:
         context.prefetch_registry()
-    for path in files:
-        results.append(
-            ingest_file(con, path, kind=kind, source=source, force=force, key=key, context=context)
-        )
+    sizes = [_size(path) for path in files]
+    with (
+        _bounded_memory(con),
+        progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
+    ):
+        for n, (path, size) in enumerate(zip(files, sizes, strict=True), start=1):
+            reading.working_on(path, f"file {n}/{len(files)}")
+            result = ingest_file(
+                con, path, kind=kind, source=source, force=force, key=key, context=context
+            )
+            results.append(result)
+            reading.advance(size, rows=result.rows_read)
     return results
+
+
+def _size(path: Path) -> int:
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return 0
 
 
 def _display_key() -> bytes | None:

@@ -12,7 +12,7 @@ Example::
     description: Secure file-transfer activity export
     timezone: America/New_York              # zone of timestamps written without an offset
     timestamp_format: "%m/%d/%Y %I:%M:%S %p"  # strptime, or a list tried in order; with %z
-                                            # the offset is in the text; epoch / epoch_ms
+                                            # the offset is in the text; epoch / epoch_ms / epoch_us
     ambiguous_time: earlier                 # repeated fall-back hour: earlier|later|quarantine
     nonexistent_time: shift                 # skipped spring hour: shift|quarantine
     match_columns: [Activity ID, Event Time]   # auto-selects this mapping for such files
@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,95 +41,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from dwatch.errors import ConfigError
-from dwatch.schema import SOURCES_DIR, load_schema
+from dwatch.line_rules import LineRules, parse_line_rules
+from dwatch.mapping_keys import (  # noqa: F401 - re-exported
+    AMBIGUOUS_POLICIES,
+    DEFAULT_AMBIGUOUS,
+    DEFAULT_NONEXISTENT,
+    KEYS,
+    KIND_TABLE,
+    KINDS,
+    NONEXISTENT_POLICIES,
+    reference_markdown,
+)
+from dwatch.schema import SOURCES_DIR, TableSpec, load_schema
 
-KINDS = ("events", "request_items")
-KIND_TABLE = {"events": "disclosure_events", "request_items": "request_items"}
-AMBIGUOUS_POLICIES = ("earlier", "later", "quarantine")
-NONEXISTENT_POLICIES = ("shift", "quarantine")
-DEFAULT_AMBIGUOUS = "earlier"
-DEFAULT_NONEXISTENT = "shift"
-
-
-@dataclass(frozen=True)
-class KeyDoc:
-    """One key of a source mapping: what it holds, what it does, and an example.
-
-    The loader accepts exactly these keys and the reference page
-    (``schemas/sources/README.md``, :func:`reference_markdown`) is written from them."""
-
-    name: str
-    holds: str
-    meaning: str
-    example: str
-
-
-KEYS: tuple[KeyDoc, ...] = (
-    KeyDoc("source_system", "text", "Written to source_system unless a column maps it.",
-           "source_system: kiteworks-activity"),
-    KeyDoc("kind", f"one of {', '.join(KINDS)}",
-           "Which canonical table the file fills; guessed from the columns when absent.",
-           "kind: events"),
-    KeyDoc("description", "text", "What the export is, for people reading the mapping.",
-           "description: Secure file-transfer activity export"),
-    KeyDoc("format", "csv, jsonl or parquet",
-           "Documentation of the export's file format; the reader follows the file's extension.",
-           "format: csv"),
-    KeyDoc("source", "text",
-           "Documentation: where the export comes from (system, screen, job).",
-           "source: Admin console > Reports > Activity, daily CSV"),
-    KeyDoc("columns", "canonical field: column or path",
-           "Which column holds each canonical field. In JSON Lines and Parquet a dotted path"
-           " reaches into nested objects and arrays (arrays count from 0).",
-           'columns: {event_id: Activity ID, actor_id: user.id, data_elements: "items[0].name"}'),
-    KeyDoc("constants", "canonical field: value",
-           "A value for every row; a mapped column's value wins where it is not empty.",
-           "constants: {disclosing_agency: IRS}"),
-    KeyDoc("values", "canonical field: {written: canonical}",
-           "Values written another way (codes, Y/N, localised words), compared ignoring case;"
-           " values not listed pass through.",
-           "values: {event_type: {File Upload: disclosure}, encrypted: {Oui: 'true'}}"),
-    KeyDoc("timezone", "IANA zone name",
-           "The zone of timestamps written without an offset; a written offset or zone wins.",
-           "timezone: America/New_York"),
-    KeyDoc("timestamp_format", "strptime pattern, or a list tried in order",
-           "How timestamps are written; with %z the offset is in the text; epoch / epoch_ms"
-           " for Unix time. A list is tried in order, the first that reads a value wins.",
-           'timestamp_format: ["%m/%d/%Y %I:%M:%S.%f %p", "%m/%d/%Y %I:%M:%S %p"]'),
-    KeyDoc("ambiguous_time", f"one of {', '.join(AMBIGUOUS_POLICIES)}",
-           "A zone-less time in the hour repeated when clocks go back: the first (earlier)"
-           " or second (later) reading, or quarantine (ambiguous_local_time). Default"
-           f" {DEFAULT_AMBIGUOUS}; every load that applies it says how many rows it touched.",
-           "ambiguous_time: earlier"),
-    KeyDoc("nonexistent_time", f"one of {', '.join(NONEXISTENT_POLICIES)}",
-           "A zone-less time in the hour skipped when clocks go forward: shift (read with the"
-           " offset before the change, so 02:30 becomes 03:30 daylight time) or quarantine"
-           f" (nonexistent_local_time). Default {DEFAULT_NONEXISTENT}; every load that applies"
-           " it says how many rows it touched.",
-           "nonexistent_time: quarantine"),
-    KeyDoc("match_columns", "list of column names",
-           "Selects this mapping for a file holding all these columns (most specific wins).",
-           "match_columns: [Activity ID, Event Time]"),
-    KeyDoc("match_files", "list of file-name patterns",
-           "Selects this mapping for files whose name matches one pattern (* ? [...])."
-           " With match_columns too, both must hold. A file-name match beats a columns-only"
-           " match, so logs with identical columns are told apart by name.",
-           'match_files: ["receipts-ice-*.parquet"]'),
-    KeyDoc("identifiers", "list of column names",
-           "Columns holding raw taxpayer identifiers, pseudonymised into taxpayer_ref.",
-           "identifiers: [Subject TIN]"),
-    KeyDoc("list_separator", "text",
-           "Separator of list fields (data_elements) written as a|b|c.",
-           'list_separator: "|"'),
-    KeyDoc("ignore_columns", "list of column names",
-           "Known columns deliberately not kept (not reported as unmapped).",
-           "ignore_columns: [Browser, Client IP]"),
-    KeyDoc("csv", "mapping of delim, quote, escape",
-           "CSV dialect when the sniffer would guess wrong.",
-           "csv: {delim: ';', quote: '\"'}"),
-)  # fmt: skip
 _ALLOWED_KEYS = {k.name for k in KEYS}
-_LIST_KEYS = ("match_columns", "match_files", "identifiers", "ignore_columns")
+_LIST_KEYS = (
+    "match_columns", "match_files", "identifiers", "ignore_columns", "not_logged", "event_id_from",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -149,7 +78,12 @@ class SourceMapping:
     identifiers: tuple[str, ...] = ()
     list_separator: str | None = None
     ignore_columns: tuple[str, ...] = ()
+    not_logged: tuple[str, ...] = ()
+    event_id_from: tuple[str, ...] = ()
     csv_options: dict[str, Any] = field(default_factory=dict)
+    # The list whose items each become one record ('Records' of 'Records[*].eventID').
+    item_list: str | None = None
+    lines: LineRules = field(default_factory=LineRules)
     path: Path | None = None
     # Keys given explicitly in the file (a default applied silently must be said: ingest warns).
     explicit: frozenset[str] = frozenset()
@@ -169,15 +103,29 @@ class SourceMapping:
 
 CANONICAL = SourceMapping(name="canonical")
 
-# A dotted path into nested JSON: name segments, optionally with [n] array indexes.
-_PATH_SEGMENT = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+# A dotted path into nested JSON: name segments, optionally with [n] array indexes, or
+# [*] for every item of a list (dwatch.mapping_items makes one record of each).
+_PATH_SEGMENT = re.compile(r"([^.\[\]]+)((?:\[(?:\d+|\*)\])*)")
+WILDCARD = "[*]"
+POSITION = "[#]"
+
+
+def wildcard_list(path: str) -> str | None:
+    """'Records[*].eventID' -> 'Records'; the path of the list a [*] or [#] path walks."""
+    for marker in (WILDCARD, POSITION):
+        if marker in path:
+            return path.split(marker, 1)[0]
+    return None
 
 
 def split_path(path: str) -> tuple[str, str] | None:
     """'user.org.code' -> ('user', '$."org"."code"'); 'items[0].name' -> ('items',
-    '$[0]."name"'). None when the text is not a path (no '.' or '[')."""
+    '$[0]."name"'); 'Records[*].eventID' -> ('Records', '$."eventID"') read in the record
+    made of one item. None when the text is not a path (no '.' or '[')."""
     if "." not in path and "[" not in path:
         return None
+    # Each item of a [*] list stands in the list's place in its own record.
+    path = path.replace(WILDCARD, "")
     segments = path.split(".")
     parts: list[str] = []
     for segment in segments:
@@ -251,6 +199,107 @@ def _check_sections(raw: dict[str, Any], path: Path, targets: set[str]) -> None:
             )
 
 
+def _line_rules(raw: dict[str, Any], path: Path) -> LineRules:
+    rules = parse_line_rules(raw, path)
+    if rules.active and _item_list(raw, path):
+        raise ConfigError(
+            "a mapping cannot both walk a list ([*]) and read lines (extract, records)",
+            where=_where(path, "extract"),
+            fix="write two mappings, one per export",
+        )
+    return rules
+
+
+def _event_id_from(raw: dict[str, Any], path: Path) -> tuple[str, ...]:
+    names = _text_list(raw, "event_id_from", path)
+    folded = {re.sub(r"[^0-9a-z]+", "_", n.lower()).strip("_"): n for n in names}
+    raw_ids = set(_text_list(raw, "identifiers", path)) & set(names)
+    raw_ids |= {n for f, n in folded.items() if f in load_schema().identifier_columns}
+    if raw_ids:
+        raise ConfigError(
+            f"event_id_from lists taxpayer identifier column(s) {sorted(raw_ids)}: the hash"
+            " is not keyed, so the identifier could be recovered from the event id",
+            where=_where(path, "event_id_from"),
+            fix="derive the id from times, users, actions and file ids only",
+        )
+    if names and "event_id" in (raw.get("columns") or {}):
+        raise ConfigError(
+            "event_id is both mapped to a column and derived (event_id_from)",
+            where=_where(path, "event_id_from"),
+            fix="keep columns.event_id when the log has an id; event_id_from when it has none",
+        )
+    return names
+
+
+def derived_event_id_sql(mapping: SourceMapping, columns: set[str]) -> str | None:
+    """SQL of an event id hashed from the event_id_from columns ('h' and 24 hex digits);
+    None when one of them is not in the file (then event_id is a missing column)."""
+    if any(c not in columns for c in mapping.event_id_from):
+        return None
+    quoted = ['coalesce("' + c.replace('"', '""') + "\", '')" for c in mapping.event_id_from]
+    return f"'h' || left(sha256(concat_ws(chr(31), {', '.join(quoted)})), 24)"
+
+
+def _not_logged(raw: dict[str, Any], path: Path, table: TableSpec) -> tuple[str, ...]:
+    """Fields the system does not record: optional canonical fields the mapping leaves empty."""
+    names = _text_list(raw, "not_logged", path)
+    fields = {f.name: f for f in table.input_fields}
+    filled = set(raw.get("columns") or {}) | set(raw.get("constants") or {})
+    for name in names:
+        problem = (
+            "is not a canonical field" if name not in fields
+            else "is required: give a constant instead" if fields[name].required
+            else "is filled by columns or constants" if name in filled
+            else None
+        )  # fmt: skip
+        if problem:
+            raise ConfigError(
+                f"{name!r} {problem}",
+                where=_where(path, "not_logged"),
+                fix="list only optional fields the system never records",
+            )
+    return names
+
+
+def not_logged_warning(mapping: SourceMapping, file: Path) -> list[str]:
+    """Said on every load: which fields this system does not record, left empty."""
+    if not mapping.not_logged:
+        return []
+    return [
+        f"{file}: {mapping.name} records no {', '.join(mapping.not_logged)} (not_logged in"
+        f" {mapping.path}); left empty: detectors that need them judge these events without"
+    ]
+
+
+def _item_list(raw: dict[str, Any], path: Path) -> str | None:
+    """The one list the mapping's [*] / [#] paths walk, or None; each such path names it
+    once, and [#] (the item's position) stands alone at the end of its path."""
+    lists: dict[str, str] = {}
+    written = [("columns", str(v)) for v in (raw.get("columns") or {}).values()]
+    written += [("identifiers", v) for v in _text_list(raw, "identifiers", path)]
+    for key, text in written:
+        marks = text.count(WILDCARD) + text.count(POSITION)
+        listed = wildcard_list(text)
+        if listed is None:
+            continue
+        if marks > 1 or (POSITION in text and not text.endswith(POSITION)):
+            raise ConfigError(
+                f"{text!r} walks more than one list, or [#] is not at its end",
+                where=_where(path, key),
+                fix="one [*] per path (Records[*].eventID); [#] only as Records[#]",
+            )
+        if not listed or split_path(listed + ".x") is None:
+            raise ConfigError(f"{text!r} names no list before [*]", where=_where(path, key))
+        lists[listed] = text
+    if len(lists) > 1:
+        raise ConfigError(
+            f"the paths walk several lists {sorted(lists)}; one event per item needs one list",
+            where=_where(path, "columns"),
+            fix="use [*] on one list and [0], [1] ... to pick from the others",
+        )
+    return next(iter(lists), None)
+
+
 def parse_mapping(raw: Any, path: Path) -> SourceMapping:
     if not isinstance(raw, dict):
         raise ConfigError("a source mapping must be a YAML mapping", where=str(path))
@@ -277,11 +326,11 @@ def parse_mapping(raw: Any, path: Path) -> SourceMapping:
                 fix="use an IANA zone name such as America/New_York",
             ) from exc
     formats = _text_list(raw, "timestamp_format", path)
-    if len(formats) > 1 and any(f in ("epoch", "epoch_ms") for f in formats):
+    if len(formats) > 1 and any(f in ("epoch", "epoch_ms", "epoch_us") for f in formats):
         raise ConfigError(
-            "epoch / epoch_ms cannot be combined with other timestamp patterns",
+            "epoch / epoch_ms / epoch_us cannot be combined with other timestamp patterns",
             where=_where(path, "timestamp_format"),
-            fix="give epoch or epoch_ms alone",
+            fix="give epoch, epoch_ms or epoch_us alone",
         )
     return SourceMapping(
         name=path.stem,
@@ -304,32 +353,16 @@ def parse_mapping(raw: Any, path: Path) -> SourceMapping:
         identifiers=_text_list(raw, "identifiers", path),
         list_separator=raw.get("list_separator"),
         ignore_columns=_text_list(raw, "ignore_columns", path),
+        event_id_from=_event_id_from(raw, path),
+        not_logged=_not_logged(
+            raw, path, schema.items if kind == "request_items" else schema.events
+        ),
         csv_options=dict(raw.get("csv") or {}),
+        item_list=_item_list(raw, path),
+        lines=_line_rules(raw, path),
         path=path,
         explicit=frozenset(raw),
     )
-
-
-def reference_markdown() -> str:
-    """The reference page of mapping keys (schemas/sources/README.md), from :data:`KEYS`."""
-    lines = [
-        "# Source mappings",
-        "",
-        "<!-- Generated from dwatch.mapping.KEYS by `dwatch mapping reference`; do not edit. -->",
-        "",
-        "One YAML file per source system in this folder (`<name>.yaml`) tells ingest how a",
-        "real export's columns become the canonical event (`dwatch schema`). A file whose",
-        "columns already carry the canonical names needs no mapping at all. Draft one with",
-        "`dwatch mapping suggest FILE`, try it with `dwatch mapping test MAPPING FILE` (the",
-        "store is not touched) and validate every mapping with `dwatch mapping check`.",
-        "",
-        "| key | holds | meaning | example |",
-        "|---|---|---|---|",
-    ]
-    for key in KEYS:
-        cells = [f"`{key.name}`", key.holds, key.meaning, f"`{key.example}`"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def load_mapping(path: Path) -> SourceMapping:
@@ -368,6 +401,15 @@ def get_mapping(name: str, directory: Path | None = None) -> SourceMapping:
             fix=f"use one of {['canonical', *sorted(mappings)]} or add {directory}/{name}.yaml",
         )
     return mappings[name]
+
+
+def named_by_mappings(directory: Path | None = None) -> Callable[[str], bool]:
+    """Whether a file name is one some mapping's match_files names."""
+    try:
+        patterns = [p for m in available_mappings(directory).values() for p in m.match_files]
+    except ConfigError:
+        patterns = []  # a broken mapping is reported when a file is loaded
+    return lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def match_mapping(

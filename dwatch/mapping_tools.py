@@ -108,22 +108,47 @@ def _sample_records(con: duckdb.DuckDBPyConnection, path: Path) -> list[dict[str
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
+def _item_list(records: list[dict[str, object]]) -> str | None:
+    """The list of objects that holds the events, if any: reached through objects only,
+    and the longest (more than one item) in the sample, e.g. CloudTrail's Records."""
+    longest: dict[str, int] = {}
+
+    def find(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                find(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            longest[prefix] = max(longest.get(prefix, 0), len(value))
+
+    for record in records:
+        find("", record)
+    best = max(longest, key=lambda k: (longest[k], -k.count(".")), default=None)
+    return best if best is not None and longest[best] > 1 else None
+
+
 def _leaves(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, list[str]]:
-    """Sample values per column; nested objects become dotted paths (user.id)."""
+    """Sample values per column; nested objects become dotted paths (user.id); the list
+    holding the events (_item_list) is walked with [*], other lists at their first item."""
     sample: dict[str, list[str]] = {}
+    records = _sample_records(con, path)
+    items = _item_list(records)
 
     def walk(prefix: str, value: object) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
                 walk(f"{prefix}.{key}", inner)
         elif isinstance(value, list) and value and isinstance(value[0], dict):
-            walk(f"{prefix}[0]", value[0])
+            if prefix == items:
+                for item in value[:SAMPLE_ROWS]:
+                    walk(f"{prefix}[*]", item)
+            else:
+                walk(f"{prefix}[0]", value[0])
         else:
             seen = sample.setdefault(prefix, [])
             if value is not None:
                 seen.append(json.dumps(value) if isinstance(value, list) else str(value))
 
-    for record in _sample_records(con, path):
+    for record in records:
         for name, value in record.items():
             walk(name, value)
     return sample
@@ -163,8 +188,56 @@ def _reads(text: str, pattern: str) -> bool:
     return True
 
 
+# Syslog line prefixes: RFC 3339 (rsyslog's default file format) and the traditional
+# "Mmm dd hh:mm:ss" (no year, no zone: the draft says so).
+SYSLOG_PREFIXES = (
+    (r"^(?P<time>\d{4}-\d\d-\d\dT\S+) (?P<host>\S+) (?P<program>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: ",
+     None),
+    (r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+)"
+     r" (?P<program>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: ",
+     "the time has no year and no zone: configure rsyslog's RFC 3339 format, or export from"
+     " journald (journalctl -o json)"),
+)  # fmt: skip
+
+
+def _suggest_lines(path: Path) -> Suggestion:
+    """Draft a mapping for a text log: the syslog prefix its lines share, as extract groups,
+    and the message for the user to write record patterns for."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        lines = [line.rstrip("\n") for _, line in zip(range(SAMPLE_ROWS), fh, strict=False)]
+    notes = [f"Drafted by `dwatch mapping suggest {path.name}` from {len(lines)} lines: edit it."]
+    found = next(
+        ((p, why) for p, why in SYSLOG_PREFIXES if lines and all(re.match(p, x) for x in lines)),
+        None,
+    )
+    pattern = (found[0] if found else "^") + "(?P<message>.*)$"
+    if found is None:
+        notes.append("No syslog prefix fits every line: write the extract pattern yourself.")
+    elif found[1]:
+        notes.append(found[1])
+    notes += [
+        "records: a pattern the record lines' message matches (the others are context).",
+        "extract: add patterns that name the record's parts (user, path, action), tried in order.",
+    ]
+    mapping: dict[str, object] = {
+        "source_system": _fold(path.name.split(".")[0]).replace("_", "-"),
+        "kind": "events",
+        "description": f"Text log like {path.name}",
+        "match_files": [re.sub(r"\d[\d_-]*\d|\d", "*", path.name)],
+        "extract": {"line": [pattern]},
+        "records": {"line": "TODO a pattern of the record lines"},
+        "columns": {"occurred_at": "time"} if found and found[1] is None else {},
+        "event_id_from": ["time", "pid", "message"] if found else [],
+        "ignore_columns": ["line"],
+    }
+    return Suggestion(mapping, notes)
+
+
 def suggest(path: Path) -> Suggestion:
     """Draft a mapping for ``path`` from its header and a sample of its values."""
+    if ".log" in [s.lower() for s in path.suffixes]:
+        return _suggest_lines(path)
     con = duckdb.connect(config=memory_budget().duckdb_config(None))
     try:
         sample = _leaves(con, path)
@@ -177,30 +250,16 @@ def suggest(path: Path) -> Suggestion:
     schema = load_schema()
     fields = {f.name: f for f in schema.events.input_fields}
     vocab = schema.vocabularies
-    columns: dict[str, str] = {}
     values: dict[str, dict[str, str]] = {}
-    identifiers: list[str] = []
     notes = [f"Drafted by `dwatch mapping suggest {path.name}` from {SAMPLE_ROWS} rows: edit it."]
     mapping: dict[str, object] = {"source_system": _fold(path.stem).replace("_", "-"),
                                   "kind": "events", "description": f"Export like {path.name}"}  # fmt: skip
     formats: list[str] = []
     zoneless = False
     separator = None
-    for column, seen in sample.items():
-        # The whole path folded ('user.id' -> user_id), then its last name ('id').
-        keys = [_fold(column.replace("[0]", "")), _fold(column.split(".")[-1].replace("[0]", ""))]
-        if keys[1] in schema.identifier_columns or (seen and all(TIN_RE.search(v) for v in seen)):
-            identifiers.append(column)
-            continue
-        target = next(
-            (f for key in keys for f, names in [(k, (k,)) for k in fields] + list(SYNONYMS.items())
-             if key in names and f not in columns),
-            None,
-        )  # fmt: skip
-        target = target or _guess_by_shape(keys[0], seen, columns)
-        if target is None or target in columns:
-            continue
-        columns[target] = column
+    columns, identifiers = _choose_columns(sample, set(fields), set(schema.identifier_columns))
+    for target, column in columns.items():
+        seen = sample[column]
         field = fields[target]
         if field.type == "TIMESTAMPTZ" and seen:
             formats = _time_patterns(seen)
@@ -226,6 +285,9 @@ def suggest(path: Path) -> Suggestion:
         mapping["nonexistent_time"] = "shift"
         notes.append("occurred_at has no zone: name the zone the system writes local time in.")
     mapping["match_columns"] = [c for c in sample if "." not in c and "[" not in c][:4]
+    walked = sorted({c.split("[*]")[0] for c in columns.values() if "[*]" in c})
+    if walked:
+        notes.append(f"{walked[0]}[*]: one event per item of this list (rows read counts items).")
     # Dates and numbers in the name vary per export; logs with the same columns are told
     # apart by the rest of the name.
     mapping["match_files"] = [re.sub(r"\d[\d_-]*\d|\d", "*", path.name)]
@@ -245,6 +307,41 @@ def suggest(path: Path) -> Suggestion:
     if unused:
         notes.append(f"Columns not mapped (map them or list them under ignore_columns): {unused}")
     return Suggestion(mapping, notes)
+
+
+def _choose_columns(
+    sample: dict[str, list[str]], fields: set[str], identifier_columns: set[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Canonical field -> column, and the identifier columns. A whole path that names a
+    field (eventName -> event_type) wins over a last name that does (userIdentity.type),
+    and both over a guess by the values' shape."""
+
+    def keys(column: str) -> list[str]:
+        # The path within an item of a [*] list folded, then its last name.
+        bare = re.sub(r"\[(0|\*)\]", "", column.split("[*].", 1)[-1])
+        return [_fold(bare), _fold(bare.split(".")[-1])]
+
+    identifiers = [
+        c for c, seen in sample.items()
+        if keys(c)[1] in identifier_columns or (seen and all(TIN_RE.search(v) for v in seen))
+    ]  # fmt: skip
+    names = [(k, (k,)) for k in sorted(fields)] + list(SYNONYMS.items())
+    columns: dict[str, str] = {}
+    for level in (0, 1):
+        for column in sample:
+            if column in identifiers or column in columns.values():
+                continue
+            key = keys(column)[level]
+            target = next((f for f, n in names if key in n and f not in columns), None)
+            if target is not None:
+                columns[target] = column
+    for column, seen in sample.items():
+        if column in identifiers or column in columns.values():
+            continue
+        target = _guess_by_shape(keys(column)[0], seen, columns)
+        if target is not None and target not in columns:
+            columns[target] = column
+    return columns, identifiers
 
 
 def _guess_by_shape(key: str, seen: list[str], taken: dict[str, str]) -> str | None:

@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from dwatch import progress
 from dwatch.errors import ConfigError, DWatchError, InputError, StoreError
 from dwatch.failed_starts import (
     RunNotStarted,
@@ -348,8 +349,10 @@ class RunContext:
         step_fn = fn or STEPS[name]
         attempts = self.steps[name].attempts + 1 if name in self.steps else 1
         began = time.monotonic()
+        number = f"{STEP_NAMES.index(name) + 1}/{len(STEP_NAMES)} " if name in STEP_NAMES else ""
         try:
-            result = step_fn(self)
+            with progress.task(f"step {number}{name}"):
+                result = step_fn(self)
         except BaseException as exc:
             self.steps[name] = StepResult(
                 name,
@@ -736,11 +739,19 @@ def step_validate(ctx: RunContext) -> StepResult:
         ctx.counts["data_docs_path"] = str(report.docs_index)
     ctx.add(rows_quarantined=report.rows_quarantined)
     message = (
-        f"{len(report.batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
+        f"{len(report.new_batches)} batch(es) validated, {report.rows_quarantined:,} rows quarantined,"
         f" {len(report.coverage_gaps)} new coverage gap(s)"
     )
+    if report.revisited:
+        message += f"; {len(report.revisited)} old batch(es) checked again"
+        ctx.notes.extend(
+            f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
+            for b in report.revisited
+        )
     detail = {
         "validation_run_id": report.validation_run_id,
+        "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
     }
@@ -1054,10 +1065,13 @@ def _mark_coverage(ctx: RunContext) -> None:
 
 def finish_work(ctx: RunContext) -> None:
     """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
+    from dwatch.accounting.index import refresh_index
     from dwatch.watermark import advance_watermarks, close_windows
 
     with transaction(ctx.con):
         _mark_coverage(ctx)
+        # After validation has moved bad rows out: the accounting lists what the store keeps.
+        refresh_index(ctx.con)
         close_windows(ctx.con, ctx.run_id, ctx.windows)
         batches = [
             r[0]
@@ -1097,12 +1111,19 @@ def step_publish(ctx: RunContext) -> StepResult:
         ctx.status = "running"
         raise
     pruned = ", ".join(p.name for p in ctx.published.pruned)
+    done = ctx.published
     return StepResult(
         "publish",
         "ok",
-        message=f"snapshot {ctx.published.path} is current"
+        message=f"snapshot {done.path} is current ({done.parts_written} of {done.parts_listed}"
+        f" partition file(s) written, {done.parts_bytes_written / 1e6:.1f} MB)"
         + (f"; pruned {pruned}" if pruned else ""),
-        detail={"snapshot": str(ctx.published.path), "bytes": ctx.published.bytes},
+        detail={
+            "snapshot": str(done.path),
+            "bytes": done.bytes,
+            "partitions_written": done.parts_written,
+            "partition_bytes_written": done.parts_bytes_written,
+        },
     )
 
 

@@ -4,32 +4,44 @@ DuckDB lets one process write a database file. The pipeline is that writer for t
 store (``data/dwatch.duckdb``); analysts never open it. After each successful run the
 pipeline publishes an immutable copy and switches a pointer to it:
 
+``<snapshots>/parts/<table>/*.parquet``
+    the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events,
+    request items, the accounting index), one immutable Parquet file per ingest batch, written once, by the run
+    that loaded the batch (or by the first run after its rows changed: quarantine after
+    load, a citation re-read); files no kept snapshot lists are deleted after a grace day.
 ``<snapshots>/dwatch-<run_id>.duckdb``
-    a copy of the store taken while the pipeline still holds the write lock (so nothing
-    changes underneath), written under a temporary name, verified by opening it read-only,
-    then renamed into place and made read-only (0444). It is written in the oldest DuckDB
-    storage format that holds the data (``COPY FROM DATABASE`` into a database attached
-    with ``STORAGE_VERSION``), from ``DWATCH_SNAPSHOT_STORAGE`` (default ``v1.0.0``) up,
-    so analysts' clients, which lag the engine, open it: storage ``v1.0.0`` opens in every
-    DuckDB client from 1.0 on. ``latest`` is a byte copy in the engine's own format.
+    a small DuckDB file: the store's schema (tables, views, macros), every other table's
+    rows, and in place of each partitioned table a view of the same name and columns over
+    the partition files this run lists (``dwatch-<run_id>.parts.json`` names them). It is
+    written while the pipeline still holds the write lock (so nothing changes underneath),
+    under a temporary name, verified by opening it read-only and reading every view, then
+    renamed into place and made read-only (0444). So a run writes what changed, not
+    history: the new batches' partitions and the small tables. The file is written in the
+    oldest DuckDB storage format that holds the data (attached with ``STORAGE_VERSION``),
+    from ``DWATCH_SNAPSHOT_STORAGE`` (default ``v1.0.0``) up, so analysts' clients, which
+    lag the engine, open it: storage ``v1.0.0`` opens in every DuckDB client from 1.0 on.
+    ``latest`` writes the engine's own format. The views name their files by absolute
+    path: a snapshot folder that moves needs one run to publish again.
 ``<snapshots>/current.duckdb``
     a symbolic link to the latest snapshot, replaced atomically (``os.replace`` of a new
     link), so an analyst opening it gets either the old or the new snapshot, never half.
 ``<snapshots>/current.json``
     the same pointer as data (run id, file, time), for tools and for systems without links.
 
-An analyst session keeps reading the snapshot it opened (a new run writes a new file, and
-on POSIX a file deleted while open stays readable until closed), so it never blocks a run
-and never sees a half-written state; reopening ``current.duckdb`` shows the newer run.
-Older snapshots are pruned beyond ``keep``; the current one never is.
+An analyst session keeps reading the snapshot it opened (a new run writes a new file and
+new partition files, never changing one a snapshot lists; on POSIX a file deleted while open
+stays readable until closed, and a partition file outlives the last snapshot listing it by
+``GRACE_SECONDS``), so it never blocks a run and never sees a half-written state; reopening
+``current.duckdb`` shows the newer run. Older snapshots are pruned beyond ``keep``; the
+current one never is.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +49,17 @@ from pathlib import Path
 import duckdb
 
 from dwatch.errors import StoreError
+from dwatch.snapshot_parts import (
+    Part,
+    PartsWritten,
+    collect_garbage,
+    listed_files,
+    manifest_path,
+    present_tables,
+    view_sql,
+    write_manifest,
+    write_parts,
+)
 
 STORAGE_ENV = "DWATCH_SNAPSHOT_STORAGE"
 DEFAULT_STORAGE = "v1.0.0"
@@ -54,6 +77,9 @@ ANALYST_VIEWS = (
 )  # fmt: skip
 POINTER = "current.json"
 PREFIX = "dwatch-"
+# How long a partition file no kept snapshot lists stays for sessions still reading a pruned
+# snapshot (an analyst's open session outlives at most a day's runs).
+GRACE_SECONDS = 24 * 3600.0
 
 
 def default_snapshot_dir(db_path: Path | str) -> Path:
@@ -74,6 +100,9 @@ class Published:
     pruned: list[Path]
     bytes: int
     storage_version: str = LATEST
+    parts_written: int = 0  # Parquet partitions this publish wrote (new or changed batches)
+    parts_bytes_written: int = 0
+    parts_listed: int = 0  # partitions the snapshot's views read
 
 
 def storage_ladder(setting: str | None = None) -> list[str]:
@@ -91,30 +120,49 @@ def storage_ladder(setting: str | None = None) -> list[str]:
     return list(STORAGE_VERSIONS[STORAGE_VERSIONS.index(chosen) :])
 
 
-def _write_copy(
-    con: duckdb.DuckDBPyConnection, source: Path, partial: Path, ladder: list[str]
-) -> str:
-    """Write the store to ``partial`` in the oldest format of ``ladder`` that holds it."""
-    # Everything committed is now in the main file and the WAL is empty; we keep the
-    # write lock, so no other process can change the file while it is copied.
-    con.execute("CHECKPOINT")
+def _copy_tables(con: duckdb.DuckDBPyConnection, snapshot_dir: Path, parts: list[Part]) -> None:
+    """Into the attached ``dw_snapshot``: the store's schema, its small tables' rows, and
+    views over ``parts`` in place of the partitioned tables."""
     database = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-    for version in ladder:
+    con.execute(f'COPY FROM DATABASE "{database}" TO dw_snapshot (SCHEMA)')
+    partitioned = {p.table for p in parts}
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables()"
+        " WHERE database_name = current_database() AND NOT temporary ORDER BY ALL"
+    ).fetchall()
+    for schema, table in tables:
+        name = f'"{schema}"."{table}"'
+        if schema == "main" and table in partitioned:
+            con.execute(f"DROP TABLE dw_snapshot.{name}")
+            con.execute(f"CREATE VIEW dw_snapshot.{name} AS {view_sql(snapshot_dir, table, parts)}")
+        else:
+            con.execute(f"INSERT INTO dw_snapshot.{name} SELECT * FROM {name}")
+
+
+def _write_copy(
+    con: duckdb.DuckDBPyConnection, snapshot_dir: Path, partial: Path, ladder: list[str]
+) -> tuple[str, PartsWritten]:
+    """Write the snapshot to ``partial`` in the oldest format of ``ladder`` that holds it,
+    after the partitions it lists (new batches and changed ones only)."""
+    parts = write_parts(con, snapshot_dir)
+    # LATEST (and the last resort): the engine's own format.
+    for version in [*ladder, LATEST]:
         partial.unlink(missing_ok=True)
+        option = "" if version == LATEST else f" (STORAGE_VERSION '{version}')"
         try:
-            con.execute(f"ATTACH '{partial}' AS dw_snapshot (STORAGE_VERSION '{version}')")
+            con.execute(f"ATTACH '{partial}' AS dw_snapshot{option}")
             try:
-                con.execute(f'COPY FROM DATABASE "{database}" TO dw_snapshot')
+                _copy_tables(con, snapshot_dir, parts.parts)
             finally:
                 con.execute("DETACH DATABASE IF EXISTS dw_snapshot")
-            return version
+            return version, parts
         except duckdb.IOException:
             raise  # disk full or unwritable: no other format helps
         except duckdb.Error:
+            if version == LATEST:
+                raise
             continue  # a type or feature this format cannot hold: try the next one
-    partial.unlink(missing_ok=True)
-    shutil.copyfile(source, partial)
-    return LATEST
+    raise AssertionError("unreachable: the last format either returns or raises")
 
 
 def publish_snapshot(
@@ -126,18 +174,20 @@ def publish_snapshot(
     keep: int = 3,
     storage_version: str | None = None,
 ) -> Published:
-    """Copy the store (``con`` must be its only writer, idle) to a read-only snapshot, in
+    """Publish the store (``con`` must be its only writer, idle) as a read-only snapshot, in
     the oldest storage format from ``storage_version`` (or $DWATCH_SNAPSHOT_STORAGE) up."""
-    source = Path(db_path)
+    del db_path  # the store is read through ``con``; kept for callers' signature
+    snapshot_dir = snapshot_dir.resolve()
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = snapshot_dir / snapshot_name(run_id)
     partial = snapshot_dir / f".{target.name}.partial"
     ladder = storage_ladder(storage_version)
     try:
-        written = _write_copy(con, source, partial, ladder)
+        written, parts = _write_copy(con, snapshot_dir, partial, ladder)
         with partial.open("rb") as fh:
             os.fsync(fh.fileno())
         _verify(partial, run_id)
+        write_manifest(target, run_id, parts.parts)
         if target.exists():  # a retried publish of the same run: replace our own file
             target.chmod(stat.S_IRUSR | stat.S_IWUSR)
         os.replace(partial, target)
@@ -152,7 +202,17 @@ def publish_snapshot(
             " stays current and the next run publishes again",
         ) from exc
     pruned = prune(snapshot_dir, keep=keep)
-    return Published(run_id, target, current, pruned, target.stat().st_size, written)
+    return Published(
+        run_id,
+        target,
+        current,
+        pruned,
+        target.stat().st_size,
+        written,
+        parts_written=len(parts.written),
+        parts_bytes_written=parts.bytes_written,
+        parts_listed=len(parts.parts),
+    )
 
 
 def _verify(path: Path, run_id: str) -> None:
@@ -160,6 +220,8 @@ def _verify(path: Path, run_id: str) -> None:
     check = duckdb.connect(str(path), read_only=True)
     try:
         found = check.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        for table in present_tables(check, kind="VIEW"):
+            check.execute(f"SELECT count(*) FROM {table}").fetchone()  # every file opens
     finally:
         check.close()
     if not found or not found[0]:
@@ -200,8 +262,15 @@ def current_snapshot(snapshot_dir: Path) -> Path | None:
     return None
 
 
-def prune(snapshot_dir: Path, *, keep: int) -> list[Path]:
-    """Delete snapshots beyond the newest ``keep``; never the current one."""
+def prune(
+    snapshot_dir: Path,
+    *,
+    keep: int,
+    grace_seconds: float = GRACE_SECONDS,
+    now: float | None = None,
+) -> list[Path]:
+    """Delete snapshots beyond the newest ``keep`` (never the current one), then the
+    partition files no snapshot left lists, once unlisted for ``grace_seconds``."""
     current = current_snapshot(snapshot_dir)
     # run ids start with a UTC timestamp, so names sort by age
     snapshots = sorted(snapshot_dir.glob(f"{PREFIX}*.duckdb"), reverse=True)
@@ -211,7 +280,16 @@ def prune(snapshot_dir: Path, *, keep: int) -> list[Path]:
             continue
         path.chmod(stat.S_IRUSR | stat.S_IWUSR)
         path.unlink(missing_ok=True)
+        manifest_path(path).unlink(missing_ok=True)
         removed.append(path)
+    kept = [p for p in snapshots if p not in removed]
+    listed = set().union(*(listed_files(p) for p in kept))
+    collect_garbage(
+        snapshot_dir,
+        listed,
+        now=time.time() if now is None else now,
+        grace_seconds=grace_seconds,
+    )
     return removed
 
 

@@ -57,6 +57,9 @@ class DetectorSettings:
     false_alarms_per_10k: float | None = None
     severity: str = "medium"
     params: dict[str, Any] = field(default_factory=dict)
+    # History trained on when no window start is given: this many days before the latest
+    # event (None: all of it). See detectors/ml/bounds.py.
+    training_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,14 @@ class ModelContext:
             f"fired on the training window ({window}, each half scored by a model fitted on the "
             f"other: {floor['training_alerts']:,} alert(s) over "
             f"{_fmt_int(floor['training_events'])} {unit}, about "
-            f"{floor['expected_per_10k']:.2f} per 10,000)."
+            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)})."
         )
+
+
+def _set_aside(floor: dict[str, Any], unit: str) -> str:
+    """'; 1,203 transfers a rule alert names left out' (training rows not lawful)."""
+    flagged = floor.get("rule_flagged_rows")
+    return f"; {flagged:,} {unit} a rule alert names left out" if flagged else ""
 
 
 def _fmt_int(value: float | int | None) -> str:
@@ -197,6 +206,14 @@ class MLDetector:
         """Baselines of the training window that explanations quote later."""
         return {}
 
+    def rule_flagged(
+        self, con: duckdb.DuckDBPyConnection, frame: pl.DataFrame
+    ) -> NDArray[np.bool_] | None:
+        """Training rows an open rule alert names: not lawful by the rules' own judgment,
+        so the alert floor's false-alarm rate (per 10,000 *lawful* events) leaves them out.
+        None: this detector's rows cannot be told apart (all count)."""
+        return None
+
     def alert_rows(
         self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext
     ) -> pl.DataFrame:
@@ -230,6 +247,27 @@ class MLDetector:
     def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
         """entity_id, agencies, actor, request, source, window, events and counts."""
         raise NotImplementedError
+
+
+def rule_flagged_events(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, event_types: list[str]
+) -> NDArray[np.bool_] | None:
+    """Per row of a one-event-per-row frame: does an open rule alert name its event
+    (``alert_events``)? None when the store keeps no such table."""
+    try:
+        named = con.execute(
+            """
+            SELECT DISTINCT ae.source_system || chr(31) || ae.event_id
+            FROM alert_events ae JOIN alerts a USING (alert_id)
+            WHERE a.detector_kind = 'rule' AND a.status = 'open'
+              AND ae.event_type IN (SELECT unnest($types::VARCHAR[]))
+            """,
+            {"types": event_types},
+        ).fetchall()
+    except duckdb.CatalogException:
+        return None
+    keys = frame["source_system"] + chr(31) + frame["event_id"]
+    return keys.is_in([k for (k,) in named]).fill_null(False).to_numpy()
 
 
 def _event_list(col: str = "event_ids") -> list[pl.Expr]:
@@ -362,6 +400,12 @@ class TransferIsolation(MLDetector):
         """How many of ``event_unit`` each row stands for (one transfer per row here)."""
         return np.ones(frame.height)
 
+    def rule_flagged(
+        self, con: duckdb.DuckDBPyConnection, frame: pl.DataFrame
+    ) -> NDArray[np.bool_] | None:
+        """Transfers an open rule alert names (as its finding or as part of its chain)."""
+        return rule_flagged_events(con, frame, self.event_types)
+
     def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
         sample = frame.select(self.feature_columns)
         if sample.height > 200_000:
@@ -467,11 +511,18 @@ class TransferSurprise(TransferIsolation):
     """How unlikely a single transfer is, term by term, under the history of comparable ones.
 
     A naive-Bayes density over the transfer's channel (with encryption) and data elements
-    given the recipient and the size of the transfer, its local hour and weekday given the
-    sending agency and the size, its size given the recipient, and its authority and
-    purpose given the recipient; each term backs off to coarser history when the finer one
-    is thin. The score is the transfer's negative log-likelihood: three moderately rare
-    facts about one transfer add up, which a forest's path length does not.
+    given the recipient and the size of the transfer, its local hour given the flow
+    (sender and recipient) and the size, its weekday given the sending agency and the size,
+    its size given the recipient, and its authority and purpose given the recipient; each
+    term backs off to coarser history when the finer one is thin (the hour: the flow with
+    that size, then the sending agency with that size, then the sending agency). The score
+    is the transfer's negative log-likelihood: three moderately rare facts about one
+    transfer add up, which a forest's path length does not. The hour is judged per flow
+    because a bulk flow runs at its own scheduled hour: a sender whose other flows run at
+    03:00 does not make 03:00 usual for a flow that has only ever run in the evening. (The
+    weekday stays per sender: which days a flow runs on is ``ml.recipient_volume``'s
+    cadence, and a per-flow weekday term made ad-hoc weekend work of daily flows as
+    surprising as misuse, lifting the alert floor over it.)
     """
 
     detector_id = "ml.transfer_surprise"
@@ -485,8 +536,8 @@ class TransferSurprise(TransferIsolation):
     terms = (
         (0, ((4,), (8,))),  # channel given size; given recipient and size
         (1, ((4,), (8,))),  # data elements likewise
-        (2, ((7,), (9,))),  # local hour given sender; given sender and size
-        (3, ((7,), (9,))),  # weekday likewise
+        (2, ((7,), (9,), (9, 8))),  # local hour given sender; with size; the flow with size
+        (3, ((7,), (9,))),  # weekday given sender; given sender and size
         (4, ((6,),)),  # size given recipient
         (5, ((6,),)),  # authority and purpose given recipient
     )
@@ -529,7 +580,7 @@ class TransferSurprise(TransferIsolation):
             compared = (
                 f"{size} transfers to {row['recipient_agency']}",
                 f"{size} transfers to {row['recipient_agency']}",
-                f"{size} transfers by {row['disclosing_agency']}",
+                f"{size} transfers from {row['disclosing_agency']} to {row['recipient_agency']}",
                 f"{size} transfers by {row['disclosing_agency']}",
                 f"transfers to {row['recipient_agency']}",
                 f"transfers to {row['recipient_agency']}",

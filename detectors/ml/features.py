@@ -14,6 +14,10 @@ can be unknown, the transfer model also learns each agency's own hour profile in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,18 +32,85 @@ WINDOW_LOOKBACK_DAYS = 6
 _SOURCE_ZONE_TABLE = "_ml_source_zone"
 
 
+@dataclass(frozen=True)
+class FeatureQuery:
+    """A feature frame's SQL and parameters, built but not run (see :func:`planned`)."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+# Set inside planned(): feature functions record their query here instead of running it.
+_PLAN: ContextVar[list[FeatureQuery] | None] = ContextVar("_PLAN", default=None)
+
+
+@contextmanager
+def planned() -> Iterator[list[FeatureQuery]]:
+    """Within the block, feature functions build their query and return an empty frame
+    instead of running it; the list receives the queries. Scoring reads a detector's
+    ``scoring_frame`` this way and streams the very same query with :func:`batches`."""
+    queries: list[FeatureQuery] = []
+    token = _PLAN.set(queries)
+    try:
+        yield queries
+    finally:
+        _PLAN.reset(token)
+
+
+def _query_error(exc: duckdb.Error) -> StoreError:
+    return StoreError(
+        f"ML feature query failed: {exc}",
+        where="disclosure_events",
+        fix="run `dwatch ingest` first, and check the store was migrated (dwatch.store.connect)",
+    )
+
+
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    plan = _PLAN.get()
+    if plan is not None:
+        plan.append(FeatureQuery(sql, params))
+        return pl.DataFrame()
     try:
         table = con.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
-        raise StoreError(
-            f"ML feature query failed: {exc}",
-            where="disclosure_events",
-            fix="run `dwatch ingest` first, and check the store was migrated (dwatch.store.connect)",
-        ) from exc
+        raise _query_error(exc) from exc
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def run_query(con: duckdb.DuckDBPyConnection, query: FeatureQuery) -> pl.DataFrame:
+    """The query's rows as one frame."""
+    return _frame(con, query.sql, query.params)
+
+
+def batches(
+    con: duckdb.DuckDBPyConnection, query: FeatureQuery, rows: int
+) -> Iterator[pl.DataFrame]:
+    """The query's rows in frames of at most ``rows`` rows, streamed from DuckDB (the whole
+    result is never held in Python); at least one frame, empty when there are no rows.
+    Run no other query on ``con`` until the iterator is exhausted."""
+    try:
+        reader = con.sql(query.sql, params=query.params).to_arrow_reader(rows)
+    except duckdb.Error as exc:
+        raise _query_error(exc) from exc
+    sent = False
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except duckdb.Error as exc:
+            raise _query_error(exc) from exc
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.height:
+            sent = True
+            yield frame
+    if not sent:
+        empty = pl.from_arrow(reader.schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        yield empty
 
 
 def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:

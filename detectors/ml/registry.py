@@ -26,6 +26,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.yaml"
 _TRUSTED_PREFIXES = ("detectors.ml.", "sklearn.", "numpy.", "builtins.", "polars.")
 _SETTING_KEYS = {
     "enabled",
+    "training_days",
     "event_types",
     "threshold_percentile",
     "min_score",
@@ -112,6 +113,15 @@ def load_config(path: Path | str | None = None) -> MLConfig:
                 where=f"{where}.severity",
                 fix=f"use one of {sorted(_SEVERITIES)}",
             )
+        days = block.get("training_days")
+        if days is not None and not (
+            isinstance(days, int) and not isinstance(days, bool) and days > 0
+        ):
+            raise ConfigError(
+                f"training_days must be a whole number of days above 0, got {days!r}",
+                where=f"{where}.training_days",
+                fix="e.g. 365 (a year of history), or leave it out to train on all history",
+            )
         types = block.get("event_types") or ["disclosure"]
         settings[detector_id] = DetectorSettings(
             enabled=bool(block.get("enabled", True)),
@@ -121,6 +131,7 @@ def load_config(path: Path | str | None = None) -> MLConfig:
             false_alarms_per_10k=None if rate is None else float(rate),
             severity=severity,
             params=dict(block.get("params") or {}),
+            training_days=days,
         )
     for detector_id in DETECTORS:
         settings.setdefault(detector_id, DetectorSettings())

@@ -3,6 +3,7 @@ flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import features
+from detectors.ml import bounds, features
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import (
     MLConfig,
@@ -28,7 +29,12 @@ from detectors.ml.registry import (
     save_model,
 )
 from dwatch.errors import ConfigError
+from dwatch.memory import memory_budget
 from dwatch.store import transaction
+
+# What one scoring row costs in Python while its chunk is scored: the feature row (event
+# id lists included) and the arrays the estimators build from it, with room to spare.
+SCORE_ROW_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -91,21 +97,28 @@ def threshold_for(
     model: Pipeline,
     train_scores: NDArray[np.float64],
     events_per_row: NDArray[np.float64] | None = None,
+    rule_flagged: NDArray[np.bool_] | None = None,
 ) -> tuple[float, float | None, dict[str, Any] | None]:
     """Alert threshold in anomaly-score units, the training percentile it came from (if
-    one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set)."""
+    one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set).
+    Rows ``rule_flagged`` (named by an open rule alert) are not lawful events, so the
+    false-alarm rate leaves them out, unless fewer than :data:`TAIL_ROWS` rows remain."""
     settings = detector.settings
     floor = None
     pct = None
     if detector.percentile_threshold and settings.false_alarms_per_10k is not None:
         weights = np.ones(train_scores.size) if events_per_row is None else events_per_row
-        events = float(np.sum(weights))
-        threshold, alerts = rate_floor(train_scores, events, settings.false_alarms_per_10k)
+        lawful = np.ones(train_scores.size, dtype=bool)
+        if rule_flagged is not None and (~rule_flagged).sum() >= TAIL_ROWS:
+            lawful = ~rule_flagged
+        events = float(np.sum(weights[lawful]))
+        threshold, alerts = rate_floor(train_scores[lawful], events, settings.false_alarms_per_10k)
         floor = {
             "false_alarms_per_10k": settings.false_alarms_per_10k,
             "event_unit": detector.event_unit,
             "training_events": events,
             "training_rows": int(train_scores.size),
+            "rule_flagged_rows": int((~lawful).sum()),
             "training_alerts": alerts,
             "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
             "scored": "held out: each half of the window by a model fitted on the other",
@@ -149,15 +162,21 @@ def train_models(
     config: MLConfig | None = None,
     detectors: list[str] | None = None,
     min_rows: int = 20,
+    max_rows: int | None = None,
 ) -> list[TrainResult]:
     """Fit each enabled detector on [window_from, window_to) and save it; never raises for one
-    detector lacking data (it is reported as skipped)."""
+    detector lacking data (it is reported as skipped).
+
+    Without ``window_from`` a detector trains on its ``training_days``; a window holding
+    more than ``max_rows`` rows (default: what ``DWATCH_MEMORY`` holds) is narrowed to its
+    most recent days (:mod:`detectors.ml.bounds`); the model records the window used."""
     config = config or load_config()
     models_dir = Path(models_dir) if models_dir else default_models_dir()
     features.prepare_zones(con, config.time_zones)
     results = []
     for det in _detectors(config, detectors):
-        frame = det.training_frame(con, window_from, window_to)
+        window = bounds.training_window(con, det, window_from, window_to, max_rows)
+        frame = bounds.training_frame(con, det, window)
         if frame.height < min_rows:
             results.append(
                 TrainResult(
@@ -173,14 +192,16 @@ def train_models(
         train_scores = (
             held_out_scores(det, frame) if rate_floor_set else det.anomaly_scores(model, frame)
         )
-        threshold, pct, floor = threshold_for(det, model, train_scores, det.events_per_row(frame))
+        threshold, pct, floor = threshold_for(
+            det, model, train_scores, det.events_per_row(frame), det.rule_flagged(con, frame)
+        )
         record = save_model(
             con,
             detector_id=det.detector_id,
             model=model,
             models_dir=models_dir,
-            train_from=window_from,
-            train_to=window_to,
+            train_from=window.window_from,
+            train_to=window.window_to,
             training_rows=frame.height,
             features=list(det.feature_columns),
             training_data_sha256=frame_sha256(frame.select(det.feature_columns)),
@@ -189,6 +210,7 @@ def train_models(
             metadata={
                 **det.training_metadata(model, frame),
                 **({"alert_floor": floor} if floor else {}),
+                **({"training_window": window.note} if window.note else {}),
                 "event_types": det.event_types,
                 "training_alert_rate": float(np.mean(train_scores >= threshold)),
             },
@@ -204,7 +226,8 @@ def train_models(
                     f" {floor['training_alerts']} training alert(s))"
                     if floor
                     else ""
-                ),
+                )
+                + (f"; window: {window.note}" if window.note else ""),
                 record,
             )
         )
@@ -260,6 +283,48 @@ def score_detector(
     return frame, detector.anomaly_scores(model, frame, threads=threads)
 
 
+def scoring_chunks(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The rows of ``detector.scoring_frame`` for the window, streamed from DuckDB in
+    frames of at most ``rows`` rows (never all at once). The query is the one
+    ``scoring_frame`` builds (read with :func:`features.planned`), so the rows are the
+    same; a detector whose scoring frame is not one feature query is read whole."""
+    with features.planned() as queries:
+        detector.scoring_frame(con, window_from, window_to)
+    if len(queries) != 1:
+        yield detector.scoring_frame(con, window_from, window_to)
+        return
+    yield from features.batches(con, queries[0], rows)
+
+
+def score_chunks(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    *,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    rows: int,
+    threads: int = 2,
+) -> tuple[pl.DataFrame, int]:
+    """Alert candidates of the window and the rows scored, a chunk at a time: only the
+    chunk and the rows at or above the threshold are held (scores are row by row, so
+    they are the same as scoring the window whole)."""
+    found: list[pl.DataFrame] = []
+    scored = 0
+    for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        found.append(alerts_for(detector, model, record, chunk, scores))
+        scored += chunk.height
+    return pl.concat(found, how="vertical_relaxed"), scored
+
+
 def alerts_for(
     detector: MLDetector,
     model: Pipeline,
@@ -282,13 +347,16 @@ def score_models(
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
+    chunk_rows: int | None = None,
 ) -> ScoreSummary:
     """Score the window with each detector's latest saved model (no retraining) and merge the
     alerts into ``alerts``; a detector never trained is reported, not an error.
 
-    Each detector's merge runs in its own transaction unless ``own_transaction`` is False
-    (the caller already holds one)."""
+    Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
+    holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
+    unless ``own_transaction`` is False (the caller already holds one)."""
     config = config or load_config()
+    rows = chunk_rows or memory_budget().rows_for(SCORE_ROW_BYTES)
     features.prepare_zones(con, config.time_zones)
     records = latest_models(con)
     summary = ScoreSummary()
@@ -321,10 +389,16 @@ def score_models(
             if window_from is not None and det.rescore_days
             else window_from
         )
-        frame, scores = score_detector(
-            con, det, model, window_from=det_from, window_to=window_to, threads=threads
+        candidates, scored = score_chunks(
+            con,
+            det,
+            model,
+            record,
+            window_from=det_from,
+            window_to=window_to,
+            rows=rows,
+            threads=threads,
         )
-        candidates = alerts_for(det, model, record, frame, scores)
 
         def merge(
             candidates: pl.DataFrame = candidates,
@@ -355,9 +429,9 @@ def score_models(
             DetectorScore(
                 det.detector_id,
                 record.version,
-                frame.height,
+                scored,
                 candidates.height,
-                f"{candidates.height} alert(s) from {frame.height:,} rows",
+                f"{candidates.height} alert(s) from {scored:,} rows",
             )
         )
     return summary

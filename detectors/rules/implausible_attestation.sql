@@ -5,7 +5,10 @@
 -- years and with their peers' years - the same role at the same agency, else the same
 -- role anywhere, else anyone at the same agency, else every signer - so an agency head's
 -- ordinary year is judged against agency heads and that head's own history. Only with no
--- one to compare with does the fixed ceiling apply.
+-- one to compare with does the fixed ceiling apply. An official whose log states several
+-- roles in a year ("head_of_agency" on some requests, "fbi_director" on others) is compared
+-- with the peers of every role stated, the most plausible comparison kept, so the
+-- judgement never depends on which role a row happened to be read first.
 WITH requests AS (
     SELECT e.* FROM dw_events e
     WHERE list_contains($request_event_types, e.event_type) AND e.auth_case_by_case
@@ -18,11 +21,11 @@ items AS (
 per_request AS (
     -- one official however the log cases or pads the id ("JSmith", "jsmith ")
     SELECT lower(trim(r.actor_id)) AS actor_id, r.request_id,
-           -- roles compared folded: "Head of Agency" = head_of_agency
-           coalesce(nullif(regexp_replace(lower(any_value(r.actor_role)), '[^a-z0-9]+', '_', 'g'), ''), 'unstated') AS role_key,
-           any_value(r.actor_role) AS actor_role,
-           any_value(r.recipient_agency) AS recipient_agency, any_value(r.recipient_code) AS recipient_code,
-           any_value(r.authority_id) AS authority_id, any_value(r.source_system) AS source_system,
+           -- roles compared folded: "Head of Agency" = head_of_agency; every role stated
+           list(DISTINCT coalesce(nullif(regexp_replace(lower(r.actor_role), '[^a-z0-9]+', '_', 'g'), ''), 'unstated')) AS role_keys,
+           list(DISTINCT r.actor_role) FILTER (WHERE r.actor_role IS NOT NULL) AS actor_roles,
+           min(r.recipient_agency) AS recipient_agency, min(r.recipient_code) AS recipient_code,
+           min(r.authority_id) AS authority_id, min(r.source_system) AS source_system,
            list(r.event_id) AS event_ids, min(r.occurred_at) AS t0, max(r.occurred_at) AS t1,
            greatest(max(r.record_count), coalesce(any_value(i.items_named), 0)) AS attested
     FROM requests r LEFT JOIN items i ON i.request_id = r.request_id
@@ -30,8 +33,9 @@ per_request AS (
 ),
 years AS (
     -- one row per official and year: what they attested to that year
-    SELECT actor_id, year(t0) AS yr, any_value(role_key) AS role_key, any_value(actor_role) AS actor_role,
-           any_value(recipient_agency) AS recipient_agency, any_value(recipient_code) AS recipient_code,
+    SELECT actor_id, year(t0) AS yr, list_sort(list_distinct(flatten(list(role_keys)))) AS role_keys,
+           nullif(array_to_string(list_sort(list_distinct(flatten(list(actor_roles)))), ' / '), '') AS actor_role,
+           min(recipient_agency) AS recipient_agency, min(recipient_code) AS recipient_code,
            flatten(list(event_ids)) AS event_ids, min(t0) AS t0, max(t1) AS t1,
            count(*) AS requests_signed, sum(attested) AS attested,
            list(DISTINCT authority_id) AS authorities
@@ -41,9 +45,10 @@ context AS (
     SELECT y.*,
            (SELECT max(h.attested) FROM years h WHERE h.actor_id = y.actor_id AND h.yr < y.yr) AS own_history,
            (SELECT median(p.attested) FROM years p
-             WHERE p.actor_id <> y.actor_id AND p.role_key = y.role_key AND p.recipient_code = y.recipient_code) AS peers_role_agency,
+             WHERE p.actor_id <> y.actor_id AND list_has_any(p.role_keys, y.role_keys)
+               AND p.recipient_code = y.recipient_code) AS peers_role_agency,
            (SELECT median(p.attested) FROM years p
-             WHERE p.actor_id <> y.actor_id AND p.role_key = y.role_key) AS peers_role,
+             WHERE p.actor_id <> y.actor_id AND list_has_any(p.role_keys, y.role_keys)) AS peers_role,
            (SELECT median(p.attested) FROM years p
              WHERE p.actor_id <> y.actor_id AND p.recipient_code = y.recipient_code) AS peers_agency,
            (SELECT median(p.attested) FROM years p WHERE p.actor_id <> y.actor_id) AS peers_all

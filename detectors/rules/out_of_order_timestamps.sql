@@ -1,6 +1,12 @@
 -- Entries timed earlier than entries before them in the log's own sequence, judged against
 -- that log's own lateness. A step back whose next entry is in order again is an isolated
 -- late entry: the log's isolated steps give its usual lateness (their $lateness_quantile).
+-- The entries being judged must not set the bar that judges them, so that quantile is
+-- learned only from the log's habitual late entries: those within $habit_fence_mads scaled
+-- median absolute deviations of the median lateness (on a log scale: lateness spans
+-- minutes to days), and it is capped at the lateness that at least $habit_support of them
+-- reach (one entry alone is no habit). A few entries days late in a log late by minutes
+-- are outliers, not its habit.
 -- An isolated entry is out of order beyond the longer of $isolated_floor_seconds and
 -- $isolated_factor x that usual lateness; a contiguous run of $min_run or more entries
 -- behind (a replayed or back-dated batch) beyond the longer of $run_floor_seconds and
@@ -10,19 +16,43 @@
 WITH steps AS (
     SELECT source_system, sequence_no, prev_at,
            epoch(prev_at) - epoch(occurred_at) AS back_seconds,
+           ln(greatest(epoch(prev_at) - epoch(occurred_at), 1)) AS log_back,
            next_at IS NULL OR next_at >= prev_at AS isolated
     FROM dw_sequence_breaks
     WHERE occurred_at < prev_at
 ),
-learned AS (
-    SELECT source_system,
-           count(*) FILTER (WHERE isolated) AS isolated_steps,
-           coalesce(quantile_cont(back_seconds, $lateness_quantile) FILTER (WHERE isolated), 0)
+centre AS (
+    SELECT source_system, median(log_back) AS med
+    FROM steps WHERE isolated GROUP BY source_system
+),
+spread AS (
+    SELECT s.source_system, c.med, median(abs(s.log_back - c.med)) AS mad
+    FROM steps s JOIN centre c USING (source_system)
+    WHERE s.isolated GROUP BY s.source_system, c.med
+),
+habitual AS (
+    SELECT s.source_system, s.back_seconds,
+           row_number() OVER (PARTITION BY s.source_system ORDER BY s.back_seconds DESC) AS rank_desc
+    FROM steps s JOIN spread d USING (source_system)
+    WHERE s.isolated AND s.log_back <= d.med + $habit_fence_mads * 1.4826 * d.mad
+),
+habit AS (
+    SELECT source_system, count(*) AS habitual_steps,
+           least(quantile_cont(back_seconds, $lateness_quantile),
+                 coalesce(max(back_seconds) FILTER (WHERE rank_desc >= $habit_support), 0))
                AS usual_late_seconds
-    FROM steps GROUP BY source_system
+    FROM habitual GROUP BY source_system
+),
+learned AS (
+    SELECT s.source_system,
+           count(*) FILTER (WHERE s.isolated) AS isolated_steps,
+           coalesce(any_value(h.habitual_steps), 0) AS habitual_steps,
+           coalesce(any_value(h.usual_late_seconds), 0) AS usual_late_seconds
+    FROM steps s LEFT JOIN habit h USING (source_system)
+    GROUP BY s.source_system
 ),
 limits AS (
-    SELECT source_system, isolated_steps, usual_late_seconds,
+    SELECT source_system, isolated_steps, habitual_steps, usual_late_seconds,
            greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds)
                AS isolated_tolerance,
            greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance
@@ -36,7 +66,8 @@ starts AS (
 behind AS (
     SELECT e.source_system, e.event_id, e.occurred_at, s.sequence_no AS start_no, s.prev_at,
            epoch(s.prev_at) - epoch(e.occurred_at) AS behind_seconds,
-           s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps
+           s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps,
+           s.habitual_steps
     FROM disclosure_events e
     JOIN starts s
       ON e.source_system = s.source_system AND e.sequence_no >= s.sequence_no
@@ -51,6 +82,7 @@ backwards AS (
            max(prev_at) AS latest_before, max(behind_seconds) AS behind_seconds,
            max(run_length) AS run_length, any_value(usual_late_seconds) AS usual_late_seconds,
            any_value(isolated_steps) AS isolated_steps,
+           any_value(habitual_steps) AS habitual_steps,
            any_value(isolated_tolerance) AS isolated_tolerance,
            any_value(run_tolerance) AS run_tolerance
     FROM runs
@@ -68,6 +100,7 @@ SELECT source_system,
        round(max(behind_seconds) / 3600.0, 1) AS max_hours_behind,
        max(run_length) AS longest_run,
        any_value(isolated_steps) AS isolated_late_entries,
+       any_value(isolated_steps) - any_value(habitual_steps) AS outlying_late_entries,
        round(any_value(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
        round(any_value(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
        round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours

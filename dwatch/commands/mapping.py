@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dwatch.mapping import reference_markdown
+from dwatch.mapping_cases import render, run_cases
 from dwatch.mapping_tools import check_all, suggest, try_mapping
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -21,6 +22,7 @@ def command() -> None:
     Examples:
       dwatch mapping suggest export.csv > schemas/sources/ledger.yaml
       dwatch mapping test schemas/sources/ledger.yaml export.csv --rows 20
+      dwatch mapping test schemas/sources/aws-cloudtrail-s3.yaml   # its own cases
       dwatch mapping check
       dwatch mapping reference > schemas/sources/README.md
     """
@@ -35,13 +37,21 @@ def suggest_command(file: Path) -> None:
 
 @command.command("test")
 @click.argument("mapping", type=_FILE)
-@click.argument("file", type=_FILE)
+@click.argument("file", type=_FILE, required=False)
 @click.option("--rows", default=10, show_default=True, help="Records to show.")
-def test_command(mapping: Path, file: Path, rows: int) -> None:
+def test_command(mapping: Path, file: Path | None, rows: int) -> None:
     """Show how FILE's first records map with MAPPING, and why any would be quarantined.
 
-    The file is loaded into a throw-away store; the real store is not touched."""
-    click.echo(try_mapping(mapping, file, rows))
+    Without FILE, run the mapping's own cases (samples/<name>/cases.yaml beside it) and
+    exit 1 if any fails. Files are loaded into a throw-away store; the real store is not
+    touched."""
+    if file is not None:
+        click.echo(try_mapping(mapping, file, rows))
+        return
+    outcomes = run_cases(mapping)
+    click.echo(render(mapping, outcomes))
+    if not outcomes or not all(o.passed for o in outcomes):
+        sys.exit(1)
 
 
 @command.command("check")

@@ -214,9 +214,12 @@ class Classification:
 # inside one citation ("Privacy Act of 1974, 5 U.S.C. 552a(b)(7)"): a split is kept only
 # when at least two parts read as citations.
 # Logs in other languages join them with "y", "o", "et", "ou", "und", "oder"; "/" and "+"
-# too ("6103(i)(2)/(i)(1)").
+# too ("6103(i)(2)/(i)(1)", "42 U.S.C. 653 / 26 U.S.C. 6103(l)(6)"), and prose does with
+# "as well as", "together with", "in conjunction with". A slash elsewhere (a date, "w/")
+# splits off parts that read as no citation, so the text is read whole as before.
 _JOINERS_RE = re.compile(
-    r"\s*(?:;|,|&|/(?=\s*\()|\+|\band/or\b|\b(?:and|or|plus|y|o|e|et|ou|und|oder)\b(?!\s*\)))\s*"
+    r"\s*(?:;|,|&|/|\+|\band/or\b|\b(?:as\s+well\s+as|together\s+with|in\s+conjunction\s+with)\b"
+    r"|\b(?:and|or|plus|y|o|e|et|ou|und|oder)\b(?!\s*\)))\s*"
 )
 _STATUS_RANK = {"ok": 0, "general": 1, "unknown": 2, "malformed": 3, "missing": 4}
 

@@ -24,17 +24,6 @@ ENV_CONFIG = "DWATCH_VALIDATION_CONFIG"
 ROW_ACTIONS = ("quarantine", "record")
 
 
-def _positive_int(raw: dict[str, Any], key: str, default: int, where: str) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"{key} must be a whole number of at least 1, not {value!r}",
-            where=f"{where}: {key}",
-            fix=f"write e.g. `{key}: {default}` (1 turns grouping off)",
-        )
-    return value
-
-
 @dataclass(frozen=True)
 class ValidationConfig:
     clock_skew: timedelta
@@ -45,10 +34,6 @@ class ValidationConfig:
     row_actions: dict[str, str] = field(default_factory=dict)
     docs_dir: Path = PROJECT_ROOT / "reports" / "validation"
     max_gap_rows: int = 1000
-    # Small batches of one table are validated together, one GX run per group: at most
-    # this many batches and this many rows in a group (1 batch = one GX run per batch).
-    group_max_batches: int = 25
-    group_max_rows: int = 100_000
     # The instant "now" for the future-timestamp check; None = the validating machine's
     # clock at the start of the run (tests pin it).
     now: datetime | None = None
@@ -107,7 +92,5 @@ def load_config(path: Path | str | None = None) -> ValidationConfig:
         row_actions=actions,
         docs_dir=docs if docs.is_absolute() else PROJECT_ROOT / docs,
         max_gap_rows=int(raw.get("max_gap_rows", 1000)),
-        group_max_batches=_positive_int(raw, "group_max_batches", 25, where),
-        group_max_rows=_positive_int(raw, "group_max_rows", 100_000, where),
         source=where,
     )

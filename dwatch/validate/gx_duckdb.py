@@ -31,10 +31,10 @@ regex, timestamp between), same 1M rows, same counts from both routes:
     (b) batch handed to GX as pandas:  2.26 s, RSS +377 MB     8.08 s, RSS +373 MB
         (of which DuckDB -> pandas)    0.63 s                  2.71 s
   first trial, 1M rows with 9 columns incl. lists: (a) 0.31 s, (b) 23.2 s and +1.3 GB RSS
-Hence (a). Whole gate at 5M rows (python -m benchmarks validate -- --rows 5000000):
-validation 5.85 s against 16.4 s of ingest of the same batch (ratio 0.36, idle machine);
-25.6 s against 98.2 s (0.26) earlier, under load, with that hour's slower ingest and an earlier
-revision of the silence and order checks. Target <= 0.5.
+Hence (a). Since issue 18 the validation run itself evaluates every check as set-wise
+DuckDB SQL over all new batches (dwatch.validate.setwise) and hands GX the suites and the
+verdicts for its records and Data Docs; this adapter stays for running a suite through GX
+directly (the tests above pin it) and for ``--compare-pandas``.
 
 When GX is upgraded: run tests/validate/test_validate_gx_duckdb.py, then add the version to
 TESTED_GX_VERSIONS. An untested version is refused at run time with that instruction.

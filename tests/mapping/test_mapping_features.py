@@ -227,7 +227,7 @@ def test_ambiguous_time_quarantined_when_the_mapping_says_so(
     [
         ("ambiguous_time: first\n", "ambiguous_time must be one of"),
         ("nonexistent_time: later\n", "nonexistent_time must be one of"),
-        ("timestamp_format: [epoch, '%Y']\n", "epoch / epoch_ms cannot be combined"),
+        ("timestamp_format: [epoch, '%Y']\n", "epoch_ms / epoch_us cannot be combined"),
         ("match_files: {a: b}\n", "match_files must be a list"),
         ("colums: {}\n", "unknown key(s) ['colums']"),
     ],

@@ -24,6 +24,8 @@ import duckdb
 import pytest
 from aiosmtpd.controller import Controller
 
+from dwatch.snapshot_parts import PARTITIONED
+
 KEY = "canary-key-not-secret-0123456789abcdef"
 
 
@@ -299,7 +301,8 @@ def test_no_canary_in_mail_artifacts_or_prefect_database(canary_run: CanaryRun) 
 
 
 def test_no_canary_in_any_text_column_of_the_store(canary_run: CanaryRun) -> None:
-    """Every VARCHAR, JSON and list column of every table, read back through SQL."""
+    """Every VARCHAR, JSON and list column of every table, read back through SQL (in a
+    snapshot, also of the views over its Parquet partitions: zstd hides bytes from a scan)."""
     found: dict[str, list[str]] = {}
     stores = [canary_run.db, *sorted((canary_run.out / "snapshots").rglob("*.duckdb"))]
     for store in stores:
@@ -308,9 +311,12 @@ def test_no_canary_in_any_text_column_of_the_store(canary_run: CanaryRun) -> Non
             columns = con.execute(
                 "SELECT table_schema, table_name, column_name FROM information_schema.columns"
                 " JOIN information_schema.tables USING (table_catalog, table_schema, table_name)"
-                " WHERE table_type = 'BASE TABLE' AND (data_type LIKE '%VARCHAR%'"
+                # a snapshot's partitioned tables are views over Parquet files
+                " WHERE (table_type = 'BASE TABLE' OR table_name IN (SELECT unnest(?)))"
+                " AND (data_type LIKE '%VARCHAR%'"
                 " OR data_type LIKE '%JSON%' OR data_type LIKE '%[]' OR data_type LIKE 'STRUCT%'"
-                " OR data_type LIKE 'MAP%')"
+                " OR data_type LIKE 'MAP%')",
+                [list(PARTITIONED)],
             ).fetchall()
             assert len(columns) > 50
             for schema, table, column in columns:

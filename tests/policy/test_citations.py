@@ -122,6 +122,21 @@ def test_only_listed_subdivisions_resolve_to_their_authority(registry: Registry)
         ("IRC §6103(i)(2) et (i)(1)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(1)")),
         ("IRC 6103(i)(2)/(i)(1)", ("26 USC 6103(i)(2)", "26 USC 6103(i)(1)")),
         ("Ley de Privacidad (b)(7) o (b)(3)", ("5 USC 552a(b)(7)", "5 USC 552a(b)(3)")),
+        # another statute beside a registered authority, in the ways logs join them
+        ("42 U.S.C. 653 / 26 U.S.C. 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("IRC 6103(l)(6) / 42 USC 653", ("26 USC 6103(l)(6)",)),
+        ("42 USC § 653 & IRC § 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("42 U.S.C. 653; 26 U.S.C. 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("42 U.S.C. 653 and 26 U.S.C. 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("under 42 U.S.C. 653 and 26 U.S.C. 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("Requested under 42 U.S.C. § 653 and under IRC 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("Pursuant to 42 U.S.C. § 653 as well as IRC § 6103(l)(6)", ("26 USC 6103(l)(6)",)),
+        ("26 U.S.C. § 6103(l)(6) (FPLS) / 42 U.S.C. § 653(e)", ("26 USC 6103(l)(6)",)),
+        ("Sec. 6103(l)(6) y 42 U.S.C. 653", ("26 USC 6103(l)(6)",)),
+        # two registered authorities joined by a slash, each named in full
+        ("26 U.S.C. 6103(i)(2)/6103(l)(3)", ("26 USC 6103(i)(2)", "26 USC 6103(l)(3)")),
+        ("IRC 6103(l)(6) / 6103(l)(8)", ("26 USC 6103(l)(6)", "26 USC 6103(l)(8)")),
+        ("26 USC 6103(l)(6) together with 6103(l)(8)", ("26 USC 6103(l)(6)", "26 USC 6103(l)(8)")),
         # law the registry does not hold names nothing; a date is no second citation
         ("26 USC 7216 and 6103(i)(2)", ("26 USC 6103(i)(2)",)),
         ("MOU 4/7/2025 per 6103(i)(2)", ("26 USC 6103(i)(2)",)),
@@ -144,6 +159,10 @@ def test_a_citation_naming_several_authorities_names_each(
 def test_a_joined_citation_of_nothing_registered_is_not_ok(registry: Registry) -> None:
     assert classify_all("6103(z)(1) and 6103(z)(2)", registry).status == "unknown"
     assert classify_all("IRC 6103 and the Privacy Act", registry).status == "general"
+    # another statute beside nothing registered, or beside a whole section
+    assert classify_all("42 U.S.C. 653 / 42 U.S.C. 654", registry).status == "unknown"
+    assert classify_all("42 U.S.C. 653 / 26 U.S.C. 6103(z)(6)", registry).status == "unknown"
+    assert classify_all("26 USC 6103 / 42 USC 653", registry).status == "general"
 
 
 def test_every_6103_subsection_is_registered_with_a_source(registry: Registry) -> None:
@@ -162,3 +181,22 @@ def test_every_registered_id_normalises_to_itself(registry: Registry) -> None:
         assert normalise_citation(authority.id, registry) == authority.id
         for alias in authority.aliases:
             assert normalise_citation(alias, registry) == authority.id
+
+
+def test_no_authority_is_left_marked_only_verify(registry: Registry) -> None:
+    # Issue 13: every source note once marked "(verify)" was checked; what could not be
+    # confirmed says so plainly ("UNVERIFIED: ..."), never a bare "(verify)".
+    notes = [
+        (authority.id, source.note or "")
+        for authority in registry.authorities
+        for source in authority.sources
+    ]
+    assert not [(aid, note) for aid, note in notes if "(verify" in note.lower()]
+    unverified = sorted({aid for aid, note in notes if "UNVERIFIED" in note})
+    assert unverified == [
+        "26 USC 6103(j)(2)",
+        "26 USC 6103(j)(6)",
+        "26 USC 6103(k)(7)",
+        "26 USC 6103(l)(5)",
+        "26 USC 6103(p)(6)",
+    ]

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-import dwatch.validate.runner as runner_module
+import dwatch.validate.setwise as setwise_module
 from detectors.alerts import ALERT_COLUMNS, make_alert_id, mark_coverage, merge_alerts
 from dwatch.cli import main as cli
 from dwatch.errors import ConfigError, InputError
@@ -314,13 +314,13 @@ def test_explicit_run_id_revalidates(
     assert runs == 2
 
 
-def test_a_check_gx_cannot_evaluate_fails_loudly_and_the_run_goes_on(
+def test_a_check_that_cannot_be_evaluated_fails_loudly_and_the_run_goes_on(
     con: duckdb.DuckDBPyConnection,
     insert_batch: InsertBatch,
     vconfig: ValidationConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = runner_module.derive_checks
+    real = setwise_module.derive_checks
 
     def with_broken(*args: Any, **kwargs: Any) -> list[Check]:
         broken = _custom(
@@ -332,7 +332,7 @@ def test_a_check_gx_cannot_evaluate_fails_loudly_and_the_run_goes_on(
         )
         return [*real(*args, **kwargs), broken]
 
-    monkeypatch.setattr(runner_module, "derive_checks", with_broken)
+    monkeypatch.setattr(setwise_module, "derive_checks", with_broken)
     insert_batch([event_row(1), event_row(2, record_count=0)])
 
     report = validate_batches(con, config=vconfig, build_docs=False)
@@ -356,18 +356,18 @@ def test_a_batch_that_cannot_be_validated_is_a_gap_and_others_still_run(
 ) -> None:
     bad = insert_batch([event_row(1), event_row(2)])
     good = insert_batch([event_row(3)])
-    real = runner_module._run_gx
+    real = setwise_module.find
 
-    def flaky(context: Any, datasource: Any, asset_name: str, *args: Any) -> Any:
-        if bad in asset_name:
-            raise RuntimeError("GX blew up")
-        return real(context, datasource, asset_name, *args)
+    def flaky(con: Any, table: Any, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        if bad in run_ids:
+            raise RuntimeError("DuckDB blew up")
+        return real(con, table, run_ids, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "_run_gx", flaky)
+    monkeypatch.setattr(setwise_module, "find", flaky)
     report = validate_batches(con, config=vconfig, build_docs=False)
 
     by_run = {b.ingest_run_id: b for b in report.batches}
-    assert "GX blew up" in (by_run[bad].error or "")
+    assert "DuckDB blew up" in (by_run[bad].error or "")
     assert by_run[good].error is None and by_run[good].outcomes
     gap = con.execute(
         "SELECT expectation, source_system, window_start, window_end FROM coverage_gaps"
@@ -537,6 +537,8 @@ def test_data_docs_are_built_and_open_with_no_network(
     # Each expectation is rendered with the description the suite gave it.
     assert "channel is one of the accepted channel values" in text
     assert "carrier_pigeon" not in text  # counts only: no sample values copied into HTML
+    # GX renders the run's verdicts as its own results: the failing count is on the page.
+    assert "1 unexpected values found" in text
 
 
 def test_make_offline_strips_every_kind_of_internet_asset() -> None:

@@ -1,0 +1,148 @@
+"""How much history an ML detector trains on: bounded by its needs and by DWATCH_MEMORY.
+
+Training reads a detector's training frame (aggregated in DuckDB: one row per transfer,
+flow-day, user-day or combination-day), fits on it in memory and scores it again for
+the alert floor. Two bounds keep that flat however large the store grows:
+
+* **History the model needs** (``training_days`` in the ML config): with no ``--from``,
+  training starts that many days before the detector's latest event. Why each default is
+  what it is: ``detectors/ml/config.yaml`` and docs/ml.md.
+* **Rows the budget holds** (:func:`max_training_rows`): when the window still holds more
+  rows than the Python share of ``DWATCH_MEMORY`` can fit, it is narrowed to the most
+  recent whole days that fit, and the model records the narrowed window (explanations
+  quote it). The training result says so.
+
+The frame is read without the evidence lists (``event_ids``): models never see them, and
+at millions of rows they were most of training's memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from detectors.ml import features
+from detectors.ml.detectors import MLDetector
+from dwatch.memory import memory_budget
+
+# What one training row costs in Python at the peak of a fit: the frame row without its
+# evidence lists, the model's numeric copy of it, the held-out half fits and the scores
+# (measured on ml.actor_peers, the widest frame, with room to spare).
+TRAIN_ROW_BYTES = 3072
+# Frame columns that only alerts use; training reads the frame without them.
+EVIDENCE_ONLY_COLUMNS = ("event_ids",)
+
+
+def max_training_rows() -> int:
+    """Training rows the ``DWATCH_MEMORY`` budget holds at once."""
+    return memory_budget().rows_for(TRAIN_ROW_BYTES, floor=50_000)
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The window a detector is fitted on, and why it differs from the one asked for."""
+
+    window_from: datetime | None
+    window_to: datetime | None
+    note: str = ""
+
+
+def _plan(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+) -> features.FeatureQuery | None:
+    with features.planned() as queries:
+        detector.training_frame(con, window_from, window_to)
+    return queries[0] if len(queries) == 1 else None
+
+
+def _latest_event(con: duckdb.DuckDBPyConnection, detector: MLDetector) -> datetime | None:
+    row = con.execute(
+        "SELECT max(occurred_at) FROM disclosure_events WHERE event_type IN"
+        " (SELECT unnest($types::VARCHAR[]))",
+        {"types": detector.event_types},
+    ).fetchall()
+    return row[0][0] if row else None
+
+
+def _start_of_recent_days(
+    con: duckdb.DuckDBPyConnection, query: features.FeatureQuery, max_rows: int
+) -> tuple[int, datetime | None]:
+    """The frame's rows, and the first UTC day from which the most recent whole days hold
+    at most ``max_rows`` of them (None when every row fits)."""
+    columns = con.sql(query.sql, params=query.params).columns
+    when = "first_at" if "first_at" in columns else "occurred_at"
+    row = con.execute(
+        f"""
+        WITH frame AS ({query.sql}),
+        per_day AS (SELECT CAST(timezone('UTC', "{when}") AS DATE) AS d, count(*) AS n
+                    FROM frame GROUP BY 1),
+        running AS (SELECT d, n, sum(n) OVER (ORDER BY d DESC) AS newest FROM per_day)
+        SELECT (SELECT sum(n) FROM per_day), min(d) FILTER (WHERE newest <= $max_rows)
+        FROM running
+        """,
+        {**query.params, "max_rows": max_rows},
+    ).fetchall()[0]
+    total = int(row[0] or 0)
+    if total <= max_rows:
+        return total, None
+    first = row[1]
+    if first is None:  # the latest day alone is over the budget: keep that day
+        first = con.execute(
+            f"SELECT max(CAST(timezone('UTC', \"{when}\") AS DATE)) FROM ({query.sql})",
+            query.params,
+        ).fetchall()[0][0]
+    return total, datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+
+
+def training_window(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    max_rows: int | None = None,
+) -> TrainingWindow:
+    """The window to fit ``detector`` on: the one asked for (else its ``training_days``
+    before its latest event), narrowed to the most recent days that fit the budget."""
+    notes = []
+    days = detector.settings.training_days
+    if window_from is None and days is not None:
+        latest = _latest_event(con, detector)
+        end = min(window_to, latest) if window_to and latest else (window_to or latest)
+        if end is not None:
+            window_from = end - timedelta(days=days)
+            notes.append(f"the {days} days before its latest event (training_days)")
+    limit = max_rows or max_training_rows()
+    query = _plan(con, detector, window_from, window_to)
+    if query is not None:
+        total, start = _start_of_recent_days(con, query, limit)
+        if start is not None and (window_from is None or start > window_from):
+            window_from = start
+            notes.append(
+                f"narrowed to the days from {start.date()} ({total:,} rows in the window, the"
+                f" DWATCH_MEMORY budget holds {limit:,})"
+            )
+    return TrainingWindow(window_from, window_to, "; ".join(notes))
+
+
+def training_frame(
+    con: duckdb.DuckDBPyConnection, detector: MLDetector, window: TrainingWindow
+) -> pl.DataFrame:
+    """The detector's training frame for the window, without the evidence-only columns
+    (DuckDB then never builds them)."""
+    query = _plan(con, detector, window.window_from, window.window_to)
+    if query is None:
+        return detector.training_frame(con, window.window_from, window.window_to)
+    columns = con.sql(query.sql, params=query.params).columns
+    dropped = [c for c in EVIDENCE_ONLY_COLUMNS if c in columns]
+    if not dropped:
+        return features.run_query(con, query)
+    exclude = ", ".join(f'"{c}"' for c in dropped)
+    return features.run_query(
+        con, features.FeatureQuery(f"SELECT * EXCLUDE ({exclude}) FROM ({query.sql})", query.params)
+    )

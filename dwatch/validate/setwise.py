@@ -1,0 +1,290 @@
+"""Running the checks set-wise: one DuckDB query for every batch of a validation run.
+
+Row checks (not null, accepted values, bounds, TIN shapes, duplicates, per-source
+expectations...) become one aggregate over the rows of all batches at once, counted by
+batch and source. Batch-level checks (column types, sequence gaps, silences) are per
+window: each runs as one query over every batch's windows, each batch judged against its
+own place in load order (``suites``). Nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from dwatch.schema import TableSpec
+from dwatch.validate.config import ValidationConfig
+from dwatch.validate.quarantine import batch_relation
+from dwatch.validate.sources import SourceSuite
+from dwatch.validate.suites import BatchFacts, Check, derive_checks, for_duckdb, sql_literal
+
+# (suite, the source a per-source suite speaks for, check name)
+CheckKey = tuple[str, str | None, str]
+# (ingest run, source_system)
+Cell = tuple[str, str | None]
+Window = tuple[str | None, datetime | None, datetime | None]
+# source_system, window_start, window_end, observed, message
+GapRow = tuple[str | None, Any, Any, str | None, str | None]
+
+
+@dataclass
+class Survey:
+    """What the checks need to know of the batches: sizes, sources, windows, citations."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    cells: dict[Cell, int] = field(default_factory=dict)
+    windows: dict[str, list[Window]] = field(default_factory=dict)
+    citations: tuple[str, ...] = ()
+
+    def sources(self, run_id: str) -> list[str]:
+        return sorted(s for r, s in self.cells if r == run_id and s is not None)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One suite over the batches: the canonical one (source None) or a source's own."""
+
+    suite: str
+    source: str | None
+    checks: list[Check]
+
+
+def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str]) -> Survey:
+    """One pass over the batches' rows: rows and time window per batch and source."""
+    source = "source_system" if "source_system" in table.names else "NULL::VARCHAR"
+    times = (
+        "min(occurred_at), max(occurred_at)"
+        if "occurred_at" in table.names
+        else "NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ"
+    )
+    found = Survey()
+    for run_id, src, n, start, end in con.execute(
+        f"SELECT ingest_run_id, {source}, count(*), {times} FROM {table.name}"
+        " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
+        [run_ids],
+    ).fetchall():
+        found.rows[run_id] = found.rows.get(run_id, 0) + int(n)
+        found.cells[(run_id, src)] = int(n)
+        found.windows.setdefault(run_id, []).append((src, start, end))
+    if "legal_authority" in table.names:
+        found.citations = tuple(
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT legal_authority FROM {table.name}"
+                " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"
+                " AND legal_authority IS NOT NULL ORDER BY 1",
+                [run_ids],
+            ).fetchall()
+        )
+    return found
+
+
+def canonical_checks(
+    table: TableSpec,
+    vocabularies: dict[str, tuple[str, ...]],
+    facts: BatchFacts,
+    config: ValidationConfig,
+) -> list[Check]:
+    return derive_checks(
+        table,
+        vocabularies,
+        facts,
+        clock_skew=config.clock_skew,
+        occurred_at_floor=config.occurred_at_floor,
+        sequence_time_tolerance=config.sequence_time_tolerance,
+        action_for=config.action_for,
+    )
+
+
+def make_facts(
+    run_ids: list[str],
+    now: datetime,
+    malformed: tuple[str, ...],
+    windows: dict[str, timedelta],
+    config: ValidationConfig,
+) -> BatchFacts:
+    return BatchFacts(
+        run_ids[-1], None, now, malformed, windows, config.silence_rhythm_factor, tuple(run_ids)
+    )
+
+
+def suite_runs(
+    table: TableSpec,
+    checks: list[Check],
+    suites: dict[str, SourceSuite],
+    sources: set[str],
+    config: ValidationConfig,
+) -> list[SuiteRun]:
+    """The canonical suite, then each source's own suite for the sources the batches hold."""
+    runs = [SuiteRun(f"canonical.{table.name}", None, checks)]
+    if table.name == "disclosure_events":
+        default_action = config.action_for("default")
+        for source in sorted(sources & set(suites)):
+            suite = suites[source]
+            runs.append(SuiteRun(suite.suite_name, source, suite.checks(table, default_action)))
+    return runs
+
+
+def _condition(run: SuiteRun, check: Check) -> str:
+    assert check.predicate is not None
+    if run.source is None:
+        return f"({check.predicate})"
+    return f"(b.source_system = {sql_literal(run.source)} AND ({check.predicate}))"
+
+
+def count_row_failures(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_ids: list[str],
+    runs: list[SuiteRun],
+) -> tuple[dict[CheckKey, dict[Cell, int]], dict[CheckKey, str]]:
+    """Failing rows of every row check, by batch and source, in one query.
+
+    Returns the counts and, for a check DuckDB could not evaluate, its error (the other
+    checks are then counted one query each, so one broken check costs only itself).
+    """
+    wanted = [
+        ((run.suite, run.source, c.name), _condition(run, c))
+        for run in runs
+        for c in run.checks
+        if c.scope == "row"
+    ]
+    if not wanted:
+        return {}, {}
+    relation = batch_relation(table.name, run_ids)
+    source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
+    # The flags first, then the counts: DuckDB plans each cross-row predicate (a subquery
+    # over the table) once, as a join, before the aggregate.
+    flags = ", ".join(f"{cond} AS f{i}" for i, (_, cond) in enumerate(wanted))
+    counts = ", ".join(f"count_if(f{i})" for i in range(len(wanted)))
+    try:
+        rows = con.execute(
+            f"SELECT ingest_run_id, source_system, {counts} FROM (SELECT b.ingest_run_id,"
+            f" {source} AS source_system, {flags} FROM ({relation}) b) GROUP BY 1, 2"
+        ).fetchall()
+    except duckdb.Error:
+        return _count_one_by_one(con, relation, source, wanted)
+    found: dict[CheckKey, dict[Cell, int]] = {key: {} for key, _ in wanted}
+    for run_id, src, *values in rows:
+        for (key, _), n in zip(wanted, values, strict=True):
+            if n:
+                found[key][(run_id, src)] = int(n)
+    return found, {}
+
+
+def _count_one_by_one(
+    con: duckdb.DuckDBPyConnection, relation: str, source: str, wanted: list[tuple[CheckKey, str]]
+) -> tuple[dict[CheckKey, dict[Cell, int]], dict[CheckKey, str]]:
+    found: dict[CheckKey, dict[Cell, int]] = {}
+    errors: dict[CheckKey, str] = {}
+    for key, cond in wanted:
+        try:
+            rows = con.execute(
+                f"SELECT b.ingest_run_id, {source}, count(*) FROM ({relation}) b"
+                f" WHERE {cond} GROUP BY 1, 2"
+            ).fetchall()
+        except duckdb.Error as exc:
+            errors[key] = str(exc).splitlines()[0]
+            continue
+        found[key] = {(r[0], r[1]): int(r[2]) for r in rows}
+    return found, errors
+
+
+def count_for_batch(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, run_id: str, run: SuiteRun, check: Check
+) -> dict[Cell, int]:
+    """One row check on one batch's rows as they are now (after earlier batches' moves)."""
+    source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
+    rows = con.execute(
+        f"SELECT {source}, count(*) FROM ({batch_relation(table.name, run_id)}) b"
+        f" WHERE {_condition(run, check)} GROUP BY 1"
+    ).fetchall()
+    return {(run_id, r[0]): int(r[1]) for r in rows}
+
+
+def list_gaps(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str], check: Check
+) -> dict[str | None, list[GapRow]]:
+    """Every gap a batch-level check finds, by batch, in one query over all their windows."""
+    assert check.gap_query is not None
+    relation = batch_relation(table.name, run_ids)
+    found: dict[str | None, list[GapRow]] = defaultdict(list)
+    for run_id, *gap in con.execute(for_duckdb(check.gap_query, relation)).fetchall():
+        found[run_id].append(tuple(gap))  # type: ignore[arg-type]
+    return dict(found)
+
+
+@dataclass
+class Findings:
+    """Everything the set-wise checks found for the batches of one table."""
+
+    survey: Survey
+    runs: list[SuiteRun]
+    row_counts: dict[CheckKey, dict[Cell, int]]
+    row_errors: dict[CheckKey, str]
+    gaps: dict[str, dict[str | None, list[GapRow]]]
+    gap_errors: dict[str, str]
+
+
+class Citations:
+    """The citation grammar lives in dwatch.policy; loaded once per validation run."""
+
+    def __init__(self) -> None:
+        self._registry: Any = None
+
+    def malformed(self, texts: list[str]) -> tuple[str, ...]:
+        from dwatch.policy import classify_citation, load_registry
+
+        if self._registry is None:
+            self._registry = load_registry()
+        return tuple(t for t in texts if classify_citation(t, self._registry)[0] == "malformed")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every set-wise run of one validation run shares."""
+
+    vocabularies: dict[str, tuple[str, ...]]
+    suites: dict[str, SourceSuite]
+    windows: dict[str, timedelta]
+    citations: Citations
+    config: ValidationConfig
+    now: datetime
+
+
+def find(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_ids: list[str],
+    setting: Setting,
+    *,
+    coverage_only: frozenset[str] = frozenset(),
+) -> Findings:
+    """Run every check of ``table``'s suites on the batches ``run_ids`` at once.
+
+    Batches in ``coverage_only`` get the batch-level checks alone (old batches checked
+    again because new rows may have filled their gaps; their rows and the rows' verdicts
+    have not changed).
+    """
+    found = survey(con, table, run_ids)
+    malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
+    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+    checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
+    new = [r for r in run_ids if r not in coverage_only]
+    sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
+    runs = suite_runs(table, checks, setting.suites, sources, setting.config)
+    row_counts, row_errors = count_row_failures(con, table, new, runs) if new else ({}, {})
+    gaps: dict[str, dict[str | None, list[GapRow]]] = {}
+    gap_errors: dict[str, str] = {}
+    for check in runs[0].checks:
+        if check.scope != "batch":
+            continue
+        try:
+            gaps[check.name] = list_gaps(con, table, run_ids, check)
+        except duckdb.Error as exc:
+            gap_errors[check.name] = str(exc).splitlines()[0]
+    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors)
