@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from dwatch import ledger
+from dwatch import ledger, progress
 from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
@@ -1629,14 +1629,25 @@ def ingest_paths(
     context = _Context()
     if files:
         context.prefetch_registry()
-    with _bounded_memory(con):
-        for path in files:
-            results.append(
-                ingest_file(
-                    con, path, kind=kind, source=source, force=force, key=key, context=context
-                )
+    sizes = [_size(path) for path in files]
+    with (
+        _bounded_memory(con),
+        progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
+    ):
+        for n, (path, size) in enumerate(zip(files, sizes, strict=True), start=1):
+            reading.working_on(path, f"file {n}/{len(files)}")
+            result = ingest_file(
+                con, path, kind=kind, source=source, force=force, key=key, context=context
             )
+            results.append(result)
+            reading.advance(size, rows=result.rows_read)
     return results
+
+
+def _size(path: Path) -> int:
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return 0
 
 
 def _display_key() -> bytes | None:

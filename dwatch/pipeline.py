@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from dwatch import progress
 from dwatch.errors import ConfigError, DWatchError, InputError, StoreError
 from dwatch.failed_starts import (
     RunNotStarted,
@@ -348,8 +349,10 @@ class RunContext:
         step_fn = fn or STEPS[name]
         attempts = self.steps[name].attempts + 1 if name in self.steps else 1
         began = time.monotonic()
+        number = f"{STEP_NAMES.index(name) + 1}/{len(STEP_NAMES)} " if name in STEP_NAMES else ""
         try:
-            result = step_fn(self)
+            with progress.task(f"step {number}{name}"):
+                result = step_fn(self)
         except BaseException as exc:
             self.steps[name] = StepResult(
                 name,
