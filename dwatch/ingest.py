@@ -1256,9 +1256,10 @@ def _load(
         f"CREATE TEMP TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
         f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
-        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw,"
-        f" {items.line_sql if items else 'CAST(NULL AS BIGINT)'} AS _line"
-        f" FROM (SELECT *, {check_index} AS _check"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        # Reshaped records (dwatch.mapping_lines) keep the file line each came from.
+        + (f", {items.line_sql} AS _line" if items else "")
+        + f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
         f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
         f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
@@ -1544,11 +1545,17 @@ def _insert_quarantine(
     canonical = (
         "json_object(" + ", ".join(f"{_lit(f.name)}, t__{f.name}" for f in table.fields) + ")"
     )
+    # Reshaped records carry their file line (_line); other rows are numbered from the header.
+    reshaped = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = '_line'",
+        [TYPED.split(".")[-1]],
+    ).fetchone()
+    line = "coalesce(_line, _row + $header)" if reshaped and reshaped[0] else "_row + $header"
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
         " SELECT $run, $file, _row,"
-        " CASE WHEN $fmt = 'parquet' THEN NULL ELSE coalesce(_line, _row + $header) END, $kind,"
+        f" CASE WHEN $fmt = 'parquet' THEN NULL ELSE {line} END, $kind,"
         f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
