@@ -278,6 +278,12 @@ def _describe_parts(con: duckdb.DuckDBPyConnection, by: str) -> str:
     return shown + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
 
 
+def _most_logs(con: duckdb.DuckDBPyConnection, touched: int) -> bool:
+    """Whether ``touched`` logs are more than half of the store's."""
+    row = con.execute("SELECT count(DISTINCT source_system) FROM disclosure_events").fetchone()
+    return bool(row) and touched * 2 > int(row[0])
+
+
 def _add(total: MergeResult | None, more: MergeResult) -> MergeResult:
     if total is None:
         return more
@@ -333,6 +339,15 @@ def judge_new(
         if not touched or touched[0] == 0:
             runs.update({r.id: RuleRun(r.id, 0, 0.0) for r in group})
             continue
+        if by == "source_system" and history and _most_logs(con, touched[0]):
+            # Re-reading most logs whole costs what the full pass already pays for its own
+            # rules: these join it (judged over all history, so still exact).
+            history += group
+            result.revisits.append(
+                f"source_system: {touched[0]} log(s) touched, most of the store: judged"
+                " with the rules that read all history"
+            )
+            continue
         events, old_batches = _partition_base(con, by)
         prepare(
             con, registry, sync=False, events="dw_part_events", items="dw_part_items",
@@ -357,7 +372,7 @@ def judge_new(
         result.merge = _add(result.merge, merge)
         why: dict[str, list[str]] = defaultdict(list)
         for rule in history:
-            why[rule.history or "no scope declared"].append(rule.id)
+            why[rule.history or "most logs have new rows: read whole anyway"].append(rule.id)
         result.revisits.append(
             f"all history for {len(history)} rule(s): "
             + "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in why.items())
