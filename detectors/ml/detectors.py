@@ -1001,3 +1001,7 @@ class FirstSeenCombination(MLDetector):
             pl.col("records").cast(pl.Int64).alias("records_affected"),
             pl.col("citations"),
         )
+
+
+# Detectors declared in their own modules register on import (after the base class above).
+from detectors.ml import log_coverage as _log_coverage  # noqa: E402, F401
