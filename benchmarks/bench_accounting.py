@@ -27,9 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
+
+from dwatch.accounting.index import IndexRefresh
+
+T = TypeVar("T")
 
 BULK_REQUESTS = 40
 _EVENT_SQL = """
@@ -121,7 +127,7 @@ def _write_logs(folder: Path, events: int, increment: int) -> dict[str, Path]:
     return paths
 
 
-def _timed(label: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _timed(label: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
     started = time.perf_counter()
     result = fn(*args, **kwargs)
     elapsed = time.perf_counter() - started
@@ -139,7 +145,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:
     return sum(r.rows_loaded for r in results)
 
 
-def _refresh(con: duckdb.DuckDBPyConnection) -> object:
+def _refresh(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     from dwatch.accounting.index import refresh_index
     from dwatch.store import transaction
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.bench_pipeline import _new_file
+from dwatch.accounting.index import refresh_index
 from dwatch.ingest import ingest_paths
 from dwatch.snapshot import publish_snapshot
 from dwatch.store import connect
@@ -108,6 +109,7 @@ def main(argv: list[str]) -> None:
                 t0 = time.perf_counter()
                 ingest_paths(con, [root / "logs"])
                 print(f"(generated and ingested in {time.perf_counter() - t0:.1f}s)", flush=True)
+            refresh_index(con)  # as a run does before it publishes
             con.execute("CHECKPOINT")
             [(events,)] = con.execute("SELECT count(*) FROM disclosure_events").fetchall()
             new = args.new or max(1, events // 100)
@@ -121,6 +123,7 @@ def main(argv: list[str]) -> None:
             (root / "new").mkdir(exist_ok=True)
             _new_file(root / "new" / "new.csv", new)
             ingest_paths(con, [root / "new"])
+            refresh_index(con)
             for line in _publish_both(con, db, root, "run_20260102T000000_incr", "+1% increment"):
                 print(line, flush=True)
         finally:

@@ -4,7 +4,10 @@
 the recipients' receipts under the same key (the two agencies and the entry's ``match_on``
 fields): a disclosure and a receipt pair when each is the other's nearest in time (the
 receipt at or after the disclosure, allowing the clock skew) and they are no further apart
-than a receipt may be missing. A row with only one side is a transfer seen on one side.
+than a receipt may be missing; events left over pair again among themselves, and each
+receipt log pairs on its own (a transfer system's delivery record and the recipient's
+ledger both witness one receipt). A row with only one side is a transfer seen on one side
+(a disclosure only when no receipt log received it).
 Each row carries the other side's log coverage (first and last entry), so that a receipt
 log that has not reached a disclosure's date yet, or began after it, is not read as silence.
 
@@ -48,15 +51,15 @@ def _pairing_rounds(rounds: int) -> str:
     ctes = []
     for n in range(1, rounds + 1):
         if n == 1:
-            s_from, r_from = "sent", "recv"
+            s_from, r_from = "sent_x", "recv"
         else:
             s_from, r_from = f"sent_{n}", f"recv_{n}"
             done = " UNION ALL ".join(f"SELECT * FROM paired_{k}" for k in range(1, n))
             ctes.append(
                 f"done_{n} AS ({done}),"
-                f" sent_{n} AS (SELECT s.* FROM sent s ANTI JOIN done_{n} d"
+                f" sent_{n} AS (SELECT s.* FROM sent_x s ANTI JOIN done_{n} d"
                 " ON d.reconciliation_id = s.reconciliation_id AND d.s_id = s.event_id"
-                " AND d.s_src = s.source_system),"
+                " AND d.s_src = s.source_system AND d.r_src = s.recv_log),"
                 f" recv_{n} AS (SELECT r.* FROM recv r ANTI JOIN done_{n} d"
                 " ON d.reconciliation_id = r.reconciliation_id AND d.r_id = r.event_id"
                 " AND d.r_src = r.source_system),"
@@ -66,12 +69,12 @@ def _pairing_rounds(rounds: int) -> str:
             " r.event_id AS r_id, r.source_system AS r_src"
             f" FROM {s_from} s ASOF JOIN {r_from} r"
             " ON r.reconciliation_id = s.reconciliation_id AND r.match_key = s.match_key"
-            " AND r.t_adj >= s.occurred_at),"
+            " AND r.source_system = s.recv_log AND r.t_adj >= s.occurred_at),"
             f" rev_{n} AS (SELECT r.reconciliation_id, r.event_id AS r_id, r.source_system AS r_src,"
             " s.event_id AS s_id, s.source_system AS s_src"
             f" FROM {r_from} r ASOF JOIN {s_from} s"
             " ON s.reconciliation_id = r.reconciliation_id AND s.match_key = r.match_key"
-            " AND s.occurred_at <= r.t_adj),"
+            " AND s.recv_log = r.source_system AND s.occurred_at <= r.t_adj),"
             f" paired_{n} AS (SELECT f.reconciliation_id, f.s_id, f.s_src, f.r_id, f.r_src"
             f" FROM fwd_{n} f JOIN rev_{n} v"
             " ON v.reconciliation_id = f.reconciliation_id AND v.r_id = f.r_id AND v.r_src = f.r_src"
@@ -96,6 +99,13 @@ recv AS (
 -- does not shift every later pair. Events left unpaired are paired again among themselves
 -- (PAIRING_ROUNDS in all): two files sent under one request the same day and received
 -- the next are both nearest to the same receipt in the first round, and pair in the second.
+-- Each receipt log is paired on its own: a transfer system's delivery record and the
+-- recipient's own ledger are two witnesses of one receipt, not two receipts.
+sent_x AS (
+    SELECT s.*, l.recv_log FROM sent s
+    JOIN (SELECT DISTINCT reconciliation_id, recipient_code, source_system AS recv_log FROM recv) l
+      ON l.reconciliation_id = s.reconciliation_id AND l.recipient_code = s.recipient_code
+),
 {_pairing_rounds(PAIRING_ROUNDS)}
 joined AS (
     SELECT s.*, r.event_id AS recv_event_id, r.source_system AS recv_source,

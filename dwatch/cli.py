@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from dwatch import commands
+from dwatch import commands, progress
 from dwatch.errors import DWatchError
 from dwatch.store import default_db_path
 
@@ -32,7 +32,11 @@ class _Group(click.Group):
             return None
         module = importlib.import_module(f"{commands.__name__}.{module_name}")
         cmd = getattr(module, "command", None)
-        return cmd if isinstance(cmd, click.Command) else None
+        if not isinstance(cmd, click.Command):
+            return None
+        if name in progress.COMMANDS and cmd.callback is not None:
+            cmd.callback = progress.shown_for(name, cmd.callback)  # long work shows progress
+        return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _short_help(module)) for name, module in sorted(_command_modules().items())]

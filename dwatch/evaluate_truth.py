@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from dwatch.errors import InputError
+from dwatch.masking import pseudonymise_id
 from dwatch.pseudonym import pseudonymise
 
 EventKey = tuple[str, str]  # (source_system, event_id)
@@ -85,8 +86,11 @@ def _read_csv(path: Path, required: set[str]) -> list[dict[str, str]]:
         return list(reader)
 
 
-def load_truth(root: Path) -> Truth:
-    """Read DIR/labels/ (or DIR itself when it holds events.csv)."""
+def load_truth(root: Path, key: bytes | None = None) -> Truth:
+    """Read DIR/labels/ (or DIR itself when it holds events.csv).
+
+    With the store's ``key``, a labelled id carrying an SSN/TIN shape is keyed as ingest
+    stored it (the pseudonym of the whole id, dwatch.masking), so such events still match."""
     labels = root / "labels" if (root / "labels").is_dir() else root
     events: dict[EventKey, LabelledEvent] = {}
     rows = _read_csv(labels / "events.csv", {"source_system", "event_id", "label", "instance_id"})
@@ -97,7 +101,11 @@ def load_truth(root: Path) -> Truth:
                 where=f"{labels / 'events.csv'}:{n}: label",
                 fix="use one of lawful, violation, anomaly",
             )
-        events[(row["source_system"], row["event_id"])] = LabelledEvent(
+        source, event_id = row["source_system"], row["event_id"]
+        if key is not None:
+            source = pseudonymise_id(source, key) or source
+            event_id = pseudonymise_id(event_id, key) or event_id
+        events[(source, event_id)] = LabelledEvent(
             row["label"],
             row["instance_id"],
             row.get("kind", ""),

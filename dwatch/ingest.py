@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from dwatch import ledger
+from dwatch import ledger, progress
 from dwatch.csv_trouble import header_dialect, overlong_line, unclosed_quote_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.localtime import dst_class_sql, local_instant_sql
@@ -57,6 +57,7 @@ from dwatch.masking import (
     sql_may_have_shape_any,
     sql_pseudonymise_id,
 )
+from dwatch.memory import parse_memory
 from dwatch.pseudonym import hmac_pads, resolve_key, sql_pseudonymise
 from dwatch.schema import FieldSpec, TableSpec, load_schema
 from dwatch.store import transaction
@@ -81,10 +82,16 @@ COMPRESSIONS = {".gz", ".zst"}
 # persistent tables are compressed and spill under the memory limit, so a file larger
 # than memory loads with bounded memory. They are dropped after each file (and any left
 # by a crash are dropped before the next load).
-WORK = "ingest_work"
-TYPED = f"{WORK}.typed"  # one row per record: typed values, reason (NULL when good), raw form
-ROWS = f"{WORK}.typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
-AUTHORITY_MAP = f"{WORK}.authority_map"
+# Work tables live in the connection's temp catalog: never written to the store file (a
+# persistent work table cost a compressed write of every record before the real insert),
+# spilled to the store's temp folder past the memory cap, gone if the process dies.
+WORK = "temp.main"
+_WORK_PREFIX = "ingest_work_"
+TYPED = f"{WORK}.{_WORK_PREFIX}typed"  # one row per record: typed values, reason (NULL when good), raw form
+ROWS = f"{WORK}.{_WORK_PREFIX}typed_rows"  # TYPED with _rid (rowid) and _row (record number in the file)
+AUTHORITY_MAP = f"{WORK}.{_WORK_PREFIX}authority_map"
+LINES = f"{WORK}.{_WORK_PREFIX}lines"
+REJECT_OFFSETS = f"{WORK}.{_WORK_PREFIX}reject_offsets"
 # Per staged row: may any text field carry a taxpayer-id shape (dwatch.masking)?
 ROW_MAY_HAVE_TIN = "_may_tin"
 
@@ -346,7 +353,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     for rejects in (False, True):
         try:
             con.execute(
-                f"CREATE OR REPLACE TABLE {WORK}.lines AS SELECT line,"
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT line,"
                 # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
                 # bad JSON. A line starting with '{' that is valid JSON is an object: one
                 # parse, not two.
@@ -365,7 +372,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         r[0]
         for r in con.execute(
             "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(rowid) AS first"
-            f" FROM {WORK}.lines GROUP BY 1) ORDER BY first, k"
+            f" FROM {LINES} GROUP BY 1) ORDER BY first, k"
         ).fetchall()
     ]
     _jsonl_view(con, keys, {})
@@ -386,7 +393,7 @@ def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str
         "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE (_vals)"
         + (", " + selects if selects else "")
         + " FROM (SELECT * EXCLUDE (line), line AS _raw_line,"
-        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {WORK}.lines)"
+        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {LINES})"
     )
 
 
@@ -560,6 +567,8 @@ def _source_text(
             return f"CASE WHEN regexp_full_match(trim({expr}), 'tp_[0-9a-f]{{32}}') THEN trim({expr}) ELSE {sql_pseudonymise(expr)} END"
     if f.name in mapping.constants:
         const = _lit(mapping.constants[f.name])
+        if f.pseudonym:  # a constant subject is still an identifier: never stored raw
+            return sql_pseudonymise(const)
         expr = f"coalesce({_clean_text(expr)}, {const})" if expr else const
     if f.name == "source_system" and expr is None and mapping.source_system:
         expr = _lit(mapping.source_system)
@@ -698,7 +707,9 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     checks = spec.checks
     if f.required:
         checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
-    if f.type == "VARCHAR":
+    if f.pseudonym:
+        pass  # its text is already the keyed pseudonym (_source_text): nothing raw to mask
+    elif f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
         # _may_tin is the row's one RE2 test over all its text fields (see _load).
@@ -1045,7 +1056,16 @@ def ingest_file(
 
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _stage")
-    con.execute(f"DROP SCHEMA IF EXISTS {WORK} CASCADE")
+    con.execute(f"DROP VIEW IF EXISTS {ROWS}")
+    for table in (
+        TYPED,
+        AUTHORITY_MAP,
+        LINES,
+        f"{LINES}_items",
+        f"{LINES}_records",
+        REJECT_OFFSETS,
+    ):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _stage_top")
     for table in ("_rejects", "_rejects_scan", "_lines"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -1068,7 +1088,6 @@ def _load(
     Returns the SQL expression that renders a record's raw form for quarantine."""
     schema = load_schema()
     _drop_work(con)
-    con.execute(f"CREATE SCHEMA {WORK}")
     mapping = get_mapping(source) if source else CANONICAL
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
@@ -1092,7 +1111,7 @@ def _load(
     elif fmt == "jsonl":
         stage = _stage_jsonl(con, path)
     elif fmt == "lines":
-        stage = _Stage(stage_text_lines(con, f"{WORK}.lines", path), header_lines=0, rejects=False)
+        stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
     else:
         stage = _stage_parquet(con, path)
     columns = stage.columns
@@ -1120,7 +1139,7 @@ def _load(
     result.kind = kind
     result.source_system = None if mapping.is_canonical else mapping.name
     # One record per [*] item, or the records of a line log, first (dwatch.mapping_lines).
-    items = reshape_records(con, f"{WORK}.lines", fmt, mapping, columns, kind, path)
+    items = reshape_records(con, LINES, fmt, mapping, columns, kind, path)
     if items is not None:
         mapping = items.mapping
         result.warnings += items.warnings
@@ -1178,7 +1197,8 @@ def _load(
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
         spec = _field_sql(f, mapping)
-        if f.type in ("VARCHAR", "VARCHAR[]"):
+        # The pseudonym's hex digits would flag about a third of rows for the Python mask.
+        if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
             text_columns.append(spec.x)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
@@ -1233,12 +1253,13 @@ def _load(
     typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
     dst_flag = f"coalesce({', '.join(dst_helpers)})" if dst_helpers else "CAST(NULL AS VARCHAR)"
     sql = (
-        f"CREATE TABLE {TYPED} AS SELECT {typed_names},"
+        f"CREATE TEMP TABLE {TYPED} AS SELECT {typed_names},"
         f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
         f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
-        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw,"
-        f" {items.line_sql if items else 'CAST(NULL AS BIGINT)'} AS _line"
-        f" FROM (SELECT *, {check_index} AS _check"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        # Reshaped records (dwatch.mapping_lines) keep the file line each came from.
+        + (f", {items.line_sql} AS _line" if items else "")
+        + f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
         f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
         f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
@@ -1260,17 +1281,17 @@ def _load(
     # before a record are added back so record numbers match the file's lines.
     if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
-            f"CREATE TABLE {WORK}.reject_offsets AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
+            f"CREATE TEMP TABLE {REJECT_OFFSETS} AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
             [stage.header_lines],
         )
         con.execute(
-            f"CREATE VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
-            f" FROM {TYPED} t ASOF LEFT JOIN {WORK}.reject_offsets r ON t.rowid + 1 > r.e"
+            f"CREATE TEMP VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
+            f" FROM {TYPED} t ASOF LEFT JOIN {REJECT_OFFSETS} r ON t.rowid + 1 > r.e"
         )
     else:
         con.execute(
-            f"CREATE VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
+            f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
         )
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
     _mark_duplicates(con, table, kind)
@@ -1409,7 +1430,7 @@ def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Conte
         return []
     # Few distinct citations: a small map joined at insert time (no update of every row).
     con.execute(
-        f"CREATE TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
+        f"CREATE TEMP TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
     )
     con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
     return []
@@ -1442,8 +1463,8 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
     names = table.names
     has_map = bool(
         con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'authority_map'",
-            [WORK],
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
+            [AUTHORITY_MAP.rsplit(".", 1)[1]],
         ).fetchone()[0]
     )
     select = ", ".join(
@@ -1524,11 +1545,17 @@ def _insert_quarantine(
     canonical = (
         "json_object(" + ", ".join(f"{_lit(f.name)}, t__{f.name}" for f in table.fields) + ")"
     )
+    # Reshaped records carry their file line (_line); other rows are numbered from the header.
+    reshaped = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = '_line'",
+        [TYPED.split(".")[-1]],
+    ).fetchone()
+    line = "coalesce(_line, _row + $header)" if reshaped and reshaped[0] else "_row + $header"
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
         " SELECT $run, $file, _row,"
-        " CASE WHEN $fmt = 'parquet' THEN NULL ELSE coalesce(_line, _row + $header) END, $kind,"
+        f" CASE WHEN $fmt = 'parquet' THEN NULL ELSE {line} END, $kind,"
         f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
@@ -1547,22 +1574,34 @@ DEFAULT_INGEST_MEMORY = "1GB"
 
 @contextmanager
 def _bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills to
-    disk instead of growing the process (``DWATCH_INGEST_MEMORY``, default 1GB)."""
+    """Cap DuckDB's buffer memory while loading, so a file larger than memory spills its
+    work table to disk instead of growing the process: ``DWATCH_INGEST_MEMORY`` (default
+    1GB), never above the run's DuckDB share of ``DWATCH_MEMORY``."""
     limit = os.environ.get(INGEST_MEMORY_ENV, DEFAULT_INGEST_MEMORY)
-    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-    except duckdb.Error as exc:
+        wanted = parse_memory(limit)
+    except ConfigError as exc:
         raise ConfigError(
             f"{INGEST_MEMORY_ENV}={limit!r} is not a memory size",
             where="environment",
-            fix="use e.g. 1GB or 512MB",
+            fix="use e.g. 1GB or 512MB, or unset it for 1GB",
         ) from exc
+    previous = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    if wanted >= _size_bytes(previous):
+        yield  # the run's own limit is already the smaller
+        return
+    con.execute(f"SET memory_limit = '{wanted}B'")
     try:
         yield
     finally:
         con.execute(f"SET memory_limit = {_lit(previous)}")
+
+
+def _size_bytes(setting: str) -> float:
+    """DuckDB's memory_limit as it prints it ('953.6 MiB', '1.0 GiB') in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    return float(number) * scale.get(unit.strip(), 1) if number else float("inf")
 
 
 def ingest_paths(
@@ -1590,11 +1629,25 @@ def ingest_paths(
     context = _Context()
     if files:
         context.prefetch_registry()
-    for path in files:
-        results.append(
-            ingest_file(con, path, kind=kind, source=source, force=force, key=key, context=context)
-        )
+    sizes = [_size(path) for path in files]
+    with (
+        _bounded_memory(con),
+        progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
+    ):
+        for n, (path, size) in enumerate(zip(files, sizes, strict=True), start=1):
+            reading.working_on(path, f"file {n}/{len(files)}")
+            result = ingest_file(
+                con, path, kind=kind, source=source, force=force, key=key, context=context
+            )
+            results.append(result)
+            reading.advance(size, rows=result.rows_read)
     return results
+
+
+def _size(path: Path) -> int:
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return 0
 
 
 def _display_key() -> bytes | None:

@@ -153,7 +153,7 @@ def expand_items(
     new_mapping, added = _rewritten(mapping, keys, kind)
     extra = "".join(f", CASE WHEN _n > 0 THEN {sql} END AS {name}" for name, sql in added.items())
     con.execute(
-        f"CREATE TABLE {lines}_items AS SELECT"
+        f"CREATE TEMP TABLE {lines}_items AS SELECT"
         f" CASE WHEN _n = 0 THEN line ELSE {record} END AS line, _ok, _line,"
         f" CASE WHEN _n > 0 THEN _pos END AS _pos, _ok AND _n = 0 AS _no_items{extra}"
         " FROM (SELECT *, _items[_pos] AS _item FROM (SELECT *,"

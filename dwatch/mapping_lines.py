@@ -24,18 +24,30 @@ from dwatch.mapping import SourceMapping
 from dwatch.mapping_items import Expansion, expand_items, json_path_of, sql_literal
 
 UNPARSED = "unparsed_line"
+_REJECTS = (
+    " store_rejects = true, rejects_table = '_rejects', rejects_scan = '_rejects_scan',"
+    " rejects_limit = 0,"
+)
 
 
 def stage_text_lines(con: duckdb.DuckDBPyConnection, lines: str, path: Path) -> list[str]:
     """Stage a text log as ``lines`` (line, _ok) and the ``_stage`` view over it; returns
     the staged columns (['line'])."""
-    con.execute(
-        f"CREATE OR REPLACE TABLE {lines} AS SELECT line, true AS _ok"
-        " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
-        " delim = chr(31), quote = '', escape = '', auto_detect = false,"
-        " max_line_size = 16777216)",
-        {"path": str(path)},
-    )
+    # As for JSON Lines: a strict scan first; a file with invalid UTF-8 is read again keeping
+    # those lines in _rejects, which ingest quarantines (invalid_utf8).
+    for rejects in ("", _REJECTS):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {lines} AS SELECT line, true AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                f" delim = chr(31), quote = '', escape = '', auto_detect = false,{rejects}"
+                " max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
     con.execute(f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE (_ok) FROM {lines}")
     return ["line"]
 
@@ -157,7 +169,7 @@ def derive_lines(
     order = " ORDER BY _line" if mapping.lines.fill_down else ""
     before = _count(con, lines)
     con.execute(
-        f"CREATE TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
+        f"CREATE TEMP TABLE {lines}_records AS SELECT * EXCLUDE (_record) FROM ({sql})"
         f" WHERE _record{order}"
     )
     con.execute(f"DROP TABLE {lines}")

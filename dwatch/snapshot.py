@@ -5,8 +5,8 @@ store (``data/dwatch.duckdb``); analysts never open it. After each successful ru
 pipeline publishes an immutable copy and switches a pointer to it:
 
 ``<snapshots>/parts/<table>/*.parquet``
-    the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events and
-    request items), one immutable Parquet file per ingest batch, written once, by the run
+    the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events,
+    request items, the accounting index), one immutable Parquet file per ingest batch, written once, by the run
     that loaded the batch (or by the first run after its rows changed: quarantine after
     load, a citation re-read); files no kept snapshot lists are deleted after a grace day.
 ``<snapshots>/dwatch-<run_id>.duckdb``
@@ -49,6 +49,7 @@ from pathlib import Path
 import duckdb
 
 from dwatch.errors import StoreError
+from dwatch.memory import memory_budget
 from dwatch.snapshot_parts import (
     Part,
     PartsWritten,
@@ -217,7 +218,7 @@ def publish_snapshot(
 
 def _verify(path: Path, run_id: str) -> None:
     """The copy opens read-only and holds this run: otherwise it must not become current."""
-    check = duckdb.connect(str(path), read_only=True)
+    check = duckdb.connect(str(path), read_only=True, config=memory_budget().duckdb_config(path))
     try:
         found = check.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
         for table in present_tables(check, kind="VIEW"):
@@ -302,7 +303,9 @@ def open_snapshot(snapshot_dir: Path) -> duckdb.DuckDBPyConnection:
             where=str(snapshot_dir),
             fix="run the pipeline once (dwatch run) to publish the first snapshot",
         )
-    con = duckdb.connect(str(current), read_only=True)
+    con = duckdb.connect(
+        str(current), read_only=True, config=memory_budget().duckdb_config(current)
+    )
     con.execute("SET TimeZone = 'UTC'")
     return con
 

@@ -1,16 +1,16 @@
 """The big tables of an analyst snapshot as Parquet partitions written once per batch.
 
 A snapshot used to be a whole copy of the store, so each run rewrote all history. Now the
-tables that grow with the logs (``PARTITIONED``: events and request items, one partition per
-ingest batch) are written as immutable Parquet files under ``<snapshots>/parts/<table>/``
-and the snapshot's DuckDB file holds views over the files it lists; every other table is
-small and copied whole. A run writes the partitions of its new batches, and of old batches
+tables that grow with the logs (``PARTITIONED``: events, request items and the accounting
+index, one partition per ingest batch) are written as immutable Parquet files under
+``<snapshots>/parts/<table>/`` and the snapshot's DuckDB file holds views over the files it
+lists; every other table is small and copied whole. A run writes the partitions of its new batches, and of old batches
 whose rows changed, and nothing else.
 
 A partition file's name is its content's fingerprint: the batch (hashed, so no value from a
 log reaches a file name), the table's columns and types, the batch's row count and a hash of
 each row's position in its file and of the columns the store updates in place after load
-(``UPDATED_IN_PLACE``). So:
+(``UPDATED_IN_PLACE``), or of whole rows for the accounting index (``WHOLE_ROWS``). So:
 
 * validation moving rows of a loaded batch to quarantine changes the count;
 * re-reading citations (``authority_id``) changes the hash;
@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
 
-PARTITIONED = ("disclosure_events", "request_items")
+PARTITIONED = ("disclosure_events", "request_items", "accounting_index")
 BATCH_COLUMN = "ingest_run_id"
 ROW_COLUMN = "source_row"
 # Columns rewritten in place after a batch is loaded (see the module docstring).
@@ -40,6 +41,9 @@ UPDATED_IN_PLACE: dict[str, tuple[str, ...]] = {
     "disclosure_events": ("authority_id",),
     "request_items": (),
 }
+# Tables fingerprinted by their whole rows: the accounting index deletes and re-adds a
+# stale batch's rows (any column may differ) and has no row position of its own.
+WHOLE_ROWS = frozenset({"accounting_index"})
 PARTS = "parts"
 SCHEMA = "schema"  # the zero-row file that fixes a view's columns when no batch has rows
 
@@ -95,27 +99,73 @@ def batch_fingerprints(
 ) -> dict[str | None, tuple[int, str]]:
     """Per batch: (rows, fingerprint), from three narrow columns, never the whole rows."""
     spec = _schema_spec(con, table)
-    hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
+    if table in WHOLE_ROWS:
+        hashed = "dw_row"  # the row as one struct
+    else:
+        hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
     rows = con.execute(
         f"SELECT {_quote(BATCH_COLUMN)}, count(*), sum(hash({hashed}))::VARCHAR"
-        f" FROM main.{_quote(table)} GROUP BY ALL"
+        f" FROM main.{_quote(table)} AS dw_row GROUP BY ALL"
     ).fetchall()
     return {batch: (int(count), _digest(spec, batch, count, total)) for batch, count, total in rows}
 
 
-def _write(con: duckdb.DuckDBPyConnection, query: str, params: list[object], target: Path) -> int:
+def _settle(partial: Path, target: Path) -> int:
+    """Make a written file durable, then give it its final, read-only name; its size."""
+    with partial.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, target)
+    target.chmod(0o444)
+    return target.stat().st_size
+
+
+def _write_one(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[object], target: Path
+) -> int:
     """Write ``query`` to ``target`` (under a temporary name, then renamed); its size."""
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:
         con.execute(f"COPY ({query}) TO '{partial}' (FORMAT parquet, COMPRESSION zstd)", params)
-        with partial.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, target)
-        target.chmod(0o444)
+        return _settle(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    return target.stat().st_size
+
+
+def _write_batches(
+    con: duckdb.DuckDBPyConnection, snapshot_dir: Path, table: str, parts: list[Part]
+) -> int:
+    """Write the partitions of ``parts`` in one scan of ``table`` (a first publish, or a
+    change touching many batches, must not read the table once per batch)."""
+    work = snapshot_dir / PARTS / f".{table}.{os.getpid()}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    batches = [p.batch for p in parts]
+    try:
+        con.execute(
+            f"COPY (SELECT t.*, w.dw_part FROM main.{_quote(table)} t"
+            " JOIN (SELECT unnest($batches) AS batch,"
+            " unnest(range(1, len($batches) + 1)) AS dw_part) w"
+            f" ON t.{_quote(BATCH_COLUMN)} IS NOT DISTINCT FROM w.batch)"
+            f" TO '{work}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dw_part))",
+            {"batches": batches},
+        )
+        size = 0
+        for n, part in enumerate(parts, start=1):
+            files = sorted((work / f"dw_part={n}").glob("*.parquet"))
+            target = snapshot_dir / part.file
+            if len(files) == 1:
+                size += _settle(files[0], target)
+            else:  # the writer split it: one file per batch is the contract
+                size += _write_one(con, *_batch_query(table, part.batch), target)
+        return size
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _batch_query(table: str, batch: str | None) -> tuple[str, list[object]]:
+    """One batch's rows (``=`` where there is a batch: zone maps skip the rest)."""
+    where = f"{_quote(BATCH_COLUMN)} " + ("IS NULL" if batch is None else "= ?")
+    return f"SELECT * FROM main.{_quote(table)} WHERE {where}", [] if batch is None else [batch]
 
 
 def write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWritten:
@@ -126,21 +176,26 @@ def write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWrit
     for table in present_tables(con):
         (snapshot_dir / PARTS / table).mkdir(parents=True, exist_ok=True)
         spec = _schema_spec(con, table)
-        source = f"SELECT * FROM main.{_quote(table)}"
         schema = Part(table, None, 0, f"{PARTS}/{table}/{SCHEMA}-{_digest(spec)}.parquet", SCHEMA)
-        wanted: list[tuple[Part, str, list[object]]] = [(schema, f"{source} LIMIT 0", [])]
-        batches = batch_fingerprints(con, table)
-        for batch, (rows, fingerprint) in sorted(batches.items(), key=lambda b: b[0] or ""):
+        wanted = [schema]
+        for batch, (rows, fingerprint) in sorted(
+            batch_fingerprints(con, table).items(), key=lambda b: b[0] or ""
+        ):
             name = f"{PARTS}/{table}/{_digest(batch)}-{fingerprint}.parquet"
-            where = f"{_quote(BATCH_COLUMN)} " + ("IS NULL" if batch is None else "= ?")
-            params: list[object] = [] if batch is None else [batch]
-            wanted.append((Part(table, batch, rows, name), f"{source} WHERE {where}", params))
-        for part, query, params in wanted:
-            target = snapshot_dir / part.file
-            if not target.exists():
-                size += _write(con, query, params, target)
-                written.append(part)
-            parts.append(part)
+            wanted.append(Part(table, batch, rows, name))
+        missing = [p for p in wanted if not (snapshot_dir / p.file).exists()]
+        new_batches = [p for p in missing if p.kind != SCHEMA]
+        if schema in missing:
+            empty = f"SELECT * FROM main.{_quote(table)} LIMIT 0"
+            size += _write_one(con, empty, [], snapshot_dir / schema.file)
+        if len(new_batches) > 1:
+            size += _write_batches(con, snapshot_dir, table, new_batches)
+        else:  # one batch (a daily run): its own filtered query is cheapest
+            for part in new_batches:
+                query, params = _batch_query(table, part.batch)
+                size += _write_one(con, query, params, snapshot_dir / part.file)
+        written.extend(missing)
+        parts.extend(wanted)
     return PartsWritten(parts, written, size)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from detectors.engine import DetectResult, detect_rules, new_run_id, summarise
+from dwatch import progress
 from dwatch.store import connect
 
 
@@ -40,6 +41,7 @@ def run_model_detectors(db: str, run_id: str) -> str:
 
 
 @flow(name="detect", log_prints=False)
+@progress.in_prefect_logs
 def detect_flow(
     db: str | None = None, registry_path: str | None = None, ml: bool = True
 ) -> DetectResult:

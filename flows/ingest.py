@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from dwatch import progress
 from dwatch.ingest import IngestResult, ingest_paths, summarise
 from dwatch.store import connect
 
@@ -23,6 +24,7 @@ def load_files(
 
 
 @flow(name="ingest", log_prints=False)
+@progress.in_prefect_logs
 def ingest_flow(
     paths: list[str],
     db: str | None = None,

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from dwatch import progress
 from dwatch.masking import mask_json, mask_text
 from dwatch.pipeline import RunContext, RunSummary, StepResult, begin_run, parse_backfill
 from dwatch.report.safety import markdown_text
@@ -84,6 +85,7 @@ def summary_markdown(summary: RunSummary) -> str:
 
 
 @flow(name="pipeline", log_prints=False)
+@progress.in_prefect_logs
 def pipeline_flow(
     paths: list[str] | None = None,
     db: str | None = None,

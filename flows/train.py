@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 
 from detectors.ml.registry import default_models_dir, load_config
 from detectors.ml.run import TrainResult, train_models
+from dwatch import progress
 from dwatch.store import connect, default_db_path
 
 
@@ -38,6 +39,7 @@ def fit_and_save(
 
 
 @flow(name="train", log_prints=False)
+@progress.in_prefect_logs
 def train_flow(
     window_from: datetime | None = None,
     window_to: datetime | None = None,

@@ -10,6 +10,7 @@ import dwatch  # noqa: F401
 # isort: split
 from prefect import flow, get_run_logger, task
 
+from dwatch import progress
 from dwatch.store import connect
 from dwatch.validate import ValidationReport, validate_batches
 
@@ -27,6 +28,7 @@ def validate_store(db: str, run_ids: list[str] | None, docs_dir: str | None) -> 
 
 
 @flow(name="validate", log_prints=False)
+@progress.in_prefect_logs
 def validate_flow(
     run_ids: list[str] | None = None, db: str | None = None, docs_dir: str | None = None
 ) -> ValidationReport:

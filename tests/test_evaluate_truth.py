@@ -155,3 +155,48 @@ def test_a_bad_label_names_file_row_and_fix(tmp_path: Path) -> None:
     assert "events.csv:2: label" in str(err.value) and "lawful, violation, anomaly" in str(
         err.value
     )
+
+
+def test_a_labelled_id_carrying_a_tin_shape_matches_the_stored_pseudonym(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection
+) -> None:
+    """Ingest stores an id with nine SSA-issuable digits as the keyed pseudonym of the whole
+    id (dwatch.masking); the labels name it raw, and must still reach the alert."""
+    from dwatch.masking import pseudonymise_id
+
+    key = resolve_key()
+    raw = "RX-587877937f"
+    stored = pseudonymise_id(raw, key)
+    assert stored and stored != raw
+    root = tmp_path / "set"
+    labels = root / "labels"
+    labels.mkdir(parents=True)
+    with (labels / "events.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["source_system", "event_id", "label", "instance_id", "kind"])
+        out.writerow(["logA", raw, "violation", "V", "gap"])
+        out.writerow(["logA", "plain-1", "lawful", "", "lawful"])
+    (labels / "instances.json").write_text(
+        json.dumps(
+            [
+                {
+                    "instance_id": "V",
+                    "kind": "gap",
+                    "family": "rule",
+                    "expected": ["rule_v"],
+                    "acceptable": [],
+                    "note": "",
+                }
+            ]
+        )
+    )
+    con.execute(
+        "INSERT INTO alerts (alert_id, detector_id, detector_kind, detector_version, severity,"
+        " entity_type, entity_id, source_system, event_ids, evidence, explanation, status)"
+        " VALUES ('al_v', 'rule_v', 'rule', '1', 'high', 'event', 'e', 'logA', ?, '{}', 'x', 'open')",
+        [[stored]],
+    )
+    [right] = [d for d in score_truth(con, load_truth(root, key=key), key=key).detectors]
+    assert (right.detector_id, right.right, right.false) == ("rule_v", 1, 0)
+    [unmatched] = score_truth(con, load_truth(root), key=key).detectors
+    assert unmatched.right == 0  # without the key the raw label cannot meet the stored id

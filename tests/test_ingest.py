@@ -489,7 +489,7 @@ def test_skipped_file_records_its_hash_and_leaves_no_work_behind(
     [(status, sha)] = con.execute("SELECT status, content_sha256 FROM ingest_runs").fetchall()
     assert status == "loaded" and sha == ingest_module.file_sha256(path)
     leftovers = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ingest_work'"
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'ingest\\_work%' ESCAPE '\\'"
         " OR table_name LIKE '\\_rejects%' ESCAPE '\\'"
     ).fetchone()[0]
     assert leftovers == 0
@@ -601,3 +601,50 @@ def test_malformed_line_beyond_the_sniffer_sample_falls_back_to_tolerant_read(
         "SELECT source_row FROM disclosure_events WHERE event_id = 'e-last'"
     ).fetchone()
     assert last == (30_002,)
+
+
+@pytest.mark.parametrize(
+    ("run_limit", "ingest_env", "expected"),
+    [("4GB", None, "953.6 MiB"), ("4GB", "600MB", "572.2 MiB"), ("500MB", None, "476.8 MiB")],
+)
+def test_ingest_caps_duckdb_memory_within_the_run_budget(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_limit: str,
+    ingest_env: str | None,
+    expected: str,
+) -> None:
+    """Loading spills its work table past DWATCH_INGEST_MEMORY (default 1GB), never above
+    the limit the run's connection already has; the run's limit is restored afterwards."""
+    seen: list[str] = []
+    original = ingest_module.ingest_file
+
+    def spy(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
+        seen.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return original(con, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "ingest_file", spy)
+    if ingest_env:
+        monkeypatch.setenv("DWATCH_INGEST_MEMORY", ingest_env)
+    from dwatch.store import connect
+
+    con = connect(tmp_path / "m.duckdb", memory_limit=run_limit)
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    sample = sorted(Path("sample_logs").glob("*.csv"))[0]
+    [result] = ingest_module.ingest_paths(con, [sample], key=b"k" * 32)
+    assert result.status == "loaded", result.message
+    assert seen == [expected]
+    after = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    # DuckDB prints the limit to 0.1 of its unit, so the restored figure may differ by that.
+    assert abs(ingest_module._size_bytes(after) - ingest_module._size_bytes(before)) <= 0.11 * 2**30
+
+
+def test_a_bad_ingest_memory_setting_names_the_variable(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dwatch.errors import ConfigError
+
+    monkeypatch.setenv("DWATCH_INGEST_MEMORY", "lots")
+    sample = sorted(Path("sample_logs").glob("*.csv"))[0]
+    with pytest.raises(ConfigError, match="DWATCH_INGEST_MEMORY='lots'"):
+        ingest_module.ingest_paths(con, [sample], key=b"k" * 32)

@@ -170,3 +170,46 @@ def test_error_messages_and_ingest_summaries_are_masked(tmp_path: Path) -> None:
     for shown in (summarise([result]), to_json([result])):
         assert "6789" not in shown and "9012" not in shown
         assert "cannot be read" in shown
+
+
+def test_the_python_mask_sees_only_rows_that_may_carry_a_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row pre-test decides which rows reach the (slow, per-value) Python mask: a
+    clean row with a taxpayer id whose pseudonym is full of hex digits never does, a row
+    with a shape in its text does and is masked."""
+    import dwatch.masking as masking
+    from dwatch.store import connect
+
+    calls: list[str] = []
+
+    def counting_mask(text: str | None) -> str | None:
+        calls.append(text or "")
+        return original(text)
+
+    original = masking.mask_text
+    monkeypatch.setattr(masking, "mask_text", counting_mask)
+    con = connect(tmp_path / "store.duckdb")  # registers the counting mask on a new database
+    header = ["event_id", "source_system", "occurred_at", "event_type", "disclosing_agency",
+              "recipient_agency", "actor_id", "data_elements", "record_count", "taxpayer_tin",
+              "description"]  # fmt: skip
+    rows = [
+        [f"ev-{i}", "ledger", "2025-03-03T10:00:00Z", "disclosure", "IRS", "CA-FTB", "u1",
+         '["name"]', "1", f"{900000000 + i * 7919:09d}", "routine"]
+        for i in range(300)
+    ]  # fmt: skip
+    rows.append([*rows[0][:10], "note ssn 123-45-6789"])
+    rows[-1][0] = "ev-last"
+    path = tmp_path / "events.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 301, result.message
+    refs = [r for (r,) in con.execute("SELECT taxpayer_ref FROM disclosure_events").fetchall()]
+    assert sum(1 for r in refs if any(c.isdigit() for c in r)) > 250  # hex digits abound
+    # Only the one row with a shape: each of its text values once, nothing from the others.
+    assert "note ssn 123-45-6789" in calls and len(calls) <= len(header), calls[:12]
+    [(description,)] = con.execute(
+        "SELECT description FROM disclosure_events WHERE event_id = 'ev-last'"
+    ).fetchall()
+    assert "6789" not in description

@@ -170,6 +170,9 @@ class MLDetector:
         window_from: datetime | None,
         window_to: datetime | None,
     ) -> pl.DataFrame:
+        """One feature query's frame, returned as the query gives it: scoring streams that
+        same query in chunks (run.scoring_chunks) and training reads it without its
+        evidence lists (bounds.training_frame), so reshaping rows here would be lost."""
         raise NotImplementedError
 
     def build_pipeline(self) -> Pipeline:

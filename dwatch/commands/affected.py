@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dwatch.accounting.affected import NotificationList
+from dwatch.accounting.affected import AffectedTaxpayer, NotificationList
 from dwatch.report.safety import csv_cell, terminal_text
 
 _FORMATS = ("text", "csv", "json")
@@ -27,10 +27,7 @@ _HEADER = (
 )
 
 
-def _cells(t: object) -> list[object]:
-    from dwatch.accounting.affected import AffectedTaxpayer
-
-    assert isinstance(t, AffectedTaxpayer)
+def _cells(t: AffectedTaxpayer) -> list[object]:
     return [
         ";".join(t.reasons),
         ";".join(t.alert_ids),

@@ -115,10 +115,11 @@ def _score_truth(db: Path, truth_dir: Path, json_path: Path | None) -> None:
     from dwatch.pseudonym import resolve_key
     from dwatch.store import connect
 
-    truth = load_truth(truth_dir)
+    key = resolve_key(allow_demo=True)
+    truth = load_truth(truth_dir, key=key)
     con = connect(db, read_only=True)
     try:
-        report = score_truth(con, truth, key=resolve_key(allow_demo=True))
+        report = score_truth(con, truth, key=key)
     finally:
         con.close()
     click.echo(report.render())

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dwatch import progress
 from dwatch.errors import ConfigError
 from dwatch.generate.background import Background
 from dwatch.generate.log import ITEM_FIELDS, SpecialLog, TamperSpec
@@ -239,22 +240,29 @@ class _EventStream:
         bounds = [*list(range(0, n, self.chunk)), n]
         if n == 0:
             bounds = [0, 0]
-        for c0, c1 in itertools.pairwise(bounds):
-            lo = np.iinfo(np.int64).min if c0 == 0 else self.bg.boundary_time(c0)
-            hi = np.iinfo(np.int64).max if c1 >= n else self.bg.boundary_time(c1)
-            a, b = np.searchsorted(sp_t, lo, side="left"), np.searchsorted(sp_t, hi, side="left")
-            parts = []
-            if c1 > c0:
-                parts.append(self.bg.chunk(c0, c1).cast(_FRAME_SCHEMA))  # type: ignore[arg-type]
-            if b > a:
-                parts.append(special.slice(int(a), int(b - a)))
-            if parts:
-                self._emit(pl.concat(parts, how="vertical"))
+        with progress.task("generate", total=n or None, unit="events") as making:
+            for c0, c1 in itertools.pairwise(bounds):
+                self._chunk(special, sp_t, c0, c1)
+                making.advance(c1 - c0, rows=c1 - c0)
         for w in self.writers.values():
             self._submit(w, None)
         while self._pending:
             self._pending.popleft().result()
         self._pool.shutdown()
+
+    def _chunk(self, special: pl.DataFrame, sp_t: np.ndarray, c0: int, c1: int) -> None:
+        """Background events [c0, c1) merged by time with the hand-made ones they span."""
+        n = self.bg.n
+        lo = np.iinfo(np.int64).min if c0 == 0 else self.bg.boundary_time(c0)
+        hi = np.iinfo(np.int64).max if c1 >= n else self.bg.boundary_time(c1)
+        a, b = np.searchsorted(sp_t, lo, side="left"), np.searchsorted(sp_t, hi, side="left")
+        parts = []
+        if c1 > c0:
+            parts.append(self.bg.chunk(c0, c1).cast(_FRAME_SCHEMA))  # type: ignore[arg-type]
+        if b > a:
+            parts.append(special.slice(int(a), int(b - a)))
+        if parts:
+            self._emit(pl.concat(parts, how="vertical"))
 
     def _submit(self, writer: TableWriter, frame: pl.DataFrame | None) -> None:
         # One writer thread: encoding and compression overlap with generating the next

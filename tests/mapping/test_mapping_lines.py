@@ -198,3 +198,17 @@ def test_suggest_drafts_a_line_mapping_from_the_syslog_prefix(tmp_path: Path) ->
     draft = suggest(old)
     assert any("no year and no zone" in n for n in draft.notes)
     assert draft.mapping["columns"] == {}
+
+
+def test_a_line_with_invalid_utf8_is_quarantined_and_the_rest_load(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, sources: Path
+) -> None:
+    path = tmp_path / "session.log"
+    text = [
+        _line(1, 10, "session opened for local user ice from [198.51.100.24]"),
+        _line(3, 10, 'close "/out/a.csv" bytes read 100 written 0'),
+    ]
+    broken = _line(4, 10, 'close "/out/b.csv" bytes read 5 written 0').encode() + b"\xff\xfe"
+    path.write_bytes("\n".join(text).encode() + b"\n" + broken + b"\n")
+    result = _load(con, path)
+    assert (result.rows_loaded, result.quarantined_by_reason) == (1, {"invalid_utf8": 1})

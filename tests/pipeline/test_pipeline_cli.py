@@ -38,7 +38,7 @@ def test_dwatch_run_prints_the_run_and_where_the_snapshot_is(tmp_path: Path, db_
         main, ["--db", str(db_path), "run", str(inbox), "--config", str(settings), "--json"]
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)  # progress lines go to stderr
     assert out["status"] == "succeeded"
     assert [s["step"] for s in out["steps"]] == [
         "ingest", "plan", "validate", "detect_rules", "detect_ml", "report", "notify", "publish",

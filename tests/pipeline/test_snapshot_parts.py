@@ -15,7 +15,7 @@ from pipeline_helpers import ledger_rows, write_events
 
 from dwatch.ingest import ingest_paths
 from dwatch.snapshot import Published, prune, publish_snapshot
-from dwatch.snapshot_parts import PARTITIONED, UPDATED_IN_PLACE, listed_files
+from dwatch.snapshot_parts import PARTITIONED, UPDATED_IN_PLACE, WHOLE_ROWS, listed_files
 from dwatch.store import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,5 +184,26 @@ def test_every_update_of_a_partitioned_table_is_a_declared_column() -> None:
                 for column in re.findall(r"(\w+)\s*=", sets):
                     found.append((path.name, table, column))
     assert found, "the scan finds the citation re-read in detectors/engine.py"
-    undeclared = [f for f in found if f[2] not in UPDATED_IN_PLACE[f[1]]]
+    undeclared = [f for f in found if f[1] not in WHOLE_ROWS and f[2] not in UPDATED_IN_PLACE[f[1]]]
     assert not undeclared
+
+
+def test_an_accounting_batch_refreshed_with_other_values_gets_a_new_partition(
+    store: duckdb.DuckDBPyConnection, db_path: Path, tmp_path: Path
+) -> None:
+    """The index deletes and re-adds a stale batch: same count, other values, new file."""
+    snaps = tmp_path / "snapshots"
+    entry = (
+        "INSERT INTO accounting_index (lookup_key, via, source_system, event_id,"
+        " recipient_agency, ingest_run_id) VALUES (?, 'event', 'ca-ftb-fti-log', ?, ?, ?)"
+    )
+    for batch in ("ing_a", "ing_b"):
+        store.execute(entry, [1, f"{batch}-1", "CA-FTB", batch])
+    first = _publish(store, db_path, snaps, "run_20260101T000000_a")
+    store.execute("DELETE FROM accounting_index WHERE ingest_run_id = 'ing_a'")
+    store.execute(entry, [1, "ing_a-1", "CA-EDD", "ing_a"])
+    second = _publish(store, db_path, snaps, "run_20260102T000000_b")
+    assert second.parts_written == 1
+    query = "SELECT ingest_run_id, recipient_agency FROM accounting_index ORDER BY 1"
+    assert _read(second.path, query) == [("ing_a", "CA-EDD"), ("ing_b", "CA-FTB")]
+    assert _read(first.path, query) == [("ing_a", "CA-FTB"), ("ing_b", "CA-FTB")]

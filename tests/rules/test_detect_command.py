@@ -30,12 +30,12 @@ def test_detect_command_reports_json_and_writes_alerts(db_path: Path) -> None:
     _store(db_path)
     result = CliRunner().invoke(main, ["--db", str(db_path), "detect", "--no-ml", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # progress lines go to stderr
     assert summary["alerts"]["new"] == 2
     fired = {r["rule_id"] for r in summary["rules"] if r["findings"]}
     assert fired == {"use_after_court_order", "disclosure_without_authority"}
     again = CliRunner().invoke(main, ["--db", str(db_path), "detect", "--no-ml", "--json"])
-    assert json.loads(again.output)["alerts"]["new"] == 0  # same findings, same ids
+    assert json.loads(again.stdout)["alerts"]["new"] == 0  # same findings, same ids
 
 
 def test_detect_command_with_a_broken_registry_gives_a_clean_error(

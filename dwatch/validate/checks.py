@@ -1,0 +1,208 @@
+"""What one check is: a GX expectation paired with the SQL that finds what fails it.
+
+The building blocks the suites are made of (``suites`` for the canonical row checks,
+``coverage`` for the batch-level ones, ``sources`` for per-source suites). SQL
+conventions: the batch is the relation ``b`` (every column of the table plus
+``dw_rowid``); GX substitutes its own batch subquery (see ``for_gx``). Values in the SQL
+text are our own settings and vocabulary, quoted by ``sql_literal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from great_expectations.expectations.expectation import Expectation
+
+from dwatch.errors import ConfigError
+from dwatch.pseudonym import TIN_PATTERN
+from dwatch.schema import FieldSpec
+from dwatch.validate.gx_duckdb import ExpectQueryToReturnNoRows
+
+Scope = Literal["row", "batch"]
+
+# Queries are written with this token for the batch relation; ``for_gx`` turns it into GX's
+# {batch} placeholder (escaping any other brace), ``for_duckdb`` into our own subquery.
+BATCH_TOKEN = "__dwatch_batch__"
+WITH_B = f"WITH b AS (SELECT * FROM {BATCH_TOKEN}) "
+
+
+def for_gx(query: str) -> str:
+    """GX formats the query with str.format: double literal braces, then place {batch}."""
+    return query.replace("{", "{{").replace("}", "}}").replace(BATCH_TOKEN, "{batch}")
+
+
+def for_duckdb(query: str, batch_sql: str) -> str:
+    return query.replace(BATCH_TOKEN, f"({batch_sql}) AS subselect")
+
+
+# DuckDB's typeof() spelling of each canonical type.
+DUCKDB_TYPE_NAMES = {
+    "VARCHAR": "VARCHAR",
+    "BIGINT": "BIGINT",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+    "BOOLEAN": "BOOLEAN",
+    "VARCHAR[]": "VARCHAR[]",
+    "DOUBLE": "DOUBLE",
+}
+
+
+def sql_literal(value: object) -> str:
+    """A SQL literal for our own settings: str, int, float, bool, aware datetime, timedelta."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in SQL literal")
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    if isinstance(value, timedelta):
+        return f"INTERVAL '{int(value.total_seconds() * 1_000_000)} microseconds'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def checks_for_tin(f: FieldSpec) -> bool:
+    """Whether a field gets the no-TIN-shape check: every text field but ids (stored as
+    pseudonyms when they carried a shape), pseudonyms themselves, and closed vocabularies
+    (checked against their list)."""
+    return f.type == "VARCHAR" and (f.free_text or not (f.identifier or f.pseudonym or f.strict))
+
+
+def re2_tin_pattern() -> str:
+    """TIN_PATTERN for DuckDB (RE2 has no look-around): boundaries become groups.
+
+    For "does the text contain a TIN" the two are equivalent; a test compares them.
+    """
+    pattern = TIN_PATTERN.replace("(?<![0-9A-Za-z])", "(^|[^0-9A-Za-z])").replace(
+        "(?![0-9A-Za-z])", "([^0-9A-Za-z]|$)"
+    )
+    if "(?<" in pattern or "(?=" in pattern or "(?!" in pattern:
+        raise ConfigError(
+            "dwatch.pseudonym.TIN_PATTERN uses look-around this converter does not know",
+            where="dwatch/validate/checks.py: re2_tin_pattern",
+            fix="extend re2_tin_pattern for the new pattern and run tests/validate",
+        )
+    return pattern
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation, with the SQL that finds what fails it."""
+
+    expectation_type: str  # GX snake_case name, or our own for custom checks
+    field: str | None
+    scope: Scope
+    description: str
+    build: Callable[[], Expectation]
+    # row checks: boolean SQL over b, TRUE when the row fails
+    predicate: str | None = None
+    # batch checks: SELECT over {batch} returning ingest_run_id, source_system,
+    # window_start, window_end, observed (JSON) and message: one row per gap, for every
+    # batch of {batch} at once (each judged against its own place in load order)
+    gap_query: str | None = None
+    action: str = "record"  # row checks: quarantine | record
+    check_id: str = ""  # the key used in row_actions settings
+    # Row checks whose verdict on a row depends on rows of other batches (duplicates): a
+    # batch judged after an earlier one moved rows to quarantine is counted again.
+    cross_batch: bool = False
+
+    @property
+    def name(self) -> str:
+        """The expectation as recorded in validation_results (type and field)."""
+        return f"{self.expectation_type}({self.field})" if self.field else self.expectation_type
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the checks of one batch need to know beyond the schema and settings."""
+
+    run_id: str | None
+    run_started_at: datetime | None
+    now: datetime
+    malformed_citations: tuple[str, ...] = ()
+    # source_system -> silence window (per-source suites may override the default)
+    silence_windows: dict[str, timedelta] = field(default_factory=dict)
+    silence_rhythm_factor: float = 8.0
+    # Every batch the checks cover: all batches of a validation run are checked at once
+    # (empty = run_id alone). Batch-level checks judge each against its own load order.
+    run_ids: tuple[str, ...] = ()
+
+    def runs_sql(self, column: str) -> str:
+        """SQL: ``column`` names one of the runs the row checks cover."""
+        runs = self.run_ids or (self.run_id,)
+        if len(runs) == 1:
+            return f"{column} = {sql_literal(runs[0])}"
+        return f"{column} IN ({', '.join(sql_literal(r) for r in runs)})"
+
+
+def _meta(check_name: str) -> dict[str, str]:
+    return {"dwatch_check": check_name}
+
+
+def _custom(
+    expectation_type: str,
+    field_name: str | None,
+    scope: Scope,
+    description: str,
+    query: str,
+    *,
+    predicate: str | None = None,
+    check_id: str | None = None,
+    cross_batch: bool = False,
+) -> Check:
+    """A check GX runs as a query: row checks also carry the predicate that picks the rows."""
+    name = f"{expectation_type}({field_name})" if field_name else expectation_type
+    if scope == "row" and predicate is None:
+        raise ValueError(f"row check {name} needs a predicate")
+
+    def build() -> Expectation:
+        return ExpectQueryToReturnNoRows(
+            unexpected_rows_query=for_gx(query), description=description, meta=_meta(name)
+        )
+
+    if scope == "row":
+        return Check(
+            expectation_type,
+            field_name,
+            scope,
+            description,
+            build,
+            predicate=predicate,
+            check_id=check_id or expectation_type,
+            cross_batch=cross_batch,
+        )
+    return Check(expectation_type, field_name, scope, description, build, gap_query=query)
+
+
+def _native(
+    expectation: Callable[..., Expectation],
+    expectation_type: str,
+    column: str,
+    description: str,
+    predicate: str,
+    check_id: str,
+    **kwargs: object,
+) -> Check:
+    name = f"{expectation_type}({column})"
+
+    def build() -> Expectation:
+        return expectation(column=column, meta=_meta(name), description=description, **kwargs)
+
+    return Check(
+        expectation_type, column, "row", description, build, predicate=predicate, check_id=check_id
+    )
+
+
+def _row_query(predicate: str) -> str:
+    return WITH_B + f"SELECT * FROM b WHERE {predicate}"
