@@ -17,8 +17,8 @@ from sklearn.pipeline import Pipeline
 
 from detectors.alerts import make_alert_id
 from detectors.ml import features
+from detectors.ml.base import MAX_EVENT_IDS, MLDetector, ModelContext, _day, _fmt_int
 from detectors.ml.coverage import LogCoverageSurprise
-from detectors.ml.detectors import MAX_EVENT_IDS, MLDetector, ModelContext, _day, _fmt_int
 
 # Days are the sending agency's local days when the registry or config knows its zone,
 # else UTC: never the log's own zone, so two logs of one flow cut days the same way.
