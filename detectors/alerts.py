@@ -75,6 +75,7 @@ def merge_alerts(
     window_to: datetime | None = None,
     subjects: str | None = None,
     events: str | None = None,
+    retract_within: str | None = None,
 ) -> MergeResult:
     """Merge one detection run's findings for ``detector_ids`` into ``alerts``.
 
@@ -84,7 +85,9 @@ def merge_alerts(
     again are retracted with ``retract_reason``. ``subjects`` and ``events`` name tables
     with the columns of ``alert_subjects`` and ``alert_events``: the taxpayers and evidence
     keys of the candidates, which replace the rows a found alert had (a retracted alert
-    keeps its last). Caller owns the transaction.
+    keeps its last). ``retract_within`` names a table of ``alert_id``: when given, only
+    those alerts can be retracted (a run that judged part of the store leaves the rest).
+    Caller owns the transaction.
     """
     if isinstance(candidates, pa.Table):
         con.register("_alert_candidates_arrow", candidates)
@@ -108,6 +111,8 @@ def merge_alerts(
         " AND (?::TIMESTAMPTZ IS NULL OR a.window_start IS NULL OR a.window_start <= ?::TIMESTAMPTZ)"
     )
     scope_params = [detector_ids, window_from, window_from, window_to, window_to]
+    if retract_within is not None:
+        in_scope += f" AND a.alert_id IN (SELECT alert_id FROM {retract_within})"
 
     retracted = scalar(
         f"SELECT count(*) FROM alerts a WHERE a.status = 'open' AND {in_scope}"

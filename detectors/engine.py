@@ -123,6 +123,28 @@ class RuleCase(BaseModel):
         return self.alerts > 0
 
 
+class RuleScope(BaseModel):
+    """The part of the store a finding rests on, so a run can judge only what new data touches.
+
+    ``by``: a column of ``dw_events`` (returned by the query too) that every event of one
+    finding shares. ``touched_by``: ``findings`` - each row is judged by itself, so new rows
+    change only the findings they qualify for (and an alert whose events are re-read);
+    ``rows`` - a row's verdict rests on other rows of the same ``by`` (a log's order, a
+    request's items), so a new row re-opens its whole ``by``; ``touches`` narrows that to
+    the rows the query reads (a new access event changes no request's verdict).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Literal["recipient_code", "actor_id", "request_id", "source_system"]
+    touched_by: Literal["findings", "rows"] = "findings"
+    touches: str | None = Field(
+        default=None,
+        description="With touched_by: rows, the new rows (SQL over dw_events e, bound parameters)"
+        " that can change a finding; others leave their partition as judged.",
+    )
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -145,6 +167,15 @@ class Rule(BaseModel):
     chain: bool | None = Field(
         default=None,
         description="Name each finding's whole request chain (default: unless the entity is a log source).",
+    )
+    scope: RuleScope | None = Field(
+        default=None,
+        description="Which part of the store new data can change (detectors.scoped); none: all of it.",
+    )
+    history: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Why every run judges this rule over all history (a rule without scope).",
     )
     path: Path | None = Field(default=None, exclude=True)
 
@@ -227,15 +258,23 @@ def check_rule_citations(rules: Iterable[Rule], registry: Registry) -> None:
 # --------------------------------------------------------------------------- views
 
 
-def _refresh_citations(con: duckdb.DuckDBPyConnection, registry: Registry) -> int:
-    """Classify each DISTINCT legal_authority and refresh disclosure_events.authority_id.
+def _refresh_citations(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    *,
+    events: str = "disclosure_events",
+    refresh: str = "true",
+) -> int:
+    """Classify each DISTINCT legal_authority of ``events`` into ``dw_citations`` and
+    refresh disclosure_events.authority_id on the rows matching ``refresh`` (SQL).
 
-    Aliases may have changed since ingest; only rows whose id changes are written.
+    Aliases may have changed since ingest; only rows whose id changes are written. A run
+    judging part of the store under an unchanged registry refreshes only new batches.
     """
     distinct = [
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT legal_authority FROM disclosure_events WHERE legal_authority IS NOT NULL"
+            f"SELECT DISTINCT legal_authority FROM {events} WHERE legal_authority IS NOT NULL"
         ).fetchall()
     ]
     readings = [(text, classify_all(text, registry)) for text in distinct]
@@ -248,17 +287,18 @@ def _refresh_citations(con: duckdb.DuckDBPyConnection, registry: Registry) -> in
         con.executemany("INSERT INTO dw_citations VALUES (?, ?, ?, ?)", rows)
     changed_row = con.execute(
         "SELECT count(*) FROM disclosure_events e LEFT JOIN dw_citations c USING (legal_authority)"
-        " WHERE e.authority_id IS DISTINCT FROM c.authority_id"
+        f" WHERE e.authority_id IS DISTINCT FROM c.authority_id AND ({refresh})"
     ).fetchone()
     changed = int(changed_row[0]) if changed_row else 0
     if changed:
         con.execute(
             "UPDATE disclosure_events e SET authority_id = c.authority_id FROM dw_citations c"
-            " WHERE e.legal_authority = c.legal_authority AND e.authority_id IS DISTINCT FROM c.authority_id"
+            " WHERE e.legal_authority = c.legal_authority"
+            f" AND e.authority_id IS DISTINCT FROM c.authority_id AND ({refresh})"
         )
         con.execute(
             "UPDATE disclosure_events SET authority_id = NULL"
-            " WHERE legal_authority IS NULL AND authority_id IS NOT NULL"
+            f" WHERE legal_authority IS NULL AND authority_id IS NOT NULL AND ({refresh})"
         )
     return changed
 
@@ -522,14 +562,39 @@ def _bind(sql: str, available: dict[str, Any], where: str) -> dict[str, Any]:
     return {w: available[w] for w in wanted}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = True) -> int:
+def _on_base(sql: str, events: str, items: str) -> str:
+    """A view or table definition read over other event and item tables (a part of the
+    store: :mod:`detectors.scoped`) instead of the whole store."""
+    return (
+        sql.replace("FROM disclosure_events", f"FROM {events}")
+        .replace("JOIN disclosure_events", f"JOIN {events}")
+        .replace("FROM request_items", f"FROM {items}")
+    )
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    *,
+    sync: bool = True,
+    events: str = "disclosure_events",
+    items: str = "request_items",
+    refresh: str = "true",
+    log_order: bool = True,
+    custody: bool = True,
+) -> int:
     """Sync the registry and build the views rules read (caller owns the transaction).
 
+    ``events`` and ``items`` name the rows judged (default the whole store; a view over
+    a part of it when :mod:`detectors.scoped` judges only what new data touches).
+    ``refresh`` (SQL on disclosure_events) limits the authority_id refresh to new rows when
+    the registry is unchanged; ``log_order`` and ``custody`` build the tables only the rules
+    reading them need.
     Returns the number of events whose authority_id the refresh changed.
     """
     if sync:
         sync_registry(con, registry)
-    refreshed = _refresh_citations(con, registry)
+    refreshed = _refresh_citations(con, registry, events=events, refresh=refresh)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_agencies AS SELECT * FROM registry_recipient_resolution"
     )
@@ -557,18 +622,22 @@ def prepare(con: duckdb.DuckDBPyConnection, registry: Registry, *, sync: bool = 
             "pv": list(purposes.values()),
         },
     )
-    con.execute(_ELEMENT_LISTS_TABLE)
-    events_sql = _EVENTS_VIEW.replace(
-        "$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)"
-    ).replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
+    con.execute(_on_base(_ELEMENT_LISTS_TABLE, events, items))
+    events_sql = (
+        _on_base(_EVENTS_VIEW, events, items)
+        .replace("$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)")
+        .replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
+    )
     con.execute(CHOICE_COLUMNS)
     con.execute(events_sql)
     choose_authorities(con, reg)
     con.execute(_ORDER_HITS_VIEW)
     refresh_address_verdicts(con, vocabulary_of(registry))
-    con.execute(_ITEMS_TABLE)
-    con.execute(_SEQUENCE_BREAKS_TABLE)
-    prepare_custody(con)
+    con.execute(_on_base(_ITEMS_TABLE, events, items))
+    if log_order:
+        con.execute(_on_base(_SEQUENCE_BREAKS_TABLE, events, items))
+    if custody:
+        prepare_custody(con)
     return refreshed
 
 
@@ -590,6 +659,8 @@ class DetectResult:
     merge: MergeResult | None = None
     coverage_flagged: int = 0
     citations_refreshed: int = 0
+    # what was read besides new data and why (detectors.scoped); empty: all history
+    revisits: list[str] = field(default_factory=list)
 
     @property
     def findings(self) -> int:
@@ -715,12 +786,41 @@ def _keyed_findings(
     return _column_types(con, "_findings")
 
 
+def keep_partitions(
+    con: duckdb.DuckDBPyConnection, rule: Rule, types: dict[str, str], parts: str
+) -> None:
+    """Drop the query's findings outside the partitions in ``parts`` (column ``part``):
+    rows read only for context would make partial findings there."""
+    by = rule.scope.by if rule.scope else None
+    if by is None or by not in types:
+        raise RuleError(
+            f"scope.by {by!r}: the query does not return that column",
+            where=f"{rule.path}: scope",
+            fix=f"return {by} from the query, or remove scope to judge all history",
+        )
+    con.execute(
+        f"DELETE FROM _rule_rows f WHERE NOT EXISTS (SELECT 1 FROM {parts} p"
+        f" WHERE p.part IS NOT DISTINCT FROM CAST(f.{by} AS VARCHAR))"
+    )
+
+
 def run_rule(
-    con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry, *, table: str
+    con: duckdb.DuckDBPyConnection,
+    rule: Rule,
+    registry: Registry,
+    *,
+    table: str,
+    parts: str | None = None,
 ) -> RuleRun:
-    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared."""
+    """Evaluate one rule set-wise into ``table`` (alert columns). Views must be prepared.
+
+    ``parts`` (a table of ``part``): keep only findings in these partitions of the rule's
+    ``scope.by`` (:mod:`detectors.scoped`)."""
     started = time.perf_counter()
-    types = _keyed_findings(con, rule, _run_query(con, rule, registry), table=table)
+    query_types = _run_query(con, rule, registry)
+    if parts is not None:
+        keep_partitions(con, rule, query_types, parts)
+    types = _keyed_findings(con, rule, query_types, table=table)
     params: dict[str, Any] = {
         "_rule_id": rule.id,
         "_version": rule.version,
@@ -978,6 +1078,7 @@ def summarise(result: DetectResult) -> str:
             f"  alerts: {m.new} new, {m.updated} updated, {m.reopened} reopened, {m.retracted} retracted"
             f"; {result.coverage_flagged} open alert(s) touch a coverage gap"
         )
+    lines += [f"  read: {line}" for line in result.revisits]
     for run in sorted(result.rules, key=lambda r: -r.findings):
         if run.findings:
             lines.append(f"  {run.rule_id:<36} {run.findings:>6} finding(s)  {run.seconds:6.2f}s")

@@ -783,10 +783,54 @@ def _last_success(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {"rules": row[0], "registry": row[1], "models": json.loads(row[2]) if row[2] else None}
 
 
+def _judge_all_because(ctx: RunContext, registry_version: str) -> str | None:
+    """Why this run must judge all history, or None when new batches alone will do.
+
+    Judging only new batches (detectors.scoped) gives the alerts a full judgement gives
+    when every earlier judgement used these rules and this registry and nothing but new
+    batches changed the store since.
+    """
+    if ctx.backfill:
+        return "a backfill re-judges history"
+    last = ctx.con.execute(
+        "SELECT started_at FROM runs WHERE status IN ('succeeded', 'partial')"
+        " ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if not last:
+        return "no earlier successful run"
+    versions = ctx.con.execute(
+        "SELECT DISTINCT rules_version, registry_version FROM runs"
+        " WHERE started_at >= ? AND run_id <> ? AND rules_version IS NOT NULL",
+        [last[0], ctx.run_id],
+    ).fetchall()
+    if any(rules != ctx.versions["rules"] for rules, _ in versions):
+        return "the rules changed since the last judgement"
+    if any(reg != registry_version for _, reg in versions):
+        return f"the registry changed since the last judgement (now {registry_version})"
+    stale = ctx.con.execute(
+        "SELECT count(*) FROM alerts WHERE detector_kind = 'rule' AND status = 'open'"
+        " AND registry_version IS DISTINCT FROM ?",
+        [registry_version],
+    ).fetchone()
+    if stale and stale[0]:
+        return f"{stale[0]} open rule alert(s) were judged under another registry version"
+    moved = ctx.con.execute(
+        "SELECT count(*) FROM quarantine q WHERE q.stage <> 'ingest' AND q.quarantined_at >= ?"
+        " AND q.ingest_run_id NOT IN (SELECT ingest_run_id FROM run_batches"
+        " WHERE judged_by_run_id IS NULL)",
+        [last[0]],
+    ).fetchone()
+    if moved and moved[0]:
+        return f"validation quarantined {moved[0]} row(s) of batches already judged"
+    return None
+
+
 def step_detect_rules(ctx: RunContext) -> StepResult:
-    """Judge the store by the policy registry (rules re-judge all history set-wise)."""
+    """Judge what new batches touch by the policy registry (all history when the rules or
+    the registry changed: detectors.scoped)."""
     try:
         from detectors.engine import load_rules, run_rules
+        from detectors.scoped import judge_new
         from dwatch.policy import load_registry
     except ImportError as exc:
         return StepResult("detect_rules", "not_available", message=f"rule engine: {exc}")
@@ -803,8 +847,22 @@ def step_detect_rules(ctx: RunContext) -> StepResult:
             "skipped",
             message="no new data and the rules and registry are unchanged",
         )
+    judge_all = _judge_all_because(ctx, registry.version)
     with transaction(ctx.con):
-        result = run_rules(ctx.con, registry, run_id=ctx.run_id, rules=load_rules())
+        if judge_all is None:
+            batches = [
+                r[0]
+                for r in ctx.con.execute(
+                    "SELECT ingest_run_id FROM run_batches WHERE judged_by_run_id IS NULL"
+                    " ORDER BY ingest_run_id"
+                ).fetchall()
+            ]
+            result = judge_new(ctx.con, registry, load_rules(), run_id=ctx.run_id, batches=batches)
+            why = f"new data: {len(batches)} batch(es) and what they touch"
+        else:
+            result = run_rules(ctx.con, registry, run_id=ctx.run_id, rules=load_rules())
+            why = f"all history: {judge_all}"
+    ctx.notes += [f"rules read {line}" for line in result.revisits]
     merge = result.merge
     if merge:
         ctx.add(
@@ -813,7 +871,6 @@ def step_detect_rules(ctx: RunContext) -> StepResult:
             alerts_reopened=merge.reopened,
             alerts_retracted=merge.retracted,
         )
-    why = "new data" if ctx.windows else "rules or registry changed"
     return StepResult(
         "detect_rules",
         "ok",
@@ -821,6 +878,9 @@ def step_detect_rules(ctx: RunContext) -> StepResult:
         + (f" {merge.new} new, {merge.retracted} retracted alert(s)" if merge else ""),
         detail={
             "registry_version": registry.version,
+            "judged": "all history" if judge_all else "new batches and what they touch",
+            "why": judge_all or "rules and registry unchanged since the last judgement",
+            "revisits": result.revisits,
             "findings": {r.rule_id: r.findings for r in result.rules if r.findings},
         },
     )

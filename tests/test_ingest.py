@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 import dwatch.ingest as ingest_module
+import dwatch.ingest.run as ingest_run
+import dwatch.ingest.write as ingest_write
 from dwatch.ingest import IngestResult, ingest_paths
 from dwatch.schema import load_schema
 
@@ -520,7 +522,7 @@ def test_crash_mid_load_leaves_store_as_before(
     def boom() -> None:
         raise RuntimeError("simulated crash between writes")
 
-    monkeypatch.setattr(ingest_module, "_before_commit", boom)
+    monkeypatch.setattr(ingest_write, "_before_commit", boom)
     with pytest.raises(RuntimeError):
         load(
             con,
@@ -617,13 +619,13 @@ def test_ingest_caps_duckdb_memory_within_the_run_budget(
     """Loading spills its work table past DWATCH_INGEST_MEMORY (default 1GB), never above
     the limit the run's connection already has; the run's limit is restored afterwards."""
     seen: list[str] = []
-    original = ingest_module.ingest_file
+    original = ingest_run.ingest_file
 
     def spy(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
         seen.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
         return original(con, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "ingest_file", spy)
+    monkeypatch.setattr(ingest_run, "ingest_file", spy)
     if ingest_env:
         monkeypatch.setenv("DWATCH_INGEST_MEMORY", ingest_env)
     from dwatch.store import connect
@@ -636,7 +638,7 @@ def test_ingest_caps_duckdb_memory_within_the_run_budget(
     assert seen == [expected]
     after = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     # DuckDB prints the limit to 0.1 of its unit, so the restored figure may differ by that.
-    assert abs(ingest_module._size_bytes(after) - ingest_module._size_bytes(before)) <= 0.11 * 2**30
+    assert abs(ingest_run._size_bytes(after) - ingest_run._size_bytes(before)) <= 0.11 * 2**30
 
 
 def test_a_bad_ingest_memory_setting_names_the_variable(

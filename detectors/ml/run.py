@@ -322,7 +322,13 @@ def score_chunks(
         scores = detector.anomaly_scores(model, chunk, threads=threads)
         found.append(alerts_for(detector, model, record, chunk, scores))
         scored += chunk.height
-    return pl.concat(found, how="vertical_relaxed"), scored
+    candidates = pl.concat(found, how="vertical_relaxed")
+    # Several rows may make one alert (ml.log_coverage: the days of one run of silence, in
+    # one chunk or several): the strongest row stands for it.
+    candidates = candidates.sort("score", descending=True, maintain_order=True).unique(
+        "alert_id", keep="first", maintain_order=True
+    )
+    return candidates, scored
 
 
 def alerts_for(

@@ -30,6 +30,9 @@ class Injected:
     spike: tuple[str, str, str]  # recipient, authority, day
     novel_recipient: str
     month_end_days: list[str]
+    # (log, recipient, first day): a receipt log that stops recording one state's
+    # disclosures, which the disclosure log goes on recording.
+    silent_log: tuple[str, str, str] = ("", "", "")
 
 
 def _business_ts(rng: np.random.Generator, days: np.ndarray) -> np.ndarray:
@@ -239,6 +242,7 @@ def build_events(seed: int = 0) -> tuple[pl.DataFrame, Injected]:
         )
         .with_columns(pl.col("authority_id").alias("legal_authority"))
     )
+    events, silent = _with_receipts(events, late)
     off_event = events.filter(pl.col("channel") == "removable_media")["event_id"][0]
     local = lambda i: str(np.datetime64(START.date()) + i)  # noqa: E731
     injected = Injected(
@@ -247,8 +251,37 @@ def build_events(seed: int = 0) -> tuple[pl.DataFrame, Injected]:
         spike=(STATES[5], "26 USC 6103(d)", local(spike_day)),
         novel_recipient="NEW-AGENCY",
         month_end_days=[local(i) for i in bulk_days],
+        silent_log=(RECEIPT_LOG, STATES[3], local(silent)),
     )
     return events.drop("day", "ts", "seq"), injected
+
+
+RECEIPT_LOG = "state-receipts"
+
+
+def _with_receipts(events: pl.DataFrame, late: np.ndarray) -> tuple[pl.DataFrame, int]:
+    """Four states log a receipt 40 minutes after each small daily disclosure in a log of
+    their own; one of them stops doing so for 6 business days after SPLIT (the injected
+    silence) while the disclosure log goes on recording its disclosures."""
+    silent = int(late[12])
+    small = events.filter(
+        pl.col("recipient_agency").is_in(STATES[:4])
+        & pl.col("actor_id").str.contains(r"^irs\.[0-6]$")
+        & (pl.col("event_type") == "disclosure")
+    )
+    stopped = (pl.col("recipient_agency") == STATES[3]) & pl.col("day").is_between(
+        silent, int(late[18]), closed="left"
+    )
+    receipts = small.filter(~stopped).with_columns(
+        pl.lit("receipt").alias("event_type"),
+        pl.lit(RECEIPT_LOG).alias("source_system"),
+        (pl.col("occurred_at") + pl.duration(minutes=40)).alias("occurred_at"),
+        pl.format("RC{}", pl.col("seq")).alias("event_id"),
+        pl.col("seq").cast(pl.Int64).alias("sequence_no"),
+        pl.lit("intake").alias("actor_id"),
+        pl.lit("recipient_service").alias("actor_role"),
+    )
+    return pl.concat([events, receipts], how="vertical_relaxed"), silent
 
 
 def load_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame) -> None:

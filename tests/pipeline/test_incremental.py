@@ -12,6 +12,7 @@ import pytest
 from pipeline_helpers import fingerprint, ledger_rows, make_config, write_events
 
 import dwatch.ingest
+import dwatch.ingest.write
 import dwatch.pipeline
 from dwatch.pipeline import PipelineConfig, parse_backfill, run_pipeline
 from dwatch.store import connect
@@ -312,10 +313,10 @@ def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
 
     db = tmp_path / "crash" / "store.duckdb"
     config = make_config(tmp_path / "crash")
-    monkeypatch.setattr(dwatch.ingest, "_before_commit", crash_on_second_file)
+    monkeypatch.setattr(dwatch.ingest.write, "_before_commit", crash_on_second_file)
     with pytest.raises(RuntimeError, match="injected crash"):
         run_pipeline(db, [inbox], config=config, trigger="test")
-    monkeypatch.setattr(dwatch.ingest, "_before_commit", None)
+    monkeypatch.setattr(dwatch.ingest.write, "_before_commit", None)
     con = connect(db)
     try:
         assert con.execute(

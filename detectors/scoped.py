@@ -1,0 +1,388 @@
+"""Judge only what new data touches: each rule re-reads the part of the store its findings
+rest on, and the alerts come out as a full re-judgement would make them.
+
+A full judgement (:func:`detectors.engine.run_rules`) reads all history. When the rules and
+the registry are those the store was last judged by, and nothing but new batches changed
+it, a run needs only:
+
+1. **the delta**: the events and request items of the new batches, and the events new
+   items ride on (their carriers);
+2. per rule with a ``scope`` (:class:`detectors.engine.RuleScope`), the **partitions** (values
+   of ``scope.by``) the delta touches. ``touched_by: findings``: the partitions of the rule's
+   findings over the delta (new rows that qualify), and of delta rows that are already
+   events of one of the rule's open alerts (a carrier whose verdict may have changed).
+   ``touched_by: rows``: the partition of every delta row its ``touches`` selects (and of
+   rows a new batch quarantined, of new request items);
+3. each touched partition **re-read whole** - a finding aggregates all its history (every
+   event of a recipient's unlawful transfers, a log's every gap) - with the rule's findings
+   kept only there; the rule's open alerts in those partitions that are not found again
+   are retracted, the rest of the store is left as judged;
+4. rules without a scope are judged over all history as before; their YAML's ``history``
+   says why (a comparison with peers, a log's reach, the nearest transfer in time).
+
+History is read through the partition column (``source_system`` is one log per batch, so
+DuckDB's zone maps skip the other logs' row groups; ``request_id``, ``actor_id`` and the
+recipient's agency are column scans of one dictionary-encoded column) and new batches
+through ``ingest_run_id``. Every revisit is reported with its reason
+(:attr:`detectors.engine.DetectResult.revisits`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import duckdb
+
+from detectors.alerts import MergeResult, mark_coverage, merge_alerts
+from detectors.engine import (
+    _PARAM_RE,
+    DetectResult,
+    Rule,
+    RuleRun,
+    _create_candidates,
+    _explain_retractions,
+    _run_query,
+    check_rule_citations,
+    prepare,
+    registry_parameters,
+    run_rule,
+)
+from detectors.evidence import CHAIN_EVENT_TYPES
+from dwatch.errors import RuleError
+from dwatch.policy import Registry
+
+NEW_ROWS = "ingest_run_id IN (SELECT ingest_run_id FROM dw_new_batches)"
+
+# How a partition value selects its rows in the store (raw columns, so the filter reaches
+# the scan). A recipient is its registry code: the agencies resolving to it, or its own
+# spelling upper-cased (the fallback dw_events uses).
+_PARTITION_ROWS = {
+    "recipient_code": (
+        "e.recipient_agency IN (SELECT a.agency FROM dw_agencies a"
+        " WHERE a.code IN (SELECT part FROM dw_parts))"
+        " OR upper(trim(e.recipient_agency)) IN (SELECT part FROM dw_parts)"
+        " OR (e.recipient_agency IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))"
+    ),
+    "actor_id": "e.actor_id IN (SELECT part FROM dw_parts)"
+    " OR (e.actor_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))",
+    "request_id": "e.request_id IN (SELECT part FROM dw_parts)"
+    " OR (e.request_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))"
+    # an item's carrier may carry no request id of its own
+    " OR e.event_id IN (SELECT i.event_id FROM request_items i"
+    " WHERE i.request_id IN (SELECT part FROM dw_parts))",
+    "source_system": "e.source_system IN (SELECT part FROM dw_parts)",
+}
+
+
+def _reads(rule: Rule, *views: str) -> bool:
+    return any(v in (rule.query or "") for v in views)
+
+
+def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int]:
+    """``dw_delta_events`` / ``dw_delta_items``: new rows and the carriers of new items."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_new_batches AS"
+        " SELECT unnest($b::VARCHAR[]) AS ingest_run_id",
+        {"b": batches},
+    )
+    marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
+    params = {f"b{n}": b for n, b in enumerate(batches)}
+    # constants in the IN list: DuckDB compares them with each row group's min/max
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_delta_items AS"
+        f" SELECT * FROM request_items WHERE ingest_run_id IN ({marks})",
+        params,
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_delta_events AS"
+        f" SELECT * FROM disclosure_events WHERE ingest_run_id IN ({marks})",
+        params,
+    )
+    con.execute(
+        "INSERT INTO dw_delta_events SELECT e.* FROM disclosure_events e"
+        " WHERE e.event_id IN (SELECT event_id FROM dw_delta_items)"
+        f" AND e.ingest_run_id NOT IN ({marks})",
+        params,
+    )
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM dw_delta_events), (SELECT count(*) FROM dw_delta_items)"
+    ).fetchone()
+    return (int(counts[0]), int(counts[1])) if counts else (0, 0)
+
+
+def _bound(sql: str, rule: Rule, registry: Registry) -> dict[str, object]:
+    """The rule's and the registry's parameters ``sql`` names (as its query binds them)."""
+    available = {**registry_parameters(registry), **rule.parameters}
+    wanted = set(_PARAM_RE.findall(sql)) - {"by", "rule"}
+    missing = wanted - set(available)
+    if missing:
+        raise RuleError(
+            f"scope.touches uses undefined parameter(s): {', '.join(sorted(missing))}",
+            where=f"{rule.path}: scope",
+            fix="use the rule's parameters or $reg_<name>",
+        )
+    return {w: available[w] for w in wanted}
+
+
+# A partition value computed from a store row ``e`` (dw_agencies resolves recipients).
+_PARTITION_VALUE = {
+    "recipient_code": "coalesce(ag.code, upper(trim(e.recipient_agency)))",
+    "actor_id": "e.actor_id",
+    "request_id": "e.request_id",
+    "source_system": "e.source_system",
+}
+
+
+def _touch_chains(con: duckdb.DuckDBPyConnection, rule: Rule, by: str) -> None:
+    """An open alert names the rest of its findings' request chains (detectors.evidence):
+    a new request, disclosure or receipt under one of those requests re-opens the alert's
+    partition, whatever the new row itself is judged."""
+    con.execute(
+        "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
+        f" CAST({_PARTITION_VALUE[by]} AS VARCHAR), 'an alert''s request chain grew'"
+        " FROM alert_events ae JOIN alerts a USING (alert_id)"
+        " JOIN disclosure_events e ON e.source_system = ae.source_system"
+        " AND e.event_id = ae.event_id"
+        " LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
+        " WHERE a.detector_id = $rule AND a.status = 'open' AND ae.role = 'finding'"
+        " AND a.alert_id IN (SELECT c.alert_id FROM alert_events c WHERE c.request_id IN"
+        " (SELECT d.request_id FROM dw_delta_events d WHERE list_contains($types, d.event_type)))",
+        {"by": by, "rule": rule.id, "types": list(CHAIN_EVENT_TYPES)},
+    )
+
+
+def _touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule]) -> None:
+    """``dw_touched`` (part_by, rule_id, part, reason): the partitions the delta touches."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_touched"
+        " (part_by VARCHAR, rule_id VARCHAR, part VARCHAR, reason VARCHAR)"
+    )
+    for rule in scoped:
+        assert rule.scope is not None
+        by, keys = rule.scope.by, {"by": rule.scope.by, "rule": rule.id}
+        if rule.links_chain:
+            _touch_chains(con, rule, by)
+        if rule.scope.touched_by == "rows":
+            touches = rule.scope.touches or "true"
+            sql = (
+                "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
+                f" CAST(e.{by} AS VARCHAR), 'new rows' FROM dw_events e WHERE ({touches})"
+            )
+            con.execute(sql, {**keys, **_bound(sql, rule, registry)})
+            if by == "request_id":
+                con.execute(
+                    "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, request_id,"
+                    " 'new request items' FROM dw_delta_items",
+                    keys,
+                )
+            if by == "source_system":
+                # a row a new batch quarantined still holds its place in the log's order
+                con.execute(
+                    "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, j ->> 'source_system',"
+                    " 'new quarantined rows' FROM (SELECT coalesce(canonical_row, CASE WHEN"
+                    " json_valid(raw_row) THEN raw_row::JSON END) AS j FROM quarantine"
+                    f" WHERE {NEW_ROWS}) WHERE json_type(j) = 'OBJECT'"
+                    " AND j ->> 'source_system' IS NOT NULL",
+                    keys,
+                )
+            continue
+        if by not in _run_query(con, rule, registry):
+            raise RuleError(
+                f"scope.by {by!r}: the query does not return that column",
+                where=f"{rule.path}: scope",
+                fix=f"return {by} from the query, or remove scope to judge all history",
+            )
+        con.execute(
+            "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, CAST(f.{by} AS VARCHAR),"
+            " 'new or changed finding' FROM _rule_rows f".replace("{by}", by),
+            keys,
+        )
+        con.execute("DROP TABLE _rule_rows")
+        # a re-read row already behind an open alert: its verdict may have changed
+        con.execute(
+            "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, CAST(e.{by} AS VARCHAR),"
+            " 'an alert''s event re-read' FROM dw_events e WHERE EXISTS (SELECT 1"
+            " FROM alert_events ae JOIN alerts a USING (alert_id) WHERE a.detector_id = $rule"
+            " AND a.status = 'open' AND ae.role = 'finding' AND ae.event_id = e.event_id)".replace(
+                "{by}", by
+            ),
+            keys,
+        )
+
+
+def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
+    """``dw_part_events`` / ``dw_part_items``: every row of the touched partitions (views:
+    a partition may be most of the store, and is read through its filter, not copied)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW dw_part_events AS"
+        f" SELECT e.* FROM disclosure_events e WHERE {_PARTITION_ROWS[by]}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW dw_part_items AS SELECT i.* FROM request_items i"
+        " WHERE i.request_id IN (SELECT request_id FROM dw_part_events)"
+        " OR i.event_id IN (SELECT event_id FROM dw_part_events)"
+    )
+    row = con.execute(
+        "SELECT count(*), count(DISTINCT ingest_run_id) FILTER (WHERE NOT (" + NEW_ROWS + "))"
+        " FROM dw_part_events"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    rules: list[Rule],
+    *,
+    run_id: str,
+    parts: str | None,
+) -> tuple[list[RuleRun], MergeResult]:
+    """Run ``rules`` on the prepared views and merge; with ``parts``, only there."""
+    _create_candidates(con, "dw_candidates")
+    runs = [run_rule(con, r, registry, table="dw_candidates", parts=parts) for r in rules]
+    retract_within = None
+    if parts is not None:
+        by = rules[0].scope.by if rules[0].scope else ""
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dw_scope_alerts AS SELECT DISTINCT ae.alert_id"
+            " FROM alert_events ae JOIN alerts a USING (alert_id)"
+            " WHERE a.status = 'open' AND ae.role = 'finding'"
+            " AND a.detector_id IN (SELECT unnest($rules::VARCHAR[]))"
+            " AND EXISTS (SELECT 1 FROM dw_events e WHERE e.source_system = ae.source_system"
+            f" AND e.event_id = ae.event_id AND CAST(e.{by} AS VARCHAR) IN"
+            " (SELECT part FROM dw_parts))",
+            {"rules": [r.id for r in rules]},
+        )
+        retract_within = "dw_scope_alerts"
+    merge = merge_alerts(
+        con,
+        "dw_candidates",
+        detector_ids=[r.id for r in rules],
+        run_id=run_id,
+        retract_reason=f"finding no longer holds under registry version {registry.version}",
+        subjects="dw_candidates_subjects",
+        events="dw_candidates_events",
+        retract_within=retract_within,
+    )
+    return runs, merge
+
+
+def _describe_parts(con: duckdb.DuckDBPyConnection, by: str) -> str:
+    rows = con.execute(
+        "SELECT coalesce(part, '(none)'), string_agg(DISTINCT reason, ', ' ORDER BY reason),"
+        " string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id) FROM dw_touched WHERE part_by = $by"
+        " GROUP BY part ORDER BY part",
+        {"by": by},
+    ).fetchall()
+    shown = "; ".join(f"{p} ({why}: {rules})" for p, why, rules in rows[:5])
+    return shown + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
+
+
+def _most_logs(con: duckdb.DuckDBPyConnection, touched: int) -> bool:
+    """Whether ``touched`` logs are more than half of the store's."""
+    row = con.execute("SELECT count(DISTINCT source_system) FROM disclosure_events").fetchone()
+    return bool(row) and touched * 2 > int(row[0])
+
+
+def _add(total: MergeResult | None, more: MergeResult) -> MergeResult:
+    if total is None:
+        return more
+    return MergeResult(
+        total.new + more.new,
+        total.updated + more.updated,
+        total.reopened + more.reopened,
+        total.retracted + more.retracted,
+    )
+
+
+def judge_new(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    rules: list[Rule],
+    *,
+    run_id: str,
+    batches: list[str],
+) -> DetectResult:
+    """Judge what ``batches`` touch and merge; the alerts equal a full re-judgement's.
+
+    Only valid when the store was last judged in full or by this function under the same
+    rules and registry version, and nothing but ``batches`` changed it since (the
+    pipeline's plan decides: :func:`dwatch.pipeline.step_detect_rules`). Caller owns the
+    transaction.
+    """
+    check_rule_citations(rules, registry)
+    result = DetectResult(run_id=run_id, registry_version=registry.version)
+    scoped = [r for r in rules if r.scope is not None]
+    history = [r for r in rules if r.scope is None]
+    delta_events, delta_items = _delta(con, batches)
+    result.citations_refreshed = prepare(
+        con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
+        refresh=NEW_ROWS, log_order=False, custody=False,
+    )  # fmt: skip
+    result.revisits.append(
+        f"new: {len(batches)} batch(es), {delta_events:,} event(s) (with the carriers of new"
+        f" items) and {delta_items:,} request item(s)"
+    )
+    _touch(con, registry, scoped)
+    by_column: dict[str, list[Rule]] = defaultdict(list)
+    for rule in scoped:
+        assert rule.scope is not None
+        by_column[rule.scope.by].append(rule)
+    runs: dict[str, RuleRun] = {}
+    for by, group in sorted(by_column.items()):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dw_parts AS SELECT DISTINCT part FROM dw_touched"
+            " WHERE part_by = $by",
+            {"by": by},
+        )
+        touched = con.execute("SELECT count(*) FROM dw_parts").fetchone()
+        if not touched or touched[0] == 0:
+            runs.update({r.id: RuleRun(r.id, 0, 0.0) for r in group})
+            continue
+        if by == "source_system" and history and _most_logs(con, touched[0]):
+            # Re-reading most logs whole costs what the full pass already pays for its own
+            # rules: these join it (judged over all history, so still exact).
+            history += group
+            result.revisits.append(
+                f"source_system: {touched[0]} log(s) touched, most of the store: judged"
+                " with the rules that read all history"
+            )
+            continue
+        events, old_batches = _partition_base(con, by)
+        prepare(
+            con, registry, sync=False, events="dw_part_events", items="dw_part_items",
+            refresh="false", log_order=any(_reads(r, "dw_sequence_breaks") for r in group),
+            custody=False,
+        )  # fmt: skip
+        group_runs, merge = _merge(con, registry, group, run_id=run_id, parts="dw_parts")
+        runs.update({r.rule_id: r for r in group_runs})
+        result.merge = _add(result.merge, merge)
+        result.revisits.append(
+            f"{by}: re-read {touched[0]} whole (every finding there aggregates its history):"
+            f" {events:,} event(s) from {old_batches} judged batch(es) - {_describe_parts(con, by)}"
+        )
+    if history:
+        prepare(
+            con, registry, sync=False, refresh="false",
+            log_order=any(_reads(r, "dw_sequence_breaks") for r in history),
+            custody=any(_reads(r, "dw_reconciliation_pairs", "dw_custody") for r in history),
+        )  # fmt: skip
+        history_runs, merge = _merge(con, registry, history, run_id=run_id, parts=None)
+        runs.update({r.rule_id: r for r in history_runs})
+        result.merge = _add(result.merge, merge)
+        why: dict[str, list[str]] = defaultdict(list)
+        for rule in history:
+            why[rule.history or "most logs have new rows: read whole anyway"].append(rule.id)
+        result.revisits.append(
+            f"all history for {len(history)} rule(s): "
+            + "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in why.items())
+        )
+    result.rules = [runs[r.id] for r in rules if r.id in runs]
+    if result.merge is None:
+        result.merge = MergeResult(0, 0, 0, 0)
+    _explain_retractions(con, run_id, registry.version)
+    result.coverage_flagged = mark_coverage(con)
+    return result
+
+
+__all__ = ["NEW_ROWS", "RuleError", "judge_new"]

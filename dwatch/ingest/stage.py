@@ -1,0 +1,245 @@
+"""Read and stage each format (CSV, JSON Lines, Parquet) as text columns in the _stage view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from dwatch.csv_trouble import header_dialect, unclosed_quote_line
+from dwatch.errors import InputError
+from dwatch.ingest.base import LINES, _lit, _q
+from dwatch.mapping import (
+    SourceMapping,
+    split_path,
+)
+
+
+@dataclass
+class _Stage:
+    columns: list[str]
+    header_lines: int
+    rejects: bool  # whether _rejects holds parse-level rejects
+
+
+_REJECT_ARGS = [
+    "store_rejects = true",
+    "rejects_table = '_rejects'",
+    "rejects_scan = '_rejects_scan'",
+    "rejects_limit = 0",
+]
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping, *, rejects: bool
+) -> _Stage:
+    opts = {"delim": None, "quote": '"', "escape": '"'}
+    opts.update(mapping.csv_options)
+    if path.suffix.lower() == ".tsv":
+        opts["delim"] = "\t"
+    args = [
+        "all_varchar = true",
+        "header = true",
+        *(_REJECT_ARGS if rejects else []),
+        "max_line_size = 16777216",
+    ]
+    params: dict[str, object] = {"path": str(path)}
+    for key in ("delim", "quote", "escape"):
+        if opts.get(key) is not None:
+            args.append(f"{key} = ${key}")
+            params[key] = opts[key]
+    try:
+        con.execute(_csv_view_sql(path, args, params))
+    except duckdb.InvalidInputException:
+        _name_unclosed_quote(path, opts)
+        raise
+    # The view's columns were fixed when it was created (one sniff); DESCRIBE would sniff again.
+    cols = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_catalog = 'temp' AND table_name = '_stage'"
+            " ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    if len(cols) == 1:
+        _name_unclosed_quote(path, opts)
+    return _Stage(cols, header_lines=1, rejects=rejects)
+
+
+def _name_unclosed_quote(path: Path, opts: dict[str, str | None]) -> None:
+    """The sniffer gave up or saw one column: one unclosed quote makes every dialect look
+    wrong. If the header has columns and a line leaves a quote open, say which line."""
+    quote = opts.get("quote")
+    if header_dialect(path, opts.get("delim"), quote) is None:
+        return
+    line = unclosed_quote_line(path, quote)
+    if line is not None:
+        raise InputError(
+            f"line {line} opens a quote ({quote or chr(34)}) it never closes, so the reader"
+            " cannot tell where that record ends",
+            where=str(path),
+            fix="close the quote on that line (a quote inside a field is written twice),"
+            " or remove the line, and load the file again",
+        )
+
+
+def _csv_view_sql(path: Path, args: list[str], params: dict[str, object]) -> str:
+    # Views cannot take parameters: inline the (escaped) values. The scan runs once, when
+    # _typed is built, so the file is parsed a single time.
+    inlined = []
+    for arg in args:
+        name, _, value = arg.partition(" = ")
+        if value.startswith("$"):
+            inlined.append(f"{name} = {_lit(str(params[value[1:]]))}")
+        else:
+            inlined.append(arg)
+    return (
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * FROM "
+        f"read_csv({_lit(str(path))}, {', '.join(inlined)})"
+    )
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    # Read physical lines (so a truncated or invalid line is one bad record, not a failed
+    # file), then take the keys seen in valid objects as the columns. As for CSV, a strict
+    # scan runs first (store_rejects makes the scan single-threaded); a file with invalid
+    # UTF-8 or an over-long line is read again keeping those lines for quarantine.
+    for rejects in (False, True):
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT line,"
+                # CASE, not AND: DuckDB's AND does not short-circuit and json_type rejects
+                # bad JSON. A line starting with '{' that is valid JSON is an object: one
+                # parse, not two.
+                " CASE WHEN starts_with(line, '{') THEN json_valid(line)"
+                " WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS _ok"
+                " FROM read_csv($path, columns = {'line': 'VARCHAR'}, header = false,"
+                " delim = chr(31), quote = '', escape = '', auto_detect = false,"
+                f" {', '.join(_REJECT_ARGS) + ',' if rejects else ''} max_line_size = 16777216)",
+                {"path": str(path)},
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            if rejects:
+                raise
+    keys = [
+        r[0]
+        for r in con.execute(
+            "SELECT k FROM (SELECT unnest(json_keys(CASE WHEN _ok THEN line END)) AS k, min(rowid) AS first"
+            f" FROM {LINES} GROUP BY 1) ORDER BY first, k"
+        ).fetchall()
+    ]
+    _jsonl_view(con, keys, {})
+    return _Stage(keys, header_lines=0, rejects=rejects)
+
+
+def _jsonl_view(con: duckdb.DuckDBPyConnection, keys: list[str], paths: dict[str, str]) -> None:
+    """The staging view over the lines: one parse per line extracts every top-level key and
+    every nested path (``paths``: staged name -> JSON path) at once; the list is indexed."""
+    json_paths = [_lit("$." + _json_key_path(k)) for k in keys]
+    json_paths += [_lit(p) for p in paths.values()]
+    listed = "[" + ", ".join(json_paths) + "]" if json_paths else "['$.none']"
+    names = [*keys, *paths]
+    selects = ", ".join(f"_vals[{i + 1}] AS {_q(k)}" for i, k in enumerate(names))
+    # Columns beside line and _ok (dwatch.mapping_lines: item positions, extracted groups,
+    # line numbers) pass through.
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE (_vals)"
+        + (", " + selects if selects else "")
+        + " FROM (SELECT * EXCLUDE (line), line AS _raw_line,"
+        f" CASE WHEN _ok THEN json_extract_string(line, {listed}) END AS _vals FROM {LINES})"
+    )
+
+
+def _heads(paths: dict[str, str] | list[str]) -> set[str]:
+    """Top-level keys of dotted paths ('user' of 'user.id')."""
+    return {split_path(p)[0] for p in paths}  # type: ignore[index]
+
+
+def _unmapped_warnings(path: Path, extras: list[str], path_columns: list[str]) -> list[str]:
+    """Columns the mapping leaves unmapped, said once per file. A nested key read at paths
+    is not kept whole (a quarantined record keeps its raw form whole)."""
+    warnings = []
+    if extras:
+        warnings.append(
+            f"{path}: column(s) {extras} are not canonical; kept in the extra column (JSON)."
+            " Map them in a source mapping or list them under ignore_columns"
+        )
+    if path_columns:
+        warnings.append(
+            f"{path}: nested key(s) {sorted(_heads(path_columns))} are read only at the mapped"
+            f" paths {sorted(path_columns)}; other fields inside them are not kept. Map more"
+            " paths in the source mapping if they matter"
+        )
+    return warnings
+
+
+def _lazy_json_keys(
+    keys: list[str], mapping: SourceMapping, paths: dict[str, str] | list[str]
+) -> set[str]:
+    """JSON keys not extracted per line: read only at dotted paths, or ignored."""
+    return (_heads(paths) | set(mapping.ignore_columns)) & set(keys)
+
+
+def _stage_paths(
+    con: duckdb.DuckDBPyConnection, stage: _Stage, fmt: str, mapping: SourceMapping
+) -> list[str]:
+    """Stage the mapping's dotted paths into nested records (``user.id``, ``items[0].name``)
+    as columns named by the path; returns their names.
+
+    JSON Lines: added to the one json_extract_string pass over each line. Parquet: read
+    from the nested column's JSON form. CSV has no nesting: a dotted name is a header."""
+    if fmt == "csv":
+        return []
+    present = set(stage.columns)
+    paths: dict[str, str] = {}
+    heads: dict[str, str] = {}
+    for written in [*mapping.columns.values(), *mapping.identifiers]:
+        split = split_path(written)
+        if written in present or split is None or split[0] not in present:
+            continue
+        heads[written], rest = split
+        paths[written] = "$." + _json_key_path(split[0]) + rest[1:]
+        if fmt == "parquet":
+            paths[written] = rest
+    if fmt == "jsonl":
+        # A key read only at paths or ignored is not extracted whole for every line
+        # (re-serialising objects is the costliest part of the pass); a quarantined line's
+        # raw form reads it from the line itself.
+        lazy = _lazy_json_keys(stage.columns, mapping, paths)
+        if paths or lazy:
+            _jsonl_view(con, [c for c in stage.columns if c not in lazy], paths)
+        return list(paths)
+    if not paths:
+        return []
+    else:
+        selects = ", ".join(
+            f"json_extract_string(s.{_q(heads[name])}, {_lit(path)}) AS {_q(name)}"
+            for name, path in paths.items()
+        )
+        con.execute("ALTER VIEW _stage RENAME TO _stage_top")
+        con.execute(f"CREATE TEMP VIEW _stage AS SELECT s.*, {selects} FROM _stage_top s")
+    return list(paths)
+
+
+def _json_key_path(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    described = con.execute(
+        "DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}
+    ).fetchall()
+    selects = []
+    for name, typ, *_ in described:
+        if typ.endswith("[]") or typ.startswith(("STRUCT", "MAP")):
+            selects.append(f"CAST(to_json({_q(name)}) AS VARCHAR) AS {_q(name)}")
+        else:
+            selects.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {', '.join(selects)}"
+        f" FROM read_parquet({_lit(str(path))})"
+    )
+    return _Stage([d[0] for d in described], header_lines=0, rejects=False)

@@ -1,0 +1,394 @@
+"""Build the typed work table: one layered SQL pass over the staged file (texts, helpers,
+typed values, first failing check, the raw record for quarantine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from dwatch.errors import InputError
+from dwatch.ingest.base import (
+    LINES,
+    REJECT_OFFSETS,
+    ROW_MAY_HAVE_TIN,
+    ROWS,
+    TYPED,
+    IngestResult,
+    _Context,
+    _drop_work,
+    _lit,
+    _pad_params,
+    _q,
+)
+from dwatch.ingest.fields import (
+    _detect_kind,
+    _field_sql,
+    _fold_header,
+    _source_text,
+    _with_canonical_headers,
+)
+from dwatch.ingest.stage import (
+    _heads,
+    _json_key_path,
+    _lazy_json_keys,
+    _Stage,
+    _stage_csv,
+    _stage_jsonl,
+    _stage_parquet,
+    _stage_paths,
+    _unmapped_warnings,
+)
+from dwatch.ingest.write import _derive_authority, _mark_duplicates
+from dwatch.mapping import (
+    CANONICAL,
+    SourceMapping,
+    get_mapping,
+    match_mapping,
+    not_logged_warning,
+)
+from dwatch.mapping_items import Expansion
+from dwatch.mapping_lines import reshape_records, stage_text_lines
+from dwatch.masking import (
+    mask_path,
+    sql_mask_text,
+    sql_may_have_shape_any,
+)
+from dwatch.pseudonym import sql_pseudonymise
+from dwatch.schema import TableSpec, load_schema
+
+
+@dataclass
+class _FieldPlan:
+    """Where each canonical field's text comes from in the staged file."""
+
+    kind: str
+    table: TableSpec
+    mapping: SourceMapping
+    columns: list[str]
+    path_columns: list[str]
+    identifier_cols: list[str]
+    texts: dict[str, str | None]
+    extras: list[str]
+    items: Expansion | None
+
+
+def _plan_fields(
+    con: duckdb.DuckDBPyConnection,
+    stage: _Stage,
+    fmt: str,
+    path: Path,
+    result: IngestResult,
+    mapping: SourceMapping,
+    kind: str | None,
+    source: str | None,
+    context: _Context,
+) -> _FieldPlan:
+    """Choose the mapping and kind from the header, then each field's source text; warn
+    about unmapped and missing columns."""
+    schema = load_schema()
+    columns = stage.columns
+    if (
+        fmt == "csv"
+        and columns == ["column0"]
+        and not con.execute("SELECT count(*) FROM _stage").fetchone()[0]
+    ):
+        raise InputError("the file has no header and no records", where=str(path))
+    if not source:
+        matched = match_mapping(columns, mappings=context.source_mappings(), file_name=path.name)
+        canonical_names = {f.name for t in schema.tables.values() for f in t.fields}
+        # Canonical headers need no mapping, unless the file is named for one.
+        if matched and (matched.match_files or not set(columns) <= canonical_names):
+            mapping = matched
+    mapping = _with_canonical_headers(columns, mapping)
+    kind = kind or _detect_kind(columns, mapping)
+    if kind is None:
+        raise InputError(
+            f"cannot tell whether this is events or request items from its columns {columns[:12]}",
+            where=str(path),
+            fix="pass --kind events|request_items, or --source NAME for a source mapping",
+        )
+    table = schema.events if kind == "events" else schema.items
+    result.kind = kind
+    result.source_system = None if mapping.is_canonical else mapping.name
+    # One record per [*] item, or the records of a line log, first (dwatch.mapping_lines).
+    items = reshape_records(con, LINES, fmt, mapping, columns, kind, path)
+    if items is not None:
+        mapping = items.mapping
+        result.warnings += items.warnings
+    result.warnings += not_logged_warning(mapping, path)
+    path_columns = _stage_paths(con, stage, fmt, mapping)
+    colset = set(columns) | set(path_columns) | set(items.columns if items else [])
+    identifier_cols = [
+        c
+        for c in [*columns, *path_columns]
+        if _fold_header(c) in schema.identifier_columns or c in mapping.identifiers
+    ]
+    texts: dict[str, str | None] = {
+        f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
+    }
+    missing = [n for n in table.required if texts[n] is None]
+    used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
+    extras = [
+        c
+        for c in columns
+        if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
+    ]
+    extras = [c for c in extras if c not in _heads(path_columns)]
+    result.warnings += _unmapped_warnings(path, extras, path_columns)
+    if missing:
+        result.warnings.append(
+            f"{path}: required column(s) {missing} are missing from the header; every record is"
+            " quarantined (missing_column). Add the column or map it in a source mapping"
+        )
+
+    return _FieldPlan(
+        kind, table, mapping, columns, path_columns, identifier_cols, texts, extras, items
+    )
+
+
+def _typed_sql(plan: _FieldPlan, fmt: str, key: bytes) -> tuple[str, str]:
+    """The layered statement that builds TYPED, and the raw-record expression."""
+    table, mapping, texts, items = plan.table, plan.mapping, plan.texts, plan.items
+    columns, path_columns, extras = plan.columns, plan.path_columns, plan.extras
+    identifier_cols = plan.identifier_cols
+    # Layered query: 1 texts, 2 helpers, 3 typed values, 4 index of the first failing
+    # check, 5 reason/field/message (and the raw record) only for failing rows.
+    layer1: list[str] = []
+    layer2: list[str] = []
+    layer2b: list[str] = []
+    layer3: list[str] = []
+    dst_helpers: list[str] = []
+    checks: list[tuple[str, str, str, str]] = []  # (condition, code, field, message)
+    if fmt == "jsonl":
+        checks.append(
+            (
+                "NOT _ok",
+                "malformed_json",
+                "",
+                "'the line is not a JSON object (truncated or malformed); fix or re-export the line'",
+            )
+        )
+    checks += items.checks if items else []
+    text_columns: list[str] = []  # one masking pre-test per row over all of them
+    for f in table.fields:
+        text = texts.get(f.name)
+        if text is None:
+            layer3.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
+            if f.required and not f.derived:
+                message = f"column {f.name} is missing from the file; add it or map it in a source mapping"
+                checks.append(("true", "missing_column", f.name, _lit(message)))
+            continue
+        spec = _field_sql(f, mapping)
+        # The pseudonym's hex digits would flag about a third of rows for the Python mask.
+        if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
+            text_columns.append(spec.x)
+        layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
+        layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
+        layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
+        dst_helpers += [spec.dst] if spec.dst else []
+        layer3.append(f"{spec.typed} AS {spec.t}")
+        checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
+
+    layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
+    raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
+    lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
+    ident_set = set(identifier_cols)
+
+    def raw_value(c: str) -> str:
+        column = _q(c)
+        if fmt == "jsonl" and c in lazy:
+            column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
+        if c in ident_set or c == "taxpayer_ref":
+            return sql_pseudonymise(column)
+        return sql_mask_text(column)
+
+    # Headers are text from outside too: a column named by an SSN is masked.
+    raw_json = (
+        "json_object("
+        + ", ".join(f"{_lit(mask_path(c, key))}, {raw_value(c)}" for c in raw_cols)
+        + ")"
+        if raw_cols
+        else "'{}'"
+    )
+    if fmt == "jsonl":
+        raw_json = f"CASE WHEN _ok THEN {raw_json} ELSE to_json({sql_mask_text('_raw_line')}) END"
+    extra_json = (
+        "json_object("
+        + ", ".join(f"{_lit(mask_path(c, key))}, {sql_mask_text(_q(c))}" for c in extras)
+        + ")"
+        if extras
+        else "NULL"
+    )
+    if checks:
+        check_index = (
+            "CASE " + " ".join(f"WHEN {c[0]} THEN {i}" for i, c in enumerate(checks, 1)) + " END"
+        )
+        messages = (
+            "CASE _check "
+            + " ".join(f"WHEN {i} THEN {c[3]}" for i, c in enumerate(checks, 1))
+            + " END"
+        )
+    else:
+        check_index, messages = "CAST(NULL AS INTEGER)", "NULL"
+    codes = "[" + ", ".join(_lit(c[1]) for c in checks) + "]::VARCHAR[]"
+    fields = "[" + ", ".join(_lit(c[2]) for c in checks) + "]::VARCHAR[]"
+    typed_names = ", ".join(f"t__{f.name}" for f in table.fields)
+    dst_flag = f"coalesce({', '.join(dst_helpers)})" if dst_helpers else "CAST(NULL AS VARCHAR)"
+    sql = (
+        f"CREATE TEMP TABLE {TYPED} AS SELECT {typed_names},"
+        f" ({codes})[_check] AS _reason, nullif(({fields})[_check], '') AS _field,"
+        f" CASE WHEN _check IS NOT NULL THEN {messages} END AS _message, _extra, {dst_flag} AS _dst,"
+        f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
+        # Reshaped records (dwatch.mapping_lines) keep the file line each came from.
+        + (f", {items.line_sql} AS _line" if items else "")
+        + f" FROM (SELECT *, {check_index} AS _check"
+        f" FROM (SELECT *, {', '.join(layer3)}"
+        f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
+        f" FROM (SELECT *{', ' + ', '.join(layer2) if layer2 else ''}"
+        f" FROM (SELECT {', '.join([*layer1, extra_json + ' AS _extra'])}, s.* FROM _stage s)))))"
+    )
+    return sql, raw_json
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    mapping: SourceMapping,
+    skip_if_loaded: Callable[[], None],
+) -> _Stage:
+    """Stage the file as text columns (the _stage view), by format."""
+    if fmt != "csv":
+        skip_if_loaded()  # staging JSON Lines reads every line: decide first
+    if fmt == "csv":
+        # Fast path: a strict scan runs in parallel (DuckDB's store_rejects makes the scan
+        # single-threaded). A file with a malformed line fails it and is read again below,
+        # this time keeping every rejected line for quarantine.
+        # The tolerant reader's sniff is the reference: the fast path is used only when it
+        # sees the same header.
+        tolerant_columns = _stage_csv(con, path, mapping, rejects=True).columns
+        try:
+            stage = _stage_csv(con, path, mapping, rejects=False)
+            fast = stage.columns == tolerant_columns
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            fast = False
+        if not fast:
+            stage = _stage_csv(con, path, mapping, rejects=True)
+        skip_if_loaded()  # the sniffs above only read a sample, beside the hashing
+    elif fmt == "jsonl":
+        stage = _stage_jsonl(con, path)
+    elif fmt == "lines":
+        stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
+    else:
+        stage = _stage_parquet(con, path)
+    return stage
+
+
+def _number_rows(con: duckdb.DuckDBPyConnection, stage: _Stage) -> None:
+    """The ROWS view: each typed row with its record number in the file."""
+    # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
+    # index (WITH ORDINALITY would force a single-threaded scan). Lines the reader rejected
+    # before a record are added back so record numbers match the file's lines.
+    if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
+        con.execute(
+            f"CREATE TEMP TABLE {REJECT_OFFSETS} AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
+            " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
+            [stage.header_lines],
+        )
+        con.execute(
+            f"CREATE TEMP VIEW {ROWS} AS SELECT t.rowid AS _rid, t.rowid + 1 + coalesce(r.n, 0) AS _row, t.*"
+            f" FROM {TYPED} t ASOF LEFT JOIN {REJECT_OFFSETS} r ON t.rowid + 1 > r.e"
+        )
+    else:
+        con.execute(
+            f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, rowid + 1 AS _row, * FROM {TYPED}"
+        )
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    result: IngestResult,
+    *,
+    kind: str | None,
+    source: str | None,
+    key: bytes,
+    context: _Context,
+    skip_if_loaded: Callable[[], None],
+) -> str:
+    """Stage the file and build the typed work table (one row per record, reason NULL when good).
+
+    Returns the SQL expression that renders a record's raw form for quarantine."""
+    _drop_work(con)
+    mapping = get_mapping(source) if source else CANONICAL
+    con.execute("DROP TABLE IF EXISTS _rejects")
+    con.execute("DROP TABLE IF EXISTS _rejects_scan")
+    stage = _stage_file(con, path, fmt, mapping, skip_if_loaded)
+    plan = _plan_fields(con, stage, fmt, path, result, mapping, kind, source, context)
+    sql, raw_json = _typed_sql(plan, fmt, key)
+    table, mapping, kind = plan.table, plan.mapping, plan.kind
+    try:
+        con.execute(sql, _pad_params(key, sql))
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        if fmt != "csv" or stage.rejects:
+            raise
+        con.execute(f"DROP TABLE IF EXISTS {TYPED}")
+        rescan = _stage_csv(con, path, mapping, rejects=True)
+        if rescan.columns != stage.columns:
+            raise
+        stage = rescan
+        con.execute(sql, _pad_params(key, sql))
+    _number_rows(con, stage)
+    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
+    _mark_duplicates(con, table, kind)
+    result.warnings += _derive_authority(con, kind, context)
+    result.warnings += _dst_warnings(con, mapping)
+    return raw_json
+
+
+def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> list[str]:
+    """Say how many zone-less times fell in a repeated or skipped hour and what was done,
+    naming the policy and whether the mapping chose it or it is the default."""
+    counts = dict(
+        con.execute(
+            f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    warnings = []
+    for case, key, policy, done in (
+        (
+            "ambiguous",
+            "ambiguous_time",
+            mapping.ambiguous_time,
+            {
+                "earlier": "read as the first (earlier) of its two instants",
+                "later": "read as the second (later) of its two instants",
+                "quarantine": "quarantined (ambiguous_local_time)",
+            },
+        ),
+        (
+            "nonexistent",
+            "nonexistent_time",
+            mapping.nonexistent_time,
+            {
+                "shift": "read with the offset before the change (moved past the skipped hour)",
+                "quarantine": "quarantined (nonexistent_local_time)",
+            },
+        ),
+    ):
+        n = counts.get(case, 0)
+        if not n:
+            continue
+        hour = "repeated when clocks went back" if case == "ambiguous" else "skipped when"
+        hour += "" if case == "ambiguous" else " clocks went forward"
+        chosen = "set in the mapping" if key in mapping.explicit else "the default"
+        warnings.append(
+            f"{n} zone-less time(s) fall in the hour {hour} in {mapping.timezone}:"
+            f" {done[policy]} ({key}: {policy}, {chosen}; set {key} in"
+            f" {mapping.path or 'the source mapping'} to choose)"
+        )
+    return warnings

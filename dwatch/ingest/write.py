@@ -1,0 +1,236 @@
+"""Write the store and quarantine: duplicates, authority ids, address verdicts, the two inserts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from dwatch.ingest.base import AUTHORITY_MAP, ROWS, TYPED, IngestResult, _Context, _lit
+from dwatch.mapping import (
+    KIND_TABLE,
+)
+from dwatch.masking import (
+    mask_path,
+    sql_mask_text,
+)
+from dwatch.schema import TableSpec, load_schema
+
+# Test hook: called between the writes of one file's transaction (crash injection).
+_before_commit: Callable[[], None] | None = None
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
+    """Quarantine repeats of a key within the file and keys the store already holds."""
+    keycols = ", ".join(f"t__{k}" for k in table.key)
+    # A duplicate row was well-formed: its raw form is its typed values.
+    typed_json = (
+        "json_object(" + ", ".join(f"{_lit(f.name)}, t.t__{f.name}" for f in table.fields) + ")"
+    )
+    label = "event_id" if kind == "events" else "item_no"
+    code = "duplicate_event_id" if kind == "events" else "duplicate_item"
+    describe = (
+        "'event_id ' || t__event_id || ' of ' || t__source_system"
+        if kind == "events"
+        else "'item ' || t__item_no || ' of request ' || t__request_id"
+    )
+    # Cheap in the common case: an aggregate over one hash of the key (not the key's
+    # strings) finds candidates; the update below matches the real keys, so a hash
+    # collision costs a no-op update and never a wrong quarantine.
+    repeated = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY hash({keycols}) HAVING count(*) > 1)"
+    ).fetchone()[0]
+    if repeated:
+        con.execute(
+            f"""
+            UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _message = d.msg, _raw = {typed_json}
+            FROM (SELECT _rid, {describe} || ' repeats row ' || first_row || ' of this file' AS msg
+                  FROM (SELECT *, first_value(_row) OVER (PARTITION BY {keycols} ORDER BY _row) AS first_row,
+                               row_number() OVER (PARTITION BY {keycols} ORDER BY _row) AS n
+                        FROM {ROWS}
+                        WHERE _reason IS NULL AND ({keycols}) IN (
+                            SELECT ({keycols}) FROM {TYPED} WHERE _reason IS NULL
+                            GROUP BY {keycols} HAVING count(*) > 1))
+                  WHERE n > 1) d
+            WHERE t.rowid = d._rid
+            """
+        )
+    target = KIND_TABLE[kind]
+    match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
+    already = con.execute(
+        f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {target} e WHERE {match})"
+    ).fetchone()[0]
+    if not already:
+        return
+    con.execute(
+        f"""
+        UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
+            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
+        FROM {target} e
+        WHERE t._reason IS NULL AND {match}
+        """
+    )
+
+
+def _derive_authority(con: duckdb.DuckDBPyConnection, kind: str, context: _Context) -> list[str]:
+    """authority_id from legal_authority, via the policy registry's normaliser.
+
+    A registry that cannot be loaded does not stop the load: authority_id stays NULL and
+    ``dwatch detect`` derives it again once the registry is fixed. Returns warnings."""
+    if kind != "events":
+        return []
+    normalise = context.normaliser()
+    if normalise is None:
+        if context.registry_problem:
+            return [
+                f"authority_id left empty: the policy registry did not load ({context.registry_problem})"
+            ]
+        return []
+    distinct = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT t__legal_authority FROM {TYPED} WHERE t__legal_authority IS NOT NULL"
+        ).fetchall()
+    ]
+    pairs = [(text, normalise(text)) for text in distinct]
+    pairs = [(t, a) for t, a in pairs if a]
+    if not pairs:
+        return []
+    # Few distinct citations: a small map joined at insert time (no update of every row).
+    con.execute(
+        f"CREATE TEMP TABLE {AUTHORITY_MAP} (legal_authority VARCHAR PRIMARY KEY, authority_id VARCHAR)"
+    )
+    con.executemany(f"INSERT INTO {AUTHORITY_MAP} VALUES (?, ?)", pairs)
+    return []
+
+
+def _judge_addresses(
+    con: duckdb.DuckDBPyConnection, kind: str | None, context: _Context
+) -> list[str]:
+    """Verdicts for the supplied addresses this batch brings (dwatch/address_verdicts.py),
+    each distinct text parsed once, so ``dwatch detect`` only looks them up. A registry that
+    cannot be loaded leaves them to detect. Returns warnings."""
+    if kind != "request_items":
+        return []
+    context._load_registry()  # once per ingest call, shared with the citation normaliser
+    if context.registry is None:
+        problem = context.registry_problem or "no registry"
+        return [f"addresses left for detect to judge: the policy registry did not load ({problem})"]
+    from dwatch.address import vocabulary_of
+    from dwatch.address_verdicts import refresh_address_verdicts
+
+    refresh_address_verdicts(con, vocabulary_of(context.registry))  # type: ignore[arg-type]
+    return []
+
+
+def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, key: bytes) -> None:
+    schema = load_schema()
+    kind = result.kind or "events"
+    table = schema.events if kind == "events" else schema.items
+    target = KIND_TABLE[kind]
+    names = table.names
+    has_map = bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
+            [AUTHORITY_MAP.rsplit(".", 1)[1]],
+        ).fetchone()[0]
+    )
+    select = ", ".join(
+        "coalesce(m.authority_id, t.t__authority_id)"
+        if has_map and f.name == "authority_id"
+        else f"t.t__{f.name}"
+        for f in table.fields
+    )
+    join = (
+        f" LEFT JOIN {AUTHORITY_MAP} m ON m.legal_authority = t.t__legal_authority"
+        if has_map
+        else ""
+    )
+    con.execute(
+        f"INSERT INTO {target} ({', '.join(names)}, ingest_run_id, source_row, extra)"
+        f" SELECT {select}, ?, t._row, t._extra FROM {ROWS} t{join} WHERE t._reason IS NULL",
+        [result.run_id],
+    )
+    header = 1 if (result.file_format == "csv") else 0
+    shown_file = mask_path(result.source_file, key)
+    _insert_quarantine(con, result, kind, header, raw_json, key)
+    rejected = 0
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_rejects'").fetchone()[
+        0
+    ]:
+        rejected = con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
+        con.execute(
+            f"""
+            INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code,
+                                    field, message, raw_row, stage)
+            SELECT ?, ?, line - ?, line, ?,
+                   CASE WHEN error_type = 'INVALID ENCODING' THEN 'invalid_utf8'
+                        WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS') THEN 'malformed_row'
+                        ELSE 'unparseable_row' END,
+                   column_name,
+                   ? || ' line ' || line || ': ' ||
+                   CASE WHEN error_type = 'INVALID ENCODING'
+                        THEN 'bytes are not valid UTF-8; re-export the file as UTF-8'
+                        WHEN error_type = 'MISSING COLUMNS'
+                        THEN 'the record has too few fields (truncated?): ' || error_message
+                        WHEN error_type = 'TOO MANY COLUMNS'
+                        THEN 'the record has too many fields (unquoted delimiter?): ' || error_message
+                        ELSE error_message END,
+                   to_json({sql_mask_text("csv_line")}), 'ingest'
+            FROM (SELECT DISTINCT ON (line) * FROM _rejects ORDER BY line, column_idx)
+            """,
+            [result.run_id, shown_file, header, kind, shown_file],
+        )
+    counts = con.execute(
+        f"SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FILTER (WHERE _reason IS NOT NULL) FROM {TYPED}"
+    ).fetchone()
+    result.rows_loaded = int(counts[0])
+    result.rows_quarantined = int(counts[1]) + int(rejected)
+    result.rows_read = result.rows_loaded + result.rows_quarantined
+    result.quarantined_by_reason = dict(
+        con.execute(
+            "SELECT reason_code, count(*) FROM quarantine WHERE ingest_run_id = ? GROUP BY 1 ORDER BY 2 DESC",
+            [result.run_id],
+        ).fetchall()
+    )
+    if result.rows_read == 0:
+        result.warnings.append(f"{result.source_file}: header only, no records")
+    if _before_commit is not None:
+        _before_commit()
+
+
+def _insert_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    result: IngestResult,
+    kind: str,
+    header: int,
+    raw_json: str,
+    key: bytes,
+) -> None:
+    table = load_schema().events if kind == "events" else load_schema().items
+    # Every field the mapping could convert, under canonical names (NULL where it could
+    # not), so sequence and coverage checks see the row: it was logged, only malformed.
+    canonical = (
+        "json_object(" + ", ".join(f"{_lit(f.name)}, t__{f.name}" for f in table.fields) + ")"
+    )
+    # Reshaped records carry their file line (_line); other rows are numbered from the header.
+    reshaped = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = '_line'",
+        [TYPED.split(".")[-1]],
+    ).fetchone()
+    line = "coalesce(_line, _row + $header)" if reshaped and reshaped[0] else "_row + $header"
+    con.execute(
+        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
+        " message, raw_row, stage, canonical_row)"
+        " SELECT $run, $file, _row,"
+        f" CASE WHEN $fmt = 'parquet' THEN NULL ELSE {line} END, $kind,"
+        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
+        f" FROM {ROWS} WHERE _reason IS NOT NULL",
+        {
+            "run": result.run_id,
+            "file": mask_path(result.source_file, key),
+            "fmt": result.file_format,
+            "header": header,
+            "kind": kind,
+        },
+    )
