@@ -57,9 +57,18 @@ _DIGEST = (
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9A-Za-z])"
 )
 _TOKEN_RE = re.compile(rf"(?P<digest>{_DIGEST})|(?P<tin>{SHAPE})")
-# RE2 (DuckDB) superset of SHAPE: any value it misses has no shape; what it finds is
-# decided by the Python functions. Separators up to three of "-./ " cover _SEP.
-SQL_MAY_HAVE_SHAPE = r"[0-9]{3}[-./ ]{0,3}[0-9]{2}[-./ ]{0,3}[0-9]{4}|[0-9]{2} ?[-./] ?[0-9]{7}"
+# RE2 (DuckDB) superset of what _is_tin accepts: any value it misses has no shape; what
+# it finds is decided by the Python functions. Grouped forms (separators up to three of
+# "-./ " cover _SEP), the 2-7 form, and nine digits in a row only when SSA could issue them
+# (area not 000 or 666, group not 00, serial not 0000): zero-padded serials, in nearly every
+# row of many logs ("AK-DOR-000000001"), would otherwise send every row to Python.
+_SQL_AREA = r"(?:00[1-9]|0[1-9][0-9]|[1-57-9][0-9]{2}|6[0-57-9][0-9]|66[0-57-9])"
+_SQL_GROUP = r"(?:0[1-9]|[1-9][0-9])"
+_SQL_SERIAL = r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+SQL_MAY_HAVE_SHAPE = (
+    r"[0-9]{3}[-./ ]{1,3}[0-9]{2}[-./ ]{1,3}[0-9]{4}|[0-9]{2} ?[-./] ?[0-9]{7}"
+    rf"|{_SQL_AREA}{_SQL_GROUP}{_SQL_SERIAL}"
+)
 
 UDF_MASK_TEXT = "dwatch_mask_text"
 UDF_HAS_SHAPE = "dwatch_has_tin_shape"
