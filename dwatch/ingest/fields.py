@@ -127,13 +127,14 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     checks = spec.checks
     if f.required:
         checks.append((f"{x} IS NULL", "missing_required", f"'{f.name}: required value is empty'"))
-    if f.pseudonym:
-        pass  # its text is already the keyed pseudonym (_source_text): nothing raw to mask
-    elif f.type == "VARCHAR":
+    if f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
-        # _may_tin is the row's one RE2 test over all its text fields (see _load).
-        if f.identifier:
+        # _may_tin is the row's one RE2 test over all its text fields (see _typed_sql).
+        # A pseudonym field's text is already the keyed pseudonym (_source_text).
+        if f.pseudonym:
+            spec.typed = x
+        elif f.identifier:
             whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
             spec.typed = sql_pseudonymise_id(x, whole, may=ROW_MAY_HAVE_TIN)
         else:
