@@ -267,3 +267,22 @@ def _event_list(col: str = "event_ids") -> list[pl.Expr]:
         pl.col(col).list.head(MAX_EVENT_IDS).alias("event_ids"),
         pl.col(col).list.len().cast(pl.Int64).alias("event_count"),
     ]
+
+
+def recipient_window_columns(flagged: pl.DataFrame) -> pl.DataFrame:
+    """Alert columns of a finding about one recipient over a window of transfers (the flow
+    and first-seen detectors): who, when, which events, how many taxpayers and records."""
+    return flagged.select(
+        pl.col("recipient_agency").alias("entity_id"),
+        "disclosing_agency",
+        "recipient_agency",
+        pl.lit(None, dtype=pl.String).alias("request_id"),
+        pl.lit(None, dtype=pl.String).alias("actor_id"),
+        "source_system",
+        pl.col("first_at").alias("window_start"),
+        pl.col("last_at").alias("window_end"),
+        *_event_list(),
+        pl.col("subjects").cast(pl.Int64).alias("subjects_affected"),
+        pl.col("records").cast(pl.Int64).alias("records_affected"),
+        pl.col("citations"),
+    )

@@ -17,8 +17,8 @@ from detectors.ml.base import (
     MLDetector,
     ModelContext,
     _day,
-    _event_list,
     _fmt_int,
+    recipient_window_columns,
 )
 from detectors.ml.estimators import (
     FirstSeenDetector,
@@ -105,17 +105,4 @@ class FirstSeenCombination(MLDetector):
         return texts, evidence
 
     def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
-        return flagged.select(
-            pl.col("recipient_agency").alias("entity_id"),
-            "disclosing_agency",
-            "recipient_agency",
-            pl.lit(None, dtype=pl.String).alias("request_id"),
-            pl.lit(None, dtype=pl.String).alias("actor_id"),
-            "source_system",
-            pl.col("first_at").alias("window_start"),
-            pl.col("last_at").alias("window_end"),
-            *_event_list(),
-            pl.col("subjects").cast(pl.Int64).alias("subjects_affected"),
-            pl.col("records").cast(pl.Int64).alias("records_affected"),
-            pl.col("citations"),
-        )
+        return recipient_window_columns(flagged)
