@@ -85,12 +85,17 @@ def _pairing_rounds(rounds: int) -> str:
     return "\n".join(ctes)
 
 
+# Each side of every reconciliation, one row per event: what pairing reads (dw_recon_sent,
+# dw_recon_received), built from dw_events or kept between runs (detectors.custody_state).
+SENT_SIDE = _SIDE.format(types="disclosure_event_types", sources="sender_sources")
+RECEIVED_SIDE = _SIDE.format(types="receipt_event_types", sources="receiver_sources")
+
 RECONCILIATION_PAIRS = f"""
 CREATE OR REPLACE TEMP TABLE dw_reconciliation_pairs AS
-WITH sent AS ({_SIDE.format(types="disclosure_event_types", sources="sender_sources")}),
+WITH sent AS (SELECT * FROM dw_recon_sent),
 recv AS (
     SELECT r.*, r.occurred_at + to_microseconds(CAST(rc.clock_skew_hours * 3600e6 AS BIGINT)) AS t_adj
-    FROM ({_SIDE.format(types="receipt_event_types", sources="receiver_sources")}) r
+    FROM dw_recon_received r
     JOIN registry_reconciliations rc USING (reconciliation_id)
 ),
 -- each disclosure's first receipt at or after it, and each receipt's last disclosure at or
@@ -167,16 +172,19 @@ _HOLDER = (
     " THEN e.disclosing_code ELSE e.recipient_code END"
 )
 
-CUSTODY = f"""
-CREATE OR REPLACE TEMP TABLE dw_custody_events AS
+# Every event custody is judged on (receipts, disposals, uses) with its holder: what
+# dw_custody and use_after_disposal read as dw_custody_events.
+CUSTODY_EVENTS = f"""
 SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
        e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
        e.request_id, e.taxpayer_ref, e.is_use,
        {_HOLDER} AS holder_code,
        coalesce(e.request_id, e.agreement_ref) AS custody_key
 FROM dw_events e
-WHERE e.event_type IN ('receipt', 'disposal') OR e.is_use;
+WHERE e.event_type IN ('receipt', 'disposal') OR e.is_use
+"""
 
+CUSTODY = """
 CREATE OR REPLACE TEMP TABLE dw_custody AS
 WITH holder_span AS (
     SELECT holder_code, max(occurred_at) AS log_last_at FROM dw_custody_events GROUP BY ALL
@@ -206,7 +214,36 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 
 
-def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
-    """Build the tables the reconciliation and retention rules read."""
+# What pairing and custody read, each built from dw_events by the SELECT beside it.
+INPUTS = {
+    "dw_recon_sent": SENT_SIDE,
+    "dw_recon_received": RECEIVED_SIDE,
+    "dw_custody_events": CUSTODY_EVENTS,
+}
+
+
+def replace_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the temp table or view ``name`` (a run may hold either under one name)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n),"
+        " (SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = $n)",
+        {"n": name},
+    ).fetchone()
+    if row and row[0]:
+        con.execute(f"DROP TABLE temp.{name}")
+    if row and row[1]:
+        con.execute(f"DROP VIEW temp.{name}")
+
+
+def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
+    """Pair the sides and judge custody from the INPUTS tables (or views) in place."""
     con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
+
+
+def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
+    """Build the tables the reconciliation and retention rules read, from dw_events."""
+    for name, select in INPUTS.items():
+        replace_temp(con, name)
+        con.execute(f"CREATE TEMP TABLE {name} AS {select}")
+    pair_and_hold(con)
