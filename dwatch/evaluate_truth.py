@@ -236,9 +236,14 @@ def read_alerts(con: duckdb.DuckDBPyConnection, truth: Truth) -> list[ScoredAler
 
 def average_precision(ranked: list[ScoredAlert], instances: set[str]) -> float:
     """PR-AUC over a detector's alerts ranked by score: each instance counts once, at the
-    first alert that reaches it; instances never reached add nothing (recall stays short)."""
+    first alert that reaches it; instances never reached add nothing (recall stays short).
+
+    The negatives are alerts on lawful events only: an alert that reaches another injected
+    instance and none of these is left out of the ranking, not counted as a false positive
+    (an insider's alert is not a miss of the volume spike ranked below it)."""
     if not instances:
         return 0.0
+    ranked = [a for a in ranked if not a.instances or a.instances & instances]
     seen: set[str] = set()
     hits, total = 0, 0.0
     for rank, a in enumerate(ranked, start=1):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from dwatch.cli import main
 from dwatch.errors import InputError
-from dwatch.evaluate_truth import average_precision, load_truth, score_truth
+from dwatch.evaluate_truth import ScoredAlert, average_precision, load_truth, score_truth
 from dwatch.pseudonym import pseudonymise, resolve_key
 
 EVENTS = [
@@ -131,6 +131,25 @@ def test_scorer_counts_a_hand_made_set(tmp_path: Path, con: duckdb.DuckDBPyConne
 
 def test_average_precision_counts_unreached_instances_as_missing_recall() -> None:
     assert average_precision([], {"A"}) == 0.0
+
+
+def _scored(alert_id: str, score: float, instances: set[str]) -> ScoredAlert:
+    verdict = "right" if instances else "false"
+    return ScoredAlert(alert_id, "ml.m", "model", score, None, None, set(), verdict, instances)
+
+
+def test_average_precision_ranks_against_lawful_alerts_only() -> None:
+    """Another injected instance's alert ranked first is left out, not a false positive;
+    an alert on lawful events only still is one."""
+    ranked = [
+        _scored("other", 9.0, {"insider"}),
+        _scored("spike", 8.0, {"Y"}),
+        _scored("lawful", 7.0, set()),
+        _scored("both", 6.0, {"Z", "insider"}),
+    ]
+    assert average_precision(ranked, {"Y", "Z"}) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(ranked[1:], {"Y", "Z"}) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(ranked, {"insider"}) == pytest.approx(1.0)
 
 
 def test_cli_scores_the_store(
