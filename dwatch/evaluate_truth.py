@@ -391,11 +391,9 @@ def _pr_auc(truth: Truth, alerts: list[ScoredAlert]) -> list[dict[str, Any]]:
                     }
                 )
                 continue
-            # Alerts on other injected cases are neither this kind's hits nor its false
-            # alarms (as in dwatch.evaluate): they leave the ranking.
-            kept = [a for a in scored if not a.instances or a.instances & insts]
-            ranked = sorted(kept, key=lambda a: -float(a.score or 0.0))
-            left_out = len(scored) - len(kept)
+            ranked = sorted(scored, key=lambda a: -float(a.score or 0.0))
+            # average_precision leaves alerts on other injected cases out; say how many
+            left_out = sum(1 for a in scored if a.instances and not a.instances & insts)
             rows.append(
                 {
                     "kind": kind,
