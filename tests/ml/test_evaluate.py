@@ -8,7 +8,13 @@ import polars as pl
 from click.testing import CliRunner
 
 from dwatch.cli import main
-from dwatch.evaluate import _average_precision, _event_ap, _row_touches, evaluate
+from dwatch.evaluate import (
+    _average_precision,
+    _combined_event_scores,
+    _event_ap,
+    _row_touches,
+    evaluate,
+)
 
 LABELS = pl.DataFrame(
     {
@@ -47,6 +53,29 @@ def test_average_precision_leaves_other_scenarios_out_of_the_negatives() -> None
     assert _average_precision(ml, touch, "d", "missing") != _average_precision(
         ml, touch, "d", "missing"
     )
+
+
+def test_a_rule_alert_ranks_its_finding_events_not_its_chain() -> None:
+    """A finding on one transfer names its agreement's other transfers as chain: they are
+    context, not flagged, so they do not tie with the scenario's events at the top."""
+    rules = pl.DataFrame(
+        {
+            "detector_id": ["rule_a"],
+            "event_keys": [["l\x1fbad", "l\x1fok1", "l\x1fok2"]],
+            "finding_keys": [["l\x1fbad"]],
+        }
+    )
+    ml = pl.DataFrame(
+        {
+            "detector_id": ["d", "d", "d"],
+            "score": [0.1, 0.5, 0.9],
+            "alerted": [False, False, False],
+            "event_keys": [["l\x1fok1"], ["l\x1fok2"], ["l\x1fother"]],
+        }
+    )
+    scores = dict(_combined_event_scores(ml, rules).iter_rows())
+    assert scores["l\x1fbad"] == 3.0 and scores["l\x1fok1"] < 1.0 and scores["l\x1fok2"] < 1.0
+    assert _event_ap(_combined_event_scores(ml, rules), {"l\x1fbad"}, set()) == 1.0
 
 
 def test_event_level_ap_ranks_rule_hits_first() -> None:
