@@ -39,7 +39,13 @@ from detectors.ml.detectors import DETECTORS
 from detectors.ml.registry import MLConfig, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, train_models
 from dwatch.errors import DWatchError
-from dwatch.evaluate_lawful import false_by_detector, lawful_summary, validate_generated
+from dwatch.evaluate_lawful import (
+    entity_of,
+    false_by_detector,
+    false_examples,
+    lawful_summary,
+    validate_generated,
+)
 from dwatch.store import connect, transaction
 
 # Scenarios the issue sets a PR-AUC target for, and the detector meant to find each.
@@ -105,6 +111,12 @@ class Evaluation:
             parts += ["", self.lawful["summary"]]
             parts += ["rule alerts touching no scenario, by rule:"]
             parts += [f"  {d}: {n}" for d, n in self.lawful["rules_false_by_detector"].items()]
+            parts += ["highest-scored ML alerts touching no scenario:"]
+            parts += [
+                f"  {d}: {x['score']} (floor {x['threshold']}) {x['entity']} {x['events']}"
+                for d, examples in self.lawful.get("ml_false_examples", {}).items()
+                for x in examples[:3]
+            ] or ["  none"]
             parts += ["coverage gaps per source (on lawful rows):"]
             parts += [
                 f"  {g['source_system']}: {g['expectation']} x{g['gaps']} ({g['on_lawful_rows']})"
@@ -204,7 +216,7 @@ def _ml_rows(
             else:
                 keys = pl.concat_list(pl.col("source_system") + "\x1f" + pl.col("event_id"))
             frames.append(
-                frame.select(keys.alias("event_keys"))
+                frame.select(keys.alias("event_keys"), entity_of(frame))
                 .with_columns(
                     pl.lit(det_id).alias("detector_id"),
                     pl.lit(k + 1).alias("fold"),
@@ -551,7 +563,8 @@ def _measure(
             "rules_false_by_detector": false_by_detector(
                 rules["detector_id"].to_list() if rules.height else [],
                 rule_touch["row_id"].to_list(),
-            )
+            ),
+            "ml_false_examples": false_examples(alerted_ml, ml_touch) if ml.height else {},
         },
     )
 

@@ -123,3 +123,24 @@ def test_false_by_detector_counts_alerts_touching_no_scenario() -> None:
 def test_dwatch_evaluate_rejects_bad_options_cleanly() -> None:
     result = CliRunner().invoke(main, ["evaluate", "--events", "ten"])
     assert result.exit_code == 2 and "--events" in result.output
+
+
+def test_false_examples_are_the_top_ml_alerts_touching_no_scenario() -> None:
+    from dwatch.evaluate_lawful import entity_of, false_examples
+
+    frame = pl.DataFrame(
+        {
+            "row_id": [0, 1, 2],
+            "detector_id": ["d", "d", "d"],
+            "score": [9.0, 7.0, 8.0],
+            "threshold": [5.0, 5.0, 5.0],
+            "event_keys": [["log\x1fe9"], ["log\x1fe1"], ["log\x1fe2"]],
+            "actor_id": ["u1", "u2", "u3"],
+        }
+    )
+    alerted = frame.with_columns(entity_of(frame))
+    touch = _row_touches(alerted, LABELS)  # row 0 is the insider's: not an example
+    examples = false_examples(alerted, touch, per_detector=1)
+    assert examples == {
+        "d": [{"score": 8.0, "threshold": 5.0, "entity": "actor_id=u3", "events": ["log:e2"]}]
+    }
