@@ -39,6 +39,7 @@ from detectors.ml.detectors import DETECTORS
 from detectors.ml.registry import MLConfig, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, train_models
 from dwatch.errors import DWatchError
+from dwatch.evaluate_lawful import false_by_detector, lawful_summary, validate_generated
 from dwatch.store import connect, transaction
 
 # Scenarios the issue sets a PR-AUC target for, and the detector meant to find each.
@@ -59,6 +60,8 @@ class Evaluation:
     detectors: pl.DataFrame  # one row per detector (rules, each ML detector, combined)
     pr_auc: pl.DataFrame  # scenario x ML detector
     notes: list[str] = field(default_factory=list)
+    # findings on lawful rows: rule alerts touching no scenario by rule, validation gaps
+    lawful: dict[str, Any] = field(default_factory=dict)
 
     def render(self) -> str:
         def table(frame: pl.DataFrame) -> str:
@@ -98,6 +101,15 @@ class Evaluation:
             "PR-AUC per scenario and ML detector (rows of other scenarios excluded)",
             table(self.pr_auc),
         ]
+        if self.lawful:
+            parts += ["", self.lawful["summary"]]
+            parts += ["rule alerts touching no scenario, by rule:"]
+            parts += [f"  {d}: {n}" for d, n in self.lawful["rules_false_by_detector"].items()]
+            parts += ["coverage gaps per source (on lawful rows):"]
+            parts += [
+                f"  {g['source_system']}: {g['expectation']} x{g['gaps']} ({g['on_lawful_rows']})"
+                for g in self.lawful["coverage"]
+            ] or ["  none"]
         if self.notes:
             parts += ["", *(f"note: {n}" for n in self.notes)]
         return "\n".join(parts)
@@ -110,6 +122,7 @@ class Evaluation:
                 "detectors": self.detectors.to_dicts(),
                 "pr_auc": self.pr_auc.to_dicts(),
                 "notes": self.notes,
+                "lawful": self.lawful,
             },
             indent=2,
             default=str,
@@ -258,6 +271,12 @@ def evaluate(
                 con, truth, config, work_dir, events, seed, budget, bulk_min_records, threads
             )
             evaluation.params["instances_per_scenario"] = instances or "generator default"
+            labelled = {(src, eid) for inst in truth["instances"] for src, eid in inst["events"]}
+            coverage = validate_generated(con, labelled)
+            rules_false = evaluation.lawful.get("rules_false_by_detector", {})
+            evaluation.lawful.update(
+                coverage=coverage, summary=lawful_summary(coverage, rules_false)
+            )
             return evaluation
         finally:
             con.close()
@@ -519,6 +538,12 @@ def _measure(
         detectors=pl.DataFrame(det_rows, infer_schema_length=None),
         pr_auc=pl.DataFrame(pr_rows, infer_schema_length=None),
         notes=notes,
+        lawful={
+            "rules_false_by_detector": false_by_detector(
+                rules["detector_id"].to_list() if rules.height else [],
+                rule_touch["row_id"].to_list(),
+            )
+        },
     )
 
 

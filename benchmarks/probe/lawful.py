@@ -338,6 +338,8 @@ def criminal_chain(
     for _ in range(uses if uses is not None else rng.randint(0, 2)):
         t, _nm = rng.choice(people)
         use_at = got + timedelta(days=rng.randint(0, 20), hours=rng.randint(0, 8))
+        if use_at > END:  # the logs are exported at END: nothing later is in them
+            continue
         chain["use"].append(
             w.add(
                 "fed-le-receipts",
@@ -356,11 +358,16 @@ def criminal_chain(
     if dispose_after_days == AUTO:
         keeps = req["agency"] not in RETAINED_BY_TERM and rng.random() > 0.2
         dispose_after_days = None if keeps else rng.randint(30, 200)
-    if dispose_after_days is not None:
+    disposed_at = (
+        None
+        if dispose_after_days is None
+        else got + timedelta(days=dispose_after_days, hours=rng.randint(0, 8))
+    )
+    if disposed_at is not None and disposed_at <= END:  # later: still held on the export date
         chain["disposal"] = [
             w.add(
                 "fed-le-receipts",
-                got + timedelta(days=dispose_after_days, hours=rng.randint(0, 8)),
+                disposed_at,
                 "disposal",
                 disclosing="IRS",
                 recipient=req["agency"],

@@ -73,6 +73,22 @@ def test_evaluate_end_to_end_on_a_small_generated_set(tmp_path: Path) -> None:
     )
     text = result.render()
     assert "Per scenario" in text and "PR-AUC" in text and "bulk" in text
+    # findings on lawful rows: rule alerts touching no scenario (the rules' false alerts),
+    # and the store validated as dwatch run would, its gaps told apart
+    rules = detectors["rules (all)"]
+    lawful_rate = 10_000 * sum(result.lawful["rules_false_by_detector"].values())
+    assert lawful_rate / max(result.params["events_loaded"], 1) <= rules["false_per_10k"] + 1e-9
+    assert result.lawful["summary"].startswith("on lawful rows: silence gaps")
+    for gap in result.lawful["coverage"]:
+        assert 0 <= gap["on_lawful_rows"] <= gap["gaps"]
+    assert result.lawful["summary"] in text
+
+
+def test_false_by_detector_counts_alerts_touching_no_scenario() -> None:
+    from dwatch.evaluate_lawful import false_by_detector
+
+    assert false_by_detector(["a", "b", "a", "a"], [1, 2]) == {"a": 2}
+    assert false_by_detector(["a", "b"], []) == {"a": 1, "b": 1}
 
 
 def test_dwatch_evaluate_rejects_bad_options_cleanly() -> None:
