@@ -14,7 +14,13 @@ measures, per scenario, per detector and for rules plus ML together:
 - false-positive rate on legitimate bulk flows: legitimate transfer events of at least
   ``bulk_min_records`` records that an alert touches;
 - false alerts per 10,000 lawful events: alerts touching no scenario's event, per 10,000
-  events no scenario wrote.
+  events no scenario wrote;
+- findings on lawful rows (``dwatch.evaluate_lawful``): after measuring, the store is
+  validated as ``dwatch run`` would; silence and other coverage gaps naming no scenario's
+  event, rule alerts touching no scenario by rule, and the highest-scored such ML alerts.
+
+A rule alert reaches a scenario through its finding events and their request chain
+(``alert_events``), but flags only its finding events (bulk-flow rate, combined ranking).
 
 A row "touches" a scenario when any of its events is listed for that scenario in
 ``ground_truth.json``. Event ids are matched as (source_system, event_id).
