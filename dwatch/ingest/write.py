@@ -20,9 +20,17 @@ from dwatch.schema import TableSpec, load_schema
 _before_commit: Callable[[], None] | None = None
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
-    """Quarantine repeats of a key within the file and keys the store already holds."""
-    keycols = ", ".join(f"t__{k}" for k in table.key)
+def _mark_duplicates(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str, runs: list[str] | None = None
+) -> None:
+    """Quarantine repeats of a key within the file and keys the store already holds.
+
+    ``runs``: TYPED holds a group of files (``_gfile`` indexes this list of their run ids).
+    Each file is judged as if loaded alone, in order: repeats within a file first, then
+    keys in the store, then keys an earlier file of the group holds ('already loaded by'
+    that file's run, as the store would have said had it been committed first)."""
+    keys = ", ".join(f"t__{k}" for k in table.key)
+    keycols = f"_gfile, {keys}" if runs else keys
     # A duplicate row was well-formed: its raw form is its typed values.
     typed_json = (
         "json_object(" + ", ".join(f"{_lit(f.name)}, t.t__{f.name}" for f in table.fields) + ")"
@@ -60,15 +68,47 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str
     already = con.execute(
         f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {target} e WHERE {match})"
     ).fetchone()[0]
-    if not already:
+    if already:
+        con.execute(
+            f"""
+            UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
+                _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
+            FROM {target} e
+            WHERE t._reason IS NULL AND {match}
+            """
+        )
+    if runs:
+        _mark_group_repeats(con, keys, code, label, typed_json, describe, runs)
+
+
+def _mark_group_repeats(
+    con: duckdb.DuckDBPyConnection,
+    keys: str,
+    code: str,
+    label: str,
+    typed_json: str,
+    describe: str,
+    runs: list[str],
+) -> None:
+    """A key an earlier file of the group holds: 'already loaded' by that file's run (a
+    key with an empty part never matches the store, so never an earlier file either)."""
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys.split(", "))
+    across = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY hash({keys}) HAVING count(*) > 1)"
+    ).fetchone()[0]
+    if not across:
         return
     con.execute(
         f"""
         UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
-            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
-        FROM {target} e
-        WHERE t._reason IS NULL AND {match}
-        """
+            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || d.run
+        FROM (SELECT _rid, ($runs::VARCHAR[])[first_file + 1] AS run
+              FROM (SELECT _rid, _gfile, min(_gfile) OVER (PARTITION BY {keys}) AS first_file
+                    FROM {ROWS} WHERE _reason IS NULL AND {not_null})
+              WHERE _gfile > first_file) d
+        WHERE t.rowid = d._rid
+        """,
+        {"runs": runs},
     )
 
 
@@ -206,7 +246,10 @@ def _insert_quarantine(
     header: int,
     raw_json: str,
     key: bytes,
+    group: list[IngestResult] | None = None,
 ) -> None:
+    """The quarantined rows of TYPED; of a group's files (``_gfile`` indexes ``group``),
+    each under its own run and file name."""
     table = load_schema().events if kind == "events" else load_schema().items
     # Every field the mapping could convert, under canonical names (NULL where it could
     # not), so sequence and coverage checks see the row: it was logged, only malformed.
@@ -219,16 +262,19 @@ def _insert_quarantine(
         [TYPED.split(".")[-1]],
     ).fetchone()
     line = "coalesce(_line, _row + $header)" if reshaped and reshaped[0] else "_row + $header"
+    files = group or [result]
+    at = "1" if group is None else "_gfile + 1"
+    run, file = f"($run::VARCHAR[])[{at}]", f"($file::VARCHAR[])[{at}]"
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
-        " SELECT $run, $file, _row,"
+        f" SELECT {run}, {file}, _row,"
         f" CASE WHEN $fmt = 'parquet' THEN NULL ELSE {line} END, $kind,"
-        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
+        f" _reason, _field, {file} || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
-            "run": result.run_id,
-            "file": mask_path(result.source_file, key),
+            "run": [r.run_id for r in files],
+            "file": [mask_path(r.source_file, key) for r in files],
             "fmt": result.file_format,
             "header": header,
             "kind": kind,
