@@ -60,7 +60,12 @@ from dwatch.ingest.stage import (
     parquet_layout,
 )
 from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
-from dwatch.ingest.write import _derive_authority, _insert_quarantine, _mark_duplicates
+from dwatch.ingest.write import (
+    _derive_authority,
+    _insert_quarantine,
+    _mark_duplicates,
+    _record_key_ranges,
+)
 from dwatch.mapping import CANONICAL, KIND_TABLE, get_mapping, match_mapping
 from dwatch.schema import load_schema
 
@@ -201,6 +206,7 @@ def write_group(
         f" FROM {ROWS} t{join} WHERE t._reason IS NULL",
         {"runs": [r.run_id for r in results]},
     )
+    _record_key_ranges(con, kind, [r.run_id for r in results], grouped=True)
     _insert_quarantine(con, first, kind, 0, raw_json, key, group=results)
     for gfile, reason, n in con.execute(
         f"SELECT {GROUP_FILE}, coalesce(_reason, ''), count(*) FROM {TYPED} GROUP BY ALL"
