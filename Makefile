@@ -21,8 +21,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode is compiled once at install: PYTHONDONTWRITEBYTECODE (set on some machines) would
+# otherwise make every process recompile its ~3,000 modules (half the CPU of a short run).
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(BIN)/python -m compileall -q dwatch detectors flows benchmarks
 	@touch $@
 
 install: $(VENV)/.installed

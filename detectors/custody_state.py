@@ -21,10 +21,10 @@ import hashlib
 
 import duckdb
 
-from detectors.custody import CUSTODY_EVENTS, INPUTS, pair_and_hold, replace_temp
+from detectors.custody import CUSTODY_EVENTS, INPUTS, OUTCOMES, pair_and_hold, replace_temp
 
 FAMILY = "custody"
-CODE_VERSION = hashlib.md5("".join(INPUTS.values()).encode()).hexdigest()[:12]
+CODE_VERSION = hashlib.md5(("".join(INPUTS.values()) + repr(OUTCOMES)).encode()).hexdigest()[:12]
 
 # Each input of pairing and custody: its state table and the rows of it.
 _KEPT = {
@@ -38,12 +38,14 @@ _NEW_ROWS = (
 )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, name: str, rows: str) -> None:
+def _insert(
+    con: duckdb.DuckDBPyConnection, name: str, rows: str, params: dict[str, object] | None = None
+) -> None:
     table, side = _KEPT[name]
     if side is None:
-        con.execute(f"INSERT INTO {table} BY NAME {rows}")
+        con.execute(f"INSERT INTO {table} BY NAME {rows}", params)
     else:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT {side} AS side, * FROM ({rows})")
+        con.execute(f"INSERT INTO {table} BY NAME SELECT {side} AS side, * FROM ({rows})", params)
 
 
 def save_full(con: duckdb.DuckDBPyConnection) -> None:
@@ -59,9 +61,10 @@ def append_new(con: duckdb.DuckDBPyConnection) -> int:
     over them; the carriers of new items that ride along are old rows and are not added."""
     for name, select in INPUTS.items():
         assert select.count("FROM dw_events e") == 1, name
-        _insert(con, name, select.replace("FROM dw_events e", _NEW_ROWS))
+        _insert(con, name, select.replace("FROM dw_events e", _NEW_ROWS), OUTCOMES)
     row = con.execute(
-        "SELECT count(*) FROM (" + CUSTODY_EVENTS.replace("FROM dw_events e", _NEW_ROWS) + ")"
+        "SELECT count(*) FROM (" + CUSTODY_EVENTS.replace("FROM dw_events e", _NEW_ROWS) + ")",
+        OUTCOMES,
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -151,3 +151,37 @@ def test_accounting_command_reads_stdin_and_prints_no_identifier(loaded, db_path
     assert out.read_text().count("\n") == 2  # header and C's one access
     bad = runner.invoke(main, ["--db", str(db_path), "accounting", "--pseudonym", TIN_C])
     assert bad.exit_code == 2 and not TIN_SHAPE.search(bad.output)
+
+
+WHOLE_REF = re.compile(r"tp_[0-9a-f]{32}")
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv", "json"])
+def test_affected_shortens_pseudonyms_unless_asked_for_whole_ones(
+    loaded, with_case, db_path, tmp_path, fmt
+):
+    loaded.close()
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{TIN_B}\n{TIN_A}\n")
+    base = ["--db", str(db_path), "affected", "--case", "cs_1", "--format", fmt]
+    runner = CliRunner()
+    short = runner.invoke(main, [*base, "--match-ids", str(ids)])
+    assert short.exit_code == 0, short.output
+    assert not WHOLE_REF.search(short.output)
+    for ref in (with_case[TIN_A], with_case[TIN_B]):
+        assert ref[:7] + "…" in short.output
+    # matching still reports the lines of the key holder's file, never the identifiers
+    assert not TIN_SHAPE.search(short.output)
+    if fmt == "json":
+        rows = {r["taxpayer_ref"]: r["match_lines"] for r in json.loads(short.output)["affected"]}
+        assert rows == {with_case[TIN_A][:7] + "…": "2", with_case[TIN_B][:7] + "…": "1"}
+    whole = runner.invoke(main, [*base, "--match-ids", str(ids), "--whole-pseudonyms"])
+    assert whole.exit_code == 0, whole.output
+    assert set(WHOLE_REF.findall(whole.output)) == {with_case[TIN_A], with_case[TIN_B]}
+    assert not TIN_SHAPE.search(whole.output)
+
+
+def test_affected_help_names_the_option_and_the_default():
+    result = CliRunner().invoke(main, ["affected", "--help"])
+    assert result.exit_code == 0
+    assert "--whole-pseudonyms" in result.output and "shortened" in result.output
