@@ -449,11 +449,12 @@ def judge_new(
             f"{by}: re-read {touched[0]} whole (every finding there aggregates its history):"
             f" {events:,} event(s) from {old_batches} judged batch(es) - {_describe_parts(con, by)}"
         )
-    for rule in [r for r in history if r.reads]:
+    # through reads alone, unless it also reads state this store does not keep
+    for rule in [r for r in history if r.reads and (kept or not _reads(r, *STATE_VIEWS))]:
         runs[rule.id], merge, line = _judge_through_reads(con, registry, rule, run_id)
         result.merge = _add(result.merge, merge)
         result.revisits.append(line)
-    history = [r for r in history if not r.reads]
+    history = [r for r in history if not r.reads or (not kept and _reads(r, *STATE_VIEWS))]
     if history:
         prepare(
             con, registry, sync=False, refresh="false",
