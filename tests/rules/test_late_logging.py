@@ -86,3 +86,13 @@ def test_a_run_51_hours_behind_is_found_with_the_learned_tolerance(
 
 def test_isolated_rows_hours_late_on_a_batch_uploading_log_are_its_habit(tmp_path: Path) -> None:
     assert _alerts(tmp_path, _log((2.0, 20.0), run_at=None)) == []
+
+
+def test_two_neighbours_each_late_on_their_own_are_not_a_batch(tmp_path: Path) -> None:
+    """Two adjacent rows of the batch-uploading log both near the top of its own lateness
+    (above its 99th percentile, below its single-row tolerance): 1 row in 25 is late, so
+    such pairs line up by chance; judged as two late rows, not as a replayed batch."""
+    times = _log((2.0, 20.0), run_at=None)
+    for i in (600, 601):
+        times[i] = START + timedelta(minutes=40 * i) - timedelta(hours=19.9)
+    assert _alerts(tmp_path, times) == []
