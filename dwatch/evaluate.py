@@ -39,6 +39,13 @@ from detectors.ml.detectors import DETECTORS
 from detectors.ml.registry import MLConfig, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, train_models
 from dwatch.errors import DWatchError
+from dwatch.evaluate_lawful import (
+    entity_of,
+    false_by_detector,
+    false_examples,
+    lawful_summary,
+    validate_generated,
+)
 from dwatch.store import connect, transaction
 
 # Scenarios the issue sets a PR-AUC target for, and the detector meant to find each.
@@ -59,6 +66,8 @@ class Evaluation:
     detectors: pl.DataFrame  # one row per detector (rules, each ML detector, combined)
     pr_auc: pl.DataFrame  # scenario x ML detector
     notes: list[str] = field(default_factory=list)
+    # findings on lawful rows: rule alerts touching no scenario by rule, validation gaps
+    lawful: dict[str, Any] = field(default_factory=dict)
 
     def render(self) -> str:
         def table(frame: pl.DataFrame) -> str:
@@ -98,6 +107,21 @@ class Evaluation:
             "PR-AUC per scenario and ML detector (rows of other scenarios excluded)",
             table(self.pr_auc),
         ]
+        if self.lawful:
+            parts += ["", self.lawful["summary"]]
+            parts += ["rule alerts touching no scenario, by rule:"]
+            parts += [f"  {d}: {n}" for d, n in self.lawful["rules_false_by_detector"].items()]
+            parts += ["highest-scored ML alerts touching no scenario:"]
+            parts += [
+                f"  {d}: {x['score']} (floor {x['threshold']}) {x['entity']} {x['events']}"
+                for d, examples in self.lawful.get("ml_false_examples", {}).items()
+                for x in examples[:3]
+            ] or ["  none"]
+            parts += ["coverage gaps per source (on lawful rows):"]
+            parts += [
+                f"  {g['source_system']}: {g['expectation']} x{g['gaps']} ({g['on_lawful_rows']})"
+                for g in self.lawful["coverage"]
+            ] or ["  none"]
         if self.notes:
             parts += ["", *(f"note: {n}" for n in self.notes)]
         return "\n".join(parts)
@@ -110,6 +134,7 @@ class Evaluation:
                 "detectors": self.detectors.to_dicts(),
                 "pr_auc": self.pr_auc.to_dicts(),
                 "notes": self.notes,
+                "lawful": self.lawful,
             },
             indent=2,
             default=str,
@@ -191,7 +216,7 @@ def _ml_rows(
             else:
                 keys = pl.concat_list(pl.col("source_system") + "\x1f" + pl.col("event_id"))
             frames.append(
-                frame.select(keys.alias("event_keys"))
+                frame.select(keys.alias("event_keys"), entity_of(frame))
                 .with_columns(
                     pl.lit(det_id).alias("detector_id"),
                     pl.lit(k + 1).alias("fold"),
@@ -258,6 +283,12 @@ def evaluate(
                 con, truth, config, work_dir, events, seed, budget, bulk_min_records, threads
             )
             evaluation.params["instances_per_scenario"] = instances or "generator default"
+            labelled = {(src, eid) for inst in truth["instances"] for src, eid in inst["events"]}
+            coverage = validate_generated(con, labelled)
+            rules_false = evaluation.lawful.get("rules_false_by_detector", {})
+            evaluation.lawful.update(
+                coverage=coverage, summary=lawful_summary(coverage, rules_false)
+            )
             return evaluation
         finally:
             con.close()
@@ -287,17 +318,26 @@ def _rule_alerts(
         from detectors.engine import run_rules
     except ImportError as exc:  # the rule engine is another team's module
         notes.append(f"rules not run: {exc}")
-        return pl.DataFrame(schema={"detector_id": pl.String, "event_keys": pl.List(pl.String)})
+        keys = pl.List(pl.String)
+        return pl.DataFrame(
+            schema={"detector_id": pl.String, "event_keys": keys, "finding_keys": keys}
+        )
     with transaction(con):
         run_rules(con, rule_registry(truth), run_id="evaluate")
     # Evidence keys with each event's own log, the finding's events and the rest of its
     # chain (alert_events); alerts without them key their event ids by the alert's source.
+    # event_keys (finding + chain) say which scenario an alert reaches; finding_keys (the
+    # events it is about) are what it flags: a finding on one transfer of an agreement
+    # names the agreement's thousands of lawful transfers as its chain, not as suspects.
     table = con.sql(
-        "SELECT a.detector_id, coalesce(k.event_keys, list_transform(a.event_ids,"
-        " lambda e: coalesce(a.source_system, '') || chr(31) || e)) AS event_keys"
-        " FROM alerts a LEFT JOIN (SELECT alert_id, list(DISTINCT source_system || chr(31) || event_id)"
-        " AS event_keys FROM alert_events GROUP BY alert_id) k USING (alert_id)"
-        " WHERE a.detector_kind = 'rule' AND a.status = 'open'"
+        "WITH k AS (SELECT alert_id, list(DISTINCT source_system || chr(31) || event_id)"
+        " AS event_keys, list(DISTINCT source_system || chr(31) || event_id)"
+        " FILTER (WHERE role = 'finding') AS finding_keys FROM alert_events GROUP BY alert_id),"
+        " a AS (SELECT detector_id, alert_id, list_transform(event_ids, lambda e:"
+        " coalesce(source_system, '') || chr(31) || e) AS own_keys FROM alerts"
+        " WHERE detector_kind = 'rule' AND status = 'open')"
+        " SELECT a.detector_id, coalesce(k.event_keys, a.own_keys) AS event_keys,"
+        " coalesce(k.finding_keys, a.own_keys) AS finding_keys FROM a LEFT JOIN k USING (alert_id)"
     ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -383,10 +423,10 @@ def _measure(
     bulk = bulk.join(labelled, on="key", how="anti")
     bulk_keys = set(bulk["key"].to_list())
 
-    def covered(frame: pl.DataFrame) -> set[str]:
+    def covered(frame: pl.DataFrame, column: str = "event_keys") -> set[str]:
         if frame.height == 0:
             return set()
-        return set(frame.select(pl.col("event_keys").explode()).to_series().drop_nulls().to_list())
+        return set(frame.select(pl.col(column).explode()).to_series().drop_nulls().to_list())
 
     def fp_rate(keys: set[str]) -> float:
         return len(keys & bulk_keys) / len(bulk_keys) if bulk_keys else float("nan")
@@ -478,7 +518,7 @@ def _measure(
             "precision_at_budget": len(touched) / rules.height,
             "alert_precision": len(touched) / rules.height,
             "recall": len(caught_rules & set(instances["instance_id"].to_list())) / instances.height,
-            "bulk_fp_rate": fp_rate(covered(rules)),
+            "bulk_fp_rate": fp_rate(covered(rules, "finding_keys")),
             "false_per_10k": false_per_10k(rules.height, len(touched)),
         })  # fmt: skip
     for det_id in sorted(DETECTORS):
@@ -498,7 +538,7 @@ def _measure(
                 alerted.height, sum(r in touched for r in alerted["row_id"].to_list())
             ),
         })  # fmt: skip
-    combined_keys = covered(rules) | covered(alerted_ml)
+    combined_keys = covered(rules, "finding_keys") | covered(alerted_ml)
     det_rows.append({
         "detector": "rules + ML", "rows_scored": None,
         "alerts": rules.height + (alerted_ml.height if ml.height else 0),
@@ -519,6 +559,13 @@ def _measure(
         detectors=pl.DataFrame(det_rows, infer_schema_length=None),
         pr_auc=pl.DataFrame(pr_rows, infer_schema_length=None),
         notes=notes,
+        lawful={
+            "rules_false_by_detector": false_by_detector(
+                rules["detector_id"].to_list() if rules.height else [],
+                rule_touch["row_id"].to_list(),
+            ),
+            "ml_false_examples": false_examples(alerted_ml, ml_touch) if ml.height else {},
+        },
     )
 
 
@@ -539,7 +586,7 @@ def _average_precision(ml: pl.DataFrame, touch: pl.DataFrame, det_id: str, scena
 
 
 def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
-    """Per event key: 3 if a rule alert covers it, else the best ML score: the row's
+    """Per event key: 3 if a rule alert is about it (its finding events), else the best ML score: the row's
     percentile rank within its detector (0..1), plus 1 when the row is over its threshold
     (an alert), so alerts of a detector with few rows are not drowned by the top ranks of a
     detector with many."""
@@ -554,7 +601,7 @@ def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFram
         parts.append(ranked.select(pl.col("event_keys").alias("key"), "s").explode("key"))
     if rules.height:
         parts.append(
-            rules.select(pl.col("event_keys").alias("key"))
+            rules.select(pl.col("finding_keys").alias("key"))
             .explode("key")
             .with_columns(pl.lit(3.0).alias("s"))
         )

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from dwatch.errors import InputError
+from dwatch.evaluate_lawful import coverage_on_lawful, lawful_summary
 from dwatch.masking import pseudonymise_id
 from dwatch.pseudonym import pseudonymise
 
@@ -296,12 +297,27 @@ class TruthReport:
     def false_per_10k(self) -> float:
         return 10_000 * self.false_alerts / self.lawful_events if self.lawful_events else 0.0
 
+    def detector_false_per_10k(self, d: DetectorFigures) -> float:
+        return 10_000 * (d.false + d.unresolved) / self.lawful_events if self.lawful_events else 0.0
+
+    @property
+    def on_lawful(self) -> str:
+        false = {d.detector_id: d.false + d.unresolved for d in self.detectors}
+        return lawful_summary(self.coverage, false)
+
     def to_json(self) -> str:
         body = {k: v for k, v in self.__dict__.items() if k != "detectors"}
         body["detectors"] = [
-            {**d.__dict__, "precision": d.precision, "recall": d.recall} for d in self.detectors
+            {
+                **d.__dict__,
+                "precision": d.precision,
+                "recall": d.recall,
+                "false_per_10k_lawful": self.detector_false_per_10k(d),
+            }
+            for d in self.detectors
         ]
         body["false_alerts_per_10k_lawful"] = self.false_per_10k
+        body["on_lawful_rows"] = self.on_lawful
         return json.dumps(body, indent=1, default=str)
 
     def render(self) -> str:
@@ -376,13 +392,18 @@ def _pr_auc(truth: Truth, alerts: list[ScoredAlert]) -> list[dict[str, Any]]:
                 )
                 continue
             ranked = sorted(scored, key=lambda a: -float(a.score or 0.0))
+            # average_precision leaves alerts on other injected cases out; say how many
+            left_out = sum(1 for a in scored if a.instances and not a.instances & insts)
             rows.append(
                 {
                     "kind": kind,
                     "detector": detector,
                     "pr_auc": average_precision(ranked, insts),
                     "alerts": len(mine),
-                    "note": "",
+                    "other_cases_left_out": left_out,
+                    "note": f"{left_out} alert(s) on other injected cases left out"
+                    if left_out
+                    else "",
                 }
             )
     return rows
@@ -451,11 +472,12 @@ def _chains(truth: Truth, alerts: list[ScoredAlert]) -> dict[str, Any]:
     return {"judged": judged, "whole": whole, "partial_by_detector": dict(sorted(counts.items()))}
 
 
-def _coverage(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    rows = con.execute(
-        "SELECT source_system, expectation, count(*) FROM coverage_gaps GROUP BY ALL ORDER BY 1, 2"
-    ).fetchall()
-    return [{"source_system": s, "expectation": e, "gaps": n} for s, e, n in rows]
+def _coverage(con: duckdb.DuckDBPyConnection, truth: Truth) -> list[dict[str, Any]]:
+    def injected(source: str, event_id: str) -> bool:
+        ev = truth.events.get((source, event_id))
+        return ev is not None and ev.label != "lawful"
+
+    return coverage_on_lawful(con, injected)
 
 
 def score_truth(
@@ -477,7 +499,7 @@ def score_truth(
         pr_auc=_pr_auc(truth, alerts),
         subjects=_subjects(con, truth, alerts, key),
         chains=_chains(truth, alerts),
-        coverage=_coverage(con),
+        coverage=_coverage(con, truth),
         false_by=_false_by(alerts),
     )
 
@@ -509,21 +531,31 @@ def render(r: TruthReport) -> str:
         f"false alerts {r.false_alerts} = {r.false_per_10k:.1f} per 10,000 lawful events; lawful events "
         f"named by any alert {r.lawful_touched:,} ({100 * r.lawful_touched / max(1, r.lawful_events):.2f}%)",
         "",
-        "| detector | alerts | right | context | false | precision | instances | recall | event recall |",
-        "|---|---|---|---|---|---|---|---|---|",
+        r.on_lawful,
+        "",
+        "| detector | alerts | right | context | false | false per 10,000 lawful | precision"
+        " | instances | recall | event recall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in r.detectors:
         lines.append(
             f"| {d.detector_id} | {d.alerts} | {d.right} | {d.context} | {d.false + d.unresolved} | "
+            f"{r.detector_false_per_10k(d):.2f} | "
             f"{_f(d.precision)} | {d.found_instances}/{d.expected_instances} | {_f(d.recall)} | "
             f"{_f(d.event_recall)} |"
         )
     missed = [i for i in r.instances if i["missed"]]
     lines += ["", "missed (instance: expected detectors that did not find it):"]
     lines += [f"  {i['instance_id']}: {', '.join(i['missed'])}" for i in missed] or ["  none"]
-    lines += ["", "| behaviour | detector | PR-AUC | alerts |", "|---|---|---|---|"]
     lines += [
-        f"| {p['kind']} | {p['detector']} | {_f(p['pr_auc'])} | {p['alerts']} |" for p in r.pr_auc
+        "",
+        "| behaviour | detector | PR-AUC (other cases' alerts left out) | alerts | left out |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['kind']} | {p['detector']} | {_f(p['pr_auc'])} | {p['alerts']} |"
+        f" {p.get('other_cases_left_out', 0)} |"
+        for p in r.pr_auc
     ]
     lines += [
         "",
@@ -544,8 +576,12 @@ def render(r: TruthReport) -> str:
     ]
     lines += ["", "false alerts by detector -> recipient:"]
     lines += [f"  {k}: {n}" for k, n in r.false_by.items()] or ["  none"]
-    lines += ["", "coverage gaps (failed batch checks) per source:"]
-    lines += [f"  {g['source_system']}: {g['expectation']} x{g['gaps']}" for g in r.coverage] or [
-        "  none"
+    lines += [
+        "",
+        "coverage gaps (failed batch checks) per source, and how many name only lawful rows:",
     ]
+    lines += [
+        f"  {g['source_system']}: {g['expectation']} x{g['gaps']} (on lawful rows {g['on_lawful_rows']})"
+        for g in r.coverage
+    ] or ["  none"]
     return "\n".join(lines)

@@ -730,7 +730,13 @@ def step_validate(ctx: RunContext) -> StepResult:
         ctx.validation_incomplete = True
         ctx.notes.append("validation is not available in this build: coverage is unknown")
         return StepResult("validate", "not_available", message=f"dwatch.validate: {exc}")
-    report = validate_batches(ctx.con, docs_dir=ctx.reports_dir / "validation")
+    from dwatch.validate.docs_job import docs_mode
+
+    # Data Docs (Great Expectations takes seconds to load) are built beside the run.
+    background = docs_mode(default="background") == "background"
+    report = validate_batches(
+        ctx.con, docs_dir=ctx.reports_dir / "validation", docs_in_background=background
+    )
     errors = [b for b in report.all_batches if b.error]
     ctx.validation_incomplete = bool(errors)
     gaps = ctx.con.execute("SELECT count(*) FROM coverage_gaps").fetchone()
@@ -754,6 +760,7 @@ def step_validate(ctx: RunContext) -> StepResult:
         "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
+        "docs_note": report.docs_note,
     }
     if errors:
         ctx.notes.append(

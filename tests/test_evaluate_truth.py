@@ -219,3 +219,72 @@ def test_a_labelled_id_carrying_a_tin_shape_matches_the_stored_pseudonym(
     assert (right.detector_id, right.right, right.false) == ("rule_v", 1, 0)
     [unmatched] = score_truth(con, load_truth(root), key=key).detectors
     assert unmatched.right == 0  # without the key the raw label cannot meet the stored id
+
+
+def test_pr_auc_leaves_out_alerts_on_other_injected_cases(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection
+) -> None:
+    """An ml.m alert on the bulk case X ranks first; it is neither a spike hit nor a false
+    alarm, so the spike's PR-AUC is what it is without it (as dwatch.evaluate does)."""
+    key = resolve_key()
+    _write_alerts(con, key)
+    con.execute(
+        "INSERT INTO alerts (alert_id, detector_id, detector_kind, detector_version, severity, score,"
+        " entity_type, entity_id, source_system, event_ids, evidence, explanation, status)"
+        " VALUES ('al_x', 'ml.m', 'model', '1', 'high', 99.0, 'event', 'e', 'logB', ['2'], '{}',"
+        " 'x', 'open')"
+    )
+    report = score_truth(con, load_truth(_write_labels(tmp_path / "set")), key=key)
+    (pr,) = [p for p in report.pr_auc if p["kind"] == "spike"]
+    assert pr["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+    assert (pr["alerts"], pr["other_cases_left_out"]) == (4, 1)
+    by = {d.detector_id: d for d in report.detectors}
+    assert by["ml.m"].context == 1  # still counted where it belongs
+    assert report.detector_false_per_10k(by["ml.m"]) == pytest.approx(5_000.0)  # 1 of 2 lawful
+
+
+def _event(con: duckdb.DuckDBPyConnection, source: str, event_id: str, at: str) -> None:
+    con.execute(
+        "INSERT INTO disclosure_events (event_id, source_system, occurred_at, event_type,"
+        " disclosing_agency, recipient_agency, actor_id, data_elements, record_count)"
+        " VALUES (?, ?, ?::TIMESTAMPTZ, 'access', 'IRS', 'X', 'a', ['name'], 1)",
+        [event_id, source, at],
+    )
+
+
+def _failed_check(
+    con: duckdb.DuckDBPyConnection, source: str, check: str, lo: str, hi: str
+) -> None:
+    con.execute(
+        "INSERT INTO validation_results (validation_run_id, ingest_run_id, source_system, suite,"
+        " expectation, scope, success, window_start, window_end)"
+        " VALUES ('v1', 'b-' || ?, ?, 's', ?, 'batch', false, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
+        [source + check, source, check, lo, hi],
+    )
+
+
+def test_coverage_gaps_on_lawful_rows_are_told_apart_from_injected_ones(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection
+) -> None:
+    """A silence between two lawful rows is on lawful rows (the target counts it); a
+    sequence gap whose window holds an injected event is explained by it."""
+    _event(con, "logA", "1", "2026-01-01 10:00+00")
+    _event(con, "logA", "2", "2026-01-20 10:00+00")
+    _event(con, "logA", "5", "2026-02-01 10:00+00")  # W, a violation
+    _failed_check(
+        con,
+        "logA",
+        "expect_source_not_silent(occurred_at)",
+        "2026-01-01 10:00+00",
+        "2026-01-20 10:00+00",
+    )
+    _failed_check(con, "logA", "sequence_gap", "2026-01-31 00:00+00", "2026-02-02 00:00+00")
+    report = score_truth(con, load_truth(_write_labels(tmp_path / "set")))
+    by = {g["expectation"].split("(")[0]: g for g in report.coverage}
+    assert (
+        by["expect_source_not_silent"]["gaps"],
+        by["expect_source_not_silent"]["on_lawful_rows"],
+    ) == (1, 1)
+    assert (by["sequence_gap"]["gaps"], by["sequence_gap"]["on_lawful_rows"]) == (1, 0)
+    assert report.on_lawful.startswith("on lawful rows: silence gaps 1 (logA x1)")
+    assert "silence gaps 1 (logA x1)" in report.render()

@@ -68,3 +68,25 @@ def test_per_taxpayer_truth_names_disclosed_subjects(probe: Path) -> None:
     truth = load_truth(probe)
     sets = {s["truth_set"] for s in truth.subjects}
     assert {"disclosed_without_usable_address", "disclosed_under_enjoined_flow"} <= sets
+
+
+def test_no_log_runs_past_the_export_date() -> None:
+    """The logs are exported at END: a disposal or use due later has not happened yet. (A
+    log running months past the others made every other source "silent until now".) The
+    last day's local evening may reach a few hours past END in UTC, no more; and no log
+    stops weeks before the others."""
+    from datetime import datetime, timedelta
+
+    from benchmarks.probe.__main__ import build
+    from benchmarks.probe.world import END
+
+    w = build(20_000, 3)
+    last: dict[str, datetime] = {}
+    for e in w.events:
+        last[e["source_system"]] = max(
+            last.get(e["source_system"], e["occurred_at"]), e["occurred_at"]
+        )
+    assert max(last.values()) <= END + timedelta(days=1), last
+    # and every log runs up to the export: requests keep coming (answered after it, they
+    # are pending), so no office falls quiet in the last weeks ("silent until now")
+    assert min(last.values()) >= END - timedelta(days=7), last

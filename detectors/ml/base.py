@@ -73,14 +73,20 @@ class ModelContext:
             f"{_day(self.train_from) if self.train_from else 'the start'} to "
             f"{_day(self.train_to) if self.train_to else 'the end'}"
         )
-        return (
-            f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that at most "
-            f"{floor['false_alarms_per_10k']:g} alert(s) per 10,000 lawful {unit} would have "
-            f"fired on the training window ({window}, each half scored by a model fitted on the "
-            f"other: {floor['training_alerts']:,} alert(s) over "
+        rate = (
+            f"at most {floor['false_alarms_per_10k']:g} alert(s) per 10,000 lawful {unit} would "
+            f"have fired on the training window ({window}, each half scored by a model fitted on "
+            f"the other: {floor['training_alerts']:,} alert(s) over "
             f"{_fmt_int(floor['training_events'])} {unit}, about "
-            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)})."
+            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)})"
         )
+        if "min_score" in floor:
+            # The detector's own minimum is higher than what the rate alone would set.
+            return (
+                f"Score {score:.1f}; alert floor {self.threshold:.1f}, the detector's own "
+                f"minimum (the rate floor, {floor['rate_threshold']:.1f}, is where {rate})."
+            )
+        return f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that {rate}."
 
 
 def _set_aside(floor: dict[str, Any], unit: str) -> str:

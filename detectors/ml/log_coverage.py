@@ -19,25 +19,49 @@ from detectors.ml import features
 from detectors.ml.base import MAX_EVENT_IDS, MLDetector, ModelContext, _day, _fmt_int
 from detectors.ml.coverage import LogCoverageSurprise
 
+# Days a log may take to record a transfer other logs recorded (a receipt after midnight),
+# read beyond the window's edges; the store's last days wait this long to be judged.
+MARGIN_DAYS = 2
+
 # Days are the sending agency's local days when the registry or config knows its zone,
 # else UTC: never the log's own zone, so two logs of one flow cut days the same way.
+# A log may record only some of a flow's transfers (a receipt log writes the secure file
+# transfers, not the one-record API answers the ledger also lists), so a row is a flow
+# *over one channel* as the other logs wrote it, and each channel's days are learned on
+# their own. The day counts as recorded here when this log has the flow within a day,
+# over any channel (logs spell channels their own way, or not at all), read beyond the
+# window's edges (a receipt just after the window covers a disclosure just before its end).
 _SQL = """
 WITH ev AS (
     SELECT e.source_system, e.event_id, e.occurred_at, e.disclosing_agency, e.recipient_agency,
-           CAST(timezone(coalesce(az.tz, 'UTC'), e.occurred_at) AS DATE) AS day
+           coalesce(e.channel, 'unknown') AS channel,
+           CAST(timezone(coalesce(az.tz, 'UTC'), e.occurred_at) AS DATE) AS day,
+           ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
+           AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ) AS in_window
     FROM disclosure_events e
     LEFT JOIN _ZONE_TABLE az ON az.agency = e.disclosing_agency
     WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
       AND e.disclosing_agency IS NOT NULL AND e.recipient_agency IS NOT NULL
-      AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
-      AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
+      AND ($from::TIMESTAMPTZ IS NULL
+           OR e.occurred_at >= $from::TIMESTAMPTZ - to_days(CAST($margin_days AS INTEGER)))
+      AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ + to_days(CAST($margin_days AS INTEGER)))
+),
+-- A day is judged once every log has had a day to record it: days within margin_days of
+-- the newest event in the store wait for the next run (their receipts may not be loaded).
+newest AS (
+    SELECT CAST(max(occurred_at) AS DATE) - CAST($margin_days AS INTEGER) AS last_day
+    FROM disclosure_events WHERE event_type IN (SELECT unnest($event_types::VARCHAR[]))
+),
+here_days AS (
+    SELECT source_system, disclosing_agency, recipient_agency, day, count(*) AS n
+    FROM ev GROUP BY ALL
 ),
 log_days AS (
-    SELECT source_system, disclosing_agency, recipient_agency, day, count(*) AS n,
+    SELECT source_system, disclosing_agency, recipient_agency, channel, day, count(*) AS n,
            min(occurred_at) AS first_at, max(occurred_at) AS last_at,
            list({'source_system': source_system, 'event_id': event_id}
                 ORDER BY occurred_at, event_id) AS events
-    FROM ev GROUP BY ALL
+    FROM ev WHERE in_window AND day <= (SELECT last_day FROM newest) GROUP BY ALL
 ),
 -- Every log that ever recorded the flow (the whole store, not only the window): a log
 -- silent for the whole window still has its rows.
@@ -48,7 +72,7 @@ logs AS (
       AND disclosing_agency IS NOT NULL AND recipient_agency IS NOT NULL
 ),
 other_days AS (
-    SELECT l.source_system, l.disclosing_agency, l.recipient_agency, o.day,
+    SELECT l.source_system, l.disclosing_agency, l.recipient_agency, o.channel, o.day,
            sum(o.n) AS logged_elsewhere,
            list(DISTINCT o.source_system ORDER BY o.source_system) AS other_logs,
            min(o.first_at) AS first_at, max(o.last_at) AS last_at,
@@ -57,14 +81,14 @@ other_days AS (
     JOIN log_days o
       ON o.disclosing_agency = l.disclosing_agency AND o.recipient_agency = l.recipient_agency
      AND o.source_system <> l.source_system
-    GROUP BY l.source_system, l.disclosing_agency, l.recipient_agency, o.day
+    GROUP BY l.source_system, l.disclosing_agency, l.recipient_agency, o.channel, o.day
 ),
 -- Logs of one transfer record it at different times (a receipt hours after the
 -- disclosure, past midnight): the day counts as recorded here if this log has the flow
 -- within a day of it.
 rows AS (
     SELECT d.*,
-           coalesce((SELECT sum(h.n) FROM log_days h
+           coalesce((SELECT sum(h.n) FROM here_days h
                      WHERE h.source_system = d.source_system
                        AND h.disclosing_agency = d.disclosing_agency
                        AND h.recipient_agency = d.recipient_agency
@@ -75,12 +99,13 @@ runs AS (
     SELECT *,
            count(*) FILTER (WHERE logged_here > 0) OVER w AS logged_before
     FROM rows
-    WINDOW w AS (PARTITION BY source_system, disclosing_agency, recipient_agency ORDER BY day
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW w AS (PARTITION BY source_system, disclosing_agency, recipient_agency, channel
+                 ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT *,
        list_transform(events_elsewhere, lambda x: x.event_id) AS event_ids,
-       hash(source_system || '|' || disclosing_agency || '|' || recipient_agency) AS log_flow_code,
+       hash(source_system || '|' || disclosing_agency || '|' || recipient_agency || '|'
+            || channel) AS log_flow_code,
        CAST(logged_here AS UBIGINT) AS logged_here_n,
        -- Each partition is a logged day (none before the first) and the days missed after it.
        CAST(CASE WHEN logged_here > 0 THEN 0
@@ -88,9 +113,9 @@ SELECT *,
             END AS UBIGINT) AS missed_in_a_row,
        coalesce(min(day) FILTER (WHERE logged_here = 0) OVER r, day) AS run_start
 FROM runs
-WINDOW r AS (PARTITION BY source_system, disclosing_agency, recipient_agency, logged_before
-             ORDER BY day)
-ORDER BY source_system, disclosing_agency, recipient_agency, day
+WINDOW r AS (PARTITION BY source_system, disclosing_agency, recipient_agency, channel,
+             logged_before ORDER BY day)
+ORDER BY source_system, disclosing_agency, recipient_agency, channel, day
 """.replace("_ZONE_TABLE", features._ZONE_TABLE)
 
 
@@ -103,9 +128,10 @@ class LogCoverage(MLDetector):
     entity_type = "source"
     event_unit = "flow-days"
     feature_columns = ("log_flow_code", "logged_here_n", "missed_in_a_row")
-    key_columns = ("source_system", "disclosing_agency", "recipient_agency", "day")
+    key_columns = ("source_system", "disclosing_agency", "recipient_agency", "channel", "day")
     # One alert per run of missed days, whichever day of it scored highest: a longer run
     # found on a later rescoring updates the same alert.
+    # Channels of one flow share the alert: a log that stops recording a flow stops on all.
     run_columns = ("source_system", "disclosing_agency", "recipient_agency", "run_start")
     alert_key_columns = run_columns
     # A run of missed days is counted within the rows scored: scoring a window also reads
@@ -121,7 +147,12 @@ class LogCoverage(MLDetector):
         return features._frame(
             con,
             _SQL,
-            {"event_types": self.event_types, "from": window_from, "to": window_to},
+            {
+                "event_types": self.event_types,
+                "from": window_from,
+                "to": window_to,
+                "margin_days": MARGIN_DAYS,
+            },
         )
 
     def build_pipeline(self) -> Pipeline:
@@ -153,22 +184,28 @@ class LogCoverage(MLDetector):
         for i, row in enumerate(flagged.iter_rows(named=True)):
             missed = int(row["missed_in_a_row"])
             others = ", ".join(row["other_logs"])
-            p = float(cov["p_logged"][i])
+            a, b = float(cov["a"][i]), float(cov["b"][i])
+            n_days = _fmt_int(cov["n_days"][i])
             texts.append(
                 f"{row['source_system']} recorded none of {row['disclosing_agency']}'s transfers to "
                 f"{row['recipient_agency']} on {missed} day(s) in a row on which other logs "
-                f"({others}) recorded that flow, from {_day(row['run_start'])} to "
-                f"{_day(row['day'])} ({_fmt_int(row['logged_elsewhere'])} event(s) elsewhere on "
-                f"the last of them). In its training window it recorded this flow on "
-                f"{_fmt_int(cov['logged_days'][i])} of the {_fmt_int(cov['n_days'][i])} days other "
-                f"logs did (about {p:.1%} of them), so {missed} missed day(s) in a row are "
-                f"{float(cov['surprise'][i]):.1f} nats of surprise. {ctx.floor_words(scores[i])}"
+                f"({others}) recorded that flow over {row['channel']}, from "
+                f"{_day(row['run_start'])} to {_day(row['day'])} "
+                f"({_fmt_int(row['logged_elsewhere'])} event(s) elsewhere on the last of them). "
+                f"In its training window it recorded this flow on "
+                f"{_fmt_int(cov['logged_days'][i])} of the {n_days} days other logs recorded it "
+                f"over {row['channel']}, missing about {a:.1%} of the days after a recorded one "
+                f"and {b:.1%} of those after a missed one, so a run of {missed} is expected "
+                f"about {float(cov['expected_runs'][i]):.2g} time(s) in {n_days} such days "
+                f"({float(cov['surprise'][i]):.1f} nats of surprise). "
+                f"{ctx.floor_words(scores[i])}"
             )
             evidence.append(
                 {
                     "missed_days_in_a_row": missed,
                     "run_start": _day(row["run_start"]),
                     "other_logs": list(row["other_logs"]),
+                    "channel": row["channel"],
                     "events_elsewhere": int(row["logged_elsewhere"]),
                     # The flow's events that day, each with its own log (ids repeat).
                     "events": row["events_elsewhere"][:MAX_EVENT_IDS],
@@ -176,7 +213,9 @@ class LogCoverage(MLDetector):
                         "compared_with": "this log's own record of the flow in training",
                         "days_flow_recorded_elsewhere": int(cov["n_days"][i]),
                         "days_this_log_recorded_it": int(cov["logged_days"][i]),
-                        "p_logged": round(p, 4),
+                        "miss_after_recorded_day": round(a, 4),
+                        "miss_after_missed_day": round(b, 4),
+                        "runs_this_long_expected": float(f"{float(cov['expected_runs'][i]):.3g}"),
                     },
                     "unusual_features": [
                         {

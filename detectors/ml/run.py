@@ -130,6 +130,9 @@ def threshold_for(
     else:
         threshold = float(-model[-1].offset_)
     if settings.min_score is not None:
+        if floor is not None and settings.min_score > threshold:
+            floor["rate_threshold"] = threshold
+            floor["min_score"] = settings.min_score
         threshold = max(threshold, settings.min_score)
     return threshold, pct, floor
 

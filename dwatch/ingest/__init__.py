@@ -2,8 +2,11 @@
 
 Every input record ends in exactly one of ``disclosure_events`` / ``request_items`` and
 ``quarantine`` (which keeps file, row, line, the raw record with identifiers
-pseudonymised, a reason code, the field and a message). Each file is one transaction,
-recorded in ``ingest_runs``; the same content is not loaded twice unless forced.
+pseudonymised, a reason code, the field and a message). Each file is recorded in
+``ingest_runs`` (and chained, ``dwatch.ledger``) and is one transaction, except that
+consecutive small Parquet files of one layout share one typed pass and one transaction
+(``group``: the same rows, quarantine and records as loading each alone; a group that
+fails is loaded again file by file). The same content is not loaded twice unless forced.
 
 The work is set-wise in DuckDB: the file is scanned once into a staging table of text
 columns, one SQL statement converts and checks every field (reason per row), and two
@@ -13,7 +16,8 @@ under its memory limit, so files larger than memory load with bounded memory.
 The package runs one way, by stage: ``files`` (what to read) and ``stage`` (read each format
 into text columns), ``fields`` and ``instants`` (convert, check, mask and pseudonymise each
 field), ``typed`` (the one layered pass that builds the typed work table), ``write`` (the
-store and quarantine), and ``run`` (one transaction per file). ``base`` holds what they share.
+store and quarantine), ``group`` (many small files through those stages at once) and ``run``
+(one transaction per file or group). ``base`` holds what they share.
 """
 
 from __future__ import annotations

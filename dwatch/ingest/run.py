@@ -19,6 +19,7 @@ from dwatch.csv_trouble import overlong_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.ingest.base import IngestResult, _Context, _drop_work, _lit
 from dwatch.ingest.files import _HASHER, _format_of, _size, expand_paths, file_sha256
+from dwatch.ingest.group import Group, GroupPlanner, load_group, write_group
 from dwatch.ingest.typed import _load
 from dwatch.ingest.write import _judge_addresses, _write
 from dwatch.mapping import (
@@ -54,11 +55,19 @@ def _record_run(
     key: bytes | None,
 ) -> None:
     """One ingest_runs row; file name, message and warnings masked (dwatch.masking)."""
-    con.execute(
-        "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
-        " rows_read, rows_loaded, rows_quarantined, started_at, finished_at, status, message, warnings, forced)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
-        [
+    _record_runs(con, [(r, sha)], started, forced, key)
+
+
+def _record_runs(
+    con: duckdb.DuckDBPyConnection,
+    runs: list[tuple[IngestResult, str | None]],
+    started: datetime,
+    forced: bool,
+    key: bytes | None,
+) -> None:
+    """An ingest_runs row per (result, sha256), chained in this order, in one INSERT."""
+    rows = [
+        (
             r.run_id,
             mask_path(r.source_file, key),
             sha,
@@ -68,14 +77,22 @@ def _record_run(
             r.rows_read,
             r.rows_loaded,
             r.rows_quarantined,
-            started,
             r.status,
             mask_path(r.message, key) if r.message is not None else None,
             [mask_path(w, key) for w in r.warnings],
-            forced,
-        ],
+        )
+        for r, sha in runs
+    ]
+    texts = "VARCHAR[]"
+    types = [texts] * 6 + ["BIGINT[]"] * 3 + [texts, texts, "VARCHAR[][]"]
+    columns = ", ".join(f"unnest(?::{t})" for t in types)
+    con.execute(
+        "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
+        " rows_read, rows_loaded, rows_quarantined, status, message, warnings, started_at,"
+        f" finished_at, forced) SELECT {columns}, ?, now(), ?",
+        [*(list(column) for column in zip(*rows, strict=True)), started, forced],
     )
-    ledger.append(con, r.run_id)
+    ledger.append_many(con, [r.run_id for r, _ in runs])
 
 
 def ingest_file(
@@ -179,6 +196,45 @@ def ingest_file(
     return result
 
 
+def _ingest_group(
+    con: duckdb.DuckDBPyConnection,
+    group: Group,
+    *,
+    kind: str | None,
+    source: str | None,
+    force: bool,
+    key: bytes,
+    context: _Context,
+) -> list[IngestResult] | None:
+    """Load a group of files in one transaction, one result and chain link per file
+    (dwatch.ingest.group); None when it failed and each file should load alone."""
+    register(con)
+    started = datetime.now(UTC)
+    paths = [path for path, _ in group.members]
+    results = [
+        IngestResult(
+            run_id=_new_run_id(), source_file=str(path), status="loaded", file_format="parquet"
+        )
+        for path in paths
+    ]
+    try:
+        raw_json = load_group(
+            con, paths, group.layout, results, kind=kind, source=source, key=key, context=context
+        )
+        with transaction(con):
+            write_group(con, results, raw_json, key)
+            shared = _judge_addresses(con, results[0].kind, context)
+            for result in results:
+                result.warnings += shared
+            shas = [sha for _, sha in group.members]
+            _record_runs(con, list(zip(results, shas, strict=True)), started, force, key)
+    except (DWatchError, duckdb.Error):
+        return None  # nothing written: each file loads alone and says what is wrong with it
+    finally:
+        _drop_work(con)
+    return results
+
+
 INGEST_MEMORY_ENV = "DWATCH_INGEST_MEMORY"
 DEFAULT_INGEST_MEMORY = "1GB"
 
@@ -241,17 +297,39 @@ def ingest_paths(
     if files:
         context.prefetch_registry()
     sizes = [_size(path) for path in files]
+    planner = GroupPlanner(con, files, source=source, force=force, context=context)
     with (
         _bounded_memory(con),
         progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
     ):
-        for n, (path, size) in enumerate(zip(files, sizes, strict=True), start=1):
-            reading.working_on(path, f"file {n}/{len(files)}")
-            result = ingest_file(
-                con, path, kind=kind, source=source, force=force, key=key, context=context
+        n = 0
+        while n < len(files):
+            group = planner.group_at(n)
+            count = len(group.members) if group else 1
+            reading.working_on(
+                files[n],
+                f"file {n + 1}/{len(files)}"
+                if count == 1
+                else f"files {n + 1}-{n + count}/{len(files)}",
             )
-            results.append(result)
-            reading.advance(size, rows=result.rows_read)
+            loaded = (
+                _ingest_group(
+                    con, group, kind=kind, source=source, force=force, key=key, context=context
+                )
+                if group
+                else None
+            )
+            for i, path in enumerate(files[n : n + count]):
+                result = (
+                    loaded[i]
+                    if loaded
+                    else ingest_file(
+                        con, path, kind=kind, source=source, force=force, key=key, context=context
+                    )
+                )
+                results.append(result)
+                reading.advance(sizes[n + i], rows=result.rows_read)
+            n += count
     return results
 
 

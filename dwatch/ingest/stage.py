@@ -228,18 +228,50 @@ def _json_key_path(key: str) -> str:
     return '"' + key.replace('"', '\\"') + '"'
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+def parquet_layout(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
+    """A Parquet file's columns and their types (read from its footer, not its rows)."""
     described = con.execute(
         "DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}
     ).fetchall()
+    return [(str(d[0]), str(d[1])) for d in described]
+
+
+def _parquet_texts(layout: list[tuple[str, str]]) -> str:
     selects = []
-    for name, typ, *_ in described:
+    for name, typ in layout:
         if typ.endswith("[]") or typ.startswith(("STRUCT", "MAP")):
             selects.append(f"CAST(to_json({_q(name)}) AS VARCHAR) AS {_q(name)}")
         else:
             selects.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
+    return ", ".join(selects)
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    layout = parquet_layout(con, path)
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {', '.join(selects)}"
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout)}"
         f" FROM read_parquet({_lit(str(path))})"
     )
-    return _Stage([d[0] for d in described], header_lines=0, rejects=False)
+    return _Stage([name for name, _ in layout], header_lines=0, rejects=False)
+
+
+# Columns a group's staging adds beside the file's own: which file (its index in the
+# group) and which row of it (from 1). A file with a column of these names loads alone.
+GROUP_FILE, GROUP_ROW = "_gfile", "_grow"
+_READER_FILE = "_dwatch_file"
+GROUP_RESERVED = {GROUP_FILE, GROUP_ROW, _READER_FILE, "file_row_number"}
+
+
+def _stage_parquet_group(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], layout: list[tuple[str, str]]
+) -> _Stage:
+    """Stage Parquet files of one layout as one view: one scan, each row with its file's
+    index in ``paths`` and its row number in that file (not the scan's order)."""
+    listed = "[" + ", ".join(_lit(str(p)) for p in paths) + "]"
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout)},"
+        f" CAST(list_position({listed}, {_READER_FILE}) - 1 AS INTEGER) AS {GROUP_FILE},"
+        f" file_row_number + 1 AS {GROUP_ROW}"
+        f" FROM read_parquet({listed}, filename = {_lit(_READER_FILE)}, file_row_number = true)"
+    )
+    return _Stage([name for name, _ in layout], header_lines=0, rejects=False)

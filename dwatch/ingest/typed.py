@@ -118,7 +118,6 @@ def _plan_fields(
     if items is not None:
         mapping = items.mapping
         result.warnings += items.warnings
-    result.warnings += not_logged_warning(mapping, path)
     path_columns = _stage_paths(con, stage, fmt, mapping)
     colset = set(columns) | set(path_columns) | set(items.columns if items else [])
     identifier_cols = [
@@ -129,7 +128,6 @@ def _plan_fields(
     texts: dict[str, str | None] = {
         f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
     }
-    missing = [n for n in table.required if texts[n] is None]
     used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
     extras = [
         c
@@ -137,20 +135,31 @@ def _plan_fields(
         if c not in used and c not in mapping.ignore_columns and c != "_raw_line" and c != "_ok"
     ]
     extras = [c for c in extras if c not in _heads(path_columns)]
-    result.warnings += _unmapped_warnings(path, extras, path_columns)
+    plan = _FieldPlan(
+        kind, table, mapping, columns, path_columns, identifier_cols, texts, extras, items
+    )
+    result.warnings += _file_warnings(plan, path)
+    return plan
+
+
+def _file_warnings(plan: _FieldPlan, path: Path) -> list[str]:
+    """What the plan leaves out, said for one file (each file of a group hears it)."""
+    warnings = not_logged_warning(plan.mapping, path)
+    warnings += _unmapped_warnings(path, plan.extras, plan.path_columns)
+    missing = [n for n in plan.table.required if plan.texts[n] is None]
     if missing:
-        result.warnings.append(
+        warnings.append(
             f"{path}: required column(s) {missing} are missing from the header; every record is"
             " quarantined (missing_column). Add the column or map it in a source mapping"
         )
-
-    return _FieldPlan(
-        kind, table, mapping, columns, path_columns, identifier_cols, texts, extras, items
-    )
+    return warnings
 
 
-def _typed_sql(plan: _FieldPlan, fmt: str, key: bytes) -> tuple[str, str]:
-    """The layered statement that builds TYPED, and the raw-record expression."""
+def _typed_sql(
+    plan: _FieldPlan, fmt: str, key: bytes, carry: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """The layered statement that builds TYPED, and the raw-record expression. ``carry``:
+    staged columns passed through as they are (a group's file index and row number)."""
     table, mapping, texts, items = plan.table, plan.mapping, plan.texts, plan.items
     columns, path_columns, extras = plan.columns, plan.path_columns, plan.extras
     identifier_cols = plan.identifier_cols
@@ -244,6 +253,7 @@ def _typed_sql(plan: _FieldPlan, fmt: str, key: bytes) -> tuple[str, str]:
         f" CASE WHEN _check IS NOT NULL THEN {raw_json} END AS _raw"
         # Reshaped records (dwatch.mapping_lines) keep the file line each came from.
         + (f", {items.line_sql} AS _line" if items else "")
+        + "".join(f", {_q(c)}" for c in carry)
         + f" FROM (SELECT *, {check_index} AS _check"
         f" FROM (SELECT *, {', '.join(layer3)}"
         f" FROM (SELECT *{', ' + ', '.join(layer2b) if layer2b else ''}"
@@ -358,6 +368,11 @@ def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> lis
             f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1"
         ).fetchall()
     )
+    return _dst_messages(counts, mapping)
+
+
+def _dst_messages(counts: dict[str, int], mapping: SourceMapping) -> list[str]:
+    """The DST warnings for these counts of ambiguous and nonexistent local times."""
     warnings = []
     for case, key, policy, done in (
         (

@@ -20,9 +20,17 @@ from dwatch.schema import TableSpec, load_schema
 _before_commit: Callable[[], None] | None = None
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str) -> None:
-    """Quarantine repeats of a key within the file and keys the store already holds."""
-    keycols = ", ".join(f"t__{k}" for k in table.key)
+def _mark_duplicates(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str, runs: list[str] | None = None
+) -> None:
+    """Quarantine repeats of a key within the file and keys the store already holds.
+
+    ``runs``: TYPED holds a group of files (``_gfile`` indexes this list of their run ids).
+    Each file is judged as if loaded alone, in order: repeats within a file first, then
+    keys in the store, then keys an earlier file of the group holds ('already loaded by'
+    that file's run, as the store would have said had it been committed first)."""
+    keys = ", ".join(f"t__{k}" for k in table.key)
+    keycols = f"_gfile, {keys}" if runs else keys
     # A duplicate row was well-formed: its raw form is its typed values.
     typed_json = (
         "json_object(" + ", ".join(f"{_lit(f.name)}, t.t__{f.name}" for f in table.fields) + ")"
@@ -55,20 +63,101 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str
             WHERE t.rowid = d._rid
             """
         )
-    target = KIND_TABLE[kind]
     match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
-    already = con.execute(
-        f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {target} e WHERE {match})"
+    stored, params = _stored_rows(con, kind)
+    already = (
+        stored is not None
+        and con.execute(
+            f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {stored} e WHERE {match})",
+            params,
+        ).fetchone()[0]
+    )
+    if already:
+        con.execute(
+            f"""
+            UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
+                _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
+            FROM {stored} e
+            WHERE t._reason IS NULL AND {match}
+            """,
+            params,
+        )
+    if runs:
+        _mark_group_repeats(con, keys, code, label, typed_json, describe, runs)
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, kind: str) -> tuple[str | None, dict[str, object]]:
+    """The store's rows the work table's keys can repeat (SQL and its parameters), or None
+    when there are none to read.
+
+    Events: only rows of runs whose key range for the same source overlaps the batch's
+    (``ingest_key_ranges``, migration 0027), so the check costs what the batch costs, not
+    what the history holds; a run's rows sit together, so the run-id bounds skip the rest
+    of the table by its zone maps. Request items: all rows."""
+    if kind != "events":
+        return KIND_TABLE[kind], {}
+    runs = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT r.ingest_run_id FROM ingest_key_ranges r JOIN"
+            " (SELECT t__source_system AS source_system, min(t__event_id) AS lo, max(t__event_id) AS hi"
+            f" FROM {TYPED} WHERE _reason IS NULL GROUP BY 1) b"
+            " ON r.source_system = b.source_system AND r.first_event_id <= b.hi"
+            " AND r.last_event_id >= b.lo ORDER BY 1"
+        ).fetchall()
+    ]
+    if not runs:
+        return None, {}
+    stored = (
+        f"(SELECT * FROM {KIND_TABLE[kind]} WHERE ingest_run_id >= $first_run"
+        " AND ingest_run_id <= $last_run AND list_contains($runs::VARCHAR[], ingest_run_id))"
+    )
+    return stored, {"first_run": runs[0], "last_run": runs[-1], "runs": runs}
+
+
+def _record_key_ranges(
+    con: duckdb.DuckDBPyConnection, kind: str, runs: list[str], grouped: bool
+) -> None:
+    """Each run's first and last event_id per source system, for later duplicate checks."""
+    if kind != "events":
+        return
+    run = "($runs::VARCHAR[])[_gfile + 1]" if grouped else "($runs::VARCHAR[])[1]"
+    con.execute(
+        "INSERT INTO ingest_key_ranges (ingest_run_id, source_system, first_event_id, last_event_id)"
+        f" SELECT {run}, t__source_system, min(t__event_id), max(t__event_id) FROM {TYPED}"
+        f" WHERE _reason IS NULL GROUP BY {'_gfile, ' if grouped else ''}t__source_system",
+        {"runs": runs},
+    )
+
+
+def _mark_group_repeats(
+    con: duckdb.DuckDBPyConnection,
+    keys: str,
+    code: str,
+    label: str,
+    typed_json: str,
+    describe: str,
+    runs: list[str],
+) -> None:
+    """A key an earlier file of the group holds: 'already loaded' by that file's run (a
+    key with an empty part never matches the store, so never an earlier file either)."""
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys.split(", "))
+    across = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY hash({keys}) HAVING count(*) > 1)"
     ).fetchone()[0]
-    if not already:
+    if not across:
         return
     con.execute(
         f"""
         UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
-            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
-        FROM {target} e
-        WHERE t._reason IS NULL AND {match}
-        """
+            _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || d.run
+        FROM (SELECT _rid, ($runs::VARCHAR[])[first_file + 1] AS run
+              FROM (SELECT _rid, _gfile, min(_gfile) OVER (PARTITION BY {keys}) AS first_file
+                    FROM {ROWS} WHERE _reason IS NULL AND {not_null})
+              WHERE _gfile > first_file) d
+        WHERE t.rowid = d._rid
+        """,
+        {"runs": runs},
     )
 
 
@@ -151,6 +240,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
         f" SELECT {select}, ?, t._row, t._extra FROM {ROWS} t{join} WHERE t._reason IS NULL",
         [result.run_id],
     )
+    _record_key_ranges(con, kind, [result.run_id], grouped=False)
     header = 1 if (result.file_format == "csv") else 0
     shown_file = mask_path(result.source_file, key)
     _insert_quarantine(con, result, kind, header, raw_json, key)
@@ -206,7 +296,10 @@ def _insert_quarantine(
     header: int,
     raw_json: str,
     key: bytes,
+    group: list[IngestResult] | None = None,
 ) -> None:
+    """The quarantined rows of TYPED; of a group's files (``_gfile`` indexes ``group``),
+    each under its own run and file name."""
     table = load_schema().events if kind == "events" else load_schema().items
     # Every field the mapping could convert, under canonical names (NULL where it could
     # not), so sequence and coverage checks see the row: it was logged, only malformed.
@@ -219,16 +312,19 @@ def _insert_quarantine(
         [TYPED.split(".")[-1]],
     ).fetchone()
     line = "coalesce(_line, _row + $header)" if reshaped and reshaped[0] else "_row + $header"
+    files = group or [result]
+    at = "1" if group is None else "_gfile + 1"
+    run, file = f"($run::VARCHAR[])[{at}]", f"($file::VARCHAR[])[{at}]"
     con.execute(
         "INSERT INTO quarantine (ingest_run_id, source_file, source_row, source_line, kind, reason_code, field,"
         " message, raw_row, stage, canonical_row)"
-        " SELECT $run, $file, _row,"
+        f" SELECT {run}, {file}, _row,"
         f" CASE WHEN $fmt = 'parquet' THEN NULL ELSE {line} END, $kind,"
-        f" _reason, _field, $file || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
+        f" _reason, _field, {file} || ' row ' || _row || ': ' || _message, _raw, 'ingest', {canonical}"
         f" FROM {ROWS} WHERE _reason IS NOT NULL",
         {
-            "run": result.run_id,
-            "file": mask_path(result.source_file, key),
+            "run": [r.run_id for r in files],
+            "file": [mask_path(r.source_file, key) for r in files],
             "fmt": result.file_format,
             "header": header,
             "kind": kind,

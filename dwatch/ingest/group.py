@@ -1,0 +1,310 @@
+"""Many small files of one layout through one typed pass: the per-file fixed cost paid once.
+
+A daily increment is many small files (one per source system, a few hundred rows each).
+Loaded one at a time, each paid the compile of the ~26 KB typed statement, its own
+duplicate check against the store and its own commit, whatever its size: at 73 files
+of ~140 rows, nearly all of the 1% run's ingest. Consecutive files that would be loaded
+the same way (Parquet, the same columns and types, the same mapping, each small) are
+therefore staged together (one ``read_parquet`` over the list, each row carrying its
+file's index and its row number in that file) and go through one typed pass, one
+duplicate check and one transaction.
+
+What stays per file, exactly as loading the files one by one gives:
+
+- an ``ingest_runs`` row (its own run id, content sha256, warnings, and counts with
+  rows read = loaded + quarantined) and its own link in the hash chain
+  (``dwatch.ledger``), appended in file order;
+- provenance: a stored row's ``ingest_run_id`` is its file's run and ``source_row`` its
+  row in that file; a quarantined row names its file, row and reason;
+- duplicates (``write._mark_duplicates``): a key repeated within a file 'repeats row N
+  of this file'; a key an earlier file of the group holds was 'already loaded by' that
+  file's run, as the store would say had that file been committed first.
+
+A group is one transaction. If anything in it fails (an unreadable file, a statement
+error), the transaction rolls back and each file of the group is loaded again alone
+(``run.ingest_paths``), so a broken file is recorded as failed with its own message and
+never loses or blocks the others. A crash (any other exception) propagates as it does
+for one file: nothing of the group is written.
+
+Which files group (``run._next_group``): a file whose content was loaded before, or that
+repeats an earlier file of the group, ends the group (and is skipped or loaded alone as
+usual). Files over ``GROUP_FILE_BYTES`` load alone: their fixed cost is small beside
+their rows, and a failed group would read them twice. CSV, JSON Lines and line logs load
+alone (each is sniffed, and may keep parse rejects, per file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+import dwatch.ingest.write as ingest_write
+from dwatch.errors import InputError
+from dwatch.ingest.base import (
+    AUTHORITY_MAP,
+    ROWS,
+    TYPED,
+    IngestResult,
+    _Context,
+    _drop_work,
+    _pad_params,
+)
+from dwatch.ingest.files import _format_of, file_sha256
+from dwatch.ingest.stage import (
+    GROUP_FILE,
+    GROUP_RESERVED,
+    GROUP_ROW,
+    _stage_parquet_group,
+    parquet_layout,
+)
+from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
+from dwatch.ingest.write import (
+    _derive_authority,
+    _insert_quarantine,
+    _mark_duplicates,
+    _record_key_ranges,
+)
+from dwatch.mapping import CANONICAL, KIND_TABLE, get_mapping, match_mapping
+from dwatch.schema import load_schema
+
+GROUP_FILE_BYTES = 64 * 2**20  # a larger file loads alone
+GROUP_BYTES = 512 * 2**20  # at most this much input per group
+GROUP_FILES = 1000  # and at most this many files
+
+Layout = tuple[tuple[tuple[str, str], ...], str | None]
+
+
+def _groupable(path: Path) -> bool:
+    """A Parquet file small enough to share a group (anything else loads alone). A name
+    with glob characters loads alone too: a list of files is read as patterns."""
+    if _format_of(path, explicit=True) != "parquet" or not path.is_file():
+        return False
+    if any(ch in str(path) for ch in "*?[{"):
+        return False
+    return 0 < path.stat().st_size <= GROUP_FILE_BYTES
+
+
+def parquet_footers(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, tuple]:
+    """Each file's Parquet schema (names, physical, logical and DuckDB types), read from
+    the footers in one statement: files with equal schemas stage to equal columns. Empty
+    when a footer cannot be read (each file is then described alone)."""
+    if not paths:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT file_name, name, type, type_length, repetition_type, num_children,"
+            " converted_type, scale, precision, logical_type, duckdb_type"
+            " FROM parquet_schema($paths) ORDER BY file_name, column_id",
+            {"paths": [str(p) for p in paths]},
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    footers: dict[str, list[tuple]] = {}
+    for file_name, *column in rows:
+        footers.setdefault(str(file_name), []).append(tuple(column))
+    return {name: tuple(columns) for name, columns in footers.items()}
+
+
+def group_layout(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    source: str | None,
+    context: _Context,
+    described: list[tuple[str, str]] | None = None,
+) -> Layout | None:
+    """What decides how a file loads (its columns and types, and the mapping its name and
+    columns select), or None when it loads alone. ``described``: its columns and types,
+    known from another file with the same footer schema."""
+    if not _groupable(path):
+        return None
+    try:
+        layout = tuple(described if described is not None else parquet_layout(con, path))
+    except duckdb.Error:
+        return None  # loads alone, and says why
+    if {name for name, _ in layout} & GROUP_RESERVED:
+        return None
+    matched = None
+    if not source:
+        found = match_mapping(
+            [name for name, _ in layout], mappings=context.source_mappings(), file_name=path.name
+        )
+        matched = found.name if found else None
+    return layout, matched
+
+
+def load_group(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    layout: Layout,
+    results: list[IngestResult],
+    *,
+    kind: str | None,
+    source: str | None,
+    key: bytes,
+    context: _Context,
+) -> str:
+    """Stage the group and build one typed work table for all its files (``_gfile``,
+    ``_row`` per file); fills each result's kind, source and warnings. Returns the raw
+    record's SQL for quarantine."""
+    _drop_work(con)
+    mapping = get_mapping(source) if source else CANONICAL
+    stage = _stage_parquet_group(con, paths, list(layout[0]))
+    first = results[0]
+    plan = _plan_fields(con, stage, "parquet", paths[0], first, mapping, kind, source, context)
+    if plan.items is not None:
+        raise InputError("records expanded from lists load file by file", where=str(paths[0]))
+    for result, path in zip(results[1:], paths[1:], strict=True):
+        result.kind, result.source_system = first.kind, first.source_system
+        result.warnings += _file_warnings(plan, path)
+    sql, raw_json = _typed_sql(plan, "parquet", key, carry=(GROUP_FILE, GROUP_ROW))
+    con.execute(sql, _pad_params(key, sql))
+    con.execute(
+        f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {GROUP_ROW} AS _row, * FROM {TYPED}"
+    )
+    _mark_duplicates(con, plan.table, plan.kind, runs=[r.run_id for r in results])
+    shared = _derive_authority(con, plan.kind, context)
+    dst: dict[int, dict[str, int]] = {}
+    for gfile, case, n in con.execute(
+        f"SELECT {GROUP_FILE}, _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY ALL"
+    ).fetchall():
+        dst.setdefault(int(gfile), {})[str(case)] = int(n)
+    for i, result in enumerate(results):
+        result.warnings += shared + _dst_messages(dst.get(i, {}), plan.mapping)
+    return raw_json
+
+
+def write_group(
+    con: duckdb.DuckDBPyConnection, results: list[IngestResult], raw_json: str, key: bytes
+) -> None:
+    """The group's good rows into the store and its bad rows into quarantine, each under
+    its file's run; each result's counts (inside the caller's transaction)."""
+    first = results[0]
+    kind = first.kind or "events"
+    table = load_schema().events if kind == "events" else load_schema().items
+    has_map = bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
+            [AUTHORITY_MAP.rsplit(".", 1)[1]],
+        ).fetchone()[0]
+    )
+    select = ", ".join(
+        "coalesce(m.authority_id, t.t__authority_id)"
+        if has_map and f.name == "authority_id"
+        else f"t.t__{f.name}"
+        for f in table.fields
+    )
+    join = (
+        f" LEFT JOIN {AUTHORITY_MAP} m ON m.legal_authority = t.t__legal_authority"
+        if has_map
+        else ""
+    )
+    con.execute(
+        f"INSERT INTO {KIND_TABLE[kind]} ({', '.join(table.names)}, ingest_run_id, source_row, extra)"
+        f" SELECT {select}, ($runs::VARCHAR[])[t.{GROUP_FILE} + 1], t._row, t._extra"
+        f" FROM {ROWS} t{join} WHERE t._reason IS NULL",
+        {"runs": [r.run_id for r in results]},
+    )
+    _record_key_ranges(con, kind, [r.run_id for r in results], grouped=True)
+    _insert_quarantine(con, first, kind, 0, raw_json, key, group=results)
+    for gfile, reason, n in con.execute(
+        f"SELECT {GROUP_FILE}, coalesce(_reason, ''), count(*) FROM {TYPED} GROUP BY ALL"
+        " ORDER BY 1, 3 DESC, 2"
+    ).fetchall():
+        result = results[int(gfile)]
+        if reason:
+            result.rows_quarantined += int(n)
+            result.quarantined_by_reason[str(reason)] = int(n)
+        else:
+            result.rows_loaded += int(n)
+    for result in results:
+        result.rows_read = result.rows_loaded + result.rows_quarantined
+        if result.rows_read == 0:
+            result.warnings.append(f"{result.source_file}: header only, no records")
+    if ingest_write._before_commit is not None:
+        ingest_write._before_commit()
+
+
+@dataclass
+class Group:
+    """Consecutive files loaded as one: their shared layout, each file with its sha256."""
+
+    layout: Layout
+    members: list[tuple[Path, str]]
+
+
+class GroupPlanner:
+    """Which files from a position on load as one group (each file's layout and content
+    hash worked out once, however often it is asked)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        files: list[Path],
+        *,
+        source: str | None,
+        force: bool,
+        context: _Context,
+    ) -> None:
+        self.con, self.files, self.source, self.force, self.context = (
+            con,
+            files,
+            source,
+            force,
+            context,
+        )
+        self._layouts: dict[int, Layout | None] = {}
+        self._shas: dict[int, str] = {}
+        self._footers: dict[str, tuple] | None = None
+        self._described: dict[tuple, list[tuple[str, str]]] = {}
+
+    def _layout(self, i: int) -> Layout | None:
+        if i not in self._layouts:
+            if self._footers is None:  # every footer in one read, the first time it is needed
+                self._footers = parquet_footers(self.con, [p for p in self.files if _groupable(p)])
+            path = self.files[i]
+            footer = self._footers.get(str(path))
+            described = self._described.get(footer) if footer is not None else None
+            layout = group_layout(self.con, path, self.source, self.context, described)
+            if footer is not None and layout is not None:
+                self._described[footer] = list(layout[0])
+            self._layouts[i] = layout
+        return self._layouts[i]
+
+    def _sha(self, i: int) -> str:
+        if i not in self._shas:
+            self._shas[i] = file_sha256(self.files[i])
+        return self._shas[i]
+
+    def _loaded(self, shas: list[str]) -> set[str]:
+        if self.force:
+            return set()
+        rows = self.con.execute(
+            "SELECT DISTINCT content_sha256 FROM ingest_runs WHERE status = 'loaded'"
+            " AND content_sha256 IN (SELECT unnest($shas::VARCHAR[]))",
+            {"shas": shas},
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def group_at(self, start: int) -> Group | None:
+        """The group starting at ``files[start]``, or None when that file loads alone."""
+        layout = self._layout(start)
+        if layout is None or self._loaded([self._sha(start)]):
+            return None
+        members: list[tuple[Path, str]] = []
+        seen: set[str] = set()
+        total = 0
+        for i in range(start, min(len(self.files), start + GROUP_FILES)):
+            size = self.files[i].stat().st_size
+            if i > start and (self._layout(i) != layout or total + size > GROUP_BYTES):
+                break
+            sha = self._sha(i)
+            if sha in seen:
+                break
+            members.append((self.files[i], sha))
+            seen.add(sha)
+            total += size
+        loaded = self._loaded([sha for _, sha in members])
+        cut = next((k for k, (_, sha) in enumerate(members) if sha in loaded), len(members))
+        return Group(layout, members[:cut]) if cut > 1 else None
