@@ -14,11 +14,21 @@ log that has not reached a disclosure's date yet, or began after it, is not read
 ``dw_custody``: every receipt under a retention term with its disposal deadline, the first
 disposal of the same data by the same holder (same request, else same agreement, and the
 same record count when the disposal states one), and how far the holder's log reaches; plus, for use-after-disposal, the holder of each event.
+
+An entry whose ``outcome`` says the act did not take place (``NOT_DONE_OUTCOMES``) takes no
+part: a failed transfer sent nothing and awaits no receipt, a failed disposal destroyed
+nothing, a failed read used nothing, and a correction entry amends an earlier entry
+without recording a new act (a ledger's amended line is not a second transfer).
 """
 
 from __future__ import annotations
 
 import duckdb
+
+# Outcomes (canonical ``outcome``, lower-cased at ingest) saying that the logged act did not
+# happen. Bound as $not_done_outcomes.
+NOT_DONE_OUTCOMES = ["failure", "correction"]
+_DONE = "NOT list_contains($not_done_outcomes, coalesce(e.outcome, ''))"
 
 _KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
     CASE WHEN list_contains(rc.match_on, 'request_id') THEN coalesce(e.request_id, '') END,
@@ -28,18 +38,19 @@ _KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
          THEN coalesce(array_to_string(list_sort(e.data_elements), ','), '') END,
     CASE WHEN list_contains(rc.match_on, 'taxpayer_ref') THEN coalesce(e.taxpayer_ref, '') END)"""
 
-_SIDE = f"""
+_SIDE = """
 SELECT rc.reconciliation_id, e.event_id, e.source_system, e.occurred_at, e.record_count,
-       e.disclosing_code, e.recipient_code, e.request_id, e.taxpayer_ref, {_KEY} AS match_key
+       e.disclosing_code, e.recipient_code, e.request_id, e.taxpayer_ref, {key} AS match_key
 FROM dw_events e
 JOIN registry_reconciliations rc
-  ON list_contains(rc.{{types}}, e.event_type)
+  ON list_contains(rc.{types}, e.event_type)
  AND (len(rc.sender_agencies) = 0 OR list_contains(rc.sender_agencies, e.disclosing_code))
  AND (len(rc.recipient_agencies) = 0 OR list_contains(rc.recipient_agencies, e.recipient_code))
- AND (len(rc.{{sources}}) = 0 OR list_contains(rc.{{sources}}, e.source_system))
+ AND (len(rc.{sources}) = 0 OR list_contains(rc.{sources}, e.source_system))
  AND e.occurred_at >= rc.effective_from
  AND (rc.effective_to IS NULL OR e.occurred_at < rc.effective_to)
  AND coalesce(e.record_count, 0) >= rc.min_record_count
+WHERE {done}
 """
 
 PAIRING_ROUNDS = 3
@@ -87,10 +98,10 @@ def _pairing_rounds(rounds: int) -> str:
 
 RECONCILIATION_PAIRS = f"""
 CREATE OR REPLACE TEMP TABLE dw_reconciliation_pairs AS
-WITH sent AS ({_SIDE.format(types="disclosure_event_types", sources="sender_sources")}),
+WITH sent AS ({_SIDE.format(key=_KEY, done=_DONE, types="disclosure_event_types", sources="sender_sources")}),
 recv AS (
     SELECT r.*, r.occurred_at + to_microseconds(CAST(rc.clock_skew_hours * 3600e6 AS BIGINT)) AS t_adj
-    FROM ({_SIDE.format(types="receipt_event_types", sources="receiver_sources")}) r
+    FROM ({_SIDE.format(key=_KEY, done=_DONE, types="receipt_event_types", sources="receiver_sources")}) r
     JOIN registry_reconciliations rc USING (reconciliation_id)
 ),
 -- each disclosure's first receipt at or after it, and each receipt's last disclosure at or
@@ -167,7 +178,7 @@ _HOLDER = (
     " THEN e.disclosing_code ELSE e.recipient_code END"
 )
 
-CUSTODY = f"""
+CUSTODY_EVENTS = f"""
 CREATE OR REPLACE TEMP TABLE dw_custody_events AS
 SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
        e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
@@ -175,8 +186,10 @@ SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count,
        {_HOLDER} AS holder_code,
        coalesce(e.request_id, e.agreement_ref) AS custody_key
 FROM dw_events e
-WHERE e.event_type IN ('receipt', 'disposal') OR e.is_use;
+WHERE (e.event_type IN ('receipt', 'disposal') OR e.is_use) AND {_DONE}
+"""
 
+CUSTODY = """
 CREATE OR REPLACE TEMP TABLE dw_custody AS
 WITH holder_span AS (
     SELECT holder_code, max(occurred_at) AS log_last_at FROM dw_custody_events GROUP BY ALL
@@ -208,5 +221,12 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
     """Build the tables the reconciliation and retention rules read."""
-    con.execute(RECONCILIATION_PAIRS)
+    outcomes = {"not_done_outcomes": NOT_DONE_OUTCOMES}
+    # for rules that look past these tables (use_after_disposal's later deliveries)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_custody_outcomes AS SELECT $not_done_outcomes AS not_done",
+        outcomes,
+    )
+    con.execute(RECONCILIATION_PAIRS, outcomes)
+    con.execute(CUSTODY_EVENTS, outcomes)
     con.execute(CUSTODY)

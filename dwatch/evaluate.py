@@ -14,7 +14,13 @@ measures, per scenario, per detector and for rules plus ML together:
 - false-positive rate on legitimate bulk flows: legitimate transfer events of at least
   ``bulk_min_records`` records that an alert touches;
 - false alerts per 10,000 lawful events: alerts touching no scenario's event, per 10,000
-  events no scenario wrote.
+  events no scenario wrote;
+- findings on lawful rows (``dwatch.evaluate_lawful``): after measuring, the store is
+  validated as ``dwatch run`` would; silence and other coverage gaps naming no scenario's
+  event, rule alerts touching no scenario by rule, and the highest-scored such ML alerts.
+
+A rule alert reaches a scenario through its finding events and their request chain
+(``alert_events``), but flags only its finding events (bulk-flow rate, combined ranking).
 
 A row "touches" a scenario when any of its events is listed for that scenario in
 ``ground_truth.json``. Event ids are matched as (source_system, event_id).
@@ -24,7 +30,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,14 +37,27 @@ from typing import Any
 import duckdb
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score
 
 from detectors.ml import features
 from detectors.ml.detectors import DETECTORS
 from detectors.ml.registry import MLConfig, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, train_models
 from dwatch.errors import DWatchError
-from dwatch.evaluate_lawful import false_by_detector, lawful_summary, validate_generated
+from dwatch.evaluate_lawful import (
+    entity_of,
+    false_by_detector,
+    false_examples,
+    lawful_summary,
+    validate_generated,
+)
+from dwatch.evaluate_report import Evaluation
+from dwatch.evaluate_scores import (
+    _average_precision,
+    _combined_event_scores,
+    _event_ap,
+    _labels,
+    _row_touches,
+)
 from dwatch.store import connect, transaction
 
 # Scenarios the issue sets a PR-AUC target for, and the detector meant to find each.
@@ -51,115 +69,6 @@ ML_TARGETS: dict[str, str] = {
 }
 PR_AUC_TARGET = 0.9
 BULK_FP_TARGET = 0.001
-
-
-@dataclass
-class Evaluation:
-    params: dict[str, Any]
-    scenarios: pl.DataFrame  # one row per scenario
-    detectors: pl.DataFrame  # one row per detector (rules, each ML detector, combined)
-    pr_auc: pl.DataFrame  # scenario x ML detector
-    notes: list[str] = field(default_factory=list)
-    # findings on lawful rows: rule alerts touching no scenario by rule, validation gaps
-    lawful: dict[str, Any] = field(default_factory=dict)
-
-    def render(self) -> str:
-        def table(frame: pl.DataFrame) -> str:
-            cols = frame.columns
-            rows = [[_cell(v) for v in r] for r in frame.iter_rows()]
-            widths = [
-                max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-                for i, c in enumerate(cols)
-            ]
-
-            def line(vals: list[str]) -> str:
-                return (
-                    "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths, strict=True)) + " |"
-                )
-
-            return "\n".join(
-                [line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
-            )
-
-        p = self.params
-        head = (
-            f"Detection quality on generated logs: {p['events']:,} events requested "
-            f"({p['events_loaded']:,} loaded), seed {p['seed']}, alert budget {p['budget']}, "
-            f"legitimate bulk = transfers of >= {p['bulk_min_records']:,} records "
-            f"({p['legit_bulk_events']:,} events). ML scored by time-split cross-fitting "
-            f"(train {p['folds'][0]}, score the other half; and the reverse)."
-        )
-        parts = [
-            head,
-            "",
-            "Per scenario",
-            table(self.scenarios),
-            "",
-            "Per detector",
-            table(self.detectors),
-            "",
-            "PR-AUC per scenario and ML detector (rows of other scenarios excluded)",
-            table(self.pr_auc),
-        ]
-        if self.lawful:
-            parts += ["", self.lawful["summary"]]
-            parts += ["rule alerts touching no scenario, by rule:"]
-            parts += [f"  {d}: {n}" for d, n in self.lawful["rules_false_by_detector"].items()]
-            parts += ["coverage gaps per source (on lawful rows):"]
-            parts += [
-                f"  {g['source_system']}: {g['expectation']} x{g['gaps']} ({g['on_lawful_rows']})"
-                for g in self.lawful["coverage"]
-            ] or ["  none"]
-        if self.notes:
-            parts += ["", *(f"note: {n}" for n in self.notes)]
-        return "\n".join(parts)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "params": self.params,
-                "scenarios": self.scenarios.to_dicts(),
-                "detectors": self.detectors.to_dicts(),
-                "pr_auc": self.pr_auc.to_dicts(),
-                "notes": self.notes,
-                "lawful": self.lawful,
-            },
-            indent=2,
-            default=str,
-        )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if np.isnan(value) else f"{value:.3f}"
-    return str(value)
-
-
-def _labels(truth: dict[str, Any]) -> pl.DataFrame:
-    rows = [
-        (inst["scenario"], inst["instance_id"], src, eid)
-        for inst in truth["instances"]
-        for src, eid in inst["events"]
-    ]
-    return pl.DataFrame(
-        rows, schema=["scenario", "instance_id", "source_system", "event_id"], orient="row"
-    )
-
-
-def _row_touches(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """rows(row_id, event_keys: list[str]) -> (row_id, scenario, instance_id) for every touch."""
-    keyed = labels.with_columns(
-        (pl.col("source_system") + "\x1f" + pl.col("event_id")).alias("key")
-    )
-    return (
-        rows.select("row_id", pl.col("event_keys").alias("key"))
-        .explode("key")
-        .join(keyed.select("key", "scenario", "instance_id"), on="key", how="inner")
-        .select("row_id", "scenario", "instance_id")
-        .unique()
-    )
 
 
 def _ml_rows(
@@ -204,7 +113,7 @@ def _ml_rows(
             else:
                 keys = pl.concat_list(pl.col("source_system") + "\x1f" + pl.col("event_id"))
             frames.append(
-                frame.select(keys.alias("event_keys"))
+                frame.select(keys.alias("event_keys"), entity_of(frame))
                 .with_columns(
                     pl.lit(det_id).alias("detector_id"),
                     pl.lit(k + 1).alias("fold"),
@@ -306,17 +215,26 @@ def _rule_alerts(
         from detectors.engine import run_rules
     except ImportError as exc:  # the rule engine is another team's module
         notes.append(f"rules not run: {exc}")
-        return pl.DataFrame(schema={"detector_id": pl.String, "event_keys": pl.List(pl.String)})
+        keys = pl.List(pl.String)
+        return pl.DataFrame(
+            schema={"detector_id": pl.String, "event_keys": keys, "finding_keys": keys}
+        )
     with transaction(con):
         run_rules(con, rule_registry(truth), run_id="evaluate")
     # Evidence keys with each event's own log, the finding's events and the rest of its
     # chain (alert_events); alerts without them key their event ids by the alert's source.
+    # event_keys (finding + chain) say which scenario an alert reaches; finding_keys (the
+    # events it is about) are what it flags: a finding on one transfer of an agreement
+    # names the agreement's thousands of lawful transfers as its chain, not as suspects.
     table = con.sql(
-        "SELECT a.detector_id, coalesce(k.event_keys, list_transform(a.event_ids,"
-        " lambda e: coalesce(a.source_system, '') || chr(31) || e)) AS event_keys"
-        " FROM alerts a LEFT JOIN (SELECT alert_id, list(DISTINCT source_system || chr(31) || event_id)"
-        " AS event_keys FROM alert_events GROUP BY alert_id) k USING (alert_id)"
-        " WHERE a.detector_kind = 'rule' AND a.status = 'open'"
+        "WITH k AS (SELECT alert_id, list(DISTINCT source_system || chr(31) || event_id)"
+        " AS event_keys, list(DISTINCT source_system || chr(31) || event_id)"
+        " FILTER (WHERE role = 'finding') AS finding_keys FROM alert_events GROUP BY alert_id),"
+        " a AS (SELECT detector_id, alert_id, list_transform(event_ids, lambda e:"
+        " coalesce(source_system, '') || chr(31) || e) AS own_keys FROM alerts"
+        " WHERE detector_kind = 'rule' AND status = 'open')"
+        " SELECT a.detector_id, coalesce(k.event_keys, a.own_keys) AS event_keys,"
+        " coalesce(k.finding_keys, a.own_keys) AS finding_keys FROM a LEFT JOIN k USING (alert_id)"
     ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -402,10 +320,10 @@ def _measure(
     bulk = bulk.join(labelled, on="key", how="anti")
     bulk_keys = set(bulk["key"].to_list())
 
-    def covered(frame: pl.DataFrame) -> set[str]:
+    def covered(frame: pl.DataFrame, column: str = "event_keys") -> set[str]:
         if frame.height == 0:
             return set()
-        return set(frame.select(pl.col("event_keys").explode()).to_series().drop_nulls().to_list())
+        return set(frame.select(pl.col(column).explode()).to_series().drop_nulls().to_list())
 
     def fp_rate(keys: set[str]) -> float:
         return len(keys & bulk_keys) / len(bulk_keys) if bulk_keys else float("nan")
@@ -497,7 +415,7 @@ def _measure(
             "precision_at_budget": len(touched) / rules.height,
             "alert_precision": len(touched) / rules.height,
             "recall": len(caught_rules & set(instances["instance_id"].to_list())) / instances.height,
-            "bulk_fp_rate": fp_rate(covered(rules)),
+            "bulk_fp_rate": fp_rate(covered(rules, "finding_keys")),
             "false_per_10k": false_per_10k(rules.height, len(touched)),
         })  # fmt: skip
     for det_id in sorted(DETECTORS):
@@ -517,7 +435,7 @@ def _measure(
                 alerted.height, sum(r in touched for r in alerted["row_id"].to_list())
             ),
         })  # fmt: skip
-    combined_keys = covered(rules) | covered(alerted_ml)
+    combined_keys = covered(rules, "finding_keys") | covered(alerted_ml)
     det_rows.append({
         "detector": "rules + ML", "rows_scored": None,
         "alerts": rules.height + (alerted_ml.height if ml.height else 0),
@@ -542,55 +460,7 @@ def _measure(
             "rules_false_by_detector": false_by_detector(
                 rules["detector_id"].to_list() if rules.height else [],
                 rule_touch["row_id"].to_list(),
-            )
+            ),
+            "ml_false_examples": false_examples(alerted_ml, ml_touch) if ml.height else {},
         },
     )
-
-
-def _average_precision(ml: pl.DataFrame, touch: pl.DataFrame, det_id: str, scenario: str) -> float:
-    """AP of one detector's scores for one scenario; other scenarios' rows left out."""
-    if ml.height == 0:
-        return float("nan")
-    rows = ml.filter(pl.col("detector_id") == det_id).select("row_id", "score")
-    pos = touch.filter(pl.col("scenario") == scenario)["row_id"].unique()
-    other = touch.filter(pl.col("scenario") != scenario)["row_id"].unique()
-    rows = rows.filter(
-        ~pl.col("row_id").is_in(other.to_list()) | pl.col("row_id").is_in(pos.to_list())
-    )
-    y = rows["row_id"].is_in(pos.to_list()).to_numpy()
-    if y.sum() == 0 or y.all():
-        return float("nan")
-    return float(average_precision_score(y, rows["score"].to_numpy()))
-
-
-def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
-    """Per event key: 3 if a rule alert covers it, else the best ML score: the row's
-    percentile rank within its detector (0..1), plus 1 when the row is over its threshold
-    (an alert), so alerts of a detector with few rows are not drowned by the top ranks of a
-    detector with many."""
-    parts = []
-    if ml.height:
-        ranked = ml.with_columns(
-            (
-                pl.col("score").rank("average").over("detector_id") / pl.len().over("detector_id")
-                + pl.col("alerted").cast(pl.Float64)
-            ).alias("s")
-        )
-        parts.append(ranked.select(pl.col("event_keys").alias("key"), "s").explode("key"))
-    if rules.height:
-        parts.append(
-            rules.select(pl.col("event_keys").alias("key"))
-            .explode("key")
-            .with_columns(pl.lit(3.0).alias("s"))
-        )
-    if not parts:
-        return pl.DataFrame(schema={"key": pl.String, "s": pl.Float64})
-    return pl.concat(parts, how="vertical_relaxed").group_by("key").agg(pl.col("s").max())
-
-
-def _event_ap(scores: pl.DataFrame, positives: set[str], others: set[str]) -> float:
-    frame = scores.filter(~pl.col("key").is_in(list(others)))
-    y = frame["key"].is_in(list(positives)).to_numpy()
-    if y.sum() == 0 or y.all():
-        return float("nan")
-    return float(average_precision_score(y, frame["s"].to_numpy()))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import duckdb
+import polars as pl
 
 # Checks about a source going quiet (batch-level and store-wide); validation names them
 # with their column, ``expect_source_not_silent(occurred_at)``.
@@ -103,3 +104,41 @@ def false_by_detector(detectors: Sequence[str], touched: Iterable[int]) -> dict[
         if row not in hit:
             counts[detector] = counts.get(detector, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# Columns that say who and what an ML row is about, where a detector's frame has them.
+ENTITY_COLUMNS = (
+    "source_system", "event_id", "actor_id", "disclosing_agency", "recipient_agency",
+    "legal_authority", "day", "occurred_at", "record_count", "channel",
+)  # fmt: skip
+
+
+def entity_of(frame: pl.DataFrame) -> pl.Expr:
+    """``entity``: 'column=value; ...' over the ENTITY_COLUMNS the frame has."""
+    present = [c for c in ENTITY_COLUMNS if c in frame.columns]
+    if not present:
+        return pl.lit("").alias("entity")
+    parts = [pl.lit(f"{c}=") + pl.col(c).cast(pl.String).fill_null("") for c in present]
+    return pl.concat_str(parts, separator="; ").alias("entity")
+
+
+def false_examples(
+    alerted: pl.DataFrame, touch: pl.DataFrame, per_detector: int = 5
+) -> dict[str, list[dict[str, Any]]]:
+    """The highest-scored ML alerts touching no scenario, per detector (for a reader to
+    judge why they look lawful): score, threshold, entity and a few event keys."""
+    false = alerted.join(touch.select("row_id").unique(), on="row_id", how="anti")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (detector,), rows in false.sort("score", descending=True).group_by(
+        "detector_id", maintain_order=True
+    ):
+        out[str(detector)] = [
+            {
+                "score": round(float(r["score"]), 2),
+                "threshold": round(float(r["threshold"]), 2),
+                "entity": r.get("entity", ""),
+                "events": [k.replace("\x1f", ":") for k in (r["event_keys"] or [])[:3]],
+            }
+            for r in rows.head(per_detector).iter_rows(named=True)
+        ]
+    return dict(sorted(out.items()))

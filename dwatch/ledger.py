@@ -81,16 +81,33 @@ def chain_head(con: duckdb.DuckDBPyConnection) -> ChainHead:
 
 def append(con: duckdb.DuckDBPyConnection, run_id: str) -> ChainHead:
     """Chain the ingest record ``run_id`` (just inserted) after the current head."""
-    (row,) = _rows(con, "WHERE run_id = ?", [run_id])
+    return append_many(con, [run_id])
+
+
+def append_many(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> ChainHead:
+    """Chain the ingest records ``run_ids`` (just inserted), in this order, after the
+    current head: one link each, as appending them one by one gives, in three statements."""
+    rows = {
+        row["run_id"]: row
+        for row in _rows(con, "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [run_ids])
+    }
     head = chain_head(con)
-    record = _record_of(row)
-    new = ChainHead(head.seq + 1, link(head.chain_hash, record))
-    con.execute(
-        "UPDATE ingest_runs SET chain_seq = ?, chain_record = ?, chain_prev = ?, chain_hash = ?"
-        " WHERE run_id = ?",
-        [new.seq, record, head.chain_hash, new.chain_hash, run_id],
-    )
-    return new
+    links: list[tuple[str, int, str, str, str]] = []
+    for run_id in run_ids:
+        record = _record_of(rows[run_id])
+        new = ChainHead(head.seq + 1, link(head.chain_hash, record))
+        links.append((run_id, new.seq, record, head.chain_hash, new.chain_hash))
+        head = new
+    if links:
+        con.execute(
+            "UPDATE ingest_runs SET chain_seq = v.seq, chain_record = v.record,"
+            " chain_prev = v.prev, chain_hash = v.hash"
+            " FROM (SELECT unnest(?::VARCHAR[]) AS run_id, unnest(?::BIGINT[]) AS seq,"
+            " unnest(?::VARCHAR[]) AS record, unnest(?::VARCHAR[]) AS prev,"
+            " unnest(?::VARCHAR[]) AS hash) v WHERE ingest_runs.run_id = v.run_id",
+            [list(column) for column in zip(*links, strict=True)],
+        )
+    return head
 
 
 def backfill(con: duckdb.DuckDBPyConnection) -> int:

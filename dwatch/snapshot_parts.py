@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +47,9 @@ UPDATED_IN_PLACE: dict[str, tuple[str, ...]] = {
 # stale batch's rows (any column may differ) and has no row position of its own.
 WHOLE_ROWS = frozenset({"accounting_index"})
 PARTS = "parts"
+# zstd's fastest level: files as small as its default level's, for less CPU (clients of any
+# level read them alike)
+PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 SCHEMA = "schema"  # the zero-row file that fixes a view's columns when no batch has rows
 
 
@@ -94,20 +99,32 @@ def _schema_spec(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return ",".join(f"{c[0]} {c[1]}" for c in columns)
 
 
-def batch_fingerprints(
-    con: duckdb.DuckDBPyConnection, table: str
-) -> dict[str | None, tuple[int, str]]:
-    """Per batch: (rows, fingerprint), from three narrow columns, never the whole rows."""
+@dataclass(frozen=True)
+class Fingerprint:
+    """What one scan of narrow columns says of a batch: its rows, its fingerprint, and where
+    its rows sit in the table (rowids: read them back with a range DuckDB can prune on)."""
+
+    rows: int
+    fingerprint: str
+    first_rowid: int
+    last_rowid: int
+
+
+def batch_fingerprints(con: duckdb.DuckDBPyConnection, table: str) -> dict[str | None, Fingerprint]:
+    """Per batch: rows, fingerprint and rowid range, from narrow columns, never whole rows."""
     spec = _schema_spec(con, table)
     if table in WHOLE_ROWS:
         hashed = "dw_row"  # the row as one struct
     else:
         hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
     rows = con.execute(
-        f"SELECT {_quote(BATCH_COLUMN)}, count(*), sum(hash({hashed}))::VARCHAR"
-        f" FROM main.{_quote(table)} AS dw_row GROUP BY ALL"
+        f"SELECT {_quote(BATCH_COLUMN)}, count(*), sum(hash({hashed}))::VARCHAR,"
+        f" min(dw_row.rowid), max(dw_row.rowid) FROM main.{_quote(table)} AS dw_row GROUP BY ALL"
     ).fetchall()
-    return {batch: (int(count), _digest(spec, batch, count, total)) for batch, count, total in rows}
+    return {
+        batch: Fingerprint(int(count), _digest(spec, batch, count, total), int(lo), int(hi))
+        for batch, count, total, lo, hi in rows
+    }
 
 
 def _settle(partial: Path, target: Path) -> int:
@@ -126,17 +143,40 @@ def _write_one(
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:
-        con.execute(f"COPY ({query}) TO '{partial}' (FORMAT parquet, COMPRESSION zstd)", params)
+        con.execute(
+            f"COPY ({query}) TO '{partial}' ({PARQUET})",
+            params,
+        )
         return _settle(partial, target)
     finally:
         partial.unlink(missing_ok=True)
 
 
+Rowids = tuple[int, int]  # a batch's first and last rowid, as one scan found them
+
+
+def _in_range(rowids: Rowids) -> str:
+    """SQL: rows in a rowid range (DuckDB skips the row groups outside it; the batch column's
+    own statistics cannot, as every run id shares its first bytes)."""
+    return f"rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}"
+
+
+def _batch_query(table: str, batch: str | None, rowids: Rowids) -> tuple[str, list[object]]:
+    """One batch's rows, read from the rowid range that holds them."""
+    where = f"{_quote(BATCH_COLUMN)} " + ("IS NULL" if batch is None else "= ?")
+    query = f"SELECT * FROM main.{_quote(table)} WHERE {_in_range(rowids)} AND {where}"
+    return query, [] if batch is None else [batch]
+
+
 def _write_batches(
-    con: duckdb.DuckDBPyConnection, snapshot_dir: Path, table: str, parts: list[Part]
+    con: duckdb.DuckDBPyConnection,
+    snapshot_dir: Path,
+    table: str,
+    parts: list[Part],
+    rowids: Rowids,
 ) -> int:
-    """Write the partitions of ``parts`` in one scan of ``table`` (a first publish, or a
-    change touching many batches, must not read the table once per batch)."""
+    """Write the partitions of ``parts`` in one scan of the rowid range ``rowids`` (batches
+    whose rows are spread through the table: reading it once per batch would cost more)."""
     work = snapshot_dir / PARTS / f".{table}.{os.getpid()}.partial"
     shutil.rmtree(work, ignore_errors=True)
     batches = [p.batch for p in parts]
@@ -145,8 +185,9 @@ def _write_batches(
             f"COPY (SELECT t.*, w.dw_part FROM main.{_quote(table)} t"
             " JOIN (SELECT unnest($batches) AS batch,"
             " unnest(range(1, len($batches) + 1)) AS dw_part) w"
-            f" ON t.{_quote(BATCH_COLUMN)} IS NOT DISTINCT FROM w.batch)"
-            f" TO '{work}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dw_part))",
+            f" ON t.{_quote(BATCH_COLUMN)} IS NOT DISTINCT FROM w.batch"
+            f" WHERE t.{_in_range(rowids)})"
+            f" TO '{work}' ({PARQUET}, PARTITION_BY (dw_part))",
             {"batches": batches},
         )
         size = 0
@@ -156,20 +197,59 @@ def _write_batches(
             if len(files) == 1:
                 size += _settle(files[0], target)
             else:  # the writer split it: one file per batch is the contract
-                size += _write_one(con, *_batch_query(table, part.batch), target)
+                size += _write_one(con, *_batch_query(table, part.batch, rowids), target)
         return size
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _batch_query(table: str, batch: str | None) -> tuple[str, list[object]]:
-    """One batch's rows (``=`` where there is a batch: zone maps skip the rest)."""
-    where = f"{_quote(BATCH_COLUMN)} " + ("IS NULL" if batch is None else "= ?")
-    return f"SELECT * FROM main.{_quote(table)} WHERE {where}", [] if batch is None else [batch]
+def _write_missing(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_dir: Path,
+    table: str,
+    parts: list[Part],
+    found: dict[str | None, Fingerprint],
+) -> int:
+    """Write the batches of ``parts``: each from its own rowid range where the batches sit
+    apart (events and items: a batch is appended in one go), else all in one scan (the
+    accounting index adds rows to old batches and re-sorts itself)."""
+    if not parts:
+        return 0
+    ranges = [(found[p.batch].first_rowid, found[p.batch].last_rowid) for p in parts]
+    hull = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+    spread = sum(hi - lo + 1 for lo, hi in ranges)
+    if len(parts) > 1 and spread > 2 * (hull[1] - hull[0] + 1):
+        return _write_batches(con, snapshot_dir, table, parts, hull)
+    # Measured at 1M events: a third less CPU than one PARTITION_BY scan of every batch.
+    return sum(
+        _write_one(con, *_batch_query(table, part.batch, rowids), snapshot_dir / part.file)
+        for part, rowids in zip(parts, ranges, strict=True)
+    )
 
 
 def write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWritten:
-    """Write the partitions the store has and the folder lacks; list all that are current."""
+    """Write the partitions the store has and the folder lacks; list all that are current.
+
+    Rowids are read and used in one transaction, so they name the same rows."""
+    with _reading(con):
+        return _write_parts(con, snapshot_dir)
+
+
+@contextmanager
+def _reading(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One read-only transaction around the reads (or the caller's, when one is open)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:
+        yield  # the caller's transaction already holds one view of the store
+        return
+    try:
+        yield
+    finally:
+        con.execute("ROLLBACK")  # nothing was written to the store
+
+
+def _write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWritten:
     parts: list[Part] = []
     written: list[Part] = []
     size = 0
@@ -178,22 +258,16 @@ def write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWrit
         spec = _schema_spec(con, table)
         schema = Part(table, None, 0, f"{PARTS}/{table}/{SCHEMA}-{_digest(spec)}.parquet", SCHEMA)
         wanted = [schema]
-        for batch, (rows, fingerprint) in sorted(
-            batch_fingerprints(con, table).items(), key=lambda b: b[0] or ""
-        ):
-            name = f"{PARTS}/{table}/{_digest(batch)}-{fingerprint}.parquet"
-            wanted.append(Part(table, batch, rows, name))
+        found = batch_fingerprints(con, table)
+        for batch, fp in sorted(found.items(), key=lambda b: b[0] or ""):
+            name = f"{PARTS}/{table}/{_digest(batch)}-{fp.fingerprint}.parquet"
+            wanted.append(Part(table, batch, fp.rows, name))
         missing = [p for p in wanted if not (snapshot_dir / p.file).exists()]
         new_batches = [p for p in missing if p.kind != SCHEMA]
         if schema in missing:
             empty = f"SELECT * FROM main.{_quote(table)} LIMIT 0"
             size += _write_one(con, empty, [], snapshot_dir / schema.file)
-        if len(new_batches) > 1:
-            size += _write_batches(con, snapshot_dir, table, new_batches)
-        else:  # one batch (a daily run): its own filtered query is cheapest
-            for part in new_batches:
-                query, params = _batch_query(table, part.batch)
-                size += _write_one(con, query, params, snapshot_dir / part.file)
+        size += _write_missing(con, snapshot_dir, table, new_batches, found)
         written.extend(missing)
         parts.extend(wanted)
     return PartsWritten(parts, written, size)

@@ -17,6 +17,8 @@ TEST_PSEUDONYM_KEY = "test-key-not-secret-0123456789abcdef"
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DWATCH_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
     monkeypatch.setenv("DWATCH_DB", str(tmp_path / "store.duckdb"))
+    # A run's Data Docs are built before it returns: no process outlives a test's folder.
+    monkeypatch.setenv("DWATCH_DATA_DOCS", "inline")
 
 
 @pytest.fixture

@@ -258,3 +258,60 @@ def test_a_crash_inside_a_group_writes_nothing_of_it(
         "SELECT (SELECT count(*) FROM disclosure_events), (SELECT count(*) FROM ingest_runs),"
         " (SELECT count(*) FROM quarantine)"
     ).fetchone() == (0, 0, 0)
+
+
+def test_the_duplicate_check_reads_only_runs_whose_key_range_overlaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dwatch.ingest.write as ingest_write
+
+    con = connect(tmp_path / "store.duckdb")
+    first = ingest_paths(
+        con, [write(tmp_path / "a.parquet", [event(f"e{i}", i) for i in (1, 2, 3)])], key=KEY
+    )
+    second = ingest_paths(
+        con, [write(tmp_path / "b.parquet", [event(f"e{i}", i) for i in (5, 6, 7)])], key=KEY
+    )
+    read: list[object] = []
+    real = ingest_write._stored_rows
+
+    def spy(con: duckdb.DuckDBPyConnection, kind: str) -> tuple[str | None, dict[str, object]]:
+        stored, params = real(con, kind)
+        read.append(params.get("runs"))
+        return stored, params
+
+    monkeypatch.setattr(ingest_write, "_stored_rows", spy)
+    # e6 repeats the second run; e8 and e9 are new: only the second run's rows are read.
+    results = ingest_paths(
+        con, [write(tmp_path / "c.parquet", [event("e6", 6), event("e8", 8)])], key=KEY
+    )
+    assert read == [[second[0].run_id]]
+    assert results[0].quarantined_by_reason == {"duplicate_event_id": 1}
+    assert (
+        con.execute("SELECT message FROM quarantine")
+        .fetchone()[0]
+        .endswith(f"was already loaded by ingest run {second[0].run_id}")
+    )
+    # Ids after everything loaded before: the store is not read at all.
+    ingest_paths(con, [write(tmp_path / "d.parquet", [event("e90", 90)])], key=KEY)
+    assert read[-1] is None
+    ranges = con.execute(
+        "SELECT ingest_run_id, source_system, first_event_id, last_event_id FROM ingest_key_ranges"
+        " ORDER BY first_event_id"
+    ).fetchall()
+    assert ranges[0] == (first[0].run_id, "irs-disclosure-ledger", "e1", "e3")
+    assert len(ranges) == 4
+
+
+def test_key_ranges_are_backfilled_from_the_events_a_store_already_holds(tmp_path: Path) -> None:
+    from dwatch.store import migrate
+
+    con = connect(tmp_path / "store.duckdb")
+    ingest_paths(con, [write(tmp_path / "a.parquet", [event("e1", 1), event("e4", 4)])], key=KEY)
+    recorded = con.execute("SELECT * FROM ingest_key_ranges").fetchall()
+    con.execute("DROP TABLE ingest_key_ranges")
+    con.execute("DELETE FROM schema_migrations WHERE version = 27")
+    assert 27 in migrate(con)
+    assert con.execute("SELECT * FROM ingest_key_ranges").fetchall() == recorded
+    results = ingest_paths(con, [write(tmp_path / "b.parquet", [event("e4", 4)])], key=KEY)
+    assert results[0].quarantined_by_reason == {"duplicate_event_id": 1}

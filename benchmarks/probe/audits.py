@@ -160,6 +160,8 @@ def county_request(
         reason=reason,
     )
     sent = at + timedelta(days=rng.randint(3, 15), hours=rng.randint(0, 6))
+    if sent > END:  # still pending on the export date
+        return [q]
     d = w.add(
         "ssa-pa-disclosures",
         sent,
@@ -181,7 +183,8 @@ def county_request(
 
 def county_requests(w: World, count: int) -> None:
     for _ in range(count):
-        county_request(w, w.uniform_time(START, END - timedelta(days=20)))
+        # requests come in until the export; those answered after it are pending there
+        county_request(w, w.uniform_time(START, END - timedelta(days=2)))
 
 
 def first_weekday(day: date) -> date:

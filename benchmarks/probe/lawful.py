@@ -217,6 +217,9 @@ AGENTS = [f"sa.{n:03d}@fieldoffice.gov" for n in range(1, 41)]
 # Holders under a retention term in the probe's registry overlay: they log every disposal.
 RETAINED_BY_TERM = frozenset({"DEA"})
 AUTO = -1  # dispose_after_days: the holder's own habit
+# A disclosure sent later than this before the export would have its receipt (up to 40 h
+# later) cut off by the export: it is left pending, as an office's last requests are.
+EXPORT_MARGIN = timedelta(days=2)
 DISCLOSURE_STAFF = ["DISC\\mlopez", "DISC\\tkahale", "DISC\\rbrown", "DISC\\jnguyen"]
 
 
@@ -290,6 +293,8 @@ def criminal_chain(
     while sent_day.weekday() >= 5:
         sent_day += timedelta(days=1)
     sent_at = w.local(sent_day, "America/New_York", 8, 30, jitter_min=480)
+    if sent_at > END - EXPORT_MARGIN:  # still pending on the export date: only the request
+        return chain
     elements = ["name", "address", "tin"] if authority != "26 USC 6103(i)(1)" else ["full_return"]
     dfields = {
         **base,
@@ -383,7 +388,8 @@ def criminal_chain(
 
 def criminal_requests(w: World, count: int) -> None:
     for _ in range(count):
-        day = w.uniform_time(START, END - timedelta(days=40)).date()
+        # requests come in until the export; those answered after it are pending there
+        day = w.uniform_time(START, END - EXPORT_MARGIN).date()
         if day.weekday() >= 5:
             day -= timedelta(days=2)
         at = w.local(day, "America/New_York", 8, 0, jitter_min=540)

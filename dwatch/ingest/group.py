@@ -60,7 +60,12 @@ from dwatch.ingest.stage import (
     parquet_layout,
 )
 from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
-from dwatch.ingest.write import _derive_authority, _insert_quarantine, _mark_duplicates
+from dwatch.ingest.write import (
+    _derive_authority,
+    _insert_quarantine,
+    _mark_duplicates,
+    _record_key_ranges,
+)
 from dwatch.mapping import CANONICAL, KIND_TABLE, get_mapping, match_mapping
 from dwatch.schema import load_schema
 
@@ -71,22 +76,51 @@ GROUP_FILES = 1000  # and at most this many files
 Layout = tuple[tuple[tuple[str, str], ...], str | None]
 
 
+def _groupable(path: Path) -> bool:
+    """A Parquet file small enough to share a group (anything else loads alone). A name
+    with glob characters loads alone too: a list of files is read as patterns."""
+    if _format_of(path, explicit=True) != "parquet" or not path.is_file():
+        return False
+    if any(ch in str(path) for ch in "*?[{"):
+        return False
+    return 0 < path.stat().st_size <= GROUP_FILE_BYTES
+
+
+def parquet_footers(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, tuple]:
+    """Each file's Parquet schema (names, physical, logical and DuckDB types), read from
+    the footers in one statement: files with equal schemas stage to equal columns. Empty
+    when a footer cannot be read (each file is then described alone)."""
+    if not paths:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT file_name, name, type, type_length, repetition_type, num_children,"
+            " converted_type, scale, precision, logical_type, duckdb_type"
+            " FROM parquet_schema($paths) ORDER BY file_name, column_id",
+            {"paths": [str(p) for p in paths]},
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    footers: dict[str, list[tuple]] = {}
+    for file_name, *column in rows:
+        footers.setdefault(str(file_name), []).append(tuple(column))
+    return {name: tuple(columns) for name, columns in footers.items()}
+
+
 def group_layout(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    fmt: str | None,
     source: str | None,
     context: _Context,
+    described: list[tuple[str, str]] | None = None,
 ) -> Layout | None:
     """What decides how a file loads (its columns and types, and the mapping its name and
-    columns select), or None when it loads alone."""
-    if fmt != "parquet" or not path.is_file():
-        return None
-    size = path.stat().st_size
-    if size == 0 or size > GROUP_FILE_BYTES:
+    columns select), or None when it loads alone. ``described``: its columns and types,
+    known from another file with the same footer schema."""
+    if not _groupable(path):
         return None
     try:
-        layout = tuple(parquet_layout(con, path))
+        layout = tuple(described if described is not None else parquet_layout(con, path))
     except duckdb.Error:
         return None  # loads alone, and says why
     if {name for name, _ in layout} & GROUP_RESERVED:
@@ -172,6 +206,7 @@ def write_group(
         f" FROM {ROWS} t{join} WHERE t._reason IS NULL",
         {"runs": [r.run_id for r in results]},
     )
+    _record_key_ranges(con, kind, [r.run_id for r in results], grouped=True)
     _insert_quarantine(con, first, kind, 0, raw_json, key, group=results)
     for gfile, reason, n in con.execute(
         f"SELECT {GROUP_FILE}, coalesce(_reason, ''), count(*) FROM {TYPED} GROUP BY ALL"
@@ -221,12 +256,20 @@ class GroupPlanner:
         )
         self._layouts: dict[int, Layout | None] = {}
         self._shas: dict[int, str] = {}
+        self._footers: dict[str, tuple] | None = None
+        self._described: dict[tuple, list[tuple[str, str]]] = {}
 
     def _layout(self, i: int) -> Layout | None:
         if i not in self._layouts:
+            if self._footers is None:  # every footer in one read, the first time it is needed
+                self._footers = parquet_footers(self.con, [p for p in self.files if _groupable(p)])
             path = self.files[i]
-            fmt = _format_of(path, explicit=True)
-            self._layouts[i] = group_layout(self.con, path, fmt, self.source, self.context)
+            footer = self._footers.get(str(path))
+            described = self._described.get(footer) if footer is not None else None
+            layout = group_layout(self.con, path, self.source, self.context, described)
+            if footer is not None and layout is not None:
+                self._described[footer] = list(layout[0])
+            self._layouts[i] = layout
         return self._layouts[i]
 
     def _sha(self, i: int) -> str:

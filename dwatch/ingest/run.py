@@ -55,11 +55,19 @@ def _record_run(
     key: bytes | None,
 ) -> None:
     """One ingest_runs row; file name, message and warnings masked (dwatch.masking)."""
-    con.execute(
-        "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
-        " rows_read, rows_loaded, rows_quarantined, started_at, finished_at, status, message, warnings, forced)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
-        [
+    _record_runs(con, [(r, sha)], started, forced, key)
+
+
+def _record_runs(
+    con: duckdb.DuckDBPyConnection,
+    runs: list[tuple[IngestResult, str | None]],
+    started: datetime,
+    forced: bool,
+    key: bytes | None,
+) -> None:
+    """An ingest_runs row per (result, sha256), chained in this order, in one INSERT."""
+    rows = [
+        (
             r.run_id,
             mask_path(r.source_file, key),
             sha,
@@ -69,14 +77,22 @@ def _record_run(
             r.rows_read,
             r.rows_loaded,
             r.rows_quarantined,
-            started,
             r.status,
             mask_path(r.message, key) if r.message is not None else None,
             [mask_path(w, key) for w in r.warnings],
-            forced,
-        ],
+        )
+        for r, sha in runs
+    ]
+    texts = "VARCHAR[]"
+    types = [texts] * 6 + ["BIGINT[]"] * 3 + [texts, texts, "VARCHAR[][]"]
+    columns = ", ".join(f"unnest(?::{t})" for t in types)
+    con.execute(
+        "INSERT INTO ingest_runs (run_id, source_file, content_sha256, kind, source_system, file_format,"
+        " rows_read, rows_loaded, rows_quarantined, status, message, warnings, started_at,"
+        f" finished_at, forced) SELECT {columns}, ?, now(), ?",
+        [*(list(column) for column in zip(*rows, strict=True)), started, forced],
     )
-    ledger.append(con, r.run_id)
+    ledger.append_many(con, [r.run_id for r, _ in runs])
 
 
 def ingest_file(
@@ -208,9 +224,10 @@ def _ingest_group(
         with transaction(con):
             write_group(con, results, raw_json, key)
             shared = _judge_addresses(con, results[0].kind, context)
-            for result, (_, sha) in zip(results, group.members, strict=True):
+            for result in results:
                 result.warnings += shared
-                _record_run(con, result, sha, started, force, key)
+            shas = [sha for _, sha in group.members]
+            _record_runs(con, list(zip(results, shas, strict=True)), started, force, key)
     except (DWatchError, duckdb.Error):
         return None  # nothing written: each file loads alone and says what is wrong with it
     finally:

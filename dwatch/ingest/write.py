@@ -63,22 +63,71 @@ def _mark_duplicates(
             WHERE t.rowid = d._rid
             """
         )
-    target = KIND_TABLE[kind]
     match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
-    already = con.execute(
-        f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {target} e WHERE {match})"
-    ).fetchone()[0]
+    stored, params = _stored_rows(con, kind)
+    already = (
+        stored is not None
+        and con.execute(
+            f"SELECT count(*) FROM {TYPED} t WHERE t._reason IS NULL AND EXISTS (SELECT 1 FROM {stored} e WHERE {match})",
+            params,
+        ).fetchone()[0]
+    )
     if already:
         con.execute(
             f"""
             UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},
                 _message = {describe.replace("t__", "t.t__")} || ' was already loaded by ingest run ' || e.ingest_run_id
-            FROM {target} e
+            FROM {stored} e
             WHERE t._reason IS NULL AND {match}
-            """
+            """,
+            params,
         )
     if runs:
         _mark_group_repeats(con, keys, code, label, typed_json, describe, runs)
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, kind: str) -> tuple[str | None, dict[str, object]]:
+    """The store's rows the work table's keys can repeat (SQL and its parameters), or None
+    when there are none to read.
+
+    Events: only rows of runs whose key range for the same source overlaps the batch's
+    (``ingest_key_ranges``, migration 0027), so the check costs what the batch costs, not
+    what the history holds; a run's rows sit together, so the run-id bounds skip the rest
+    of the table by its zone maps. Request items: all rows."""
+    if kind != "events":
+        return KIND_TABLE[kind], {}
+    runs = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT r.ingest_run_id FROM ingest_key_ranges r JOIN"
+            " (SELECT t__source_system AS source_system, min(t__event_id) AS lo, max(t__event_id) AS hi"
+            f" FROM {TYPED} WHERE _reason IS NULL GROUP BY 1) b"
+            " ON r.source_system = b.source_system AND r.first_event_id <= b.hi"
+            " AND r.last_event_id >= b.lo ORDER BY 1"
+        ).fetchall()
+    ]
+    if not runs:
+        return None, {}
+    stored = (
+        f"(SELECT * FROM {KIND_TABLE[kind]} WHERE ingest_run_id >= $first_run"
+        " AND ingest_run_id <= $last_run AND list_contains($runs::VARCHAR[], ingest_run_id))"
+    )
+    return stored, {"first_run": runs[0], "last_run": runs[-1], "runs": runs}
+
+
+def _record_key_ranges(
+    con: duckdb.DuckDBPyConnection, kind: str, runs: list[str], grouped: bool
+) -> None:
+    """Each run's first and last event_id per source system, for later duplicate checks."""
+    if kind != "events":
+        return
+    run = "($runs::VARCHAR[])[_gfile + 1]" if grouped else "($runs::VARCHAR[])[1]"
+    con.execute(
+        "INSERT INTO ingest_key_ranges (ingest_run_id, source_system, first_event_id, last_event_id)"
+        f" SELECT {run}, t__source_system, min(t__event_id), max(t__event_id) FROM {TYPED}"
+        f" WHERE _reason IS NULL GROUP BY {'_gfile, ' if grouped else ''}t__source_system",
+        {"runs": runs},
+    )
 
 
 def _mark_group_repeats(
@@ -191,6 +240,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
         f" SELECT {select}, ?, t._row, t._extra FROM {ROWS} t{join} WHERE t._reason IS NULL",
         [result.run_id],
     )
+    _record_key_ranges(con, kind, [result.run_id], grouped=False)
     header = 1 if (result.file_format == "csv") else 0
     shown_file = mask_path(result.source_file, key)
     _insert_quarantine(con, result, kind, header, raw_json, key)

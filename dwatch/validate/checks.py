@@ -9,17 +9,16 @@ text are our own settings and vocabulary, quoted by ``sql_literal``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
-
-from great_expectations.expectations.expectation import Expectation
+from typing import TYPE_CHECKING, Any, Literal
 
 from dwatch.errors import ConfigError
 from dwatch.pseudonym import TIN_PATTERN
 from dwatch.schema import FieldSpec
-from dwatch.validate.gx_duckdb import ExpectQueryToReturnNoRows
+
+if TYPE_CHECKING:  # Great Expectations is loaded only to build expectations (records, docs)
+    from great_expectations.expectations.expectation import Expectation
 
 Scope = Literal["row", "batch"]
 
@@ -96,6 +95,29 @@ def re2_tin_pattern() -> str:
     return pattern
 
 
+# Our own expectation class (dwatch.validate.gx_duckdb); every other name is GX's own.
+QUERY_EXPECTATION = "ExpectQueryToReturnNoRows"
+
+
+@dataclass(frozen=True)
+class GxSpec:
+    """A Great Expectations expectation as data: its class and arguments. Checking runs on
+    the SQL alone; GX is imported only when ``build`` is called (its records and Data Docs),
+    and a spec travels as JSON to a process that builds the docs."""
+
+    class_name: str  # in great_expectations.expectations, or QUERY_EXPECTATION
+    kwargs: dict[str, Any]
+
+    def build(self) -> Expectation:
+        if self.class_name == QUERY_EXPECTATION:
+            from dwatch.validate.gx_duckdb import ExpectQueryToReturnNoRows
+
+            return ExpectQueryToReturnNoRows(**self.kwargs)
+        import great_expectations as gx
+
+        return getattr(gx.expectations, self.class_name)(**self.kwargs)
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation, with the SQL that finds what fails it."""
@@ -104,7 +126,7 @@ class Check:
     field: str | None
     scope: Scope
     description: str
-    build: Callable[[], Expectation]
+    gx: GxSpec
     # row checks: boolean SQL over b, TRUE when the row fails
     predicate: str | None = None
     # batch checks: SELECT over {batch} returning ingest_run_id, source_system,
@@ -121,6 +143,10 @@ class Check:
     def name(self) -> str:
         """The expectation as recorded in validation_results (type and field)."""
         return f"{self.expectation_type}({self.field})" if self.field else self.expectation_type
+
+    def build(self) -> Expectation:
+        """The Great Expectations expectation (imports GX)."""
+        return self.gx.build()
 
 
 @dataclass(frozen=True)
@@ -165,28 +191,26 @@ def _custom(
     name = f"{expectation_type}({field_name})" if field_name else expectation_type
     if scope == "row" and predicate is None:
         raise ValueError(f"row check {name} needs a predicate")
-
-    def build() -> Expectation:
-        return ExpectQueryToReturnNoRows(
-            unexpected_rows_query=for_gx(query), description=description, meta=_meta(name)
-        )
-
+    spec = GxSpec(
+        QUERY_EXPECTATION,
+        {"unexpected_rows_query": for_gx(query), "description": description, "meta": _meta(name)},
+    )
     if scope == "row":
         return Check(
             expectation_type,
             field_name,
             scope,
             description,
-            build,
+            spec,
             predicate=predicate,
             check_id=check_id or expectation_type,
             cross_batch=cross_batch,
         )
-    return Check(expectation_type, field_name, scope, description, build, gap_query=query)
+    return Check(expectation_type, field_name, scope, description, spec, gap_query=query)
 
 
 def _native(
-    expectation: Callable[..., Expectation],
+    class_name: str,
     expectation_type: str,
     column: str,
     description: str,
@@ -194,13 +218,14 @@ def _native(
     check_id: str,
     **kwargs: object,
 ) -> Check:
+    """A check GX knows by ``class_name`` (in great_expectations.expectations)."""
     name = f"{expectation_type}({column})"
-
-    def build() -> Expectation:
-        return expectation(column=column, meta=_meta(name), description=description, **kwargs)
-
+    spec = GxSpec(
+        class_name,
+        {"column": column, "meta": _meta(name), "description": description, **kwargs},
+    )
     return Check(
-        expectation_type, column, "row", description, build, predicate=predicate, check_id=check_id
+        expectation_type, column, "row", description, spec, predicate=predicate, check_id=check_id
     )
 
 

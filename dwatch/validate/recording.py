@@ -25,7 +25,6 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 from dwatch.errors import DWatchError
-from dwatch.validate.docs import build_offline_docs
 from dwatch.validate.gx_duckdb import make_context
 from dwatch.validate.report import Outcome, ValidationReport
 from dwatch.validate.suites import Check
@@ -51,19 +50,30 @@ def record_in_gx(
     report: ValidationReport,
 ) -> None:
     """Each suite as a GX suite, and the run's verdicts on it as one GX validation result."""
-    run_id = RunIdentifier(run_name=report.validation_run_id, run_time=datetime.now(UTC))
+    outcomes = [o for batch in report.all_batches for o in batch.outcomes]
+    record_outcomes(context, suites, outcomes, len(report.batches), report.validation_run_id)
+
+
+def record_outcomes(
+    context: Any,
+    suites: dict[str, list[Check]],
+    outcomes: list[Outcome],
+    batch_count: int,
+    validation_run_id: str,
+) -> None:
+    """``record_in_gx`` from the outcomes alone (what a Data Docs job reads back)."""
+    run_id = RunIdentifier(run_name=validation_run_id, run_time=datetime.now(UTC))
     by_suite: dict[str, dict[str, list[Outcome]]] = {}
-    for batch in report.all_batches:
-        for o in batch.outcomes:
-            by_suite.setdefault(o.suite, {}).setdefault(o.expectation, []).append(o)
-    batches = f"{len(report.batches)}_batches"
+    for o in outcomes:
+        by_suite.setdefault(o.suite, {}).setdefault(o.expectation, []).append(o)
+    batches = f"{batch_count}_batches"
     for name, checks in suites.items():
         suite = context.suites.add_or_update(
             gx.ExpectationSuite(name=name, expectations=[c.build() for c in checks])
         )
-        outcomes = by_suite.get(name, {})
+        found = by_suite.get(name, {})
         results = [
-            _expectation_result(check, expectation, outcomes.get(check.name, []))
+            _expectation_result(check, expectation, found.get(check.name, []))
             for check, expectation in zip(checks, suite.expectations, strict=True)
         ]
         suite_result = ExpectationSuiteValidationResult(
@@ -119,10 +129,3 @@ def _expectation_result(
         result=result,
         meta={"batches": len({o.ingest_run_id for o in outcomes}), "failed_batches": failed[:50]},
     )
-
-
-def build_docs(context: Any, docs_dir: Path, report: ValidationReport) -> None:
-    try:
-        report.docs_index = build_offline_docs(context, docs_dir)
-    except Exception as exc:  # the verdicts stand; the pages are a view of them
-        report.docs_error = f"{type(exc).__name__}: {exc} (into {docs_dir})"

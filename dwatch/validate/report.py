@@ -69,6 +69,7 @@ class ValidationReport:
     store_checks: BatchReport | None = None
     docs_index: Path | None = None
     docs_error: str | None = None
+    docs_note: str | None = None  # e.g. the pages are being built by another process
     alerts_flagged: int = 0
     open_coverage_gaps: int = 0  # rows of the coverage_gaps view after this run
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
@@ -119,7 +120,8 @@ class ValidationReport:
                 + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds_by_stage.items())
             )
         if self.docs_index:
-            lines.append(f"Data Docs: {self.docs_url}")
+            note = f" ({self.docs_note})" if self.docs_note else ""
+            lines.append(f"Data Docs: {self.docs_url}{note}")
         if self.docs_error:
             lines.append(f"Data Docs not built: {self.docs_error}")
         return "\n".join(lines)

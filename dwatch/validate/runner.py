@@ -72,11 +72,13 @@ def validate_batches(
     config: ValidationConfig | None = None,
     docs_dir: Path | None = None,
     build_docs: bool = True,
+    docs_in_background: bool = False,
 ) -> ValidationReport:
     """Validate ingested batches (default: every loaded batch not validated yet).
 
     Call it outside a transaction: each batch's outcomes and quarantine moves are
-    committed in a transaction of their own.
+    committed in a transaction of their own. Data Docs are built before it returns, or
+    with ``docs_in_background`` by a process it starts and does not wait for.
     """
     config = config or load_config()
     report = ValidationReport(new_validation_run_id())
@@ -89,8 +91,6 @@ def validate_batches(
         report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
         return report
     from detectors.alerts import mark_coverage
-    from dwatch.validate.recording import build_docs as build_data_docs
-    from dwatch.validate.recording import record_in_gx, start_gx
     from dwatch.validate.verdicts import move_impossible_instants
 
     setting = _setting(config)
@@ -111,12 +111,31 @@ def validate_batches(
     report.alerts_flagged = mark_coverage(con)
     watch.lap("store-wide")
     if build_docs:
-        docs = Path(docs_dir or config.docs_dir)
-        context = start_gx(docs)
-        record_in_gx(context, ran, report)
-        build_data_docs(context, docs, report)
+        _data_docs(Path(docs_dir or config.docs_dir), ran, report, docs_in_background)
         watch.lap("Data Docs")
     return report
+
+
+def _data_docs(
+    docs: Path, ran: dict[str, list[Check]], report: ValidationReport, background: bool
+) -> None:
+    """The suites and verdicts as GX records and Data Docs: built here, or by a process of
+    its own that the run does not wait for (``docs_job``)."""
+    from dwatch.errors import DWatchError
+    from dwatch.validate.docs_job import build_pending, start_job, write_job
+
+    write_job(docs, ran, report)
+    report.docs_index = docs / "index.html"
+    if background:
+        report.docs_note = f"being built by process {start_job(docs)}"
+        return
+    try:
+        report.docs_index = build_pending(docs)
+    except DWatchError:
+        raise  # Great Expectations could not start: the installation needs fixing
+    except Exception as exc:  # the verdicts stand; the pages are a view of them
+        report.docs_index = None
+        report.docs_error = f"{type(exc).__name__}: {exc} (into {docs})"
 
 
 def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, list[str]]:

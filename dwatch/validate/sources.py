@@ -27,14 +27,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import great_expectations as gx
 import yaml
-from great_expectations.expectations.expectation import Expectation
 
 from dwatch.errors import ConfigError
 from dwatch.schema import SOURCES_DIR, TableSpec
 from dwatch.validate.config import ROW_ACTIONS, parse_duration
-from dwatch.validate.suites import Check, ident, sql_literal
+from dwatch.validate.suites import Check, GxSpec, ident, sql_literal
 
 SUFFIX = ".expectations.yaml"
 
@@ -67,40 +65,41 @@ def _lengths(col: str, kw: dict[str, Any]) -> str:
     return _between(f"length({col})", kw)
 
 
-# type -> (GX class, required kwargs, SQL predicate TRUE when the row fails)
-SUPPORTED: dict[str, tuple[type[Expectation], tuple[str, ...], Callable[[str, dict], str]]] = {
+# type -> (GX class in great_expectations.expectations, required kwargs, SQL predicate TRUE
+# when the row fails)
+SUPPORTED: dict[str, tuple[str, tuple[str, ...], Callable[[str, dict], str]]] = {
     "expect_column_values_to_not_be_null": (
-        gx.expectations.ExpectColumnValuesToNotBeNull,
+        "ExpectColumnValuesToNotBeNull",
         (),
         lambda c, kw: f"{c} IS NULL",
     ),
     "expect_column_values_to_be_in_set": (
-        gx.expectations.ExpectColumnValuesToBeInSet,
+        "ExpectColumnValuesToBeInSet",
         ("value_set",),
         lambda c, kw: f"{c} IS NOT NULL AND {c} NOT IN ({_in_list(kw['value_set'])})",
     ),
     "expect_column_values_to_not_be_in_set": (
-        gx.expectations.ExpectColumnValuesToNotBeInSet,
+        "ExpectColumnValuesToNotBeInSet",
         ("value_set",),
         lambda c, kw: f"{c} IN ({_in_list(kw['value_set'])})",
     ),
     "expect_column_values_to_be_between": (
-        gx.expectations.ExpectColumnValuesToBeBetween,
+        "ExpectColumnValuesToBeBetween",
         (),
         _between,
     ),
     "expect_column_value_lengths_to_be_between": (
-        gx.expectations.ExpectColumnValueLengthsToBeBetween,
+        "ExpectColumnValueLengthsToBeBetween",
         (),
         _lengths,
     ),
     "expect_column_values_to_match_regex": (
-        gx.expectations.ExpectColumnValuesToMatchRegex,
+        "ExpectColumnValuesToMatchRegex",
         ("regex",),
         lambda c, kw: f"{c} IS NOT NULL AND NOT regexp_matches({c}, {sql_literal(kw['regex'])})",
     ),
     "expect_column_values_to_not_match_regex": (
-        gx.expectations.ExpectColumnValuesToNotMatchRegex,
+        "ExpectColumnValuesToNotMatchRegex",
         ("regex",),
         lambda c, kw: f"{c} IS NOT NULL AND regexp_matches({c}, {sql_literal(kw['regex'])})",
     ),
@@ -133,16 +132,15 @@ class SourceSuite:
             name = f"{etype}({column})"
             description = spec.get("description") or f"{self.source_system} promises this"
 
-            def build(
-                cls: type[Expectation] = cls,
-                column: str = column,
-                kwargs: dict[str, Any] = kwargs,
-                name: str = name,
-                description: str = description,
-            ) -> Expectation:
-                return cls(
-                    column=column, meta={"dwatch_check": name}, description=description, **kwargs
-                )
+            spec_gx = GxSpec(
+                cls,
+                {
+                    "column": column,
+                    "meta": {"dwatch_check": name},
+                    "description": description,
+                    **kwargs,
+                },
+            )
 
             out.append(
                 Check(
@@ -150,13 +148,48 @@ class SourceSuite:
                     column,
                     "row",
                     description,
-                    build,
+                    spec_gx,
                     predicate=predicate(f"b.{ident(column)}", kwargs),
                     action=spec.get("action", default_action),
                     check_id=f"{self.suite_name}[{i}]",
                 )
             )
         return out
+
+
+# Arguments a suite may give beside type, column, action and description, with the kind of
+# value each takes. Checked here without Great Expectations (the checks run on SQL alone;
+# GX validates the expectation again when it builds the Data Docs).
+ARGUMENTS: dict[str, tuple[type, ...]] = {
+    "value_set": (list,),
+    "regex": (str,),
+    "min_value": (int, float, str, datetime),
+    "max_value": (int, float, str, datetime),
+    "strict_min": (bool,),
+    "strict_max": (bool,),
+    "mostly": (int, float),
+}
+
+
+def _check_arguments(spec: dict[str, Any], where: str) -> None:
+    for key, value in spec.items():
+        if key in ("type", "column", "action", "description"):
+            continue
+        kinds = ARGUMENTS.get(key)
+        if kinds is None:
+            raise ConfigError(
+                f"invalid expectation: unknown argument {key!r}",
+                where=where,
+                fix=f"use {', '.join(sorted(ARGUMENTS))}",
+            )
+        # bool is an int to Python, not a number to a suite
+        wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        if value is not None and wrong:
+            raise ConfigError(
+                f"invalid expectation: {key} must be {' or '.join(k.__name__ for k in kinds)},"
+                f" not {value!r}",
+                where=where,
+            )
 
 
 def sources_dir(explicit: Path | None = None) -> Path:
@@ -228,13 +261,7 @@ def _load_one(path: Path, table: TableSpec | None) -> SourceSuite:
             raise ConfigError(
                 f"unknown action {spec['action']!r}", where=where, fix=f"use {ROW_ACTIONS}"
             )
-        try:
-            SUPPORTED[spec["type"]][0](
-                column=spec["column"],
-                **{k: v for k, v in spec.items() if k not in ("type", "column", "action")},
-            )
-        except Exception as exc:  # GX/pydantic says which argument is wrong
-            raise ConfigError(f"invalid expectation: {exc}", where=where) from exc
+        _check_arguments(spec, where)
     return SourceSuite(
         source_system=str(raw["source_system"]),
         path=path,

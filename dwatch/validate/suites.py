@@ -30,8 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-import great_expectations as gx
-
 from dwatch.schema import FieldSpec, TableSpec
 from dwatch.validate.checks import (
     BATCH_TOKEN,
@@ -39,6 +37,7 @@ from dwatch.validate.checks import (
     WITH_B,
     BatchFacts,
     Check,
+    GxSpec,
     Scope,
     _custom,
     _native,
@@ -67,6 +66,7 @@ __all__ = [
     "WITH_B",
     "BatchFacts",
     "Check",
+    "GxSpec",
     "Scope",
     "checks_for_tin",
     "derive_checks",
@@ -119,7 +119,7 @@ def _field_checks(
     if f.required:
         out.append(
             _native(
-                gx.expectations.ExpectColumnValuesToNotBeNull,
+                "ExpectColumnValuesToNotBeNull",
                 "expect_column_values_to_not_be_null",
                 f.name,
                 f"{f.name} is required",
@@ -133,7 +133,7 @@ def _field_checks(
             values = ", ".join(sql_literal(v) for v in accepted)
             out.append(
                 _native(
-                    gx.expectations.ExpectColumnValuesToBeInSet,
+                    "ExpectColumnValuesToBeInSet",
                     "expect_column_values_to_be_in_set",
                     f.name,
                     f"{f.name} is one of the accepted {f.vocabulary} values",
@@ -145,7 +145,7 @@ def _field_checks(
     if f.min is not None:
         out.append(
             _native(
-                gx.expectations.ExpectColumnValuesToBeBetween,
+                "ExpectColumnValuesToBeBetween",
                 "expect_column_values_to_be_between",
                 f.name,
                 f"{f.name} is at least {f.min}",
@@ -157,7 +157,7 @@ def _field_checks(
     if f.type == "VARCHAR[]" and f.required:
         out.append(
             _native(
-                gx.expectations.ExpectColumnValueLengthsToBeBetween,
+                "ExpectColumnValueLengthsToBeBetween",
                 "expect_column_value_lengths_to_be_between",
                 f.name,
                 f"{f.name} names at least one element",
@@ -169,7 +169,7 @@ def _field_checks(
     if checks_for_tin(f):
         out.append(
             _native(
-                gx.expectations.ExpectColumnValuesToNotMatchRegex,
+                "ExpectColumnValuesToNotMatchRegex",
                 "expect_column_values_to_not_match_regex",
                 f.name,
                 f"{f.name} holds no SSN/TIN-shaped string",
@@ -181,7 +181,7 @@ def _field_checks(
     if f.type == "TIMESTAMPTZ":
         out.append(
             _native(
-                gx.expectations.ExpectColumnValuesToBeBetween,
+                "ExpectColumnValuesToBeBetween",
                 "expect_column_values_to_be_between",
                 f.name,
                 f"{f.name} is not before {occurred_at_floor.isoformat()} nor later than"
@@ -245,7 +245,7 @@ def derive_checks(
         in_list = ", ".join(sql_literal(v) for v in values) or "NULL"
         add_row(
             _native(
-                gx.expectations.ExpectColumnValuesToNotBeInSet,
+                "ExpectColumnValuesToNotBeInSet",
                 "expect_column_values_to_not_be_in_set",
                 "legal_authority",
                 "legal_authority, when present, parses under the citation grammar (dwatch.policy);"

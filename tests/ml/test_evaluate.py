@@ -8,7 +8,13 @@ import polars as pl
 from click.testing import CliRunner
 
 from dwatch.cli import main
-from dwatch.evaluate import _average_precision, _event_ap, _row_touches, evaluate
+from dwatch.evaluate import (
+    _average_precision,
+    _combined_event_scores,
+    _event_ap,
+    _row_touches,
+    evaluate,
+)
 
 LABELS = pl.DataFrame(
     {
@@ -47,6 +53,29 @@ def test_average_precision_leaves_other_scenarios_out_of_the_negatives() -> None
     assert _average_precision(ml, touch, "d", "missing") != _average_precision(
         ml, touch, "d", "missing"
     )
+
+
+def test_a_rule_alert_ranks_its_finding_events_not_its_chain() -> None:
+    """A finding on one transfer names its agreement's other transfers as chain: they are
+    context, not flagged, so they do not tie with the scenario's events at the top."""
+    rules = pl.DataFrame(
+        {
+            "detector_id": ["rule_a"],
+            "event_keys": [["l\x1fbad", "l\x1fok1", "l\x1fok2"]],
+            "finding_keys": [["l\x1fbad"]],
+        }
+    )
+    ml = pl.DataFrame(
+        {
+            "detector_id": ["d", "d", "d"],
+            "score": [0.1, 0.5, 0.9],
+            "alerted": [False, False, False],
+            "event_keys": [["l\x1fok1"], ["l\x1fok2"], ["l\x1fother"]],
+        }
+    )
+    scores = dict(_combined_event_scores(ml, rules).iter_rows())
+    assert scores["l\x1fbad"] == 3.0 and scores["l\x1fok1"] < 1.0 and scores["l\x1fok2"] < 1.0
+    assert _event_ap(_combined_event_scores(ml, rules), {"l\x1fbad"}, set()) == 1.0
 
 
 def test_event_level_ap_ranks_rule_hits_first() -> None:
@@ -94,3 +123,24 @@ def test_false_by_detector_counts_alerts_touching_no_scenario() -> None:
 def test_dwatch_evaluate_rejects_bad_options_cleanly() -> None:
     result = CliRunner().invoke(main, ["evaluate", "--events", "ten"])
     assert result.exit_code == 2 and "--events" in result.output
+
+
+def test_false_examples_are_the_top_ml_alerts_touching_no_scenario() -> None:
+    from dwatch.evaluate_lawful import entity_of, false_examples
+
+    frame = pl.DataFrame(
+        {
+            "row_id": [0, 1, 2],
+            "detector_id": ["d", "d", "d"],
+            "score": [9.0, 7.0, 8.0],
+            "threshold": [5.0, 5.0, 5.0],
+            "event_keys": [["log\x1fe9"], ["log\x1fe1"], ["log\x1fe2"]],
+            "actor_id": ["u1", "u2", "u3"],
+        }
+    )
+    alerted = frame.with_columns(entity_of(frame))
+    touch = _row_touches(alerted, LABELS)  # row 0 is the insider's: not an example
+    examples = false_examples(alerted, touch, per_detector=1)
+    assert examples == {
+        "d": [{"score": 8.0, "threshold": 5.0, "entity": "actor_id=u3", "events": ["log:e2"]}]
+    }
