@@ -134,11 +134,16 @@ class MLDetector:
     feature_columns: ClassVar[tuple[str, ...]]
     # Columns that identify one scored row (an alert's dedup key).
     key_columns: ClassVar[tuple[str, ...]]
+    # Columns an alert id is made of, when not key_columns (several rows, one alert).
+    alert_key_columns: ClassVar[tuple[str, ...] | None] = None
     # False: the model's own offset_ is the threshold (novelty is not a percentile).
     percentile_threshold: ClassVar[bool] = True
     # Scoring a window in operation also rescores this many days before it: rows whose
     # features look ahead (a week starting on the day) change once later days arrive.
     rescore_days: ClassVar[int] = 0
+    # The event column whose value partitions the rows' features (a row reads only events
+    # sharing its value), if any: an increment then rescores only the values it touched.
+    scope_by: ClassVar[str | None] = None
     # What the false-alarm rate of the alert floor counts (events_per_row sums them).
     event_unit: ClassVar[str] = "transfers"
 
@@ -224,8 +229,7 @@ class MLDetector:
             if ctx.metadata.get("alert_floor"):
                 ev.setdefault("alert_floor", ctx.metadata["alert_floor"])
             ev.setdefault("model_version", ctx.version)
-        keys = flagged.select(self.key_columns).rows()
-        ids = [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
+        ids = self.alert_ids(flagged)
         base = self.alert_columns(flagged)
         out = base.with_columns(
             pl.Series("alert_id", ids, dtype=pl.String),
@@ -241,6 +245,12 @@ class MLDetector:
             pl.lit(None, dtype=pl.String).alias("registry_version"),
         )
         return out.select(ALERT_COLUMNS)
+
+    def alert_ids(self, rows: pl.DataFrame) -> list[str]:
+        """The id of the alert each row raises, or would raise at or above the threshold
+        (an incremental run retracts only the alerts of rows it scored again)."""
+        keys = rows.select(self.alert_key_columns or self.key_columns).rows()
+        return [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
 
     def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
         """entity_id, agencies, actor, request, source, window, events and counts."""

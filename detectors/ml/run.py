@@ -3,9 +3,10 @@ flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import bounds, features
+from detectors.ml import bounds, days, features, scope
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import (
     MLConfig,
@@ -244,6 +245,8 @@ class DetectorScore:
     rows_scored: int = 0
     alerts: int = 0
     message: str = ""
+    # Scoring an increment: the UTC days this detector scored (None: a window).
+    days: int | None = None
 
 
 @dataclass
@@ -315,16 +318,20 @@ def score_chunks(
     window_to: datetime | None,
     rows: int,
     threads: int = 2,
+    rescored: list[pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, int]:
     """Alert candidates of the window and the rows scored, a chunk at a time: only the
     chunk and the rows at or above the threshold are held (scores are row by row, so
-    they are the same as scoring the window whole)."""
+    they are the same as scoring the window whole). ``rescored`` receives the alert key
+    columns of every row scored."""
     found: list[pl.DataFrame] = []
     scored = 0
     for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
         scores = detector.anomaly_scores(model, chunk, threads=threads)
         found.append(alerts_for(detector, model, record, chunk, scores))
         scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(detector.alert_key_columns or detector.key_columns))
     candidates = pl.concat(found, how="vertical_relaxed")
     # Several rows may make one alert (ml.log_coverage: the days of one run of silence, in
     # one chunk or several): the strongest row stands for it.
@@ -346,6 +353,80 @@ def alerts_for(
     return detector.alert_rows(frame.filter(pl.Series(hit)), scores[hit], model, _context(record))
 
 
+def _score_detector_scope(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    record: ModelRecord,
+    models_dir: Path | None,
+    where: scope.DetectorScope,
+    *,
+    rows: int,
+    threads: int,
+) -> tuple[pl.DataFrame, int, list[pl.DataFrame] | None]:
+    """Candidates, rows scored, and (scoring kept days) the alert keys of every row scored."""
+    model = load_model(record, models_dir)
+    rescored: list[pl.DataFrame] | None = None if where.days is None else []
+    scoped = (
+        days.on_days(where.days, by=where.by, keys=where.keys)
+        if where.days is not None
+        else nullcontext()
+    )
+    with scoped:
+        candidates, scored = score_chunks(
+            con,
+            det,
+            model,
+            record,
+            window_from=where.window_from,
+            window_to=where.window_to,
+            rows=rows,
+            threads=threads,
+            rescored=rescored,
+        )
+    return candidates, scored, rescored
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    record: ModelRecord,
+    candidates: pl.DataFrame,
+    rescored: list[pl.DataFrame] | None,
+    where: scope.DetectorScope,
+    run_id: str,
+) -> MergeResult:
+    """Merge the candidates; retract within the window, or among the rows scored again."""
+    if rescored is not None:
+        scope.rescored_alerts(con, det, rescored, "_ml_rescored")
+    merged = merge_alerts(
+        con,
+        candidates.to_arrow(),
+        detector_ids=[det.detector_id],
+        run_id=run_id,
+        retract_reason=f"no longer anomalous under model {record.version}",
+        window_from=where.window_from if rescored is None else None,
+        window_to=where.window_to if rescored is None else None,
+        retract_within=None if rescored is None else "_ml_rescored",
+    )
+    if rescored is not None:
+        con.execute("DROP TABLE _ml_rescored")
+    return merged
+
+
+def _stale(det: MLDetector, record: ModelRecord | None) -> str | None:
+    """Why the detector cannot score with ``record`` (None: it can)."""
+    if record is None:
+        return "no trained model: run `dwatch train`"
+    if record.features and record.features != list(det.feature_columns):
+        # A model fitted before the detector changed its features (a store trained by
+        # an older release) cannot score today's rows: say so instead of failing.
+        return (
+            f"model {record.version} was fitted on features {record.features}, the "
+            f"detector now reads {list(det.feature_columns)}: run `dwatch train`"
+        )
+    return None
+
+
 def score_models(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -353,13 +434,19 @@ def score_models(
     models_dir: Path | None = None,
     window_from: datetime | None = None,
     window_to: datetime | None = None,
+    windows: Sequence[scope.SourceWindow] | None = None,
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
     chunk_rows: int | None = None,
 ) -> ScoreSummary:
-    """Score the window with each detector's latest saved model (no retraining) and merge the
-    alerts into ``alerts``; a detector never trained is reported, not an error.
+    """Score with each detector's latest saved model (no retraining) and merge the alerts
+    into ``alerts``; a detector never trained is reported, not an error.
+
+    What is scored: the window [window_from, window_to) (all history when both are None),
+    or, given ``windows`` (an incremental run's (log, start, end) windows), for each
+    detector only the rows those windows touch (:mod:`detectors.ml.scope`), whose alerts
+    are then the same as scoring all history would give.
 
     Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
     holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
@@ -371,65 +458,21 @@ def score_models(
     summary = ScoreSummary()
     for det in _detectors(config, None):
         record = records.get(det.detector_id)
-        if record is None:
+        why_not = _stale(det, record)
+        if why_not is not None or record is None:
+            summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
+            continue
+        where = scope.detector_scope(con, det, window_from, window_to, windows)
+        if where is None:
             summary.detectors.append(
-                DetectorScore(det.detector_id, None, message="no trained model: run `dwatch train`")
+                DetectorScore(det.detector_id, record.version, message="no new events of its types")
             )
             continue
-        if record.features and record.features != list(det.feature_columns):
-            # A model fitted before the detector changed its features (a store trained by
-            # an older release) cannot score today's rows: say so instead of failing.
-            summary.detectors.append(
-                DetectorScore(
-                    det.detector_id,
-                    None,
-                    message=(
-                        f"model {record.version} was fitted on features {record.features}, the "
-                        f"detector now reads {list(det.feature_columns)}: run `dwatch train`"
-                    ),
-                )
-            )
-            continue
-        model = load_model(record, models_dir)
-        # A detector that looks ahead rescores the days just before the window too (their
-        # week-ahead evidence is complete only now); its merge covers the same range.
-        det_from = (
-            window_from - timedelta(days=det.rescore_days)
-            if window_from is not None and det.rescore_days
-            else window_from
+        candidates, scored, rescored = _score_detector_scope(
+            con, det, record, models_dir, where, rows=rows, threads=threads
         )
-        candidates, scored = score_chunks(
-            con,
-            det,
-            model,
-            record,
-            window_from=det_from,
-            window_to=window_to,
-            rows=rows,
-            threads=threads,
-        )
-
-        def merge(
-            candidates: pl.DataFrame = candidates,
-            det: MLDetector = det,
-            record: ModelRecord = record,
-            det_from: datetime | None = det_from,
-        ) -> MergeResult:
-            return merge_alerts(
-                con,
-                candidates.to_arrow(),
-                detector_ids=[det.detector_id],
-                run_id=run_id,
-                retract_reason=f"no longer anomalous under model {record.version}",
-                window_from=det_from,
-                window_to=window_to,
-            )
-
-        if own_transaction:
-            with transaction(con):
-                merged = merge()
-        else:
-            merged = merge()
+        with transaction(con) if own_transaction else nullcontext():
+            merged = _merge(con, det, record, candidates, rescored, where, run_id)
         summary.new += merged.new
         summary.updated += merged.updated
         summary.reopened += merged.reopened
@@ -440,7 +483,9 @@ def score_models(
                 record.version,
                 scored,
                 candidates.height,
-                f"{candidates.height} alert(s) from {scored:,} rows",
+                f"{candidates.height} alert(s) from {scored:,} rows"
+                + (f" on {len(where.days)} day(s)" if where.days is not None else ""),
+                days=len(where.days) if where.days is not None else None,
             )
         )
     return summary
