@@ -253,7 +253,7 @@ class Background:
         renewed = t >= self._agr_switch[r]
         return t, r, disclosure, r + np.where(renewed, len(self.recipients), 0)
 
-    def sized_for(self, kept: int, exact_up_to: int = 2_000_000) -> int:
+    def sized_for(self, kept: int, exact_up_to: int = 200_000) -> int:
         """How many background events to draw so that about ``kept`` (never more) remain
         once reads of data not held are left out. Counted on the draw itself (on an even
         sample of it past ``exact_up_to``); redrawing at another size moves every instant a
