@@ -213,7 +213,10 @@ def _ingest_group(
     paths = [path for path, _ in group.members]
     results = [
         IngestResult(
-            run_id=_new_run_id(), source_file=str(path), status="loaded", file_format="parquet"
+            run_id=_new_run_id(),
+            source_file=str(path),
+            status="loaded",
+            file_format=group.layout.fmt,
         )
         for path in paths
     ]
