@@ -309,12 +309,8 @@ def ingest_paths(
         while n < len(files):
             group = planner.group_at(n)
             count = len(group.members) if group else 1
-            reading.working_on(
-                files[n],
-                f"file {n + 1}/{len(files)}"
-                if count == 1
-                else f"files {n + 1}-{n + count}/{len(files)}",
-            )
+            if group:
+                reading.working_on(files[n], f"files {n + 1}-{n + count}/{len(files)}")
             loaded = (
                 _ingest_group(
                     con, group, kind=kind, source=source, force=force, key=key, context=context
@@ -323,6 +319,7 @@ def ingest_paths(
                 else None
             )
             for i, path in enumerate(files[n : n + count]):
+                reading.working_on(path, f"file {n + i + 1}/{len(files)}")  # each file said
                 result = (
                     loaded[i]
                     if loaded
