@@ -195,8 +195,7 @@ def train_models(
     features.prepare_zones(con, config.time_zones)
     results = []
     for det in _detectors(config, detectors):
-        window = bounds.training_window(con, det, window_from, window_to, max_rows)
-        frame = bounds.training_frame(con, det, window)
+        window, frame = bounds.window_and_frame(con, det, window_from, window_to, max_rows)
         if frame.height < min_rows:
             results.append(
                 TrainResult(
