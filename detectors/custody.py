@@ -14,11 +14,22 @@ log that has not reached a disclosure's date yet, or began after it, is not read
 ``dw_custody``: every receipt under a retention term with its disposal deadline, the first
 disposal of the same data by the same holder (same request, else same agreement, and the
 same record count when the disposal states one), and how far the holder's log reaches; plus, for use-after-disposal, the holder of each event.
+
+An entry whose ``outcome`` says the act did not take place (``NOT_DONE_OUTCOMES``) takes no
+part: a failed transfer sent nothing and awaits no receipt, a failed disposal destroyed
+nothing, a failed read used nothing, and a correction entry amends an earlier entry
+without recording a new act (a ledger's amended line is not a second transfer).
 """
 
 from __future__ import annotations
 
 import duckdb
+
+# Outcomes (canonical ``outcome``, lower-cased at ingest) saying that the logged act did not
+# happen. Bound as $not_done_outcomes.
+NOT_DONE_OUTCOMES = ["failure", "correction"]
+_DONE = "NOT list_contains($not_done_outcomes, coalesce(e.outcome, ''))"
+OUTCOMES = {"not_done_outcomes": NOT_DONE_OUTCOMES}  # what INPUTS bind
 
 _KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
     CASE WHEN list_contains(rc.match_on, 'request_id') THEN coalesce(e.request_id, '') END,
@@ -28,18 +39,19 @@ _KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
          THEN coalesce(array_to_string(list_sort(e.data_elements), ','), '') END,
     CASE WHEN list_contains(rc.match_on, 'taxpayer_ref') THEN coalesce(e.taxpayer_ref, '') END)"""
 
-_SIDE = f"""
+_SIDE = """
 SELECT rc.reconciliation_id, e.event_id, e.source_system, e.occurred_at, e.record_count,
-       e.disclosing_code, e.recipient_code, e.request_id, e.taxpayer_ref, {_KEY} AS match_key
+       e.disclosing_code, e.recipient_code, e.request_id, e.taxpayer_ref, {key} AS match_key
 FROM dw_events e
 JOIN registry_reconciliations rc
-  ON list_contains(rc.{{types}}, e.event_type)
+  ON list_contains(rc.{types}, e.event_type)
  AND (len(rc.sender_agencies) = 0 OR list_contains(rc.sender_agencies, e.disclosing_code))
  AND (len(rc.recipient_agencies) = 0 OR list_contains(rc.recipient_agencies, e.recipient_code))
- AND (len(rc.{{sources}}) = 0 OR list_contains(rc.{{sources}}, e.source_system))
+ AND (len(rc.{sources}) = 0 OR list_contains(rc.{sources}, e.source_system))
  AND e.occurred_at >= rc.effective_from
  AND (rc.effective_to IS NULL OR e.occurred_at < rc.effective_to)
  AND coalesce(e.record_count, 0) >= rc.min_record_count
+WHERE {done}
 """
 
 PAIRING_ROUNDS = 3
@@ -85,12 +97,21 @@ def _pairing_rounds(rounds: int) -> str:
     return "\n".join(ctes)
 
 
+# Each side of every reconciliation, one row per event: what pairing reads (dw_recon_sent,
+# dw_recon_received), built from dw_events or kept between runs (detectors.custody_state).
+SENT_SIDE = _SIDE.format(
+    key=_KEY, done=_DONE, types="disclosure_event_types", sources="sender_sources"
+)
+RECEIVED_SIDE = _SIDE.format(
+    key=_KEY, done=_DONE, types="receipt_event_types", sources="receiver_sources"
+)
+
 RECONCILIATION_PAIRS = f"""
 CREATE OR REPLACE TEMP TABLE dw_reconciliation_pairs AS
-WITH sent AS ({_SIDE.format(types="disclosure_event_types", sources="sender_sources")}),
+WITH sent AS (SELECT * FROM dw_recon_sent),
 recv AS (
     SELECT r.*, r.occurred_at + to_microseconds(CAST(rc.clock_skew_hours * 3600e6 AS BIGINT)) AS t_adj
-    FROM ({_SIDE.format(types="receipt_event_types", sources="receiver_sources")}) r
+    FROM dw_recon_received r
     JOIN registry_reconciliations rc USING (reconciliation_id)
 ),
 -- each disclosure's first receipt at or after it, and each receipt's last disclosure at or
@@ -167,16 +188,19 @@ _HOLDER = (
     " THEN e.disclosing_code ELSE e.recipient_code END"
 )
 
-CUSTODY = f"""
-CREATE OR REPLACE TEMP TABLE dw_custody_events AS
+# Every event custody is judged on (receipts, disposals, uses) with its holder: what
+# dw_custody and use_after_disposal read as dw_custody_events.
+CUSTODY_EVENTS = f"""
 SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
        e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
        e.request_id, e.taxpayer_ref, e.is_use,
        {_HOLDER} AS holder_code,
        coalesce(e.request_id, e.agreement_ref) AS custody_key
 FROM dw_events e
-WHERE e.event_type IN ('receipt', 'disposal') OR e.is_use;
+WHERE (e.event_type IN ('receipt', 'disposal') OR e.is_use) AND {_DONE}
+"""
 
+CUSTODY = """
 CREATE OR REPLACE TEMP TABLE dw_custody AS
 WITH holder_span AS (
     SELECT holder_code, max(occurred_at) AS log_last_at FROM dw_custody_events GROUP BY ALL
@@ -206,7 +230,40 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 
 
-def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
-    """Build the tables the reconciliation and retention rules read."""
+# What pairing and custody read, each built from dw_events by the SELECT beside it.
+INPUTS = {
+    "dw_recon_sent": SENT_SIDE,
+    "dw_recon_received": RECEIVED_SIDE,
+    "dw_custody_events": CUSTODY_EVENTS,
+}
+
+
+def replace_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the temp table or view ``name`` (a run may hold either under one name)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n),"
+        " (SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = $n)",
+        {"n": name},
+    ).fetchone()
+    if row and row[0]:
+        con.execute(f"DROP TABLE temp.{name}")
+    if row and row[1]:
+        con.execute(f"DROP VIEW temp.{name}")
+
+
+def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
+    """Pair the sides and judge custody from the INPUTS tables (or views) in place."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_custody_outcomes AS SELECT $not_done_outcomes AS not_done",
+        OUTCOMES,
+    )  # for rules that look past these tables (use_after_disposal's later deliveries)
     con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
+
+
+def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
+    """Build the tables the reconciliation and retention rules read, from dw_events."""
+    for name, select in INPUTS.items():
+        replace_temp(con, name)
+        con.execute(f"CREATE TEMP TABLE {name} AS {select}", OUTCOMES)
+    pair_and_hold(con)

@@ -14,7 +14,13 @@ measures, per scenario, per detector and for rules plus ML together:
 - false-positive rate on legitimate bulk flows: legitimate transfer events of at least
   ``bulk_min_records`` records that an alert touches;
 - false alerts per 10,000 lawful events: alerts touching no scenario's event, per 10,000
-  events no scenario wrote.
+  events no scenario wrote;
+- findings on lawful rows (``dwatch.evaluate_lawful``): after measuring, the store is
+  validated as ``dwatch run`` would; silence and other coverage gaps naming no scenario's
+  event, rule alerts touching no scenario by rule, and the highest-scored such ML alerts.
+
+A rule alert reaches a scenario through its finding events and their request chain
+(``alert_events``), but flags only its finding events (bulk-flow rate, combined ranking).
 
 A row "touches" a scenario when any of its events is listed for that scenario in
 ``ground_truth.json``. Event ids are matched as (source_system, event_id).
@@ -24,7 +30,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score
 
 from detectors.ml import features
 from detectors.ml.detectors import DETECTORS
@@ -46,6 +50,14 @@ from dwatch.evaluate_lawful import (
     lawful_summary,
     validate_generated,
 )
+from dwatch.evaluate_report import Evaluation
+from dwatch.evaluate_scores import (
+    _average_precision,
+    _combined_event_scores,
+    _event_ap,
+    _labels,
+    _row_touches,
+)
 from dwatch.store import connect, transaction
 
 # Scenarios the issue sets a PR-AUC target for, and the detector meant to find each.
@@ -57,121 +69,6 @@ ML_TARGETS: dict[str, str] = {
 }
 PR_AUC_TARGET = 0.9
 BULK_FP_TARGET = 0.001
-
-
-@dataclass
-class Evaluation:
-    params: dict[str, Any]
-    scenarios: pl.DataFrame  # one row per scenario
-    detectors: pl.DataFrame  # one row per detector (rules, each ML detector, combined)
-    pr_auc: pl.DataFrame  # scenario x ML detector
-    notes: list[str] = field(default_factory=list)
-    # findings on lawful rows: rule alerts touching no scenario by rule, validation gaps
-    lawful: dict[str, Any] = field(default_factory=dict)
-
-    def render(self) -> str:
-        def table(frame: pl.DataFrame) -> str:
-            cols = frame.columns
-            rows = [[_cell(v) for v in r] for r in frame.iter_rows()]
-            widths = [
-                max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-                for i, c in enumerate(cols)
-            ]
-
-            def line(vals: list[str]) -> str:
-                return (
-                    "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths, strict=True)) + " |"
-                )
-
-            return "\n".join(
-                [line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
-            )
-
-        p = self.params
-        head = (
-            f"Detection quality on generated logs: {p['events']:,} events requested "
-            f"({p['events_loaded']:,} loaded), seed {p['seed']}, alert budget {p['budget']}, "
-            f"legitimate bulk = transfers of >= {p['bulk_min_records']:,} records "
-            f"({p['legit_bulk_events']:,} events). ML scored by time-split cross-fitting "
-            f"(train {p['folds'][0]}, score the other half; and the reverse)."
-        )
-        parts = [
-            head,
-            "",
-            "Per scenario",
-            table(self.scenarios),
-            "",
-            "Per detector",
-            table(self.detectors),
-            "",
-            "PR-AUC per scenario and ML detector (rows of other scenarios excluded)",
-            table(self.pr_auc),
-        ]
-        if self.lawful:
-            parts += ["", self.lawful["summary"]]
-            parts += ["rule alerts touching no scenario, by rule:"]
-            parts += [f"  {d}: {n}" for d, n in self.lawful["rules_false_by_detector"].items()]
-            parts += ["highest-scored ML alerts touching no scenario:"]
-            parts += [
-                f"  {d}: {x['score']} (floor {x['threshold']}) {x['entity']} {x['events']}"
-                for d, examples in self.lawful.get("ml_false_examples", {}).items()
-                for x in examples[:3]
-            ] or ["  none"]
-            parts += ["coverage gaps per source (on lawful rows):"]
-            parts += [
-                f"  {g['source_system']}: {g['expectation']} x{g['gaps']} ({g['on_lawful_rows']})"
-                for g in self.lawful["coverage"]
-            ] or ["  none"]
-        if self.notes:
-            parts += ["", *(f"note: {n}" for n in self.notes)]
-        return "\n".join(parts)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "params": self.params,
-                "scenarios": self.scenarios.to_dicts(),
-                "detectors": self.detectors.to_dicts(),
-                "pr_auc": self.pr_auc.to_dicts(),
-                "notes": self.notes,
-                "lawful": self.lawful,
-            },
-            indent=2,
-            default=str,
-        )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if np.isnan(value) else f"{value:.3f}"
-    return str(value)
-
-
-def _labels(truth: dict[str, Any]) -> pl.DataFrame:
-    rows = [
-        (inst["scenario"], inst["instance_id"], src, eid)
-        for inst in truth["instances"]
-        for src, eid in inst["events"]
-    ]
-    return pl.DataFrame(
-        rows, schema=["scenario", "instance_id", "source_system", "event_id"], orient="row"
-    )
-
-
-def _row_touches(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """rows(row_id, event_keys: list[str]) -> (row_id, scenario, instance_id) for every touch."""
-    keyed = labels.with_columns(
-        (pl.col("source_system") + "\x1f" + pl.col("event_id")).alias("key")
-    )
-    return (
-        rows.select("row_id", pl.col("event_keys").alias("key"))
-        .explode("key")
-        .join(keyed.select("key", "scenario", "instance_id"), on="key", how="inner")
-        .select("row_id", "scenario", "instance_id")
-        .unique()
-    )
 
 
 def _ml_rows(
@@ -567,52 +464,3 @@ def _measure(
             "ml_false_examples": false_examples(alerted_ml, ml_touch) if ml.height else {},
         },
     )
-
-
-def _average_precision(ml: pl.DataFrame, touch: pl.DataFrame, det_id: str, scenario: str) -> float:
-    """AP of one detector's scores for one scenario; other scenarios' rows left out."""
-    if ml.height == 0:
-        return float("nan")
-    rows = ml.filter(pl.col("detector_id") == det_id).select("row_id", "score")
-    pos = touch.filter(pl.col("scenario") == scenario)["row_id"].unique()
-    other = touch.filter(pl.col("scenario") != scenario)["row_id"].unique()
-    rows = rows.filter(
-        ~pl.col("row_id").is_in(other.to_list()) | pl.col("row_id").is_in(pos.to_list())
-    )
-    y = rows["row_id"].is_in(pos.to_list()).to_numpy()
-    if y.sum() == 0 or y.all():
-        return float("nan")
-    return float(average_precision_score(y, rows["score"].to_numpy()))
-
-
-def _combined_event_scores(ml: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
-    """Per event key: 3 if a rule alert is about it (its finding events), else the best ML score: the row's
-    percentile rank within its detector (0..1), plus 1 when the row is over its threshold
-    (an alert), so alerts of a detector with few rows are not drowned by the top ranks of a
-    detector with many."""
-    parts = []
-    if ml.height:
-        ranked = ml.with_columns(
-            (
-                pl.col("score").rank("average").over("detector_id") / pl.len().over("detector_id")
-                + pl.col("alerted").cast(pl.Float64)
-            ).alias("s")
-        )
-        parts.append(ranked.select(pl.col("event_keys").alias("key"), "s").explode("key"))
-    if rules.height:
-        parts.append(
-            rules.select(pl.col("finding_keys").alias("key"))
-            .explode("key")
-            .with_columns(pl.lit(3.0).alias("s"))
-        )
-    if not parts:
-        return pl.DataFrame(schema={"key": pl.String, "s": pl.Float64})
-    return pl.concat(parts, how="vertical_relaxed").group_by("key").agg(pl.col("s").max())
-
-
-def _event_ap(scores: pl.DataFrame, positives: set[str], others: set[str]) -> float:
-    frame = scores.filter(~pl.col("key").is_in(list(others)))
-    y = frame["key"].is_in(list(positives)).to_numpy()
-    if y.sum() == 0 or y.all():
-        return float("nan")
-    return float(average_precision_score(y, frame["s"].to_numpy()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,8 +27,16 @@ from dwatch import __version__, ledger
 from dwatch.errors import InputError
 from dwatch.report.safety import csv_cell, mask_free_text, mask_json
 
-FORMAT = "dwatch-evidence-bundle/1"
+FORMAT = "dwatch-evidence-bundle/2"
+FORMATS_READ = ("dwatch-evidence-bundle/1", FORMAT)  # /1 has no self_sha256
 MANIFEST = "MANIFEST.json"
+# The manifest's own digest sits inside it: the SHA-256 of the file's exact bytes with this
+# field's value written as zeros. Any byte changed in the manifest (a date, a size, a digest,
+# even a space) then fails verification by itself; only a rewrite that recomputes it passes,
+# which --expect (the digest printed at export) catches.
+_SELF_FIELD = "self_sha256"
+_SELF_RE = re.compile(rb'"self_sha256": "([0-9a-f]{64})"')
+_ZEROS = b"0" * 64
 RULES_DIR = Path(__file__).resolve().parent.parent / "detectors" / "rules"
 
 
@@ -286,9 +295,25 @@ def _write_manifest(out: Path, case_id: str) -> Bundle:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "tool": f"disclosure-watch {__version__}",
         "files": files,
+        _SELF_FIELD: _ZEROS.decode(),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    text = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    digest = hashlib.sha256(text).hexdigest().encode()
+    (out / MANIFEST).write_bytes(_SELF_RE.sub(b'"self_sha256": "' + digest + b'"', text))
     return Bundle(out, case_id, len(files), _sha256(out / MANIFEST))
+
+
+def _self_check(raw: bytes, manifest: dict[str, Any]) -> str | None:
+    """Why the manifest's bytes do not match its own digest, or None when they do."""
+    found = _SELF_RE.findall(raw)
+    if _SELF_FIELD not in manifest and manifest.get("format") == FORMATS_READ[0]:
+        return None  # written before manifests carried their own digest
+    if len(found) != 1 or manifest.get(_SELF_FIELD) != found[0].decode():
+        return f"{MANIFEST}: its own digest ({_SELF_FIELD}) is missing or damaged"
+    zeroed = _SELF_RE.sub(b'"self_sha256": "' + _ZEROS + b'"', raw)
+    if hashlib.sha256(zeroed).hexdigest() != found[0].decode():
+        return f"{MANIFEST}: changed since export (its bytes do not match its own {_SELF_FIELD})"
+    return None
 
 
 def manifest_sha256(directory: Path) -> str:
@@ -300,16 +325,21 @@ def verify_bundle(directory: Path, expect: str | None = None) -> list[str]:
     path = directory / MANIFEST
     if not path.is_file():
         return [f"{MANIFEST}: missing, so nothing in {directory} can be checked"]
+    raw = path.read_bytes()
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(raw.decode("utf-8"))
         listed = {f["path"]: f["sha256"] for f in manifest["files"]}
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         return [f"{MANIFEST}: not a manifest dwatch wrote (changed or damaged)"]
     problems: list[str] = []
     if expect and _sha256(path) != expect.lower():
         problems.append(f"{MANIFEST}: its SHA-256 is not the one recorded at export ({expect})")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in FORMATS_READ:
         problems.append(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    damaged = _self_check(raw, manifest)
+    if damaged:
+        # its digests can no longer be trusted to name which other file differs
+        return [*problems, damaged]
     present = set(_bundle_files(directory))
     for name, digest in sorted(listed.items()):
         if name not in present:

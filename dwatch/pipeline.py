@@ -948,8 +948,6 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         from detectors.ml.run import score_models, train_models
     except ImportError as exc:
         return StepResult("detect_ml", "not_available", message=f"ML detectors: {exc}")
-    from dwatch.watermark import merged_ranges
-
     models_dir = default_models_dir(ctx.db)
     trained: list[str] = []
     if ctx.config.train_when_missing:
@@ -972,31 +970,26 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         )
     last = _last_success(ctx.con)
     new_models = last.get("models") != models
-    if new_models:
-        ranges: list[tuple[datetime | None, datetime | None]] = [(None, None)]
-    else:
-        ranges = list(merged_ranges(ctx.windows))
-    if not ranges:
+    if not new_models and not ctx.windows:
         return StepResult("detect_ml", "skipped", message="no window to score and no new model")
-    per_detector: dict[str, int] = {}
-    new = retracted = 0
-    for start, end in ranges:
-        summary = score_models(
-            ctx.con, run_id=ctx.run_id, models_dir=models_dir, window_from=start, window_to=end
-        )
-        ctx.add(
-            alerts_new=summary.new,
-            alerts_updated=summary.updated,
-            alerts_reopened=summary.reopened,
-            alerts_retracted=summary.retracted,
-        )
-        new += summary.new
-        retracted += summary.retracted
-        for d in summary.detectors:
-            per_detector[d.detector_id] = per_detector.get(d.detector_id, 0) + d.rows_scored
-    scope = "all history (new model)" if new_models else f"{len(ranges)} range(s)"
+    # A new model scores all history; otherwise each detector scores the rows the open
+    # windows touch (detectors/ml/scope.py).
+    windows = None if new_models else [(w.source_system, w.start, w.end) for w in ctx.windows]
+    summary = score_models(ctx.con, run_id=ctx.run_id, models_dir=models_dir, windows=windows)
+    ctx.add(
+        alerts_new=summary.new,
+        alerts_updated=summary.updated,
+        alerts_reopened=summary.reopened,
+        alerts_retracted=summary.retracted,
+    )
+    scope = (
+        "all history (new model)"
+        if new_models
+        else f"the days {len(ctx.windows)} window(s) touch, per detector"
+    )
     message = (
-        f"{len(models)} model(s) scored {scope}: {new} new, {retracted} retracted alert(s)"
+        f"{len(models)} model(s) scored {scope}: {summary.new} new,"
+        f" {summary.retracted} retracted alert(s)"
         + (f"; trained {', '.join(trained)}" if trained else "")
     )
     return StepResult(
@@ -1006,10 +999,9 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         detail={
             "models": models,
             "trained": trained,
-            "ranges": [
-                [s.isoformat() if s else None, e.isoformat() if e else None] for s, e in ranges
-            ],
-            "rows_scored": per_detector,
+            "scored": "all history (new model)" if new_models else "days the windows touch",
+            "rows_scored": {d.detector_id: d.rows_scored for d in summary.detectors},
+            "days_scored": {d.detector_id: d.days for d in summary.detectors if d.days is not None},
         },
     )
 

@@ -89,3 +89,12 @@ def test_verify_store_command(con, db_path, tmp_path):
     con.close()
     bad = CliRunner().invoke(main, ["--db", str(db_path), "verify", "--store"])
     assert bad.exit_code == 1 and run_ids[2] in bad.output and "source_file" in bad.output
+
+
+def test_verify_store_command_names_a_deleted_record(con, db_path, tmp_path):
+    run_ids = _load_three(con, tmp_path)
+    con.execute("DELETE FROM ingest_runs WHERE run_id = ?", [run_ids[0]])
+    con.close()
+    bad = CliRunner().invoke(main, ["--db", str(db_path), "verify", "--store"])
+    assert bad.exit_code == 1
+    assert run_ids[1] in bad.output and "deleted" in bad.output

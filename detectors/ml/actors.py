@@ -48,6 +48,7 @@ class ActorPeers(MLDetector):
     )  # fmt: skip
     key_columns = ("recipient_agency", "actor_id", "day")
     rescore_days = features.WINDOW_LOOKBACK_DAYS
+    scope_by = features.ACTOR_DAY_PARTITION
     event_unit = "access events"
 
     def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:

@@ -78,7 +78,8 @@ class ModelContext:
             f"have fired on the training window ({window}, each half scored by a model fitted on "
             f"the other: {floor['training_alerts']:,} alert(s) over "
             f"{_fmt_int(floor['training_events'])} {unit}, about "
-            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)})"
+            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)}"
+            f"{_tail_words(floor)})"
         )
         if "min_score" in floor:
             # The detector's own minimum is higher than what the rate alone would set.
@@ -87,6 +88,18 @@ class ModelContext:
                 f"minimum (the rate floor, {floor['rate_threshold']:.1f}, is where {rate})."
             )
         return f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that {rate}."
+
+
+def _tail_words(floor: dict[str, Any]) -> str:
+    """'; the window allows 0.55 such alerts, too few to read the floor off its scores:
+    it extends the tail of the 20 highest' (a rate finer than the window resolves)."""
+    if not floor.get("tail_fitted"):
+        return ""
+    return (
+        f"; the window allows {floor['allowed_alerts']:.2f} such alert(s), too few to read "
+        "the floor off its scores: it extends the tail of the highest held-out scores, and "
+        "no lower than chance allows so many of them to reach it"
+    )
 
 
 def _set_aside(floor: dict[str, Any], unit: str) -> str:
@@ -134,11 +147,16 @@ class MLDetector:
     feature_columns: ClassVar[tuple[str, ...]]
     # Columns that identify one scored row (an alert's dedup key).
     key_columns: ClassVar[tuple[str, ...]]
+    # Columns an alert id is made of, when not key_columns (several rows, one alert).
+    alert_key_columns: ClassVar[tuple[str, ...] | None] = None
     # False: the model's own offset_ is the threshold (novelty is not a percentile).
     percentile_threshold: ClassVar[bool] = True
     # Scoring a window in operation also rescores this many days before it: rows whose
     # features look ahead (a week starting on the day) change once later days arrive.
     rescore_days: ClassVar[int] = 0
+    # The event column whose value partitions the rows' features (a row reads only events
+    # sharing its value), if any: an increment then rescores only the values it touched.
+    scope_by: ClassVar[str | None] = None
     # What the false-alarm rate of the alert floor counts (events_per_row sums them).
     event_unit: ClassVar[str] = "transfers"
 
@@ -224,8 +242,7 @@ class MLDetector:
             if ctx.metadata.get("alert_floor"):
                 ev.setdefault("alert_floor", ctx.metadata["alert_floor"])
             ev.setdefault("model_version", ctx.version)
-        keys = flagged.select(self.key_columns).rows()
-        ids = [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
+        ids = self.alert_ids(flagged)
         base = self.alert_columns(flagged)
         out = base.with_columns(
             pl.Series("alert_id", ids, dtype=pl.String),
@@ -241,6 +258,12 @@ class MLDetector:
             pl.lit(None, dtype=pl.String).alias("registry_version"),
         )
         return out.select(ALERT_COLUMNS)
+
+    def alert_ids(self, rows: pl.DataFrame) -> list[str]:
+        """The id of the alert each row raises, or would raise at or above the threshold
+        (an incremental run retracts only the alerts of rows it scored again)."""
+        keys = rows.select(self.alert_key_columns or self.key_columns).rows()
+        return [make_alert_id(self.detector_id, *(_day(k) for k in key)) for key in keys]
 
     def alert_columns(self, flagged: pl.DataFrame) -> pl.DataFrame:
         """entity_id, agencies, actor, request, source, window, events and counts."""

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from detectors.ml import days
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
@@ -166,7 +167,7 @@ def prepare_zones(con: duckdb.DuckDBPyConnection, configured: dict[str, str] | N
         con.executemany(f"INSERT INTO {_SOURCE_ZONE_TABLE} VALUES (?, ?)", sources)
 
 
-def _events_cte(acting_agency: str) -> str:
+def _events_cte(acting_agency: str, by: str | None = None) -> str:
     """Events of the chosen types in [from, to), with the acting agency's local clock."""
     return f"""
     ev AS (
@@ -180,13 +181,20 @@ def _events_cte(acting_agency: str) -> str:
         WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
           AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
           AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
+          {days.read_filter("e.occurred_at", by, acting_agency)}
     )"""
 
 
 def _params(
-    event_types: list[str], window_from: datetime | None, window_to: datetime | None
+    event_types: list[str],
+    window_from: datetime | None,
+    window_to: datetime | None,
+    **scoped: Any,
 ) -> dict[str, Any]:
-    return {"event_types": event_types, "from": window_from, "to": window_to}
+    """The query's parameters; inside days.on_days() those of the days read (``scoped``:
+    margin_days, keep, by, see :func:`days.params`)."""
+    base = {"event_types": event_types, "from": window_from, "to": window_to}
+    return days.params(base, **scoped)
 
 
 _AUTHORITY = (
@@ -284,8 +292,9 @@ def pair_day_frame(
                list(event_id ORDER BY occurred_at, event_id) AS event_ids,
                list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
         FROM ev GROUP BY ALL
-    )
+    ),
     -- The sending agency's whole traffic that day sets the pace a pair is judged at.
+    framed AS (
     SELECT *, recipient_agency || '|' || authority AS pair, {_PHASE} AS phase,
            hash(disclosing_agency) AS sender_code,
            hash(disclosing_agency || '|' || recipient_agency || '|' || authority) AS pair_code,
@@ -296,9 +305,20 @@ def pair_day_frame(
                AS sender_transfers,
            CAST(sum(records) OVER (PARTITION BY disclosing_agency, day) AS UBIGINT)
                AS sender_records
-    FROM days ORDER BY day, recipient_agency, authority
+    FROM days
+    )
+    SELECT * FROM framed WHERE {days.kept("first_at", "last_at")}
+    ORDER BY day, recipient_agency, authority
     """
-    return _frame(con, sql, _params(event_types, window_from, window_to))
+    # Inside days.on_days() a day before and after is read: the local days touching the kept
+    # UTC days are then whole.
+    params = _params(event_types, window_from, window_to, margin_days=1, keep=True)
+    return _frame(con, sql, params)
+
+
+# A user-day's features read only events of its own (recipient) agency: the user's, and
+# the agency's workload. Scoring an increment reads and keeps only the agencies it touched.
+ACTOR_DAY_PARTITION = "recipient_agency"
 
 
 def actor_day_frame(
@@ -312,7 +332,7 @@ def actor_day_frame(
     their trailing 7-day sums, and the whole agency's counts on the same days (its
     workload, which sets the pace the user is judged at)."""
     sql = f"""
-    WITH {_events_cte("e.recipient_agency")},
+    WITH {_events_cte("e.recipient_agency", ACTOR_DAY_PARTITION)},
     days AS (
         SELECT recipient_agency, actor_id, CAST(local_ts AS DATE) AS day,
                coalesce(mode(actor_role), '(none)') AS role,
@@ -376,8 +396,20 @@ def actor_day_frame(
     -- The query read WINDOW_LOOKBACK_DAYS around the window for the 7-day sums.
     WHERE ($keep_from::TIMESTAMPTZ IS NULL OR w.last_at >= $keep_from::TIMESTAMPTZ)
       AND ($keep_to::TIMESTAMPTZ IS NULL OR w.first_at < $keep_to::TIMESTAMPTZ)
+      AND {days.kept("w.first_at", "w.last_at", ACTOR_DAY_PARTITION, "w.recipient_agency")}
     ORDER BY w.day, w.recipient_agency, w.actor_id
     """
+    if days.active():
+        # The kept days' rows, whole: their 7-day sums, and a day more for local days.
+        params = _params(
+            event_types,
+            None,
+            None,
+            margin_days=WINDOW_LOOKBACK_DAYS + 1,
+            keep=True,
+            by=ACTOR_DAY_PARTITION,
+        )
+        return _frame(con, sql, {**params, "keep_from": None, "keep_to": None})
     params = _params(
         event_types,
         window_from - timedelta(days=WINDOW_LOOKBACK_DAYS) if window_from else None,

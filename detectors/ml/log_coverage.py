@@ -15,7 +15,6 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.alerts import make_alert_id
 from detectors.ml import features
 from detectors.ml.base import MAX_EVENT_IDS, MLDetector, ModelContext, _day, _fmt_int
 from detectors.ml.coverage import LogCoverageSurprise
@@ -134,6 +133,7 @@ class LogCoverage(MLDetector):
     # found on a later rescoring updates the same alert.
     # Channels of one flow share the alert: a log that stops recording a flow stops on all.
     run_columns = ("source_system", "disclosing_agency", "recipient_agency", "run_start")
+    alert_key_columns = run_columns
     # A run of missed days is counted within the rows scored: scoring a window also reads
     # this many days before it, so a silence that began before the window keeps its length.
     rescore_days = 31
@@ -171,12 +171,7 @@ class LogCoverage(MLDetector):
             )
             flagged = keep.drop("_i", "_score")
             scores = keep["_score"].to_numpy()
-        rows = super().alert_rows(flagged, scores, model, ctx)
-        ids = [
-            make_alert_id(self.detector_id, *(_day(k) for k in key))
-            for key in flagged.select(self.run_columns).rows()
-        ]
-        return rows.with_columns(pl.Series("alert_id", ids, dtype=pl.String))
+        return super().alert_rows(flagged, scores, model, ctx)
 
     def explain(
         self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext

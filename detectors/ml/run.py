@@ -3,9 +3,10 @@ flow, and the ML step of `dwatch detect` (:func:`score_models`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import duckdb
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+from scipy.stats import poisson
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import bounds, features
+from detectors.ml import bounds, days, features, scope
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import (
     MLConfig,
@@ -64,6 +66,9 @@ def _detectors(config: MLConfig, only: list[str] | None) -> list[MLDetector]:
 # Below this many allowed training alerts, the floor is read from a fitted tail rather
 # than from the few highest training scores (which would put it at the training maximum).
 TAIL_ROWS = 20
+# A fitted tail that more held-out rows reach than a Poisson count at the stated rate
+# would reach in this share of windows is not believed (see rate_floor).
+TAIL_PLAUSIBLE = 0.05
 
 
 def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tuple[float, int]:
@@ -75,7 +80,8 @@ def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tu
     so an exponential tail is fitted to the ``TAIL_ROWS`` highest (peaks over the next
     one, ``u``; their mean excess ``beta``) and the floor is where that tail leaves the
     allowed number: ``u + beta ln(TAIL_ROWS / allowed)`` (surprise in nats of a
-    well-calibrated model has such a tail, with ``beta`` near 1)."""
+    well-calibrated model has such a tail, with ``beta`` near 1), raised above the
+    held-out rows that reach it when more do than chance allows at that rate."""
     ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if ranked.size == 0:
         return float("inf"), 0
@@ -89,6 +95,13 @@ def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tu
         threshold = float(np.nextafter(u, np.inf))
         if beta > 0:
             threshold = max(threshold, u + beta * float(np.log(TAIL_ROWS / max(allowed, 1e-9))))
+        # The fitted tail must agree with the held-out rows it extends: if more of them
+        # reach it than chance allows at the stated rate (a Poisson count of mean
+        # ``allowed`` reaching that many in under 5% of windows), the tail is heavier than
+        # fitted, and the floor rises above all but the plausible number of them.
+        plausible = int(poisson.isf(TAIL_PLAUSIBLE, allowed))  # P(N > plausible) < 5%
+        if int(np.sum(ranked >= threshold)) > plausible:
+            threshold = float(np.nextafter(ranked[plausible], np.inf))
     return threshold, int(np.sum(ranked >= threshold))
 
 
@@ -121,6 +134,10 @@ def threshold_for(
             "rule_flagged_rows": int((~lawful).sum()),
             "training_alerts": alerts,
             "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
+            # Fewer alerts allowed than TAIL_ROWS: the floor extends the held-out tail.
+            "allowed_alerts": settings.false_alarms_per_10k * events / 10_000.0,
+            "tail_fitted": settings.false_alarms_per_10k * events / 10_000.0 < TAIL_ROWS
+            and int(lawful.sum()) > TAIL_ROWS,
             "scored": "held out: each half of the window by a model fitted on the other",
         }
     elif detector.percentile_threshold and settings.threshold_percentile is not None:
@@ -178,8 +195,7 @@ def train_models(
     features.prepare_zones(con, config.time_zones)
     results = []
     for det in _detectors(config, detectors):
-        window = bounds.training_window(con, det, window_from, window_to, max_rows)
-        frame = bounds.training_frame(con, det, window)
+        window, frame = bounds.window_and_frame(con, det, window_from, window_to, max_rows)
         if frame.height < min_rows:
             results.append(
                 TrainResult(
@@ -244,6 +260,8 @@ class DetectorScore:
     rows_scored: int = 0
     alerts: int = 0
     message: str = ""
+    # Scoring an increment: the UTC days this detector scored (None: a window).
+    days: int | None = None
 
 
 @dataclass
@@ -315,16 +333,20 @@ def score_chunks(
     window_to: datetime | None,
     rows: int,
     threads: int = 2,
+    rescored: list[pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, int]:
     """Alert candidates of the window and the rows scored, a chunk at a time: only the
     chunk and the rows at or above the threshold are held (scores are row by row, so
-    they are the same as scoring the window whole)."""
+    they are the same as scoring the window whole). ``rescored`` receives the alert key
+    columns of every row scored."""
     found: list[pl.DataFrame] = []
     scored = 0
     for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
         scores = detector.anomaly_scores(model, chunk, threads=threads)
         found.append(alerts_for(detector, model, record, chunk, scores))
         scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(detector.alert_key_columns or detector.key_columns))
     candidates = pl.concat(found, how="vertical_relaxed")
     # Several rows may make one alert (ml.log_coverage: the days of one run of silence, in
     # one chunk or several): the strongest row stands for it.
@@ -346,6 +368,80 @@ def alerts_for(
     return detector.alert_rows(frame.filter(pl.Series(hit)), scores[hit], model, _context(record))
 
 
+def _score_detector_scope(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    record: ModelRecord,
+    models_dir: Path | None,
+    where: scope.DetectorScope,
+    *,
+    rows: int,
+    threads: int,
+) -> tuple[pl.DataFrame, int, list[pl.DataFrame] | None]:
+    """Candidates, rows scored, and (scoring kept days) the alert keys of every row scored."""
+    model = load_model(record, models_dir)
+    rescored: list[pl.DataFrame] | None = None if where.days is None else []
+    scoped = (
+        days.on_days(where.days, by=where.by, keys=where.keys)
+        if where.days is not None
+        else nullcontext()
+    )
+    with scoped:
+        candidates, scored = score_chunks(
+            con,
+            det,
+            model,
+            record,
+            window_from=where.window_from,
+            window_to=where.window_to,
+            rows=rows,
+            threads=threads,
+            rescored=rescored,
+        )
+    return candidates, scored, rescored
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    record: ModelRecord,
+    candidates: pl.DataFrame,
+    rescored: list[pl.DataFrame] | None,
+    where: scope.DetectorScope,
+    run_id: str,
+) -> MergeResult:
+    """Merge the candidates; retract within the window, or among the rows scored again."""
+    if rescored is not None:
+        scope.rescored_alerts(con, det, rescored, "_ml_rescored")
+    merged = merge_alerts(
+        con,
+        candidates.to_arrow(),
+        detector_ids=[det.detector_id],
+        run_id=run_id,
+        retract_reason=f"no longer anomalous under model {record.version}",
+        window_from=where.window_from if rescored is None else None,
+        window_to=where.window_to if rescored is None else None,
+        retract_within=None if rescored is None else "_ml_rescored",
+    )
+    if rescored is not None:
+        con.execute("DROP TABLE _ml_rescored")
+    return merged
+
+
+def _stale(det: MLDetector, record: ModelRecord | None) -> str | None:
+    """Why the detector cannot score with ``record`` (None: it can)."""
+    if record is None:
+        return "no trained model: run `dwatch train`"
+    if record.features and record.features != list(det.feature_columns):
+        # A model fitted before the detector changed its features (a store trained by
+        # an older release) cannot score today's rows: say so instead of failing.
+        return (
+            f"model {record.version} was fitted on features {record.features}, the "
+            f"detector now reads {list(det.feature_columns)}: run `dwatch train`"
+        )
+    return None
+
+
 def score_models(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -353,13 +449,19 @@ def score_models(
     models_dir: Path | None = None,
     window_from: datetime | None = None,
     window_to: datetime | None = None,
+    windows: Sequence[scope.SourceWindow] | None = None,
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
     chunk_rows: int | None = None,
 ) -> ScoreSummary:
-    """Score the window with each detector's latest saved model (no retraining) and merge the
-    alerts into ``alerts``; a detector never trained is reported, not an error.
+    """Score with each detector's latest saved model (no retraining) and merge the alerts
+    into ``alerts``; a detector never trained is reported, not an error.
+
+    What is scored: the window [window_from, window_to) (all history when both are None),
+    or, given ``windows`` (an incremental run's (log, start, end) windows), for each
+    detector only the rows those windows touch (:mod:`detectors.ml.scope`), whose alerts
+    are then the same as scoring all history would give.
 
     Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
     holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
@@ -371,65 +473,21 @@ def score_models(
     summary = ScoreSummary()
     for det in _detectors(config, None):
         record = records.get(det.detector_id)
-        if record is None:
+        why_not = _stale(det, record)
+        if why_not is not None or record is None:
+            summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
+            continue
+        where = scope.detector_scope(con, det, window_from, window_to, windows)
+        if where is None:
             summary.detectors.append(
-                DetectorScore(det.detector_id, None, message="no trained model: run `dwatch train`")
+                DetectorScore(det.detector_id, record.version, message="no new events of its types")
             )
             continue
-        if record.features and record.features != list(det.feature_columns):
-            # A model fitted before the detector changed its features (a store trained by
-            # an older release) cannot score today's rows: say so instead of failing.
-            summary.detectors.append(
-                DetectorScore(
-                    det.detector_id,
-                    None,
-                    message=(
-                        f"model {record.version} was fitted on features {record.features}, the "
-                        f"detector now reads {list(det.feature_columns)}: run `dwatch train`"
-                    ),
-                )
-            )
-            continue
-        model = load_model(record, models_dir)
-        # A detector that looks ahead rescores the days just before the window too (their
-        # week-ahead evidence is complete only now); its merge covers the same range.
-        det_from = (
-            window_from - timedelta(days=det.rescore_days)
-            if window_from is not None and det.rescore_days
-            else window_from
+        candidates, scored, rescored = _score_detector_scope(
+            con, det, record, models_dir, where, rows=rows, threads=threads
         )
-        candidates, scored = score_chunks(
-            con,
-            det,
-            model,
-            record,
-            window_from=det_from,
-            window_to=window_to,
-            rows=rows,
-            threads=threads,
-        )
-
-        def merge(
-            candidates: pl.DataFrame = candidates,
-            det: MLDetector = det,
-            record: ModelRecord = record,
-            det_from: datetime | None = det_from,
-        ) -> MergeResult:
-            return merge_alerts(
-                con,
-                candidates.to_arrow(),
-                detector_ids=[det.detector_id],
-                run_id=run_id,
-                retract_reason=f"no longer anomalous under model {record.version}",
-                window_from=det_from,
-                window_to=window_to,
-            )
-
-        if own_transaction:
-            with transaction(con):
-                merged = merge()
-        else:
-            merged = merge()
+        with transaction(con) if own_transaction else nullcontext():
+            merged = _merge(con, det, record, candidates, rescored, where, run_id)
         summary.new += merged.new
         summary.updated += merged.updated
         summary.reopened += merged.reopened
@@ -440,7 +498,9 @@ def score_models(
                 record.version,
                 scored,
                 candidates.height,
-                f"{candidates.height} alert(s) from {scored:,} rows",
+                f"{candidates.height} alert(s) from {scored:,} rows"
+                + (f" on {len(where.days)} day(s)" if where.days is not None else ""),
+                days=len(where.days) if where.days is not None else None,
             )
         )
     return summary

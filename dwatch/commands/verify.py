@@ -15,7 +15,7 @@ import click
 def command(ctx: click.Context, bundle: Path | None, expect: str | None, check_store: bool) -> None:
     """Check that evidence was not changed: exit 0 when it holds, 1 naming each problem.
 
-    \\b
+    \b
     Examples:
       dwatch verify evidence/cs_4de236                 # every file against MANIFEST.json
       dwatch verify evidence/cs_4de236 --expect 9f2c...  # and the manifest itself

@@ -8,6 +8,11 @@ boundary falls at the same instant whatever the chunk size.
 Most background rows are recipients' users reading the tax information they received
 (``access``); the rest are individual IRS disclosures to the same recipients over their
 usual channel. Bulk transfers, criminal requests and scenarios are built elsewhere.
+
+A recipient reads only data it holds: once it has logged as many disposals of a standing
+request's batches as receipts (all destroyed, e.g. while an agreement is suspended or when
+a small output thins the monthly schedule past the disposal clause), its reads under that
+request stop until the next batch arrives (``hold_from``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from dwatch.generate.identities import POPULATION, tin_series
+from dwatch.generate.log import SpecialLog
 from dwatch.generate.rand import Streams, uniform
 from dwatch.generate.world import Agency, World, build_intensity, epoch
 
@@ -131,10 +137,67 @@ class Background:
                 if ag.suspended_from and ag.suspended_to:
                     self._sus_from[r] = epoch(ag.suspended_from)
                     self._sus_to[r] = epoch(ag.suspended_to + dt.timedelta(days=1))
+        self._agreement_ids: list[str | None] = [*agr_old, *agr_new]
         self._agr = pl.Series([*agr_old, *agr_new, None], dtype=pl.Categorical)
         self._request = pl.Series(
             [f"R-{a}" if a else None for a in agr_old + agr_new], dtype=pl.Categorical
         )
+        # Spans with nothing held, keyed (request slot << 32) + epoch second: none until
+        # hold_from has read the schedule's receipts and disposals.
+        self._empty_from = np.zeros(0, dtype=np.int64)
+        self._empty_to = np.zeros(0, dtype=np.int64)
+
+    # -- what each recipient holds -------------------------------------------------------
+
+    def hold_from(self, log: SpecialLog) -> None:
+        """Learn, from the hand-built receipts and disposals in the recipients' own logs, when
+        a recipient holds nothing under the request its reads name: every batch received
+        (within the window) destroyed and none received since. Before its first disposal a
+        recipient holds what it received before the window."""
+        # request slot k (as chunk draws it): recipient k % n, agreement before/after renewal
+        # (both slots of a recipient with one agreement name the same request)
+        n = len(self.recipients)
+        slots_of: dict[tuple[str, str], list[int]] = {}
+        for k, g in enumerate(self._agreement_ids):
+            if g:
+                slots_of.setdefault((self.recipients[k % n].code, f"R-{g}"), []).append(k)
+        own_log = {a.code: self.world.source_index(a.source_system) for a in self.recipients}
+        marks: dict[int, list[tuple[int, int]]] = {}
+        for row in log.rows:
+            kind = row["event_type"]
+            if kind not in ("receipt", "disposal") or row["outcome"] != "success":
+                continue
+            slots = slots_of.get((row["recipient_agency"], row["request_id"]), [])
+            if not slots or row["_src"] != own_log[row["recipient_agency"]]:
+                continue
+            for slot in slots:
+                marks.setdefault(slot, []).append((row["_t"], 1 if kind == "receipt" else -1))
+        starts, ends = [], []
+        for slot, seq in marks.items():
+            held, disposed, empty_since = 0, 0, None
+            # a receipt and a disposal at the same second: the receipt first
+            for t, step in sorted(seq, key=lambda m: (m[0], -m[1])):
+                held += step
+                disposed += step < 0
+                if empty_since is not None and held > 0:
+                    starts.append((slot << 32) + empty_since)
+                    ends.append((slot << 32) + t)
+                    empty_since = None
+                elif empty_since is None and disposed and held <= 0:
+                    empty_since = t
+            if empty_since is not None:
+                starts.append((slot << 32) + empty_since)
+                ends.append((slot << 32) + np.iinfo(np.int32).max)
+        order = np.argsort(starts)
+        self._empty_from = np.asarray(starts, dtype=np.int64)[order]
+        self._empty_to = np.asarray(ends, dtype=np.int64)[order]
+
+    def _holds_nothing(self, slot: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if len(self._empty_from) == 0:
+            return np.zeros(len(t), dtype=bool)
+        q = (slot.astype(np.int64) << 32) + t
+        i = np.searchsorted(self._empty_from, q, side="right") - 1
+        return (i >= 0) & (q < self._empty_to[np.maximum(i, 0)])
 
     # -- expected volumes (used to size scenarios relative to normal traffic) ----------
 
@@ -173,9 +236,9 @@ class Background:
 
     # -- one chunk ---------------------------------------------------------------------
 
-    def chunk(self, lo: int, hi: int) -> pl.DataFrame:
+    def _draw(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Time, recipient, whether a disclosure (else a read), and request slot of events."""
         s = self.streams
-        idx = np.arange(lo, hi, dtype=np.uint64)
         t = self.times(idx)
         inten = self.intensity
         hour = np.minimum((t - inten.start_epoch) // 3600, len(inten.cdf) - 1)
@@ -187,6 +250,36 @@ class Background:
         disclosure = s.u("kind", idx) < self._disc_share[r]
         suspended = (t >= self._sus_from[r]) & (t < self._sus_to[r])
         disclosure &= ~suspended  # no disclosures while the agreement is suspended
+        renewed = t >= self._agr_switch[r]
+        return t, r, disclosure, r + np.where(renewed, len(self.recipients), 0)
+
+    def sized_for(self, kept: int, exact_up_to: int = 200_000) -> int:
+        """How many background events to draw so that about ``kept`` (never more) remain
+        once reads of data not held are left out. Counted on the draw itself (on an even
+        sample of it past ``exact_up_to``); redrawing at another size moves every instant a
+        little, so the size is corrected a few times."""
+        if kept <= 0 or len(self._empty_from) == 0:
+            return kept
+        best, n = kept, kept
+        for _ in range(4):
+            self.n = n
+            size = min(n, exact_up_to)
+            idx = np.unique(np.linspace(0, n - 1, num=size).astype(np.uint64))
+            t, _, disclosure, slot = self._draw(idx)
+            remaining = round(
+                n * (1.0 - float((~disclosure & self._holds_nothing(slot, t)).mean()))
+            )
+            if remaining <= kept:
+                best = max(best, n)
+            if remaining == kept:
+                break
+            n = max(kept, n + kept - remaining)
+        return best
+
+    def chunk(self, lo: int, hi: int) -> pl.DataFrame:
+        s = self.streams
+        idx = np.arange(lo, hi, dtype=np.uint64)
+        t, r, disclosure, agr = self._draw(idx)
         src = np.where(disclosure, 0, self._source[r]).astype(np.int32)
         upos = np.searchsorted(self._user_cum, r + s.u("user", idx), side="right")
         upos = np.minimum(upos, self._n_users - 1)
@@ -204,8 +297,6 @@ class Background:
         )
         cite = np.where(u_cite < 0.85, self._cite_primary[r], alt)
         cite_logged = disclosure | (u_cite < AUTHORITY_LOGGED_SHARE * 0.85) | (u_cite >= 0.85)
-        renewed = t >= self._agr_switch[r]
-        agr = r + np.where(renewed, len(self.recipients), 0)
         late = s.u("late", idx) < LATE_SHARE
         late_by = np.where(late, 3600 + (s.u("late-by", idx) * 47 * 3600).astype(np.int64), 0)
         failed = (~disclosure) & (s.u("outcome", idx) < FAILURE_SHARE)
@@ -243,7 +334,10 @@ class Background:
                 "outcome": _OUTCOMES.gather(failed.astype(np.int64)),
             }
         )  # fmt: skip
-        return frame.with_columns(pl.when(pl.col("encrypted")).then(True).alias("encrypted"))
+        frame = frame.with_columns(pl.when(pl.col("encrypted")).then(True).alias("encrypted"))
+        # A recipient reads only what it holds (hold_from); disclosures to it go on.
+        idle = ~disclosure & self._holds_nothing(agr, t)
+        return frame.filter(pl.Series(~idle)) if idle.any() else frame
 
 
 def _normal(u: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from dwatch.generate.world import (
 )
 from dwatch.generate.writer import EXTENSIONS, FORMATS, TableWriter, event_columns, item_columns
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: reads only while held; corrections as outcome 'correction'
 DEFAULT_SCALE = 0.01
 DEFAULT_CHUNK = 250_000
 MIN_EVENTS = 500
@@ -150,7 +150,8 @@ def generate(
             where="events",
             fix="raise --events, or lower --scale / scenario counts",
         )
-    background.n = n_bg
+    background.hold_from(log)
+    background.n = background.sized_for(n_bg)
     params = {
         "events": events, "seed": seed, "format": fmt, "scale": scale,
         "scenarios": counts, "window": [world.start.isoformat(), world.end.isoformat()],

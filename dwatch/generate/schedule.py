@@ -155,18 +155,22 @@ def build_schedule(log: SpecialLog, streams: Streams, events: int) -> int:
             if rng.random() < CORRECTION_SHARE:
                 fix_day = log.add_business_days(day, int(rng.integers(1, 4)))
                 if fix_day <= world.end:
-                    corrected = max(1, count - int(rng.integers(1, max(2, count // 50))))
+                    # The ledger amends its own entry (the authority first cited in another
+                    # form): the entry's outcome says it records no new transfer, and it
+                    # repeats the count both sides logged, so the two logs still agree.
+                    restated = flow.citations[int(rng.integers(len(flow.citations)))]
                     noise = log.add(
                         t=log.at(fix_day, irs.tz, rng),
                         source=irs,
                         event_type="disclosure",
                         actor=irs_bulk_users[int(rng.integers(len(irs_bulk_users)))],
-                        legal_authority=cite,
+                        legal_authority=restated,
                         description=(
-                            f"CORRECTION to batch {batch}: record count amended from {count} to "
-                            f"{corrected}; no additional records sent"
+                            f"CORRECTION to batch {batch}: authority cited amended to {restated};"
+                            " no additional records sent"
                         ),
-                        **{**common, "record_count": corrected},
+                        outcome="correction",
+                        **common,
                     )
                     log.noise["correction"].append(noise)
                     added += 1

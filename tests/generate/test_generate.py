@@ -558,3 +558,28 @@ def test_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
         generate(blocker, events=1_000)
     assert err.value.where == str(blocker) and err.value.fix
     assert blocker.read_text() == "not a folder"
+
+
+def test_recipients_read_only_while_they_hold_data(small_csv: GenerateResult) -> None:
+    """A recipient that has destroyed every batch of a request received in the window reads
+    nothing under it until the next batch arrives (the thinned schedule of a small output
+    leaves such gaps); injected scenarios are left out."""
+    labelled = _labelled(truth(small_csv))
+    events = read_events(small_csv.out_dir).filter(
+        pl.col("event_type").is_in(["receipt", "disposal", "access"])
+        & pl.col("request_id").is_not_null()
+        & (pl.col("source_system") != "irs-disclosure-ledger")
+    )
+    gaps = reads = 0
+    for (_, _), rows in events.sort("ts").group_by(["recipient_agency", "request_id"]):
+        held = disposed = 0
+        for row in rows.sort("ts", pl.col("event_type") != "receipt").iter_rows(named=True):
+            if row["event_type"] == "receipt":
+                held += 1
+            elif row["event_type"] == "disposal":
+                held, disposed = held - 1, disposed + 1
+                gaps += held <= 0
+            elif (row["source_system"], row["event_id"]) not in labelled:
+                reads += 1
+                assert not (disposed and held <= 0), row
+    assert gaps and reads > 1_000  # the check met both situations

@@ -1,0 +1,161 @@
+"""Which rows an incremental run scores: the days its new events touched, per detector.
+
+A run judges event-time windows (whole UTC days per log, ``dwatch.watermark``): the days
+its new batches landed events on, plus gaps and backfills. A detector's rows change only
+where events of its own types changed, so each detector scores the UTC days on which the
+windows' logs hold events of its ``event_types`` (a log's window of access events does not
+reopen the transfer detectors' days), widened by its ``rescore_days`` on both sides: a
+row's features may look that far back or ahead (a user's 7-day sums), so a late event
+changes the rows after it as well as before. :func:`days.on_days` then builds those
+rows whole, and the merge retracts only alerts of rows scored again.
+
+Scoring an increment this way writes the same alerts, with the same scores, as scoring
+the whole history at once (tests/ml/test_incremental_scoring.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import duckdb
+import polars as pl
+
+from detectors.alerts import ALERT_ID_SQL
+from detectors.ml.detectors import MLDetector
+
+# (log, start, end): one window to judge; log '*' stands for every log (a backfill).
+SourceWindow = tuple[str, datetime, datetime]
+ALL_SOURCES = "*"
+
+
+def _days_between(start: datetime, end: datetime) -> list[date]:
+    """The UTC days [start, end) touches."""
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
+
+
+def touched(
+    con: duckdb.DuckDBPyConnection,
+    event_types: Sequence[str],
+    windows: Iterable[SourceWindow],
+    by: str | None = None,
+) -> list[tuple[str, date]]:
+    """The (value of ``by``, UTC day) pairs of the windows' events of ``event_types``
+    (value '' without ``by``)."""
+    pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
+    if not pairs:
+        return []
+    days = [d for _, d in pairs]
+    value = f"coalesce(\"{by}\", '')" if by else "''"
+    rows = con.execute(
+        f"""
+        WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
+                          unnest($days::DATE[]) AS day),
+        e AS (SELECT source_system, {value} AS value,
+                     CAST(timezone('UTC', occurred_at) AS DATE) AS day
+              FROM disclosure_events
+              WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
+                AND occurred_at >= $lo AND occurred_at < $hi)
+        SELECT DISTINCT e.value, e.day FROM e SEMI JOIN w
+            ON w.day = e.day AND (w.source_system = $all OR w.source_system = e.source_system)
+        ORDER BY 2, 1
+        """,
+        {
+            "sources": [s for s, _ in pairs],
+            "days": days,
+            "types": list(event_types),
+            "lo": datetime.combine(min(days), time.min, tzinfo=UTC),
+            "hi": datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
+            "all": ALL_SOURCES,
+        },
+    ).fetchall()
+    return [(str(v), d) for v, d in rows]
+
+
+def days_around(days: Iterable[date], margin: int) -> list[date]:
+    """Each day and ``margin`` days either side of it."""
+    return sorted({d + timedelta(days=k) for d in days for k in range(-margin, margin + 1)})
+
+
+def bounds(days: Sequence[date]) -> tuple[datetime, datetime]:
+    """The instants [first day's start, day after the last) covering ``days``."""
+    return (
+        datetime.combine(min(days), time.min, tzinfo=UTC),
+        datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+
+
+@dataclass(frozen=True)
+class DetectorScope:
+    """What one detector scores: a window (its merge retracts any alert in it that is not
+    found again), or ``days`` kept (only alerts of the rows scored again can be retracted)."""
+
+    window_from: datetime | None
+    window_to: datetime | None
+    days: list[date] | None = None
+    # With a partition (the detector's scope_by): the (value, day) pairs kept.
+    by: str | None = None
+    keys: list[tuple[str, date]] = field(default_factory=list)
+
+
+def detector_scope(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    windows: Sequence[SourceWindow] | None,
+) -> DetectorScope | None:
+    """The detector's share of a run: the window, or (given ``windows``) the days they
+    touch; None when the windows hold nothing of its event types."""
+    if windows is None:
+        # A detector that looks ahead rescores the days just before the window too (their
+        # week-ahead evidence is complete only now); its merge covers the same range.
+        start = (
+            window_from - timedelta(days=detector.rescore_days)
+            if window_from is not None and detector.rescore_days
+            else window_from
+        )
+        return DetectorScope(start, window_to)
+    found = touched(con, detector.event_types, windows, detector.scope_by)
+    if not found:
+        return None
+    margin = detector.rescore_days
+    keys = sorted({(v, d) for v, day in found for d in days_around([day], margin)})
+    days = sorted({d for _, d in keys})
+    by = detector.scope_by
+    return DetectorScope(*bounds(days), days=days, by=by, keys=keys if by else [])
+
+
+def rescored_alerts(
+    con: duckdb.DuckDBPyConnection, det: MLDetector, keys: list[pl.DataFrame], table: str
+) -> None:
+    """A temp table of the alert ids of the rows scored, made in DuckDB (ALERT_ID_SQL, the
+    same as ``make_alert_id``; a Python loop over 100k rows cost seconds). Key columns
+    other than text and dates go through ``det.alert_ids``."""
+    frame = pl.concat(keys, how="vertical_relaxed") if keys else pl.DataFrame()
+    text = {pl.String: "{c}", pl.Date: "CAST({c} AS VARCHAR)"}
+    if frame.width and all(dtype in text for dtype in frame.dtypes):
+        # make_alert_id writes a missing key part as str(None).
+        parts = ", ".join(
+            f"coalesce({text[dtype].format(c=f'k{i}')}, 'None')"
+            for i, dtype in enumerate(frame.dtypes)
+        )
+        keyed = frame.rename({c: f"k{i}" for i, c in enumerate(frame.columns)})
+        con.register("_ml_rescored_keys", keyed.to_arrow())
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT"
+                f" {ALERT_ID_SQL.format(parts=f'$detector, {parts}')} AS alert_id"
+                " FROM _ml_rescored_keys",
+                {"detector": det.detector_id},
+            )
+        finally:
+            con.unregister("_ml_rescored_keys")
+        return
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT unnest(?::VARCHAR[]) AS alert_id",
+        [det.alert_ids(frame) if frame.width else []],
+    )
