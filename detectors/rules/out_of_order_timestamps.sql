@@ -9,8 +9,8 @@
 -- are outliers, not its habit.
 -- An isolated entry is out of order beyond the longer of $isolated_floor_seconds and
 -- $isolated_factor x that usual lateness; a contiguous run of $min_run or more entries
--- behind (a replayed or back-dated batch) beyond the longer of $run_floor_seconds and
--- $run_factor x it. A run starts where the time steps back; every later entry of the log
+-- behind (a replayed or back-dated batch), longer than the log's late entries line up by
+-- chance, beyond the longer of $run_floor_seconds and $run_factor x it. A run starts where the time steps back; every later entry of the log
 -- timed before the start's predecessor (less the tolerance) is behind it too. One finding
 -- per source and month, quoting the learned figures.
 WITH steps AS (
@@ -51,12 +51,23 @@ learned AS (
     FROM steps s LEFT JOIN habit h USING (source_system)
     GROUP BY s.source_system
 ),
+-- Rows late on their own line up by chance: in a log of n entries of which a share p are
+-- late, the longest run of neighbours all late is about log(n) / log(1/p) entries. A run
+-- no longer than that is judged as isolated entries; only a longer one meets the run bar.
+sizes AS (
+    SELECT source_system, count(*) AS entries
+    FROM disclosure_events
+    WHERE sequence_no IS NOT NULL AND source_system IN (SELECT source_system FROM learned)
+    GROUP BY source_system
+),
 limits AS (
-    SELECT source_system, isolated_steps, habitual_steps, usual_late_seconds,
+    SELECT l.source_system, isolated_steps, habitual_steps, usual_late_seconds,
            greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds)
                AS isolated_tolerance,
-           greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance
-    FROM learned
+           greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance,
+           CASE WHEN isolated_steps = 0 OR z.entries <= isolated_steps THEN 0.0
+                ELSE ln(z.entries) / ln(z.entries / isolated_steps) END AS chance_run
+    FROM learned l JOIN sizes z USING (source_system)
 ),
 starts AS (
     SELECT s.source_system, s.sequence_no, s.prev_at, l.*
@@ -67,7 +78,7 @@ behind AS (
     SELECT e.source_system, e.event_id, e.occurred_at, s.sequence_no AS start_no, s.prev_at,
            epoch(s.prev_at) - epoch(e.occurred_at) AS behind_seconds,
            s.isolated_tolerance, s.run_tolerance, s.usual_late_seconds, s.isolated_steps,
-           s.habitual_steps
+           s.habitual_steps, s.chance_run
     FROM disclosure_events e
     JOIN starts s
       ON e.source_system = s.source_system AND e.sequence_no >= s.sequence_no
@@ -84,9 +95,11 @@ backwards AS (
            any_value(isolated_steps) AS isolated_steps,
            any_value(habitual_steps) AS habitual_steps,
            any_value(isolated_tolerance) AS isolated_tolerance,
-           any_value(run_tolerance) AS run_tolerance
+           any_value(run_tolerance) AS run_tolerance,
+           any_value(chance_run) AS chance_run
     FROM runs
-    WHERE (run_length >= $min_run AND behind_seconds > run_tolerance)
+    WHERE (run_length >= $min_run AND run_length > chance_run
+           AND behind_seconds > run_tolerance)
        OR behind_seconds > isolated_tolerance
     GROUP BY source_system, event_id, occurred_at
 )
@@ -103,6 +116,7 @@ SELECT source_system,
        any_value(isolated_steps) - any_value(habitual_steps) AS outlying_late_entries,
        round(any_value(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
        round(any_value(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
-       round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours
+       round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours,
+       round(any_value(chance_run), 1) AS chance_run
 FROM backwards
 GROUP BY source_system, strftime(date_trunc('month', occurred_at), '%Y-%m')

@@ -8,6 +8,7 @@ is a coverage gap (view ``coverage_gaps``), not a bad row.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from dwatch.schema import TableSpec
@@ -165,11 +166,18 @@ def _silence_limit(window_expr: str, factor: float, alias: str) -> str:
     )
 
 
-# A source's own quiet spells: a stretch up to QUIET_SPELL_FACTOR x its QUIET_SPELLS-th
-# longest gap between events is its rhythm, not missing logs (a bursty audit's quiet
-# weeks; the longest gaps may be the silences being judged, so the third counts).
+# A source's own quiet spells: its longest gaps between events form a tail, read as
+# exponential (peaks over a threshold): from the QUIET_SPELLS-th longest gap (the longest
+# ones may be the silences being judged) to the QUIET_TAIL_GAPS-th, the spread of that tail
+# is (gap_3 - gap_m) / sum(1/i, i = 3..m-1) (the expected spacing of exponential order
+# statistics). A stretch is the source's rhythm up to gap_3 + ln(2 / QUIET_SPELL_CHANCE)
+# spreads: beyond it, the longest of all the source's quiet spells would fall by chance
+# in at most that share of histories like its own (a bursty audit's quiet weeks drawn at
+# random are often 1.5x the third-longest; a quarter of a year is not).
 QUIET_SPELLS = 3
-QUIET_SPELL_FACTOR = 1.5
+QUIET_TAIL_GAPS = 20
+QUIET_SPELL_CHANCE = 0.001
+QUIET_SPREADS = math.log(2.0 / QUIET_SPELL_CHANCE)
 
 
 def _ordinal(n: int) -> str:
@@ -177,17 +185,34 @@ def _ordinal(n: int) -> str:
 
 
 def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
-    """SQL CTEs ending in ``name(source_system, spell_s)``: for each source in ``among``,
-    its QUIET_SPELLS-th longest gap (seconds) between events of ``rows``."""
+    """SQL CTEs ending in ``name(source_system, spell_s, spread_s, tail_s)``: for each
+    source in ``among`` with at least QUIET_SPELLS + 1 gaps, its QUIET_SPELLS-th longest gap
+    (seconds) between events of ``rows``, the spread of its longest gaps and the quiet
+    spell its rhythm allows (``spell_s + QUIET_SPREADS * spread_s``)."""
+    k, m = QUIET_SPELLS, QUIET_TAIL_GAPS
     return (
         f" {name}_gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
         f" OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM {rows}"
         f" SEMI JOIN {among} USING (source_system) WHERE occurred_at IS NOT NULL),"
-        f" {name} AS (SELECT source_system, min(gap_s) AS spell_s FROM (SELECT source_system,"
-        " gap_s, row_number() OVER (PARTITION BY source_system ORDER BY gap_s DESC) AS rn"
-        f" FROM {name}_gaps WHERE gap_s IS NOT NULL) WHERE rn <= {QUIET_SPELLS}"
-        f" GROUP BY source_system HAVING count(*) = {QUIET_SPELLS})"
+        f" {name}_top AS (SELECT source_system, gap_s, row_number() OVER (PARTITION BY"
+        f" source_system ORDER BY gap_s DESC) AS rn FROM {name}_gaps WHERE gap_s IS NOT NULL"
+        f" QUALIFY rn <= {m}),"
+        f" {name}_tail AS (SELECT source_system, max(rn) AS m,"
+        f" any_value(gap_s) FILTER (WHERE rn = {k}) AS spell_s,"
+        f" min(gap_s) AS last_s FROM {name}_top GROUP BY source_system"
+        f" HAVING count(*) > {k}),"
+        f" {name}_spread AS (SELECT source_system, spell_s, (spell_s - last_s)"
+        f" / {_spacing_sums(k, m)}[m] AS spread_s FROM {name}_tail),"
+        f" {name} AS (SELECT source_system, spell_s, spread_s,"
+        f" spell_s + {QUIET_SPREADS!r} * spread_s AS tail_s FROM {name}_spread)"
     )
+
+
+def _spacing_sums(k: int, m: int) -> str:
+    """SQL list literal whose element j (1-based) is sum(1/i, i = k..j-1): the expected gap
+    between the k-th and j-th longest of exponential spells, in units of their spread."""
+    sums = [sum(1.0 / i for i in range(k, j)) or 1.0 for j in range(1, m + 1)]
+    return "[" + ", ".join(f"{v!r}" for v in sums) + "]"
 
 
 def _silence_check(table: str, facts: BatchFacts) -> Check:
@@ -221,7 +246,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         # their history) and may be let off by them.
         + _quiet_spell_cte("spells", t, "quiet")
         + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
-        f" greatest(r.limit_s, coalesce({QUIET_SPELL_FACTOR!r} * s.spell_s, 0)) AS limit_s"
+        " s.spread_s, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
         " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
         " ordered AS (SELECT ingest_run_id, source_system, occurred_at, lag(occurred_at) OVER"
         " (PARTITION BY ingest_run_id, source_system ORDER BY occurred_at) AS prev_at"
@@ -235,46 +260,75 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " 'no events for ' || (o.occurred_at - o.prev_at) || ' (limit '"
         " || to_seconds(r.limit_s) || ': the silence window, '"
         f" || {float(facts.silence_rhythm_factor)!r} || 'x the mean gap of '"
-        " || to_seconds(round(r.mean_gap_s)) || ' or "
-        f"{QUIET_SPELL_FACTOR:g}x its {_ordinal(QUIET_SPELLS)}-longest quiet spell of '"
-        " || to_seconds(round(coalesce(r.spell_s, 0))) || ', whichever is longest)' AS message"
+        " || to_seconds(round(r.mean_gap_s)) || ' or the tail of its own quiet spells, '"
+        f" || to_seconds(round(coalesce(r.tail_s, 0))) || ' (its {_ordinal(QUIET_SPELLS)}-longest"
+        f" quiet spell ' || to_seconds(round(coalesce(r.spell_s, 0))) || ' plus {QUIET_SPREADS:.1f}x"
+        " their spread of ' || to_seconds(round(coalesce(r.spread_s, 0)))"
+        " || '), whichever is longest)' AS message"
         " FROM ordered o JOIN lim r USING (source_system)"
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
         " ORDER BY o.ingest_run_id, o.source_system, o.prev_at"
     )
     description = (
         "no source goes silent longer than its silence window, "
-        f"{facts.silence_rhythm_factor:g}x its own mean gap between events and "
-        f"{QUIET_SPELL_FACTOR:g}x its own {_ordinal(QUIET_SPELLS)}-longest quiet spell"
+        f"{facts.silence_rhythm_factor:g}x its own mean gap between events and the tail of "
+        f"its own quiet spells (chance {QUIET_SPELL_CHANCE:g} of a longer one in its history)"
     )
     return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
+
+
+_TRANSFER_TYPES = "('request', 'disclosure', 'redisclosure', 'receipt')"
 
 
 def trailing_silence_check(
     table: str, silence_windows: dict[str, timedelta], rhythm_factor: float = 8.0
 ) -> Check:
     """Store-wide: a source whose last event is older than the newest event of any source
-    by more than its silence limit stopped sending (coverage incomplete up to now)."""
+    by more than its silence limit stopped sending (coverage incomplete up to now).
+
+    A source whose flows (sender and recipient) other logs record is judged against the
+    newest of *those* events instead: a receipt log of a flow that stopped everywhere (an
+    investigation closed, nothing more was sent) is quiet because nothing happened, not
+    because its logs are missing."""
     window_expr = _window_case(silence_windows)
     query = (
         WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at,"
         f" {_silence_limit(window_expr, rhythm_factor, 'b')} AS limit_s FROM b"
         " WHERE source_system IS NOT NULL GROUP BY source_system),"
-        " newest AS (SELECT max(occurred_at) AS at FROM b),"
+        # Logs are exported at different times: the store reaches where most of its logs
+        # do (the median of their last events, from 3 logs on), so one log running a day
+        # ahead (or a clock in the future) does not make every other log "silent".
+        " newest AS (SELECT CASE WHEN count(*) >= 3 THEN"
+        " to_timestamp(quantile_disc(epoch(last_at), 0.5)) ELSE max(last_at) END AS at FROM last),"
         " behind AS (SELECT source_system FROM last, newest"
         " WHERE epoch(newest.at) - epoch(last_at) > limit_s),"
+        " flows AS (SELECT DISTINCT source_system, disclosing_agency, recipient_agency FROM b"
+        " SEMI JOIN behind USING (source_system)"
+        " WHERE disclosing_agency IS NOT NULL AND recipient_agency IS NOT NULL),"
+        # Only transfers of its flows elsewhere say this log had something to write: a
+        # recipient's later uses and disposals of data received long ago do not.
+        " flows_newest AS (SELECT f.source_system, max(o.occurred_at) AS at FROM flows f"
+        " JOIN b o ON o.disclosing_agency = f.disclosing_agency"
+        " AND o.recipient_agency = f.recipient_agency AND o.source_system <> f.source_system"
+        f" WHERE o.event_type IN {_TRANSFER_TYPES} GROUP BY f.source_system),"
+        " judged AS (SELECT l.*, least(coalesce(fn.at, newest.at), newest.at) AS until_at,"
+        " fn.at IS NOT NULL"
+        " AS by_flows FROM last l SEMI JOIN behind USING (source_system)"
+        " LEFT JOIN flows_newest fn USING (source_system), newest),"
         + _quiet_spell_cte("spells", "b", "behind")
         + " SELECT NULL::VARCHAR AS ingest_run_id, source_system, last_at AS window_start,"
-        " newest.at AS window_end,"
-        " json_object('last_event', last_at, 'newest_event_any_source', newest.at,"
-        " 'limit', CAST(to_seconds(greatest(limit_s, coalesce("
-        f"{QUIET_SPELL_FACTOR!r} * spell_s, 0))) AS VARCHAR),"
+        " until_at AS window_end,"
+        " json_object('last_event', last_at, 'newest_event_judged_against', until_at,"
+        " 'judged_against', CASE WHEN by_flows THEN 'its flows in other logs'"
+        " ELSE 'any source' END,"
+        " 'limit', CAST(to_seconds(greatest(limit_s, coalesce(tail_s, 0))) AS VARCHAR),"
         " 'quiet_spell', CAST(to_seconds(coalesce(spell_s, 0)) AS VARCHAR)) AS observed,"
-        " 'no events since ' || strftime(last_at, '%Y-%m-%dT%H:%M:%SZ') || ' while other sources'"
-        " || ' reach ' || strftime(newest.at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        " FROM last LEFT JOIN spells USING (source_system), newest"
-        " WHERE epoch(newest.at) - epoch(last_at)"
-        f" > greatest(limit_s, coalesce({QUIET_SPELL_FACTOR!r} * spell_s, 0))"
+        " 'no events since ' || strftime(last_at, '%Y-%m-%dT%H:%M:%SZ') || CASE WHEN by_flows"
+        " THEN ' while other logs record its flows until ' ELSE ' while most logs reach ' END"
+        " || strftime(until_at, '%Y-%m-%dT%H:%M:%SZ') || ' (limit '"
+        " || to_seconds(round(greatest(limit_s, coalesce(tail_s, 0)))) || ')' AS message"
+        " FROM judged LEFT JOIN spells USING (source_system)"
+        " WHERE epoch(until_at) - epoch(last_at) > greatest(limit_s, coalesce(tail_s, 0))"
         " ORDER BY source_system"
     )
     description = "every source reaches the newest event of the store within its silence limit"

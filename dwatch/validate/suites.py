@@ -50,7 +50,7 @@ from dwatch.validate.checks import (
     sql_literal,
 )
 from dwatch.validate.coverage import (
-    QUIET_SPELL_FACTOR,
+    QUIET_SPELL_CHANCE,
     QUIET_SPELLS,
     _sequence_gap_check,
     _silence_check,
@@ -62,7 +62,7 @@ __all__ = [
     "BATCH_TOKEN",
     "DUCKDB_TYPE_NAMES",
     "QUIET_SPELLS",
-    "QUIET_SPELL_FACTOR",
+    "QUIET_SPELL_CHANCE",
     "WITH_B",
     "BatchFacts",
     "Check",

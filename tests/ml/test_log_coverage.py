@@ -77,7 +77,7 @@ def test_a_bad_layout_is_named() -> None:
 def test_a_receipt_log_that_stops_recording_a_flow_is_found(ml_store: Store) -> None:
     con, injected, models = ml_store
     log, recipient, first_day = injected.silent_log
-    config = load_config()  # off by default: enabled here
+    config = load_config()
     settings = replace(config.detectors["ml.log_coverage"], enabled=True)
     config = replace(config, detectors={**config.detectors, "ml.log_coverage": settings})
     results = train_models(

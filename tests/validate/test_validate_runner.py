@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -269,6 +270,37 @@ def test_a_bursty_source_is_not_silent_in_its_usual_quiet_weeks(
     assert len(gaps) == 1 and "quiet spell" in gaps[0].message
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_bursty_audit_with_random_quiet_weeks_is_not_silent(
+    con: duckdb.DuckDBPyConnection,
+    insert_batch: InsertBatch,
+    vconfig: ValidationConfig,
+    seed: int,
+) -> None:
+    """Quiet spells of a bursty audit drawn at random (a day plus an exponential of mean a
+    week, 80 of them: the longest is often 1.5x the third-longest and more) are its habit;
+    half a year without a burst is not (the tail its spells allow is about 2.5 months)."""
+    rng = np.random.default_rng(seed)
+    start = T0 - timedelta(days=1000)  # the silence ends before the pinned clock
+    day, rows = 0.0, []
+    for _ in range(80):
+        n = len(rows)
+        rows += [
+            event_row(n + j + 1, occurred_at=start + timedelta(days=day, minutes=5 * j))
+            for j in range(int(rng.integers(5, 40)))
+        ]
+        day += 1.0 + rng.exponential(7.0)
+    insert_batch(rows)
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert [o.message for o in report.coverage_gaps] == []
+    insert_batch([event_row(len(rows) + 1, occurred_at=start + timedelta(days=day + 180))])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    gaps = [
+        o for o in report.coverage_gaps if o.expectation.startswith("expect_source_not_silent(")
+    ]
+    assert len(gaps) == 1 and "quiet spell" in gaps[0].message
+
+
 def test_store_wide_silence_clears_when_the_source_resumes(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
@@ -279,6 +311,46 @@ def test_store_wide_silence_clears_when_the_source_resumes(
     insert_batch([event_row(i) for i in range(2, 300)])
     resumed = validate_batches(con, config=vconfig, build_docs=False)
     assert resumed.open_coverage_gaps == 0
+
+
+@pytest.mark.parametrize("flow_goes_on", [False, True])
+def test_a_receipt_log_is_silent_until_now_only_while_its_flow_goes_on(
+    con: duckdb.DuckDBPyConnection,
+    insert_batch: InsertBatch,
+    vconfig: ValidationConfig,
+    flow_goes_on: bool,
+) -> None:
+    """A case's receipt log stops with the case (no more is sent to DOJ-ATF in any log):
+    quiet, not lost, while another source's unrelated traffic runs on. While the ledger
+    goes on sending to DOJ-ATF, the same stop is a log gone silent."""
+    start = T0 - timedelta(days=300)
+    receipts = [
+        event_row(i + 1, source_system="atf-receipts", event_type="receipt",
+                  recipient_agency="DOJ-ATF", occurred_at=start + timedelta(days=3 * i, hours=2))
+        for i in range(30)
+    ]  # fmt: skip
+    sent = 60 + (100 if flow_goes_on else 0)
+    ledger = [
+        event_row(i + 1, source_system="ledger", recipient_agency="DOJ-ATF",
+                  occurred_at=start + timedelta(days=1.5 * i))
+        for i in range(sent)
+    ]  # fmt: skip
+    other = [
+        event_row(i + 1, source_system="state-log", occurred_at=start + timedelta(days=i))
+        for i in range(300)
+    ]
+    insert_batch(receipts)
+    insert_batch(ledger)
+    insert_batch(other)
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    silent = [
+        o for o in report.coverage_gaps if o.expectation.startswith("expect_source_not_silent_")
+    ]
+    if flow_goes_on:
+        assert [o.source_system for o in silent] == ["atf-receipts"]
+        assert "while other logs record its flows until" in silent[0].message
+    else:
+        assert silent == []
 
 
 def test_sequence_numbers_of_quarantined_rows_are_not_gaps(
