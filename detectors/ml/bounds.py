@@ -100,6 +100,57 @@ def _start_of_recent_days(
     return total, datetime.combine(first, datetime.min.time(), tzinfo=UTC)
 
 
+def _needed(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+) -> tuple[datetime | None, list[str]]:
+    """The window's start: the one asked for, else ``training_days`` before the latest
+    event (and the note saying so)."""
+    days = detector.settings.training_days
+    if window_from is None and days is not None:
+        latest = _latest_event(con, detector)
+        end = min(window_to, latest) if window_to and latest else (window_to or latest)
+        if end is not None:
+            return end - timedelta(days=days), [
+                f"the {days} days before its latest event (training_days)"
+            ]
+    return window_from, []
+
+
+def window_and_frame(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    max_rows: int | None = None,
+) -> tuple[TrainingWindow, pl.DataFrame]:
+    """:func:`training_window` and :func:`training_frame` with one feature query when the
+    window fits the budget: the lean frame is streamed, and only when it passes
+    ``max_rows`` is it dropped and the window narrowed (counting rows per day first cost
+    a second run of the whole feature query on every training)."""
+    start, notes = _needed(con, detector, window_from, window_to)
+    limit = max_rows or max_training_rows()
+    query = _plan(con, detector, start, window_to)
+    if query is not None:
+        held: list[pl.DataFrame] = []
+        rows = 0
+        stream = features.batches(con, _lean(con, query), min(limit + 1, 1_000_000))
+        for batch in stream:
+            held.append(batch)
+            rows += batch.height
+            if rows > limit:
+                break
+        stream.close()
+        if rows <= limit:
+            frame = pl.concat(held) if len(held) > 1 else held[0]
+            return TrainingWindow(start, window_to, "; ".join(notes)), frame
+        del held
+    window = training_window(con, detector, window_from, window_to, max_rows)
+    return window, training_frame(con, detector, window)
+
+
 def training_window(
     con: duckdb.DuckDBPyConnection,
     detector: MLDetector,
@@ -109,14 +160,7 @@ def training_window(
 ) -> TrainingWindow:
     """The window to fit ``detector`` on: the one asked for (else its ``training_days``
     before its latest event), narrowed to the most recent days that fit the budget."""
-    notes = []
-    days = detector.settings.training_days
-    if window_from is None and days is not None:
-        latest = _latest_event(con, detector)
-        end = min(window_to, latest) if window_to and latest else (window_to or latest)
-        if end is not None:
-            window_from = end - timedelta(days=days)
-            notes.append(f"the {days} days before its latest event (training_days)")
+    window_from, notes = _needed(con, detector, window_from, window_to)
     limit = max_rows or max_training_rows()
     query = _plan(con, detector, window_from, window_to)
     if query is not None:
@@ -138,11 +182,14 @@ def training_frame(
     query = _plan(con, detector, window.window_from, window.window_to)
     if query is None:
         return detector.training_frame(con, window.window_from, window.window_to)
+    return features.run_query(con, _lean(con, query))
+
+
+def _lean(con: duckdb.DuckDBPyConnection, query: features.FeatureQuery) -> features.FeatureQuery:
+    """The query without its evidence-only columns (DuckDB then never builds them)."""
     columns = con.sql(query.sql, params=query.params).columns
     dropped = [c for c in EVIDENCE_ONLY_COLUMNS if c in columns]
     if not dropped:
-        return features.run_query(con, query)
+        return query
     exclude = ", ".join(f'"{c}"' for c in dropped)
-    return features.run_query(
-        con, features.FeatureQuery(f"SELECT * EXCLUDE ({exclude}) FROM ({query.sql})", query.params)
-    )
+    return features.FeatureQuery(f"SELECT * EXCLUDE ({exclude}) FROM ({query.sql})", query.params)

@@ -35,10 +35,17 @@ def count_of(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | No
 
 
 def batch_relation(
-    table: str, run_id: str | Sequence[str] | None, source: str | None = None
+    table: str,
+    run_id: str | Sequence[str] | None,
+    source: str | None = None,
+    rowids: Sequence[tuple[int, int]] = (),
 ) -> str:
     """The batch as a relation: the table's rows of one ingest run (or of several small
-    runs validated together), plus their rowid."""
+    runs validated together), plus their rowid.
+
+    ``rowids``: rowid ranges holding those rows, as a scan found them with nothing written
+    since (DuckDB then reads only their row groups; run ids share their first bytes, so
+    their own statistics skip none)."""
     if isinstance(run_id, str):
         where = [f"t.ingest_run_id = {sql_literal(run_id)}"]
     elif run_id:
@@ -47,6 +54,9 @@ def batch_relation(
         where = []
     if source is not None:
         where.append(f"t.source_system = {sql_literal(source)}")
+    if rowids:
+        ranges = " OR ".join(f"t.rowid BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in rowids)
+        where.append(f"({ranges})")
     cond = f" WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT t.*, t.rowid AS dw_rowid FROM {table} t{cond}"
 

@@ -39,6 +39,8 @@ class Survey:
     cells: dict[Cell, int] = field(default_factory=dict)
     windows: dict[str, list[Window]] = field(default_factory=dict)
     citations: tuple[str, ...] = ()
+    # Rowid ranges holding every row of the batches (valid until the store is written).
+    rowids: tuple[tuple[int, int], ...] = ()
 
     def sources(self, run_id: str) -> list[str]:
         return sorted(s for r, s in self.cells if r == run_id and s is not None)
@@ -62,14 +64,17 @@ def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str])
         else "NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ"
     )
     found = Survey()
-    for run_id, src, n, start, end in con.execute(
-        f"SELECT ingest_run_id, {source}, count(*), {times} FROM {table.name}"
-        " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
+    ranges: list[tuple[int, int]] = []
+    for run_id, src, n, start, end, lo, hi in con.execute(
+        f"SELECT ingest_run_id, {source}, count(*), {times}, min(rowid), max(rowid)"
+        f" FROM {table.name} WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
         [run_ids],
     ).fetchall():
         found.rows[run_id] = found.rows.get(run_id, 0) + int(n)
         found.cells[(run_id, src)] = int(n)
         found.windows.setdefault(run_id, []).append((src, start, end))
+        ranges.append((int(lo), int(hi)))
+    found.rowids = merged_ranges(ranges)
     if "legal_authority" in table.names:
         found.citations = tuple(
             r[0]
@@ -81,6 +86,25 @@ def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str])
             ).fetchall()
         )
     return found
+
+
+# Ranges closer than a row group are read as one (a row group is what DuckDB skips), and
+# past this many the batches are read as one span.
+ROW_GROUP = 122_880
+MAX_RANGES = 16
+
+
+def merged_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Rowid ranges as few disjoint spans covering every one of them."""
+    spans: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if spans and lo <= spans[-1][1] + ROW_GROUP:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    if len(spans) > MAX_RANGES:
+        return ((spans[0][0], max(hi for _, hi in spans)),)
+    return tuple(spans)
 
 
 def canonical_checks(
@@ -141,8 +165,10 @@ def count_row_failures(
     table: TableSpec,
     run_ids: list[str],
     runs: list[SuiteRun],
+    rowids: tuple[tuple[int, int], ...] = (),
 ) -> tuple[dict[CheckKey, dict[Cell, int]], dict[CheckKey, str]]:
-    """Failing rows of every row check, by batch and source, in one query.
+    """Failing rows of every row check, by batch and source, in one query (``rowids``: see
+    ``batch_relation``).
 
     Returns the counts and, for a check DuckDB could not evaluate, its error (the other
     checks are then counted one query each, so one broken check costs only itself).
@@ -155,7 +181,7 @@ def count_row_failures(
     ]
     if not wanted:
         return {}, {}
-    relation = batch_relation(table.name, run_ids)
+    relation = batch_relation(table.name, run_ids, rowids=rowids)
     source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
     # The flags first, then the counts: DuckDB plans each cross-row predicate (a subquery
     # over the table) once, as a join, before the aggregate.
@@ -207,11 +233,16 @@ def count_for_batch(
 
 
 def list_gaps(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str], check: Check
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_ids: list[str],
+    check: Check,
+    rowids: tuple[tuple[int, int], ...] = (),
 ) -> dict[str | None, list[GapRow]]:
-    """Every gap a batch-level check finds, by batch, in one query over all their windows."""
+    """Every gap a batch-level check finds, by batch, in one query over all their windows
+    (``rowids``: see ``batch_relation``)."""
     assert check.gap_query is not None
-    relation = batch_relation(table.name, run_ids)
+    relation = batch_relation(table.name, run_ids, rowids=rowids)
     found: dict[str | None, list[GapRow]] = defaultdict(list)
     for run_id, *gap in con.execute(for_duckdb(check.gap_query, relation)).fetchall():
         found[run_id].append(tuple(gap))  # type: ignore[arg-type]
@@ -277,14 +308,16 @@ def find(
     new = [r for r in run_ids if r not in coverage_only]
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
     runs = suite_runs(table, checks, setting.suites, sources, setting.config)
-    row_counts, row_errors = count_row_failures(con, table, new, runs) if new else ({}, {})
+    # Nothing is written until the verdicts: the survey's rowid ranges hold every batch.
+    spans = found.rowids
+    row_counts, row_errors = count_row_failures(con, table, new, runs, spans) if new else ({}, {})
     gaps: dict[str, dict[str | None, list[GapRow]]] = {}
     gap_errors: dict[str, str] = {}
     for check in runs[0].checks:
         if check.scope != "batch":
             continue
         try:
-            gaps[check.name] = list_gaps(con, table, run_ids, check)
+            gaps[check.name] = list_gaps(con, table, run_ids, check, spans)
         except duckdb.Error as exc:
             gap_errors[check.name] = str(exc).splitlines()[0]
     return Findings(found, runs, row_counts, row_errors, gaps, gap_errors)

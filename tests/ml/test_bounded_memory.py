@@ -198,3 +198,20 @@ def test_training_days_must_be_a_positive_whole_number(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="training_days") as err:
             load_config(bad)
         assert str(bad) in str(err.value) and "fix:" in str(err.value)
+
+
+def test_one_query_gives_the_window_and_frame_the_two_step_path_gives(ml_store: Store) -> None:
+    """Training streams the lean frame once; over the budget it narrows as before."""
+    con = ml_store[0]
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    for detector_id, cls in sorted(DETECTORS.items()):
+        det = cls(config.detectors[detector_id])
+        rows = bounds.training_frame(con, det, bounds.TrainingWindow(START, SPLIT)).height
+        for cap in (rows, max(rows // 3, 1)):
+            window, frame = bounds.window_and_frame(con, det, START, SPLIT, max_rows=cap)
+            expected = bounds.training_window(con, det, START, SPLIT, max_rows=cap)
+            assert window == expected, (detector_id, cap)
+            assert frame.equals(bounds.training_frame(con, det, expected)), (detector_id, cap)
+            narrowed = window.window_from is not None and window.window_from > START
+            assert narrowed == (cap < rows), (detector_id, cap)

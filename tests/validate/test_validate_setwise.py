@@ -337,3 +337,44 @@ def test_a_run_with_nothing_new_does_not_load_great_expectations(
         timeout=300,
     )
     assert out.stdout.split() == ["0", "False"], out.stderr
+
+
+def test_reading_batches_by_rowid_ranges_changes_no_verdict(
+    con: duckdb.DuckDBPyConnection,
+    db_path: Path,
+    tmp_path: Path,
+    insert_batch: InsertBatch,
+    vconfig: ValidationConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The set-wise pass reads the batches from the rowid ranges the survey found them in:
+    every verdict and quarantine move is the one of reading them by run id alone."""
+    assert vconfig.sources_dir is not None
+    (vconfig.sources_dir / "other-log.expectations.yaml").write_text(OTHER_LOG_SUITE)
+    _mixed_batches(insert_batch)
+    con.execute("CHECKPOINT")
+    seen: list[tuple[tuple[int, int], ...]] = []
+    real = setwise_module.merged_ranges
+
+    def recorded(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+        seen.append(real(ranges))
+        return seen[-1]
+
+    monkeypatch.setattr(setwise_module, "merged_ranges", recorded)
+    ranged = _validate_copy(db_path, tmp_path / "ranged.duckdb", vconfig, monkeypatch, one_at_a_time=False)  # fmt: skip
+    assert seen and all(seen)
+    monkeypatch.setattr(setwise_module, "merged_ranges", lambda ranges: ())
+    plain = _validate_copy(db_path, tmp_path / "plain.duckdb", vconfig, monkeypatch, one_at_a_time=False)  # fmt: skip
+    for table in ("quarantine", "ingest_runs", "gaps", "first_results", "results"):
+        assert ranged[table] == plain[table], table
+
+
+def test_rowid_ranges_merge_into_few_spans_covering_every_batch() -> None:
+    merge = setwise_module.merged_ranges
+    group = setwise_module.ROW_GROUP
+    assert merge([]) == ()
+    assert merge([(10, 20), (0, 9), (21, 30)]) == ((0, 30),)
+    far = 5 * group
+    assert merge([(0, 5), (far, far + 5)]) == ((0, 5), (far, far + 5))
+    many = [(i * far, i * far + 1) for i in range(setwise_module.MAX_RANGES + 1)]
+    assert merge(many) == ((0, setwise_module.MAX_RANGES * far + 1),)
