@@ -29,6 +29,7 @@ import duckdb
 # happen. Bound as $not_done_outcomes.
 NOT_DONE_OUTCOMES = ["failure", "correction"]
 _DONE = "NOT list_contains($not_done_outcomes, coalesce(e.outcome, ''))"
+OUTCOMES = {"not_done_outcomes": NOT_DONE_OUTCOMES}  # what INPUTS bind
 
 _KEY = """concat_ws('|', e.disclosing_code, e.recipient_code,
     CASE WHEN list_contains(rc.match_on, 'request_id') THEN coalesce(e.request_id, '') END,
@@ -96,12 +97,21 @@ def _pairing_rounds(rounds: int) -> str:
     return "\n".join(ctes)
 
 
+# Each side of every reconciliation, one row per event: what pairing reads (dw_recon_sent,
+# dw_recon_received), built from dw_events or kept between runs (detectors.custody_state).
+SENT_SIDE = _SIDE.format(
+    key=_KEY, done=_DONE, types="disclosure_event_types", sources="sender_sources"
+)
+RECEIVED_SIDE = _SIDE.format(
+    key=_KEY, done=_DONE, types="receipt_event_types", sources="receiver_sources"
+)
+
 RECONCILIATION_PAIRS = f"""
 CREATE OR REPLACE TEMP TABLE dw_reconciliation_pairs AS
-WITH sent AS ({_SIDE.format(key=_KEY, done=_DONE, types="disclosure_event_types", sources="sender_sources")}),
+WITH sent AS (SELECT * FROM dw_recon_sent),
 recv AS (
     SELECT r.*, r.occurred_at + to_microseconds(CAST(rc.clock_skew_hours * 3600e6 AS BIGINT)) AS t_adj
-    FROM ({_SIDE.format(key=_KEY, done=_DONE, types="receipt_event_types", sources="receiver_sources")}) r
+    FROM dw_recon_received r
     JOIN registry_reconciliations rc USING (reconciliation_id)
 ),
 -- each disclosure's first receipt at or after it, and each receipt's last disclosure at or
@@ -178,8 +188,9 @@ _HOLDER = (
     " THEN e.disclosing_code ELSE e.recipient_code END"
 )
 
+# Every event custody is judged on (receipts, disposals, uses) with its holder: what
+# dw_custody and use_after_disposal read as dw_custody_events.
 CUSTODY_EVENTS = f"""
-CREATE OR REPLACE TEMP TABLE dw_custody_events AS
 SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
        e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
        e.request_id, e.taxpayer_ref, e.is_use,
@@ -219,14 +230,40 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 
 
-def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
-    """Build the tables the reconciliation and retention rules read."""
-    outcomes = {"not_done_outcomes": NOT_DONE_OUTCOMES}
-    # for rules that look past these tables (use_after_disposal's later deliveries)
+# What pairing and custody read, each built from dw_events by the SELECT beside it.
+INPUTS = {
+    "dw_recon_sent": SENT_SIDE,
+    "dw_recon_received": RECEIVED_SIDE,
+    "dw_custody_events": CUSTODY_EVENTS,
+}
+
+
+def replace_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the temp table or view ``name`` (a run may hold either under one name)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n),"
+        " (SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = $n)",
+        {"n": name},
+    ).fetchone()
+    if row and row[0]:
+        con.execute(f"DROP TABLE temp.{name}")
+    if row and row[1]:
+        con.execute(f"DROP VIEW temp.{name}")
+
+
+def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
+    """Pair the sides and judge custody from the INPUTS tables (or views) in place."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_custody_outcomes AS SELECT $not_done_outcomes AS not_done",
-        outcomes,
-    )
-    con.execute(RECONCILIATION_PAIRS, outcomes)
-    con.execute(CUSTODY_EVENTS, outcomes)
+        OUTCOMES,
+    )  # for rules that look past these tables (use_after_disposal's later deliveries)
+    con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
+
+
+def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
+    """Build the tables the reconciliation and retention rules read, from dw_events."""
+    for name, select in INPUTS.items():
+        replace_temp(con, name)
+        con.execute(f"CREATE TEMP TABLE {name} AS {select}", OUTCOMES)
+    pair_and_hold(con)

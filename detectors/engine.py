@@ -59,7 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors import evidence
+from detectors import evidence, rule_state
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -176,6 +176,12 @@ class Rule(BaseModel):
         default=None,
         min_length=1,
         description="Why every run judges this rule over all history (a rule without scope).",
+    )
+    reads: str | None = Field(
+        default=None,
+        min_length=1,
+        description="With history: every row its findings can rest on (SQL over"
+        " disclosure_events e, bound parameters); judged over all history through it.",
     )
     path: Path | None = Field(default=None, exclude=True)
 
@@ -444,40 +450,8 @@ WHERE (len(r.disclosing_agencies) + len(r.disclosing_categories) = 0
         AND (NOT x.requires_case_number OR e.case_number_given))
 """
 
-# One ordered pass over each log, keeping only the rows where its order breaks: a gap or a
-# reused number in the sequence, or a time earlier than the previous entry's. The log
-# integrity rules read this instead of each sorting every log again.
-_SEQUENCE_BREAKS_TABLE = """
-CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS
-SELECT * FROM (
-    SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,
-           lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
-           lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
-           lead(occurred_at) OVER w AS next_at,
-           lead(ingest_run_id) OVER w AS next_run, lead(source_row) OVER w AS next_row
-    FROM (
-        SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row
-        FROM disclosure_events WHERE sequence_no IS NOT NULL
-        UNION ALL
-        -- Entries that were logged but quarantined (a bad field) still occupy their number:
-        -- they are not a gap. Ingest keeps what it could convert under canonical names
-        -- (canonical_row); older rows and validation's hold the canonical raw form.
-        -- Repeats are left to the duplicate rule.
-        SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
-               NULL::TIMESTAMPTZ, ingest_run_id, source_row
-        FROM (SELECT coalesce(canonical_row,
-                              CASE WHEN json_valid(raw_row) THEN raw_row::JSON END) AS j,
-                     ingest_run_id, source_row
-              FROM quarantine
-              WHERE reason_code NOT LIKE 'duplicate%' AND reason_code <> 'expect_key_unique')
-        WHERE json_type(j) = 'OBJECT' AND j ->> 'source_system' IS NOT NULL
-          AND TRY_CAST(j ->> 'sequence_no' AS BIGINT) IS NOT NULL
-    )
-    WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at)
-)
-WHERE next_no - sequence_no > 1 OR next_no = sequence_no OR prev_no = sequence_no
-   OR occurred_at < prev_at
-"""
+# The rows where a log's order breaks: detectors.rule_state (one ordered pass over each log,
+# kept as state between runs).
 
 # Each item's address verdict is looked up, not computed: refresh_address_verdicts has
 # judged every distinct address text once (dwatch/address.py). No text is no address.
@@ -635,7 +609,8 @@ def prepare(
     refresh_address_verdicts(con, vocabulary_of(registry))
     con.execute(_on_base(_ITEMS_TABLE, events, items))
     if log_order:
-        con.execute(_on_base(_SEQUENCE_BREAKS_TABLE, events, items))
+        con.execute(_on_base(rule_state.log_rows_sql(), events, items))
+        con.execute(rule_state.SEQUENCE_BREAKS)
     if custody:
         prepare_custody(con)
     return refreshed
@@ -975,6 +950,7 @@ def run_rules(
         subjects="dw_candidates_subjects",
         events="dw_candidates_events",
     )
+    rule_state.save_full(con, run_id, registry.version)  # what a run judging new batches continues
     _explain_retractions(con, run_id, registry.version)
     result.coverage_flagged = mark_coverage(con)
     return result

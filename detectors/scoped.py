@@ -17,8 +17,13 @@ it, a run needs only:
    event of a recipient's unlawful transfers, a log's every gap) - with the rule's findings
    kept only there; the rule's open alerts in those partitions that are not found again
    are retracted, the rest of the store is left as judged;
-4. rules without a scope are judged over all history as before; their YAML's ``history``
-   says why (a comparison with peers, a log's reach, the nearest transfer in time).
+4. rules that read only what the store keeps between runs (a log's order breaks, the sides
+   of each reconciliation, every custody event with its holder: :mod:`detectors.rule_state`,
+   :mod:`detectors.custody_state`) are judged over all history from that state, which the
+   run first brings up to date with the new rows (or rebuilds, saying why);
+5. rules without a scope are judged over all history; their YAML's ``history`` says why
+   (a comparison with peers, the authority a request was disclosed under) and ``reads``,
+   when given, the rows of history their findings can rest on: only those are read.
 
 History is read through the partition column (``source_system`` is one log per batch, so
 DuckDB's zone maps skip the other logs' row groups; ``request_id``, ``actor_id`` and the
@@ -33,6 +38,7 @@ from collections import defaultdict
 
 import duckdb
 
+from detectors import custody_state, rule_state
 from detectors.alerts import MergeResult, mark_coverage, merge_alerts
 from detectors.engine import (
     _PARAM_RE,
@@ -78,6 +84,59 @@ def _reads(rule: Rule, *views: str) -> bool:
     return any(v in (rule.query or "") for v in views)
 
 
+def _reads_any(rules: list[Rule], *views: str) -> bool:
+    return any(_reads(r, *views) for r in rules)
+
+
+# Views built from kept state (detectors.rule_state, detectors.custody_state), and the views
+# only detectors.engine.prepare builds over the events judged.
+STATE_VIEWS = ("dw_sequence_breaks", "dw_reconciliation_pairs", "dw_custody")
+_PREPARED_VIEWS = ("dw_events", "dw_items", "dw_order_hits", "dw_element_lists")
+
+
+def _reads_views(rule: Rule) -> bool:
+    """Whether the rule reads a view :func:`detectors.engine.prepare` builds over events."""
+    return _reads(rule, *_PREPARED_VIEWS)
+
+
+def _rebuild_custody(
+    con: duckdb.DuckDBPyConnection, registry: Registry, batches: list[str]
+) -> tuple[dict[str, str | None], list[str]]:
+    """Which state must be rebuilt; custody rebuilt now, from every event resolved (before
+    the views are prepared over the new rows alone)."""
+    stale = rule_state.stale(con, batches, registry.version)
+    reason = stale[custody_state.FAMILY]
+    if reason is None:
+        return stale, []
+    prepare(con, registry, sync=False, refresh=NEW_ROWS, log_order=False, custody=True)
+    custody_state.save_full(con)
+    return stale, [f"custody: state rebuilt from all history: {reason}"]
+
+
+def _state_up_to_date(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    run_id: str,
+    batches: list[str],
+    stale: dict[str, str | None],
+) -> list[str]:
+    """Add the new rows to the kept state (views prepared over them) and build the views
+    the state-judged rules read; the run summary's lines."""
+    lines = []
+    if stale[custody_state.FAMILY] is None:
+        added = custody_state.append_new(con)
+        lines.append(
+            f"custody: {added:,} new receipt, disposal and use row(s) added to the kept rows;"
+            " pairing and custody read the kept rows, no old event resolved again"
+        )
+    lines += rule_state.update_log_order(
+        con, run_id=run_id, batches=batches, rebuild=stale[rule_state.LOG_ORDER]
+    )
+    custody_state.judge_from_state(con)
+    rule_state.finish(con, run_id, registry.version)
+    return lines
+
+
 def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int]:
     """``dw_delta_events`` / ``dw_delta_items``: new rows and the carriers of new items."""
     con.execute(
@@ -110,15 +169,17 @@ def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int
     return (int(counts[0]), int(counts[1])) if counts else (0, 0)
 
 
-def _bound(sql: str, rule: Rule, registry: Registry) -> dict[str, object]:
+def _bound(
+    sql: str, rule: Rule, registry: Registry, *, what: str = "scope.touches"
+) -> dict[str, object]:
     """The rule's and the registry's parameters ``sql`` names (as its query binds them)."""
     available = {**registry_parameters(registry), **rule.parameters}
     wanted = set(_PARAM_RE.findall(sql)) - {"by", "rule"}
     missing = wanted - set(available)
     if missing:
         raise RuleError(
-            f"scope.touches uses undefined parameter(s): {', '.join(sorted(missing))}",
-            where=f"{rule.path}: scope",
+            f"{what} uses undefined parameter(s): {', '.join(sorted(missing))}",
+            where=f"{rule.path}: {what.split('.')[0]}",
             fix="use the rule's parameters or $reg_<name>",
         )
     return {w: available[w] for w in wanted}
@@ -267,6 +328,37 @@ def _merge(
     return runs, merge
 
 
+def _judge_through_reads(
+    con: duckdb.DuckDBPyConnection, registry: Registry, rule: Rule, run_id: str
+) -> tuple[RuleRun, MergeResult, str]:
+    """A history rule over the rows its ``reads`` selects from all history (a predicate on
+    the raw store, so no other row is resolved), with the request items they carry.
+
+    Exact when ``reads`` holds every row the query's findings can rest on: the query then
+    sees the same rows of every table it reads (the rule's YAML says why it holds)."""
+    sql = f"CREATE OR REPLACE TEMP TABLE dw_read_events AS SELECT e.* FROM disclosure_events e WHERE ({rule.reads})"
+    con.execute(sql, _bound(sql, rule, registry, what="reads"))
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW dw_read_items AS SELECT i.* FROM request_items i"
+        " WHERE i.event_id IN (SELECT event_id FROM dw_read_events)"
+        " OR i.request_id IN (SELECT request_id FROM dw_read_events)"
+    )
+    prepare(
+        con, registry, sync=False, events="dw_read_events", items="dw_read_items",
+        refresh="false", log_order=False, custody=False,
+    )  # fmt: skip
+    [run], merge = _merge(con, registry, [rule], run_id=run_id, parts=None)
+    row = con.execute("SELECT count(*) FROM dw_read_events").fetchone()
+    return (
+        run,
+        merge,
+        (
+            f"{rule.id}: all history through its reads, {int(row[0]) if row else 0:,} event(s)"
+            f" ({rule.history})"
+        ),
+    )
+
+
 def _describe_parts(con: duckdb.DuckDBPyConnection, by: str) -> str:
     rows = con.execute(
         "SELECT coalesce(part, '(none)'), string_agg(DISTINCT reason, ', ' ORDER BY reason),"
@@ -276,12 +368,6 @@ def _describe_parts(con: duckdb.DuckDBPyConnection, by: str) -> str:
     ).fetchall()
     shown = "; ".join(f"{p} ({why}: {rules})" for p, why, rules in rows[:5])
     return shown + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
-
-
-def _most_logs(con: duckdb.DuckDBPyConnection, touched: int) -> bool:
-    """Whether ``touched`` logs are more than half of the store's."""
-    row = con.execute("SELECT count(DISTINCT source_system) FROM disclosure_events").fetchone()
-    return bool(row) and touched * 2 > int(row[0])
 
 
 def _add(total: MergeResult | None, more: MergeResult) -> MergeResult:
@@ -312,9 +398,14 @@ def judge_new(
     """
     check_rule_citations(rules, registry)
     result = DetectResult(run_id=run_id, registry_version=registry.version)
-    scoped = [r for r in rules if r.scope is not None]
-    history = [r for r in rules if r.scope is None]
+    # rules reading only what state keeps (detectors.rule_state) are judged from it
+    kept = rule_state.available(con)
+    from_state = [r for r in rules if kept and _reads(r, *STATE_VIEWS) and not _reads_views(r)]
+    scoped = [r for r in rules if r.scope is not None and r not in from_state]
+    history = [r for r in rules if r.scope is None and r not in from_state]
     delta_events, delta_items = _delta(con, batches)
+    uses_state = kept and _reads_any(rules, *STATE_VIEWS)
+    stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])
     result.citations_refreshed = prepare(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
         refresh=NEW_ROWS, log_order=False, custody=False,
@@ -323,12 +414,18 @@ def judge_new(
         f"new: {len(batches)} batch(es), {delta_events:,} event(s) (with the carriers of new"
         f" items) and {delta_items:,} request item(s)"
     )
+    runs: dict[str, RuleRun] = {}
+    if uses_state:
+        result.revisits += state_lines + _state_up_to_date(con, registry, run_id, batches, stale)
+    if from_state:
+        state_runs, merge = _merge(con, registry, from_state, run_id=run_id, parts=None)
+        runs.update({r.rule_id: r for r in state_runs})
+        result.merge = _add(result.merge, merge)
     _touch(con, registry, scoped)
     by_column: dict[str, list[Rule]] = defaultdict(list)
     for rule in scoped:
         assert rule.scope is not None
         by_column[rule.scope.by].append(rule)
-    runs: dict[str, RuleRun] = {}
     for by, group in sorted(by_column.items()):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE dw_parts AS SELECT DISTINCT part FROM dw_touched"
@@ -339,19 +436,10 @@ def judge_new(
         if not touched or touched[0] == 0:
             runs.update({r.id: RuleRun(r.id, 0, 0.0) for r in group})
             continue
-        if by == "source_system" and history and _most_logs(con, touched[0]):
-            # Re-reading most logs whole costs what the full pass already pays for its own
-            # rules: these join it (judged over all history, so still exact).
-            history += group
-            result.revisits.append(
-                f"source_system: {touched[0]} log(s) touched, most of the store: judged"
-                " with the rules that read all history"
-            )
-            continue
         events, old_batches = _partition_base(con, by)
         prepare(
             con, registry, sync=False, events="dw_part_events", items="dw_part_items",
-            refresh="false", log_order=any(_reads(r, "dw_sequence_breaks") for r in group),
+            refresh="false", log_order=not kept and _reads_any(group, "dw_sequence_breaks"),
             custody=False,
         )  # fmt: skip
         group_runs, merge = _merge(con, registry, group, run_id=run_id, parts="dw_parts")
@@ -361,18 +449,24 @@ def judge_new(
             f"{by}: re-read {touched[0]} whole (every finding there aggregates its history):"
             f" {events:,} event(s) from {old_batches} judged batch(es) - {_describe_parts(con, by)}"
         )
+    # through reads alone, unless it also reads state this store does not keep
+    for rule in [r for r in history if r.reads and (kept or not _reads(r, *STATE_VIEWS))]:
+        runs[rule.id], merge, line = _judge_through_reads(con, registry, rule, run_id)
+        result.merge = _add(result.merge, merge)
+        result.revisits.append(line)
+    history = [r for r in history if not r.reads or (not kept and _reads(r, *STATE_VIEWS))]
     if history:
         prepare(
             con, registry, sync=False, refresh="false",
-            log_order=any(_reads(r, "dw_sequence_breaks") for r in history),
-            custody=any(_reads(r, "dw_reconciliation_pairs", "dw_custody") for r in history),
+            log_order=not kept and _reads_any(history, "dw_sequence_breaks"),
+            custody=not kept and _reads_any(history, "dw_reconciliation_pairs", "dw_custody"),
         )  # fmt: skip
         history_runs, merge = _merge(con, registry, history, run_id=run_id, parts=None)
         runs.update({r.rule_id: r for r in history_runs})
         result.merge = _add(result.merge, merge)
         why: dict[str, list[str]] = defaultdict(list)
         for rule in history:
-            why[rule.history or "most logs have new rows: read whole anyway"].append(rule.id)
+            why[rule.history or "(no reason given)"].append(rule.id)
         result.revisits.append(
             f"all history for {len(history)} rule(s): "
             + "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in why.items())

@@ -1,0 +1,144 @@
+"""The log-order state (detectors.rule_state) kept batch by batch equals one ordered pass
+over every log: appended batches, a late entry reopening its log, a reused number at the
+tail, quarantined entries holding their number, and an old batch changed after judging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from detectors import rule_state
+from detectors.engine import prepare
+from dwatch.policy import load_registry
+from dwatch.store import connect, transaction
+
+REGISTRY = load_registry()
+
+BREAK_COLUMNS = (
+    "source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,"
+    " prev_no, prev_at, next_no, next_event, next_at, next_run, next_row"
+)
+
+
+def _events(con: duckdb.DuckDBPyConnection, batch: str, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (source_system, sequence_no, event_id, hour of 2025-03-03 (may exceed 23))."""
+    for n, (log, seq, event_id, hour) in enumerate(rows, start=1):
+        con.execute(
+            "INSERT INTO disclosure_events (source_system, sequence_no, event_id, occurred_at,"
+            " event_type, disclosing_agency, recipient_agency, actor_id, data_elements,"
+            " record_count, ingest_run_id, source_row)"
+            " VALUES (?, ?, ?, TIMESTAMPTZ '2025-03-03 00:00:00+00' + to_hours(?),"
+            " 'access', 'IRS', 'CA-FTB', 'a.1', ['name'], 1, ?, ?)",
+            [log, seq, event_id, hour, batch, n],
+        )
+
+
+def _quarantined(con: duckdb.DuckDBPyConnection, batch: str, log: str, seq: int, row: int) -> None:
+    con.execute(
+        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, reason_code, message,"
+        " raw_row, stage) VALUES (?, 'f.csv', ?, 'bad_timestamp', 'test', ?, 'ingest')",
+        [batch, row, f'{{"source_system": "{log}", "sequence_no": "{seq}", "event_id": "Q{seq}"}}'],
+    )
+
+
+def _kept(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any]]:
+    breaks = con.execute(f"SELECT {BREAK_COLUMNS} FROM rule_log_breaks").fetchall()
+    tails = con.execute(
+        "SELECT source_system, sequence_no, event_id, prev_no, prev_at, tied FROM rule_log_tail"
+    ).fetchall()
+    return sorted(breaks, key=repr), sorted(tails, key=repr)
+
+
+def _one_pass(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any]]:
+    """What one window over every log gives now."""
+    con.execute(rule_state.log_rows_sql("dw_check"))
+    breaks = con.execute(f"SELECT {BREAK_COLUMNS} FROM dw_check WHERE is_break").fetchall()
+    tails = con.execute(
+        "SELECT source_system, sequence_no, event_id, prev_no, prev_at,"
+        " coalesce(prev_no = sequence_no, false) FROM dw_check WHERE next_no IS NULL"
+    ).fetchall()
+    return sorted(breaks, key=repr), sorted(tails, key=repr)
+
+
+def _full(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    with transaction(con):
+        prepare(con, REGISTRY)
+        assert rule_state.save_full(con, run_id, REGISTRY.version)
+
+
+def _update(con: duckdb.DuckDBPyConnection, run_id: str, batches: list[str]) -> list[str]:
+    with transaction(con):
+        stale = rule_state.stale(con, batches, REGISTRY.version)
+        lines = rule_state.update_log_order(
+            con, run_id=run_id, batches=batches, rebuild=stale[rule_state.LOG_ORDER]
+        )
+        rule_state.finish(con, run_id, REGISTRY.version)
+    return lines
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    store = connect(tmp_path / "store.duckdb")
+    # log-a: a step back at 4; log-b: a gap after 3; log-c: ends on a reused number
+    _events(store, "b1", [("log-a", 1, "A1", 1), ("log-a", 2, "A2", 2), ("log-a", 3, "A3", 5),
+                          ("log-a", 4, "A4", 3), ("log-b", 1, "B1", 1), ("log-b", 3, "B3", 2),
+                          ("log-c", 1, "C1", 1), ("log-c", 2, "C2", 2), ("log-c", 2, "C2b", 3)])  # fmt: skip
+    _quarantined(store, "b1", "log-b", 2, 10)
+    _full(store, "run-1")
+    yield store
+    store.close()
+
+
+def test_state_built_whole_equals_one_pass(con: duckdb.DuckDBPyConnection) -> None:
+    kept = _kept(con)
+    assert kept == _one_pass(con)
+    assert kept[0], "the fixture's logs break"
+    assert ("log-c", 2) in {(t[0], t[1]) for t in kept[1] if t[5]}, "a tied tail is marked"
+
+
+def test_appended_batches_continue_from_the_tail(con: duckdb.DuckDBPyConnection) -> None:
+    # log-a: the tail steps back, the next entry is later again; a gap; a new log
+    _events(con, "b2", [("log-a", 5, "A5", 6), ("log-a", 7, "A7", 4), ("log-d", 1, "D1", 1),
+                        ("log-d", 2, "D2", 2)])  # fmt: skip
+    _quarantined(con, "b2", "log-a", 6, 3)
+    lines = _update(con, "run-2", ["b2"])
+    assert _kept(con) == _one_pass(con)
+    assert lines[0].startswith("log order: 2 log(s) continued from their last judged entry")
+    _events(con, "b3", [("log-a", 8, "A8", 9), ("log-d", 3, "D3", 3)])
+    _update(con, "run-3", ["b3"])
+    assert _kept(con) == _one_pass(con)
+
+
+def test_a_late_entry_reopens_its_log_only(con: duckdb.DuckDBPyConnection) -> None:
+    # log-b gets its missing number 2 late (it was quarantined: now a reused number);
+    # log-c continues after its tied tail; log-a goes on normally
+    _events(con, "b2", [("log-b", 2, "B2", 1), ("log-c", 3, "C3", 4), ("log-a", 5, "A5", 7)])
+    lines = _update(con, "run-2", ["b2"])
+    assert _kept(con) == _one_pass(con)
+    reopened = [line for line in lines if "read whole" in line]
+    assert reopened and "log-b (a new entry is numbered 2" in reopened[0], lines
+    assert "log-c (its last judged number 2 is held by two entries)" in reopened[0], lines
+    assert "log-a" not in reopened[0]
+
+
+def test_an_old_batch_changed_after_judging_rebuilds_the_state(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    con.execute("DELETE FROM disclosure_events WHERE event_id = 'A2'")  # a correction
+    _events(con, "b2", [("log-a", 5, "A5", 7)])
+    lines = _update(con, "run-2", ["b2"])
+    assert lines == [
+        "log order: state rebuilt from every log whole: 1 old batch(es) changed since the"
+        " state was kept (batch b1 has 8 event(s) and 1 quarantined row(s), 9 and 1 when"
+        " its state was kept)"
+    ]
+    assert _kept(con) == _one_pass(con)
+    # a batch no run judged is not new either
+    _events(con, "b3", [("log-a", 6, "A6", 8)])
+    _events(con, "b4", [("log-a", 7, "A7", 9)])
+    lines = _update(con, "run-3", ["b4"])
+    assert "batch b3 is covered by no state" in lines[0], lines
+    assert _kept(con) == _one_pass(con)
