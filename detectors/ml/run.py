@@ -450,6 +450,7 @@ def score_models(
     window_from: datetime | None = None,
     window_to: datetime | None = None,
     windows: Sequence[scope.SourceWindow] | None = None,
+    batches: Sequence[str] | None = None,
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
@@ -460,8 +461,9 @@ def score_models(
 
     What is scored: the window [window_from, window_to) (all history when both are None),
     or, given ``windows`` (an incremental run's (log, start, end) windows), for each
-    detector only the rows those windows touch (:mod:`detectors.ml.scope`), whose alerts
-    are then the same as scoring all history would give.
+    detector only the rows those windows touch (:mod:`detectors.ml.scope`; with
+    ``batches``, the ingest batches that opened them, only their events count), whose
+    alerts are then the same as scoring all history would give.
 
     Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
     holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
@@ -477,7 +479,7 @@ def score_models(
         if why_not is not None or record is None:
             summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
             continue
-        where = scope.detector_scope(con, det, window_from, window_to, windows)
+        where = scope.detector_scope(con, det, window_from, window_to, windows, batches)
         if where is None:
             summary.detectors.append(
                 DetectorScore(det.detector_id, record.version, message="no new events of its types")
