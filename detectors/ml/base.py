@@ -78,7 +78,8 @@ class ModelContext:
             f"have fired on the training window ({window}, each half scored by a model fitted on "
             f"the other: {floor['training_alerts']:,} alert(s) over "
             f"{_fmt_int(floor['training_events'])} {unit}, about "
-            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)})"
+            f"{floor['expected_per_10k']:.2f} per 10,000{_set_aside(floor, unit)}"
+            f"{_tail_words(floor)})"
         )
         if "min_score" in floor:
             # The detector's own minimum is higher than what the rate alone would set.
@@ -87,6 +88,18 @@ class ModelContext:
                 f"minimum (the rate floor, {floor['rate_threshold']:.1f}, is where {rate})."
             )
         return f"Score {score:.1f}; alert floor {self.threshold:.1f}, set so that {rate}."
+
+
+def _tail_words(floor: dict[str, Any]) -> str:
+    """'; the window allows 0.55 such alerts, too few to read the floor off its scores:
+    it extends the tail of the 20 highest' (a rate finer than the window resolves)."""
+    if not floor.get("tail_fitted"):
+        return ""
+    return (
+        f"; the window allows {floor['allowed_alerts']:.2f} such alert(s), too few to read "
+        "the floor off its scores: it extends the tail of the highest held-out scores, and "
+        "no lower than chance allows so many of them to reach it"
+    )
 
 
 def _set_aside(floor: dict[str, Any], unit: str) -> str:

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+from scipy.stats import poisson
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
@@ -65,6 +66,9 @@ def _detectors(config: MLConfig, only: list[str] | None) -> list[MLDetector]:
 # Below this many allowed training alerts, the floor is read from a fitted tail rather
 # than from the few highest training scores (which would put it at the training maximum).
 TAIL_ROWS = 20
+# A fitted tail that more held-out rows reach than a Poisson count at the stated rate
+# would reach in this share of windows is not believed (see rate_floor).
+TAIL_PLAUSIBLE = 0.05
 
 
 def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tuple[float, int]:
@@ -76,7 +80,8 @@ def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tu
     so an exponential tail is fitted to the ``TAIL_ROWS`` highest (peaks over the next
     one, ``u``; their mean excess ``beta``) and the floor is where that tail leaves the
     allowed number: ``u + beta ln(TAIL_ROWS / allowed)`` (surprise in nats of a
-    well-calibrated model has such a tail, with ``beta`` near 1)."""
+    well-calibrated model has such a tail, with ``beta`` near 1), raised above the
+    held-out rows that reach it when more do than chance allows at that rate."""
     ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if ranked.size == 0:
         return float("inf"), 0
@@ -90,6 +95,13 @@ def rate_floor(scores: NDArray[np.float64], events: float, per_10k: float) -> tu
         threshold = float(np.nextafter(u, np.inf))
         if beta > 0:
             threshold = max(threshold, u + beta * float(np.log(TAIL_ROWS / max(allowed, 1e-9))))
+        # The fitted tail must agree with the held-out rows it extends: if more of them
+        # reach it than chance allows at the stated rate (a Poisson count of mean
+        # ``allowed`` reaching that many in under 5% of windows), the tail is heavier than
+        # fitted, and the floor rises above all but the plausible number of them.
+        plausible = int(poisson.isf(TAIL_PLAUSIBLE, allowed))  # P(N > plausible) < 5%
+        if int(np.sum(ranked >= threshold)) > plausible:
+            threshold = float(np.nextafter(ranked[plausible], np.inf))
     return threshold, int(np.sum(ranked >= threshold))
 
 
@@ -122,6 +134,10 @@ def threshold_for(
             "rule_flagged_rows": int((~lawful).sum()),
             "training_alerts": alerts,
             "expected_per_10k": 10_000.0 * alerts / events if events else 0.0,
+            # Fewer alerts allowed than TAIL_ROWS: the floor extends the held-out tail.
+            "allowed_alerts": settings.false_alarms_per_10k * events / 10_000.0,
+            "tail_fitted": settings.false_alarms_per_10k * events / 10_000.0 < TAIL_ROWS
+            and int(lawful.sum()) > TAIL_ROWS,
             "scored": "held out: each half of the window by a model fitted on the other",
         }
     elif detector.percentile_threshold and settings.threshold_percentile is not None:
@@ -434,6 +450,7 @@ def score_models(
     window_from: datetime | None = None,
     window_to: datetime | None = None,
     windows: Sequence[scope.SourceWindow] | None = None,
+    batches: Sequence[str] | None = None,
     config: MLConfig | None = None,
     threads: int = 2,
     own_transaction: bool = True,
@@ -444,8 +461,9 @@ def score_models(
 
     What is scored: the window [window_from, window_to) (all history when both are None),
     or, given ``windows`` (an incremental run's (log, start, end) windows), for each
-    detector only the rows those windows touch (:mod:`detectors.ml.scope`), whose alerts
-    are then the same as scoring all history would give.
+    detector only the rows those windows touch (:mod:`detectors.ml.scope`; with
+    ``batches``, the ingest batches that opened them, only their events count), whose
+    alerts are then the same as scoring all history would give.
 
     Rows stream in chunks of ``chunk_rows`` (default: what the ``DWATCH_MEMORY`` budget
     holds, see :mod:`dwatch.memory`). Each detector's merge runs in its own transaction
@@ -461,7 +479,7 @@ def score_models(
         if why_not is not None or record is None:
             summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
             continue
-        where = scope.detector_scope(con, det, window_from, window_to, windows)
+        where = scope.detector_scope(con, det, window_from, window_to, windows, batches)
         if where is None:
             summary.detectors.append(
                 DetectorScore(det.detector_id, record.version, message="no new events of its types")

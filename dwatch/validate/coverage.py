@@ -8,7 +8,6 @@ is a coverage gap (view ``coverage_gaps``), not a bad row.
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from dwatch.schema import TableSpec
@@ -170,14 +169,16 @@ def _silence_limit(window_expr: str, factor: float, alias: str) -> str:
 # exponential (peaks over a threshold): from the QUIET_SPELLS-th longest gap (the longest
 # ones may be the silences being judged) to the QUIET_TAIL_GAPS-th, the spread of that tail
 # is (gap_3 - gap_m) / sum(1/i, i = 3..m-1) (the expected spacing of exponential order
-# statistics). A stretch is the source's rhythm up to gap_3 + ln(2 / QUIET_SPELL_CHANCE)
-# spreads: beyond it, the longest of all the source's quiet spells would fall by chance
-# in at most that share of histories like its own (a bursty audit's quiet weeks drawn at
-# random are often 1.5x the third-longest; a quarter of a year is not).
+# statistics). A stretch is the source's rhythm up to gap_3 + z spreads: beyond it, the
+# longest of all the source's quiet spells would fall by chance in at most
+# QUIET_SPELL_CHANCE of histories like its own (a bursty audit's quiet weeks drawn at
+# random are often 1.5x the third-longest; half a year is not). With the spread known,
+# z = ln(2 / chance); estimated from n = m - 3 spacings it is uncertain, and the
+# predictive z = n ((2 / chance)^(1/n) - 1) (9.6 from 20 gaps, 27 from 8) keeps a source
+# with a few dozen events from being judged on a rare spell it has had no chance to show.
 QUIET_SPELLS = 3
 QUIET_TAIL_GAPS = 20
 QUIET_SPELL_CHANCE = 0.001
-QUIET_SPREADS = math.log(2.0 / QUIET_SPELL_CHANCE)
 
 
 def _ordinal(n: int) -> str:
@@ -185,10 +186,11 @@ def _ordinal(n: int) -> str:
 
 
 def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
-    """SQL CTEs ending in ``name(source_system, spell_s, spread_s, tail_s)``: for each
+    """SQL CTEs ending in ``name(source_system, spell_s, spread_s, spreads, tail_s)``: for each
     source in ``among`` with at least QUIET_SPELLS + 1 gaps, its QUIET_SPELLS-th longest gap
-    (seconds) between events of ``rows``, the spread of its longest gaps and the quiet
-    spell its rhythm allows (``spell_s + QUIET_SPREADS * spread_s``)."""
+    (seconds) between events of ``rows``, the spread of its longest gaps, how many spreads
+    it may exceed that gap by (``spreads``) and the quiet spell its rhythm allows
+    (``tail_s``)."""
     k, m = QUIET_SPELLS, QUIET_TAIL_GAPS
     return (
         f" {name}_gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
@@ -201,10 +203,14 @@ def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
         f" any_value(gap_s) FILTER (WHERE rn = {k}) AS spell_s,"
         f" min(gap_s) AS last_s FROM {name}_top GROUP BY source_system"
         f" HAVING count(*) > {k}),"
-        f" {name}_spread AS (SELECT source_system, spell_s, (spell_s - last_s)"
+        f" {name}_spread AS (SELECT source_system, m, spell_s, (spell_s - last_s)"
         f" / {_spacing_sums(k, m)}[m] AS spread_s FROM {name}_tail),"
-        f" {name} AS (SELECT source_system, spell_s, spread_s,"
-        f" spell_s + {QUIET_SPREADS!r} * spread_s AS tail_s FROM {name}_spread)"
+        # The spread is estimated from m - k spacings, so the allowance is predictive: with
+        # few gaps it widens (a source of 26 events cannot show a rare spell is abnormal).
+        f" {name}_allow AS (SELECT *, (m - {k}) * (pow({2.0 / QUIET_SPELL_CHANCE!r},"
+        f" 1.0 / (m - {k})) - 1) AS spreads FROM {name}_spread),"
+        f" {name} AS (SELECT source_system, spell_s, spread_s, spreads,"
+        f" spell_s + spreads * spread_s AS tail_s FROM {name}_allow)"
     )
 
 
@@ -246,7 +252,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         # their history) and may be let off by them.
         + _quiet_spell_cte("spells", t, "quiet")
         + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
-        " s.spread_s, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
+        " s.spread_s, s.spreads, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
         " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
         " ordered AS (SELECT ingest_run_id, source_system, occurred_at, lag(occurred_at) OVER"
         " (PARTITION BY ingest_run_id, source_system ORDER BY occurred_at) AS prev_at"
@@ -262,8 +268,9 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         f" || {float(facts.silence_rhythm_factor)!r} || 'x the mean gap of '"
         " || to_seconds(round(r.mean_gap_s)) || ' or the tail of its own quiet spells, '"
         f" || to_seconds(round(coalesce(r.tail_s, 0))) || ' (its {_ordinal(QUIET_SPELLS)}-longest"
-        f" quiet spell ' || to_seconds(round(coalesce(r.spell_s, 0))) || ' plus {QUIET_SPREADS:.1f}x"
-        " their spread of ' || to_seconds(round(coalesce(r.spread_s, 0)))"
+        f" quiet spell ' || to_seconds(round(coalesce(r.spell_s, 0))) || ' plus '"
+        " || round(coalesce(r.spreads, 0), 1) || 'x their spread of '"
+        " || to_seconds(round(coalesce(r.spread_s, 0)))"
         " || '), whichever is longest)' AS message"
         " FROM ordered o JOIN lim r USING (source_system)"
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"

@@ -167,3 +167,14 @@ def test_the_rate_floor_allows_at_most_the_stated_rate() -> None:
     floor_small, alerts_small = rate_floor(small, events=2_000, per_10k=1.0)
     assert alerts_small == 0 and floor_small > small.max()
     assert abs(floor_small - np.log(10_000)) < 2.5
+
+
+def test_a_fitted_tail_that_held_out_rows_contradict_is_raised() -> None:
+    """A short window (0.5 alerts allowed) whose three highest rows stand well clear of an
+    exponential bulk: the tail fitted to the 20 highest puts the floor below all three,
+    more than a Poisson count of mean 0.5 reaches in 95% of windows (2), so the floor rises
+    until only that many reach it."""
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([rng.exponential(1.0, 5_000), [14.0, 14.2, 14.4]])
+    floor, alerts = rate_floor(scores, events=5_000, per_10k=1.0)
+    assert alerts == 2 and 14.0 < floor <= 14.2

@@ -313,6 +313,30 @@ def test_store_wide_silence_clears_when_the_source_resumes(
     assert resumed.open_coverage_gaps == 0
 
 
+def test_a_sparse_log_is_not_judged_on_a_spell_its_few_events_cannot_rule_out(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    """A case-driven receipt log, 66 events in clusters: quiet spells of days to weeks
+    (3rd-longest 35 days, 20 spells in all) and one of 168 days. Its spread, read from its 20 longest gaps, is itself
+    uncertain, so the allowance is predictive (about 9.6 spreads, not 7.6): the long spell
+    is within what its own history allows. 300 days without an event is not."""
+    gaps = [168.0, 40.0, 35.0] + list(np.linspace(33.0, 2.2, 17)) + [0.2] * 45
+    start = T0 - timedelta(days=900)
+    day, rows = 0.0, [event_row(1, occurred_at=start)]
+    for i, gap in enumerate(np.random.default_rng(0).permutation(gaps)):
+        day += float(gap)
+        rows.append(event_row(i + 2, occurred_at=start + timedelta(days=day)))
+    insert_batch(rows)
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    assert [o.message for o in report.coverage_gaps] == []
+    insert_batch([event_row(len(rows) + 1, occurred_at=start + timedelta(days=day + 300))])
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    gaps_found = [
+        o for o in report.coverage_gaps if o.expectation.startswith("expect_source_not_silent(")
+    ]
+    assert len(gaps_found) == 1 and "quiet spell" in gaps_found[0].message
+
+
 @pytest.mark.parametrize("flow_goes_on", [False, True])
 def test_a_receipt_log_is_silent_until_now_only_while_its_flow_goes_on(
     con: duckdb.DuckDBPyConnection,
