@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 import traceback
@@ -293,6 +294,26 @@ class RunSummary:
 # --------------------------------------------------------------------------- the run
 
 
+def _finite(value: Any) -> Any:
+    """Parsed JSON with each NaN or infinity replaced by null (not valid JSON otherwise)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def steps_json(steps: list[dict[str, Any]], key: bytes | None) -> str:
+    """The steps' details as JSON for ``runs.steps``: every string masked, numbers unchanged.
+
+    Masking the serialised text instead (as before) turned a nine-digit count or rowid into
+    an unquoted pseudonym, and the store refused the row at the end of a 10M-event run."""
+    plain = json.loads(json.dumps(steps, default=str))
+    return json.dumps(mask_json(_finite(plain), key), allow_nan=False)
+
+
 def _new_run_id() -> str:
     return f"run_{datetime.now(UTC):%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex[:6]}"
 
@@ -424,10 +445,7 @@ class RunContext:
                 "report_path": str(report) if report else None,
                 "data_docs_path": c.get("data_docs_path"),
                 "snapshot_path": c.get("snapshot_path"),
-                "steps": mask_path(
-                    json.dumps([s.as_json() for s in self._ordered_steps()], default=str),
-                    self.masking_key,
-                ),
+                "steps": steps_json([s.as_json() for s in self._ordered_steps()], self.masking_key),
                 "error": mask_path(self.error, self.masking_key) if self.error else None,
                 "notes": [mask_path(n, self.masking_key) for n in self.notes],
             },
