@@ -230,6 +230,19 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 
 
+# The taxpayers a use names after the first disposal of its data by its holder: a superset of
+# those use_after_disposal's emptied uses name, so its reads (detectors/scoped.py) need only
+# the deliveries naming them.
+AFTER_DISPOSAL = """
+CREATE OR REPLACE TEMP TABLE dw_custody_after_disposal AS
+SELECT DISTINCT u.taxpayer_ref
+FROM dw_custody_events u
+JOIN (SELECT holder_code, custody_key, min(occurred_at) AS first_disposal
+      FROM dw_custody_events WHERE event_type = 'disposal' AND custody_key IS NOT NULL
+      GROUP BY ALL) d USING (holder_code, custody_key)
+WHERE u.is_use AND u.taxpayer_ref IS NOT NULL AND u.occurred_at > d.first_disposal
+"""
+
 # What pairing and custody read, each built from dw_events by the SELECT beside it.
 INPUTS = {
     "dw_recon_sent": SENT_SIDE,
@@ -259,6 +272,7 @@ def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
     )  # for rules that look past these tables (use_after_disposal's later deliveries)
     con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
+    con.execute(AFTER_DISPOSAL)
 
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:

@@ -556,6 +556,7 @@ def prepare(
     refresh: str = "true",
     log_order: bool = True,
     custody: bool = True,
+    materialise: bool = False,
 ) -> int:
     """Sync the registry and build the views rules read (caller owns the transaction).
 
@@ -563,7 +564,8 @@ def prepare(
     a part of it when :mod:`detectors.scoped` judges only what new data touches).
     ``refresh`` (SQL on disclosure_events) limits the authority_id refresh to new rows when
     the registry is unchanged; ``log_order`` and ``custody`` build the tables only the rules
-    reading them need.
+    reading them need; ``materialise`` resolves ``dw_events`` once into a table (for a part
+    of the store many rules read) instead of in every rule's query.
     Returns the number of events whose authority_id the refresh changed.
     """
     if sync:
@@ -605,6 +607,9 @@ def prepare(
     con.execute(CHOICE_COLUMNS)
     con.execute(events_sql)
     choose_authorities(con, reg)
+    if materialise:  # a bounded part of the store, read by many rules: resolved once
+        con.execute("CREATE OR REPLACE TEMP TABLE dw_events_rows AS SELECT * FROM dw_events")
+        con.execute("CREATE OR REPLACE TEMP VIEW dw_events AS SELECT * FROM dw_events_rows")
     con.execute(_ORDER_HITS_VIEW)
     refresh_address_verdicts(con, vocabulary_of(registry))
     con.execute(_on_base(_ITEMS_TABLE, events, items))

@@ -16,9 +16,10 @@ order is not fixed), **reopens** that log: its entries are read whole through th
 
 **The batch ledger** (``rule_state_batches``): the batches the state covers and their row
 counts. Before a run trusts the state, every batch in the store must be covered with the
-same counts, or be new in this run; otherwise (rows deleted, corrected or quarantined after
-judging, a batch judged by no one, no state yet) the state is rebuilt from every log whole
-and the run summary says why. A full judgement (:func:`detectors.engine.run_rules`)
+same counts, or be new in this run and not covered yet; otherwise (rows deleted, corrected or
+quarantined after judging, a batch judged by no one, a batch a run judged without finishing
+offered again, no state yet) the state is rebuilt from all history and the run summary says
+why. A full judgement (:func:`detectors.engine.run_rules`)
 always rebuilds it.
 """
 
@@ -196,6 +197,14 @@ def _stale_because(con: duckdb.DuckDBPyConnection, batches: list[str]) -> str | 
         "      OR n.events <> s.events OR n.quarantined <> s.quarantined)",
         {"new": batches},
     ).fetchone()
+    again = con.execute(
+        "SELECT count(*), min(ingest_run_id) FROM rule_state_batches"
+        " WHERE list_contains($new, ingest_run_id)",
+        {"new": batches},
+    ).fetchone()
+    if again and again[0]:
+        # judged by a run that did not finish: its rows are in the state already
+        return f"{again[0]} new batch(es) are in the state already (batch {again[1]})"
     if not row or not row[0]:
         return None
     covered = con.execute("SELECT count(*) FROM rule_state_batches").fetchone()

@@ -345,7 +345,7 @@ def _judge_through_reads(
     )
     prepare(
         con, registry, sync=False, events="dw_read_events", items="dw_read_items",
-        refresh="false", log_order=False, custody=False,
+        refresh="false", log_order=False, custody=False, materialise=True,
     )  # fmt: skip
     [run], merge = _merge(con, registry, [rule], run_id=run_id, parts=None)
     row = con.execute("SELECT count(*) FROM dw_read_events").fetchone()
@@ -408,7 +408,7 @@ def judge_new(
     stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])
     result.citations_refreshed = prepare(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
-        refresh=NEW_ROWS, log_order=False, custody=False,
+        refresh=NEW_ROWS, log_order=False, custody=False, materialise=True,
     )  # fmt: skip
     result.revisits.append(
         f"new: {len(batches)} batch(es), {delta_events:,} event(s) (with the carriers of new"
@@ -440,7 +440,7 @@ def judge_new(
         prepare(
             con, registry, sync=False, events="dw_part_events", items="dw_part_items",
             refresh="false", log_order=not kept and _reads_any(group, "dw_sequence_breaks"),
-            custody=False,
+            custody=False, materialise=True,
         )  # fmt: skip
         group_runs, merge = _merge(con, registry, group, run_id=run_id, parts="dw_parts")
         runs.update({r.rule_id: r for r in group_runs})

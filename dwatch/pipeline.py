@@ -975,7 +975,19 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
     # A new model scores all history; otherwise each detector scores the rows the open
     # windows touch (detectors/ml/scope.py).
     windows = None if new_models else [(w.source_system, w.start, w.end) for w in ctx.windows]
-    summary = score_models(ctx.con, run_id=ctx.run_id, models_dir=models_dir, windows=windows)
+    # The batches whose arrival opened the windows (this run's, or a failed run's).
+    openers = sorted({w.opened_by_run_id for w in ctx.windows})
+    batches = [
+        str(r[0])
+        for r in ctx.con.execute(
+            "SELECT ingest_run_id FROM run_batches"
+            " WHERE claimed_by_run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [openers],
+        ).fetchall()
+    ]
+    summary = score_models(
+        ctx.con, run_id=ctx.run_id, models_dir=models_dir, windows=windows, batches=batches
+    )
     ctx.add(
         alerts_new=summary.new,
         alerts_updated=summary.updated,

@@ -67,16 +67,21 @@ def event(event_id: str | None, seq: int, **overrides: Any) -> dict[str, Any]:
 
 
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    schema = dict.fromkeys(COLUMNS, pl.Utf8)
-    pl.DataFrame(rows, schema=schema).write_parquet(path)
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS, pl.Utf8))
+    if path.suffix == ".csv":
+        frame.write_csv(path)
+    else:
+        frame.write_parquet(path)
     return path
 
 
-def inbox(folder: Path) -> Path:
-    """Files that exercise every per-file rule, in name order (the order they load in)."""
+def inbox(folder: Path, fmt: str) -> Path:
+    """Files that exercise every per-file rule, in name order (the order they load in);
+    ``fmt`` is the format of the group, a file of the other format breaks the run."""
+    other = "csv" if fmt == "parquet" else "parquet"
     folder.mkdir()
     write(
-        folder / "a.parquet",
+        folder / f"a.{fmt}",
         [
             event("e1", 1, taxpayer_tin="123-45-6789"),
             event("e2", 2),
@@ -88,22 +93,20 @@ def inbox(folder: Path) -> Path:
         ],
     )
     write(
-        folder / "b.parquet",
+        folder / f"b.{fmt}",
         [
-            event("e6", 8),  # a.parquet loaded it
+            event("e6", 8),  # a loaded it
             event("e6", 9),  # and repeats row 1 of this file
             event("h1", 10),  # the store holds it from an earlier load
             event("e7", 11),
             event("e8", 12),
         ],
     )
-    write(folder / "c.parquet", [])
-    shutil.copy(folder / "b.parquet", folder / "d.parquet")  # same content: skipped
-    write(folder / "e.parquet", [event("e8", 13), event(None, 14), event("e9", 15)])
-    pl.DataFrame(
-        [event("e9", 16), event("e10", 17)], schema=dict.fromkeys(COLUMNS, pl.Utf8)
-    ).write_csv(folder / "f.csv")
-    write(folder / "g.parquet", [event("e10", 18), event("e11", 19)])
+    write(folder / f"c.{fmt}", [])
+    shutil.copy(folder / f"b.{fmt}", folder / f"d.{fmt}")  # same content: skipped
+    write(folder / f"e.{fmt}", [event("e8", 13), event(None, 14), event("e9", 15)])
+    write(folder / f"f.{other}", [event("e9", 16), event("e10", 17)])
+    write(folder / f"g.{fmt}", [event("e10", 18), event("e11", 19)])
     return folder
 
 
@@ -165,10 +168,11 @@ def shown(con: duckdb.DuckDBPyConnection, results: list[IngestResult]) -> dict[s
     }
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_a_group_leaves_what_loading_each_file_alone_leaves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
-    files, old = inbox(tmp_path / "in"), history(tmp_path / "old")
+    files, old = inbox(tmp_path / "in", fmt), history(tmp_path / "old")
     groups: list[list[str]] = []
     real = ingest_group.load_group
 
@@ -178,9 +182,10 @@ def test_a_group_leaves_what_loading_each_file_alone_leaves(
 
     monkeypatch.setattr(ingest_run, "load_group", spy)
     grouped, grouped_results = load_all(tmp_path / "grouped.duckdb", old, files)
-    # a..c form a group; d repeats b's content (ends it, then is skipped); e alone (the CSV
-    # after it breaks the run); g alone.
-    assert groups == [["a.parquet", "b.parquet", "c.parquet"]]
+    # a and b (and c, if its header alone reads the same) form a group; d repeats b's
+    # content (ends it, then is skipped); e alone (the other format after it breaks the
+    # run); g alone.
+    assert len(groups) == 1 and groups[0][:2] == [f"a.{fmt}", f"b.{fmt}"]
     monkeypatch.setattr(ingest_group, "GROUP_FILE_BYTES", 0)  # every file alone
     alone, alone_results = load_all(tmp_path / "alone.duckdb", old, files)
     assert len(groups) == 1
@@ -193,7 +198,7 @@ def test_a_group_leaves_what_loading_each_file_alone_leaves(
     assert {"duplicate_event_id", "bad_timestamp", "missing_required"} <= reasons
     messages = " ".join(row[6] for row in expected["quarantine"])
     assert "repeats row 3 of this file" in messages
-    assert "already loaded by ingest run a.parquet" in messages
+    assert f"already loaded by ingest run a.{fmt}" in messages
     assert "already loaded by ingest run h.parquet" in messages
     assert [r[1] for r in expected["results"]] == [
         "loaded",
@@ -315,3 +320,41 @@ def test_key_ranges_are_backfilled_from_the_events_a_store_already_holds(tmp_pat
     assert con.execute("SELECT * FROM ingest_key_ranges").fetchall() == recorded
     results = ingest_paths(con, [write(tmp_path / "b.parquet", [event("e4", 4)])], key=KEY)
     assert results[0].quarantined_by_reason == {"duplicate_event_id": 1}
+
+
+def test_a_malformed_line_in_a_csv_group_is_kept_as_loading_alone_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a.csv", [event("e1", 1), event("e2", 2)])
+    # Past the sniffer's sample (20,480 lines), so the file still groups and the group's
+    # strict scan is what fails.
+    bad = write(folder / "b.csv", [event(f"b{i}", i) for i in range(21_000)])
+    lines = bad.read_text().splitlines()
+    lines[20_900] += ",one,field,too,many"
+    bad.write_text("\n".join(lines) + "\n")
+    write(folder / "c.csv", [event("e6", 6)])
+    tried: list[list[str]] = []
+    real = ingest_group.load_group
+
+    def spy(con: duckdb.DuckDBPyConnection, paths: list[Path], *a: Any, **kw: Any) -> str:
+        tried.append([p.name for p in paths])
+        return real(con, paths, *a, **kw)
+
+    monkeypatch.setattr(ingest_run, "load_group", spy)
+    grouped = connect(tmp_path / "grouped.duckdb")
+    got = shown(grouped, ingest_paths(grouped, [folder], key=KEY))
+    monkeypatch.setattr(ingest_group, "GROUP_FILE_BYTES", 0)
+    alone = connect(tmp_path / "alone.duckdb")
+    expected = shown(alone, ingest_paths(alone, [folder], key=KEY))
+    assert got == expected
+    assert [r[:6] for r in got["results"]] == [
+        ("a.csv", "loaded", "events", 2, 2, 0),
+        ("b.csv", "loaded", "events", 21_000, 20_999, 1),
+        ("c.csv", "loaded", "events", 1, 1, 0),
+    ]
+    assert [(q[0].rsplit("/", 1)[-1], q[2], q[4]) for q in got["quarantine"]] == [
+        ("b.csv", "20901", "malformed_row")
+    ]
+    assert tried == [["a.csv", "b.csv", "c.csv"]]  # the group was tried, then loaded file by file

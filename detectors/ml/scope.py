@@ -42,9 +42,13 @@ def touched(
     event_types: Sequence[str],
     windows: Iterable[SourceWindow],
     by: str | None = None,
+    batches: Sequence[str] | None = None,
 ) -> list[tuple[str, date]]:
     """The (value of ``by``, UTC day) pairs of the windows' events of ``event_types``
-    (value '' without ``by``)."""
+    (value '' without ``by``). Given ``batches`` (the ingest batches whose arrival opened
+    the windows), only their events count in a log's window: a window opened by request
+    items alone (items arriving after their events) changes no ML feature. A backfill
+    window ('*') counts every event."""
     pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
     if not pairs:
         return []
@@ -55,15 +59,19 @@ def touched(
         WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
                           unnest($days::DATE[]) AS day),
         e AS (SELECT source_system, {value} AS value,
-                     CAST(timezone('UTC', occurred_at) AS DATE) AS day
+                     CAST(timezone('UTC', occurred_at) AS DATE) AS day,
+                     ($batches::VARCHAR[] IS NULL
+                      OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
               FROM disclosure_events
               WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
                 AND occurred_at >= $lo AND occurred_at < $hi)
         SELECT DISTINCT e.value, e.day FROM e SEMI JOIN w
-            ON w.day = e.day AND (w.source_system = $all OR w.source_system = e.source_system)
+            ON w.day = e.day
+           AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
         ORDER BY 2, 1
         """,
         {
+            "batches": None if batches is None else list(batches),
             "sources": [s for s, _ in pairs],
             "days": days,
             "types": list(event_types),
@@ -107,9 +115,11 @@ def detector_scope(
     window_from: datetime | None,
     window_to: datetime | None,
     windows: Sequence[SourceWindow] | None,
+    batches: Sequence[str] | None = None,
 ) -> DetectorScope | None:
     """The detector's share of a run: the window, or (given ``windows``) the days they
-    touch; None when the windows hold nothing of its event types."""
+    touch (of ``batches``' events, see :func:`touched`); None when the windows hold
+    nothing of its event types."""
     if windows is None:
         # A detector that looks ahead rescores the days just before the window too (their
         # week-ahead evidence is complete only now); its merge covers the same range.
@@ -119,7 +129,7 @@ def detector_scope(
             else window_from
         )
         return DetectorScope(start, window_to)
-    found = touched(con, detector.event_types, windows, detector.scope_by)
+    found = touched(con, detector.event_types, windows, detector.scope_by, batches)
     if not found:
         return None
     margin = detector.rescore_days

@@ -4,7 +4,7 @@ Every input record ends in exactly one of ``disclosure_events`` / ``request_item
 ``quarantine`` (which keeps file, row, line, the raw record with identifiers
 pseudonymised, a reason code, the field and a message). Each file is recorded in
 ``ingest_runs`` (and chained, ``dwatch.ledger``) and is one transaction, except that
-consecutive small Parquet files of one layout share one typed pass and one transaction
+consecutive small Parquet or CSV files of one layout share one typed pass and one transaction
 (``group``: the same rows, quarantine and records as loading each alone; a group that
 fails is loaded again file by file). The same content is not loaded twice unless forced.
 

@@ -4,10 +4,11 @@ A daily increment is many small files (one per source system, a few hundred rows
 Loaded one at a time, each paid the compile of the ~26 KB typed statement, its own
 duplicate check against the store and its own commit, whatever its size: at 73 files
 of ~140 rows, nearly all of the 1% run's ingest. Consecutive files that would be loaded
-the same way (Parquet, the same columns and types, the same mapping, each small) are
-therefore staged together (one ``read_parquet`` over the list, each row carrying its
-file's index and its row number in that file) and go through one typed pass, one
-duplicate check and one transaction.
+the same way (the same format, columns and types, CSV dialect and mapping, each small)
+are therefore staged together (one ``read_parquet`` or ``read_csv`` over the list, each
+row carrying its file's index; a Parquet row its row number in the file, a CSV row's
+number counted from where its file starts, the scan keeping file and line order) and go
+through one typed pass, one duplicate check and one transaction.
 
 What stays per file, exactly as loading the files one by one gives:
 
@@ -29,8 +30,10 @@ for one file: nothing of the group is written.
 Which files group (``run._next_group``): a file whose content was loaded before, or that
 repeats an earlier file of the group, ends the group (and is skipped or loaded alone as
 usual). Files over ``GROUP_FILE_BYTES`` load alone: their fixed cost is small beside
-their rows, and a failed group would read them twice. CSV, JSON Lines and line logs load
-alone (each is sniffed, and may keep parse rejects, per file).
+their rows, and a failed group would read them twice. A CSV file groups when the sniffer
+reads a header and no lines to skip or comment marker; the group's scan is strict, so a
+malformed line fails the group and every file loads alone, where rejected lines are kept
+for quarantine. JSON Lines and line logs load alone.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ from dwatch.ingest.stage import (
     GROUP_FILE,
     GROUP_RESERVED,
     GROUP_ROW,
+    _stage_csv_group,
     _stage_parquet_group,
+    csv_layout,
     parquet_layout,
 )
 from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
@@ -73,13 +78,24 @@ GROUP_FILE_BYTES = 64 * 2**20  # a larger file loads alone
 GROUP_BYTES = 512 * 2**20  # at most this much input per group
 GROUP_FILES = 1000  # and at most this many files
 
-Layout = tuple[tuple[tuple[str, str], ...], str | None]
+GROUP_FORMATS = ("parquet", "csv")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What decides how a file loads: its format, its columns (and Parquet types), its CSV
+    dialect (delimiter, quote, escape) and the mapping its name and columns select."""
+
+    fmt: str
+    columns: tuple[tuple[str, str], ...]
+    dialect: tuple[str, str, str] | None
+    mapping: str | None
 
 
 def _groupable(path: Path) -> bool:
-    """A Parquet file small enough to share a group (anything else loads alone). A name
-    with glob characters loads alone too: a list of files is read as patterns."""
-    if _format_of(path, explicit=True) != "parquet" or not path.is_file():
+    """A Parquet or CSV file small enough to share a group (anything else loads alone). A
+    name with glob characters loads alone too: a list of files is read as patterns."""
+    if _format_of(path, explicit=True) not in GROUP_FORMATS or not path.is_file():
         return False
     if any(ch in str(path) for ch in "*?[{"):
         return False
@@ -114,24 +130,32 @@ def group_layout(
     context: _Context,
     described: list[tuple[str, str]] | None = None,
 ) -> Layout | None:
-    """What decides how a file loads (its columns and types, and the mapping its name and
-    columns select), or None when it loads alone. ``described``: its columns and types,
-    known from another file with the same footer schema."""
+    """The file's layout, or None when it loads alone. ``described``: a Parquet file's
+    columns and types, known from another file with the same footer schema."""
     if not _groupable(path):
         return None
+    fmt = str(_format_of(path, explicit=True))
+    dialect = None
     try:
-        layout = tuple(described if described is not None else parquet_layout(con, path))
+        if fmt == "csv":
+            sniffed = csv_layout(con, path, get_mapping(source) if source else CANONICAL)
+            if sniffed is None:
+                return None
+            dialect, names = sniffed
+            columns = tuple((name, "VARCHAR") for name in names)
+        else:
+            columns = tuple(described if described is not None else parquet_layout(con, path))
     except duckdb.Error:
         return None  # loads alone, and says why
-    if {name for name, _ in layout} & GROUP_RESERVED:
+    if {name for name, _ in columns} & GROUP_RESERVED:
         return None
     matched = None
     if not source:
         found = match_mapping(
-            [name for name, _ in layout], mappings=context.source_mappings(), file_name=path.name
+            [name for name, _ in columns], mappings=context.source_mappings(), file_name=path.name
         )
         matched = found.name if found else None
-    return layout, matched
+    return Layout(fmt, columns, dialect, matched)
 
 
 def load_group(
@@ -150,19 +174,24 @@ def load_group(
     record's SQL for quarantine."""
     _drop_work(con)
     mapping = get_mapping(source) if source else CANONICAL
-    stage = _stage_parquet_group(con, paths, list(layout[0]))
+    names = [name for name, _ in layout.columns]
+    if layout.dialect is not None:
+        stage = _stage_csv_group(con, paths, layout.dialect, names)
+        carry: tuple[str, ...] = (GROUP_FILE,)
+    else:
+        stage = _stage_parquet_group(con, paths, list(layout.columns))
+        carry = (GROUP_FILE, GROUP_ROW)
     first = results[0]
-    plan = _plan_fields(con, stage, "parquet", paths[0], first, mapping, kind, source, context)
+    plan = _plan_fields(con, stage, layout.fmt, paths[0], first, mapping, kind, source, context)
     if plan.items is not None:
         raise InputError("records expanded from lists load file by file", where=str(paths[0]))
     for result, path in zip(results[1:], paths[1:], strict=True):
         result.kind, result.source_system = first.kind, first.source_system
         result.warnings += _file_warnings(plan, path)
-    sql, raw_json = _typed_sql(plan, "parquet", key, carry=(GROUP_FILE, GROUP_ROW))
+    sql, raw_json = _typed_sql(plan, layout.fmt, key, carry=carry)
     con.execute(sql, _pad_params(key, sql))
-    con.execute(
-        f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {GROUP_ROW} AS _row, * FROM {TYPED}"
-    )
+    row = GROUP_ROW if layout.dialect is None else _csv_row_numbers(con, len(paths))
+    con.execute(f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {row} AS _row, * FROM {TYPED}")
     _mark_duplicates(con, plan.table, plan.kind, runs=[r.run_id for r in results])
     shared = _derive_authority(con, plan.kind, context)
     dst: dict[int, dict[str, int]] = {}
@@ -173,6 +202,21 @@ def load_group(
     for i, result in enumerate(results):
         result.warnings += shared + _dst_messages(dst.get(i, {}), plan.mapping)
     return raw_json
+
+
+def _csv_row_numbers(con: duckdb.DuckDBPyConnection, files: int) -> str:
+    """SQL for a CSV row's number in its file: the work table holds each file's rows in
+    order, one file after another (checked here; otherwise the group loads file by file)."""
+    offsets = [0] * files
+    expected = 0
+    for gfile, first, last, n in con.execute(
+        f"SELECT {GROUP_FILE}, min(rowid), max(rowid), count(*) FROM {TYPED} GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        if first != expected or last != first + n - 1:
+            raise InputError("the files' rows did not arrive in file order", where="ingest group")
+        offsets[int(gfile)] = int(first)
+        expected += int(n)
+    return f"rowid + 1 - ([{', '.join(map(str, offsets))}])[{GROUP_FILE} + 1]"
 
 
 def write_group(
@@ -207,7 +251,8 @@ def write_group(
         {"runs": [r.run_id for r in results]},
     )
     _record_key_ranges(con, kind, [r.run_id for r in results], grouped=True)
-    _insert_quarantine(con, first, kind, 0, raw_json, key, group=results)
+    header = 1 if first.file_format == "csv" else 0
+    _insert_quarantine(con, first, kind, header, raw_json, key, group=results)
     for gfile, reason, n in con.execute(
         f"SELECT {GROUP_FILE}, coalesce(_reason, ''), count(*) FROM {TYPED} GROUP BY ALL"
         " ORDER BY 1, 3 DESC, 2"
@@ -262,13 +307,20 @@ class GroupPlanner:
     def _layout(self, i: int) -> Layout | None:
         if i not in self._layouts:
             if self._footers is None:  # every footer in one read, the first time it is needed
-                self._footers = parquet_footers(self.con, [p for p in self.files if _groupable(p)])
+                self._footers = parquet_footers(
+                    self.con,
+                    [
+                        p
+                        for p in self.files
+                        if _groupable(p) and _format_of(p, explicit=True) == "parquet"
+                    ],
+                )
             path = self.files[i]
             footer = self._footers.get(str(path))
             described = self._described.get(footer) if footer is not None else None
             layout = group_layout(self.con, path, self.source, self.context, described)
             if footer is not None and layout is not None:
-                self._described[footer] = list(layout[0])
+                self._described[footer] = list(layout.columns)
             self._layouts[i] = layout
         return self._layouts[i]
 

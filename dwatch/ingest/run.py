@@ -213,7 +213,10 @@ def _ingest_group(
     paths = [path for path, _ in group.members]
     results = [
         IngestResult(
-            run_id=_new_run_id(), source_file=str(path), status="loaded", file_format="parquet"
+            run_id=_new_run_id(),
+            source_file=str(path),
+            status="loaded",
+            file_format=group.layout.fmt,
         )
         for path in paths
     ]
@@ -306,12 +309,8 @@ def ingest_paths(
         while n < len(files):
             group = planner.group_at(n)
             count = len(group.members) if group else 1
-            reading.working_on(
-                files[n],
-                f"file {n + 1}/{len(files)}"
-                if count == 1
-                else f"files {n + 1}-{n + count}/{len(files)}",
-            )
+            if group:
+                reading.working_on(files[n], f"files {n + 1}-{n + count}/{len(files)}")
             loaded = (
                 _ingest_group(
                     con, group, kind=kind, source=source, force=force, key=key, context=context
@@ -320,6 +319,7 @@ def ingest_paths(
                 else None
             )
             for i, path in enumerate(files[n : n + count]):
+                reading.working_on(path, f"file {n + i + 1}/{len(files)}")  # each file said
                 result = (
                     loaded[i]
                     if loaded

@@ -23,6 +23,12 @@ class _Stage:
     rejects: bool  # whether _rejects holds parse-level rejects
 
 
+# Columns a group's staging adds beside the file's own: which file (its index in the
+# group) and which row of it (from 1). A file with a column of these names loads alone.
+GROUP_FILE, GROUP_ROW = "_gfile", "_grow"
+_READER_FILE = "_dwatch_file"
+GROUP_RESERVED = {GROUP_FILE, GROUP_ROW, _READER_FILE, "file_row_number"}
+
 _REJECT_ARGS = [
     "store_rejects = true",
     "rejects_table = '_rejects'",
@@ -31,13 +37,19 @@ _REJECT_ARGS = [
 ]
 
 
-def _stage_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping, *, rejects: bool
-) -> _Stage:
-    opts = {"delim": None, "quote": '"', "escape": '"'}
+def _csv_options(path: Path, mapping: SourceMapping) -> dict[str, str | None]:
+    """Delimiter (None: sniffed), quote and escape a CSV file is read with."""
+    opts: dict[str, str | None] = {"delim": None, "quote": '"', "escape": '"'}
     opts.update(mapping.csv_options)
     if path.suffix.lower() == ".tsv":
         opts["delim"] = "\t"
+    return opts
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping, *, rejects: bool
+) -> _Stage:
+    opts = _csv_options(path, mapping)
     args = [
         "all_varchar = true",
         "header = true",
@@ -255,11 +267,59 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
     return _Stage([name for name, _ in layout], header_lines=0, rejects=False)
 
 
-# Columns a group's staging adds beside the file's own: which file (its index in the
-# group) and which row of it (from 1). A file with a column of these names loads alone.
-GROUP_FILE, GROUP_ROW = "_gfile", "_grow"
-_READER_FILE = "_dwatch_file"
-GROUP_RESERVED = {GROUP_FILE, GROUP_ROW, _READER_FILE, "file_row_number"}
+def csv_layout(
+    con: duckdb.DuckDBPyConnection, path: Path, mapping: SourceMapping
+) -> tuple[tuple[str, str, str], list[str]] | None:
+    """A CSV file's dialect (delimiter, quote, escape) and header as the sniffer reads them
+    with the options loading uses, or None when it needs the reader of its own (no
+    header, lines to skip, a comment marker, or one column: maybe an unclosed quote)."""
+    opts = _csv_options(path, mapping)
+    given = {k: v for k, v in opts.items() if v is not None}
+    args = "".join(f", {k} = ${k}" for k in given)
+    row = con.execute(
+        "SELECT Delimiter, SkipRows, HasHeader, Comment, Columns FROM sniff_csv($path,"
+        f" all_varchar = true, header = true, max_line_size = 16777216{args})",
+        {"path": str(path), **given},
+    ).fetchone()
+    if row is None:
+        return None
+    delimiter, skip, header, comment, columns = row
+    names = [str(c["name"]) for c in columns]
+    if skip or not header or comment not in (None, "", "(empty)") or len(names) < 2:
+        return None
+    return (str(delimiter), str(opts["quote"]), str(opts["escape"])), names
+
+
+def _stage_csv_group(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    dialect: tuple[str, str, str],
+    columns: list[str],
+) -> _Stage:
+    """Stage CSV files of one dialect and header as one view, each row with its file's
+    index in ``paths``. The scan is strict (a malformed line fails it: the group then loads
+    file by file, where rejected lines are kept for quarantine). Rows arrive in file and
+    line order, as for one file (DuckDB keeps insertion order); the caller checks it."""
+    listed = "[" + ", ".join(_lit(str(p)) for p in paths) + "]"
+    delim, quote, escape = (_lit(v) for v in dialect)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT * EXCLUDE ({_READER_FILE}),"
+        f" CAST(list_position({listed}, {_READER_FILE}) - 1 AS INTEGER) AS {GROUP_FILE}"
+        f" FROM read_csv({listed}, all_varchar = true, header = true, max_line_size = 16777216,"
+        f" delim = {delim}, quote = {quote}, escape = {escape}, filename = {_lit(_READER_FILE)})"
+    )
+    staged = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_catalog = 'temp' AND table_name = '_stage' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    if staged != [*columns, GROUP_FILE]:
+        raise InputError(
+            "the files' headers read differently together than alone", where=str(paths[0])
+        )
+    return _Stage(columns, header_lines=1, rejects=False)
 
 
 def _stage_parquet_group(

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from ml_synthetic import END, SPLIT, START, Injected
 
-from detectors.ml import bounds, features, run
+from detectors.ml import bounds, features, run, scoring
 from detectors.ml.detectors import DETECTORS
 from detectors.ml.registry import frame_sha256, latest_models, load_config, load_model
 from detectors.ml.run import score_detector, score_models, scoring_chunks, train_models
@@ -99,13 +99,13 @@ def test_default_chunk_follows_the_memory_budget(
 ) -> None:
     con, models = _trained(ml_store)
     asked: list[int] = []
-    real = run.scoring_chunks
+    real = scoring.scoring_chunks
 
     def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         asked.append(int(args[-1]))  # rows
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(run, "scoring_chunks", spy)
+    monkeypatch.setattr(scoring, "scoring_chunks", spy)
     monkeypatch.setenv("DWATCH_MEMORY", "1GiB")
     score_models(con, run_id="small", models_dir=models, window_from=SPLIT, window_to=END)
     monkeypatch.setenv("DWATCH_MEMORY", "2GiB")

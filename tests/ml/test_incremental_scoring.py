@@ -282,3 +282,30 @@ def _touching(
         (pl.col(by) + "|" + pl.col(first).dt.date().cast(pl.String)).is_in(wanted)
         | (pl.col(by) + "|" + pl.col(last).dt.date().cast(pl.String)).is_in(wanted)
     ).to_series()
+
+
+def test_only_events_of_the_batches_that_opened_a_window_count_in_it(
+    split_store: tuple[duckdb.DuckDBPyConnection, pl.DataFrame, Path],
+) -> None:
+    """A window opened by request items alone (items arriving after their events) holds
+    no new event: no ML feature changed, so nothing is scored for it."""
+    con, increment, models = split_store
+    config = _config()
+    day = increment.filter(pl.col("event_type") == "disclosure")["occurred_at"].max().date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    new = increment.filter(
+        (pl.col("occurred_at") >= start) & (pl.col("occurred_at") < start + timedelta(days=1))
+    )
+    load_events(con, new.with_columns(pl.lit("batch-of-events").alias("ingest_run_id")))
+    windows = _windows(new)
+    arrived = score_models(
+        con, run_id="events", models_dir=models, config=config, windows=windows,
+        batches=["batch-of-events"],
+    )  # fmt: skip
+    items_only = score_models(
+        con, run_id="items", models_dir=models, config=config, windows=windows,
+        batches=["batch-of-items"],
+    )  # fmt: skip
+    assert all(d.rows_scored > 0 for d in arrived.detectors), arrived.detectors
+    assert all(d.rows_scored == 0 for d in items_only.detectors), items_only.detectors
+    assert all("no new events" in d.message for d in items_only.detectors)

@@ -12,6 +12,7 @@ import pytest
 from pipeline_helpers import fingerprint, ledger_rows, make_config, write_events
 
 import dwatch.ingest
+import dwatch.ingest.group
 import dwatch.ingest.write
 import dwatch.pipeline
 from dwatch.pipeline import PipelineConfig, parse_backfill, run_pipeline
@@ -291,8 +292,20 @@ def test_make_config_helper_points_outputs_into_tmp(tmp_path: Path) -> None:
     assert cfg.reports_dir == tmp_path / "reports" and cfg.notify is False
 
 
+@pytest.mark.parametrize(
+    ("grouped", "crash_at", "left", "reloaded"),
+    [
+        (False, 2, 3, 6),  # one transaction per file: the crash is in the second file's
+        (True, 1, 0, 9),  # the three small CSVs are one group: one transaction, nothing left
+    ],
+)
 def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    grouped: bool,
+    crash_at: int,
+    left: int,
+    reloaded: int,
 ) -> None:
     inbox = tmp_path / "inbox"
     write_events(inbox / "a.csv", _jan(range(1, 4)))
@@ -306,14 +319,16 @@ def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
 
     commits = []
 
-    def crash_on_second_file() -> None:
+    def crash_at_commit() -> None:
         commits.append(1)
-        if len(commits) == 2:
-            raise RuntimeError("injected crash inside the second file's transaction")
+        if len(commits) == crash_at:
+            raise RuntimeError("injected crash inside an ingest transaction")
 
     db = tmp_path / "crash" / "store.duckdb"
     config = make_config(tmp_path / "crash")
-    monkeypatch.setattr(dwatch.ingest.write, "_before_commit", crash_on_second_file)
+    if not grouped:
+        monkeypatch.setattr(dwatch.ingest.group, "GROUP_FILE_BYTES", 0)
+    monkeypatch.setattr(dwatch.ingest.write, "_before_commit", crash_at_commit)
     with pytest.raises(RuntimeError, match="injected crash"):
         run_pipeline(db, [inbox], config=config, trigger="test")
     monkeypatch.setattr(dwatch.ingest.write, "_before_commit", None)
@@ -322,13 +337,15 @@ def test_a_crash_mid_ingest_then_a_rerun_ends_like_a_clean_run(
         assert con.execute(
             "SELECT status, error LIKE 'ingest: RuntimeError%' FROM runs"
         ).fetchall() == [("failed", True)]
-        assert con.execute("SELECT count(*) FROM disclosure_events").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM disclosure_events").fetchone() == (left,)
     finally:
         con.close()
 
     rerun = run_pipeline(db, [inbox], config=config, trigger="test")
     assert rerun.status == "succeeded", rerun.describe()
-    assert rerun.counts["events_loaded"] == 6  # the two files the crash left; a.csv is not reloaded
+    assert (
+        rerun.counts["events_loaded"] == reloaded
+    )  # what the crash left; loaded files are not reloaded
     expected = fingerprint(clean_db)
     assert expected["alerts"]  # the comparison covers real findings
     assert fingerprint(db) == expected

@@ -142,3 +142,17 @@ def test_an_old_batch_changed_after_judging_rebuilds_the_state(
     lines = _update(con, "run-3", ["b4"])
     assert "batch b3 is covered by no state" in lines[0], lines
     assert _kept(con) == _one_pass(con)
+
+
+def test_a_batch_judged_by_a_run_that_did_not_finish_rebuilds_the_state(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Its rows are in the state already: adding them again would count them twice."""
+    _events(con, "b2", [("log-a", 5, "A5", 7)])
+    _update(con, "run-2", ["b2"])
+    lines = _update(con, "run-3", ["b2"])  # the pipeline offers it again
+    assert lines == [
+        "log order: state rebuilt from every log whole:"
+        " 1 new batch(es) are in the state already (batch b2)"
+    ]
+    assert _kept(con) == _one_pass(con)
