@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 from dwatch.store import connect
 
 TEST_PSEUDONYM_KEY = "test-key-not-secret-0123456789abcdef"
+
+# Module- and session-scoped fixtures run pipelines before any function fixture sets the
+# environment: without this the canary's run left its Data Docs to a background process that
+# deleted a pending file while the test read the folder (a race seen on a loaded machine).
+os.environ["DWATCH_DATA_DOCS"] = "inline"
 
 
 @pytest.fixture(autouse=True)
