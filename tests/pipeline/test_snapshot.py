@@ -153,3 +153,29 @@ def test_prune_keeps_the_newest_and_never_the_current(tmp_path: Path) -> None:
 def test_no_snapshot_yet_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="dwatch run"):
         open_snapshot(tmp_path / "nothing")
+
+
+def test_the_snapshot_leaves_out_the_detectors_kept_state(tmp_path: Path, db_path: Path) -> None:
+    config = make_config(tmp_path, train_when_missing=False)
+    inbox = tmp_path / "inbox"
+    write_events(inbox / "a.csv", ledger_rows("ca-ftb-fti-log", [("2026-01-02", 9)]))
+    summary = run_pipeline(db_path, [inbox], config=config, trigger="test")
+    with connect(db_path) as store:
+        in_store = {
+            r[0] for r in store.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        kept = store.execute("SELECT count(*) FROM rule_state_batches").fetchone()[0]
+    assert in_store >= dwatch.snapshot.WORK_STATE and kept > 0  # the state exists and was used
+    con = open_snapshot(tmp_path / "snapshots")
+    try:
+        in_snapshot = {
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        events = con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]
+    finally:
+        con.close()
+    assert not in_snapshot & dwatch.snapshot.WORK_STATE
+    assert in_store - dwatch.snapshot.WORK_STATE - {"disclosure_events", "request_items"} <= (
+        in_snapshot | {"accounting_index"}
+    )
+    assert events == summary.counts["events_loaded"] > 0
