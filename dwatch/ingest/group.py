@@ -46,7 +46,6 @@ import duckdb
 import dwatch.ingest.write as ingest_write
 from dwatch.errors import InputError
 from dwatch.ingest.base import (
-    AUTHORITY_MAP,
     ROWS,
     TYPED,
     IngestResult,
@@ -70,6 +69,7 @@ from dwatch.ingest.write import (
     _insert_quarantine,
     _mark_duplicates,
     _record_key_ranges,
+    store_columns,
 )
 from dwatch.mapping import CANONICAL, KIND_TABLE, get_mapping, match_mapping
 from dwatch.schema import load_schema
@@ -227,23 +227,7 @@ def write_group(
     first = results[0]
     kind = first.kind or "events"
     table = load_schema().events if kind == "events" else load_schema().items
-    has_map = bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
-            [AUTHORITY_MAP.rsplit(".", 1)[1]],
-        ).fetchone()[0]
-    )
-    select = ", ".join(
-        "coalesce(m.authority_id, t.t__authority_id)"
-        if has_map and f.name == "authority_id"
-        else f"t.t__{f.name}"
-        for f in table.fields
-    )
-    join = (
-        f" LEFT JOIN {AUTHORITY_MAP} m ON m.legal_authority = t.t__legal_authority"
-        if has_map
-        else ""
-    )
+    select, join = store_columns(con, table)
     con.execute(
         f"INSERT INTO {KIND_TABLE[kind]} ({', '.join(table.names)}, ingest_run_id, source_row, extra)"
         f" SELECT {select}, ($runs::VARCHAR[])[t.{GROUP_FILE} + 1], t._row, t._extra"

@@ -212,12 +212,9 @@ def _judge_addresses(
     return []
 
 
-def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, key: bytes) -> None:
-    schema = load_schema()
-    kind = result.kind or "events"
-    table = schema.events if kind == "events" else schema.items
-    target = KIND_TABLE[kind]
-    names = table.names
+def store_columns(con: duckdb.DuckDBPyConnection, table: TableSpec) -> tuple[str, str]:
+    """The typed work table's columns as the store's, and the join that resolves each
+    citation's authority id when this load has an authority map (else an empty join)."""
     has_map = bool(
         con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?",
@@ -235,6 +232,16 @@ def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, 
         if has_map
         else ""
     )
+    return select, join
+
+
+def _write(con: duckdb.DuckDBPyConnection, result: IngestResult, raw_json: str, key: bytes) -> None:
+    schema = load_schema()
+    kind = result.kind or "events"
+    table = schema.events if kind == "events" else schema.items
+    target = KIND_TABLE[kind]
+    names = table.names
+    select, join = store_columns(con, table)
     con.execute(
         f"INSERT INTO {target} ({', '.join(names)}, ingest_run_id, source_row, extra)"
         f" SELECT {select}, ?, t._row, t._extra FROM {ROWS} t{join} WHERE t._reason IS NULL",
