@@ -130,9 +130,17 @@ def make_facts(
     malformed: tuple[str, ...],
     windows: dict[str, timedelta],
     config: ValidationConfig,
+    history: tuple[str, str] | None = None,
 ) -> BatchFacts:
     return BatchFacts(
-        run_ids[-1], None, now, malformed, windows, config.silence_rhythm_factor, tuple(run_ids)
+        run_ids[-1],
+        None,
+        now,
+        malformed,
+        windows,
+        config.silence_rhythm_factor,
+        tuple(run_ids),
+        history,
     )
 
 
@@ -285,6 +293,8 @@ class Setting:
     citations: Citations
     config: ValidationConfig
     now: datetime
+    # The silence checks' stand-ins for history (see BatchFacts.history); None: the store.
+    history: tuple[str, str] | None = None
 
 
 def find(
@@ -303,7 +313,8 @@ def find(
     """
     found = survey(con, table, run_ids)
     malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
-    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+    history = setting.history if table.name == "disclosure_events" else None
+    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config, history)
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     new = [r for r in run_ids if r not in coverage_only]
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
