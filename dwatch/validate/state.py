@@ -35,6 +35,7 @@ BATCHES = "validation_state_batches"
 # Temporary relations the checks read in place of history (this connection only).
 HIST = "_dw_val_hist"
 STATE_NOW = "_dw_val_state"
+NEW = "_dw_val_new"
 
 
 @dataclass
@@ -75,7 +76,8 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     pending = [r for r in run_ids if r not in covered]
     revisits = [r for r in run_ids if r in covered]
     total = _scalar(con, f"SELECT count(*) FROM {TABLE}")
-    new_rows = _scalar(con, f"SELECT count(*) FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}")
+    _read_new(con, pending)
+    new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
     why = None
     if not covered and total > new_rows:
         why = "no state yet (a store from before it was kept)"
@@ -94,16 +96,23 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     return plan
 
 
+def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
+    """The new batches' rows as the state needs them, read once (``NEW``)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id"
+        f" FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+    )
+
+
 def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]) -> dict:
     """Sources whose history the checks must read, with the reason for each."""
     found: dict[str, str] = {}
-    ids = _in(pending)
     # A new row at or before its source's last stored event changes the source's
     # neighbours and quiet spells inside its history.
     for source, first, run_id, last in con.execute(
         "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
-        f" any_value(s.last_at) FROM {TABLE} e JOIN {STATE} s USING (source_system)"
-        f" WHERE e.ingest_run_id IN {ids} GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at)"
+        f" any_value(s.last_at) FROM {NEW} e JOIN {STATE} s USING (source_system)"
+        " GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at)"
         " ORDER BY 1"
     ).fetchall():
         found[source] = (
@@ -116,9 +125,9 @@ def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list
         "WITH o AS (SELECT run_id, coalesce(started_at, '-infinity'::TIMESTAMPTZ) AS at"
         " FROM ingest_runs), top AS (SELECT max((o.at, o.run_id)) AS k FROM o"
         f" JOIN {BATCHES} c ON c.ingest_run_id = o.run_id)"
-        f" SELECT DISTINCT e.source_system, e.ingest_run_id FROM {TABLE} e"
+        f" SELECT DISTINCT e.source_system, e.ingest_run_id FROM {NEW} e"
         " JOIN o ON o.run_id = e.ingest_run_id, top"
-        f" WHERE e.ingest_run_id IN {ids} AND (o.at, o.run_id) <= top.k"
+        " WHERE (o.at, o.run_id) <= top.k"
         " AND e.source_system IS NOT NULL ORDER BY 1, 2"
     )
     for source, run_id in con.execute(early).fetchall():
@@ -137,7 +146,7 @@ def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {HIST} AS"
         " SELECT source_system, occurred_at, ingest_run_id, FALSE AS proxy FROM"
-        f" {TABLE} WHERE ingest_run_id IN {_in(plan.pending)} AND source_system IS NOT NULL"
+        f" {NEW} WHERE source_system IS NOT NULL"
         " UNION ALL SELECT source_system, occurred_at, ingest_run_id, FALSE FROM"
         f" {TABLE} WHERE source_system IN {reopened}"
         f" AND ingest_run_id NOT IN {_in(plan.pending)}"
@@ -204,7 +213,8 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
 
 
 def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, cols: str) -> None:
-    pending, reopened = _in(plan.pending), _in(sorted(plan.reopened))
+    _read_new(con, plan.pending)  # what the verdicts left of them
+    reopened = _in(sorted(plan.reopened))
     # Reopened sources: from all their rows.
     rows = (
         f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {TABLE}"
@@ -213,12 +223,12 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
     # The others with new rows: their last stored event, then the new rows; the gaps kept.
     touched = (
-        f"(SELECT DISTINCT source_system FROM {TABLE} WHERE ingest_run_id IN {pending}"
-        f" AND source_system IS NOT NULL AND source_system NOT IN {reopened})"
+        f"(SELECT DISTINCT source_system FROM {NEW} WHERE source_system IS NOT NULL"
+        f" AND source_system NOT IN {reopened})"
     )
     rows = (
-        f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {TABLE}"
-        f" WHERE ingest_run_id IN {pending} AND source_system IN {touched}"
+        f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {NEW}"
+        f" WHERE source_system IN {touched}"
         f" UNION ALL SELECT source_system, last_at, last_run_id, TRUE FROM {STATE}"
         f" WHERE last_at IS NOT NULL AND source_system IN {touched}"
     )
@@ -241,7 +251,8 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     con.execute("DROP TABLE _dw_val_more")
     con.execute(
         f"INSERT INTO {BATCHES} SELECT r.run_id, count(e.ingest_run_id), {by}"
-        f" FROM (SELECT unnest(?::VARCHAR[]) AS run_id) r LEFT JOIN {TABLE} e"
+        f" FROM (SELECT unnest(?::VARCHAR[]) AS run_id) r LEFT JOIN {NEW} e"
         " ON e.ingest_run_id = r.run_id GROUP BY 1",
         [plan.pending],
     )
+    con.execute(f"DROP TABLE {NEW}")
