@@ -114,7 +114,7 @@ def validate_batches(
         br.rows_quarantined += moved
         br.outcomes[:0] = outcomes
     watch.lap("check batches")
-    current = plan is not None and _update_state(con, plan, report)
+    current = plan is not None and _update_state(con, plan, report) and plan.keep
     watch.lap("state")
     if _count(con, "SELECT count(*) FROM disclosure_events"):
         store_setting = replace(setting, history=(state.STATE, state.STATE) if current else None)

@@ -267,6 +267,10 @@ class Findings:
     row_errors: dict[CheckKey, str]
     gaps: dict[str, dict[str | None, list[GapRow]]]
     gap_errors: dict[str, str]
+    # Batch-level checks reading the store itself, by name, where ``runs`` read stand-ins
+    # for history written before any verdict (a batch judged after earlier ones moved rows
+    # is checked again on the store as it is then).
+    live: dict[str, Check] = field(default_factory=dict)
 
 
 class Citations:
@@ -331,4 +335,12 @@ def find(
             gaps[check.name] = list_gaps(con, table, run_ids, check, spans)
         except duckdb.Error as exc:
             gap_errors[check.name] = str(exc).splitlines()[0]
-    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors)
+    live: dict[str, Check] = {}
+    if history is not None:
+        plain = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+        live = {
+            c.name: c
+            for c in canonical_checks(table, setting.vocabularies, plain, setting.config)
+            if c.scope == "batch"
+        }
+    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors, live)

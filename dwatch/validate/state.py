@@ -47,6 +47,9 @@ class StatePlan:
     # source -> why its history is read (and its state recomputed)
     reopened: dict[str, str] = field(default_factory=dict)
     rebuilt_because: str | None = None
+    # False: batches outside this run are not validated yet; the state is neither read
+    # nor rebuilt (a later run validating them rebuilds it).
+    keep: bool = True
 
     def notes(self) -> list[str]:
         out = []
@@ -79,6 +82,14 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     _read_new(con, pending)
     new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
     why = None
+    waiting = _scalar(
+        con,
+        "SELECT count(*) FROM ingest_runs WHERE status = 'loaded' AND kind = 'events'"
+        f" AND run_id NOT IN {_in(run_ids)} AND run_id NOT IN (SELECT DISTINCT ingest_run_id"
+        " FROM validation_results WHERE ingest_run_id IS NOT NULL)",
+    )
+    if waiting:
+        return StatePlan(False, pending, keep=False)
     if not covered and total > new_rows:
         why = "no state yet (a store from before it was kept)"
     elif sum(covered.values()) + new_rows != total:
@@ -187,6 +198,10 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
     """Bring the state up to date with the store after the run's verdicts."""
     by = sql_literal(validation_run_id)
     cols = "source_system, first_at, last_at, timed_events, last_run_id, top_gaps, gaps_kept"
+    if not plan.keep:
+        con.execute(f"DELETE FROM {STATE}")
+        con.execute(f"DELETE FROM {BATCHES}")
+        return
     con.execute("BEGIN TRANSACTION")
     try:
         if not plan.usable:
