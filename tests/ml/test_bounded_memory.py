@@ -215,3 +215,21 @@ def test_one_query_gives_the_window_and_frame_the_two_step_path_gives(ml_store: 
             assert frame.equals(bounds.training_frame(con, det, expected)), (detector_id, cap)
             narrowed = window.window_from is not None and window.window_from > START
             assert narrowed == (cap < rows), (detector_id, cap)
+
+
+def test_held_out_folds_score_as_fully_fitted_folds_would(ml_store: Store) -> None:
+    """The folds' models skip the pass that sets offset_; their held-out scores are those of
+    models fitted the whole way, on every detector."""
+    con = ml_store[0]
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    for detector_id, cls in sorted(DETECTORS.items()):
+        det = cls(config.detectors[detector_id])
+        _, frame = bounds.window_and_frame(con, det, START, SPLIT)
+        when = frame["day" if "day" in frame.columns else "occurred_at"]
+        first = (when < when.sort().gather(frame.height // 2).item()).fill_null(True).to_numpy()
+        expected = np.empty(frame.height)
+        for part in (first, ~first):
+            model = det.fit(frame.filter(pl.Series(~part)))
+            expected[part] = det.anomaly_scores(model, frame.filter(pl.Series(part)))
+        assert np.array_equal(run.held_out_scores(det, frame), expected), detector_id
