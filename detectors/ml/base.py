@@ -159,6 +159,10 @@ class MLDetector:
     scope_by: ClassVar[str | None] = None
     # What the false-alarm rate of the alert floor counts (events_per_row sums them).
     event_unit: ClassVar[str] = "transfers"
+    # A column naming each scoring row uniquely by a number (an event's store row): scoring
+    # then reads only the feature columns of every row, and the whole rows (text for the
+    # explanations) of those over the floor alone (scoring.score_chunks). None: whole rows.
+    row_locator: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -89,6 +89,7 @@ class TransferIsolation(MLDetector):
     # regular recipient is not an anomaly, its never-used channel is. Recipients never seen
     # at all fall back to overall rarity (and are the first-seen detector's job too).
     key_columns = ("source_system", "event_id")
+    row_locator = "event_row"
 
     def scoring_frame(
         self,
