@@ -8,9 +8,10 @@ the alert floor. Two bounds keep that flat however large the store grows:
   training starts that many days before the detector's latest event. Why each default is
   what it is: ``detectors/ml/config.yaml`` and docs/ml.md.
 * **Rows the budget holds** (:func:`max_training_rows`): when the window still holds more
-  rows than the Python share of ``DWATCH_MEMORY`` can fit, it is narrowed to the most
-  recent whole days that fit, and the model records the narrowed window (explanations
-  quote it). The training result says so.
+  rows than the Python share of ``DWATCH_MEMORY`` can fit (at the detector's measured
+  ``train_row_bytes``), or more than its ``training_rows`` setting, it is narrowed to the
+  most recent whole days that fit, and the model records the narrowed window
+  (explanations quote it). The training result says so.
 
 The frame is read without the evidence lists (``event_ids``): models never see them, and
 at millions of rows they were most of training's memory.
@@ -29,17 +30,27 @@ from detectors.ml import features
 from detectors.ml.detectors import MLDetector
 from dwatch.memory import memory_budget
 
-# What one training row costs in Python at the peak of a fit: the frame row without its
-# evidence lists, the model's numeric copy of it, the held-out half fits and the scores
-# (measured on ml.actor_peers, the widest frame, with room to spare).
+# What one training row costs in Python at the peak of a fit when a detector does not say
+# (MLDetector.train_row_bytes, measured per detector).
 TRAIN_ROW_BYTES = 3072
 # Frame columns that only alerts use; training reads the frame without them.
 EVIDENCE_ONLY_COLUMNS = ("event_ids",)
 
 
-def max_training_rows() -> int:
-    """Training rows the ``DWATCH_MEMORY`` budget holds at once."""
-    return memory_budget().rows_for(TRAIN_ROW_BYTES, floor=50_000)
+def max_training_rows(detector: MLDetector | None = None) -> int:
+    """Training rows the ``DWATCH_MEMORY`` budget holds at once (for ``detector``: at its
+    measured bytes a row, and no more than its ``training_rows`` setting)."""
+    row_bytes = detector.train_row_bytes if detector is not None else TRAIN_ROW_BYTES
+    rows = memory_budget().rows_for(row_bytes, floor=50_000)
+    setting = detector.settings.training_rows if detector is not None else None
+    return min(rows, setting) if setting else rows
+
+
+def _limit_words(detector: MLDetector, limit: int, max_rows: int | None) -> str:
+    """Which bound ``limit`` is, for the narrowed window's note."""
+    if not max_rows and detector.settings.training_rows == limit:
+        return f"its training_rows setting is {limit:,}"
+    return f"the DWATCH_MEMORY budget holds {limit:,}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ def window_and_frame(
     budget runs the query again, on the narrowed window (before, the whole window's query
     ran three times: streamed until over the budget, counted per day, then narrowed)."""
     start, notes = _needed(con, detector, window_from, window_to)
-    limit = max_rows or max_training_rows()
+    limit = max_rows or max_training_rows(detector)
     query = _plan(con, detector, start, window_to)
     if query is None:
         window = training_window(con, detector, window_from, window_to, max_rows)
@@ -157,7 +168,7 @@ def window_and_frame(
     if start is not None and first <= start:
         window = TrainingWindow(start, window_to, "; ".join(notes))
     else:
-        notes.append(_narrowed(first, total, limit))
+        notes.append(_narrowed(first, total, _limit_words(detector, limit, max_rows)))
         window = TrainingWindow(first, window_to, "; ".join(notes))
     return window, training_frame(con, detector, window)
 
@@ -175,14 +186,12 @@ def _unsorted(sql: str) -> tuple[str, str]:
     if match is None:
         return sql, ""
     keys = re.sub(r"\b\w+\.(?=\w)", "", match.group(1))
-    return sql[: match.start()], f" ORDER BY {keys}"
+    # A new line ends any SQL comment before the clause (the query is wrapped next).
+    return sql[: match.start()] + "\n", f" ORDER BY {keys}"
 
 
-def _narrowed(first: datetime, total: int, limit: int) -> str:
-    return (
-        f"narrowed to the days from {first.date()} ({total:,} rows in the window, the"
-        f" DWATCH_MEMORY budget holds {limit:,})"
-    )
+def _narrowed(first: datetime, total: int, bound: str) -> str:
+    return f"narrowed to the days from {first.date()} ({total:,} rows in the window, {bound})"
 
 
 def training_window(
@@ -195,13 +204,13 @@ def training_window(
     """The window to fit ``detector`` on: the one asked for (else its ``training_days``
     before its latest event), narrowed to the most recent days that fit the budget."""
     window_from, notes = _needed(con, detector, window_from, window_to)
-    limit = max_rows or max_training_rows()
+    limit = max_rows or max_training_rows(detector)
     query = _plan(con, detector, window_from, window_to)
     if query is not None:
         total, start = _start_of_recent_days(con, query, limit)
         if start is not None and (window_from is None or start > window_from):
             window_from = start
-            notes.append(_narrowed(start, total, limit))
+            notes.append(_narrowed(start, total, _limit_words(detector, limit, max_rows)))
     return TrainingWindow(window_from, window_to, "; ".join(notes))
 
 
