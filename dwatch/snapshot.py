@@ -133,6 +133,8 @@ WORK_STATE = frozenset(
         "rule_recon_sides",
         "rule_custody_events",
         "ingest_key_ranges",
+        "validation_state_batches",
+        "validation_source_state",
     }
 )
 
