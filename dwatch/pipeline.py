@@ -625,9 +625,12 @@ def step_validate(ctx: RunContext) -> StepResult:
             f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
             for b in report.revisited
         )
+    # Why the silence checks read a source's history, not the per-source state.
+    ctx.notes.extend(f"validation: {n}" for n in report.state_notes)
     detail = {
         "validation_run_id": report.validation_run_id,
         "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "history_read": report.state_notes,
         "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
@@ -770,37 +773,63 @@ _LATEST_MODELS_SQL = (
 )
 
 
-def _ml_enabled_detectors() -> set[str]:
-    """Detector ids the ML config enables, read as plain YAML (no scikit-learn import)."""
+def _ml_enabled_detectors() -> dict[str, list[str]]:
+    """Detector ids the ML config enables and the event types each reads, read as plain
+    YAML (no scikit-learn import; defaults as detectors.ml.registry.load_config's)."""
     from importlib.resources import files
 
     path = os.environ.get("DWATCH_ML_CONFIG") or str(files("detectors.ml") / "config.yaml")
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     blocks = raw.get("detectors") if isinstance(raw, dict) else None
     if not isinstance(blocks, dict):
-        return set()
-    return {d for d, b in blocks.items() if not isinstance(b, dict) or b.get("enabled", True)}
+        return {}
+    return {
+        d: [str(t).lower() for t in (b.get("event_types") if isinstance(b, dict) else None)
+            or ["disclosure"]]
+        for d, b in blocks.items()
+        if not isinstance(b, dict) or b.get("enabled", True)
+    }  # fmt: skip
+
+
+def _opening_batches(ctx: RunContext) -> list[str]:
+    """The ingest batches whose arrival opened the windows (this run's, or a failed run's)."""
+    openers = sorted({w.opened_by_run_id for w in ctx.windows})
+    return [
+        str(r[0])
+        for r in ctx.con.execute(
+            "SELECT ingest_run_id FROM run_batches"
+            " WHERE claimed_by_run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [openers],
+        ).fetchall()
+    ]
 
 
 def _ml_idle(ctx: RunContext) -> dict[str, str] | None:
     """The latest models when scoring could change nothing, else None.
 
-    Nothing changes when no window is open and the latest models are the ones the last
-    successful run scored with (and none is missing that this run would train). Decided
-    from the store and the config file alone: importing the ML stack (scikit-learn, skops)
-    costs seconds, which a run with nothing new should not pay.
+    Nothing changes when the latest models are the ones the last successful run scored
+    with (and none is missing that this run would train), and the open windows hold no
+    newly arrived event of a type an enabled detector reads (each detector would score
+    nothing, detectors/ml/scope.py). Decided from the store and the config file alone:
+    importing the ML stack (scikit-learn, SciPy, skops) costs seconds, which a run with
+    nothing for it should not pay.
     """
-    if ctx.windows:
-        return None
     models = {str(d): str(v) for d, v in ctx.con.execute(_LATEST_MODELS_SQL).fetchall()}
     if not models or _last_success(ctx.con).get("models") != dict(sorted(models.items())):
         return None
-    if ctx.config.train_when_missing:
-        try:
-            if _ml_enabled_detectors() - set(models):
-                return None
-        except (OSError, yaml.YAMLError):
-            return None  # the full path reports the config's problem with its fix
+    try:
+        enabled = _ml_enabled_detectors()
+    except (OSError, yaml.YAMLError):
+        return None  # the full path reports the config's problem with its fix
+    if ctx.config.train_when_missing and set(enabled) - set(models):
+        return None
+    if ctx.windows:
+        from detectors.ml.scope import touched  # no scikit-learn
+
+        types = sorted({t for d, ts in enabled.items() if d in models for t in ts})
+        windows = [(w.source_system, w.start, w.end) for w in ctx.windows]
+        if touched(ctx.con, types, windows, None, _opening_batches(ctx)):
+            return None
     return dict(sorted(models.items()))
 
 
@@ -812,7 +841,10 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         return StepResult(
             "detect_ml",
             "skipped",
-            message="no window to score and no new model (the ML stack was not loaded)",
+            message=(
+                "no new event of the detectors' types to score and no new model"
+                " (the ML stack was not loaded)"
+            ),
         )
     try:
         from detectors.ml.registry import default_models_dir, latest_models
@@ -846,16 +878,7 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
     # A new model scores all history; otherwise each detector scores the rows the open
     # windows touch (detectors/ml/scope.py).
     windows = None if new_models else [(w.source_system, w.start, w.end) for w in ctx.windows]
-    # The batches whose arrival opened the windows (this run's, or a failed run's).
-    openers = sorted({w.opened_by_run_id for w in ctx.windows})
-    batches = [
-        str(r[0])
-        for r in ctx.con.execute(
-            "SELECT ingest_run_id FROM run_batches"
-            " WHERE claimed_by_run_id IN (SELECT unnest(?::VARCHAR[]))",
-            [openers],
-        ).fetchall()
-    ]
+    batches = _opening_batches(ctx)
     summary = score_models(
         ctx.con, run_id=ctx.run_id, models_dir=models_dir, windows=windows, batches=batches
     )
