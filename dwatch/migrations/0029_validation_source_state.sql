@@ -16,8 +16,10 @@ CREATE TABLE IF NOT EXISTS validation_state_batches (
 COMMENT ON TABLE validation_state_batches IS 'Batches validation_source_state covers, with their row counts then; a mismatch rebuilds the state.';
 
 -- Per source: its first and last event time, how many events have a time, the batch
--- holding its last event, and its longest gaps between consecutive events (seconds,
--- longest first, at most gaps_kept: the quiet-spell allowance reads the 3rd to the 20th).
+-- holding its last event, its longest gaps between consecutive events (seconds, longest
+-- first, at most gaps_kept: the quiet-spell allowance reads the 3rd to the 20th), and its
+-- highest sequence number with that event's time and batch (the sequence gap check's
+-- neighbour of whatever is numbered after it).
 CREATE TABLE IF NOT EXISTS validation_source_state (
     source_system VARCHAR NOT NULL,
     first_at TIMESTAMPTZ,
@@ -26,6 +28,9 @@ CREATE TABLE IF NOT EXISTS validation_source_state (
     last_run_id VARCHAR,
     top_gaps DOUBLE[] NOT NULL,
     gaps_kept INTEGER NOT NULL,
+    last_seq BIGINT,
+    last_seq_at TIMESTAMPTZ,
+    last_seq_run VARCHAR,
     updated_by VARCHAR NOT NULL
 );
 COMMENT ON TABLE validation_source_state IS 'Per source: first/last event time, timed event count and longest gaps, so silence checks read state and new rows, not history.';

@@ -95,13 +95,13 @@ def _bounds_cte(table: str, column: str, rows: str | None = None) -> str:
 def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     """Missing sequence numbers between a source's rows (store and quarantine included),
     per batch of b and source."""
-    t = ident(table)
+    t = facts.history[2] if facts.history else ident(table)
     query = (
         WITH_B
         + ","
         + _LOADED
         + _span_cte("sequence_no")
-        + _bounds_cte(table, "sequence_no")
+        + _bounds_cte(table, "sequence_no", t)
         # Rows quarantined by validation, or by ingest with a readable number, still
         # arrived: their numbers are not missing.
         + " held AS (SELECT j ->> 'source_system' AS source_system,"
@@ -270,7 +270,7 @@ def _rhythm_cte(rows: str, state: str | None, window_expr: str, factor: float) -
 def _silence_check(table: str, facts: BatchFacts) -> Check:
     """No stretch without an event longer than the source's silence limit, per batch of b
     and source."""
-    rows, state = facts.history or (ident(table), None)
+    rows, state, _ = facts.history or (ident(table), None, None)
     window_expr = _window_case(facts.silence_windows)
     query = (
         WITH_B

@@ -105,7 +105,7 @@ def validate_batches(
     again = batches_reopened(con, _sources_of(con, batches), {b.run_id for b in batches})
     plan = _plan_state(con, batches + again, report) if use_state else None
     if plan is not None and plan.usable:
-        setting = replace(setting, history=(state.HIST, state.STATE_NOW))
+        setting = replace(setting, history=(state.HIST, state.STATE_NOW, state.HIST_SEQ))
     watch.lap("state")
     ran: dict[str, list[Check]] = {}
     report.batches = _validate(con, batches + again, setting, report.validation_run_id, ran)
@@ -117,7 +117,9 @@ def validate_batches(
     current = plan is not None and _update_state(con, plan, report) and plan.keep
     watch.lap("state")
     if _count(con, "SELECT count(*) FROM disclosure_events"):
-        store_setting = replace(setting, history=(state.STATE, state.STATE) if current else None)
+        store_setting = replace(
+            setting, history=(state.STATE, state.STATE, state.STATE) if current else None
+        )
         report.store_checks = _validate_store(con, store_setting, report.validation_run_id, ran)
     report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
     report.alerts_flagged = mark_coverage(con)

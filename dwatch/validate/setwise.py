@@ -130,7 +130,7 @@ def make_facts(
     malformed: tuple[str, ...],
     windows: dict[str, timedelta],
     config: ValidationConfig,
-    history: tuple[str, str] | None = None,
+    history: tuple[str, str, str] | None = None,
 ) -> BatchFacts:
     return BatchFacts(
         run_ids[-1],
@@ -298,7 +298,7 @@ class Setting:
     config: ValidationConfig
     now: datetime
     # The silence checks' stand-ins for history (see BatchFacts.history); None: the store.
-    history: tuple[str, str] | None = None
+    history: tuple[str, str, str] | None = None
 
 
 def find(

@@ -10,8 +10,9 @@ the state and its new rows instead:
   sources must read their history after all (a late event at or before the source's last
   stored event, a batch loaded before batches already validated, an old batch revisited
   for its open gaps), and the stand-in relations the checks read (``HIST`` rows: the new
-  rows, each other source's last event, the whole history of reopened sources; ``STATE``:
-  the statistics of the sources not reopened);
+  rows, each other source's last event, the whole history of reopened sources;
+  ``HIST_SEQ`` the same by sequence number, with each source's highest numbered event;
+  ``STATE_NOW``: the statistics of the sources not reopened);
 - ``update`` (after the verdicts): the state brought up to date from the new batches' rows
   left in the store, reopened sources recomputed from their rows, and the whole state
   rebuilt from the store when it was missing or no longer described it.
@@ -35,6 +36,7 @@ BATCHES = "validation_state_batches"
 # Temporary relations the checks read in place of history (this connection only).
 HIST = "_dw_val_hist"
 STATE_NOW = "_dw_val_state"
+HIST_SEQ = "_dw_val_hist_seq"
 NEW = "_dw_val_new"
 
 
@@ -110,16 +112,17 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
 def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
     """The new batches' rows as the state needs them, read once (``NEW``)."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id"
-        f" FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+        f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id,"
+        f" sequence_no FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
     )
 
 
 def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]) -> dict:
     """Sources whose history the checks must read, with the reason for each."""
     found: dict[str, str] = {}
-    # A new row at or before its source's last stored event changes the source's
-    # neighbours and quiet spells inside its history.
+    # A new row at or before its source's last stored event (or numbered at or below its
+    # highest stored number) changes the source's neighbours and quiet spells inside its
+    # history.
     for source, first, run_id, last in con.execute(
         "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
         f" any_value(s.last_at) FROM {NEW} e JOIN {STATE} s USING (source_system)"
@@ -129,6 +132,16 @@ def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list
         found[source] = (
             f"late event: batch {run_id} holds an event at {first:%Y-%m-%dT%H:%M:%SZ},"
             f" not after its last stored event at {last:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    for source, first, run_id, last in con.execute(
+        "SELECT e.source_system, min(e.sequence_no), arg_min(e.ingest_run_id, e.sequence_no),"
+        f" any_value(s.last_seq) FROM {NEW} e JOIN {STATE} s USING (source_system)"
+        " GROUP BY 1 HAVING min(e.sequence_no) <= any_value(s.last_seq) ORDER BY 1"
+    ).fetchall():
+        found.setdefault(
+            source,
+            f"late number: batch {run_id} holds sequence_no {first},"
+            f" not above its highest stored number {last}",
         )
     # Neighbours are looked up among batches loaded before: a new batch loaded before a
     # covered one sees only part of the history the state summarises.
@@ -169,11 +182,22 @@ def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
         f"CREATE OR REPLACE TEMP TABLE {STATE_NOW} AS SELECT source_system, first_at, last_at,"
         f" timed_events, top_gaps FROM {STATE} WHERE source_system NOT IN {reopened}"
     )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {HIST_SEQ} AS"
+        f" SELECT source_system, sequence_no, occurred_at, ingest_run_id FROM {NEW}"
+        " WHERE source_system IS NOT NULL"
+        " UNION ALL SELECT source_system, sequence_no, occurred_at, ingest_run_id FROM"
+        f" {TABLE} WHERE source_system IN {reopened}"
+        f" AND ingest_run_id NOT IN {_in(plan.pending)}"
+        # Each other source's highest numbered event: the neighbour of what is numbered after.
+        f" UNION ALL SELECT source_system, last_seq, last_seq_at, last_seq_run FROM {STATE}"
+        f" WHERE last_seq IS NOT NULL AND source_system NOT IN {reopened}"
+    )
 
 
 def _summary_sql(rows: str, among: str | None) -> str:
-    """SQL: per source of ``rows`` (source_system, occurred_at, ingest_run_id, seed), its
-    statistics; ``seed`` rows are a state's last event (its neighbour, not a new event);
+    """SQL: per source of ``rows`` (source_system, occurred_at, ingest_run_id, sequence_no,
+    seed), its statistics; ``seed`` rows are a state's last event (its neighbour, not a new event);
     ``among``: extra SQL giving (source_system, gap_s) of gaps kept from before."""
     m = QUIET_TAIL_GAPS
     kept = f" UNION ALL {among}" if among else ""
@@ -181,7 +205,9 @@ def _summary_sql(rows: str, among: str | None) -> str:
         f"WITH r AS ({rows}),"
         " stats AS (SELECT source_system, min(occurred_at) FILTER (WHERE NOT seed) AS first_at,"
         " max(occurred_at) AS last_at, count(occurred_at) FILTER (WHERE NOT seed) AS n,"
-        " arg_max(ingest_run_id, occurred_at) AS last_run_id FROM r GROUP BY 1),"
+        " arg_max(ingest_run_id, occurred_at) AS last_run_id, max(sequence_no) AS last_seq,"
+        " arg_max(occurred_at, sequence_no) AS last_seq_at,"
+        " arg_max(ingest_run_id, sequence_no) AS last_seq_run FROM r GROUP BY 1),"
         " gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
         " OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM r"
         f" WHERE occurred_at IS NOT NULL{kept}),"
@@ -189,7 +215,8 @@ def _summary_sql(rows: str, among: str | None) -> str:
         " (SELECT * FROM gaps WHERE gap_s IS NOT NULL QUALIFY row_number() OVER"
         f" (PARTITION BY source_system ORDER BY gap_s DESC) <= {m}) GROUP BY 1)"
         " SELECT s.source_system, s.first_at, s.last_at, s.n AS timed_events, s.last_run_id,"
-        f" coalesce(t.top_gaps, []::DOUBLE[]) AS top_gaps, {m} AS gaps_kept"
+        f" coalesce(t.top_gaps, []::DOUBLE[]) AS top_gaps, {m} AS gaps_kept, s.last_seq,"
+        " s.last_seq_at, s.last_seq_run"
         " FROM stats s LEFT JOIN top t USING (source_system)"
     )
 
@@ -197,7 +224,10 @@ def _summary_sql(rows: str, among: str | None) -> str:
 def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: str) -> None:
     """Bring the state up to date with the store after the run's verdicts."""
     by = sql_literal(validation_run_id)
-    cols = "source_system, first_at, last_at, timed_events, last_run_id, top_gaps, gaps_kept"
+    cols = (
+        "source_system, first_at, last_at, timed_events, last_run_id, top_gaps, gaps_kept,"
+        " last_seq, last_seq_at, last_seq_run"
+    )
     if not plan.keep:
         con.execute(f"DELETE FROM {STATE}")
         con.execute(f"DELETE FROM {BATCHES}")
@@ -208,8 +238,8 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
             con.execute(f"DELETE FROM {STATE}")
             con.execute(f"DELETE FROM {BATCHES}")
             rows = (
-                f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {TABLE}"
-                " WHERE source_system IS NOT NULL"
+                "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+                f" FROM {TABLE} WHERE source_system IS NOT NULL"
             )
             con.execute(
                 f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by}"
@@ -232,8 +262,8 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     reopened = _in(sorted(plan.reopened))
     # Reopened sources: from all their rows.
     rows = (
-        f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {TABLE}"
-        f" WHERE source_system IN {reopened}"
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
     # The others with new rows: their last stored event, then the new rows; the gaps kept.
@@ -242,9 +272,9 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
         f" AND source_system NOT IN {reopened})"
     )
     rows = (
-        f"SELECT source_system, occurred_at, ingest_run_id, FALSE AS seed FROM {NEW}"
-        f" WHERE source_system IN {touched}"
-        f" UNION ALL SELECT source_system, last_at, last_run_id, TRUE FROM {STATE}"
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        f" FROM {NEW} WHERE source_system IN {touched}"
+        f" UNION ALL SELECT source_system, last_at, last_run_id, NULL, TRUE FROM {STATE}"
         f" WHERE last_at IS NOT NULL AND source_system IN {touched}"
     )
     kept = f"SELECT source_system, unnest(top_gaps) FROM {STATE} WHERE source_system IN {touched}"
@@ -253,7 +283,11 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
         f"CREATE OR REPLACE TEMP TABLE _dw_val_next AS SELECT m.source_system,"
         " CASE WHEN s.first_at IS NULL THEN m.first_at WHEN m.first_at IS NULL THEN s.first_at"
         " ELSE least(s.first_at, m.first_at) END, m.last_at,"
-        " m.timed_events + coalesce(s.timed_events, 0), m.last_run_id, m.top_gaps, m.gaps_kept"
+        " m.timed_events + coalesce(s.timed_events, 0), m.last_run_id, m.top_gaps, m.gaps_kept,"
+        # New numbers are all above the stored ones (else the source was reopened).
+        " coalesce(m.last_seq, s.last_seq),"
+        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_at ELSE m.last_seq_at END,"
+        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_run ELSE m.last_seq_run END"
         f" FROM _dw_val_more m LEFT JOIN {STATE} s USING (source_system)"
     )
     con.execute(

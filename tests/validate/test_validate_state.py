@@ -20,7 +20,7 @@ RESULTS = (
     " FROM validation_results ORDER BY ALL"
 )
 STATE = (
-    "SELECT source_system, first_at, last_at, timed_events, top_gaps"
+    "SELECT source_system, first_at, last_at, timed_events, top_gaps, last_seq, last_seq_at"
     " FROM validation_source_state ORDER BY source_system"
 )
 
@@ -35,7 +35,7 @@ def _rows(source: str, hours: list[float], first_no: int = 1) -> list[dict[str, 
             first_no + i,
             source_system=source,
             occurred_at=_at(h),
-            event_id=f"{source}-{first_no + i}",
+            event_id=f"{source}-{h:g}",
         )
         for i, h in enumerate(hours)
     ]
@@ -48,6 +48,7 @@ FIRST = {
     "steady-log": STEADY,
     "late-log": [float(h) for h in range(0, 243, 2)],
     "stopping-log": [float(h) for h in range(0, 240, 3)],
+    "renumbered-log": [float(h) for h in range(0, 101)],
 }
 SILENCE = 240.0  # ten days, beyond the seven-day window and the log's own quiet spells
 SECOND = [
@@ -57,6 +58,8 @@ SECOND = [
     ("late-log", [101.0, 131.5, 500.0], 400),
     ("new-log", [float(h) for h in range(450, 550)], 1),
     ("steady-log", [242.0 + SILENCE + 40 + h for h in range(0, 30)], 340),
+    # Later in time, but numbered from 50 again (its first increment ran to 101).
+    ("renumbered-log", [float(h) for h in range(101, 111)], 50),
 ]
 
 
@@ -120,7 +123,10 @@ def test_state_verdicts_equal_history_verdicts(tmp_path: Path, vconfig: Validati
     # The second run read the state, and history only for the late log, saying why.
     notes = reports[1].state_notes
     assert any(n.startswith("late-log: history read (late event") for n in notes), notes
+    assert any(n.startswith("renumbered-log: history read (late number") for n in notes), notes
     assert not any(n.startswith(("steady-log", "new-log")) for n in notes), notes
+    # The sequence gap straddling the increments, reported by the new batch.
+    assert ("steady-log", "expect_sequence_no_without_gaps(sequence_no)") in failed
     # Reading history leaves no state behind.
     assert by_history.con.execute("SELECT count(*) FROM validation_source_state").fetchone() == (0,)
 
@@ -130,7 +136,7 @@ def test_state_kept_by_increments_equals_state_rebuilt(
 ) -> None:
     store, _ = _two_increments(tmp_path / "s.duckdb", vconfig, use_state=True)
     kept = store.con.execute(STATE).fetchall()
-    assert {r[0] for r in kept} == {"steady-log", "late-log", "stopping-log", "new-log"}
+    assert {r[0] for r in kept} == set(FIRST) | {"new-log"}
     from dwatch.validate.state import StatePlan
 
     update(store.con, StatePlan(False), "rebuild")
@@ -140,6 +146,7 @@ def test_state_kept_by_increments_equals_state_rebuilt(
     assert steady[3] == len(STEADY) + 70
     assert steady[4][0] == SILENCE * 3600.0
     assert len(steady[4]) == 20
+    assert steady[5] == 369  # its highest sequence number, from the last batch
 
 
 def test_wrong_state_changes_verdicts(tmp_path: Path, vconfig: ValidationConfig) -> None:
@@ -177,7 +184,7 @@ def test_state_missing_or_stale_is_rebuilt_with_the_reason(
     built = store.con.execute(STATE).fetchall()
     assert {r[0] for r in built} == set(FIRST)
     # Rows removed outside validation: the state no longer describes the store.
-    store.con.execute("DELETE FROM disclosure_events WHERE event_id = 'late-log-3'")
+    store.con.execute("DELETE FROM disclosure_events WHERE event_id = 'late-log-4'")
     store.insert(_rows("steady-log", [402.0], 600))
     report = validate_batches(store.con, config=vconfig, build_docs=False)
     assert any("rebuilt" in n and "events where" in n for n in report.state_notes)
