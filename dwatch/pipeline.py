@@ -30,7 +30,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import duckdb
 import yaml
 
 from dwatch import progress
-from dwatch.errors import ConfigError, DWatchError, InputError, StoreError
+from dwatch.errors import DWatchError, StoreError
 from dwatch.failed_starts import (
     RunNotStarted,
     forget_failed_starts,
@@ -46,12 +46,14 @@ from dwatch.failed_starts import (
     record_failed_start,
 )
 from dwatch.masking import mask_json, mask_path
+from dwatch.pipeline_config import (
+    PROJECT_ROOT,
+    PipelineConfig,
+    load_pipeline_config,
+)
 from dwatch.pseudonym import resolve_key
 from dwatch.store import connect, transaction
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
-ENV_CONFIG = "DWATCH_PIPELINE_CONFIG"
 RULES_DIR = PROJECT_ROOT / "detectors" / "rules"
 
 STEP_NAMES = (
@@ -77,155 +79,6 @@ COUNT_COLUMNS = (
     "windows_processed", "gaps_filled", "missed_schedules", "coverage_gaps", "alerts_new",
     "alerts_updated", "alerts_reopened", "alerts_retracted", "alerts_open",
 )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """config/pipeline.yaml: schedule, inputs, output folders, snapshot retention."""
-
-    cron: str = "0 2 * * *"
-    timezone: str = "UTC"
-    inputs: tuple[str, ...] = ()
-    reports_dir: Path = PROJECT_ROOT / "reports"
-    snapshot_dir: Path | None = None  # None = snapshots/ next to the store
-    keep_snapshots: int = 3
-    train_when_missing: bool = True
-    notify: bool = True
-    deployment_name: str = "nightly"
-    work_pool: str = "dwatch"
-    source: str = "(defaults)"
-
-
-def _resolve(value: object) -> Path:
-    path = Path(os.path.expandvars(str(value))).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
-    """Settings from ``path``, else $DWATCH_PIPELINE_CONFIG, else config/pipeline.yaml."""
-    chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
-    if not chosen.exists():
-        if path or os.environ.get(ENV_CONFIG):
-            raise ConfigError(
-                "the pipeline settings file does not exist",
-                where=str(chosen),
-                fix=f"create it from {DEFAULT_CONFIG} or unset {ENV_CONFIG}",
-            )
-        return PipelineConfig()
-    try:
-        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the pipeline settings: {exc}", where=str(chosen)) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping of settings", where=str(chosen))
-    known = {"schedule", "inputs", "reports_dir", "snapshots", "ml", "notify", "deployment"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting(s) {unknown}",
-            where=str(chosen),
-            fix=f"use only {sorted(known)} (see {DEFAULT_CONFIG})",
-        )
-    schedule = raw.get("schedule") or {}
-    snapshots = raw.get("snapshots") or {}
-    ml = raw.get("ml") or {}
-    deployment = raw.get("deployment") or {}
-    cron = str(schedule.get("cron", PipelineConfig.cron))
-    timezone = str(schedule.get("timezone", "UTC"))
-    _check_cron(cron, timezone, where=f"{chosen}: schedule")
-    inputs = raw.get("inputs") or []
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    keep = snapshots.get("keep", 3)
-    if not isinstance(keep, int) or keep < 1:
-        raise ConfigError(
-            f"snapshots.keep must be a whole number of at least 1, got {keep!r}",
-            where=f"{chosen}: snapshots.keep",
-        )
-    return PipelineConfig(
-        cron=cron,
-        timezone=timezone,
-        inputs=tuple(str(_resolve(p)) for p in inputs),
-        reports_dir=_resolve(raw.get("reports_dir", "reports")),
-        snapshot_dir=_resolve(snapshots["dir"]) if snapshots.get("dir") else None,
-        keep_snapshots=keep,
-        train_when_missing=bool(ml.get("train_when_missing", True)),
-        notify=bool(raw.get("notify", True)),
-        deployment_name=str(deployment.get("name", "nightly")),
-        work_pool=str(deployment.get("work_pool", "dwatch")),
-        source=str(chosen),
-    )
-
-
-def _check_cron(cron: str, timezone: str, *, where: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from cronsim import CronSim, CronSimError
-
-    try:
-        CronSim(cron, datetime.now(UTC))
-    except CronSimError as exc:
-        raise ConfigError(
-            f"bad cron expression {cron!r}: {exc}",
-            where=f"{where}.cron",
-            fix="five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'",
-        ) from exc
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(
-            f"unknown time zone {timezone!r}",
-            where=f"{where}.timezone",
-            fix="an IANA name such as UTC or America/New_York",
-        ) from exc
-
-
-def parse_instant(text: str | date | datetime, *, where: str) -> datetime:
-    """A backfill bound: a date (midnight UTC) or an ISO timestamp with a zone."""
-    if isinstance(text, datetime):
-        value = text
-    elif isinstance(text, date):
-        value = datetime(text.year, text.month, text.day, tzinfo=UTC)
-    else:
-        try:
-            value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InputError(
-                f"not a date or timestamp: {text!r}",
-                where=where,
-                fix="write YYYY-MM-DD (midnight UTC) or an ISO timestamp such as 2025-08-07T00:00Z",
-            ) from exc
-        if len(text.strip()) == 10:
-            value = value.replace(tzinfo=UTC)
-    if value.tzinfo is None:
-        raise InputError(
-            f"timestamp without a time zone: {text!r}",
-            where=where,
-            fix="add Z or an offset such as +00:00, or give a plain date",
-        )
-    return value.astimezone(UTC)
-
-
-def parse_backfill(
-    start: str | date | datetime, end: str | date | datetime
-) -> tuple[datetime, datetime]:
-    """[FROM, TO) as UTC instants; a plain TO date includes that whole day."""
-    lo = parse_instant(start, where="--backfill FROM")
-    hi = parse_instant(end, where="--backfill TO")
-    if (isinstance(end, date) and not isinstance(end, datetime)) or (
-        isinstance(end, str) and len(end.strip()) == 10
-    ):
-        hi += timedelta(days=1)
-    if hi <= lo:
-        raise InputError(
-            f"backfill range is empty: {lo.isoformat()} .. {hi.isoformat()}",
-            where="--backfill FROM TO",
-            fix="give FROM before TO",
-        )
-    return lo, hi
 
 
 # --------------------------------------------------------------------------- results
@@ -772,9 +625,12 @@ def step_validate(ctx: RunContext) -> StepResult:
             f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
             for b in report.revisited
         )
+    # Why the silence checks read a source's history, not the per-source state.
+    ctx.notes.extend(f"validation: {n}" for n in report.state_notes)
     detail = {
         "validation_run_id": report.validation_run_id,
         "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "history_read": report.state_notes,
         "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,
@@ -917,37 +773,63 @@ _LATEST_MODELS_SQL = (
 )
 
 
-def _ml_enabled_detectors() -> set[str]:
-    """Detector ids the ML config enables, read as plain YAML (no scikit-learn import)."""
+def _ml_enabled_detectors() -> dict[str, list[str]]:
+    """Detector ids the ML config enables and the event types each reads, read as plain
+    YAML (no scikit-learn import; defaults as detectors.ml.registry.load_config's)."""
     from importlib.resources import files
 
     path = os.environ.get("DWATCH_ML_CONFIG") or str(files("detectors.ml") / "config.yaml")
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     blocks = raw.get("detectors") if isinstance(raw, dict) else None
     if not isinstance(blocks, dict):
-        return set()
-    return {d for d, b in blocks.items() if not isinstance(b, dict) or b.get("enabled", True)}
+        return {}
+    return {
+        d: [str(t).lower() for t in (b.get("event_types") if isinstance(b, dict) else None)
+            or ["disclosure"]]
+        for d, b in blocks.items()
+        if not isinstance(b, dict) or b.get("enabled", True)
+    }  # fmt: skip
+
+
+def _opening_batches(ctx: RunContext) -> list[str]:
+    """The ingest batches whose arrival opened the windows (this run's, or a failed run's)."""
+    openers = sorted({w.opened_by_run_id for w in ctx.windows})
+    return [
+        str(r[0])
+        for r in ctx.con.execute(
+            "SELECT ingest_run_id FROM run_batches"
+            " WHERE claimed_by_run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [openers],
+        ).fetchall()
+    ]
 
 
 def _ml_idle(ctx: RunContext) -> dict[str, str] | None:
     """The latest models when scoring could change nothing, else None.
 
-    Nothing changes when no window is open and the latest models are the ones the last
-    successful run scored with (and none is missing that this run would train). Decided
-    from the store and the config file alone: importing the ML stack (scikit-learn, skops)
-    costs seconds, which a run with nothing new should not pay.
+    Nothing changes when the latest models are the ones the last successful run scored
+    with (and none is missing that this run would train), and the open windows hold no
+    newly arrived event of a type an enabled detector reads (each detector would score
+    nothing, detectors/ml/scope.py). Decided from the store and the config file alone:
+    importing the ML stack (scikit-learn, SciPy, skops) costs seconds, which a run with
+    nothing for it should not pay.
     """
-    if ctx.windows:
-        return None
     models = {str(d): str(v) for d, v in ctx.con.execute(_LATEST_MODELS_SQL).fetchall()}
     if not models or _last_success(ctx.con).get("models") != dict(sorted(models.items())):
         return None
-    if ctx.config.train_when_missing:
-        try:
-            if _ml_enabled_detectors() - set(models):
-                return None
-        except (OSError, yaml.YAMLError):
-            return None  # the full path reports the config's problem with its fix
+    try:
+        enabled = _ml_enabled_detectors()
+    except (OSError, yaml.YAMLError):
+        return None  # the full path reports the config's problem with its fix
+    if ctx.config.train_when_missing and set(enabled) - set(models):
+        return None
+    if ctx.windows:
+        from detectors.ml.scope import touched  # no scikit-learn
+
+        types = sorted({t for d, ts in enabled.items() if d in models for t in ts})
+        windows = [(w.source_system, w.start, w.end) for w in ctx.windows]
+        if touched(ctx.con, types, windows, None, _opening_batches(ctx)):
+            return None
     return dict(sorted(models.items()))
 
 
@@ -959,7 +841,10 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         return StepResult(
             "detect_ml",
             "skipped",
-            message="no window to score and no new model (the ML stack was not loaded)",
+            message=(
+                "no new event of the detectors' types to score and no new model"
+                " (the ML stack was not loaded)"
+            ),
         )
     try:
         from detectors.ml.registry import default_models_dir, latest_models
@@ -993,16 +878,7 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
     # A new model scores all history; otherwise each detector scores the rows the open
     # windows touch (detectors/ml/scope.py).
     windows = None if new_models else [(w.source_system, w.start, w.end) for w in ctx.windows]
-    # The batches whose arrival opened the windows (this run's, or a failed run's).
-    openers = sorted({w.opened_by_run_id for w in ctx.windows})
-    batches = [
-        str(r[0])
-        for r in ctx.con.execute(
-            "SELECT ingest_run_id FROM run_batches"
-            " WHERE claimed_by_run_id IN (SELECT unnest(?::VARCHAR[]))",
-            [openers],
-        ).fetchall()
-    ]
+    batches = _opening_batches(ctx)
     summary = score_models(
         ctx.con, run_id=ctx.run_id, models_dir=models_dir, windows=windows, batches=batches
     )

@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from dwatch import progress
 from dwatch.masking import mask_json, mask_text
-from dwatch.pipeline import RunContext, RunSummary, StepResult, begin_run, parse_backfill
+from dwatch.pipeline import RunContext, RunSummary, StepResult, begin_run
+from dwatch.pipeline_config import parse_backfill
 from dwatch.report.safety import markdown_text
 
 

@@ -14,7 +14,7 @@ can be unknown, the transfer model also learns each agency's own hour profile in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -114,6 +114,23 @@ def batches(
         yield empty
 
 
+def narrowed(query: FeatureQuery, columns: Sequence[str]) -> FeatureQuery:
+    """The query with only ``columns``: DuckDB then never builds the others (the text,
+    local times and lists only explanations read)."""
+    listed = ", ".join(f'"{c}"' for c in columns)
+    return FeatureQuery(f"SELECT {listed} FROM ({query.sql}) AS framed", query.params)
+
+
+def locate(query: FeatureQuery, column: str, rows: Sequence[int]) -> FeatureQuery:
+    """The query's rows whose ``column`` (a row locator such as ``event_row``) is one of
+    ``rows``; the filter reaches the table scan, so only those rows are built."""
+    return FeatureQuery(
+        f'SELECT * FROM ({query.sql}) AS framed WHERE "{column}" IN'
+        " (SELECT unnest($_located::BIGINT[]))",
+        {**query.params, "_located": list(rows)},
+    )
+
+
 def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """(agency code, zone) pairs from any registry table that carries a zone per agency."""
     rows = con.execute(
@@ -171,7 +188,7 @@ def _events_cte(acting_agency: str, by: str | None = None) -> str:
     """Events of the chosen types in [from, to), with the acting agency's local clock."""
     return f"""
     ev AS (
-        SELECT e.*,
+        SELECT e.*, e.rowid AS event_row,
                {acting_agency} AS acting_agency,
                coalesce(az.tz, sz.tz, 'UTC') AS zone,
                timezone(coalesce(az.tz, sz.tz, 'UTC'), e.occurred_at) AS local_ts
@@ -217,13 +234,16 @@ def transfer_frame(
     64-bit DuckDB ``hash()`` of the text, so the models compare integers rather than
     strings (DuckDB's hash is stable within a DuckDB version; models record the version
     and are refused by another). ``ordered=False`` skips the sort (scoring order does not
-    matter; training order does, for the training-data hash).
+    matter; training order does, for the training-data hash). ``event_row`` is the event's
+    row in the store (``rowid``): scoring reads the feature codes of every row, then the
+    text of only the rows over the floor by it (:func:`locate`).
     """
     order = "ORDER BY occurred_at, source_system, event_id" if ordered else ""
     sql = f"""
     WITH {_events_cte("e.disclosing_agency")},
     base AS (
-        SELECT event_id, source_system, disclosing_agency, recipient_agency, actor_id, request_id,
+        SELECT event_row, event_id, source_system, disclosing_agency, recipient_agency, actor_id,
+               request_id,
                occurred_at, zone, local_ts, record_count, authority_id, acting_agency,
                {_AUTHORITY} AS authority,
                coalesce(channel, '(none)') AS channel,
@@ -308,7 +328,8 @@ def pair_day_frame(
     FROM days
     )
     SELECT * FROM framed WHERE {days.kept("first_at", "last_at")}
-    ORDER BY day, recipient_agency, authority
+    -- A total order (a pair-day is one per sender): training reads it again from a table.
+    ORDER BY day, recipient_agency, authority, disclosing_agency
     """
     # Inside days.on_days() a day before and after is read: the local days touching the kept
     # UTC days are then whole.
@@ -440,6 +461,8 @@ def combination_frame(
            list(event_id ORDER BY occurred_at, event_id) AS event_ids,
            list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
     FROM ev GROUP BY ALL
-    ORDER BY first_at, recipient_agency
+    -- A total order (one row per combination{" and day" if per_day else ""}): training reads it
+    -- again from a table, sorted by these keys.
+    ORDER BY first_at, recipient_agency, authority, purpose, channel{", day" if per_day else ""}
     """
     return _frame(con, sql, _params(event_types, window_from, window_to))

@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
 from detectors.alerts import ALERT_ID_SQL
-from detectors.ml.detectors import MLDetector
+
+if TYPE_CHECKING:  # the detectors import scikit-learn; touched() must not (dwatch.pipeline)
+    from detectors.ml.detectors import MLDetector
 
 # (log, start, end): one window to judge; log '*' stands for every log (a backfill).
 SourceWindow = tuple[str, datetime, datetime]

@@ -131,6 +131,12 @@ def score_chunks(
     chunk and the rows at or above the threshold are held (scores are row by row, so
     they are the same as scoring the window whole). ``rescored`` receives the alert key
     columns of every row scored."""
+    with features.planned() as queries:
+        detector.scoring_frame(con, window_from, window_to)
+    if detector.row_locator is not None and len(queries) == 1:
+        return _score_located(
+            con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
+        )
     found: list[pl.DataFrame] = []
     scored = 0
     for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
@@ -146,6 +152,54 @@ def score_chunks(
         "alert_id", keep="first", maintain_order=True
     )
     return candidates, scored
+
+
+def _score_located(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    query: features.FeatureQuery,
+    *,
+    rows: int,
+    threads: int,
+    rescored: list[pl.DataFrame] | None,
+) -> tuple[pl.DataFrame, int]:
+    """:func:`score_chunks` for a detector with a ``row_locator``: every row is scored
+    from its feature columns alone (numbers, handed over from Arrow without a copy), and
+    only the rows at or above the threshold are read whole, by their locator, for their
+    explanations. The rows and their scores are those of the whole frame, so the alerts
+    are the same."""
+    locator = detector.row_locator
+    assert locator is not None
+    keys = list(detector.alert_key_columns or detector.key_columns)
+    wanted = [locator, *detector.feature_columns, *(keys if rescored is not None else [])]
+    hit_rows: list[NDArray[np.int64]] = []
+    hit_scores: list[NDArray[np.float64]] = []
+    scored = 0
+    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        hit = scores >= record.threshold
+        hit_rows.append(chunk[locator].to_numpy()[hit])
+        hit_scores.append(scores[hit])
+        scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(keys))
+    located = np.concatenate(hit_rows).astype(np.int64)
+    by_row = pl.DataFrame(
+        {locator: located, "_score": np.concatenate(hit_scores)},
+        schema={locator: pl.Int64, "_score": pl.Float64},
+    )
+    flagged = (
+        features.run_query(con, features.locate(query, locator, located.tolist()))
+        .with_columns(pl.col(locator).cast(pl.Int64))
+        .join(by_row, on=locator, how="inner")
+        .sort("_score", descending=True, maintain_order=True)
+    )
+    candidates = detector.alert_rows(
+        flagged.drop("_score"), flagged["_score"].to_numpy(), model, _context(record)
+    )
+    return candidates.unique("alert_id", keep="first", maintain_order=True), scored
 
 
 def alerts_for(

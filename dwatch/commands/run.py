@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from dwatch.pipeline import load_pipeline_config, parse_backfill, run_pipeline
+from dwatch.pipeline import run_pipeline
+from dwatch.pipeline_config import load_pipeline_config, parse_backfill
 
 
 @click.command("run")

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from dwatch.errors import ConfigError
-from dwatch.pipeline import PipelineConfig, load_pipeline_config
+from dwatch.pipeline_config import PipelineConfig, load_pipeline_config
 
 
 def next_fires(
@@ -81,7 +81,7 @@ def command(
 
     config = load_pipeline_config(config_path)
     if cron:
-        from dwatch.pipeline import _check_cron
+        from dwatch.pipeline_config import _check_cron
 
         _check_cron(cron, config.timezone, where="--cron")
         config = replace(config, cron=cron)

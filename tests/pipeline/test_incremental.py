@@ -15,7 +15,8 @@ import dwatch.ingest
 import dwatch.ingest.group
 import dwatch.ingest.write
 import dwatch.pipeline
-from dwatch.pipeline import PipelineConfig, parse_backfill, run_pipeline
+from dwatch.pipeline import PipelineConfig, run_pipeline
+from dwatch.pipeline_config import parse_backfill
 from dwatch.store import connect
 from dwatch.watermark import missed_schedules
 

@@ -1,0 +1,124 @@
+"""Scoring reads every row's feature columns and only the flagged rows whole
+(``MLDetector.row_locator``): the alerts are those of scoring whole rows, chunk by chunk,
+and on the days of an increment too."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from ml_synthetic import END, SPLIT, START, Injected
+
+from detectors.ml import features
+from detectors.ml.days import on_days
+from detectors.ml.detectors import DETECTORS, MLDetector
+from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_config, load_model
+from detectors.ml.run import score_chunks, train_models
+
+LOCATED = sorted(d for d, cls in DETECTORS.items() if cls.row_locator is not None)
+
+
+def _config() -> MLConfig:
+    config = load_config()
+    on = {d: dataclasses.replace(s, enabled=d in LOCATED) for d, s in config.detectors.items()}
+    return dataclasses.replace(config, time_zones={"IRS": "America/New_York"}, detectors=on)
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    record: ModelRecord,
+    models: Path,
+    *,
+    rows: int,
+    rescored: list[pl.DataFrame] | None = None,
+) -> tuple[pl.DataFrame, int]:
+    found, scored = score_chunks(
+        con,
+        det,
+        load_model(record, models),
+        record,
+        window_from=SPLIT,
+        window_to=END,
+        rows=rows,
+        rescored=rescored,
+    )
+    return found.sort("alert_id"), scored
+
+
+@pytest.fixture
+def trained(
+    ml_store: tuple[duckdb.DuckDBPyConnection, Injected, Path],
+) -> tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]]:
+    con, _, models = ml_store
+    config = _config()
+    train_models(con, window_from=START, window_to=SPLIT, models_dir=models, config=config)
+    features.prepare_zones(con, config.time_zones)
+    records = latest_models(con)
+    # A floor that flags about 5% of the rows: many located rows, in every chunk.
+    lowered = {}
+    for detector_id in LOCATED:
+        det = DETECTORS[detector_id](config.detectors[detector_id])
+        model = load_model(records[detector_id], models)
+        scores = det.anomaly_scores(model, det.scoring_frame(con, SPLIT, END))
+        floor = float(np.quantile(scores, 0.95))
+        lowered[detector_id] = dataclasses.replace(records[detector_id], threshold=floor)
+    return con, models, lowered
+
+
+def test_the_transfer_detectors_read_flagged_rows_by_their_locator() -> None:
+    assert {"ml.transfer_surprise", "ml.transfer_isolation"} <= set(LOCATED)
+
+
+@pytest.mark.parametrize("detector_id", LOCATED)
+def test_located_scoring_writes_the_alerts_whole_rows_write(
+    trained: tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]],
+    detector_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    con, models, records = trained
+    det = DETECTORS[detector_id](_config().detectors[detector_id])
+    located, scored = _candidates(con, det, records[detector_id], models, rows=100)
+    # The same detector reading whole rows, as scoring did before row locators.
+    monkeypatch.setattr(type(det), "row_locator", None)
+    whole, whole_scored = _candidates(con, det, records[detector_id], models, rows=100)
+
+    assert scored == whole_scored > 5 * 100  # several chunks
+    assert located.height > 20, located.height
+    assert located.columns == whole.columns
+    assert located.equals(whole), detector_id
+    # Each flagged row's explanation is its own (built from the row read by its locator).
+    for alert_id, explanation in located.select("alert_id", "explanation").head(5).iter_rows():
+        assert explanation == whole.filter(pl.col("alert_id") == alert_id)["explanation"].item()
+
+
+@pytest.mark.parametrize("detector_id", LOCATED)
+def test_located_scoring_on_the_days_of_an_increment(
+    trained: tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]],
+    detector_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    con, models, records = trained
+    det = DETECTORS[detector_id](_config().detectors[detector_id])
+    days = [SPLIT.date() + timedelta(days=k) for k in (0, 3, 4, 20)]
+    got: dict[bool, tuple[pl.DataFrame, int, pl.DataFrame]] = {}
+    for locating in (True, False):
+        if not locating:
+            monkeypatch.setattr(type(det), "row_locator", None)
+        rescored: list[pl.DataFrame] = []
+        with on_days(days):
+            found, scored = _candidates(
+                con, det, records[detector_id], models, rows=50, rescored=rescored
+            )
+        keys = pl.concat(rescored).sort(list(det.key_columns))
+        got[locating] = (found, scored, keys)
+    (located, scored, keys), (whole, whole_scored, whole_keys) = got[True], got[False]
+    assert 0 < scored == whole_scored
+    assert keys.equals(whole_keys)
+    assert located.height > 0
+    assert located.equals(whole)
