@@ -358,3 +358,47 @@ def test_a_malformed_line_in_a_csv_group_is_kept_as_loading_alone_keeps_it(
         ("b.csv", "20901", "malformed_row")
     ]
     assert tried == [["a.csv", "b.csv", "c.csv"]]  # the group was tried, then loaded file by file
+
+
+def test_a_group_ends_before_its_work_table_outgrows_the_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10M events every file fitted one group whose typed work table (4 GB) spilled
+    under the 1 GB load cap; a group now stops at WORK_SHARE of the limit, rows counted
+    from the Parquet footers."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n, name in enumerate("abcde"):
+        write(folder / f"{name}.parquet", [event(f"{name}{i}", 10 * n + i) for i in range(3)])
+    monkeypatch.setenv("DWATCH_INGEST_MEMORY", "400MB")
+    # Budget: half of ~400 MB. Two 3-row files (160 MB) fit, a third (240 MB) does not.
+    monkeypatch.setattr(ingest_group, "WORK_ROW_BYTES", int(200_000_000 / 7.5))
+    groups: list[list[str]] = []
+    real = ingest_group.load_group
+
+    def spy(con: duckdb.DuckDBPyConnection, paths: list[Path], *a: Any, **kw: Any) -> str:
+        groups.append([p.name for p in paths])
+        return real(con, paths, *a, **kw)
+
+    monkeypatch.setattr(ingest_run, "load_group", spy)
+    split = connect(tmp_path / "split.duckdb")
+    got = shown(split, ingest_paths(split, [folder], key=KEY))
+    assert groups == [["a.parquet", "b.parquet"], ["c.parquet", "d.parquet"]]  # e alone
+    monkeypatch.setattr(ingest_group, "GROUP_FILE_BYTES", 0)
+    alone = connect(tmp_path / "alone.duckdb")
+    assert got == shown(alone, ingest_paths(alone, [folder], key=KEY))
+    assert [r[3:6] for r in got["results"]] == [(3, 3, 0)] * 5
+    assert ledger.verify_store(split) == []
+
+
+def test_a_csv_files_work_is_estimated_from_its_size(tmp_path: Path) -> None:
+    small = write(tmp_path / "a.csv", [event("e1", 1)])
+    large = write(tmp_path / "b.csv", [event(f"e{i}", i) for i in range(500)])
+    con = connect(tmp_path / "store.duckdb")
+    planner = ingest_group.GroupPlanner(
+        con, [small, large], source=None, force=False, context=ingest_run._Context()
+    )
+    planner.group_at(0)
+    # Never fewer rows than the file holds: the estimate may split a group early, never late.
+    assert planner._work_bytes(0) >= 1 * ingest_group.WORK_ROW_BYTES
+    assert planner._work_bytes(1) >= 500 * ingest_group.WORK_ROW_BYTES

@@ -357,7 +357,8 @@ def pair_day_frame(
     FROM days
     )
     SELECT * FROM framed WHERE {days.kept("first_at", "last_at")}
-    ORDER BY day, recipient_agency, authority
+    -- A total order (a pair-day is one per sender): training reads it again from a table.
+    ORDER BY day, recipient_agency, authority, disclosing_agency
     """
     # Inside days.on_days() a day before and after is read: the local days touching the kept
     # UTC days are then whole.
@@ -489,6 +490,8 @@ def combination_frame(
            list(event_id ORDER BY occurred_at, event_id) AS event_ids,
            list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
     FROM ev GROUP BY ALL
-    ORDER BY first_at, recipient_agency
+    -- A total order (one row per combination{" and day" if per_day else ""}): training reads it
+    -- again from a table, sorted by these keys.
+    ORDER BY first_at, recipient_agency, authority, purpose, channel{", day" if per_day else ""}
     """
     return _frame(con, sql, _params(event_types, window_from, window_to))

@@ -153,3 +153,10 @@ class _FieldSQL:
     helpers2: list[tuple[str, str]] = field(default_factory=list)  # over helpers
     checks: list[tuple[str, str, str]] = field(default_factory=list)
     dst: str | None = None  # helper naming a repeated/skipped local hour, if any
+
+
+def _size_bytes(setting: str) -> float:
+    """DuckDB's memory_limit as it prints it ('953.6 MiB', '1.0 GiB') in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    return float(number) * scale.get(unit.strip(), 1) if number else float("inf")

@@ -27,10 +27,15 @@ error), the transaction rolls back and each file of the group is loaded again al
 never loses or blocks the others. A crash (any other exception) propagates as it does
 for one file: nothing of the group is written.
 
-Which files group (``run._next_group``): a file whose content was loaded before, or that
-repeats an earlier file of the group, ends the group (and is skipped or loaded alone as
+Which files group (``GroupPlanner.group_at``): a file whose content was loaded before, or
+that repeats an earlier file of the group, ends the group (and is skipped or loaded alone as
 usual). Files over ``GROUP_FILE_BYTES`` load alone: their fixed cost is small beside
-their rows, and a failed group would read them twice. A CSV file groups when the sniffer
+their rows, and a failed group would read them twice. A group also ends before its typed
+work table would outgrow ``WORK_SHARE`` of DuckDB's memory limit while loading (rows
+estimated from the Parquet footers, or from a CSV file's size): a work table larger than
+memory spills to disk, written and read back twice (the typed pass, then the inserts),
+which at 10M events in one group made ingest three times DuckDB's own load instead of
+under two. A CSV file groups when the sniffer
 reads a header and no lines to skip or comment marker; the group's scan is strict, so a
 malformed line fails the group and every file loads alone, where rejected lines are kept
 for quarantine. JSON Lines and line logs load alone.
@@ -52,8 +57,9 @@ from dwatch.ingest.base import (
     _Context,
     _drop_work,
     _pad_params,
+    _size_bytes,
 )
-from dwatch.ingest.files import _format_of, file_sha256
+from dwatch.ingest.files import COMPRESSIONS, _format_of, file_sha256
 from dwatch.ingest.stage import (
     GROUP_FILE,
     GROUP_RESERVED,
@@ -79,6 +85,14 @@ GROUP_BYTES = 512 * 2**20  # at most this much input per group
 GROUP_FILES = 1000  # and at most this many files
 
 GROUP_FORMATS = ("parquet", "csv")
+
+# A group's typed work table stays in memory: at most this share of DuckDB's memory limit
+# while loading (the scan and the inserts use the rest), at an estimated WORK_ROW_BYTES a
+# row (measured: 1M generator events held 407 MB, about 410 bytes a row).
+WORK_SHARE = 0.5
+WORK_ROW_BYTES = 448
+CSV_ROW_BYTES = 100  # a CSV row is longer: fewer rows than bytes / 100 (rows over-estimated)
+CSV_PACKED = 10  # and a compressed CSV file holds about this many times its size
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,20 @@ def parquet_footers(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[s
     for file_name, *column in rows:
         footers.setdefault(str(file_name), []).append(tuple(column))
     return {name: tuple(columns) for name, columns in footers.items()}
+
+
+def parquet_rows(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, int]:
+    """Each Parquet file's row count from its footer (empty when a footer cannot be read)."""
+    if not paths:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT file_name, sum(num_rows) FROM parquet_file_metadata($paths) GROUP BY 1",
+            {"paths": [str(p) for p in paths]},
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    return {str(name): int(n) for name, n in rows}
 
 
 def group_layout(
@@ -286,19 +314,20 @@ class GroupPlanner:
         self._layouts: dict[int, Layout | None] = {}
         self._shas: dict[int, str] = {}
         self._footers: dict[str, tuple] | None = None
+        self._rows: dict[str, int] = {}
         self._described: dict[tuple, list[tuple[str, str]]] = {}
+        self._budget: float | None = None
 
     def _layout(self, i: int) -> Layout | None:
         if i not in self._layouts:
             if self._footers is None:  # every footer in one read, the first time it is needed
-                self._footers = parquet_footers(
-                    self.con,
-                    [
-                        p
-                        for p in self.files
-                        if _groupable(p) and _format_of(p, explicit=True) == "parquet"
-                    ],
-                )
+                parquet = [
+                    p
+                    for p in self.files
+                    if _groupable(p) and _format_of(p, explicit=True) == "parquet"
+                ]
+                self._footers = parquet_footers(self.con, parquet)
+                self._rows = parquet_rows(self.con, parquet)
             path = self.files[i]
             footer = self._footers.get(str(path))
             described = self._described.get(footer) if footer is not None else None
@@ -312,6 +341,24 @@ class GroupPlanner:
         if i not in self._shas:
             self._shas[i] = file_sha256(self.files[i])
         return self._shas[i]
+
+    def _work_bytes(self, i: int) -> float:
+        """The file's estimated share of a typed work table, in bytes."""
+        path = self.files[i]
+        rows = self._rows.get(str(path))
+        if rows is None:
+            size = path.stat().st_size
+            packed = path.suffix.lower() in COMPRESSIONS
+            rows = (size * (CSV_PACKED if packed else 1)) // CSV_ROW_BYTES + 1
+        return rows * WORK_ROW_BYTES
+
+    def work_budget(self) -> float:
+        """The largest typed work table a group may build: WORK_SHARE of DuckDB's memory
+        limit as it is when the first group is planned (inside the load's memory cap)."""
+        if self._budget is None:
+            limit = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            self._budget = WORK_SHARE * _size_bytes(str(limit))
+        return self._budget
 
     def _loaded(self, shas: list[str]) -> set[str]:
         if self.force:
@@ -331,9 +378,15 @@ class GroupPlanner:
         members: list[tuple[Path, str]] = []
         seen: set[str] = set()
         total = 0
+        work = 0.0
         for i in range(start, min(len(self.files), start + GROUP_FILES)):
             size = self.files[i].stat().st_size
-            if i > start and (self._layout(i) != layout or total + size > GROUP_BYTES):
+            more = self._work_bytes(i)
+            if i > start and (
+                self._layout(i) != layout
+                or total + size > GROUP_BYTES
+                or work + more > self.work_budget()
+            ):
                 break
             sha = self._sha(i)
             if sha in seen:
@@ -341,6 +394,7 @@ class GroupPlanner:
             members.append((self.files[i], sha))
             seen.add(sha)
             total += size
+            work += more
         loaded = self._loaded([sha for _, sha in members])
         cut = next((k for k, (_, sha) in enumerate(members) if sha in loaded), len(members))
         return Group(layout, members[:cut]) if cut > 1 else None

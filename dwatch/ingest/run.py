@@ -17,7 +17,7 @@ import duckdb
 from dwatch import ledger, progress
 from dwatch.csv_trouble import overlong_line
 from dwatch.errors import ConfigError, DWatchError, InputError
-from dwatch.ingest.base import IngestResult, _Context, _drop_work, _lit
+from dwatch.ingest.base import IngestResult, _Context, _drop_work, _lit, _size_bytes
 from dwatch.ingest.files import _HASHER, _format_of, _size, expand_paths, file_sha256
 from dwatch.ingest.group import Group, GroupPlanner, load_group, write_group
 from dwatch.ingest.typed import _load
@@ -265,13 +265,6 @@ def _bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
     finally:
         con.execute(f"SET memory_limit = {_lit(previous)}")
-
-
-def _size_bytes(setting: str) -> float:
-    """DuckDB's memory_limit as it prints it ('953.6 MiB', '1.0 GiB') in bytes."""
-    number, _, unit = setting.strip().partition(" ")
-    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
-    return float(number) * scale.get(unit.strip(), 1) if number else float("inf")
 
 
 def ingest_paths(

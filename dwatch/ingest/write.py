@@ -45,9 +45,10 @@ def _mark_duplicates(
     # Cheap in the common case: an aggregate over one hash of the key (not the key's
     # strings) finds candidates; the update below matches the real keys, so a hash
     # collision costs a no-op update and never a wrong quarantine.
-    repeated = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY hash({keycols}) HAVING count(*) > 1)"
-    ).fetchone()[0]
+    # A key repeated within a file is repeated in the group too: with no repeat of the key
+    # at all (the common case) a group needs one aggregate, not one per kind of repeat.
+    repeats = _repeated_keys(con, keys)
+    repeated = repeats if not runs or not repeats else _repeated_keys(con, keycols)
     if repeated:
         con.execute(
             f"""
@@ -82,8 +83,15 @@ def _mark_duplicates(
             """,
             params,
         )
-    if runs:
+    if runs and repeats:
         _mark_group_repeats(con, keys, code, label, typed_json, describe, runs)
+
+
+def _repeated_keys(con: duckdb.DuckDBPyConnection, keycols: str) -> int:
+    """How many keys (by one hash of them) more than one good row of TYPED holds."""
+    return con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {TYPED} WHERE _reason IS NULL GROUP BY hash({keycols}) HAVING count(*) > 1)"
+    ).fetchone()[0]
 
 
 def _stored_rows(con: duckdb.DuckDBPyConnection, kind: str) -> tuple[str | None, dict[str, object]]:
