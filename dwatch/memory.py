@@ -8,7 +8,9 @@ So peak memory follows the setting, not the size of the store.
 
 ``DWATCH_MEMORY`` takes a size (``4GB``, ``512MB``, ``1.5GiB``) or a share of this
 machine's memory (``40%``); unset, it is :data:`DEFAULT_SHARE` of the machine (or of the
-container's limit, when that is smaller).
+container's limit, when that is smaller), at most :data:`DEFAULT_CAP`: a run's peak then
+stays under 4 GB however large the store or the machine (at 10M events the default of 40%
+of 23.5 GiB let a run peak at 6.1 GB, most of it DuckDB's buffers and the training frame).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from dwatch.errors import ConfigError
 MEMORY_ENV = "DWATCH_MEMORY"
 THREADS_ENV = "DWATCH_THREADS"
 DEFAULT_SHARE = 0.40
+# The default never passes this (a budget is what DuckDB and the Python frames may hold;
+# the interpreter, its libraries and DuckDB's own bookkeeping come on top, under 1 GB).
+DEFAULT_CAP = 3 * 10**9
 # DuckDB's buffer manager gets this share of the budget; Python's frames the rest.
 DUCKDB_SHARE = 0.5
 MIN_BUDGET = 256 * 2**20
@@ -43,7 +48,8 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?\s*$", re.IGNORECASE)
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _FIX = (
     f"set {MEMORY_ENV} to a size such as 4GB, 512MB or 1.5GiB, or to a share of this "
-    f"machine's memory such as 40%; unset it for the default ({DEFAULT_SHARE:.0%})"
+    f"machine's memory such as 40%; unset it for the default ({DEFAULT_SHARE:.0%}, at most"
+    f" {DEFAULT_CAP / 10**9:g} GB)"
 )
 
 
@@ -157,6 +163,9 @@ def memory_budget() -> MemoryBudget:
     if raw:
         total, source = parse_memory(raw, machine), f"{MEMORY_ENV}={raw}"
     else:
-        total = max(int(machine * DEFAULT_SHARE), MIN_BUDGET)
-        source = f"default {DEFAULT_SHARE:.0%} of {machine / 2**30:.1f} GiB"
+        total = max(min(int(machine * DEFAULT_SHARE), DEFAULT_CAP), MIN_BUDGET)
+        source = (
+            f"default {DEFAULT_SHARE:.0%} of {machine / 2**30:.1f} GiB,"
+            f" at most {DEFAULT_CAP / 10**9:g} GB"
+        )
     return MemoryBudget(total, _threads(), source)

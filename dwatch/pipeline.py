@@ -625,9 +625,12 @@ def step_validate(ctx: RunContext) -> StepResult:
             f"validation checked old batch {b.ingest_run_id} again: {b.revisit_reason}"
             for b in report.revisited
         )
+    # Why the silence checks read a source's history, not the per-source state.
+    ctx.notes.extend(f"validation: {n}" for n in report.state_notes)
     detail = {
         "validation_run_id": report.validation_run_id,
         "revisited": {b.ingest_run_id: b.revisit_reason for b in report.revisited},
+        "history_read": report.state_notes,
         "seconds_by_stage": {k: round(v, 3) for k, v in report.seconds_by_stage.items()},
         "batch_errors": {b.ingest_run_id or "store": b.error for b in errors},
         "docs_error": report.docs_error,

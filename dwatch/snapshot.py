@@ -6,9 +6,10 @@ pipeline publishes an immutable copy and switches a pointer to it:
 
 ``<snapshots>/parts/<table>/*.parquet``
     the tables that grow with the logs (``dwatch.snapshot_parts.PARTITIONED``: events,
-    request items, the accounting index), one immutable Parquet file per ingest batch, written once, by the run
-    that loaded the batch (or by the first run after its rows changed: quarantine after
-    load, a citation re-read); files no kept snapshot lists are deleted after a grace day.
+    request items, the accounting index) as immutable Parquet files of rowid ranges, written
+    once: a first publish in a few large COPYs, later ones the rows appended since and the
+    ranges whose rows changed (quarantine after load, a citation re-read, the index re-sorted),
+    found from narrow columns; files no kept snapshot lists are deleted after a grace day.
 ``<snapshots>/dwatch-<run_id>.duckdb``
     a small DuckDB file: the store's schema (tables, views, macros), every other table's
     rows, and in place of each partitioned table a view of the same name and columns over
@@ -16,7 +17,7 @@ pipeline publishes an immutable copy and switches a pointer to it:
     written while the pipeline still holds the write lock (so nothing changes underneath),
     under a temporary name, verified by opening it read-only and reading every view, then
     renamed into place and made read-only (0444). So a run writes what changed, not
-    history: the new batches' partitions and the small tables. The file is written in the
+    history: the new rows' and changed ranges' files and the small tables. The file is written in the
     oldest DuckDB storage format that holds the data (attached with ``STORAGE_VERSION``),
     from ``DWATCH_SNAPSHOT_STORAGE`` (default ``v1.0.0``) up, so analysts' clients, which
     lag the engine, open it: storage ``v1.0.0`` opens in every DuckDB client from 1.0 on.
@@ -57,6 +58,7 @@ from dwatch.snapshot_parts import (
     listed_files,
     manifest_path,
     present_tables,
+    read_manifest,
     view_sql,
     write_manifest,
     write_parts,
@@ -104,6 +106,7 @@ class Published:
     parts_written: int = 0  # Parquet partitions this publish wrote (new or changed batches)
     parts_bytes_written: int = 0
     parts_listed: int = 0  # partitions the snapshot's views read
+    segments: tuple[Part, ...] = ()  # what the views list (and ranges left with no rows)
 
 
 def storage_ladder(setting: str | None = None) -> list[str]:
@@ -133,6 +136,8 @@ WORK_STATE = frozenset(
         "rule_recon_sides",
         "rule_custody_events",
         "ingest_key_ranges",
+        "validation_state_batches",
+        "validation_source_state",
     }
 )
 
@@ -159,11 +164,18 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, snapshot_dir: Path, parts: list
 
 
 def _write_copy(
-    con: duckdb.DuckDBPyConnection, snapshot_dir: Path, partial: Path, ladder: list[str]
+    con: duckdb.DuckDBPyConnection,
+    snapshot_dir: Path,
+    partial: Path,
+    ladder: list[str],
+    run_id: str,
 ) -> tuple[str, PartsWritten]:
     """Write the snapshot to ``partial`` in the oldest format of ``ladder`` that holds it,
-    after the partitions it lists (new batches and changed ones only)."""
-    parts = write_parts(con, snapshot_dir)
+    after the partitions it lists (new rows and changed segments only, against what the
+    current snapshot's publish recorded)."""
+    current = current_snapshot(snapshot_dir)
+    previous = read_manifest(current) if current is not None else {}
+    parts = write_parts(con, snapshot_dir, previous, run_id=run_id)
     # LATEST (and the last resort): the engine's own format.
     for version in [*ladder, LATEST]:
         partial.unlink(missing_ok=True)
@@ -202,11 +214,11 @@ def publish_snapshot(
     partial = snapshot_dir / f".{target.name}.partial"
     ladder = storage_ladder(storage_version)
     try:
-        written, parts = _write_copy(con, snapshot_dir, partial, ladder)
+        written, parts = _write_copy(con, snapshot_dir, partial, ladder, run_id)
         with partial.open("rb") as fh:
             os.fsync(fh.fileno())
         _verify(partial, run_id)
-        write_manifest(target, run_id, parts.parts)
+        write_manifest(target, run_id, parts.parts, parts.state)
         if target.exists():  # a retried publish of the same run: replace our own file
             target.chmod(stat.S_IRUSR | stat.S_IWUSR)
         os.replace(partial, target)
@@ -230,7 +242,8 @@ def publish_snapshot(
         written,
         parts_written=len(parts.written),
         parts_bytes_written=parts.bytes_written,
-        parts_listed=len(parts.parts),
+        parts_listed=sum(1 for p in parts.parts if p.file),
+        segments=tuple(parts.parts),
     )
 
 

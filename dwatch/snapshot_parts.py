@@ -1,25 +1,33 @@
-"""The big tables of an analyst snapshot as Parquet partitions written once per batch.
+"""The big tables of an analyst snapshot as Parquet files of rowid ranges, written once.
 
 A snapshot used to be a whole copy of the store, so each run rewrote all history. Now the
 tables that grow with the logs (``PARTITIONED``: events, request items and the accounting
-index, one partition per ingest batch) are written as immutable Parquet files under
-``<snapshots>/parts/<table>/`` and the snapshot's DuckDB file holds views over the files it
-lists; every other table is small and copied whole. A run writes the partitions of its new batches, and of old batches
-whose rows changed, and nothing else.
+index) are written as immutable Parquet files under ``<snapshots>/parts/<table>/``, each
+holding one range of the table's rowids (a *segment*), and the snapshot's DuckDB file holds
+views over the files it lists; every other table is small and copied whole.
 
-A partition file's name is its content's fingerprint: the batch (hashed, so no value from a
-log reaches a file name), the table's columns and types, the batch's row count and a hash of
-each row's position in its file and of the columns the store updates in place after load
-(``UPDATED_IN_PLACE``), or of whole rows for the accounting index (``WHOLE_ROWS``). So:
+The segments of a table tile its rowids from 0 up. A publish writes, in one ``COPY`` per
+segment of at most ``SEGMENT_ROWS`` rowids (a first publish: a few large COPYs, about the
+cost of copying the table once):
 
-* validation moving rows of a loaded batch to quarantine changes the count;
-* re-reading citations (``authority_id``) changes the hash;
-* a migration that adds or retypes a column changes every name;
+* the rows appended since the previous publish (rowids past its last one), as new segments;
+  the newest small segments are folded into them while no larger than the rows added (a
+  log-structured merge: each row is rewritten a bounded number of times, and the folder does
+  not gather one small file per run);
+* every earlier segment whose rows changed, rewritten from the same range.
 
-and each gives the batch a new file, listed by the next snapshot; the files an older
-snapshot lists are never touched, so it keeps showing its own run. Rows are only ever added
-to the store in new batches, and nothing else in these tables is rewritten (a test holds
-every ``UPDATE`` in the code to ``UPDATED_IN_PLACE``).
+A segment changed when a block of ``BLOCK_ROWS`` rowids it overlaps has another count of
+rows or another sum of hashes of each row's rowid, identity columns (``IDENTITY``) and the
+columns the store updates in place (``UPDATED_IN_PLACE``) than the previous publish recorded
+(the sums are kept in the snapshot's manifest). So a publish reads those narrow columns
+once, and the rows of what changed: validation moving rows of a loaded batch to quarantine
+changes a count, re-reading citations (``authority_id``) a hash, the accounting index
+deleting and re-adding a stale batch moves its rows to new rowids, and a checkpoint that
+renumbers rowids, or the index rewriting itself in key order, changes the hashes of the
+blocks it moved. A migration that adds or retypes a column starts the table afresh. The
+files an older snapshot lists are never touched, so it keeps showing its own run. Rows
+are only added to these tables by appending, and nothing else in them is rewritten in
+place (a test holds every ``UPDATE`` in the code to ``UPDATED_IN_PLACE``).
 """
 
 from __future__ import annotations
@@ -27,41 +35,60 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
 PARTITIONED = ("disclosure_events", "request_items", "accounting_index")
-BATCH_COLUMN = "ingest_run_id"
-ROW_COLUMN = "source_row"
-# Columns rewritten in place after a batch is loaded (see the module docstring).
+# Columns rewritten in place after a row is added (see the module docstring).
 UPDATED_IN_PLACE: dict[str, tuple[str, ...]] = {
     "disclosure_events": ("authority_id",),
     "request_items": (),
+    "accounting_index": (),
 }
-# Tables fingerprinted by their whole rows: the accounting index deletes and re-adds a
-# stale batch's rows (any column may differ) and has no row position of its own.
-WHOLE_ROWS = frozenset({"accounting_index"})
+# Columns that tell one row from another, hashed with its rowid: a row moved to another
+# rowid by a checkpoint changes the hash of both blocks.
+IDENTITY: dict[str, tuple[str, ...]] = {
+    "disclosure_events": ("ingest_run_id", "source_row"),
+    "request_items": ("ingest_run_id", "source_row"),
+    "accounting_index": ("ingest_run_id", "lookup_key"),
+}
+# Tables hashed by their whole rows (none now: kept for callers that name it).
+WHOLE_ROWS: frozenset[str] = frozenset()
 PARTS = "parts"
 # zstd's fastest level: files as small as its default level's, for less CPU (clients of any
 # level read them alike)
 PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-SCHEMA = "schema"  # the zero-row file that fixes a view's columns when no batch has rows
+SCHEMA = "schema"  # the zero-row file that fixes a view's columns when the table is empty
+RANGE = "range"
+BLOCK_ROWS = 122_880  # DuckDB's row group: the unit a change is found in
+SEGMENT_ROWS = 8 * BLOCK_ROWS  # the most rowids one file holds: what a correction rewrites
 
 
 @dataclass(frozen=True)
 class Part:
-    """One immutable Parquet file of a partitioned table (``file`` relative to the folder)."""
+    """One immutable Parquet file of a partitioned table (``file`` relative to the folder):
+    the rows of rowids ``lo``..``hi``, or the zero-row ``SCHEMA`` file. A range whose rows
+    were all deleted keeps its place with no file (``file`` None), so ranges still tile."""
 
     table: str
-    batch: str | None  # None: rows loaded without a batch (tests), or ``kind`` schema
+    lo: int
+    hi: int
     rows: int
-    file: str
-    kind: str = "batch"  # or SCHEMA
+    file: str | None
+    kind: str = RANGE
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What a publish recorded of one table: the next publish compares against it."""
+
+    spec: str  # the columns and types: another spec starts the table afresh
+    last_rowid: int  # the highest rowid the segments cover (-1: none)
+    blocks: dict[int, tuple[int, str]] = field(default_factory=dict)  # block: (rows, hash sum)
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,7 @@ class PartsWritten:
     parts: list[Part]
     written: list[Part]
     bytes_written: int
+    state: dict[str, TableState] = field(default_factory=dict)
 
 
 def _digest(*values: object) -> str:
@@ -100,31 +128,36 @@ def _schema_spec(con: duckdb.DuckDBPyConnection, table: str) -> str:
 
 
 @dataclass(frozen=True)
-class Fingerprint:
-    """What one scan of narrow columns says of a batch: its rows, its fingerprint, and where
-    its rows sit in the table (rowids: read them back with a range DuckDB can prune on)."""
+class Scan:
+    """One scan of a table's narrow columns: per block, the rows up to the previous
+    publish's last rowid (``old``) and all rows (``now``), and the highest rowid."""
 
-    rows: int
-    fingerprint: str
-    first_rowid: int
+    old: dict[int, tuple[int, str]]
+    now: dict[int, tuple[int, str]]
     last_rowid: int
 
 
-def batch_fingerprints(con: duckdb.DuckDBPyConnection, table: str) -> dict[str | None, Fingerprint]:
-    """Per batch: rows, fingerprint and rowid range, from narrow columns, never whole rows."""
-    spec = _schema_spec(con, table)
-    if table in WHOLE_ROWS:
-        hashed = "dw_row"  # the row as one struct
-    else:
-        hashed = ", ".join(_quote(c) for c in (ROW_COLUMN, *UPDATED_IN_PLACE.get(table, ())))
+def scan_blocks(con: duckdb.DuckDBPyConnection, table: str, since: int) -> Scan:
+    """Count and hash each block's rows (rowid, identity, updated columns: never whole rows),
+    split at ``since`` (the previous publish's last rowid)."""
+    hashed = ", ".join(
+        ["rowid", *(_quote(c) for c in (*IDENTITY[table], *UPDATED_IN_PLACE[table]))]
+    )
     rows = con.execute(
-        f"SELECT {_quote(BATCH_COLUMN)}, count(*), sum(hash({hashed}))::VARCHAR,"
-        f" min(dw_row.rowid), max(dw_row.rowid) FROM main.{_quote(table)} AS dw_row GROUP BY ALL"
+        f"SELECT rowid // {BLOCK_ROWS} AS block, rowid > {int(since)} AS fresh, count(*),"
+        f" sum(hash({hashed})), max(rowid) FROM main.{_quote(table)} GROUP BY ALL"
     ).fetchall()
-    return {
-        batch: Fingerprint(int(count), _digest(spec, batch, count, total), int(lo), int(hi))
-        for batch, count, total, lo, hi in rows
-    }
+    old: dict[int, tuple[int, str]] = {}
+    now: dict[int, list[int]] = {}
+    last = -1
+    for block, fresh, count, total, top in rows:
+        if not fresh:
+            old[int(block)] = (int(count), str(total))
+        acc = now.setdefault(int(block), [0, 0])
+        acc[0] += int(count)
+        acc[1] += int(total)
+        last = max(last, int(top))
+    return Scan(old, {b: (c, str(t)) for b, (c, t) in now.items()}, last)
 
 
 def _settle(partial: Path, target: Path) -> int:
@@ -136,103 +169,72 @@ def _settle(partial: Path, target: Path) -> int:
     return target.stat().st_size
 
 
-def _write_one(
-    con: duckdb.DuckDBPyConnection, query: str, params: list[object], target: Path
-) -> int:
-    """Write ``query`` to ``target`` (under a temporary name, then renamed); its size."""
+def _write_one(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> tuple[int, int]:
+    """Write ``query`` to ``target`` (under a temporary name, then renamed): rows and size;
+    no file for no rows."""
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:
-        con.execute(
-            f"COPY ({query}) TO '{partial}' ({PARQUET})",
-            params,
-        )
-        return _settle(partial, target)
+        row = con.execute(f"COPY ({query}) TO '{partial}' ({PARQUET})").fetchone()
+        rows = int(row[0]) if row else 0
+        if not rows and not target.name.startswith(SCHEMA):
+            return 0, 0
+        return rows, _settle(partial, target)
     finally:
         partial.unlink(missing_ok=True)
 
 
-Rowids = tuple[int, int]  # a batch's first and last rowid, as one scan found them
+Range = tuple[int, int]
 
 
-def _in_range(rowids: Rowids) -> str:
-    """SQL: rows in a rowid range (DuckDB skips the row groups outside it; the batch column's
-    own statistics cannot, as every run id shares its first bytes)."""
-    return f"rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}"
+def _changed_blocks(previous: TableState, scan: Scan) -> set[int]:
+    """Blocks whose rows up to the previous publish's last rowid differ from what it saw."""
+    return {b for b in previous.blocks.keys() | scan.old.keys()
+            if previous.blocks.get(b) != scan.old.get(b)}  # fmt: skip
 
 
-def _batch_query(table: str, batch: str | None, rowids: Rowids) -> tuple[str, list[object]]:
-    """One batch's rows, read from the rowid range that holds them."""
-    where = f"{_quote(BATCH_COLUMN)} " + ("IS NULL" if batch is None else "= ?")
-    query = f"SELECT * FROM main.{_quote(table)} WHERE {_in_range(rowids)} AND {where}"
-    return query, [] if batch is None else [batch]
+def _to_write(
+    kept: list[Part], dirty: list[Part], since: int, last: int
+) -> tuple[list[Part], list[Range]]:
+    """The segments kept as they are, and the rowid ranges to write: the changed segments,
+    the new rows past ``since`` (in segments of ``SEGMENT_ROWS``), and the newest small
+    segments folded into the new rows while no larger than them."""
+    ranges = [(p.lo, p.hi) for p in dirty]
+    kept = sorted(kept, key=lambda p: p.lo)
+    if last > since:
+        lo = since + 1
+        while kept and kept[-1].hi + 1 == lo and kept[-1].hi - kept[-1].lo <= last - lo:
+            if last - kept[-1].lo + 1 > SEGMENT_ROWS:
+                break
+            lo = kept.pop().lo
+        ranges.append((lo, last))
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if merged and merged[-1][1] + 1 == lo and hi - merged[-1][0] < SEGMENT_ROWS:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    split = [
+        (start, min(hi, start + SEGMENT_ROWS - 1))
+        for lo, hi in merged
+        for start in range(lo, hi + 1, SEGMENT_ROWS)
+    ]
+    return kept, split
 
 
-def _write_batches(
+def write_parts(
     con: duckdb.DuckDBPyConnection,
     snapshot_dir: Path,
-    table: str,
-    parts: list[Part],
-    rowids: Rowids,
-) -> int:
-    """Write the partitions of ``parts`` in one scan of the rowid range ``rowids`` (batches
-    whose rows are spread through the table: reading it once per batch would cost more)."""
-    work = snapshot_dir / PARTS / f".{table}.{os.getpid()}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    batches = [p.batch for p in parts]
-    try:
-        con.execute(
-            f"COPY (SELECT t.*, w.dw_part FROM main.{_quote(table)} t"
-            " JOIN (SELECT unnest($batches) AS batch,"
-            " unnest(range(1, len($batches) + 1)) AS dw_part) w"
-            f" ON t.{_quote(BATCH_COLUMN)} IS NOT DISTINCT FROM w.batch"
-            f" WHERE t.{_in_range(rowids)})"
-            f" TO '{work}' ({PARQUET}, PARTITION_BY (dw_part))",
-            {"batches": batches},
-        )
-        size = 0
-        for n, part in enumerate(parts, start=1):
-            files = sorted((work / f"dw_part={n}").glob("*.parquet"))
-            target = snapshot_dir / part.file
-            if len(files) == 1:
-                size += _settle(files[0], target)
-            else:  # the writer split it: one file per batch is the contract
-                size += _write_one(con, *_batch_query(table, part.batch, rowids), target)
-        return size
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _write_missing(
-    con: duckdb.DuckDBPyConnection,
-    snapshot_dir: Path,
-    table: str,
-    parts: list[Part],
-    found: dict[str | None, Fingerprint],
-) -> int:
-    """Write the batches of ``parts``: each from its own rowid range where the batches sit
-    apart (events and items: a batch is appended in one go), else all in one scan (the
-    accounting index adds rows to old batches and re-sorts itself)."""
-    if not parts:
-        return 0
-    ranges = [(found[p.batch].first_rowid, found[p.batch].last_rowid) for p in parts]
-    hull = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
-    spread = sum(hi - lo + 1 for lo, hi in ranges)
-    if len(parts) > 1 and spread > 2 * (hull[1] - hull[0] + 1):
-        return _write_batches(con, snapshot_dir, table, parts, hull)
-    # Measured at 1M events: a third less CPU than one PARTITION_BY scan of every batch.
-    return sum(
-        _write_one(con, *_batch_query(table, part.batch, rowids), snapshot_dir / part.file)
-        for part, rowids in zip(parts, ranges, strict=True)
-    )
-
-
-def write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWritten:
-    """Write the partitions the store has and the folder lacks; list all that are current.
+    previous: dict[str, tuple[TableState, list[Part]]] | None = None,
+    *,
+    run_id: str = "",
+) -> PartsWritten:
+    """Write the segments that changed or are new since ``previous`` (each table's state and
+    segments as the last publish recorded them); list all that are current.
 
     Rowids are read and used in one transaction, so they name the same rows."""
     with _reading(con):
-        return _write_parts(con, snapshot_dir)
+        return _write_parts(con, snapshot_dir, previous or {}, run_id)
 
 
 @contextmanager
@@ -249,33 +251,86 @@ def _reading(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("ROLLBACK")  # nothing was written to the store
 
 
-def _write_parts(con: duckdb.DuckDBPyConnection, snapshot_dir: Path) -> PartsWritten:
-    parts: list[Part] = []
+def _usable(snapshot_dir: Path, spec: str, known: tuple[TableState, list[Part]] | None) -> bool:
+    """Whether the previous publish's record of a table can be built on: same columns, its
+    segments tile its rowids from 0, and their files are still there."""
+    if known is None or known[0].spec != spec:
+        return False
+    state, segments = known
+    edge = -1
+    for part in sorted(segments, key=lambda p: p.lo):
+        if part.lo != edge + 1 or (part.file and not (snapshot_dir / part.file).exists()):
+            return False
+        edge = part.hi
+    return edge == state.last_rowid
+
+
+def _write_table(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_dir: Path,
+    table: str,
+    known: tuple[TableState, list[Part]] | None,
+    run_id: str,
+) -> tuple[list[Part], list[Part], int, TableState]:
+    """One table: (parts listed, parts written, bytes written, state for the next publish)."""
+    (snapshot_dir / PARTS / table).mkdir(parents=True, exist_ok=True)
+    spec = _schema_spec(con, table)
+    schema = Part(table, 0, -1, 0, f"{PARTS}/{table}/{SCHEMA}-{_digest(spec)}.parquet", SCHEMA)
     written: list[Part] = []
     size = 0
+    if not (snapshot_dir / str(schema.file)).exists():
+        _, size = _write_one(
+            con, f"SELECT * FROM main.{_quote(table)} LIMIT 0", snapshot_dir / str(schema.file)
+        )
+        written.append(schema)
+    if not _usable(snapshot_dir, spec, known):
+        known = (TableState(spec, -1), [])
+    previous, segments = known  # type: ignore[misc]
+    scan = scan_blocks(con, table, previous.last_rowid)
+    changed = _changed_blocks(previous, scan)
+    dirty = [p for p in segments
+             if any(p.lo // BLOCK_ROWS <= b <= p.hi // BLOCK_ROWS for b in changed)]  # fmt: skip
+    kept, ranges = _to_write(
+        [p for p in segments if p not in dirty], dirty, previous.last_rowid, scan.last_rowid
+    )
+    for lo, hi in ranges:
+        name = f"{PARTS}/{table}/{_digest(table, lo, hi)}-{_digest(spec, run_id, lo, hi)}.parquet"
+        query = f"SELECT * FROM main.{_quote(table)} WHERE rowid BETWEEN {lo} AND {hi}"
+        rows, bytes_ = _write_one(con, query, snapshot_dir / name)
+        part = Part(table, lo, hi, rows, name if rows else None)
+        kept.append(part)
+        if rows:
+            written.append(part)
+        size += bytes_
+    kept.sort(key=lambda p: p.lo)
+    last = max(previous.last_rowid, scan.last_rowid)
+    return [schema, *kept], written, size, TableState(spec, last, scan.now)
+
+
+def _write_parts(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_dir: Path,
+    previous: dict[str, tuple[TableState, list[Part]]],
+    run_id: str,
+) -> PartsWritten:
+    parts: list[Part] = []
+    written: list[Part] = []
+    states: dict[str, TableState] = {}
+    size = 0
     for table in present_tables(con):
-        (snapshot_dir / PARTS / table).mkdir(parents=True, exist_ok=True)
-        spec = _schema_spec(con, table)
-        schema = Part(table, None, 0, f"{PARTS}/{table}/{SCHEMA}-{_digest(spec)}.parquet", SCHEMA)
-        wanted = [schema]
-        found = batch_fingerprints(con, table)
-        for batch, fp in sorted(found.items(), key=lambda b: b[0] or ""):
-            name = f"{PARTS}/{table}/{_digest(batch)}-{fp.fingerprint}.parquet"
-            wanted.append(Part(table, batch, fp.rows, name))
-        missing = [p for p in wanted if not (snapshot_dir / p.file).exists()]
-        new_batches = [p for p in missing if p.kind != SCHEMA]
-        if schema in missing:
-            empty = f"SELECT * FROM main.{_quote(table)} LIMIT 0"
-            size += _write_one(con, empty, [], snapshot_dir / schema.file)
-        size += _write_missing(con, snapshot_dir, table, new_batches, found)
-        written.extend(missing)
-        parts.extend(wanted)
-    return PartsWritten(parts, written, size)
+        listed, new, bytes_, state = _write_table(
+            con, snapshot_dir, table, previous.get(table), run_id
+        )
+        parts.extend(listed)
+        written.extend(new)
+        states[table] = state
+        size += bytes_
+    return PartsWritten(parts, written, size, states)
 
 
 def view_sql(snapshot_dir: Path, table: str, parts: list[Part]) -> str:
-    """The snapshot's view of ``table``: its listed files, by absolute path."""
-    files = [str((snapshot_dir / p.file).resolve()) for p in parts if p.table == table]
+    """The snapshot's view of ``table``: its listed files in rowid order, by absolute path."""
+    files = [str((snapshot_dir / p.file).resolve()) for p in parts if p.table == table and p.file]
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"SELECT * FROM read_parquet([{listed}])"
 
@@ -284,14 +339,49 @@ def manifest_path(snapshot: Path) -> Path:
     return snapshot.with_suffix(".parts.json")
 
 
-def write_manifest(snapshot: Path, run_id: str, parts: list[Part]) -> Path:
-    """``<snapshot>.parts.json``: the files a snapshot reads (what pruning must keep)."""
+def write_manifest(
+    snapshot: Path,
+    run_id: str,
+    parts: list[Part],
+    state: dict[str, TableState] | None = None,
+) -> Path:
+    """``<snapshot>.parts.json``: the files a snapshot reads (what pruning must keep), and
+    each table's block counts and hashes (what the next publish compares against)."""
     target = manifest_path(snapshot)
     tmp = target.with_name(f".{target.name}.tmp")
-    body = {"run_id": run_id, "parts": [asdict(p) for p in parts]}
-    tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    body = {
+        "run_id": run_id,
+        "parts": [asdict(p) for p in parts],
+        "tables": {
+            table: {
+                "spec": s.spec,
+                "last_rowid": s.last_rowid,
+                "blocks": [[b, n, h] for b, (n, h) in sorted(s.blocks.items())],
+            }
+            for table, s in (state or {}).items()
+        },
+    }
+    tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def read_manifest(snapshot: Path) -> dict[str, tuple[TableState, list[Part]]]:
+    """Each table's state and segments as the publish of ``snapshot`` recorded them (none
+    for a snapshot of an older version: its tables are written afresh)."""
+    manifest = manifest_path(snapshot)
+    if not manifest.exists():
+        return {}
+    body = json.loads(manifest.read_text(encoding="utf-8"))
+    tables = body.get("tables") or {}
+    found: dict[str, tuple[TableState, list[Part]]] = {}
+    for table, state in tables.items():
+        blocks = {int(b): (int(n), str(h)) for b, n, h in state["blocks"]}
+        segments = [
+            Part(**p) for p in body["parts"] if p["table"] == table and p.get("kind") == RANGE
+        ]
+        found[table] = (TableState(state["spec"], int(state["last_rowid"]), blocks), segments)
+    return found
 
 
 def listed_files(snapshot: Path) -> set[str]:
@@ -299,7 +389,8 @@ def listed_files(snapshot: Path) -> set[str]:
     manifest = manifest_path(snapshot)
     if not manifest.exists():
         return set()
-    return {p["file"] for p in json.loads(manifest.read_text(encoding="utf-8"))["parts"]}
+    parts = json.loads(manifest.read_text(encoding="utf-8"))["parts"]
+    return {p["file"] for p in parts if p.get("file")}
 
 
 ORPHANS = ".orphans.json"

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from dwatch.errors import ConfigError
 from dwatch.memory import (
+    DEFAULT_CAP,
     DEFAULT_SHARE,
     MEMORY_ENV,
     THREADS_ENV,
@@ -43,10 +44,11 @@ def test_a_bad_value_names_the_variable_and_the_fix(text: str) -> None:
     assert "fix:" in message and "4GB" in message
 
 
-def test_default_is_a_share_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_is_a_share_of_the_machine_with_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MEMORY_ENV, raising=False)
     budget = memory_budget()
-    assert budget.total_bytes == pytest.approx(machine_memory() * DEFAULT_SHARE, rel=0.01)
+    expected = min(machine_memory() * DEFAULT_SHARE, DEFAULT_CAP)
+    assert budget.total_bytes == pytest.approx(expected, rel=0.01)
     assert budget.duckdb_bytes + budget.python_bytes == budget.total_bytes
     assert "default" in budget.describe()
 
@@ -113,3 +115,19 @@ def test_a_bad_budget_stops_the_command_with_the_fix(
     assert MEMORY_ENV in result.output and "fix:" in result.output
     with pytest.raises(ConfigError):
         connect(db_path)
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [(4 * 2**30, int(4 * 2**30 * DEFAULT_SHARE)), (64 * 2**30, DEFAULT_CAP)],
+)
+def test_the_default_is_capped_on_a_large_machine_only(
+    monkeypatch: pytest.MonkeyPatch, machine: int, expected: int
+) -> None:
+    """A small machine gets its share; a large one no more than the cap, so a run's peak
+    does not grow with the machine (nor, the steps keeping to it, with the store)."""
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    monkeypatch.setattr("dwatch.memory.machine_memory", lambda: machine)
+    budget = memory_budget()
+    assert budget.total_bytes == expected
+    assert ("at most" in budget.describe()) and "default" in budget.describe()

@@ -50,6 +50,8 @@ class ActorPeers(MLDetector):
     rescore_days = features.WINDOW_LOOKBACK_DAYS
     scope_by = features.ACTOR_DAY_PARTITION
     event_unit = "access events"
+    # Measured at 1M events (655k user-days): frame 265 B, fit peak 733 B a row.
+    train_row_bytes = 1536
 
     def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
         return frame["events"].cast(pl.Float64).to_numpy()

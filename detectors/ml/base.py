@@ -49,6 +49,9 @@ class DetectorSettings:
     # History trained on when no window start is given: this many days before the latest
     # event (None: all of it). See detectors/ml/bounds.py.
     training_days: int | None = None
+    # At most this many training rows: a window holding more is narrowed to its most recent
+    # whole days that hold them (None: only the DWATCH_MEMORY budget bounds it).
+    training_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,10 @@ class MLDetector:
     # then reads only the feature columns of every row, and the whole rows (text for the
     # explanations) of those over the floor alone (scoring.score_chunks). None: whole rows.
     row_locator: ClassVar[str | None] = None
+    # Python memory one training row costs at the peak of training (the frame row, the fit's
+    # arrays, the held-out folds), with room to spare: the DWATCH_MEMORY budget's Python
+    # share divided by it is how many rows a fit may read (detectors/ml/bounds.py).
+    train_row_bytes: ClassVar[int] = 3072
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

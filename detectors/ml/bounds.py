@@ -8,9 +8,10 @@ the alert floor. Two bounds keep that flat however large the store grows:
   training starts that many days before the detector's latest event. Why each default is
   what it is: ``detectors/ml/config.yaml`` and docs/ml.md.
 * **Rows the budget holds** (:func:`max_training_rows`): when the window still holds more
-  rows than the Python share of ``DWATCH_MEMORY`` can fit, it is narrowed to the most
-  recent whole days that fit, and the model records the narrowed window (explanations
-  quote it). The training result says so.
+  rows than the Python share of ``DWATCH_MEMORY`` can fit (at the detector's measured
+  ``train_row_bytes``), or more than its ``training_rows`` setting, it is narrowed to the
+  most recent whole days that fit, and the model records the narrowed window
+  (explanations quote it). The training result says so.
 
 The frame is read without the evidence lists (``event_ids``): models never see them, and
 at millions of rows they were most of training's memory.
@@ -18,6 +19,7 @@ at millions of rows they were most of training's memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,17 +30,27 @@ from detectors.ml import features
 from detectors.ml.detectors import MLDetector
 from dwatch.memory import memory_budget
 
-# What one training row costs in Python at the peak of a fit: the frame row without its
-# evidence lists, the model's numeric copy of it, the held-out half fits and the scores
-# (measured on ml.actor_peers, the widest frame, with room to spare).
+# What one training row costs in Python at the peak of a fit when a detector does not say
+# (MLDetector.train_row_bytes, measured per detector).
 TRAIN_ROW_BYTES = 3072
 # Frame columns that only alerts use; training reads the frame without them.
 EVIDENCE_ONLY_COLUMNS = ("event_ids",)
 
 
-def max_training_rows() -> int:
-    """Training rows the ``DWATCH_MEMORY`` budget holds at once."""
-    return memory_budget().rows_for(TRAIN_ROW_BYTES, floor=50_000)
+def max_training_rows(detector: MLDetector | None = None) -> int:
+    """Training rows the ``DWATCH_MEMORY`` budget holds at once (for ``detector``: at its
+    measured bytes a row, and no more than its ``training_rows`` setting)."""
+    row_bytes = detector.train_row_bytes if detector is not None else TRAIN_ROW_BYTES
+    rows = memory_budget().rows_for(row_bytes, floor=50_000)
+    setting = detector.settings.training_rows if detector is not None else None
+    return min(rows, setting) if setting else rows
+
+
+def _limit_words(detector: MLDetector, limit: int, max_rows: int | None) -> str:
+    """Which bound ``limit`` is, for the narrowed window's note."""
+    if not max_rows and detector.settings.training_rows == limit:
+        return f"its training_rows setting is {limit:,}"
+    return f"the DWATCH_MEMORY budget holds {limit:,}"
 
 
 @dataclass(frozen=True)
@@ -126,29 +138,60 @@ def window_and_frame(
     window_to: datetime | None,
     max_rows: int | None = None,
 ) -> tuple[TrainingWindow, pl.DataFrame]:
-    """:func:`training_window` and :func:`training_frame` with one feature query when the
-    window fits the budget: the lean frame is streamed, and only when it passes
-    ``max_rows`` is it dropped and the window narrowed (counting rows per day first cost
-    a second run of the whole feature query on every training)."""
+    """:func:`training_window` and :func:`training_frame` with one run of the feature query
+    over the whole window: its lean rows go to a temporary DuckDB table (spilling to disk
+    past DuckDB's share of the budget, unsorted: the final sort of millions of rows is
+    what ran out of memory under a small budget), the rows per day are counted there, and
+    the frame is read from it, sorted, when it fits ``max_rows``. Only a window over the
+    budget runs the query again, on the narrowed window (before, the whole window's query
+    ran three times: streamed until over the budget, counted per day, then narrowed)."""
     start, notes = _needed(con, detector, window_from, window_to)
-    limit = max_rows or max_training_rows()
+    limit = max_rows or max_training_rows(detector)
     query = _plan(con, detector, start, window_to)
-    if query is not None:
-        held: list[pl.DataFrame] = []
-        rows = 0
-        stream = features.batches(con, _lean(con, query), min(limit + 1, 1_000_000))
-        for batch in stream:
-            held.append(batch)
-            rows += batch.height
-            if rows > limit:
-                break
-        stream.close()
-        if rows <= limit:
-            frame = pl.concat(held) if len(held) > 1 else held[0]
+    if query is None:
+        window = training_window(con, detector, window_from, window_to, max_rows)
+        return window, training_frame(con, detector, window)
+    body, order = _unsorted(query.sql)
+    lean = _lean(con, features.FeatureQuery(body, query.params))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_HELD} AS {lean.sql}", lean.params)
+    except duckdb.Error as exc:
+        raise features._query_error(exc) from exc
+    try:
+        held = features.FeatureQuery(f"SELECT * FROM {_HELD}", {})
+        total, first = _start_of_recent_days(con, held, limit)
+        if first is None:
+            frame = features.run_query(con, features.FeatureQuery(held.sql + order, {}))
             return TrainingWindow(start, window_to, "; ".join(notes)), frame
-        del held
-    window = training_window(con, detector, window_from, window_to, max_rows)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_HELD}")
+    if start is not None and first <= start:
+        window = TrainingWindow(start, window_to, "; ".join(notes))
+    else:
+        notes.append(_narrowed(first, total, _limit_words(detector, limit, max_rows)))
+        window = TrainingWindow(first, window_to, "; ".join(notes))
     return window, training_frame(con, detector, window)
+
+
+# The training frame of the detector being trained, held in DuckDB (see window_and_frame).
+_HELD = "_ml_training_frame"
+_FINAL_ORDER = re.compile(r"\s+ORDER BY\s+([\w\s.,]+?)\s*$")
+
+
+def _unsorted(sql: str) -> tuple[str, str]:
+    """The query without its final ``ORDER BY``, and that clause for a query of its rows
+    (table aliases dropped: ``w.day`` is the output's ``day``); no clause found: the query
+    as it is (its rows then keep their order in the table)."""
+    match = _FINAL_ORDER.search(sql)
+    if match is None:
+        return sql, ""
+    keys = re.sub(r"\b\w+\.(?=\w)", "", match.group(1))
+    # A new line ends any SQL comment before the clause (the query is wrapped next).
+    return sql[: match.start()] + "\n", f" ORDER BY {keys}"
+
+
+def _narrowed(first: datetime, total: int, bound: str) -> str:
+    return f"narrowed to the days from {first.date()} ({total:,} rows in the window, {bound})"
 
 
 def training_window(
@@ -161,16 +204,13 @@ def training_window(
     """The window to fit ``detector`` on: the one asked for (else its ``training_days``
     before its latest event), narrowed to the most recent days that fit the budget."""
     window_from, notes = _needed(con, detector, window_from, window_to)
-    limit = max_rows or max_training_rows()
+    limit = max_rows or max_training_rows(detector)
     query = _plan(con, detector, window_from, window_to)
     if query is not None:
         total, start = _start_of_recent_days(con, query, limit)
         if start is not None and (window_from is None or start > window_from):
             window_from = start
-            notes.append(
-                f"narrowed to the days from {start.date()} ({total:,} rows in the window, the"
-                f" DWATCH_MEMORY budget holds {limit:,})"
-            )
+            notes.append(_narrowed(start, total, _limit_words(detector, limit, max_rows)))
     return TrainingWindow(window_from, window_to, "; ".join(notes))
 
 

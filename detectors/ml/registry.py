@@ -27,6 +27,7 @@ _TRUSTED_PREFIXES = ("detectors.ml.", "sklearn.", "numpy.", "builtins.", "polars
 _SETTING_KEYS = {
     "enabled",
     "training_days",
+    "training_rows",
     "event_types",
     "threshold_percentile",
     "min_score",
@@ -122,6 +123,15 @@ def load_config(path: Path | str | None = None) -> MLConfig:
                 where=f"{where}.training_days",
                 fix="e.g. 365 (a year of history), or leave it out to train on all history",
             )
+        rows = block.get("training_rows")
+        if rows is not None and not (
+            isinstance(rows, int) and not isinstance(rows, bool) and rows >= 1000
+        ):
+            raise ConfigError(
+                f"training_rows must be a whole number of rows, at least 1,000, got {rows!r}",
+                where=f"{where}.training_rows",
+                fix="e.g. 1000000, or leave it out to bound training by DWATCH_MEMORY alone",
+            )
         types = block.get("event_types") or ["disclosure"]
         settings[detector_id] = DetectorSettings(
             enabled=bool(block.get("enabled", True)),
@@ -132,6 +142,7 @@ def load_config(path: Path | str | None = None) -> MLConfig:
             severity=severity,
             params=dict(block.get("params") or {}),
             training_days=days,
+            training_rows=rows,
         )
     for detector_id in DETECTORS:
         settings.setdefault(detector_id, DetectorSettings())

@@ -4,6 +4,7 @@ and re-exported here)."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -168,9 +169,20 @@ def held_out_scores(detector: MLDetector, frame: pl.DataFrame) -> NDArray[np.flo
         return detector.anomaly_scores(detector.fit(frame), frame)
     scores = np.empty(frame.height)
     for part in (first, ~first):
-        model = detector.fit(frame.filter(pl.Series(~part)))
+        model = _fold_fit(detector, frame.filter(pl.Series(~part)))
         scores[part] = detector.anomaly_scores(model, frame.filter(pl.Series(part)))
     return scores
+
+
+def _fold_fit(detector: MLDetector, frame: pl.DataFrame) -> Pipeline:
+    """A model fitted only to score the other fold: without the pass over its own training
+    rows that sets ``offset_`` (the estimators that take ``offset=False``), which a fold's
+    model never uses. Same fitted baselines, so the same held-out scores."""
+    model = detector.build_pipeline()
+    name, estimator = model.steps[-1]
+    if "offset" not in inspect.signature(estimator.fit).parameters:
+        return detector.fit(frame)
+    return model.fit(frame.select(detector.feature_columns), **{f"{name}__offset": False})
 
 
 def train_models(

@@ -81,7 +81,11 @@ def _count_of(
 
 class _SurpriseOutlier(OutlierMixin, BaseEstimator):
     """What both estimators share: sklearn's outlier API around ``score_samples`` and
-    ``offset_`` (set in ``fit``), and input tags for keys that may be text."""
+    ``offset_`` (set in ``fit``), and input tags for keys that may be text.
+
+    ``fit(X, offset=False)`` leaves ``offset_`` unset (NaN): scoring every training row
+    again for it is a third of a fit, and a model fitted only to score held-out rows (the
+    alert floor's folds, :func:`detectors.ml.run.held_out_scores`) never uses it."""
 
     offset_: float
 
@@ -151,7 +155,7 @@ class ConditionalSurprise(_SurpriseOutlier):
             out.append((int(value), tuple(tuple(int(c) for c in level) for level in chain)))
         return out
 
-    def fit(self, X: Any, y: Any = None) -> ConditionalSurprise:
+    def fit(self, X: Any, y: Any = None, offset: bool = True) -> ConditionalSurprise:
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
         self.terms_ = self._terms(X.shape[1])
@@ -183,8 +187,10 @@ class ConditionalSurprise(_SurpriseOutlier):
                 levels.append((_counts(keys), _counts(_joint_keys(keys, values))))
             self.levels_.append(levels)
         self.n_samples_fit_ = n
-        own_scores = np.log(self._probabilities(X)[0]).sum(axis=1)
-        self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
+        self.offset_ = float("nan")
+        if offset:
+            own_scores = np.log(self._probabilities(X)[0]).sum(axis=1)
+            self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
 
     def _categories(self, X: NDArray[Any]) -> NDArray[Any]:
@@ -350,7 +356,7 @@ class CountRateSurprise(_SurpriseOutlier):
         return parts
 
     # -- fit -------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> CountRateSurprise:
+    def fit(self, X: Any, y: Any = None, offset: bool = True) -> CountRateSurprise:
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
         p = self._split(X)
@@ -364,17 +370,18 @@ class CountRateSurprise(_SurpriseOutlier):
         self.units_, unit_inv = np.unique(unit, return_inverse=True)
         unit_inv = unit_inv.ravel()
         if day is not None:
-            pairs = np.unique(np.stack([unit_inv.astype(np.float64), day], axis=1), axis=0)
-            exposure = np.bincount(pairs[:, 0].astype(np.intp), minlength=self.units_.size)
+            # One (unit, day) code per row, in the order of the pairs (unit, then day):
+            # unique over one integer column, not over rows of two (a lexical sort of pairs).
+            days, day_inv = np.unique(day, return_inverse=True)
+            pair_code = unit_inv.astype(np.int64) * days.size + day_inv.ravel()
+            pair_codes, first_row = np.unique(pair_code, return_index=True)
+            exposure = np.bincount(pair_codes // days.size, minlength=self.units_.size)
             first = np.full(self.units_.size, np.inf)
             last = np.full(self.units_.size, -np.inf)
             np.minimum.at(first, unit_inv, day)
             np.maximum.at(last, unit_inv, day)
             self.unit_active_share_ = exposure / np.maximum(last - first + 1, 1)
             # The unit's mean daily total: one value per (unit, day).
-            _, first_row = np.unique(
-                np.stack([unit_inv.astype(np.float64), day], axis=1), axis=0, return_index=True
-            )
             self.unit_mean_total_ = np.zeros((self.units_.size, n_measures))
             for m in range(n_measures):
                 np.add.at(
@@ -438,9 +445,11 @@ class CountRateSurprise(_SurpriseOutlier):
             self.group_rate_.append(rate)
             self.group_p99_.append(p99)
             self.group_size_.append(np.bincount(g_inv, minlength=groups.size))
-        day_s, window_s, _ = self._surprise(p, self._expectations(p))
-        own_scores = -np.maximum(day_s, window_s).max(axis=1)
-        self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
+        self.offset_ = float("nan")
+        if offset:
+            day_s, window_s, _ = self._surprise(p, self._expectations(p))
+            own_scores = -np.maximum(day_s, window_s).max(axis=1)
+            self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
 
     # -- scoring ---------------------------------------------------------------------------

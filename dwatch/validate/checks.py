@@ -163,6 +163,12 @@ class BatchFacts:
     # Every batch the checks cover: all batches of a validation run are checked at once
     # (empty = run_id alone). Batch-level checks judge each against its own load order.
     run_ids: tuple[str, ...] = ()
+    # The silence and sequence gap checks read (rows, state, numbered) instead of the
+    # table's history: rows stands in for the table (new rows, each source's last event,
+    # the whole history of reopened sources), state holds the rest of each source's
+    # statistics, numbered stands in for the table by sequence number (new rows, each
+    # source's highest numbered event, reopened sources whole): dwatch.validate.state.
+    history: tuple[str, str, str] | None = None
 
     def runs_sql(self, column: str) -> str:
         """SQL: ``column`` names one of the runs the row checks cover."""

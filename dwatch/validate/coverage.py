@@ -69,15 +69,16 @@ def _span_cte(column: str) -> str:
     )
 
 
-def _bounds_cte(table: str, column: str) -> str:
+def _bounds_cte(table: str, column: str, rows: str | None = None) -> str:
     """SQL CTE ``bounds``: each span widened to its source's nearest rows on either side,
     among rows of its own batch or of batches loaded before it.
 
     Neighbours are looked up only among those, so a gap between two batches is reported
     once, by the later-loaded one, whichever order they arrive in; several batches are
-    judged in one query, each against its own place in load order.
+    judged in one query, each against its own place in load order. ``rows``: a relation
+    standing in for the table (see ``_silence_check``).
     """
-    t = ident(table)
+    t = rows or ident(table)
     earlier = "(l.run_at < s.run_at OR (l.run_at = s.run_at AND l.run_id <= s.ingest_run_id))"
     side = (
         f"(SELECT {{agg}}(e.{column}) FROM {t} e JOIN loaded l ON l.run_id = e.ingest_run_id"
@@ -94,13 +95,13 @@ def _bounds_cte(table: str, column: str) -> str:
 def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     """Missing sequence numbers between a source's rows (store and quarantine included),
     per batch of b and source."""
-    t = ident(table)
+    t = facts.history[2] if facts.history else ident(table)
     query = (
         WITH_B
         + ","
         + _LOADED
         + _span_cte("sequence_no")
-        + _bounds_cte(table, "sequence_no")
+        + _bounds_cte(table, "sequence_no", t)
         # Rows quarantined by validation, or by ingest with a readable number, still
         # arrived: their numbers are not missing.
         + " held AS (SELECT j ->> 'source_system' AS source_system,"
@@ -159,9 +160,15 @@ def _silence_limit(window_expr: str, factor: float, alias: str) -> str:
     A source that writes a few events a month normally has weeks without one; only a
     silence well beyond its own rhythm means missing logs.
     """
+    col = f"{alias}.occurred_at"
+    return _limit_of(window_expr, factor, f"max({col})", f"min({col})", f"count({col})")
+
+
+def _limit_of(window_expr: str, factor: float, last: str, first: str, n: str) -> str:
+    """``_silence_limit`` from a source's last and first event time and timed events."""
     return (
-        f"greatest(epoch({window_expr}), {float(factor)!r} * (epoch(max({alias}.occurred_at))"
-        f" - epoch(min({alias}.occurred_at))) / greatest(count({alias}.occurred_at) - 1, 1))"
+        f"greatest(epoch({window_expr}), {float(factor)!r} * (epoch({last})"
+        f" - epoch({first})) / greatest({n} - 1, 1))"
     )
 
 
@@ -185,17 +192,31 @@ def _ordinal(n: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
-def _quiet_spell_cte(name: str, rows: str, among: str) -> str:
+def _quiet_spell_cte(name: str, rows: str | None, among: str, state: str | None = None) -> str:
     """SQL CTEs ending in ``name(source_system, spell_s, spread_s, spreads, tail_s)``: for each
     source in ``among`` with at least QUIET_SPELLS + 1 gaps, its QUIET_SPELLS-th longest gap
     (seconds) between events of ``rows``, the spread of its longest gaps, how many spreads
     it may exceed that gap by (``spreads``) and the quiet spell its rhythm allows
-    (``tail_s``)."""
+    (``tail_s``).
+
+    ``state``: a relation of sources with their longest gaps so far (``top_gaps``, see
+    dwatch.validate.state), joined to the gaps between ``rows`` (their last event and what
+    came after it); ``rows`` None: the state's gaps alone."""
     k, m = QUIET_SPELLS, QUIET_TAIL_GAPS
+    parts = []
+    if rows is not None:
+        parts.append(
+            f"SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
+            f" OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM {rows}"
+            f" SEMI JOIN {among} USING (source_system) WHERE occurred_at IS NOT NULL"
+        )
+    if state is not None:
+        parts.append(
+            f"SELECT source_system, unnest(top_gaps) AS gap_s FROM {state}"
+            f" SEMI JOIN {among} USING (source_system)"
+        )
     return (
-        f" {name}_gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
-        f" OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM {rows}"
-        f" SEMI JOIN {among} USING (source_system) WHERE occurred_at IS NOT NULL),"
+        f" {name}_gaps AS ({' UNION ALL '.join(parts)}),"
         f" {name}_top AS (SELECT source_system, gap_s, row_number() OVER (PARTITION BY"
         f" source_system ORDER BY gap_s DESC) AS rn FROM {name}_gaps WHERE gap_s IS NOT NULL"
         f" QUALIFY rn <= {m}),"
@@ -221,25 +242,46 @@ def _spacing_sums(k: int, m: int) -> str:
     return "[" + ", ".join(f"{v!r}" for v in sums) + "]"
 
 
+def _rhythm_cte(rows: str, state: str | None, window_expr: str, factor: float) -> str:
+    """SQL CTE ``rhythm``: per source of ``span``, its silence limit and mean gap over
+    everything the store holds for it (the table; or ``rows`` without their stand-ins for
+    a last event, with the ``state`` of what they leave out)."""
+    limit = _limit_of(window_expr, factor, "last_at", "first_at", "n")
+    mean = "(epoch(last_at) - epoch(first_at)) / greatest(n - 1, 1)"
+    own = (
+        "SELECT source_system, max(e.occurred_at) AS last_at, min(e.occurred_at) AS first_at,"
+        f" count(e.occurred_at) AS n FROM {rows} e SEMI JOIN span USING (source_system)"
+    )
+    if state is None:
+        stats = f"{own} GROUP BY source_system"
+    else:
+        stats = (
+            "SELECT source_system, max(last_at) AS last_at, min(first_at) AS first_at,"
+            f" sum(n)::BIGINT AS n FROM ({own} WHERE NOT e.proxy GROUP BY source_system"
+            " UNION ALL SELECT source_system, last_at, first_at, timed_events AS n"
+            f" FROM {state} SEMI JOIN span USING (source_system)) GROUP BY source_system"
+        )
+    return (
+        f" rhythm AS (SELECT source_system, {limit} AS limit_s, {mean} AS mean_gap_s"
+        f" FROM ({stats})),"
+    )
+
+
 def _silence_check(table: str, facts: BatchFacts) -> Check:
     """No stretch without an event longer than the source's silence limit, per batch of b
     and source."""
-    t = ident(table)
+    rows, state, _ = facts.history or (ident(table), None, None)
     window_expr = _window_case(facts.silence_windows)
     query = (
         WITH_B
         + ","
         + _LOADED
         + _span_cte("occurred_at")
-        + _bounds_cte(table, "occurred_at")
+        + _bounds_cte(table, "occurred_at", rows)
         # The source's rhythm over everything the store holds for it.
-        + " rhythm AS (SELECT source_system,"
-        f" {_silence_limit(window_expr, facts.silence_rhythm_factor, 'e')} AS limit_s,"
-        " (epoch(max(e.occurred_at)) - epoch(min(e.occurred_at)))"
-        " / greatest(count(e.occurred_at) - 1, 1) AS mean_gap_s"
-        f" FROM {t} e SEMI JOIN span USING (source_system) GROUP BY source_system),"
-        " known AS (SELECT bd.ingest_run_id, e.source_system, e.occurred_at"
-        f" FROM {t} e JOIN bounds bd ON e.source_system = bd.source_system"
+        + _rhythm_cte(rows, state, window_expr, facts.silence_rhythm_factor)
+        + " known AS (SELECT bd.ingest_run_id, e.source_system, e.occurred_at"
+        f" FROM {rows} e JOIN bounds bd ON e.source_system = bd.source_system"
         " AND e.occurred_at BETWEEN bd.lo AND bd.hi),"
         # Fast path: a silence longer than the limit covers a whole bucket of half its width,
         # so a source with an event in every such bucket from its first to its last has
@@ -250,7 +292,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " HAVING max(bucket) - min(bucket) + 1 > count(DISTINCT bucket)),"
         # Only sources quiet beyond the first limit learn their quiet spells (a sort of
         # their history) and may be let off by them.
-        + _quiet_spell_cte("spells", t, "quiet")
+        + _quiet_spell_cte("spells", rows, "quiet", state)
         + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
         " s.spread_s, s.spreads, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
         " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
@@ -288,7 +330,10 @@ _TRANSFER_TYPES = "('request', 'disclosure', 'redisclosure', 'receipt')"
 
 
 def trailing_silence_check(
-    table: str, silence_windows: dict[str, timedelta], rhythm_factor: float = 8.0
+    table: str,
+    silence_windows: dict[str, timedelta],
+    rhythm_factor: float = 8.0,
+    state: str | None = None,
 ) -> Check:
     """Store-wide: a source whose last event is older than the newest event of any source
     by more than its silence limit stopped sending (coverage incomplete up to now).
@@ -296,12 +341,22 @@ def trailing_silence_check(
     A source whose flows (sender and recipient) other logs record is judged against the
     newest of *those* events instead: a receipt log of a flow that stopped everywhere (an
     investigation closed, nothing more was sent) is quiet because nothing happened, not
-    because its logs are missing."""
+    because its logs are missing.
+
+    ``state``: a relation holding every source's statistics (dwatch.validate.state) read
+    instead of every event; the table is then read only for the flows of sources behind."""
     window_expr = _window_case(silence_windows)
+    if state is None:
+        last = (
+            "SELECT source_system, max(occurred_at) AS last_at,"
+            f" {_silence_limit(window_expr, rhythm_factor, 'b')} AS limit_s FROM b"
+            " WHERE source_system IS NOT NULL GROUP BY source_system"
+        )
+    else:
+        limit = _limit_of(window_expr, rhythm_factor, "last_at", "first_at", "timed_events")
+        last = f"SELECT source_system, last_at, {limit} AS limit_s FROM {state}"
     query = (
-        WITH_B + ", last AS (SELECT source_system, max(occurred_at) AS last_at,"
-        f" {_silence_limit(window_expr, rhythm_factor, 'b')} AS limit_s FROM b"
-        " WHERE source_system IS NOT NULL GROUP BY source_system),"
+        WITH_B + f", last AS ({last}),"
         # Logs are exported at different times: the store reaches where most of its logs
         # do (the median of their last events, from 3 logs on), so one log running a day
         # ahead (or a clock in the future) does not make every other log "silent".
@@ -322,7 +377,11 @@ def trailing_silence_check(
         " fn.at IS NOT NULL"
         " AS by_flows FROM last l SEMI JOIN behind USING (source_system)"
         " LEFT JOIN flows_newest fn USING (source_system), newest),"
-        + _quiet_spell_cte("spells", "b", "behind")
+        + (
+            _quiet_spell_cte("spells", "b", "behind")
+            if state is None
+            else _quiet_spell_cte("spells", None, "behind", state)
+        )
         + " SELECT NULL::VARCHAR AS ingest_run_id, source_system, last_at AS window_start,"
         " until_at AS window_end,"
         " json_object('last_event', last_at, 'newest_event_judged_against', until_at,"

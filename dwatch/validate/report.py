@@ -73,6 +73,8 @@ class ValidationReport:
     alerts_flagged: int = 0
     open_coverage_gaps: int = 0  # rows of the coverage_gaps view after this run
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    # Why this run read history instead of the per-source state (dwatch.validate.state).
+    state_notes: list[str] = field(default_factory=list)
 
     @property
     def all_batches(self) -> list[BatchReport]:

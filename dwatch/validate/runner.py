@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from dwatch.schema import TableSpec, load_schema
+from dwatch.validate import state
 from dwatch.validate.config import ValidationConfig, load_config
 from dwatch.validate.report import (
     BatchReport,
@@ -73,12 +75,15 @@ def validate_batches(
     docs_dir: Path | None = None,
     build_docs: bool = True,
     docs_in_background: bool = False,
+    use_state: bool = True,
 ) -> ValidationReport:
     """Validate ingested batches (default: every loaded batch not validated yet).
 
     Call it outside a transaction: each batch's outcomes and quarantine moves are
     committed in a transaction of their own. Data Docs are built before it returns, or
     with ``docs_in_background`` by a process it starts and does not wait for.
+    ``use_state`` False: the silence checks read every source's history, not the
+    per-source state (same verdicts; the state is left as it was).
     """
     config = config or load_config()
     report = ValidationReport(new_validation_run_id())
@@ -98,6 +103,10 @@ def validate_batches(
     # Old batches whose open gaps new rows of their sources may fill are checked in the
     # same pass, for coverage only, after the new ones (their verdicts see the new rows).
     again = batches_reopened(con, _sources_of(con, batches), {b.run_id for b in batches})
+    plan = _plan_state(con, batches + again, report) if use_state else None
+    if plan is not None and plan.usable:
+        setting = replace(setting, history=(state.HIST, state.STATE_NOW, state.HIST_SEQ))
+    watch.lap("state")
     ran: dict[str, list[Check]] = {}
     report.batches = _validate(con, batches + again, setting, report.validation_run_id, ran)
     for br in report.batches:
@@ -105,8 +114,13 @@ def validate_batches(
         br.rows_quarantined += moved
         br.outcomes[:0] = outcomes
     watch.lap("check batches")
+    current = plan is not None and _update_state(con, plan, report) and plan.keep
+    watch.lap("state")
     if _count(con, "SELECT count(*) FROM disclosure_events"):
-        report.store_checks = _validate_store(con, setting, report.validation_run_id, ran)
+        store_setting = replace(
+            setting, history=(state.STATE, state.STATE, state.STATE) if current else None
+        )
+        report.store_checks = _validate_store(con, store_setting, report.validation_run_id, ran)
     report.open_coverage_gaps = _count(con, "SELECT count(*) FROM coverage_gaps")
     report.alerts_flagged = mark_coverage(con)
     watch.lap("store-wide")
@@ -114,6 +128,35 @@ def validate_batches(
         _data_docs(Path(docs_dir or config.docs_dir), ran, report, docs_in_background)
         watch.lap("Data Docs")
     return report
+
+
+def _plan_state(
+    con: duckdb.DuckDBPyConnection, batches: list[Batch], report: ValidationReport
+) -> state.StatePlan | None:
+    """How the silence checks read each source's history (None: the state cannot be read,
+    they read the store)."""
+    ids = [b.run_id for b in batches if b.table == state.TABLE]
+    try:
+        plan = state.prepare(con, ids)
+    except duckdb.Error:
+        log.exception("the validation state could not be read; reading history")
+        report.state_notes.append("validation state unreadable: history read")
+        return None
+    report.state_notes.extend(plan.notes())
+    return plan
+
+
+def _update_state(
+    con: duckdb.DuckDBPyConnection, plan: state.StatePlan, report: ValidationReport
+) -> bool:
+    """Bring the state up to date; False when it could not be (the next run rebuilds it)."""
+    try:
+        state.update(con, plan, report.validation_run_id)
+    except duckdb.Error:
+        log.exception("the validation state could not be updated")
+        report.state_notes.append("validation state not updated: the next run rebuilds it")
+        return False
+    return True
 
 
 def _data_docs(
@@ -214,6 +257,8 @@ def _validate_set(
             # One bad batch must not cost the others: each alone, where a failure stays
             # with its own batch.
             log.exception("checking %d batches at once failed; one by one", len(batches))
+            # Each batch's verdicts move rows: the stand-ins for history no longer hold.
+            setting = replace(setting, history=None)
             return [
                 br
                 for b in batches
@@ -245,7 +290,10 @@ def _validate_store(
 
     store = BatchReport(None, "events", "(whole store)", [])
     check = trailing_silence_check(
-        "disclosure_events", setting.windows, setting.config.silence_rhythm_factor
+        "disclosure_events",
+        setting.windows,
+        setting.config.silence_rhythm_factor,
+        setting.history[1] if setting.history else None,
     )
     ran[STORE_SUITE] = [check]
     base = Outcome(STORE_SUITE, check.name, "batch", False, None)

@@ -130,9 +130,17 @@ def make_facts(
     malformed: tuple[str, ...],
     windows: dict[str, timedelta],
     config: ValidationConfig,
+    history: tuple[str, str, str] | None = None,
 ) -> BatchFacts:
     return BatchFacts(
-        run_ids[-1], None, now, malformed, windows, config.silence_rhythm_factor, tuple(run_ids)
+        run_ids[-1],
+        None,
+        now,
+        malformed,
+        windows,
+        config.silence_rhythm_factor,
+        tuple(run_ids),
+        history,
     )
 
 
@@ -259,6 +267,10 @@ class Findings:
     row_errors: dict[CheckKey, str]
     gaps: dict[str, dict[str | None, list[GapRow]]]
     gap_errors: dict[str, str]
+    # Batch-level checks reading the store itself, by name, where ``runs`` read stand-ins
+    # for history written before any verdict (a batch judged after earlier ones moved rows
+    # is checked again on the store as it is then).
+    live: dict[str, Check] = field(default_factory=dict)
 
 
 class Citations:
@@ -285,6 +297,8 @@ class Setting:
     citations: Citations
     config: ValidationConfig
     now: datetime
+    # The silence checks' stand-ins for history (see BatchFacts.history); None: the store.
+    history: tuple[str, str, str] | None = None
 
 
 def find(
@@ -303,7 +317,8 @@ def find(
     """
     found = survey(con, table, run_ids)
     malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
-    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+    history = setting.history if table.name == "disclosure_events" else None
+    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config, history)
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     new = [r for r in run_ids if r not in coverage_only]
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
@@ -320,4 +335,12 @@ def find(
             gaps[check.name] = list_gaps(con, table, run_ids, check, spans)
         except duckdb.Error as exc:
             gap_errors[check.name] = str(exc).splitlines()[0]
-    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors)
+    live: dict[str, Check] = {}
+    if history is not None:
+        plain = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+        live = {
+            c.name: c
+            for c in canonical_checks(table, setting.vocabularies, plain, setting.config)
+            if c.scope == "batch"
+        }
+    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors, live)

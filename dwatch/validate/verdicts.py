@@ -189,7 +189,8 @@ def _batch_verdict(
     gaps = findings.gaps.get(check.name, {}).get(batch.run_id, [])
     if moved & set(findings.survey.sources(batch.run_id)):
         # Rows of these sources left with an earlier batch: neighbours and silences change.
-        gaps = list_gaps(con, table, [batch.run_id], check).get(batch.run_id, [])
+        live = findings.live.get(check.name, check)
+        gaps = list_gaps(con, table, [batch.run_id], live).get(batch.run_id, [])
     return gap_outcomes(base, gaps, config)
 
 

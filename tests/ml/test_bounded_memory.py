@@ -215,3 +215,58 @@ def test_one_query_gives_the_window_and_frame_the_two_step_path_gives(ml_store: 
             assert frame.equals(bounds.training_frame(con, det, expected)), (detector_id, cap)
             narrowed = window.window_from is not None and window.window_from > START
             assert narrowed == (cap < rows), (detector_id, cap)
+
+
+def test_held_out_folds_score_as_fully_fitted_folds_would(ml_store: Store) -> None:
+    """The folds' models skip the pass that sets offset_; their held-out scores are those of
+    models fitted the whole way, on every detector."""
+    con = ml_store[0]
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    for detector_id, cls in sorted(DETECTORS.items()):
+        det = cls(config.detectors[detector_id])
+        _, frame = bounds.window_and_frame(con, det, START, SPLIT)
+        when = frame["day" if "day" in frame.columns else "occurred_at"]
+        first = (when < when.sort().gather(frame.height // 2).item()).fill_null(True).to_numpy()
+        expected = np.empty(frame.height)
+        for part in (first, ~first):
+            model = det.fit(frame.filter(pl.Series(~part)))
+            expected[part] = det.anomaly_scores(model, frame.filter(pl.Series(part)))
+        assert np.array_equal(run.held_out_scores(det, frame), expected), detector_id
+
+
+def test_training_rows_bounds_a_detectors_window_whatever_the_budget(
+    ml_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con, _, models = ml_store
+    monkeypatch.setenv("DWATCH_MEMORY", "8GB")  # the budget alone would fit every row
+    config = load_config()
+    features.prepare_zones(con, config.time_zones)
+    det = DETECTORS["ml.actor_peers"](config.detectors["ml.actor_peers"])
+    rows = det.training_frame(con, START, SPLIT).height
+    cap = max(rows // 3, 1000)
+    assert bounds.max_training_rows(det) >= rows > cap
+    cfg = tmp_path / "ml.yaml"
+    cfg.write_text(
+        f"detectors:\n  ml.actor_peers:\n    event_types: [access]\n    training_rows: {cap}\n"
+    )
+    result = train_models(
+        con,
+        window_from=START,
+        window_to=SPLIT,
+        models_dir=models,
+        config=load_config(cfg),
+        detectors=["ml.actor_peers"],
+    )[0]
+    assert result.record is not None and 0 < result.record.training_rows <= cap
+    assert result.record.train_from is not None and result.record.train_from > START
+    assert f"training_rows setting is {cap:,}" in result.message
+
+
+def test_training_rows_must_be_a_whole_number_of_rows(tmp_path: Path) -> None:
+    bad = tmp_path / "ml.yaml"
+    for value in ("0", "999", "1.5e6", "many", "true"):
+        bad.write_text(f"detectors:\n  ml.actor_peers:\n    training_rows: {value}\n")
+        with pytest.raises(ConfigError, match="training_rows") as err:
+            load_config(bad)
+        assert str(bad) in str(err.value) and "fix:" in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import poisson
+from sklearn.base import clone
 
 from detectors.ml.surprise import ConditionalSurprise, CountRateSurprise, poisson_surprise
 
@@ -147,3 +148,35 @@ def test_conditional_surprise_bins_measurements_and_keeps_codes_as_categories() 
     coded = ConditionalSurprise().fit(codes)
     assert coded.bin_edges_ == {}  # integer codes are categories, never binned
     assert -coded.score_samples(np.array([[8]], dtype=np.uint64))[0] > 4
+
+
+def test_a_fit_without_its_offset_learns_the_same_model() -> None:
+    """``offset=False`` (a held-out fold's model) skips only the pass that sets offset_."""
+    rng = np.random.default_rng(5)
+    rows = _user_days(rng)
+    rows = np.vstack([rows, rows[:40] * [2, 1, 1, 1, 1, 1, 1, 1]])  # a second agency
+    probe = _user_days(np.random.default_rng(6))
+    cases = [
+        (CountRateSurprise(n_key_columns=3, with_load=True, windows=1), rows, probe),
+        (ConditionalSurprise(terms=[(0, ((1,),))]), _transfers(), _transfers()[::7]),
+    ]
+    for make, train, scored in cases:
+        whole = clone(make).fit(train)
+        lean = clone(make).fit(train, offset=False)
+        assert np.isfinite(whole.offset_) and np.isnan(lean.offset_)
+        assert np.array_equal(whole.score_samples(scored), lean.score_samples(scored))
+
+
+def test_count_rate_surprise_counts_each_units_active_days_once() -> None:
+    """Exposure and the unit's mean daily total, against a count by hand."""
+    rng = np.random.default_rng(7)
+    rows = _user_days(rng)
+    rows = np.vstack([rows, rows[::3] * [3, 1, 1, 1, 1, 1, 1, 1] + [0, 0, 0, 500, 0, 0, 0, 0]])
+    model = CountRateSurprise(n_key_columns=3, with_load=True, windows=1).fit(rows)
+    for u, unit in enumerate(model.units_):
+        mine = rows[rows[:, 0] == unit]
+        days = {d: total for d, total in zip(mine[:, 3], mine[:, 6], strict=True)}
+        assert model.unit_exposure_[u] == len(days)
+        assert model.unit_mean_total_[u, 0] == pytest.approx(np.mean(list(days.values())))
+        span = mine[:, 3].max() - mine[:, 3].min() + 1
+        assert model.unit_active_share_[u] == pytest.approx(len(days) / span)

@@ -1,0 +1,307 @@
+"""Per-source validation state: what the silence checks need of each source's history.
+
+The silence checks judge a batch against its source's rhythm (first and last event time,
+how many events), its neighbours either side and its longest quiet spells, all over every
+event the store holds for the source; the store-wide check reads every source's last
+event. ``validation_source_state`` (migration 0029) keeps those per source, so a run reads
+the state and its new rows instead:
+
+- ``prepare`` (before the checks): which new batches the state does not cover yet, which
+  sources must read their history after all (a late event at or before the source's last
+  stored event, a batch loaded before batches already validated, an old batch revisited
+  for its open gaps), and the stand-in relations the checks read (``HIST`` rows: the new
+  rows, each other source's last event, the whole history of reopened sources;
+  ``HIST_SEQ`` the same by sequence number, with each source's highest numbered event;
+  ``STATE_NOW``: the statistics of the sources not reopened);
+- ``update`` (after the verdicts): the state brought up to date from the new batches' rows
+  left in the store, reopened sources recomputed from their rows, and the whole state
+  rebuilt from the store when it was missing or no longer described it.
+
+Only raw statistics are kept (no setting enters them): windows and factors apply at check
+time, so a settings change reopens nothing. Verdicts are those of reading history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from dwatch.validate.coverage import QUIET_TAIL_GAPS
+from dwatch.validate.suites import sql_literal
+
+TABLE = "disclosure_events"
+STATE = "validation_source_state"
+BATCHES = "validation_state_batches"
+# Temporary relations the checks read in place of history (this connection only).
+HIST = "_dw_val_hist"
+STATE_NOW = "_dw_val_state"
+HIST_SEQ = "_dw_val_hist_seq"
+NEW = "_dw_val_new"
+
+
+@dataclass
+class StatePlan:
+    """What one validation run reads from the state, and why it reads history instead."""
+
+    usable: bool
+    pending: list[str] = field(default_factory=list)
+    # source -> why its history is read (and its state recomputed)
+    reopened: dict[str, str] = field(default_factory=dict)
+    rebuilt_because: str | None = None
+    # False: batches outside this run are not validated yet; the state is neither read
+    # nor rebuilt (a later run validating them rebuilds it).
+    keep: bool = True
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.rebuilt_because:
+            out.append(f"validation state rebuilt from the store: {self.rebuilt_because}")
+        out += [f"{s}: history read ({why})" for s, why in sorted(self.reopened.items())]
+        return out
+
+
+def _in(values: list[str]) -> str:
+    """SQL list for IN / NOT IN (empty: no value, so NOT IN holds for every row)."""
+    if not values:
+        return "(SELECT NULL::VARCHAR WHERE FALSE)"
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    rows = con.execute(sql).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
+    """Plan the state's use for the events batches ``run_ids`` and write the relations the
+    silence check reads; ``usable`` False: the checks read history (the state is rebuilt
+    by ``update``)."""
+    covered = dict(con.execute(f"SELECT ingest_run_id, events FROM {BATCHES}").fetchall())
+    pending = [r for r in run_ids if r not in covered]
+    revisits = [r for r in run_ids if r in covered]
+    total = _scalar(con, f"SELECT count(*) FROM {TABLE}")
+    _read_new(con, pending)
+    new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
+    why = None
+    waiting = _scalar(
+        con,
+        "SELECT count(*) FROM ingest_runs WHERE status = 'loaded' AND kind = 'events'"
+        f" AND run_id NOT IN {_in(run_ids)} AND run_id NOT IN (SELECT DISTINCT ingest_run_id"
+        " FROM validation_results WHERE ingest_run_id IS NOT NULL)",
+    )
+    if waiting:
+        return StatePlan(False, pending, keep=False)
+    if not covered and total > new_rows:
+        why = "no state yet (a store from before it was kept)"
+    elif sum(covered.values()) + new_rows != total:
+        why = (
+            f"the store holds {total:,} events where the state's batches held"
+            f" {sum(covered.values()):,} and the new batches hold {new_rows:,}"
+        )
+    elif _scalar(con, f"SELECT count(*) FROM {STATE} WHERE gaps_kept <> {QUIET_TAIL_GAPS}"):
+        why = f"it kept another number of longest gaps than {QUIET_TAIL_GAPS}"
+    if why:
+        return StatePlan(False, pending, rebuilt_because=why)
+    plan = StatePlan(True, pending)
+    plan.reopened = _reopened(con, pending, revisits)
+    _write_relations(con, plan)
+    return plan
+
+
+def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
+    """The new batches' rows as the state needs them, read once (``NEW``)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id,"
+        f" sequence_no FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+    )
+
+
+def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]) -> dict:
+    """Sources whose history the checks must read, with the reason for each."""
+    found: dict[str, str] = {}
+    # A new row at or before its source's last stored event (or numbered at or below its
+    # highest stored number) changes the source's neighbours and quiet spells inside its
+    # history.
+    for source, first, run_id, last in con.execute(
+        "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
+        f" any_value(s.last_at) FROM {NEW} e JOIN {STATE} s USING (source_system)"
+        " GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at)"
+        " ORDER BY 1"
+    ).fetchall():
+        found[source] = (
+            f"late event: batch {run_id} holds an event at {first:%Y-%m-%dT%H:%M:%SZ},"
+            f" not after its last stored event at {last:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    for source, first, run_id, last in con.execute(
+        "SELECT e.source_system, min(e.sequence_no), arg_min(e.ingest_run_id, e.sequence_no),"
+        f" any_value(s.last_seq) FROM {NEW} e JOIN {STATE} s USING (source_system)"
+        " GROUP BY 1 HAVING min(e.sequence_no) <= any_value(s.last_seq) ORDER BY 1"
+    ).fetchall():
+        found.setdefault(
+            source,
+            f"late number: batch {run_id} holds sequence_no {first},"
+            f" not above its highest stored number {last}",
+        )
+    # Neighbours are looked up among batches loaded before: a new batch loaded before a
+    # covered one sees only part of the history the state summarises.
+    early = (
+        "WITH o AS (SELECT run_id, coalesce(started_at, '-infinity'::TIMESTAMPTZ) AS at"
+        " FROM ingest_runs), top AS (SELECT max((o.at, o.run_id)) AS k FROM o"
+        f" JOIN {BATCHES} c ON c.ingest_run_id = o.run_id)"
+        f" SELECT DISTINCT e.source_system, e.ingest_run_id FROM {NEW} e"
+        " JOIN o ON o.run_id = e.ingest_run_id, top"
+        " WHERE (o.at, o.run_id) <= top.k"
+        " AND e.source_system IS NOT NULL ORDER BY 1, 2"
+    )
+    for source, run_id in con.execute(early).fetchall():
+        found.setdefault(source, f"batch {run_id} was loaded before batches validated already")
+    for source, run_id in con.execute(
+        f"SELECT DISTINCT source_system, ingest_run_id FROM {TABLE}"
+        f" WHERE ingest_run_id IN {_in(revisits)} AND source_system IS NOT NULL ORDER BY 1, 2"
+    ).fetchall():
+        found.setdefault(source, f"old batch {run_id} checked again for its open gaps")
+    return found
+
+
+def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
+    """``HIST`` (rows standing in for the table) and ``STATE_NOW`` (statistics of the rest)."""
+    reopened = _in(sorted(plan.reopened))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {HIST} AS"
+        " SELECT source_system, occurred_at, ingest_run_id, FALSE AS proxy FROM"
+        f" {NEW} WHERE source_system IS NOT NULL"
+        " UNION ALL SELECT source_system, occurred_at, ingest_run_id, FALSE FROM"
+        f" {TABLE} WHERE source_system IN {reopened}"
+        f" AND ingest_run_id NOT IN {_in(plan.pending)}"
+        # Each other source's last event: the neighbour of whatever comes after it.
+        f" UNION ALL SELECT source_system, last_at, last_run_id, TRUE FROM {STATE}"
+        f" WHERE last_at IS NOT NULL AND source_system NOT IN {reopened}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {STATE_NOW} AS SELECT source_system, first_at, last_at,"
+        f" timed_events, top_gaps FROM {STATE} WHERE source_system NOT IN {reopened}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {HIST_SEQ} AS"
+        f" SELECT source_system, sequence_no, occurred_at, ingest_run_id FROM {NEW}"
+        " WHERE source_system IS NOT NULL"
+        " UNION ALL SELECT source_system, sequence_no, occurred_at, ingest_run_id FROM"
+        f" {TABLE} WHERE source_system IN {reopened}"
+        f" AND ingest_run_id NOT IN {_in(plan.pending)}"
+        # Each other source's highest numbered event: the neighbour of what is numbered after.
+        f" UNION ALL SELECT source_system, last_seq, last_seq_at, last_seq_run FROM {STATE}"
+        f" WHERE last_seq IS NOT NULL AND source_system NOT IN {reopened}"
+    )
+
+
+def _summary_sql(rows: str, among: str | None) -> str:
+    """SQL: per source of ``rows`` (source_system, occurred_at, ingest_run_id, sequence_no,
+    seed), its statistics; ``seed`` rows are a state's last event (its neighbour, not a new event);
+    ``among``: extra SQL giving (source_system, gap_s) of gaps kept from before."""
+    m = QUIET_TAIL_GAPS
+    kept = f" UNION ALL {among}" if among else ""
+    return (
+        f"WITH r AS ({rows}),"
+        " stats AS (SELECT source_system, min(occurred_at) FILTER (WHERE NOT seed) AS first_at,"
+        " max(occurred_at) AS last_at, count(occurred_at) FILTER (WHERE NOT seed) AS n,"
+        " arg_max(ingest_run_id, occurred_at) AS last_run_id, max(sequence_no) AS last_seq,"
+        " arg_max(occurred_at, sequence_no) AS last_seq_at,"
+        " arg_max(ingest_run_id, sequence_no) AS last_seq_run FROM r GROUP BY 1),"
+        " gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
+        " OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM r"
+        f" WHERE occurred_at IS NOT NULL{kept}),"
+        " top AS (SELECT source_system, list(gap_s ORDER BY gap_s DESC) AS top_gaps FROM"
+        " (SELECT * FROM gaps WHERE gap_s IS NOT NULL QUALIFY row_number() OVER"
+        f" (PARTITION BY source_system ORDER BY gap_s DESC) <= {m}) GROUP BY 1)"
+        " SELECT s.source_system, s.first_at, s.last_at, s.n AS timed_events, s.last_run_id,"
+        f" coalesce(t.top_gaps, []::DOUBLE[]) AS top_gaps, {m} AS gaps_kept, s.last_seq,"
+        " s.last_seq_at, s.last_seq_run"
+        " FROM stats s LEFT JOIN top t USING (source_system)"
+    )
+
+
+def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: str) -> None:
+    """Bring the state up to date with the store after the run's verdicts."""
+    by = sql_literal(validation_run_id)
+    cols = (
+        "source_system, first_at, last_at, timed_events, last_run_id, top_gaps, gaps_kept,"
+        " last_seq, last_seq_at, last_seq_run"
+    )
+    if not plan.keep:
+        con.execute(f"DELETE FROM {STATE}")
+        con.execute(f"DELETE FROM {BATCHES}")
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if not plan.usable:
+            con.execute(f"DELETE FROM {STATE}")
+            con.execute(f"DELETE FROM {BATCHES}")
+            rows = (
+                "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+                f" FROM {TABLE} WHERE source_system IS NOT NULL"
+            )
+            con.execute(
+                f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by}"
+                f" FROM ({_summary_sql(rows, None)})"
+            )
+            con.execute(
+                f"INSERT INTO {BATCHES} SELECT ingest_run_id, count(*), {by} FROM {TABLE}"
+                " GROUP BY 1"
+            )
+        else:
+            _update_from_new(con, plan, by, cols)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, cols: str) -> None:
+    _read_new(con, plan.pending)  # what the verdicts left of them
+    reopened = _in(sorted(plan.reopened))
+    # Reopened sources: from all their rows.
+    rows = (
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        f" FROM {TABLE} WHERE source_system IN {reopened}"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
+    # The others with new rows: their last stored event, then the new rows; the gaps kept.
+    touched = (
+        f"(SELECT DISTINCT source_system FROM {NEW} WHERE source_system IS NOT NULL"
+        f" AND source_system NOT IN {reopened})"
+    )
+    rows = (
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        f" FROM {NEW} WHERE source_system IN {touched}"
+        f" UNION ALL SELECT source_system, last_at, last_run_id, NULL, TRUE FROM {STATE}"
+        f" WHERE last_at IS NOT NULL AND source_system IN {touched}"
+    )
+    kept = f"SELECT source_system, unnest(top_gaps) FROM {STATE} WHERE source_system IN {touched}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_more AS {_summary_sql(rows, kept)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _dw_val_next AS SELECT m.source_system,"
+        " CASE WHEN s.first_at IS NULL THEN m.first_at WHEN m.first_at IS NULL THEN s.first_at"
+        " ELSE least(s.first_at, m.first_at) END, m.last_at,"
+        " m.timed_events + coalesce(s.timed_events, 0), m.last_run_id, m.top_gaps, m.gaps_kept,"
+        # New numbers are all above the stored ones (else the source was reopened).
+        " coalesce(m.last_seq, s.last_seq),"
+        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_at ELSE m.last_seq_at END,"
+        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_run ELSE m.last_seq_run END"
+        f" FROM _dw_val_more m LEFT JOIN {STATE} s USING (source_system)"
+    )
+    con.execute(
+        f"DELETE FROM {STATE} WHERE source_system IN (SELECT source_system FROM _dw_val_redo"
+        " UNION ALL SELECT source_system FROM _dw_val_next)"
+    )
+    for temp in ("_dw_val_redo", "_dw_val_next"):
+        con.execute(f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by} FROM {temp}")
+        con.execute(f"DROP TABLE {temp}")
+    con.execute("DROP TABLE _dw_val_more")
+    con.execute(
+        f"INSERT INTO {BATCHES} SELECT r.run_id, count(e.ingest_run_id), {by}"
+        f" FROM (SELECT unnest(?::VARCHAR[]) AS run_id) r LEFT JOIN {NEW} e"
+        " ON e.ingest_run_id = r.run_id GROUP BY 1",
+        [plan.pending],
+    )
+    con.execute(f"DROP TABLE {NEW}")
