@@ -57,6 +57,16 @@ class StatePlan:
     rebuilt_because: str | None = None
     # source -> why part of its history (its tail) is read
     tails: dict[str, str] = field(default_factory=dict)
+    # Reopened only because an old batch of theirs is checked again: the checks read
+    # their history, but their stored events are unchanged, so their state is brought up
+    # to date like any other's (not recomputed).
+    revisited: set[str] = field(default_factory=set)
+
+    @property
+    def recomputed(self) -> list[str]:
+        """Sources whose state is recomputed from all their rows."""
+        return sorted(set(self.reopened) - self.revisited)
+
     # False: batches outside this run are not validated yet; the state is neither read
     # nor rebuilt (a later run validating them rebuilds it).
     keep: bool = True
@@ -66,7 +76,7 @@ class StatePlan:
         if self.rebuilt_because:
             out.append(f"validation state rebuilt from the store: {self.rebuilt_because}")
         out += [f"{s}: history read ({why})" for s, why in sorted(self.reopened.items())]
-        out += [f"{s}: {why}" for s, why in sorted(self.tails.items())]
+        out += [f"{s}: {why}" for s, why in sorted(self.tails.items()) if s not in self.reopened]
         return out
 
 
@@ -113,7 +123,7 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     if why:
         return StatePlan(False, pending, rebuilt_because=why)
     plan = StatePlan(True, pending)
-    plan.reopened = _reopened(con, pending, revisits)
+    plan.reopened, plan.revisited = _reopened(con, pending, revisits)
     kept = _late_tails(con, plan)
     _write_relations(con, plan, kept)
     return plan
@@ -127,9 +137,13 @@ def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
     )
 
 
-def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]) -> dict:
-    """Sources whose history the checks must read, with the reason for each."""
+def _reopened(
+    con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Sources whose history the checks must read, with the reason for each, and those
+    of them read only for an old batch checked again."""
     found: dict[str, str] = {}
+    revisited: set[str] = set()
     # A new row numbered at or below its source's highest stored number changes the
     # source's neighbours by number inside its history.
     for source, first, run_id, last in con.execute(
@@ -159,8 +173,10 @@ def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list
         f"SELECT DISTINCT source_system, ingest_run_id FROM {TABLE}"
         f" WHERE ingest_run_id IN {_in(revisits)} AND source_system IS NOT NULL ORDER BY 1, 2"
     ).fetchall():
-        found.setdefault(source, f"old batch {run_id} checked again for its open gaps")
-    return found
+        if source not in found:
+            found[source] = f"old batch {run_id} checked again for its open gaps"
+            revisited.add(source)
+    return found, revisited
 
 
 def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, list[float]]:
@@ -173,7 +189,7 @@ def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, li
     late = con.execute(
         "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
         f" any_value(s.last_at), any_value(s.top_gaps) FROM {NEW} e JOIN {STATE} s"
-        f" USING (source_system) WHERE e.source_system NOT IN {_in(sorted(plan.reopened))}"
+        f" USING (source_system) WHERE e.source_system NOT IN {_in(plan.recomputed)}"
         " GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at) ORDER BY 1"
     ).fetchall()
     con.execute(
@@ -206,13 +222,12 @@ def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, li
             f"batch {run_id} holds an event at {first:%Y-%m-%dT%H:%M:%SZ}, not after its last"
             f" stored event at {last:%Y-%m-%dT%H:%M:%SZ}"
         )
-        if source not in tail_gaps:
-            plan.reopened[source] = f"late event: {when}, and none stored before it"
-            continue
-        gaps, since = tail_gaps[source]
-        standing = _still_standing(list(top), list(gaps))
+        gaps, since = tail_gaps.get(source, ([], None))
+        standing = _still_standing(list(top), list(gaps)) if since is not None else None
         if standing is None:
-            plan.reopened[source] = f"late event among its longest quiet spells: {when}"
+            why = "and none stored before it" if since is None else "among its longest gaps"
+            plan.reopened.setdefault(source, f"late event {why}: {when}")
+            plan.revisited.discard(source)
             continue
         kept[source] = standing
         plan.tails[source] = (
@@ -244,18 +259,19 @@ def _write_relations(
     """``HIST`` (rows standing in for the table), ``STATE_NOW`` (statistics of the rest),
     ``HIST_SEQ`` (the same by number), and ``SEED``/``KEPT`` (what ``update`` starts from)."""
     reopened = _in(sorted(plan.reopened))
+    full = _in(plan.recomputed)
     tails = _in(sorted(plan.tails))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {SEED} AS SELECT source_system, occurred_at,"
         f" ingest_run_id, sequence_no FROM _dw_val_tail WHERE source_system IN {tails}"
         # Each other source's last event: the neighbour of whatever comes after it.
         f" UNION ALL SELECT source_system, last_at, last_run_id, NULL::BIGINT FROM {STATE}"
-        f" WHERE last_at IS NOT NULL AND source_system NOT IN {reopened}"
+        f" WHERE last_at IS NOT NULL AND source_system NOT IN {full}"
         f" AND source_system NOT IN {tails}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {KEPT} AS SELECT source_system, top_gaps FROM {STATE}"
-        f" WHERE source_system NOT IN {reopened} AND source_system NOT IN {tails}"
+        f" WHERE source_system NOT IN {full} AND source_system NOT IN {tails}"
     )
     if kept:
         con.executemany(f"INSERT INTO {KEPT} VALUES (?, ?)", list(kept.items()))
@@ -267,11 +283,12 @@ def _write_relations(
         f" {TABLE} WHERE source_system IN {reopened}"
         f" AND ingest_run_id NOT IN {_in(plan.pending)}"
         f" UNION ALL SELECT source_system, occurred_at, ingest_run_id, TRUE FROM {SEED}"
+        f" WHERE source_system NOT IN {reopened}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {STATE_NOW} AS SELECT s.source_system, s.first_at,"
         f" s.last_at, s.timed_events, k.top_gaps FROM {STATE} s JOIN {KEPT} k"
-        " USING (source_system)"
+        f" USING (source_system) WHERE s.source_system NOT IN {reopened}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {HIST_SEQ} AS"
@@ -351,8 +368,8 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
 
 def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, cols: str) -> None:
     _read_new(con, plan.pending)  # what the verdicts left of them
-    reopened = _in(sorted(plan.reopened))
-    # Reopened sources: from all their rows.
+    reopened = _in(plan.recomputed)
+    # Sources recomputed: from all their rows.
     rows = (
         "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
         f" FROM {TABLE} WHERE source_system IN {reopened}"

@@ -56,6 +56,8 @@ FIRST = {
     "jittery-log": [LATER + 5 * i for i in range(26)] + [LATER + h for h in range(126, 201)],
     # Three gaps only (all of them kept): a late event splits one of them.
     "short-log": [LATER + h for h in (0, 10, 20, 30)],
+    # A silence inside its first batch (an open gap): new rows of it check that batch again.
+    "gappy-log": [LATER + h for h in [*range(0, 51), *range(300, 341)]],
 }
 SILENCE = 240.0  # ten days, beyond the seven-day window and the log's own quiet spells
 SECOND = [
@@ -69,6 +71,7 @@ SECOND = [
     ("renumbered-log", [LATER + h for h in range(101, 111)], 50),
     ("jittery-log", [LATER + h for h in [199.5, *range(201, 211)]], 300),
     ("short-log", [LATER + 25, LATER + 40], 10),
+    ("gappy-log", [LATER + h for h in range(341, 351)], 93),
 ]
 
 
@@ -134,6 +137,7 @@ def test_state_verdicts_equal_history_verdicts(tmp_path: Path, vconfig: Validati
     assert any(n.startswith("late-log: history read (late event") for n in notes), notes
     assert any(n.startswith("renumbered-log: history read (late number") for n in notes), notes
     assert not any(n.startswith(("steady-log", "new-log")) for n in notes), notes
+    assert any(n.startswith("gappy-log: history read (old batch") for n in notes), notes
     for source in ("jittery-log", "short-log"):
         assert any(n.startswith(f"{source}: stored events from") for n in notes), notes
     # The sequence gap straddling the increments, reported by the new batch.
