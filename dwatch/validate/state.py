@@ -153,7 +153,7 @@ def _reopened(
     ).fetchall():
         found.setdefault(
             source,
-            f"late number: batch {run_id} holds sequence_no {first},"
+            f"number out of order: batch {run_id} holds sequence_no {first},"
             f" not above its highest stored number {last}",
         )
     # Neighbours are looked up among batches loaded before: a new batch loaded before a
@@ -226,12 +226,12 @@ def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, li
         standing = _still_standing(list(top), list(gaps)) if since is not None else None
         if standing is None:
             why = "and none stored before it" if since is None else "among its longest gaps"
-            plan.reopened.setdefault(source, f"late event {why}: {when}")
+            plan.reopened.setdefault(source, f"event out of order {why}: {when}")
             plan.revisited.discard(source)
             continue
         kept[source] = standing
         plan.tails[source] = (
-            f"stored events from {since:%Y-%m-%dT%H:%M:%SZ} on read (late event: {when})"
+            f"stored events from {since:%Y-%m-%dT%H:%M:%SZ} on read (event out of order: {when})"
         )
     return kept
 

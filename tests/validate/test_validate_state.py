@@ -134,8 +134,10 @@ def test_state_verdicts_equal_history_verdicts(tmp_path: Path, vconfig: Validati
     assert ("stopping-log", "expect_source_not_silent_until_now(occurred_at)") in failed
     # The second run read the state, and history only for the late log, saying why.
     notes = reports[1].state_notes
-    assert any(n.startswith("late-log: history read (late event") for n in notes), notes
-    assert any(n.startswith("renumbered-log: history read (late number") for n in notes), notes
+    assert any(n.startswith("late-log: history read (event out of order") for n in notes), notes
+    assert any(n.startswith("renumbered-log: history read (number out of order") for n in notes), (
+        notes
+    )
     assert not any(n.startswith(("steady-log", "new-log")) for n in notes), notes
     assert any(n.startswith("gappy-log: history read (old batch") for n in notes), notes
     for source in ("jittery-log", "short-log"):
