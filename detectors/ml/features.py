@@ -123,11 +123,15 @@ def narrowed(query: FeatureQuery, columns: Sequence[str]) -> FeatureQuery:
 
 def locate(query: FeatureQuery, column: str, rows: Sequence[int]) -> FeatureQuery:
     """The query's rows whose ``column`` (a row locator such as ``event_row``) is one of
-    ``rows``; the filter reaches the table scan, so only those rows are built."""
+    ``rows``. A query taking ``$located`` (the store rows to read, None: all) is given
+    them too, so it reads and builds only those rows (the transfer frame when scoring)."""
+    params = {**query.params, "_located": list(rows)}
+    if "located" in query.params:
+        params["located"] = list(rows)
     return FeatureQuery(
         f'SELECT * FROM ({query.sql}) AS framed WHERE "{column}" IN'
         " (SELECT unnest($_located::BIGINT[]))",
-        {**query.params, "_located": list(rows)},
+        params,
     )
 
 
@@ -184,7 +188,21 @@ def prepare_zones(con: duckdb.DuckDBPyConnection, configured: dict[str, str] | N
         con.executemany(f"INSERT INTO {_SOURCE_ZONE_TABLE} VALUES (?, ?)", sources)
 
 
-def _events_cte(acting_agency: str, by: str | None = None) -> str:
+# In a query that reads $located (see locate()): only the events of those store rows.
+_LOCATED = "AND ($located::BIGINT[] IS NULL OR e.rowid IN (SELECT unnest($located::BIGINT[])))"
+
+
+def _events_where(acting_agency: str, by: str | None = None, located: bool = False) -> str:
+    """The events of the chosen types in [from, to) (``e``: disclosure_events)."""
+    return f"""
+        WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
+          AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
+          AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
+          {days.read_filter("e.occurred_at", by, acting_agency)}
+          {_LOCATED if located else ""}"""
+
+
+def _events_cte(acting_agency: str, by: str | None = None, located: bool = False) -> str:
     """Events of the chosen types in [from, to), with the acting agency's local clock."""
     return f"""
     ev AS (
@@ -195,10 +213,7 @@ def _events_cte(acting_agency: str, by: str | None = None) -> str:
         FROM disclosure_events e
         LEFT JOIN {_ZONE_TABLE} az ON az.agency = {acting_agency}
         LEFT JOIN {_SOURCE_ZONE_TABLE} sz ON sz.source_system = e.source_system
-        WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
-          AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
-          AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
-          {days.read_filter("e.occurred_at", by, acting_agency)}
+        {_events_where(acting_agency, by, located)}
     )"""
 
 
@@ -239,8 +254,20 @@ def transfer_frame(
     text of only the rows over the floor by it (:func:`locate`).
     """
     order = "ORDER BY occurred_at, source_system, event_id" if ordered else ""
+    # Scoring: the element lists' code is made once per distinct list and looked up by
+    # the list's own hash (sorting each row's list cost a third of the scoring query);
+    # the code is the same, hash(elements), as training's (tests/ml/test_scoring_cost.py).
+    lookup = f"""
+    element_codes AS (
+        SELECT hash(e.data_elements) AS elements_key,
+               hash(array_to_string(list_sort(any_value(e.data_elements)), ',')) AS code
+        FROM disclosure_events e
+        {_events_where("e.disclosing_agency", located=True)}
+        GROUP BY ALL
+    ),"""
+    elements_code = "(SELECT code FROM element_codes c WHERE c.elements_key = base.elements_key)"
     sql = f"""
-    WITH {_events_cte("e.disclosing_agency")},
+    WITH {_events_cte("e.disclosing_agency", located=not ordered)},{lookup if not ordered else ""}
     base AS (
         SELECT event_row, event_id, source_system, disclosing_agency, recipient_agency, actor_id,
                request_id,
@@ -251,6 +278,7 @@ def transfer_frame(
                coalesce(channel, '(none)') || CASE WHEN encrypted THEN ', encrypted'
                    WHEN NOT encrypted THEN ', unencrypted' ELSE '' END AS channel_enc,
                array_to_string(list_sort(data_elements), ',') AS elements,
+               {"hash(data_elements) AS elements_key," if not ordered else ""}
                -- The recipient and the order of magnitude of the transfer: channel and data
                -- elements are judged against the same recipient's transfers of that size.
                recipient_agency || ' ~1e'
@@ -271,7 +299,7 @@ def transfer_frame(
            hash(authority) AS authority_code,
            hash(purpose) AS purpose_code,
            hash(channel_enc) AS channel_enc_code,
-           hash(elements) AS elements_code,
+           {elements_code if not ordered else "hash(elements)"} AS elements_code,
            hash(acting_agency) AS sender_code,
            hash(acting_agency || ' ~1e'
                 || CAST(floor(log10(greatest(record_count, 1))) AS INTEGER)) AS sender_size_code,
@@ -279,7 +307,8 @@ def transfer_frame(
     FROM base
     {order}
     """
-    return _frame(con, sql, _params(event_types, window_from, window_to))
+    params = _params(event_types, window_from, window_to)
+    return _frame(con, sql, params if ordered else {**params, "located": None})
 
 
 # Phase of the month and week: a day is compared with the same part of the month and the

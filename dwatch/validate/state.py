@@ -7,9 +7,11 @@ event. ``validation_source_state`` (migration 0029) keeps those per source, so a
 the state and its new rows instead:
 
 - ``prepare`` (before the checks): which new batches the state does not cover yet, which
-  sources must read their history after all (a late event at or before the source's last
-  stored event, a batch loaded before batches already validated, an old batch revisited
-  for its open gaps), and the stand-in relations the checks read (``HIST`` rows: the new
+  sources must read their history after all (a sequence number at or below the source's
+  highest stored one, a batch loaded before batches already validated, an old batch
+  revisited for its open gaps), which read their tail only (an event at or before the
+  source's last stored event: its stored events from the last one before it on, while
+  its longest gaps lie before that), and the stand-in relations the checks read (``HIST`` rows: the new
   rows, each other source's last event, the whole history of reopened sources;
   ``HIST_SEQ`` the same by sequence number, with each source's highest numbered event;
   ``STATE_NOW``: the statistics of the sources not reopened);
@@ -37,6 +39,10 @@ BATCHES = "validation_state_batches"
 HIST = "_dw_val_hist"
 STATE_NOW = "_dw_val_state"
 HIST_SEQ = "_dw_val_hist_seq"
+# Per source not reopened: the stored events the checks read (its last event, or its
+# events from before its earliest late one on) and its longest gaps outside them.
+SEED = "_dw_val_seed"
+KEPT = "_dw_val_kept"
 NEW = "_dw_val_new"
 
 
@@ -49,6 +55,18 @@ class StatePlan:
     # source -> why its history is read (and its state recomputed)
     reopened: dict[str, str] = field(default_factory=dict)
     rebuilt_because: str | None = None
+    # source -> why part of its history (its tail) is read
+    tails: dict[str, str] = field(default_factory=dict)
+    # Reopened only because an old batch of theirs is checked again: the checks read
+    # their history, but their stored events are unchanged, so their state is brought up
+    # to date like any other's (not recomputed).
+    revisited: set[str] = field(default_factory=set)
+
+    @property
+    def recomputed(self) -> list[str]:
+        """Sources whose state is recomputed from all their rows."""
+        return sorted(set(self.reopened) - self.revisited)
+
     # False: batches outside this run are not validated yet; the state is neither read
     # nor rebuilt (a later run validating them rebuilds it).
     keep: bool = True
@@ -58,6 +76,7 @@ class StatePlan:
         if self.rebuilt_because:
             out.append(f"validation state rebuilt from the store: {self.rebuilt_because}")
         out += [f"{s}: history read ({why})" for s, why in sorted(self.reopened.items())]
+        out += [f"{s}: {why}" for s, why in sorted(self.tails.items()) if s not in self.reopened]
         return out
 
 
@@ -104,8 +123,9 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     if why:
         return StatePlan(False, pending, rebuilt_because=why)
     plan = StatePlan(True, pending)
-    plan.reopened = _reopened(con, pending, revisits)
-    _write_relations(con, plan)
+    plan.reopened, plan.revisited = _reopened(con, pending, revisits)
+    kept = _late_tails(con, plan)
+    _write_relations(con, plan, kept)
     return plan
 
 
@@ -117,22 +137,15 @@ def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
     )
 
 
-def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]) -> dict:
-    """Sources whose history the checks must read, with the reason for each."""
+def _reopened(
+    con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Sources whose history the checks must read, with the reason for each, and those
+    of them read only for an old batch checked again."""
     found: dict[str, str] = {}
-    # A new row at or before its source's last stored event (or numbered at or below its
-    # highest stored number) changes the source's neighbours and quiet spells inside its
-    # history.
-    for source, first, run_id, last in con.execute(
-        "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
-        f" any_value(s.last_at) FROM {NEW} e JOIN {STATE} s USING (source_system)"
-        " GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at)"
-        " ORDER BY 1"
-    ).fetchall():
-        found[source] = (
-            f"late event: batch {run_id} holds an event at {first:%Y-%m-%dT%H:%M:%SZ},"
-            f" not after its last stored event at {last:%Y-%m-%dT%H:%M:%SZ}"
-        )
+    revisited: set[str] = set()
+    # A new row numbered at or below its source's highest stored number changes the
+    # source's neighbours by number inside its history.
     for source, first, run_id, last in con.execute(
         "SELECT e.source_system, min(e.sequence_no), arg_min(e.ingest_run_id, e.sequence_no),"
         f" any_value(s.last_seq) FROM {NEW} e JOIN {STATE} s USING (source_system)"
@@ -140,7 +153,7 @@ def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list
     ).fetchall():
         found.setdefault(
             source,
-            f"late number: batch {run_id} holds sequence_no {first},"
+            f"number out of order: batch {run_id} holds sequence_no {first},"
             f" not above its highest stored number {last}",
         )
     # Neighbours are looked up among batches loaded before: a new batch loaded before a
@@ -160,13 +173,108 @@ def _reopened(con: duckdb.DuckDBPyConnection, pending: list[str], revisits: list
         f"SELECT DISTINCT source_system, ingest_run_id FROM {TABLE}"
         f" WHERE ingest_run_id IN {_in(revisits)} AND source_system IS NOT NULL ORDER BY 1, 2"
     ).fetchall():
-        found.setdefault(source, f"old batch {run_id} checked again for its open gaps")
-    return found
+        if source not in found:
+            found[source] = f"old batch {run_id} checked again for its open gaps"
+            revisited.add(source)
+    return found, revisited
 
 
-def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
-    """``HIST`` (rows standing in for the table) and ``STATE_NOW`` (statistics of the rest)."""
+def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, list[float]]:
+    """Sources whose new events land at or before their last stored event (a late file,
+    or logs whose times are not in order): their stored events from the last one before
+    the earliest new event on (the tail) are read instead of their whole history; the
+    longest gaps before that still stand. Returns those gaps per source; a source whose
+    tail may hold one of its longest gaps, or that has no stored event before its new
+    ones, is reopened whole."""
+    late = con.execute(
+        "SELECT e.source_system, min(e.occurred_at), arg_min(e.ingest_run_id, e.occurred_at),"
+        f" any_value(s.last_at), any_value(s.top_gaps) FROM {NEW} e JOIN {STATE} s"
+        f" USING (source_system) WHERE e.source_system NOT IN {_in(plan.recomputed)}"
+        " GROUP BY 1 HAVING min(e.occurred_at) <= any_value(s.last_at) ORDER BY 1"
+    ).fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dw_val_late (source_system VARCHAR, t_min TIMESTAMPTZ)"
+    )
+    if late:
+        con.executemany("INSERT INTO _dw_val_late VALUES (?, ?)", [(r[0], r[1]) for r in late])
+    pending = _in(plan.pending)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dw_val_tail AS WITH t AS (SELECT e.source_system,"
+        f" max(e.occurred_at) AS t FROM {TABLE} e JOIN _dw_val_late l"
+        " ON e.source_system = l.source_system AND e.occurred_at < l.t_min"
+        f" WHERE e.ingest_run_id NOT IN {pending} GROUP BY 1)"
+        " SELECT e.source_system, e.occurred_at, e.ingest_run_id, e.sequence_no, t.t AS since"
+        f" FROM {TABLE} e JOIN t ON e.source_system = t.source_system AND e.occurred_at >= t.t"
+        f" WHERE e.ingest_run_id NOT IN {pending}"
+    )
+    tail_gaps = {
+        source: (gaps or [], since)
+        for source, gaps, since in con.execute(
+            "SELECT source_system, list(gap_s) FILTER (WHERE gap_s IS NOT NULL),"
+            " any_value(since) FROM (SELECT source_system, since, epoch(occurred_at)"
+            " - epoch(lag(occurred_at) OVER (PARTITION BY source_system"
+            " ORDER BY occurred_at)) AS gap_s FROM _dw_val_tail) GROUP BY 1"
+        ).fetchall()
+    }
+    kept: dict[str, list[float]] = {}
+    for source, first, run_id, last, top in late:
+        when = (
+            f"batch {run_id} holds an event at {first:%Y-%m-%dT%H:%M:%SZ}, not after its last"
+            f" stored event at {last:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        gaps, since = tail_gaps.get(source, ([], None))
+        standing = _still_standing(list(top), list(gaps)) if since is not None else None
+        if standing is None:
+            why = "and none stored before it" if since is None else "among its longest gaps"
+            plan.reopened.setdefault(source, f"event out of order {why}: {when}")
+            plan.revisited.discard(source)
+            continue
+        kept[source] = standing
+        plan.tails[source] = (
+            f"stored events from {since:%Y-%m-%dT%H:%M:%SZ} on read (event out of order: {when})"
+        )
+    return kept
+
+
+def _still_standing(top: list[float], tail: list[float]) -> list[float] | None:
+    """The longest gaps of a source's history outside its tail (None: cannot be known).
+
+    ``top`` is its QUIET_TAIL_GAPS longest gaps (all of them when it has fewer), ``tail``
+    the gaps between its stored events in the tail."""
+    if len(top) >= QUIET_TAIL_GAPS:
+        # A full list: the tail's gaps must all be shorter than its shortest, else one of
+        # the longest may be in the tail and the next-longest outside it is unknown.
+        return None if tail and max(tail) >= top[-1] else top
+    rest = list(top)
+    for gap in tail:  # every gap is listed: take the tail's out
+        if gap not in rest:
+            return None
+        rest.remove(gap)
+    return rest
+
+
+def _write_relations(
+    con: duckdb.DuckDBPyConnection, plan: StatePlan, kept: dict[str, list[float]]
+) -> None:
+    """``HIST`` (rows standing in for the table), ``STATE_NOW`` (statistics of the rest),
+    ``HIST_SEQ`` (the same by number), and ``SEED``/``KEPT`` (what ``update`` starts from)."""
     reopened = _in(sorted(plan.reopened))
+    full = _in(plan.recomputed)
+    tails = _in(sorted(plan.tails))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {SEED} AS SELECT source_system, occurred_at,"
+        f" ingest_run_id, sequence_no FROM _dw_val_tail WHERE source_system IN {tails}"
+        # Each other source's last event: the neighbour of whatever comes after it.
+        f" UNION ALL SELECT source_system, last_at, last_run_id, NULL::BIGINT FROM {STATE}"
+        f" WHERE last_at IS NOT NULL AND source_system NOT IN {full}"
+        f" AND source_system NOT IN {tails}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {KEPT} AS SELECT source_system, top_gaps FROM {STATE}"
+        f" WHERE source_system NOT IN {full} AND source_system NOT IN {tails}"
+    )
+    if kept:
+        con.executemany(f"INSERT INTO {KEPT} VALUES (?, ?)", list(kept.items()))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {HIST} AS"
         " SELECT source_system, occurred_at, ingest_run_id, FALSE AS proxy FROM"
@@ -174,13 +282,13 @@ def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
         " UNION ALL SELECT source_system, occurred_at, ingest_run_id, FALSE FROM"
         f" {TABLE} WHERE source_system IN {reopened}"
         f" AND ingest_run_id NOT IN {_in(plan.pending)}"
-        # Each other source's last event: the neighbour of whatever comes after it.
-        f" UNION ALL SELECT source_system, last_at, last_run_id, TRUE FROM {STATE}"
-        f" WHERE last_at IS NOT NULL AND source_system NOT IN {reopened}"
+        f" UNION ALL SELECT source_system, occurred_at, ingest_run_id, TRUE FROM {SEED}"
+        f" WHERE source_system NOT IN {reopened}"
     )
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {STATE_NOW} AS SELECT source_system, first_at, last_at,"
-        f" timed_events, top_gaps FROM {STATE} WHERE source_system NOT IN {reopened}"
+        f"CREATE OR REPLACE TEMP TABLE {STATE_NOW} AS SELECT s.source_system, s.first_at,"
+        f" s.last_at, s.timed_events, k.top_gaps FROM {STATE} s JOIN {KEPT} k"
+        f" USING (source_system) WHERE s.source_system NOT IN {reopened}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {HIST_SEQ} AS"
@@ -197,7 +305,8 @@ def _write_relations(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> None:
 
 def _summary_sql(rows: str, among: str | None) -> str:
     """SQL: per source of ``rows`` (source_system, occurred_at, ingest_run_id, sequence_no,
-    seed), its statistics; ``seed`` rows are a state's last event (its neighbour, not a new event);
+    seed), its statistics; ``seed`` rows are stored events read again (a source's last
+    event, or its tail), counted already;
     ``among``: extra SQL giving (source_system, gap_s) of gaps kept from before."""
     m = QUIET_TAIL_GAPS
     kept = f" UNION ALL {among}" if among else ""
@@ -259,14 +368,15 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
 
 def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, cols: str) -> None:
     _read_new(con, plan.pending)  # what the verdicts left of them
-    reopened = _in(sorted(plan.reopened))
-    # Reopened sources: from all their rows.
+    reopened = _in(plan.recomputed)
+    # Sources recomputed: from all their rows.
     rows = (
         "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
         f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
-    # The others with new rows: their last stored event, then the new rows; the gaps kept.
+    # The others with new rows: what the checks read of them (their last stored event, or
+    # their tail), then the new rows; their longest gaps outside those.
     touched = (
         f"(SELECT DISTINCT source_system FROM {NEW} WHERE source_system IS NOT NULL"
         f" AND source_system NOT IN {reopened})"
@@ -274,20 +384,20 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     rows = (
         "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
         f" FROM {NEW} WHERE source_system IN {touched}"
-        f" UNION ALL SELECT source_system, last_at, last_run_id, NULL, TRUE FROM {STATE}"
-        f" WHERE last_at IS NOT NULL AND source_system IN {touched}"
+        f" UNION ALL SELECT source_system, occurred_at, ingest_run_id, sequence_no, TRUE"
+        f" FROM {SEED} WHERE source_system IN {touched}"
     )
-    kept = f"SELECT source_system, unnest(top_gaps) FROM {STATE} WHERE source_system IN {touched}"
+    kept = f"SELECT source_system, unnest(top_gaps) FROM {KEPT} WHERE source_system IN {touched}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_more AS {_summary_sql(rows, kept)}")
+    newer = "(m.last_seq > s.last_seq OR s.last_seq IS NULL)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _dw_val_next AS SELECT m.source_system,"
         " CASE WHEN s.first_at IS NULL THEN m.first_at WHEN m.first_at IS NULL THEN s.first_at"
         " ELSE least(s.first_at, m.first_at) END, m.last_at,"
         " m.timed_events + coalesce(s.timed_events, 0), m.last_run_id, m.top_gaps, m.gaps_kept,"
-        # New numbers are all above the stored ones (else the source was reopened).
-        " coalesce(m.last_seq, s.last_seq),"
-        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_at ELSE m.last_seq_at END,"
-        " CASE WHEN m.last_seq IS NULL THEN s.last_seq_run ELSE m.last_seq_run END"
+        f" CASE WHEN {newer} THEN m.last_seq ELSE s.last_seq END,"
+        f" CASE WHEN {newer} THEN m.last_seq_at ELSE s.last_seq_at END,"
+        f" CASE WHEN {newer} THEN m.last_seq_run ELSE s.last_seq_run END"
         f" FROM _dw_val_more m LEFT JOIN {STATE} s USING (source_system)"
     )
     con.execute(

@@ -122,3 +122,42 @@ def test_located_scoring_on_the_days_of_an_increment(
     assert keys.equals(whole_keys)
     assert located.height > 0
     assert located.equals(whole)
+
+
+def test_the_scoring_query_codes_each_row_as_the_training_query_does(
+    ml_store: tuple[duckdb.DuckDBPyConnection, Injected, Path],
+) -> None:
+    """Scoring codes element lists once per distinct list (features.transfer_frame with
+    ordered=False); the codes must be training's, row by row, empty and unsorted lists
+    included, or every saved model would read the rows wrongly."""
+    con = ml_store[0]
+    features.prepare_zones(con, _config().time_zones)
+    first, last = con.execute(
+        "SELECT min(event_id), max(event_id) FROM disclosure_events WHERE event_type = 'disclosure'"
+    ).fetchone()
+    con.execute(
+        "UPDATE disclosure_events SET data_elements = []::VARCHAR[] WHERE event_id = ?", [first]
+    )
+    con.execute(
+        "UPDATE disclosure_events SET data_elements = ['tin', 'name', 'address', 'name']"
+        " WHERE event_id = ?",
+        [last],
+    )
+    types = ["disclosure", "redisclosure"]
+    columns = sorted(
+        {c for d in LOCATED for c in DETECTORS[d].feature_columns if c.endswith("_code")}
+    )
+    keys = ["source_system", "event_id"]
+    training = features.transfer_frame(con, event_types=types).select(*keys, *columns)
+    scoring = features.transfer_frame(con, event_types=types, ordered=False)
+    assert "elements_code" in columns
+    assert scoring["elements_code"].n_unique() > 3
+    assert scoring.select(*keys, *columns).sort(keys).equals(training.sort(keys))
+    with on_days([SPLIT.date(), (SPLIT + timedelta(days=9)).date()]):
+        part = features.transfer_frame(con, event_types=types, ordered=False)
+    assert part.height > 0
+    assert (
+        part.select(*keys, *columns)
+        .sort(keys)
+        .equals(training.join(part.select(keys), on=keys).sort(keys))
+    )

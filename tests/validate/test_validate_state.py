@@ -43,12 +43,21 @@ def _rows(source: str, hours: list[float], first_no: int = 1) -> list[dict[str, 
 
 # A steady hourly log with a few longer pauses (its quiet spells), a late log, a log that
 # stops after the first increment while the others go on.
+LATER = (
+    300.0  # hours: these logs start later (the store's newest events stay ahead of stopping-log)
+)
 STEADY = [float(h) for h in range(0, 150)] + [170.0, 190.0, 215.0, 240.0, 241.0, 242.0]
 FIRST = {
     "steady-log": STEADY,
     "late-log": [float(h) for h in range(0, 243, 2)],
     "stopping-log": [float(h) for h in range(0, 240, 3)],
-    "renumbered-log": [float(h) for h in range(0, 101)],
+    "renumbered-log": [LATER + h for h in range(0, 101)],
+    # 25 quiet spells of 5 h, then hourly: a late event in its last hours reads its tail.
+    "jittery-log": [LATER + 5 * i for i in range(26)] + [LATER + h for h in range(126, 201)],
+    # Three gaps only (all of them kept): a late event splits one of them.
+    "short-log": [LATER + h for h in (0, 10, 20, 30)],
+    # A silence inside its first batch (an open gap): new rows of it check that batch again.
+    "gappy-log": [LATER + h for h in [*range(0, 51), *range(300, 341)]],
 }
 SILENCE = 240.0  # ten days, beyond the seven-day window and the log's own quiet spells
 SECOND = [
@@ -59,7 +68,10 @@ SECOND = [
     ("new-log", [float(h) for h in range(450, 550)], 1),
     ("steady-log", [242.0 + SILENCE + 40 + h for h in range(0, 30)], 340),
     # Later in time, but numbered from 50 again (its first increment ran to 101).
-    ("renumbered-log", [float(h) for h in range(101, 111)], 50),
+    ("renumbered-log", [LATER + h for h in range(101, 111)], 50),
+    ("jittery-log", [LATER + h for h in [199.5, *range(201, 211)]], 300),
+    ("short-log", [LATER + 25, LATER + 40], 10),
+    ("gappy-log", [LATER + h for h in range(341, 351)], 93),
 ]
 
 
@@ -122,9 +134,14 @@ def test_state_verdicts_equal_history_verdicts(tmp_path: Path, vconfig: Validati
     assert ("stopping-log", "expect_source_not_silent_until_now(occurred_at)") in failed
     # The second run read the state, and history only for the late log, saying why.
     notes = reports[1].state_notes
-    assert any(n.startswith("late-log: history read (late event") for n in notes), notes
-    assert any(n.startswith("renumbered-log: history read (late number") for n in notes), notes
+    assert any(n.startswith("late-log: history read (event out of order") for n in notes), notes
+    assert any(n.startswith("renumbered-log: history read (number out of order") for n in notes), (
+        notes
+    )
     assert not any(n.startswith(("steady-log", "new-log")) for n in notes), notes
+    assert any(n.startswith("gappy-log: history read (old batch") for n in notes), notes
+    for source in ("jittery-log", "short-log"):
+        assert any(n.startswith(f"{source}: stored events from") for n in notes), notes
     # The sequence gap straddling the increments, reported by the new batch.
     assert ("steady-log", "expect_sequence_no_without_gaps(sequence_no)") in failed
     # Reading history leaves no state behind.
