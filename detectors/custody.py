@@ -234,7 +234,8 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 # agreement) as receipts of it, each with the counts and the disposal in force before it:
 # what use_after_disposal judges. The running counts are taken over receipts and disposals
 # only (few), and each use finds the count in force before it with an as-of join; a use
-# before its key's first disposal finds none, so only later uses are joined.
+# before the first time its key was emptied finds no emptied count, so only later uses
+# are joined (most uses draw on data still held).
 EMPTIED = """
 CREATE OR REPLACE TEMP TABLE dw_custody_emptied AS
 WITH marks AS (
@@ -249,14 +250,14 @@ WITH marks AS (
     WINDOW w AS (PARTITION BY holder_code, custody_key ORDER BY occurred_at, event_type
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-disposed_keys AS (
-    SELECT holder_code, custody_key, min(occurred_at) AS first_disposed_at
-    FROM marks WHERE disposed > 0 GROUP BY ALL
+emptied_keys AS (
+    SELECT holder_code, custody_key, min(occurred_at) AS first_emptied_at
+    FROM marks WHERE disposed > 0 AND disposed >= received GROUP BY ALL
 ),
 uses AS (
     SELECT u.* FROM dw_custody_events u
-    JOIN disposed_keys k ON k.holder_code = u.holder_code AND k.custody_key = u.custody_key
-    WHERE u.is_use AND u.occurred_at > k.first_disposed_at
+    JOIN emptied_keys k ON k.holder_code = u.holder_code AND k.custody_key = u.custody_key
+    WHERE u.is_use AND u.occurred_at > k.first_emptied_at
 ),
 judged AS (
     SELECT u.*, m.received, m.disposed, m.disposed_at, m.disposal_event_id
