@@ -230,17 +230,49 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 """
 
 
-# The taxpayers a use names after the first disposal of its data by its holder: a superset of
-# those use_after_disposal's emptied uses name, so its reads (detectors/scoped.py) need only
+# The uses made when the holder had logged as many disposals of the data (request, else
+# agreement) as receipts of it, each with the counts and the disposal in force before it:
+# what use_after_disposal judges. The running counts are taken over receipts and disposals
+# only (few), and each use finds the count in force before it with an as-of join; a use
+# before its key's first disposal finds none, so only later uses are joined.
+EMPTIED = """
+CREATE OR REPLACE TEMP TABLE dw_custody_emptied AS
+WITH marks AS (
+    SELECT holder_code, custody_key, occurred_at, event_id,
+           sum(CASE WHEN event_type = 'receipt' THEN 1 ELSE 0 END) OVER w AS received,
+           sum(CASE WHEN event_type = 'disposal' THEN 1 ELSE 0 END) OVER w AS disposed,
+           max(CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposed_at,
+           arg_max(CASE WHEN event_type = 'disposal' THEN event_id END,
+                   CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposal_event_id
+    FROM dw_custody_events
+    WHERE event_type IN ('receipt', 'disposal') AND custody_key IS NOT NULL
+    WINDOW w AS (PARTITION BY holder_code, custody_key ORDER BY occurred_at, event_type
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+disposed_keys AS (
+    SELECT holder_code, custody_key, min(occurred_at) AS first_disposed_at
+    FROM marks WHERE disposed > 0 GROUP BY ALL
+),
+uses AS (
+    SELECT u.* FROM dw_custody_events u
+    JOIN disposed_keys k ON k.holder_code = u.holder_code AND k.custody_key = u.custody_key
+    WHERE u.is_use AND u.occurred_at > k.first_disposed_at
+),
+judged AS (
+    SELECT u.*, m.received, m.disposed, m.disposed_at, m.disposal_event_id
+    FROM uses u
+    ASOF JOIN marks m
+      ON m.holder_code = u.holder_code AND m.custody_key = u.custody_key
+     AND m.occurred_at < u.occurred_at
+)
+SELECT * FROM judged WHERE disposed > 0 AND disposed >= received
+"""
+
+# The taxpayers those uses name: use_after_disposal's reads (detectors/scoped.py) need only
 # the deliveries naming them.
 AFTER_DISPOSAL = """
 CREATE OR REPLACE TEMP TABLE dw_custody_after_disposal AS
-SELECT DISTINCT u.taxpayer_ref
-FROM dw_custody_events u
-JOIN (SELECT holder_code, custody_key, min(occurred_at) AS first_disposal
-      FROM dw_custody_events WHERE event_type = 'disposal' AND custody_key IS NOT NULL
-      GROUP BY ALL) d USING (holder_code, custody_key)
-WHERE u.is_use AND u.taxpayer_ref IS NOT NULL AND u.occurred_at > d.first_disposal
+SELECT DISTINCT taxpayer_ref FROM dw_custody_emptied WHERE taxpayer_ref IS NOT NULL
 """
 
 # What pairing and custody read, each built from dw_events by the SELECT beside it.
@@ -272,6 +304,7 @@ def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
     )  # for rules that look past these tables (use_after_disposal's later deliveries)
     con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
+    con.execute(EMPTIED)
     con.execute(AFTER_DISPOSAL)
 
 

@@ -15,7 +15,9 @@ it, a run needs only:
    rows a new batch quarantined, of new request items);
 3. each touched partition **re-read whole** - a finding aggregates all its history (every
    event of a recipient's unlawful transfers, a log's every gap) - with the rule's findings
-   kept only there; the rule's open alerts in those partitions that are not found again
+   kept only there. Where every rule of a partition column judges each row alone
+   (``touched_by: findings``), only the partition's new rows and its alerts' events are read:
+   the other old rows qualified for nothing and still do (:func:`_finding_rows`); the rule's open alerts in those partitions that are not found again
    are retracted, the rest of the store is left as judged;
 4. rules that read only what the store keeps between runs (a log's order breaks, the sides
    of each reconciliation, every custody event with its holder: :mod:`detectors.rule_state`,
@@ -40,6 +42,7 @@ import duckdb
 
 from detectors import custody_state, rule_state
 from detectors.alerts import MergeResult, mark_coverage, merge_alerts
+from detectors.custody import replace_temp
 from detectors.engine import (
     _PARAM_RE,
     DetectResult,
@@ -274,10 +277,15 @@ def _touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule
 def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
     """``dw_part_events`` / ``dw_part_items``: every row of the touched partitions (views:
     a partition may be most of the store, and is read through its filter, not copied)."""
+    replace_temp(con, "dw_part_events")
     con.execute(
         "CREATE OR REPLACE TEMP VIEW dw_part_events AS"
         f" SELECT e.* FROM disclosure_events e WHERE {_PARTITION_ROWS[by]}"
     )
+    return _part_items(con)
+
+
+def _part_items(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     con.execute(
         "CREATE OR REPLACE TEMP VIEW dw_part_items AS SELECT i.* FROM request_items i"
         " WHERE i.request_id IN (SELECT request_id FROM dw_part_events)"
@@ -287,7 +295,45 @@ def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
         "SELECT count(*), count(DISTINCT ingest_run_id) FILTER (WHERE NOT (" + NEW_ROWS + "))"
         " FROM dw_part_events"
     ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return (int(row[0]) if row else 0, int(row[1]) if row else 0)
+
+
+def _short_alerts(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[str]:
+    """The rules' alerts whose kept finding events name fewer event ids than the alert
+    counts (an event the evidence could not key): their events are not all known."""
+    rows = con.execute(
+        "SELECT a.alert_id FROM alerts a LEFT JOIN (SELECT alert_id,"
+        " count(DISTINCT event_id) AS n FROM alert_events WHERE role = 'finding' GROUP BY ALL)"
+        " k USING (alert_id) WHERE a.detector_id IN (SELECT unnest($rules::VARCHAR[]))"
+        " AND a.status <> 'retracted' AND coalesce(k.n, 0) < coalesce(a.event_count, 0)"
+        " ORDER BY a.alert_id",
+        {"rules": [r.id for r in rules]},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _finding_rows(con: duckdb.DuckDBPyConnection, by: str, rules: list[Rule]) -> tuple[int, int]:
+    """For rules judging each row alone (``touched_by: findings``): of the touched
+    partitions, only the new rows (with the carriers of new items) and the events of the
+    rules' alerts. An old row's verdict rests on that row and the registry alone, and every
+    old row that qualifies is an event of the alert its finding became (the last judgement
+    of its partition merged it, and a merge keeps every finding event: alerts whose kept
+    events fall short of their count are read whole instead, :func:`_short_alerts`); so
+    each finding there aggregates the same rows as over the whole partition."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_part_known AS SELECT DISTINCT ae.event_id"
+        " FROM alert_events ae JOIN alerts a USING (alert_id)"
+        " WHERE a.detector_id IN (SELECT unnest($rules::VARCHAR[])) AND ae.role = 'finding'"
+        " UNION SELECT event_id FROM dw_delta_events",
+        {"rules": [r.id for r in rules]},
+    )
+    replace_temp(con, "dw_part_events")
+    con.execute(
+        "CREATE TEMP TABLE dw_part_events AS SELECT e.* FROM disclosure_events e"
+        f" WHERE ({_PARTITION_ROWS[by]}) AND (e.{NEW_ROWS}"
+        " OR e.event_id IN (SELECT event_id FROM dw_part_known))"
+    )
+    return _part_items(con)
 
 
 def _merge(
@@ -410,6 +456,12 @@ def judge_new(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
         refresh=NEW_ROWS, log_order=False, custody=False, materialise=True,
     )  # fmt: skip
+    if result.citations_refreshed:  # the delta was copied before its citations were read
+        _delta(con, batches)
+        prepare(
+            con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
+            refresh="false", log_order=False, custody=False, materialise=True,
+        )  # fmt: skip
     result.revisits.append(
         f"new: {len(batches)} batch(es), {delta_events:,} event(s) (with the carriers of new"
         f" items) and {delta_items:,} request item(s)"
@@ -436,7 +488,16 @@ def judge_new(
         if not touched or touched[0] == 0:
             runs.update({r.id: RuleRun(r.id, 0, 0.0) for r in group})
             continue
-        events, old_batches = _partition_base(con, by)
+        per_row = all(r.scope is not None and r.scope.touched_by == "findings" for r in group)
+        short = _short_alerts(con, group) if per_row else []
+        if per_row and not short:
+            events, old_batches = _finding_rows(con, by, group)
+            read = "new rows and the events of the rules' alerts (each row is judged alone)"
+        else:
+            events, old_batches = _partition_base(con, by)
+            read = "whole (every finding there aggregates its history)" + (
+                f"; alert(s) whose events are not all kept: {', '.join(short[:3])}" if short else ""
+            )
         prepare(
             con, registry, sync=False, events="dw_part_events", items="dw_part_items",
             refresh="false", log_order=not kept and _reads_any(group, "dw_sequence_breaks"),
@@ -446,8 +507,8 @@ def judge_new(
         runs.update({r.rule_id: r for r in group_runs})
         result.merge = _add(result.merge, merge)
         result.revisits.append(
-            f"{by}: re-read {touched[0]} whole (every finding there aggregates its history):"
-            f" {events:,} event(s) from {old_batches} judged batch(es) - {_describe_parts(con, by)}"
+            f"{by}: re-read {touched[0]}, {read}: {events:,} event(s) from {old_batches}"
+            f" judged batch(es) - {_describe_parts(con, by)}"
         )
     # through reads alone, unless it also reads state this store does not keep
     for rule in [r for r in history if r.reads and (kept or not _reads(r, *STATE_VIEWS))]:

@@ -5,7 +5,7 @@ SELECT e.recipient_code,
        e.recipient_code AS entity_id,
        coalesce(any_value(e.recipient_category), 'unrecognised') AS recipient_category,
        any_value(e.disclosing_agency) AS disclosing_agency,
-       any_value(e.recipient_agency) AS recipient_agency,
+       min(e.recipient_agency) AS recipient_agency,  -- one spelling of several, the same every run
        any_value(e.source_system) AS source_system,
        list({'source_system': e.source_system, 'event_id': e.event_id}) AS event_keys,
        count(*) AS event_count,

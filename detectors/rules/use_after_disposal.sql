@@ -7,35 +7,10 @@
 -- person's data reached the holder again after the disposal (a disclosure or receipt naming
 -- them, or carrying a request item that names them, under any request), the use reads that
 -- later delivery, not the destroyed one.
-WITH marks AS (
-    SELECT holder_code, custody_key, occurred_at, event_id,
-           sum(CASE WHEN event_type = 'receipt' THEN 1 ELSE 0 END) OVER w AS received,
-           sum(CASE WHEN event_type = 'disposal' THEN 1 ELSE 0 END) OVER w AS disposed,
-           max(CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposed_at,
-           arg_max(CASE WHEN event_type = 'disposal' THEN event_id END,
-                   CASE WHEN event_type = 'disposal' THEN occurred_at END) OVER w AS disposal_event_id
-    FROM dw_custody_events
-    WHERE event_type IN ('receipt', 'disposal') AND custody_key IS NOT NULL
-    WINDOW w AS (PARTITION BY holder_code, custody_key ORDER BY occurred_at, event_type
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
-disposed_keys AS (
-    SELECT DISTINCT holder_code, custody_key FROM marks WHERE disposed > 0
-),
-uses AS (
-    SELECT u.* FROM dw_custody_events u
-    SEMI JOIN disposed_keys k ON k.holder_code = u.holder_code AND k.custody_key = u.custody_key
-    WHERE u.is_use
-),
-judged AS (
-    SELECT u.*, m.received, m.disposed, m.disposed_at, m.disposal_event_id
-    FROM uses u
-    ASOF JOIN marks m
-      ON m.holder_code = u.holder_code AND m.custody_key = u.custody_key
-     AND m.occurred_at < u.occurred_at
-),
-emptied AS (
-    SELECT * FROM judged WHERE disposed > 0 AND disposed >= received
+-- The uses by then emptied (their running counts, the disposal in force) are found once per
+-- run, with the custody tables: dw_custody_emptied (detectors.custody).
+WITH emptied AS (
+    SELECT * FROM dw_custody_emptied
 ),
 named AS (
     SELECT DISTINCT taxpayer_ref FROM emptied WHERE taxpayer_ref IS NOT NULL
