@@ -100,8 +100,13 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     pending = [r for r in run_ids if r not in covered]
     revisits = [r for r in run_ids if r in covered]
     total = _scalar(con, f"SELECT count(*) FROM {TABLE}")
-    _read_new(con, pending)
-    new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
+    if covered:
+        _read_new(con, pending)
+        new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
+    else:
+        new_rows = _scalar(
+            con, f"SELECT count(*) FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+        )
     why = None
     waiting = _scalar(
         con,
@@ -111,7 +116,11 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
     )
     if waiting:
         return StatePlan(False, pending, keep=False)
-    if not covered and total > new_rows:
+    if not covered and total == new_rows:
+        # A first run: the store holds nothing but the new rows, which the checks read as
+        # they are; the state is then built from them.
+        return StatePlan(False, pending)
+    if not covered:
         why = "no state yet (a store from before it was kept)"
     elif sum(covered.values()) + new_rows != total:
         why = (
