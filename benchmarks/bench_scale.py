@@ -41,11 +41,15 @@ NEW_SHARE = 0.01
 
 
 def _split(raw: Path, history: Path, new: Path) -> tuple[int, int, int]:
-    """Cut every Parquet file of ``raw`` into its first 99% and last 1% of rows."""
+    """Cut every Parquet log of ``raw`` into its first 99% and last 1% of rows.
+
+    Only the logs: at large sizes the generator writes its answer key beside them
+    (``ground_truth_labels.parquet``), which a run must not load as input.
+    """
     history.mkdir(parents=True, exist_ok=True)
     new.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    files = sorted(raw.glob("*.parquet"))
+    files = sorted([*raw.glob("events-*.parquet"), *raw.glob("request_items.parquet")])
     rows_history = rows_new = 0
     for f in files:
         n = con.execute("SELECT count(*) FROM read_parquet(?)", [str(f)]).fetchone()[0]

@@ -13,12 +13,16 @@ def test_split_keeps_every_row_once_and_the_last_percent_new(tmp_path: Path) -> 
     raw = tmp_path / "raw"
     raw.mkdir()
     con = duckdb.connect()
-    for name, n in (("events-a.parquet", 1000), ("events-b.parquet", 250), ("one.parquet", 1)):
+    logs = (("events-a.parquet", 1000), ("events-b.parquet", 250), ("request_items.parquet", 1))
+    for name, n in (*logs, ("ground_truth_labels.parquet", 5)):
         con.execute(
             f"COPY (SELECT i, 'e' || i AS event_id FROM range({n}) t(i)) TO '{raw / name}' (FORMAT parquet)"
         )
     files, history_rows, new_rows = _split(raw, tmp_path / "history", tmp_path / "new")
     assert (files, history_rows + new_rows) == (3, 1251)
+    # the generator's answer key is not a log: it stays out of both inputs
+    for folder in ("history", "new"):
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(n for n, _ in logs)
     history = con.execute(
         f"SELECT max(i), count(*) FROM read_parquet('{tmp_path / 'history' / 'events-a.parquet'}')"
     ).fetchone()
