@@ -17,7 +17,7 @@ SELECT p.reconciliation_id,
        any_value(p.receipts_last_at) AS receipts_last_at,
        any_value(p.missing_after_hours) AS missing_after_hours,
        any_value(p.reconciliation_title) AS reconciliation_title,
-       (SELECT string_agg(DISTINCT q.recv_source, ', ') FROM dw_reconciliation_pairs q
+       (SELECT string_agg(DISTINCT q.recv_source, ', ' ORDER BY q.recv_source) FROM dw_reconciliation_pairs q
         WHERE q.reconciliation_id = p.reconciliation_id AND q.recipient_code = p.recipient_code
           AND q.recv_source IS NOT NULL) AS receipt_sources,
        $rule_citations AS citations
