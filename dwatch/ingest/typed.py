@@ -38,6 +38,7 @@ from dwatch.ingest.fields import (
     _fold_header,
     _source_text,
     _with_canonical_headers,
+    refuse_unfit_layout,
 )
 from dwatch.ingest.stage import (
     _heads,
@@ -139,6 +140,8 @@ def _plan_fields(
     texts: dict[str, str | None] = {
         f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
     }
+    tried = [source] if source else sorted(context.source_mappings())
+    refuse_unfit_layout(path, columns, kind, texts, tried)
     used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
     extras = [
         c
