@@ -139,7 +139,15 @@ def score_chunks(
         )
     if detector.scope_by is not None and len(queries) == 1:
         return _score_partitioned(
-            con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
+            con,
+            detector,
+            model,
+            record,
+            queries[0],
+            window=(window_from, window_to),
+            rows=rows,
+            threads=threads,
+            rescored=rescored,
         )
     found: list[pl.DataFrame] = []
     scored = 0
@@ -213,6 +221,7 @@ def _score_partitioned(
     record: ModelRecord,
     query: features.FeatureQuery,
     *,
+    window: tuple[datetime | None, datetime | None],
     rows: int,
     threads: int,
     rescored: list[pl.DataFrame] | None,
@@ -243,7 +252,7 @@ def _score_partitioned(
             rescored.append(chunk.select(keys))
     found = pl.concat(hits, how="vertical_relaxed")
     flagged = (
-        _rebuilt(con, detector, query, found)
+        _rebuilt(con, detector, query, found, window)
         .join(found.select(*row_keys, "_score"), on=row_keys, how="inner")
         .sort("_score", descending=True, maintain_order=True)
     )
@@ -258,6 +267,7 @@ def _rebuilt(
     detector: MLDetector,
     query: features.FeatureQuery,
     found: pl.DataFrame,
+    window: tuple[datetime | None, datetime | None],
 ) -> pl.DataFrame:
     """The whole rows of the partitions and UTC days of ``found`` (and others sharing
     them), built as an increment builds them; no rows: the frame's columns, empty."""
@@ -271,7 +281,7 @@ def _rebuilt(
     when = found["first_at"].dt.convert_time_zone("UTC").dt.date()
     pairs = set(zip(found[by].fill_null("").to_list(), when.to_list(), strict=True))
     with days.on_days({d for _, d in pairs}, by=by, keys=pairs), features.planned() as queries:
-        detector.scoring_frame(con, None, None)
+        detector.scoring_frame(con, *window)
     return features.run_query(con, queries[0])
 
 
