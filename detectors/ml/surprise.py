@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from scipy.special import gammainc, gammaln
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from detectors.ml.estimators import _as_keys, _joint_keys, _lookup
 
@@ -67,9 +67,16 @@ def _fold_keys(columns: NDArray[Any]) -> NDArray[Any]:
     return keys
 
 
-def _counts(keys: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.float64]]:
-    cats, counts = np.unique(keys, return_counts=True)
-    return cats, counts.astype(np.float64)
+def _counts(
+    keys: NDArray[Any], weights: NDArray[np.float64] | None = None
+) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """Sorted distinct keys and how many rows hold each (``weights``: rows each row stands
+    for, as in a summary of distinct rows; whole numbers sum exactly)."""
+    if weights is None:
+        cats, counts = np.unique(keys, return_counts=True)
+        return cats, counts.astype(np.float64)
+    cats, inverse = np.unique(keys, return_inverse=True)
+    return cats, np.bincount(inverse.ravel(), weights=weights, minlength=cats.size)
 
 
 def _count_of(
@@ -155,9 +162,22 @@ class ConditionalSurprise(_SurpriseOutlier):
             out.append((int(value), tuple(tuple(int(c) for c in level) for level in chain)))
         return out
 
-    def fit(self, X: Any, y: Any = None, offset: bool = True) -> ConditionalSurprise:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        offset: bool = True,
+        sample_weight: Any = None,
+    ) -> ConditionalSurprise:
+        """Count the rows; ``sample_weight`` (whole numbers): how many rows each row of
+        ``X`` stands for, so a summary of distinct rows with their counts (summed in
+        DuckDB, detectors/ml/summary.py) fits the same model as the rows themselves."""
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            X, w = X[w > 0], w[w > 0]  # a row counted zero times is not there
         self.terms_ = self._terms(X.shape[1])
         self.bin_edges_: dict[int, NDArray[np.float64]] = {}
         if X.dtype.kind == "f":
@@ -165,7 +185,7 @@ class ConditionalSurprise(_SurpriseOutlier):
                 lo, hi = float(np.min(X[:, j])), float(np.max(X[:, j]))
                 self.bin_edges_[j] = np.linspace(lo, hi, self.n_bins + 1)[1:-1]
         X = self._categories(X)
-        n = float(X.shape[0])
+        n = float(X.shape[0]) if w is None else float(w.sum())
         self.value_counts_: list[tuple[NDArray[Any], NDArray[np.float64]]] = []
         self.unseen_probability_: list[float] = []
         self.levels_: list[
@@ -178,18 +198,20 @@ class ConditionalSurprise(_SurpriseOutlier):
         ] = []
         for value, chain in self.terms_:
             values = _as_keys(X[:, value])
-            cats, counts = _counts(values)
+            cats, counts = _counts(values, w)
             self.value_counts_.append((cats, counts))
             self.unseen_probability_.append(self.smoothing / (n + self.smoothing * (cats.size + 1)))
             levels = []
             for level in chain:
                 keys = _fold_keys(X[:, list(level)])
-                levels.append((_counts(keys), _counts(_joint_keys(keys, values))))
+                levels.append((_counts(keys, w), _counts(_joint_keys(keys, values), w)))
             self.levels_.append(levels)
         self.n_samples_fit_ = n
         self.offset_ = float("nan")
         if offset:
             own_scores = np.log(self._probabilities(X)[0]).sum(axis=1)
+            if w is not None:  # each distinct row's score as often as the rows it stands for
+                own_scores = np.repeat(own_scores, w.astype(np.int64))
             self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
 
