@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from scipy.stats import poisson
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, features, summary
+from detectors.ml import bounds, count_summary, features, summary
 from detectors.ml.detectors import MLDetector
 from detectors.ml.registry import (
     MLConfig,
@@ -38,6 +38,8 @@ from detectors.ml.scoring import (
     score_models,
     scoring_chunks,
 )
+from detectors.ml.surprise import CountRateSurprise
+from dwatch.memory import memory_budget
 
 __all__ = [
     "SCORE_ROW_BYTES",
@@ -133,6 +135,7 @@ def threshold_for(
     events_per_row: NDArray[np.float64] | None = None,
     rule_flagged: NDArray[np.bool_] | NDArray[np.float64] | None = None,
     counts: NDArray[np.float64] | None = None,
+    events: float | None = None,
 ) -> tuple[float, float | None, dict[str, Any] | None]:
     """Alert threshold in anomaly-score units, the training percentile it came from (if
     one), and the false-alarm floor it was set by (if ``false_alarms_per_10k`` is set).
@@ -141,7 +144,8 @@ def threshold_for(
 
     ``counts``: how many training rows each score stands for (a summary of distinct rows);
     ``rule_flagged`` then holds how many of them a rule alert names, and
-    ``events_per_row`` the events of each of them."""
+    ``events_per_row`` the events of each of them. ``events``: the training window's
+    events, when ``train_scores`` holds only its highest scores (a fit on sums)."""
     settings = detector.settings
     floor = None
     pct = None
@@ -153,7 +157,8 @@ def threshold_for(
             lawful = n - np.asarray(rule_flagged, dtype=np.float64)
             if lawful.sum() >= TAIL_ROWS:
                 kept = lawful
-        events = float(np.sum(weights * kept))
+        if events is None:
+            events = float(np.sum(weights * kept))
         threshold, alerts = rate_floor(train_scores, events, settings.false_alarms_per_10k, kept)
         floor = {
             "false_alarms_per_10k": settings.false_alarms_per_10k,
@@ -230,6 +235,8 @@ class _Fitted:
     data_sha256: str
     metadata: dict[str, Any]
     note: str = ""
+    # A fit on sums: the window's events (its scores are only the highest ones).
+    events: float | None = None
 
     def alert_rate(self, threshold: float) -> float:
         if self.counts is None:
@@ -279,7 +286,14 @@ def _fit_summarized(
     min_rows: int,
 ) -> _Fitted | int | None:
     """Fit on the window's distinct feature rows with their counts, summed in DuckDB
-    (:mod:`detectors.ml.summary`); None: the summary is over the budget."""
+    (:mod:`detectors.ml.summary`), or a count-rate model on its sums per user and agency
+    (:mod:`detectors.ml.count_summary`); None: fit on rows instead (the summary is over
+    the budget, the detector's training_rows bounds its rows, or the model cannot be
+    fitted on a summary)."""
+    if det.settings.training_rows is not None:
+        return None  # a bound on the rows fitted was asked for: fit on them
+    if isinstance(det.build_pipeline().steps[-1][1], CountRateSurprise):
+        return _fit_count_sums(con, det, window_from, window_to, min_rows)
     held = summary.summarize(con, det, window_from, window_to, max_rows)
     if held is None:
         return None
@@ -302,6 +316,41 @@ def _fit_summarized(
         frame_sha256(held.frame.select(*det.feature_columns, summary.ROWS)),
         held.metadata,
         f"summed in DuckDB to {held.frame.height:,} distinct feature rows",
+    )
+
+
+def _fit_count_sums(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    min_rows: int,
+) -> _Fitted | int | None:
+    """A count-rate model fitted on its window's sums; its floor from the highest held-out
+    scores (the rest of the rows stand as one entry below them all)."""
+    if not _rate_floor_set(det):
+        return None  # its floor would be the in-sample offset_, which sums do not give
+    rows = memory_budget().rows_for(SCORE_ROW_BYTES)
+    fit = count_summary.fit_on_sums(con, det, window_from, window_to, rows)
+    if fit is None:
+        return None
+    if fit.rows < min_rows:
+        return fit.rows
+    rest = fit.rows - fit.top.size
+    scores = np.concatenate([fit.top, [-np.inf] if rest else []])
+    counts = np.concatenate([np.ones(fit.top.size), [float(rest)] if rest else []])
+    return _Fitted(
+        fit.window,
+        fit.model,
+        scores,
+        np.ones(scores.size),
+        None,
+        counts,
+        fit.rows,
+        fit.sums_sha256,
+        {},
+        f"summed in DuckDB to {fit.entities:,} entity and {fit.units:,} unit sums",
+        fit.events,
     )
 
 
@@ -330,7 +379,13 @@ def _train_one(
             f" (need at least {min_rows}); widen --from/--to or load more logs",
         )
     threshold, pct, floor = threshold_for(
-        det, fitted.model, fitted.scores, fitted.events_per_row, fitted.rule_flagged, fitted.counts
+        det,
+        fitted.model,
+        fitted.scores,
+        fitted.events_per_row,
+        fitted.rule_flagged,
+        fitted.counts,
+        fitted.events,
     )
     window = fitted.window
     record = save_model(
