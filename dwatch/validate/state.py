@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dwatch.validate.coverage import QUIET_TAIL_GAPS
+from dwatch.validate.state_build import summarize
 from dwatch.validate.suites import sql_literal
 
 TABLE = "disclosure_events"
@@ -356,13 +357,14 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
             con.execute(f"DELETE FROM {STATE}")
             con.execute(f"DELETE FROM {BATCHES}")
             rows = (
-                "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+                "SELECT source_system, occurred_at, ingest_run_id, sequence_no"
                 f" FROM {TABLE} WHERE source_system IS NOT NULL"
             )
+            summarize(con, rows, "_dw_val_redo")
             con.execute(
-                f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by}"
-                f" FROM ({_summary_sql(rows, None)})"
+                f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by} FROM _dw_val_redo"
             )
+            con.execute("DROP TABLE _dw_val_redo")
             con.execute(
                 f"INSERT INTO {BATCHES} SELECT ingest_run_id, count(*), {by} FROM {TABLE}"
                 " GROUP BY 1"
@@ -380,10 +382,10 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     reopened = _in(plan.recomputed)
     # Sources recomputed: from all their rows.
     rows = (
-        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no"
         f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
+    summarize(con, rows, "_dw_val_redo")
     # The others with new rows: what the checks read of them (their last stored event, or
     # their tail), then the new rows; their longest gaps outside those.
     touched = (
