@@ -69,7 +69,13 @@ from dwatch.ingest.stage import (
     csv_layout,
     parquet_layout,
 )
-from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
+from dwatch.ingest.typed import (
+    _dst_messages,
+    _file_warnings,
+    _plan_fields,
+    _typed_sql,
+    build_typed,
+)
 from dwatch.ingest.write import (
     _derive_authority,
     _insert_quarantine,
@@ -216,8 +222,20 @@ def load_group(
     for result, path in zip(results[1:], paths[1:], strict=True):
         result.kind, result.source_system = first.kind, first.source_system
         result.warnings += _file_warnings(plan, path)
-    sql, raw_json = _typed_sql(plan, layout.fmt, key, carry=carry)
-    con.execute(sql, _pad_params(key, sql))
+    if layout.dialect is None:
+        columns = list(layout.columns)
+        raw_json = build_typed(
+            con,
+            plan,
+            layout.fmt,
+            key,
+            stage,
+            lambda direct: _stage_parquet_group(con, paths, columns, direct),
+            carry,
+        )
+    else:
+        sql, raw_json = _typed_sql(plan, layout.fmt, key, carry=carry)
+        con.execute(sql, _pad_params(key, sql))
     row = GROUP_ROW if layout.dialect is None else _csv_row_numbers(con, len(paths))
     con.execute(f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {row} AS _row, * FROM {TYPED}")
     _mark_duplicates(con, plan.table, plan.kind, runs=[r.run_id for r in results])

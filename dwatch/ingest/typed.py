@@ -4,11 +4,12 @@ typed values, first failing check, the raw record for quarantine)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+import dwatch.ingest.direct as ingest_direct
 from dwatch.errors import InputError
 from dwatch.ingest.base import (
     LINES,
@@ -23,12 +24,21 @@ from dwatch.ingest.base import (
     _pad_params,
     _q,
 )
+from dwatch.ingest.direct import (
+    OUTSIDE,
+    choose_direct,
+    direct_field_sql,
+    may_tin_text,
+    session_is_utc,
+    text_of,
+)
 from dwatch.ingest.fields import (
     _detect_kind,
     _field_sql,
     _fold_header,
     _source_text,
     _with_canonical_headers,
+    refuse_unfit_layout,
 )
 from dwatch.ingest.stage import (
     _heads,
@@ -73,6 +83,8 @@ class _FieldPlan:
     texts: dict[str, str | None]
     extras: list[str]
     items: Expansion | None
+    # Fields read straight from a typed column: field -> (column, its type).
+    direct: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _plan_fields(
@@ -128,6 +140,8 @@ def _plan_fields(
     texts: dict[str, str | None] = {
         f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
     }
+    tried = [source] if source else sorted(context.source_mappings())
+    refuse_unfit_layout(path, columns, kind, texts, tried)
     used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
     extras = [
         c
@@ -184,16 +198,19 @@ def _typed_sql(
     text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
+        column, column_type = plan.direct.get(f.name, (None, None))
+        if column is not None:
+            text = _q(column)
         if text is None:
             layer3.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
             if f.required and not f.derived:
                 message = f"column {f.name} is missing from the file; add it or map it in a source mapping"
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
-        spec = _field_sql(f, mapping)
+        spec = _field_sql(f, mapping) if column_type is None else direct_field_sql(f, column_type)
         # The pseudonym's hex digits would flag about a third of rows for the Python mask.
         if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
-            text_columns.append(spec.x)
+            text_columns.append(spec.x if column_type is None else may_tin_text(spec.x, f.type))
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -205,9 +222,10 @@ def _typed_sql(
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
+    direct_types = {column: column_type for column, column_type in plan.direct.values()}
 
     def raw_value(c: str) -> str:
-        column = _q(c)
+        column = text_of(_q(c), direct_types.get(c))
         if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
@@ -339,24 +357,75 @@ def _load(
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
     stage = _stage_file(con, path, fmt, mapping, skip_if_loaded)
     plan = _plan_fields(con, stage, fmt, path, result, mapping, kind, source, context)
-    sql, raw_json = _typed_sql(plan, fmt, key)
     table, mapping, kind = plan.table, plan.mapping, plan.kind
+    if fmt == "parquet":
+        layout = list(stage.types.items())
+        raw_json = build_typed(
+            con, plan, fmt, key, stage, lambda direct: _stage_parquet(con, path, layout, direct)
+        )
+    else:
+        raw_json, stage = _build_text(con, plan, fmt, key, stage, path)
+    _number_rows(con, stage)
+    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
+    _mark_duplicates(con, table, kind)
+    result.warnings += _derive_authority(con, kind, context)
+    result.warnings += _dst_warnings(con, mapping)
+    return raw_json
+
+
+def _build_text(
+    con: duckdb.DuckDBPyConnection,
+    plan: _FieldPlan,
+    fmt: str,
+    key: bytes,
+    stage: _Stage,
+    path: Path,
+) -> tuple[str, _Stage]:
+    """Build TYPED from a text stage; a CSV file whose fast scan fails is scanned again
+    keeping rejected lines. Returns the raw record's SQL and the stage used."""
+    sql, raw_json = _typed_sql(plan, fmt, key)
     try:
         con.execute(sql, _pad_params(key, sql))
     except (duckdb.InvalidInputException, duckdb.ConversionException):
         if fmt != "csv" or stage.rejects:
             raise
         con.execute(f"DROP TABLE IF EXISTS {TYPED}")
-        rescan = _stage_csv(con, path, mapping, rejects=True)
+        rescan = _stage_csv(con, path, plan.mapping, rejects=True)
         if rescan.columns != stage.columns:
             raise
         stage = rescan
         con.execute(sql, _pad_params(key, sql))
-    _number_rows(con, stage)
-    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    _mark_duplicates(con, table, kind)
-    result.warnings += _derive_authority(con, kind, context)
-    result.warnings += _dst_warnings(con, mapping)
+    return raw_json, stage
+
+
+def build_typed(
+    con: duckdb.DuckDBPyConnection,
+    plan: _FieldPlan,
+    fmt: str,
+    key: bytes,
+    stage: _Stage,
+    restage: Callable[[frozenset[str]], object],
+    carry: tuple[str, ...] = (),
+) -> str:
+    """Build TYPED from a Parquet stage, typed columns read straight through where they
+    have their field's type (dwatch.ingest.direct); a value outside the range where that is
+    exact builds it again through text. Returns the raw record's SQL."""
+    plan.direct = (
+        choose_direct(plan, stage.types, session_is_utc(con)) if ingest_direct.DIRECT else {}
+    )
+    if plan.direct:
+        restage(frozenset(column for column, _ in plan.direct.values()))
+    sql, raw_json = _typed_sql(plan, fmt, key, carry=carry)
+    try:
+        con.execute(sql, _pad_params(key, sql))
+    except duckdb.InvalidInputException as exc:
+        if not plan.direct or OUTSIDE not in str(exc):
+            raise
+        con.execute(f"DROP TABLE IF EXISTS {TYPED}")
+        plan.direct = {}
+        restage(frozenset())
+        sql, raw_json = _typed_sql(plan, fmt, key, carry=carry)
+        con.execute(sql, _pad_params(key, sql))
     return raw_json
 
 
