@@ -116,9 +116,15 @@ def read_paths(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
     seen: list[frozenset[str]] = []
     staged = ingest_typed._stage_parquet
 
-    def spy(con: Any, path: Path, layout: Any = None, direct: frozenset[str] = frozenset()) -> Any:
+    def spy(
+        con: Any,
+        path: Path,
+        layout: Any = None,
+        direct: frozenset[str] = frozenset(),
+        span: tuple[int, int] | None = None,
+    ) -> Any:
         seen.append(direct)
-        return staged(con, path, layout, direct)
+        return staged(con, path, layout, direct, span)
 
     monkeypatch.setattr(ingest_typed, "_stage_parquet", spy)
     return seen

@@ -60,6 +60,7 @@ from dwatch.ingest.base import (
     _size_bytes,
 )
 from dwatch.ingest.files import COMPRESSIONS, _format_of, file_sha256
+from dwatch.ingest.instants import _dst_messages
 from dwatch.ingest.stage import (
     GROUP_FILE,
     GROUP_RESERVED,
@@ -70,7 +71,6 @@ from dwatch.ingest.stage import (
     parquet_layout,
 )
 from dwatch.ingest.typed import (
-    _dst_messages,
     _file_warnings,
     _plan_fields,
     _typed_sql,
@@ -393,6 +393,8 @@ class GroupPlanner:
         layout = self._layout(start)
         if layout is None or self._loaded([self._sha(start)]):
             return None
+        if self._work_bytes(start) > self.work_budget():
+            return None  # alone, typed in row ranges (dwatch.ingest.chunks)
         members: list[tuple[Path, str]] = []
         seen: set[str] = set()
         total = 0

@@ -25,6 +25,7 @@ class _Stage:
     # (dwatch.ingest.direct), every other column as text.
     types: dict[str, str] = field(default_factory=dict)
     direct: frozenset[str] = frozenset()
+    numbered: bool = False  # GROUP_ROW holds each record's number in the file (from 1)
 
 
 # Columns a group's staging adds beside the file's own: which file (its index in the
@@ -269,14 +270,28 @@ def _stage_parquet(
     path: Path,
     layout: list[tuple[str, str]] | None = None,
     direct: frozenset[str] = frozenset(),
+    span: tuple[int, int] | None = None,
 ) -> _Stage:
+    """Stage a Parquet file; ``span``: only records ``first`` to ``last`` - 1 (from 0), each
+    with its number in the file (row groups outside the range are not read)."""
     layout = layout if layout is not None else parquet_layout(con, path)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout, direct)}"
-        f" FROM read_parquet({_lit(str(path))})"
-    )
+    selects, reader = _parquet_texts(layout, direct), f"read_parquet({_lit(str(path))})"
+    if span is not None:
+        selects += f", file_row_number + 1 AS {GROUP_ROW}"
+        reader = (
+            f"read_parquet({_lit(str(path))}, file_row_number = true)"
+            f" WHERE file_row_number >= {int(span[0])} AND file_row_number < {int(span[1])}"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {selects} FROM {reader}")
     names = [name for name, _ in layout]
-    return _Stage(names, header_lines=0, rejects=False, types=dict(layout), direct=direct)
+    return _Stage(
+        names,
+        header_lines=0,
+        rejects=False,
+        types=dict(layout),
+        direct=direct,
+        numbered=span is not None,
+    )
 
 
 def csv_layout(

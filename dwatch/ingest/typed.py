@@ -17,6 +17,7 @@ from dwatch.ingest.base import (
     ROW_MAY_HAVE_TIN,
     ROWS,
     TYPED,
+    Chunk,
     IngestResult,
     _Context,
     _drop_work,
@@ -40,7 +41,9 @@ from dwatch.ingest.fields import (
     _with_canonical_headers,
     refuse_unfit_layout,
 )
+from dwatch.ingest.instants import _dst_counts, _dst_warnings
 from dwatch.ingest.stage import (
+    GROUP_ROW,
     _heads,
     _json_key_path,
     _lazy_json_keys,
@@ -287,8 +290,10 @@ def _stage_file(
     fmt: str,
     mapping: SourceMapping,
     skip_if_loaded: Callable[[], None],
+    span: tuple[int, int] | None = None,
 ) -> _Stage:
-    """Stage the file as text columns (the _stage view), by format."""
+    """Stage the file as text columns (the _stage view), by format (``span``: a Parquet
+    file's row range)."""
     if fmt != "csv":
         skip_if_loaded()  # staging JSON Lines reads every line: decide first
     if fmt == "csv":
@@ -311,7 +316,7 @@ def _stage_file(
     elif fmt == "lines":
         stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
     else:
-        stage = _stage_parquet(con, path)
+        stage = _stage_parquet(con, path, span=span)
     return stage
 
 
@@ -320,7 +325,11 @@ def _number_rows(con: duckdb.DuckDBPyConnection, stage: _Stage) -> None:
     # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
     # index (WITH ORDINALITY would force a single-threaded scan). Lines the reader rejected
     # before a record are added back so record numbers match the file's lines.
-    if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
+    if stage.numbered:
+        con.execute(
+            f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {GROUP_ROW} AS _row, * FROM {TYPED}"
+        )
+    elif stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
             f"CREATE TEMP TABLE {REJECT_OFFSETS} AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
@@ -347,29 +356,45 @@ def _load(
     key: bytes,
     context: _Context,
     skip_if_loaded: Callable[[], None],
+    chunk: Chunk | None = None,
 ) -> str:
     """Stage the file and build the typed work table (one row per record, reason NULL when good).
+    ``chunk``: only one row range of a Parquet file (dwatch.ingest.chunks).
 
     Returns the SQL expression that renders a record's raw form for quarantine."""
     _drop_work(con)
     mapping = get_mapping(source) if source else CANONICAL
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
-    stage = _stage_file(con, path, fmt, mapping, skip_if_loaded)
+    span = (chunk.first, chunk.last) if chunk else None
+    stage = _stage_file(con, path, fmt, mapping, skip_if_loaded, span)
     plan = _plan_fields(con, stage, fmt, path, result, mapping, kind, source, context)
     table, mapping, kind = plan.table, plan.mapping, plan.kind
     if fmt == "parquet":
         layout = list(stage.types.items())
         raw_json = build_typed(
-            con, plan, fmt, key, stage, lambda direct: _stage_parquet(con, path, layout, direct)
+            con,
+            plan,
+            fmt,
+            key,
+            stage,
+            lambda direct: _stage_parquet(con, path, layout, direct, span),
+            (GROUP_ROW,) if chunk else (),
+            retry=chunk is None,  # a failed statement ends the chunks' transaction
+            direct=chunk is None or chunk.direct,
         )
     else:
         raw_json, stage = _build_text(con, plan, fmt, key, stage, path)
     _number_rows(con, stage)
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    _mark_duplicates(con, table, kind)
+    _mark_duplicates(con, table, kind, seen=chunk.seen if chunk else None)
     result.warnings += _derive_authority(con, kind, context)
-    result.warnings += _dst_warnings(con, mapping)
+    if chunk is None:
+        result.warnings += _dst_warnings(con, mapping)
+    else:
+        chunk.mapping = mapping
+        for case, n in _dst_counts(con).items():
+            chunk.dst[case] = chunk.dst.get(case, 0) + n
     return raw_json
 
 
@@ -406,12 +431,17 @@ def build_typed(
     stage: _Stage,
     restage: Callable[[frozenset[str]], object],
     carry: tuple[str, ...] = (),
+    *,
+    retry: bool = True,
+    direct: bool = True,
 ) -> str:
     """Build TYPED from a Parquet stage, typed columns read straight through where they
     have their field's type (dwatch.ingest.direct); a value outside the range where that is
     exact builds it again through text. Returns the raw record's SQL."""
     plan.direct = (
-        choose_direct(plan, stage.types, session_is_utc(con)) if ingest_direct.DIRECT else {}
+        choose_direct(plan, stage.types, session_is_utc(con))
+        if ingest_direct.DIRECT and direct
+        else {}
     )
     if plan.direct:
         restage(frozenset(column for column, _ in plan.direct.values()))
@@ -419,7 +449,7 @@ def build_typed(
     try:
         con.execute(sql, _pad_params(key, sql))
     except duckdb.InvalidInputException as exc:
-        if not plan.direct or OUTSIDE not in str(exc):
+        if not plan.direct or OUTSIDE not in str(exc) or not retry:
             raise
         con.execute(f"DROP TABLE IF EXISTS {TYPED}")
         plan.direct = {}
@@ -427,52 +457,3 @@ def build_typed(
         sql, raw_json = _typed_sql(plan, fmt, key, carry=carry)
         con.execute(sql, _pad_params(key, sql))
     return raw_json
-
-
-def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> list[str]:
-    """Say how many zone-less times fell in a repeated or skipped hour and what was done,
-    naming the policy and whether the mapping chose it or it is the default."""
-    counts = dict(
-        con.execute(
-            f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1"
-        ).fetchall()
-    )
-    return _dst_messages(counts, mapping)
-
-
-def _dst_messages(counts: dict[str, int], mapping: SourceMapping) -> list[str]:
-    """The DST warnings for these counts of ambiguous and nonexistent local times."""
-    warnings = []
-    for case, key, policy, done in (
-        (
-            "ambiguous",
-            "ambiguous_time",
-            mapping.ambiguous_time,
-            {
-                "earlier": "read as the first (earlier) of its two instants",
-                "later": "read as the second (later) of its two instants",
-                "quarantine": "quarantined (ambiguous_local_time)",
-            },
-        ),
-        (
-            "nonexistent",
-            "nonexistent_time",
-            mapping.nonexistent_time,
-            {
-                "shift": "read with the offset before the change (moved past the skipped hour)",
-                "quarantine": "quarantined (nonexistent_local_time)",
-            },
-        ),
-    ):
-        n = counts.get(case, 0)
-        if not n:
-            continue
-        hour = "repeated when clocks went back" if case == "ambiguous" else "skipped when"
-        hour += "" if case == "ambiguous" else " clocks went forward"
-        chosen = "set in the mapping" if key in mapping.explicit else "the default"
-        warnings.append(
-            f"{n} zone-less time(s) fall in the hour {hour} in {mapping.timezone}:"
-            f" {done[policy]} ({key}: {policy}, {chosen}; set {key} in"
-            f" {mapping.path or 'the source mapping'} to choose)"
-        )
-    return warnings
