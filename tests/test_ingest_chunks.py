@@ -109,7 +109,9 @@ def test_a_file_typed_in_row_ranges_leaves_what_one_pass_leaves(
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         share = ingest_chunks._size_bytes(str(limit))
         with monkeypatch.context() as m:
-            m.setattr(ingest_chunks, "WORK_SHARE", PER_RANGE * ingest_chunks.WORK_ROW_BYTES / share)
+            tiny_share = PER_RANGE * ingest_chunks.WORK_ROW_BYTES / share
+            m.setattr(ingest_chunks, "WORK_SHARE", tiny_share)
+            m.setattr(ingest_chunks, "ONE_PASS_SHARE", tiny_share)
             found = spans(con, file, fmt)
         seen.append(len(found or []))
         return found

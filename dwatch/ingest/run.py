@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -159,42 +159,15 @@ def ingest_file(
             result.warnings += _judge_addresses(con, result.kind, context)
             _record_run(con, result, sha, started, force, key)
 
-        spans = chunk_spans(con, path, fmt)
         try:
-            if spans:  # larger than the load's memory share: typed in row ranges
-                load_in_chunks(
-                    con,
-                    path,
-                    result,
-                    spans,
-                    kind=kind,
-                    source=source,
-                    key=key,
-                    context=context,
-                    skip_if_loaded=skip_if_loaded,
-                    finish=finish,
-                )
-                return result
-            raw_json = _load(
-                con,
-                path,
-                fmt,
-                result,
-                kind=kind,
-                source=source,
-                key=key,
-                context=context,
-                skip_if_loaded=skip_if_loaded,
+            _load_and_write(
+                con, path, fmt, result, kind, source, key, context, skip_if_loaded, finish
             )
         except _AlreadyLoaded as skipped:
             result.status = "skipped"
             result.message = str(skipped)
             result.kind = result.source_system = None
             result.warnings = []
-            return result
-        with transaction(con):
-            _write(con, result, raw_json, key)
-            finish()
         return result
     except DWatchError as exc:
         result.status = "failed"
@@ -214,6 +187,51 @@ def ingest_file(
     result.rows_quarantined = 0
     _record_run(con, result, sha, started, force, key)
     return result
+
+
+def _load_and_write(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    result: IngestResult,
+    kind: str | None,
+    source: str | None,
+    key: bytes,
+    context: _Context,
+    skip_if_loaded: Callable[[], None],
+    finish: Callable[[], None],
+) -> None:
+    """Type the file (in row ranges when larger than the load's memory share) and write
+    it and its run record (``finish``) in one transaction."""
+    spans = chunk_spans(con, path, fmt)
+    if spans:
+        load_in_chunks(
+            con,
+            path,
+            result,
+            spans,
+            kind=kind,
+            source=source,
+            key=key,
+            context=context,
+            skip_if_loaded=skip_if_loaded,
+            finish=finish,
+        )
+        return
+    raw_json = _load(
+        con,
+        path,
+        fmt,
+        result,
+        kind=kind,
+        source=source,
+        key=key,
+        context=context,
+        skip_if_loaded=skip_if_loaded,
+    )
+    with transaction(con):
+        _write(con, result, raw_json, key)
+        finish()
 
 
 def _ingest_group(
