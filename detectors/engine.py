@@ -693,6 +693,17 @@ def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) 
     return f"concat({', '.join(pieces)})"
 
 
+# A finding's citations in one order whatever order its rows were read in (list_distinct
+# and list(DISTINCT ...) keep none): the rule's own in the order its YAML gives them, then
+# every other registry id its rows cite, sorted; none at all: the rule's own.
+_CITATIONS_SQL = (
+    "coalesce(nullif(list_transform(list_sort(list_transform(list_distinct(list_filter("
+    "CAST(f.citations AS VARCHAR[]), lambda c: c IS NOT NULL)), lambda c: {'own':"
+    " coalesce(list_position($_citations, c), len($_citations) + 1), 'id': c})),"
+    " lambda k: k.id), []::VARCHAR[]), $_citations)"
+)
+
+
 def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()}
 
@@ -836,12 +847,7 @@ def run_rule(
         "subjects_affected": opt("subjects_affected", "NULL::BIGINT"),
         "records_affected": opt("records_affected", "NULL::BIGINT"),
         "evidence": "to_json(f.evidence)" if "evidence" in types else _evidence_sql(types),
-        "citations": (
-            "coalesce(nullif(list_distinct(list_filter(f.citations, lambda c: c IS NOT NULL)),"
-            " []::VARCHAR[]), $_citations)"
-            if "citations" in types
-            else "$_citations"
-        ),
+        "citations": _CITATIONS_SQL if "citations" in types else "$_citations",
         "explanation": explanation,
         "coverage_incomplete": "false",
         "registry_version": "$_registry_version",
