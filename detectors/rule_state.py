@@ -20,7 +20,11 @@ same counts, or be new in this run and not covered yet; otherwise (rows deleted,
 quarantined after judging, a batch judged by no one, a batch a run judged without finishing
 offered again, no state yet) the state is rebuilt from all history and the run summary says
 why. A full judgement (:func:`detectors.engine.run_rules`)
-always rebuilds it.
+always rebuilds it. A run judging new batches counts only their rows (through the batch
+ids, which zone maps compare) and each table's total (kept by the store, no scan): when the
+totals are the ledger's plus the new rows, no old batch lost or gained a row through the
+pipeline (deleting, quarantining, adding a batch each change a total), and the ledger
+grows by the new batches; otherwise every batch is counted, to say which one changed.
 """
 
 from __future__ import annotations
@@ -136,6 +140,42 @@ def _count_batches(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _totals_hold(con: duckdb.DuckDBPyConnection, batches: list[str]) -> bool:
+    """Whether each table's total is the ledger's (less the new batches) plus the new
+    batches' rows; if so, ``dw_batch_counts`` is the ledger with the new batches' counts."""
+    marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
+    params = {f"b{n}": b for n, b in enumerate(batches)}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_new_batch_counts AS"
+        " SELECT ingest_run_id, coalesce(e.n, 0) AS events, coalesce(q.n, 0) AS quarantined"
+        " FROM (SELECT ingest_run_id, count(*) AS n FROM disclosure_events"
+        f"  WHERE ingest_run_id IN ({marks}) GROUP BY ALL) e"
+        " FULL JOIN (SELECT ingest_run_id, count(*) AS n FROM quarantine"
+        f"  WHERE ingest_run_id IN ({marks}) GROUP BY ALL) q USING (ingest_run_id)",
+        params,
+    )
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events) = s.events + n.events"
+        " AND (SELECT count(*) FROM quarantine) = s.quarantined + n.quarantined"
+        " FROM (SELECT coalesce(sum(events), 0) AS events, coalesce(sum(quarantined), 0)"
+        "       AS quarantined FROM rule_state_batches"
+        "       WHERE NOT list_contains($new, ingest_run_id)) s,"
+        " (SELECT coalesce(sum(events), 0) AS events, coalesce(sum(quarantined), 0)"
+        "  AS quarantined FROM dw_new_batch_counts) n",
+        {"new": batches},
+    ).fetchone()
+    if not (row and row[0]):
+        return False
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_batch_counts AS"
+        " SELECT ingest_run_id, events, quarantined FROM rule_state_batches"
+        " WHERE NOT list_contains($new, ingest_run_id)"
+        " UNION ALL SELECT ingest_run_id, events, quarantined FROM dw_new_batch_counts",
+        {"new": batches},
+    )
+    return True
+
+
 def _save_ledger(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("DELETE FROM rule_state_batches")
     con.execute(
@@ -182,21 +222,6 @@ def save_full(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str
 
 def _stale_because(con: duckdb.DuckDBPyConnection, batches: list[str]) -> str | None:
     """Why the state does not describe the store before ``batches``, or None."""
-    _count_batches(con)
-    row = con.execute(
-        "SELECT count(*), any_value(coalesce(n.ingest_run_id, s.ingest_run_id)),"
-        " any_value(CASE WHEN s.ingest_run_id IS NULL THEN 'is covered by no state'"
-        "  WHEN n.ingest_run_id IS NULL THEN 'left the store'"
-        "  ELSE 'has ' || n.events || ' event(s) and ' || n.quarantined || ' quarantined row(s),'"
-        "  || ' ' || s.events || ' and ' || s.quarantined || ' when its state was kept' END)"
-        " FROM (SELECT coalesce(ingest_run_id, '') AS ingest_run_id, events, quarantined"
-        "       FROM dw_batch_counts) n"
-        " FULL JOIN rule_state_batches s USING (ingest_run_id)"
-        " WHERE NOT list_contains($new, coalesce(n.ingest_run_id, s.ingest_run_id))"
-        " AND (s.ingest_run_id IS NULL OR n.ingest_run_id IS NULL"
-        "      OR n.events <> s.events OR n.quarantined <> s.quarantined)",
-        {"new": batches},
-    ).fetchone()
     again = con.execute(
         "SELECT count(*), min(ingest_run_id) FROM rule_state_batches"
         " WHERE list_contains($new, ingest_run_id)",
@@ -205,9 +230,27 @@ def _stale_because(con: duckdb.DuckDBPyConnection, batches: list[str]) -> str | 
     if again and again[0]:
         # judged by a run that did not finish: its rows are in the state already
         return f"{again[0]} new batch(es) are in the state already (batch {again[1]})"
+    covered = con.execute("SELECT count(*) FROM rule_state_batches").fetchone()
+    if covered and covered[0] and _totals_hold(con, batches):
+        return None
+    _count_batches(con)
+    row = con.execute(
+        "SELECT count(*), min(coalesce(n.ingest_run_id, s.ingest_run_id)),"
+        " arg_min(CASE WHEN s.ingest_run_id IS NULL THEN 'is covered by no state'"
+        "  WHEN n.ingest_run_id IS NULL THEN 'left the store'"
+        "  ELSE 'has ' || n.events || ' event(s) and ' || n.quarantined || ' quarantined row(s),'"
+        "  || ' ' || s.events || ' and ' || s.quarantined || ' when its state was kept' END,"
+        "  coalesce(n.ingest_run_id, s.ingest_run_id))"
+        " FROM (SELECT coalesce(ingest_run_id, '') AS ingest_run_id, events, quarantined"
+        "       FROM dw_batch_counts) n"
+        " FULL JOIN rule_state_batches s USING (ingest_run_id)"
+        " WHERE NOT list_contains($new, coalesce(n.ingest_run_id, s.ingest_run_id))"
+        " AND (s.ingest_run_id IS NULL OR n.ingest_run_id IS NULL"
+        "      OR n.events <> s.events OR n.quarantined <> s.quarantined)",
+        {"new": batches},
+    ).fetchone()
     if not row or not row[0]:
         return None
-    covered = con.execute("SELECT count(*) FROM rule_state_batches").fetchone()
     if covered and covered[0] == 0:
         return "no state kept yet"
     return f"{row[0]} old batch(es) changed since the state was kept (batch {row[1]} {row[2]})"
