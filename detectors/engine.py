@@ -611,7 +611,7 @@ def prepare(
         con.execute("CREATE OR REPLACE TEMP TABLE dw_events_rows AS SELECT * FROM dw_events")
         con.execute("CREATE OR REPLACE TEMP VIEW dw_events AS SELECT * FROM dw_events_rows")
     con.execute(_ORDER_HITS_VIEW)
-    refresh_address_verdicts(con, vocabulary_of(registry))
+    refresh_address_verdicts(con, vocabulary_of(registry), items=items)
     con.execute(_on_base(_ITEMS_TABLE, events, items))
     if log_order:
         con.execute(_on_base(rule_state.log_rows_sql(), events, items))
@@ -893,6 +893,7 @@ def _evaluate(
 ) -> tuple[list[RuleRun], int]:
     check_rule_citations(rules, registry)
     refreshed = prepare(con, registry, sync=sync)
+    evidence.forget_chains(con)
     _create_candidates(con, table)
     return [run_rule(con, rule, registry, table=table) for rule in rules], refreshed
 

@@ -149,10 +149,10 @@ def _totals_hold(con: duckdb.DuckDBPyConnection, batches: list[str]) -> bool:
         "CREATE OR REPLACE TEMP TABLE dw_new_batch_counts AS"
         " SELECT ingest_run_id, coalesce(e.n, 0) AS events, coalesce(q.n, 0) AS quarantined"
         " FROM (SELECT ingest_run_id, count(*) AS n FROM disclosure_events"
-        f"  WHERE ingest_run_id IN ({marks}) GROUP BY ALL) e"
+        f"  WHERE rowid >= $from AND ingest_run_id IN ({marks}) GROUP BY ALL) e"
         " FULL JOIN (SELECT ingest_run_id, count(*) AS n FROM quarantine"
         f"  WHERE ingest_run_id IN ({marks}) GROUP BY ALL) q USING (ingest_run_id)",
-        params,
+        {**params, "from": new_rows_from(con)},
     )
     row = con.execute(
         "SELECT (SELECT count(*) FROM disclosure_events) = s.events + n.events"
@@ -174,6 +174,57 @@ def _totals_hold(con: duckdb.DuckDBPyConnection, batches: list[str]) -> bool:
         {"new": batches},
     )
     return True
+
+
+_ROW_GROUP = 122_880  # DuckDB's rows per row group: the least a tail read can skip
+
+
+def find_new_rows(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
+    """``dw_new_rows_from``: the row id of disclosure_events from which every row of
+    ``batches`` lies (0: from the first row), also returned.
+
+    A batch id compared with zone maps skips nothing when all ids share their first bytes
+    (DuckDB keeps a prefix of each string's min and max, and ids of one day share theirs),
+    but row ids are compared exactly. Ingest appends, so new rows are the store's last: the
+    tail is read, widened until the new rows in it are as many as the total less the
+    ledger's old batches (the same check as :func:`_totals_hold`). No ledger, or a tail
+    that never adds up (an old batch changed: the state is rebuilt), reads from row 0."""
+    marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
+    params: dict[str, object] = {f"b{n}": b for n, b in enumerate(batches)}
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events), (SELECT count(*) FROM"
+        " rule_state_batches), (SELECT coalesce(sum(events), 0) FROM rule_state_batches"
+        " WHERE NOT list_contains($new, ingest_run_id))",
+        {"new": batches},
+    ).fetchone()
+    total, covered, old = (int(v) for v in row) if row else (0, 0, 0)
+    first = 0
+    tail = max(2 * (total - old), _ROW_GROUP)
+    while covered and tail < total:
+        found = con.execute(
+            "SELECT count(*), min(rowid) FROM disclosure_events"
+            f" WHERE rowid >= $from AND ingest_run_id IN ({marks})",
+            {**params, "from": total - tail},
+        ).fetchone()
+        if found and found[0] == total - old:
+            first = int(found[1]) if found[0] else total
+            break
+        tail *= 4
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_new_rows_from AS SELECT $f::BIGINT AS row_id", {"f": first}
+    )
+    return first
+
+
+def new_rows_from(con: duckdb.DuckDBPyConnection) -> int:
+    """The row id :func:`find_new_rows` found this judgement (0 when none was sought)."""
+    kept = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'dw_new_rows_from'"
+    ).fetchone()
+    if not kept or not kept[0]:
+        return 0
+    row = con.execute("SELECT max(row_id) FROM dw_new_rows_from").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _save_ledger(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -213,6 +264,7 @@ def save_full(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str
     """After a full judgement prepared every view over all history: the state, whole."""
     if not available(con):
         return False
+    con.execute("DROP TABLE IF EXISTS dw_new_rows_from")  # a later run finds its own
     _save_log_order(con, run_id)
     _save_custody(con, run_id, registry_version)
     _count_batches(con)
@@ -359,11 +411,11 @@ def update_log_order(
     con.execute(log_rows_sql("dw_log_rows_empty", entries_sql(events="false", quarantined="false")))
     marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
     params = {f"b{n}": b for n, b in enumerate(batches)}
-    new_rows = f"ingest_run_id IN ({marks})"  # constants: compared with zone maps
+    new_rows = f"ingest_run_id IN ({marks})"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_log_new AS "
-        + entries_sql(events=new_rows, quarantined=new_rows),
-        params,
+        + entries_sql(events=f"rowid >= $from AND {new_rows}", quarantined=new_rows),
+        {**params, "from": new_rows_from(con)},
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_log_plan AS"

@@ -208,3 +208,25 @@ def test_a_row_quarantined_in_an_old_batch_changes_the_totals(
         " its state was kept)"
     ]
     assert _ledger(con) == _every_batch_counted(con)
+
+
+def test_new_rows_are_found_at_the_end_of_the_table(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new batches' rows are the table's last: their first row id is found reading a
+    tail that holds all of them (checked against the ledger), so later reads skip the
+    row groups before it; a ledger that does not add up leaves every row to be read."""
+    monkeypatch.setattr(rule_state, "_ROW_GROUP", 1)  # the fixture is one small row group
+    _events(con, "b2", [("log-a", 5, "A5", 7), ("log-d", 1, "D1", 1)])
+    first = con.execute(
+        "SELECT min(rowid) FROM disclosure_events WHERE ingest_run_id = 'b2'"
+    ).fetchone()[0]
+    assert rule_state.find_new_rows(con, ["b2"]) == first > 0
+    assert rule_state.new_rows_from(con) == first
+    lines = _update(con, "run-2", ["b2"])
+    assert not any("rebuilt" in line for line in lines), lines
+    assert _ledger(con) == _every_batch_counted(con)
+    assert _kept(con) == _one_pass(con)
+    con.execute("UPDATE rule_state_batches SET events = events + 1 WHERE ingest_run_id = 'b1'")
+    _events(con, "b3", [("log-a", 8, "A8", 9)])
+    assert rule_state.find_new_rows(con, ["b3"]) == 0
