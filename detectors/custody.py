@@ -310,7 +310,9 @@ def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
-    """Build the tables the reconciliation and retention rules read, from dw_events."""
+    """Build the tables the reconciliation and retention rules read, from dw_events, with
+    their inputs held as temporary tables: for a store without the state tables (a full
+    judgement otherwise writes them there, :func:`detectors.custody_state.prepare_custody`)."""
     for name, select in INPUTS.items():
         replace_temp(con, name)
         con.execute(f"CREATE TEMP TABLE {name} AS {select}", OUTCOMES)

@@ -10,9 +10,16 @@ registry-resolved: the state records the registry and code version it was derive
 and another version, or an old batch changed (the ledger, :mod:`detectors.rule_state`),
 rebuilds it from all history.
 
+A full judgement writes the rows straight into the state tables (:func:`prepare_custody`)
+and judges from them as a run judging new batches does: the custody rows are nearly every
+event of a store (each use), more than memory holds as temporary tables (a 100M-event
+store's spilled about 29 GB), while an insert streams them to the store file.
+
 Pairing and custody still read every kept side and custody row (narrow tables, no
 resolution of events): a transfer pairs with the nearest receipt in time under its key,
 each log's reach moves with every new entry, and a new disposal reaches every earlier use.
+What they hold in memory is the receipts and disposals (few) and the uses after a key was
+emptied; the uses are streamed past them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import hashlib
 
 import duckdb
 
+from detectors import custody
 from detectors.custody import CUSTODY_EVENTS, INPUTS, OUTCOMES, pair_and_hold, replace_temp
 
 FAMILY = "custody"
@@ -48,12 +56,35 @@ def _insert(
         con.execute(f"INSERT INTO {table} BY NAME SELECT {side} AS side, * FROM ({rows})", params)
 
 
-def save_full(con: duckdb.DuckDBPyConnection) -> None:
-    """After :func:`detectors.custody.prepare_custody` over all history: the state, whole."""
-    con.execute("DELETE FROM rule_recon_sides")
-    con.execute("DELETE FROM rule_custody_events")
-    for name in INPUTS:
-        _insert(con, name, f"SELECT * FROM {name}")
+def kept(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store has the state tables (migration 0022)."""
+    tables = sorted({table for table, _ in _KEPT.values()})
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary"
+        " AND table_name IN (SELECT unnest($t::VARCHAR[]))",
+        {"t": tables},
+    ).fetchone()
+    return bool(row) and row[0] == len(tables)
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """The state, whole, from every event of ``dw_events`` (prepared over all history):
+    each input's rows inserted straight into its state table, streamed, none held."""
+    for table in sorted({table for table, _ in _KEPT.values()}):
+        con.execute(f"DELETE FROM {table}")
+    for name, select in INPUTS.items():
+        _insert(con, name, select, OUTCOMES)
+
+
+def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
+    """Pairing and custody over all history (``dw_events`` prepared over every event): the
+    kept rows rebuilt and judged from (the state is then whole, for the next run to go on
+    from). A store without the state tables holds the rows as temporary tables."""
+    if not kept(con):
+        custody.prepare_custody(con)
+        return
+    rebuild(con)
+    judge_from_state(con)
 
 
 def append_new(con: duckdb.DuckDBPyConnection) -> int:

@@ -69,7 +69,7 @@ from detectors.alerts import (
     merge_alerts,
 )
 from detectors.authority_choice import CHOICE_COLUMNS, choose_authorities
-from detectors.custody import prepare_custody
+from detectors.custody_state import prepare_custody
 from detectors.evidence import SubjectsSpec
 from dwatch.address import vocabulary_of
 from dwatch.address_verdicts import refresh_address_verdicts

@@ -256,7 +256,7 @@ def _save_log_order(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 
 def _save_custody(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str) -> None:
-    custody_state.save_full(con)
+    # the full judgement wrote the rows in place (detectors.custody_state.prepare_custody)
     _save_version(con, custody_state.FAMILY, registry_version, custody_state.CODE_VERSION, run_id)
 
 

@@ -112,7 +112,6 @@ def _rebuild_custody(
     if reason is None:
         return stale, []
     prepare(con, registry, sync=False, refresh=NEW_ROWS, log_order=False, custody=True)
-    custody_state.save_full(con)
     return stale, [f"custody: state rebuilt from all history: {reason}"]
 
 

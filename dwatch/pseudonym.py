@@ -110,7 +110,14 @@ def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$o
         f"length({stripped}) BETWEEN {min(_SHORTENED_TIN)} AND {max(_SHORTENED_TIN)}"
         f" AND regexp_full_match({stripped}, '[0-9]+')"
     )
-    norm = f"(CASE WHEN {shortened} THEN lpad({stripped}, 9, '0') ELSE {stripped} END)"
+    # The usual SSN shape ('123-45-6789') normalises to its digits: one full match and a
+    # replace instead of the stripping regexp, which the CASE evaluates two or three times
+    # (measured at 1M events: about 0.6 CPU-s of the 1.5 the pseudonym costs).
+    norm = (
+        f"(CASE WHEN regexp_full_match(CAST({expr} AS VARCHAR), '[0-9]{{3}}-[0-9]{{2}}-[0-9]{{4}}')"
+        f" THEN replace(CAST({expr} AS VARCHAR), '-', '')"
+        f" WHEN {shortened} THEN lpad({stripped}, 9, '0') ELSE {stripped} END)"
+    )
     inner = f"unhex(sha256({ipad_param} || encode({norm})))"
     return f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS})"
 

@@ -138,6 +138,7 @@ WORK_STATE = frozenset(
         "ingest_key_ranges",
         "validation_state_batches",
         "validation_source_state",
+        "validation_sequence_ranges",
     }
 )
 

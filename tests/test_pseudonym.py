@@ -22,6 +22,11 @@ def test_sql_hmac_equals_python_hmac() -> None:
     # "---" and " " normalise to nothing: no pseudonym, as in Python.
     values = [
         "123-45-6789",
+        "000-12-3456",
+        "123-45-67890",
+        "1234-5-6789",
+        "123-45-678",
+        "XXX-XX-6789",
         "123456789",
         " 987 65 4321 ",
         "12-3456789",

@@ -50,8 +50,12 @@ class ActorPeers(MLDetector):
     rescore_days = features.WINDOW_LOOKBACK_DAYS
     scope_by = features.ACTOR_DAY_PARTITION
     event_unit = "access events"
-    # Measured at 1M events (655k user-days): frame 265 B, fit peak 733 B a row.
+    # Measured at 1M events (655k user-days): frame 265 B, fit peak 733 B a row (a fit on
+    # rows: one whose floor is not a false-alarm rate).
     train_row_bytes = 1536
+    # The model learns from sums per user and agency: DuckDB sums them over the whole
+    # window and the held-out rows stream in chunks (detectors/ml/count_summary.py).
+    fits_summary = True
 
     def events_per_row(self, frame: pl.DataFrame) -> NDArray[np.float64]:
         return frame["events"].cast(pl.Float64).to_numpy()

@@ -170,6 +170,10 @@ class MLDetector:
     # arrays, the held-out folds), with room to spare: the DWATCH_MEMORY budget's Python
     # share divided by it is how many rows a fit may read (detectors/ml/bounds.py).
     train_row_bytes: ClassVar[int] = 3072
+    # True: the model only counts its rows, so it fits on the window's distinct feature
+    # rows with their counts, summed in DuckDB over the whole window (detectors/ml/
+    # summary.py): the window is not narrowed as the store grows.
+    fits_summary: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -231,6 +235,11 @@ class MLDetector:
 
     def training_metadata(self, model: Pipeline, frame: pl.DataFrame) -> dict[str, Any]:
         """Baselines of the training window that explanations quote later."""
+        return {}
+
+    def summary_metadata(self, con: duckdb.DuckDBPyConnection, query: Any) -> dict[str, Any]:
+        """:meth:`training_metadata` of a summary fit (``fits_summary``), read with SQL off
+        the training rows' feature query (``query``: a ``features.FeatureQuery``)."""
         return {}
 
     def rule_flagged(

@@ -468,6 +468,19 @@ def actor_day_frame(
     return _frame(con, sql, {**params, "keep_from": window_from, "keep_to": window_to})
 
 
+# What a combination's row (or combination-day's) holds besides its key: who and where,
+# how much, when, which events and under which citations. The first-seen detector's frames
+# (here and detectors/ml/first_contact.py) select it over the events ``ev``.
+COMBINATION_AGGREGATES = """any_value(disclosing_agency) AS disclosing_agency,
+           any_value(source_system) AS source_system,
+           CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
+           count(DISTINCT taxpayer_ref) AS subjects,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           list(event_id ORDER BY occurred_at, event_id) AS event_ids,
+           list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL))
+               AS citations"""
+
+
 def combination_frame(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -482,13 +495,7 @@ def combination_frame(
     WITH {_events_cte("e.disclosing_agency")}
     SELECT recipient_agency, {_AUTHORITY} AS authority,
            coalesce(purpose, '(none)') AS purpose, coalesce(channel, '(none)') AS channel{day},
-           any_value(disclosing_agency) AS disclosing_agency,
-           any_value(source_system) AS source_system,
-           CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
-           count(DISTINCT taxpayer_ref) AS subjects,
-           min(occurred_at) AS first_at, max(occurred_at) AS last_at,
-           list(event_id ORDER BY occurred_at, event_id) AS event_ids,
-           list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL)) AS citations
+           {COMBINATION_AGGREGATES}
     FROM ev GROUP BY ALL
     -- A total order (one row per combination{" and day" if per_day else ""}): training reads it
     -- again from a table, sorted by these keys.

@@ -70,14 +70,7 @@ def combination_cover_frame(
     combo AS (
         SELECT recipient_agency, {features._AUTHORITY} AS authority,
                coalesce(purpose, '(none)') AS purpose, coalesce(channel, '(none)') AS channel,
-               any_value(disclosing_agency) AS disclosing_agency,
-               any_value(source_system) AS source_system,
-               CAST(sum(record_count) AS BIGINT) AS records, count(*) AS transfers,
-               count(DISTINCT taxpayer_ref) AS subjects,
-               min(occurred_at) AS first_at, max(occurred_at) AS last_at,
-               list(event_id ORDER BY occurred_at, event_id) AS event_ids,
-               list_distinct(list(authority_id) FILTER (WHERE authority_id IS NOT NULL))
-                   AS citations,
+               {features.COMBINATION_AGGREGATES},
                count(a.event_id) AS answered,
                any_value(recipient_code) AS recipient_code,
                any_value(sender_code) AS sender_code

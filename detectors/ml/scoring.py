@@ -137,6 +137,18 @@ def score_chunks(
         return _score_located(
             con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
         )
+    if detector.scope_by is not None and len(queries) == 1:
+        return _score_partitioned(
+            con,
+            detector,
+            model,
+            record,
+            queries[0],
+            window=(window_from, window_to),
+            rows=rows,
+            threads=threads,
+            rescored=rescored,
+        )
     found: list[pl.DataFrame] = []
     scored = 0
     for chunk in scoring_chunks(con, detector, window_from, window_to, rows):
@@ -200,6 +212,77 @@ def _score_located(
         flagged.drop("_score"), flagged["_score"].to_numpy(), model, _context(record)
     )
     return candidates.unique("alert_id", keep="first", maintain_order=True), scored
+
+
+def _score_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    query: features.FeatureQuery,
+    *,
+    window: tuple[datetime | None, datetime | None],
+    rows: int,
+    threads: int,
+    rescored: list[pl.DataFrame] | None,
+) -> tuple[pl.DataFrame, int]:
+    """:func:`score_chunks` for a detector whose rows read only events of their own
+    partition (``scope_by``): every row is scored from its key and feature columns alone
+    (the event id lists and text of every user-day were most of the query's cost), and the
+    rows at or above the threshold are built whole again from their partition's days
+    (:func:`days.on_days`, as an increment's rows are, so they are the same rows) for their
+    explanations. The rows and their scores are those of the whole frame."""
+    by = detector.scope_by
+    assert by is not None
+    row_keys = list(detector.key_columns)
+    keys = list(detector.alert_key_columns or detector.key_columns)
+    wanted = [*row_keys, by, "first_at", *detector.feature_columns, *keys]
+    hits: list[pl.DataFrame] = []
+    scored = 0
+    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        hit = pl.Series(scores >= record.threshold)
+        hits.append(
+            chunk.filter(hit)
+            .select(*dict.fromkeys([*row_keys, by, "first_at"]))
+            .with_columns(pl.Series("_score", scores[hit.to_numpy()], dtype=pl.Float64))
+        )
+        scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(keys))
+    found = pl.concat(hits, how="vertical_relaxed")
+    flagged = (
+        _rebuilt(con, detector, query, found, window)
+        .join(found.select(*row_keys, "_score"), on=row_keys, how="inner")
+        .sort("_score", descending=True, maintain_order=True)
+    )
+    candidates = detector.alert_rows(
+        flagged.drop("_score"), flagged["_score"].to_numpy(), model, _context(record)
+    )
+    return candidates.unique("alert_id", keep="first", maintain_order=True), scored
+
+
+def _rebuilt(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    query: features.FeatureQuery,
+    found: pl.DataFrame,
+    window: tuple[datetime | None, datetime | None],
+) -> pl.DataFrame:
+    """The whole rows of the partitions and UTC days of ``found`` (and others sharing
+    them), built as an increment builds them; no rows: the frame's columns, empty."""
+    if found.height == 0:
+        return features.run_query(
+            con,
+            features.FeatureQuery(f"SELECT * FROM ({query.sql}) AS framed LIMIT 0", query.params),
+        )
+    by = detector.scope_by
+    assert by is not None
+    when = found["first_at"].dt.convert_time_zone("UTC").dt.date()
+    pairs = set(zip(found[by].fill_null("").to_list(), when.to_list(), strict=True))
+    with days.on_days({d for _, d in pairs}, by=by, keys=pairs), features.planned() as queries:
+        detector.scoring_frame(con, *window)
+    return features.run_query(con, queries[0])
 
 
 def alerts_for(

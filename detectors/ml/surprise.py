@@ -30,8 +30,9 @@ from numpy.typing import NDArray
 from scipy.special import gammainc, gammaln
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from detectors.ml import count_stats
 from detectors.ml.estimators import _as_keys, _joint_keys, _lookup
 
 # A row whose probability underflows gets the log of the leading term of its tail.
@@ -67,9 +68,16 @@ def _fold_keys(columns: NDArray[Any]) -> NDArray[Any]:
     return keys
 
 
-def _counts(keys: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.float64]]:
-    cats, counts = np.unique(keys, return_counts=True)
-    return cats, counts.astype(np.float64)
+def _counts(
+    keys: NDArray[Any], weights: NDArray[np.float64] | None = None
+) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """Sorted distinct keys and how many rows hold each (``weights``: rows each row stands
+    for, as in a summary of distinct rows; whole numbers sum exactly)."""
+    if weights is None:
+        cats, counts = np.unique(keys, return_counts=True)
+        return cats, counts.astype(np.float64)
+    cats, inverse = np.unique(keys, return_inverse=True)
+    return cats, np.bincount(inverse.ravel(), weights=weights, minlength=cats.size)
 
 
 def _count_of(
@@ -155,9 +163,22 @@ class ConditionalSurprise(_SurpriseOutlier):
             out.append((int(value), tuple(tuple(int(c) for c in level) for level in chain)))
         return out
 
-    def fit(self, X: Any, y: Any = None, offset: bool = True) -> ConditionalSurprise:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        offset: bool = True,
+        sample_weight: Any = None,
+    ) -> ConditionalSurprise:
+        """Count the rows; ``sample_weight`` (whole numbers): how many rows each row of
+        ``X`` stands for, so a summary of distinct rows with their counts (summed in
+        DuckDB, detectors/ml/summary.py) fits the same model as the rows themselves."""
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            X, w = X[w > 0], w[w > 0]  # a row counted zero times is not there
         self.terms_ = self._terms(X.shape[1])
         self.bin_edges_: dict[int, NDArray[np.float64]] = {}
         if X.dtype.kind == "f":
@@ -165,7 +186,7 @@ class ConditionalSurprise(_SurpriseOutlier):
                 lo, hi = float(np.min(X[:, j])), float(np.max(X[:, j]))
                 self.bin_edges_[j] = np.linspace(lo, hi, self.n_bins + 1)[1:-1]
         X = self._categories(X)
-        n = float(X.shape[0])
+        n = float(X.shape[0]) if w is None else float(w.sum())
         self.value_counts_: list[tuple[NDArray[Any], NDArray[np.float64]]] = []
         self.unseen_probability_: list[float] = []
         self.levels_: list[
@@ -178,18 +199,20 @@ class ConditionalSurprise(_SurpriseOutlier):
         ] = []
         for value, chain in self.terms_:
             values = _as_keys(X[:, value])
-            cats, counts = _counts(values)
+            cats, counts = _counts(values, w)
             self.value_counts_.append((cats, counts))
             self.unseen_probability_.append(self.smoothing / (n + self.smoothing * (cats.size + 1)))
             levels = []
             for level in chain:
                 keys = _fold_keys(X[:, list(level)])
-                levels.append((_counts(keys), _counts(_joint_keys(keys, values))))
+                levels.append((_counts(keys, w), _counts(_joint_keys(keys, values), w)))
             self.levels_.append(levels)
         self.n_samples_fit_ = n
         self.offset_ = float("nan")
         if offset:
             own_scores = np.log(self._probabilities(X)[0]).sum(axis=1)
+            if w is not None:  # each distinct row's score as often as the rows it stands for
+                own_scores = np.repeat(own_scores, w.astype(np.int64))
             self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
         return self
 
@@ -360,54 +383,50 @@ class CountRateSurprise(_SurpriseOutlier):
         self._validate_params()
         X = validate_data(self, X, dtype=None, reset=True)
         p = self._split(X)
-        x, levels, day = p["x"], p["levels"], p["day"]
-        n, n_measures = x.shape
-        unit = levels[0] if levels else np.zeros(n, dtype=np.int64)
-        entity = levels[-1] if levels else np.zeros(n, dtype=np.int64)
-        self.n_measures_ = n_measures
+        self.fit_stats(count_stats.from_rows(p["x"], p["levels"], p["day"], p["total"]))
+        self.offset_ = float("nan")
+        if offset:
+            day_s, window_s, _ = self._surprise(p, self._expectations(p))
+            own_scores = -np.maximum(day_s, window_s).max(axis=1)
+            self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
+        return self
 
-        # Exposure: active days of the unit (with a day column), else its rows.
-        self.units_, unit_inv = np.unique(unit, return_inverse=True)
-        unit_inv = unit_inv.ravel()
-        if day is not None:
-            # One (unit, day) code per row, in the order of the pairs (unit, then day):
-            # unique over one integer column, not over rows of two (a lexical sort of pairs).
-            days, day_inv = np.unique(day, return_inverse=True)
-            pair_code = unit_inv.astype(np.int64) * days.size + day_inv.ravel()
-            pair_codes, first_row = np.unique(pair_code, return_index=True)
-            exposure = np.bincount(pair_codes // days.size, minlength=self.units_.size)
-            first = np.full(self.units_.size, np.inf)
-            last = np.full(self.units_.size, -np.inf)
-            np.minimum.at(first, unit_inv, day)
-            np.maximum.at(last, unit_inv, day)
-            self.unit_active_share_ = exposure / np.maximum(last - first + 1, 1)
-            # The unit's mean daily total: one value per (unit, day).
-            self.unit_mean_total_ = np.zeros((self.units_.size, n_measures))
-            for m in range(n_measures):
-                np.add.at(
-                    self.unit_mean_total_[:, m], unit_inv[first_row], p["total"][first_row, m]
-                )
-            self.unit_mean_total_ /= np.maximum(exposure, 1)[:, None]
+    def fit_stats(
+        self, stats: count_stats.CountStats, feature_names: list[str] | None = None
+    ) -> CountRateSurprise:
+        """Learn from the sums per unit and entity (:mod:`detectors.ml.count_stats`): the
+        same model as :meth:`fit` on the rows they sum (``feature_names``: their columns),
+        but ``offset_`` (the rows' own scores' quantile) is left unset (NaN), as
+        ``fit(offset=False)`` leaves it."""
+        self._validate_params()
+        if feature_names is not None:
+            self.n_features_in_ = len(feature_names)
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        n_measures = stats.n_measures
+        self.n_measures_ = n_measures
+        self.units_ = stats.unit_keys
+        exposure = stats.unit_exposure
+        if stats.unit_total is not None:
+            assert stats.unit_first is not None and stats.unit_last is not None
+            self.unit_active_share_ = exposure / np.maximum(
+                stats.unit_last - stats.unit_first + 1, 1
+            )
+            self.unit_mean_total_ = stats.unit_total / np.maximum(exposure, 1)[:, None]
         else:
-            exposure = np.bincount(unit_inv, minlength=self.units_.size)
             self.unit_active_share_ = np.ones(self.units_.size)
             self.unit_mean_total_ = None
-        self.unit_exposure_ = exposure.astype(np.float64)
+        self.unit_exposure_ = exposure
 
         # Entities: own rate per active unit-day, rows seen, dispersion.
-        self.entities_, ent_inv = np.unique(entity, return_inverse=True)
-        ent_inv = ent_inv.ravel()
-        ent_unit = np.zeros(self.entities_.size, dtype=np.intp)
-        ent_unit[ent_inv] = unit_inv
+        self.entities_ = stats.entity_keys
+        ent_unit = stats.entity_unit
         ent_exposure = np.maximum(self.unit_exposure_[ent_unit], 1.0)
-        self.entity_rows_ = np.bincount(ent_inv, minlength=self.entities_.size)
+        self.entity_rows_ = stats.entity_rows
         self.entity_rate_ = np.zeros((self.entities_.size, n_measures))
         self.entity_dispersion_ = np.ones((self.entities_.size, n_measures))
         for m in range(n_measures):
-            s1 = np.bincount(ent_inv, weights=x[:, m], minlength=self.entities_.size)
-            s2 = np.bincount(ent_inv, weights=x[:, m] ** 2, minlength=self.entities_.size)
-            mean = s1 / ent_exposure
-            var = s2 / ent_exposure - mean**2
+            mean = stats.entity_sum[:, m] / ent_exposure
+            var = stats.entity_sum_sq[:, m] / ent_exposure - mean**2
             self.entity_rate_[:, m] = mean
             with np.errstate(divide="ignore", invalid="ignore"):
                 phi = np.where(mean > 0, var / mean, 1.0)
@@ -421,18 +440,17 @@ class CountRateSurprise(_SurpriseOutlier):
             sel = enough & (ent_unit == u)
             if sel.any():
                 self.unit_dispersion_[u] = np.median(self.entity_dispersion_[sel], axis=0)
+        self._fit_groups(stats.entity_levels, n_measures)
+        self.offset_ = float("nan")
+        return self
 
-        # Peer groups: every level but the entity's (level 0 = the unit), and everyone.
+    def _fit_groups(self, entity_levels: list[NDArray[Any]], n_measures: int) -> None:
+        """Peer groups: every level but the entity's (level 0 = the unit), and everyone."""
         self.group_keys_: list[NDArray[Any]] = []
         self.group_rate_: list[NDArray[np.float64]] = []
         self.group_p99_: list[NDArray[np.float64]] = []
         self.group_size_: list[NDArray[np.int64]] = []
-        ent_level_keys = []
-        first_row_of_entity = np.zeros(self.entities_.size, dtype=np.intp)
-        first_row_of_entity[ent_inv[::-1]] = np.arange(n)[::-1]
-        for lvl in range(max(len(levels) - 1, 0)):
-            ent_level_keys.append(levels[lvl][first_row_of_entity])
-        for lvl_keys in [np.zeros(self.entities_.size, dtype=np.int64), *ent_level_keys]:
+        for lvl_keys in [np.zeros(self.entities_.size, dtype=np.int64), *entity_levels]:
             groups, g_inv = np.unique(lvl_keys, return_inverse=True)
             g_inv = g_inv.ravel()
             rate = np.zeros((groups.size, n_measures))
@@ -445,12 +463,6 @@ class CountRateSurprise(_SurpriseOutlier):
             self.group_rate_.append(rate)
             self.group_p99_.append(p99)
             self.group_size_.append(np.bincount(g_inv, minlength=groups.size))
-        self.offset_ = float("nan")
-        if offset:
-            day_s, window_s, _ = self._surprise(p, self._expectations(p))
-            own_scores = -np.maximum(day_s, window_s).max(axis=1)
-            self.offset_ = float(np.percentile(own_scores, 100.0 * self.contamination))
-        return self
 
     # -- scoring ---------------------------------------------------------------------------
     def _expectations(self, p: dict[str, Any]) -> dict[str, NDArray[Any]]:

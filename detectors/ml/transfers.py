@@ -291,8 +291,12 @@ class TransferSurprise(TransferIsolation):
         (4, ((6,),)),  # size given recipient
         (5, ((6,),)),  # authority and purpose given recipient
     )
-    # Measured at 1M events (80k transfers): frame 355 B, fit peak 258 B a row.
+    # Measured at 1M events (80k transfers): frame 355 B, fit peak 258 B a row. Rows of a
+    # summary fit: one per distinct feature row (9,917 at 1M).
     train_row_bytes = 1024
+    # The model counts values per key: it fits on the window's distinct feature rows with
+    # their counts, summed in DuckDB, so its whole training_days window is always read.
+    fits_summary = True
 
     def build_pipeline(self) -> Pipeline:
         terms = [(v, tuple(tuple(level) for level in chain)) for v, chain in self.terms]
@@ -307,6 +311,14 @@ class TransferSurprise(TransferIsolation):
             "median_records": float(frame["record_count"].median() or 0),
             "training_transfers": frame.height,
         }
+
+    def summary_metadata(
+        self, con: duckdb.DuckDBPyConnection, query: features.FeatureQuery
+    ) -> dict[str, Any]:
+        median, transfers = con.execute(
+            f"SELECT median(record_count), count(*) FROM ({query.sql}) AS t", query.params
+        ).fetchall()[0]
+        return {"median_records": float(median or 0), "training_transfers": int(transfers)}
 
     def explain(
         self, flagged: pl.DataFrame, scores: NDArray[np.float64], model: Pipeline, ctx: ModelContext

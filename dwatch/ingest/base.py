@@ -81,6 +81,25 @@ class _Context:
 
 
 @dataclass
+class Chunk:
+    """One row range of a Parquet file loaded in several typed passes (dwatch.ingest.chunks):
+    records ``first`` to ``last`` - 1 (from 0), whether earlier ranges left keys in SEEN, and
+    the zone-less-time counts summed over the ranges."""
+
+    first: int
+    last: int
+    seen: bool
+    direct: bool = True  # typed columns straight through (dwatch.ingest.direct)
+    dst: dict[str, int] = field(default_factory=dict)
+    mapping: SourceMapping | None = None  # the mapping the ranges were read with
+
+
+# Keys of one file's well-formed records in its earlier row ranges, with the row that first
+# held each: a repeat in a later range repeats that row (not dropped by _drop_work).
+SEEN = f"{WORK}.{_WORK_PREFIX}chunk_seen"
+
+
+@dataclass
 class IngestResult:
     run_id: str
     source_file: str

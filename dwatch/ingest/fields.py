@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from dwatch.errors import InputError
 from dwatch.ingest.base import ROW_MAY_HAVE_TIN, _FieldSQL, _lit, _q
@@ -234,3 +235,37 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             )
         )
     return spec
+
+
+# Fields that only name a record or its source: a file supplying nothing else describes
+# no disclosure (the generator's answer key, ground_truth_labels.parquet, is one).
+_NAMING_FIELDS = frozenset({"event_id", "request_id", "item_no", "source_system"})
+
+
+def refuse_unfit_layout(
+    path: Path,
+    columns: list[str],
+    kind: str,
+    supplied: dict[str, str | None],
+    tried: list[str],
+) -> None:
+    """Refuse the whole file, with one message, when its columns fit no layout: read as
+    ``kind`` they supply no field beyond the ones that name records (each of its rows
+    would only be quarantined)."""
+    content = sorted(n for n, text in supplied.items() if text and n not in _NAMING_FIELDS)
+    if content:
+        return
+    shown = ", ".join(columns[:20]) + (
+        f", ... ({len(columns)} columns)" if len(columns) > 20 else ""
+    )
+    raise InputError(
+        f"refused whole: its columns ({shown}) fit no known export layout; read as {kind} they"
+        f" supply only record names ({', '.join(sorted(n for n, t in supplied.items() if t))})"
+        f" and nothing a disclosure is judged on. Layouts tried: the canonical {kind} layout"
+        + (f" and the source mappings {', '.join(tried)}" if tried else "")
+        + ". Not one of its rows was loaded or quarantined",
+        where=str(path),
+        fix="if it is a log, add a source mapping naming which column holds each field"
+        " (dwatch mapping suggest FILE > schemas/sources/NAME.yaml, then dwatch mapping test);"
+        " if it is not a log (an answer key, a report), move it out of the input folder",
+    )

@@ -60,6 +60,7 @@ from dwatch.ingest.base import (
     _size_bytes,
 )
 from dwatch.ingest.files import COMPRESSIONS, _format_of, file_sha256
+from dwatch.ingest.instants import _dst_messages
 from dwatch.ingest.stage import (
     GROUP_FILE,
     GROUP_RESERVED,
@@ -69,7 +70,12 @@ from dwatch.ingest.stage import (
     csv_layout,
     parquet_layout,
 )
-from dwatch.ingest.typed import _dst_messages, _file_warnings, _plan_fields, _typed_sql
+from dwatch.ingest.typed import (
+    _file_warnings,
+    _plan_fields,
+    _typed_sql,
+    build_typed,
+)
 from dwatch.ingest.write import (
     _derive_authority,
     _insert_quarantine,
@@ -216,8 +222,20 @@ def load_group(
     for result, path in zip(results[1:], paths[1:], strict=True):
         result.kind, result.source_system = first.kind, first.source_system
         result.warnings += _file_warnings(plan, path)
-    sql, raw_json = _typed_sql(plan, layout.fmt, key, carry=carry)
-    con.execute(sql, _pad_params(key, sql))
+    if layout.dialect is None:
+        columns = list(layout.columns)
+        raw_json = build_typed(
+            con,
+            plan,
+            layout.fmt,
+            key,
+            stage,
+            lambda direct: _stage_parquet_group(con, paths, columns, direct),
+            carry,
+        )
+    else:
+        sql, raw_json = _typed_sql(plan, layout.fmt, key, carry=carry)
+        con.execute(sql, _pad_params(key, sql))
     row = GROUP_ROW if layout.dialect is None else _csv_row_numbers(con, len(paths))
     con.execute(f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {row} AS _row, * FROM {TYPED}")
     _mark_duplicates(con, plan.table, plan.kind, runs=[r.run_id for r in results])
@@ -375,6 +393,8 @@ class GroupPlanner:
         layout = self._layout(start)
         if layout is None or self._loaded([self._sha(start)]):
             return None
+        if self._work_bytes(start) > self.work_budget():
+            return None  # alone, typed in row ranges (dwatch.ingest.chunks)
         members: list[tuple[Path, str]] = []
         seen: set[str] = set()
         total = 0

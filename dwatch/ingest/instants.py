@@ -1,8 +1,11 @@
-"""Instants: time-zone suffixes, Unix times, local times across DST, the plausible window."""
+"""Instants: time-zone suffixes, Unix times, local times across DST, the plausible window,
+and the warnings for local times in a repeated or skipped hour."""
 
 from __future__ import annotations
 
-from dwatch.ingest.base import _FieldSQL, _lit
+import duckdb
+
+from dwatch.ingest.base import TYPED, _FieldSQL, _lit
 from dwatch.localtime import dst_class_sql, local_instant_sql
 from dwatch.mapping import (
     SourceMapping,
@@ -214,3 +217,53 @@ def timestamp_sql(f: FieldSpec, mapping: SourceMapping, spec: _FieldSQL, shown: 
             )
         )
     checks += _instant_checks(f, x, z, t, shown)
+
+
+def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> list[str]:
+    """Say how many zone-less times fell in a repeated or skipped hour and what was done,
+    naming the policy and whether the mapping chose it or it is the default."""
+    return _dst_messages(_dst_counts(con), mapping)
+
+
+def _dst_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many zone-less times of TYPED fell in a repeated or a skipped hour."""
+    rows = con.execute(f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1")
+    return {str(case): int(n) for case, n in rows.fetchall()}
+
+
+def _dst_messages(counts: dict[str, int], mapping: SourceMapping) -> list[str]:
+    """The DST warnings for these counts of ambiguous and nonexistent local times."""
+    warnings = []
+    for case, key, policy, done in (
+        (
+            "ambiguous",
+            "ambiguous_time",
+            mapping.ambiguous_time,
+            {
+                "earlier": "read as the first (earlier) of its two instants",
+                "later": "read as the second (later) of its two instants",
+                "quarantine": "quarantined (ambiguous_local_time)",
+            },
+        ),
+        (
+            "nonexistent",
+            "nonexistent_time",
+            mapping.nonexistent_time,
+            {
+                "shift": "read with the offset before the change (moved past the skipped hour)",
+                "quarantine": "quarantined (nonexistent_local_time)",
+            },
+        ),
+    ):
+        n = counts.get(case, 0)
+        if not n:
+            continue
+        hour = "repeated when clocks went back" if case == "ambiguous" else "skipped when"
+        hour += "" if case == "ambiguous" else " clocks went forward"
+        chosen = "set in the mapping" if key in mapping.explicit else "the default"
+        warnings.append(
+            f"{n} zone-less time(s) fall in the hour {hour} in {mapping.timezone}:"
+            f" {done[policy]} ({key}: {policy}, {chosen}; set {key} in"
+            f" {mapping.path or 'the source mapping'} to choose)"
+        )
+    return warnings

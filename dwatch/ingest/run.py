@@ -18,6 +18,7 @@ from dwatch import ledger, progress
 from dwatch.csv_trouble import overlong_line
 from dwatch.errors import ConfigError, DWatchError, InputError
 from dwatch.ingest.base import IngestResult, _Context, _drop_work, _lit, _size_bytes
+from dwatch.ingest.chunks import chunk_spans, load_in_chunks
 from dwatch.ingest.files import _HASHER, _format_of, _size, expand_paths, file_sha256
 from dwatch.ingest.group import Group, GroupPlanner, load_group, write_group
 from dwatch.ingest.typed import _load
@@ -152,7 +153,28 @@ def ingest_file(
                 )
 
         key = key if key is not None else resolve_key()
+
+        def finish() -> None:
+            result.status = "loaded"
+            result.warnings += _judge_addresses(con, result.kind, context)
+            _record_run(con, result, sha, started, force, key)
+
+        spans = chunk_spans(con, path, fmt)
         try:
+            if spans:  # larger than the load's memory share: typed in row ranges
+                load_in_chunks(
+                    con,
+                    path,
+                    result,
+                    spans,
+                    kind=kind,
+                    source=source,
+                    key=key,
+                    context=context,
+                    skip_if_loaded=skip_if_loaded,
+                    finish=finish,
+                )
+                return result
             raw_json = _load(
                 con,
                 path,
@@ -170,11 +192,9 @@ def ingest_file(
             result.kind = result.source_system = None
             result.warnings = []
             return result
-        result.status = "loaded"
         with transaction(con):
             _write(con, result, raw_json, key)
-            result.warnings += _judge_addresses(con, result.kind, context)
-            _record_run(con, result, sha, started, force, key)
+            finish()
         return result
     except DWatchError as exc:
         result.status = "failed"

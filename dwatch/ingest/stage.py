@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -21,6 +21,11 @@ class _Stage:
     columns: list[str]
     header_lines: int
     rejects: bool  # whether _rejects holds parse-level rejects
+    # A Parquet file's column types; a column named in ``direct`` is staged as it is
+    # (dwatch.ingest.direct), every other column as text.
+    types: dict[str, str] = field(default_factory=dict)
+    direct: frozenset[str] = frozenset()
+    numbered: bool = False  # GROUP_ROW holds each record's number in the file (from 1)
 
 
 # Columns a group's staging adds beside the file's own: which file (its index in the
@@ -248,23 +253,45 @@ def parquet_layout(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str
     return [(str(d[0]), str(d[1])) for d in described]
 
 
-def _parquet_texts(layout: list[tuple[str, str]]) -> str:
+def _parquet_texts(layout: list[tuple[str, str]], direct: frozenset[str] = frozenset()) -> str:
     selects = []
     for name, typ in layout:
-        if typ.endswith("[]") or typ.startswith(("STRUCT", "MAP")):
+        if name in direct:
+            selects.append(_q(name))
+        elif typ.endswith("[]") or typ.startswith(("STRUCT", "MAP")):
             selects.append(f"CAST(to_json({_q(name)}) AS VARCHAR) AS {_q(name)}")
         else:
             selects.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
     return ", ".join(selects)
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
-    layout = parquet_layout(con, path)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout)}"
-        f" FROM read_parquet({_lit(str(path))})"
+def _stage_parquet(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    layout: list[tuple[str, str]] | None = None,
+    direct: frozenset[str] = frozenset(),
+    span: tuple[int, int] | None = None,
+) -> _Stage:
+    """Stage a Parquet file; ``span``: only records ``first`` to ``last`` - 1 (from 0), each
+    with its number in the file (row groups outside the range are not read)."""
+    layout = layout if layout is not None else parquet_layout(con, path)
+    selects, reader = _parquet_texts(layout, direct), f"read_parquet({_lit(str(path))})"
+    if span is not None:
+        selects += f", file_row_number + 1 AS {GROUP_ROW}"
+        reader = (
+            f"read_parquet({_lit(str(path))}, file_row_number = true)"
+            f" WHERE file_row_number >= {int(span[0])} AND file_row_number < {int(span[1])}"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {selects} FROM {reader}")
+    names = [name for name, _ in layout]
+    return _Stage(
+        names,
+        header_lines=0,
+        rejects=False,
+        types=dict(layout),
+        direct=direct,
+        numbered=span is not None,
     )
-    return _Stage([name for name, _ in layout], header_lines=0, rejects=False)
 
 
 def csv_layout(
@@ -323,15 +350,19 @@ def _stage_csv_group(
 
 
 def _stage_parquet_group(
-    con: duckdb.DuckDBPyConnection, paths: list[Path], layout: list[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    layout: list[tuple[str, str]],
+    direct: frozenset[str] = frozenset(),
 ) -> _Stage:
     """Stage Parquet files of one layout as one view: one scan, each row with its file's
     index in ``paths`` and its row number in that file (not the scan's order)."""
     listed = "[" + ", ".join(_lit(str(p)) for p in paths) + "]"
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout)},"
+        f"CREATE OR REPLACE TEMP VIEW _stage AS SELECT {_parquet_texts(layout, direct)},"
         f" CAST(list_position({listed}, {_READER_FILE}) - 1 AS INTEGER) AS {GROUP_FILE},"
         f" file_row_number + 1 AS {GROUP_ROW}"
         f" FROM read_parquet({listed}, filename = {_lit(_READER_FILE)}, file_row_number = true)"
     )
-    return _Stage([name for name, _ in layout], header_lines=0, rejects=False)
+    names = [name for name, _ in layout]
+    return _Stage(names, header_lines=0, rejects=False, types=dict(layout), direct=direct)

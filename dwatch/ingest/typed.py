@@ -4,11 +4,12 @@ typed values, first failing check, the raw record for quarantine)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+import dwatch.ingest.direct as ingest_direct
 from dwatch.errors import InputError
 from dwatch.ingest.base import (
     LINES,
@@ -16,6 +17,7 @@ from dwatch.ingest.base import (
     ROW_MAY_HAVE_TIN,
     ROWS,
     TYPED,
+    Chunk,
     IngestResult,
     _Context,
     _drop_work,
@@ -23,14 +25,25 @@ from dwatch.ingest.base import (
     _pad_params,
     _q,
 )
+from dwatch.ingest.direct import (
+    OUTSIDE,
+    choose_direct,
+    direct_field_sql,
+    may_tin_text,
+    session_is_utc,
+    text_of,
+)
 from dwatch.ingest.fields import (
     _detect_kind,
     _field_sql,
     _fold_header,
     _source_text,
     _with_canonical_headers,
+    refuse_unfit_layout,
 )
+from dwatch.ingest.instants import _dst_counts, _dst_warnings
 from dwatch.ingest.stage import (
+    GROUP_ROW,
     _heads,
     _json_key_path,
     _lazy_json_keys,
@@ -73,6 +86,8 @@ class _FieldPlan:
     texts: dict[str, str | None]
     extras: list[str]
     items: Expansion | None
+    # Fields read straight from a typed column: field -> (column, its type).
+    direct: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _plan_fields(
@@ -128,6 +143,8 @@ def _plan_fields(
     texts: dict[str, str | None] = {
         f.name: _source_text(f, colset, mapping, identifier_cols) for f in table.input_fields
     }
+    tried = [source] if source else sorted(context.source_mappings())
+    refuse_unfit_layout(path, columns, kind, texts, tried)
     used = set(mapping.columns.values()) | {n for n in colset if n in texts} | set(identifier_cols)
     extras = [
         c
@@ -184,16 +201,19 @@ def _typed_sql(
     text_columns: list[str] = []  # one masking pre-test per row over all of them
     for f in table.fields:
         text = texts.get(f.name)
+        column, column_type = plan.direct.get(f.name, (None, None))
+        if column is not None:
+            text = _q(column)
         if text is None:
             layer3.append(f"CAST(NULL AS {f.type}) AS t__{f.name}")
             if f.required and not f.derived:
                 message = f"column {f.name} is missing from the file; add it or map it in a source mapping"
                 checks.append(("true", "missing_column", f.name, _lit(message)))
             continue
-        spec = _field_sql(f, mapping)
+        spec = _field_sql(f, mapping) if column_type is None else direct_field_sql(f, column_type)
         # The pseudonym's hex digits would flag about a third of rows for the Python mask.
         if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
-            text_columns.append(spec.x)
+            text_columns.append(spec.x if column_type is None else may_tin_text(spec.x, f.type))
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -205,9 +225,10 @@ def _typed_sql(
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)
+    direct_types = {column: column_type for column, column_type in plan.direct.values()}
 
     def raw_value(c: str) -> str:
-        column = _q(c)
+        column = text_of(_q(c), direct_types.get(c))
         if fmt == "jsonl" and c in lazy:
             column = f"json_extract_string(_raw_line, {_lit('$.' + _json_key_path(c))})"
         if c in ident_set or c == "taxpayer_ref":
@@ -269,8 +290,10 @@ def _stage_file(
     fmt: str,
     mapping: SourceMapping,
     skip_if_loaded: Callable[[], None],
+    span: tuple[int, int] | None = None,
 ) -> _Stage:
-    """Stage the file as text columns (the _stage view), by format."""
+    """Stage the file as text columns (the _stage view), by format (``span``: a Parquet
+    file's row range)."""
     if fmt != "csv":
         skip_if_loaded()  # staging JSON Lines reads every line: decide first
     if fmt == "csv":
@@ -293,7 +316,7 @@ def _stage_file(
     elif fmt == "lines":
         stage = _Stage(stage_text_lines(con, LINES, path), header_lines=0, rejects=False)
     else:
-        stage = _stage_parquet(con, path)
+        stage = _stage_parquet(con, path, span=span)
     return stage
 
 
@@ -302,7 +325,11 @@ def _number_rows(con: duckdb.DuckDBPyConnection, stage: _Stage) -> None:
     # The scan runs in parallel but DuckDB keeps insertion order, so rowid is the record
     # index (WITH ORDINALITY would force a single-threaded scan). Lines the reader rejected
     # before a record are added back so record numbers match the file's lines.
-    if stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
+    if stage.numbered:
+        con.execute(
+            f"CREATE TEMP VIEW {ROWS} AS SELECT rowid AS _rid, {GROUP_ROW} AS _row, * FROM {TYPED}"
+        )
+    elif stage.rejects and con.execute("SELECT count(*) FROM _rejects").fetchone()[0]:
         con.execute(
             f"CREATE TEMP TABLE {REJECT_OFFSETS} AS SELECT line - ? - row_number() OVER (ORDER BY line) AS e,"
             " row_number() OVER (ORDER BY line) AS n FROM (SELECT DISTINCT line FROM _rejects)",
@@ -329,81 +356,104 @@ def _load(
     key: bytes,
     context: _Context,
     skip_if_loaded: Callable[[], None],
+    chunk: Chunk | None = None,
 ) -> str:
     """Stage the file and build the typed work table (one row per record, reason NULL when good).
+    ``chunk``: only one row range of a Parquet file (dwatch.ingest.chunks).
 
     Returns the SQL expression that renders a record's raw form for quarantine."""
     _drop_work(con)
     mapping = get_mapping(source) if source else CANONICAL
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
-    stage = _stage_file(con, path, fmt, mapping, skip_if_loaded)
+    span = (chunk.first, chunk.last) if chunk else None
+    stage = _stage_file(con, path, fmt, mapping, skip_if_loaded, span)
     plan = _plan_fields(con, stage, fmt, path, result, mapping, kind, source, context)
-    sql, raw_json = _typed_sql(plan, fmt, key)
     table, mapping, kind = plan.table, plan.mapping, plan.kind
+    if fmt == "parquet":
+        layout = list(stage.types.items())
+        raw_json = build_typed(
+            con,
+            plan,
+            fmt,
+            key,
+            stage,
+            lambda direct: _stage_parquet(con, path, layout, direct, span),
+            (GROUP_ROW,) if chunk else (),
+            retry=chunk is None,  # a failed statement ends the chunks' transaction
+            direct=chunk is None or chunk.direct,
+        )
+    else:
+        raw_json, stage = _build_text(con, plan, fmt, key, stage, path)
+    _number_rows(con, stage)
+    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
+    _mark_duplicates(con, table, kind, seen=chunk.seen if chunk else None)
+    result.warnings += _derive_authority(con, kind, context)
+    if chunk is None:
+        result.warnings += _dst_warnings(con, mapping)
+    else:
+        chunk.mapping = mapping
+        for case, n in _dst_counts(con).items():
+            chunk.dst[case] = chunk.dst.get(case, 0) + n
+    return raw_json
+
+
+def _build_text(
+    con: duckdb.DuckDBPyConnection,
+    plan: _FieldPlan,
+    fmt: str,
+    key: bytes,
+    stage: _Stage,
+    path: Path,
+) -> tuple[str, _Stage]:
+    """Build TYPED from a text stage; a CSV file whose fast scan fails is scanned again
+    keeping rejected lines. Returns the raw record's SQL and the stage used."""
+    sql, raw_json = _typed_sql(plan, fmt, key)
     try:
         con.execute(sql, _pad_params(key, sql))
     except (duckdb.InvalidInputException, duckdb.ConversionException):
         if fmt != "csv" or stage.rejects:
             raise
         con.execute(f"DROP TABLE IF EXISTS {TYPED}")
-        rescan = _stage_csv(con, path, mapping, rejects=True)
+        rescan = _stage_csv(con, path, plan.mapping, rejects=True)
         if rescan.columns != stage.columns:
             raise
         stage = rescan
         con.execute(sql, _pad_params(key, sql))
-    _number_rows(con, stage)
-    # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    _mark_duplicates(con, table, kind)
-    result.warnings += _derive_authority(con, kind, context)
-    result.warnings += _dst_warnings(con, mapping)
-    return raw_json
+    return raw_json, stage
 
 
-def _dst_warnings(con: duckdb.DuckDBPyConnection, mapping: SourceMapping) -> list[str]:
-    """Say how many zone-less times fell in a repeated or skipped hour and what was done,
-    naming the policy and whether the mapping chose it or it is the default."""
-    counts = dict(
-        con.execute(
-            f"SELECT _dst, count(*) FROM {TYPED} WHERE _dst IS NOT NULL GROUP BY 1"
-        ).fetchall()
+def build_typed(
+    con: duckdb.DuckDBPyConnection,
+    plan: _FieldPlan,
+    fmt: str,
+    key: bytes,
+    stage: _Stage,
+    restage: Callable[[frozenset[str]], object],
+    carry: tuple[str, ...] = (),
+    *,
+    retry: bool = True,
+    direct: bool = True,
+) -> str:
+    """Build TYPED from a Parquet stage, typed columns read straight through where they
+    have their field's type (dwatch.ingest.direct); a value outside the range where that is
+    exact builds it again through text. Returns the raw record's SQL."""
+    plan.direct = (
+        choose_direct(plan, stage.types, session_is_utc(con))
+        if ingest_direct.DIRECT and direct
+        else {}
     )
-    return _dst_messages(counts, mapping)
-
-
-def _dst_messages(counts: dict[str, int], mapping: SourceMapping) -> list[str]:
-    """The DST warnings for these counts of ambiguous and nonexistent local times."""
-    warnings = []
-    for case, key, policy, done in (
-        (
-            "ambiguous",
-            "ambiguous_time",
-            mapping.ambiguous_time,
-            {
-                "earlier": "read as the first (earlier) of its two instants",
-                "later": "read as the second (later) of its two instants",
-                "quarantine": "quarantined (ambiguous_local_time)",
-            },
-        ),
-        (
-            "nonexistent",
-            "nonexistent_time",
-            mapping.nonexistent_time,
-            {
-                "shift": "read with the offset before the change (moved past the skipped hour)",
-                "quarantine": "quarantined (nonexistent_local_time)",
-            },
-        ),
-    ):
-        n = counts.get(case, 0)
-        if not n:
-            continue
-        hour = "repeated when clocks went back" if case == "ambiguous" else "skipped when"
-        hour += "" if case == "ambiguous" else " clocks went forward"
-        chosen = "set in the mapping" if key in mapping.explicit else "the default"
-        warnings.append(
-            f"{n} zone-less time(s) fall in the hour {hour} in {mapping.timezone}:"
-            f" {done[policy]} ({key}: {policy}, {chosen}; set {key} in"
-            f" {mapping.path or 'the source mapping'} to choose)"
-        )
-    return warnings
+    if plan.direct:
+        restage(frozenset(column for column, _ in plan.direct.values()))
+    sql, raw_json = _typed_sql(plan, fmt, key, carry=carry)
+    try:
+        con.execute(sql, _pad_params(key, sql))
+    except duckdb.InvalidInputException as exc:
+        if not plan.direct or OUTSIDE not in str(exc) or not retry:
+            raise
+        con.execute(f"DROP TABLE IF EXISTS {TYPED}")
+        plan.direct = {}
+        restage(frozenset())
+        sql, raw_json = _typed_sql(plan, fmt, key, carry=carry)
+        con.execute(sql, _pad_params(key, sql))
+    return raw_json

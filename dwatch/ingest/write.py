@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from dwatch.ingest.base import AUTHORITY_MAP, ROWS, TYPED, IngestResult, _Context, _lit
+from dwatch.ingest.base import AUTHORITY_MAP, ROWS, SEEN, TYPED, IngestResult, _Context, _lit
 from dwatch.mapping import (
     KIND_TABLE,
 )
@@ -21,14 +21,21 @@ _before_commit: Callable[[], None] | None = None
 
 
 def _mark_duplicates(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, kind: str, runs: list[str] | None = None
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    kind: str,
+    runs: list[str] | None = None,
+    seen: bool | None = None,
 ) -> None:
     """Quarantine repeats of a key within the file and keys the store already holds.
 
     ``runs``: TYPED holds a group of files (``_gfile`` indexes this list of their run ids).
     Each file is judged as if loaded alone, in order: repeats within a file first, then
     keys in the store, then keys an earlier file of the group holds ('already loaded by'
-    that file's run, as the store would have said had it been committed first)."""
+    that file's run, as the store would have said had it been committed first).
+
+    ``seen``: TYPED holds one row range of a file (dwatch.ingest.chunks); True when earlier
+    ranges left their keys in SEEN: a key there repeats the row that first held it."""
     keys = ", ".join(f"t__{k}" for k in table.key)
     keycols = f"_gfile, {keys}" if runs else keys
     # A duplicate row was well-formed: its raw form is its typed values.
@@ -47,6 +54,8 @@ def _mark_duplicates(
     # collision costs a no-op update and never a wrong quarantine.
     # A key repeated within a file is repeated in the group too: with no repeat of the key
     # at all (the common case) a group needs one aggregate, not one per kind of repeat.
+    if seen:
+        _mark_seen_repeats(con, table, code, label, typed_json, describe)
     repeats = _repeated_keys(con, keys)
     repeated = repeats if not runs or not repeats else _repeated_keys(con, keycols)
     if repeated:
@@ -64,6 +73,8 @@ def _mark_duplicates(
             WHERE t.rowid = d._rid
             """
         )
+    if seen is not None:
+        _remember_keys(con, table, first=not seen)
     match = " AND ".join(f"e.{k} = t.t__{k}" for k in table.key)
     stored, params = _stored_rows(con, kind)
     already = (
@@ -85,6 +96,34 @@ def _mark_duplicates(
         )
     if runs and repeats:
         _mark_group_repeats(con, keys, code, label, typed_json, describe, runs)
+
+
+def _mark_seen_repeats(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    code: str,
+    label: str,
+    typed_json: str,
+    describe: str,
+) -> None:
+    """Rows whose key an earlier row range of the file held: repeats of that row."""
+    match = " AND ".join(f"s.{k} = t.t__{k}" for k in table.key)
+    con.execute(
+        f"UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},"
+        f" _message = {describe.replace('t__', 't.t__')} || ' repeats row ' || s._first"
+        f" || ' of this file' FROM {SEEN} s WHERE t._reason IS NULL AND {match}"
+    )
+
+
+def _remember_keys(con: duckdb.DuckDBPyConnection, table: TableSpec, *, first: bool) -> None:
+    """The keys this row range holds first (repeats already marked), for the next ranges."""
+    keys = ", ".join(f"t__{k} AS {k}" for k in table.key)
+    select = f"SELECT {keys}, _row AS _first FROM {ROWS} WHERE _reason IS NULL"
+    if first:
+        con.execute(f"DROP TABLE IF EXISTS {SEEN}")
+        con.execute(f"CREATE TEMP TABLE {SEEN} AS {select}")
+    else:
+        con.execute(f"INSERT INTO {SEEN} {select}")
 
 
 def _repeated_keys(con: duckdb.DuckDBPyConnection, keycols: str) -> int:

@@ -169,6 +169,9 @@ class BatchFacts:
     # statistics, numbered stands in for the table by sequence number (new rows, each
     # source's highest numbered event, reopened sources whole): dwatch.validate.state.
     history: tuple[str, str, str] | None = None
+    # Duplicate checks (by check id) that read only these runs' stored rows, not the whole
+    # table: those whose key ranges overlap the batches' (dwatch.validate.keyranges).
+    key_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def runs_sql(self, column: str) -> str:
         """SQL: ``column`` names one of the runs the row checks cover."""

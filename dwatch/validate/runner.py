@@ -244,6 +244,7 @@ def _validate_set(
     validation_run_id: str,
     ran: dict[str, list[Check]],
 ) -> list[BatchReport]:
+    from dwatch.validate.keyranges import record_sequence_ranges
     from dwatch.validate.setwise import find
     from dwatch.validate.verdicts import judge_in_order, record_unvalidated
 
@@ -274,7 +275,10 @@ def _validate_set(
         return [br]
     for run in findings.runs:
         ran.setdefault(run.suite, run.checks)
-    return judge_in_order(con, table, batches, findings, setting.config, validation_run_id)
+    judged = judge_in_order(con, table, batches, findings, setting.config, validation_run_id)
+    # Later runs' sequence_no uniqueness check reads only batches whose range overlaps.
+    record_sequence_ranges(con, findings.survey.seq_ranges)
+    return judged
 
 
 def _validate_store(

@@ -18,6 +18,7 @@ import duckdb
 
 from dwatch.schema import TableSpec
 from dwatch.validate.config import ValidationConfig
+from dwatch.validate.keyranges import KeyRuns, SeqRange, runs_to_read
 from dwatch.validate.quarantine import batch_relation
 from dwatch.validate.sources import SourceSuite
 from dwatch.validate.suites import BatchFacts, Check, derive_checks, for_duckdb, sql_literal
@@ -41,6 +42,8 @@ class Survey:
     citations: tuple[str, ...] = ()
     # Rowid ranges holding every row of the batches (valid until the store is written).
     rowids: tuple[tuple[int, int], ...] = ()
+    # Lowest and highest sequence_no per batch and source (events).
+    seq_ranges: list[SeqRange] = field(default_factory=list)
 
     def sources(self, run_id: str) -> list[str]:
         return sorted(s for r, s in self.cells if r == run_id and s is not None)
@@ -63,10 +66,15 @@ def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str])
         if "occurred_at" in table.names
         else "NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ"
     )
+    numbers = (
+        "min(sequence_no), max(sequence_no)"
+        if "sequence_no" in table.names
+        else "NULL::BIGINT, NULL::BIGINT"
+    )
     found = Survey()
     ranges: list[tuple[int, int]] = []
-    for run_id, src, n, start, end, lo, hi in con.execute(
-        f"SELECT ingest_run_id, {source}, count(*), {times}, min(rowid), max(rowid)"
+    for run_id, src, n, start, end, lo, hi, first_no, last_no in con.execute(
+        f"SELECT ingest_run_id, {source}, count(*), {times}, min(rowid), max(rowid), {numbers}"
         f" FROM {table.name} WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
         [run_ids],
     ).fetchall():
@@ -74,6 +82,8 @@ def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str])
         found.cells[(run_id, src)] = int(n)
         found.windows.setdefault(run_id, []).append((src, start, end))
         ranges.append((int(lo), int(hi)))
+        if src is not None and first_no is not None:
+            found.seq_ranges.append((run_id, src, int(first_no), int(last_no)))
     found.rowids = merged_ranges(ranges)
     if "legal_authority" in table.names:
         found.citations = tuple(
@@ -131,6 +141,7 @@ def make_facts(
     windows: dict[str, timedelta],
     config: ValidationConfig,
     history: tuple[str, str, str] | None = None,
+    key_runs: KeyRuns | None = None,
 ) -> BatchFacts:
     return BatchFacts(
         run_ids[-1],
@@ -141,6 +152,7 @@ def make_facts(
         config.silence_rhythm_factor,
         tuple(run_ids),
         history,
+        key_runs or {},
     )
 
 
@@ -318,9 +330,14 @@ def find(
     found = survey(con, table, run_ids)
     malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
     history = setting.history if table.name == "disclosure_events" else None
-    facts = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config, history)
-    checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     new = [r for r in run_ids if r not in coverage_only]
+    held = [r for r in new if found.rows.get(r)]
+    seq = [r for r in found.seq_ranges if r[0] not in coverage_only]
+    key_runs = runs_to_read(con, table.name, held, seq)
+    facts = make_facts(
+        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs
+    )
+    checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
     runs = suite_runs(table, checks, setting.suites, sources, setting.config)
     # Nothing is written until the verdicts: the survey's rowid ranges hold every batch.
@@ -337,7 +354,9 @@ def find(
             gap_errors[check.name] = str(exc).splitlines()[0]
     live: dict[str, Check] = {}
     if history is not None:
-        plain = make_facts(run_ids, setting.now, malformed, setting.windows, setting.config)
+        plain = make_facts(
+            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs
+        )
         live = {
             c.name: c
             for c in canonical_checks(table, setting.vocabularies, plain, setting.config)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dwatch.validate.coverage import QUIET_TAIL_GAPS
+from dwatch.validate.state_build import summarize
 from dwatch.validate.suites import sql_literal
 
 TABLE = "disclosure_events"
@@ -329,9 +330,9 @@ def _summary_sql(rows: str, among: str | None) -> str:
         " gaps AS (SELECT source_system, epoch(occurred_at) - epoch(lag(occurred_at)"
         " OVER (PARTITION BY source_system ORDER BY occurred_at)) AS gap_s FROM r"
         f" WHERE occurred_at IS NOT NULL{kept}),"
-        " top AS (SELECT source_system, list(gap_s ORDER BY gap_s DESC) AS top_gaps FROM"
-        " (SELECT * FROM gaps WHERE gap_s IS NOT NULL QUALIFY row_number() OVER"
-        f" (PARTITION BY source_system ORDER BY gap_s DESC) <= {m}) GROUP BY 1)"
+        # The m longest, longest first: an aggregate, not a second sort of every gap.
+        f" top AS (SELECT source_system, max(gap_s, {m}) AS top_gaps FROM gaps"
+        " WHERE gap_s IS NOT NULL GROUP BY 1)"
         " SELECT s.source_system, s.first_at, s.last_at, s.n AS timed_events, s.last_run_id,"
         f" coalesce(t.top_gaps, []::DOUBLE[]) AS top_gaps, {m} AS gaps_kept, s.last_seq,"
         " s.last_seq_at, s.last_seq_run"
@@ -356,13 +357,14 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
             con.execute(f"DELETE FROM {STATE}")
             con.execute(f"DELETE FROM {BATCHES}")
             rows = (
-                "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+                "SELECT source_system, occurred_at, ingest_run_id, sequence_no"
                 f" FROM {TABLE} WHERE source_system IS NOT NULL"
             )
+            summarize(con, rows, "_dw_val_redo")
             con.execute(
-                f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by}"
-                f" FROM ({_summary_sql(rows, None)})"
+                f"INSERT INTO {STATE} ({cols}, updated_by) SELECT *, {by} FROM _dw_val_redo"
             )
+            con.execute("DROP TABLE _dw_val_redo")
             con.execute(
                 f"INSERT INTO {BATCHES} SELECT ingest_run_id, count(*), {by} FROM {TABLE}"
                 " GROUP BY 1"
@@ -380,10 +382,10 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
     reopened = _in(plan.recomputed)
     # Sources recomputed: from all their rows.
     rows = (
-        "SELECT source_system, occurred_at, ingest_run_id, sequence_no, FALSE AS seed"
+        "SELECT source_system, occurred_at, ingest_run_id, sequence_no"
         f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _dw_val_redo AS {_summary_sql(rows, None)}")
+    summarize(con, rows, "_dw_val_redo")
     # The others with new rows: what the checks read of them (their last stored event, or
     # their tail), then the new rows; their longest gaps outside those.
     touched = (

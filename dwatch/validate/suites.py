@@ -79,26 +79,32 @@ __all__ = [
 ]
 
 
-def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts) -> str:
+def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts, check_id: str) -> str:
     """SQL over b: TRUE for every copy of a key but the first loaded.
 
     First loaded = earliest ingest run (started_at, then run id), then earliest row of the
-    run. Uncorrelated, so DuckDB computes it once for every batch validated: the keys the
-    batches hold are looked up in the table (a scan of the key columns, no hash table of
-    the history), and only keys held more than once are ranked. NULL keys are grouped but
-    never match USING.
+    run. Uncorrelated, so DuckDB computes it once for every batch validated. The rows read
+    are the table's, or only those of the runs ``facts.key_runs`` names for ``check_id``
+    (the batches and those whose key ranges overlap theirs, see dwatch.validate.keyranges).
+    Keys held more than once are found by one aggregate over a hash of the key (not its
+    strings); only rows of those hashes are ranked, by the key itself, so a collision costs
+    a few rows ranked and never a wrong verdict. NULL keys never match.
     """
     cols = ", ".join(ident(k) for k in key)
     o_cols = ", ".join(f"o.{ident(k)}" for k in key)
-    t = ident(table)
+    where = " AND ".join(f"{ident(k)} IS NOT NULL" for k in key)
+    runs_read = facts.key_runs.get(check_id)
+    if runs_read is not None:
+        listed = ", ".join(sql_literal(r) for r in runs_read)
+        where += f" AND (ingest_run_id IN ({listed}) OR ingest_run_id IS NULL)"
+    rows = f"(SELECT rowid AS row_id, ingest_run_id, {cols} FROM {ident(table)} WHERE {where})"
     runs = facts.runs_sql("ingest_run_id")
     return (
         "b.dw_rowid IN (SELECT r.row_id FROM ("
-        f" SELECT o.rowid AS row_id, o.ingest_run_id, row_number() OVER (PARTITION BY {o_cols}"
-        " ORDER BY coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ), o.ingest_run_id, o.rowid)"
-        f" AS copy_no FROM {t} o SEMI JOIN (SELECT {cols} FROM {t}"
-        f" SEMI JOIN (SELECT DISTINCT {cols} FROM {t} WHERE {runs}) n USING ({cols})"
-        f" GROUP BY ALL HAVING count(*) > 1) d USING ({cols})"
+        f" SELECT o.row_id, o.ingest_run_id, row_number() OVER (PARTITION BY {o_cols}"
+        " ORDER BY coalesce(ro.started_at, '-infinity'::TIMESTAMPTZ), o.ingest_run_id, o.row_id)"
+        f" AS copy_no FROM {rows} o SEMI JOIN (SELECT hash({cols}) AS h FROM {rows}"
+        f" GROUP BY 1 HAVING count(*) > 1) d ON hash({o_cols}) = d.h"
         " LEFT JOIN ingest_runs ro ON ro.run_id = o.ingest_run_id"
         f" ) r WHERE r.copy_no > 1 AND r.{runs})"
     )
@@ -226,7 +232,7 @@ def derive_checks(
 
     if table.key:
         key_text = ", ".join(table.key)
-        predicate = _unique_predicate(table.name, table.key, facts)
+        predicate = _unique_predicate(table.name, table.key, facts, "unique_key")
         add_row(
             _custom(
                 "expect_key_unique",
@@ -258,7 +264,9 @@ def derive_checks(
 
     checks.append(_types_check(table))
     if {"source_system", "sequence_no", "occurred_at"} <= names:
-        predicate = _unique_predicate(table.name, ("source_system", "sequence_no"), facts)
+        predicate = _unique_predicate(
+            table.name, ("source_system", "sequence_no"), facts, "sequence_unique"
+        )
         add_row(
             _custom(
                 "expect_sequence_no_unique_per_source",

@@ -1,6 +1,7 @@
-"""Scoring reads every row's feature columns and only the flagged rows whole
-(``MLDetector.row_locator``): the alerts are those of scoring whole rows, chunk by chunk,
-and on the days of an increment too."""
+"""Scoring reads every row's feature columns and only the flagged rows whole (by their
+``MLDetector.row_locator``, or rebuilt from their ``scope_by`` partition's days): the
+alerts are those of scoring whole rows, chunk by chunk, and on the days of an increment
+too."""
 
 from __future__ import annotations
 
@@ -21,11 +22,22 @@ from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_con
 from detectors.ml.run import score_chunks, train_models
 
 LOCATED = sorted(d for d, cls in DETECTORS.items() if cls.row_locator is not None)
+# Flagged rows rebuilt from their partition's days (scoring._score_partitioned).
+PARTITIONED = sorted(
+    d for d, cls in DETECTORS.items() if cls.row_locator is None and cls.scope_by is not None
+)
+LEAN = LOCATED + PARTITIONED
+
+
+def _whole_rows(monkeypatch: pytest.MonkeyPatch, det: MLDetector) -> None:
+    """The detector reading whole rows, as scoring did before locators and partitions."""
+    monkeypatch.setattr(type(det), "row_locator", None)
+    monkeypatch.setattr(type(det), "scope_by", None)
 
 
 def _config() -> MLConfig:
     config = load_config()
-    on = {d: dataclasses.replace(s, enabled=d in LOCATED) for d, s in config.detectors.items()}
+    on = {d: dataclasses.replace(s, enabled=d in LEAN) for d, s in config.detectors.items()}
     return dataclasses.replace(config, time_zones={"IRS": "America/New_York"}, detectors=on)
 
 
@@ -62,7 +74,7 @@ def trained(
     records = latest_models(con)
     # A floor that flags about 5% of the rows: many located rows, in every chunk.
     lowered = {}
-    for detector_id in LOCATED:
+    for detector_id in LEAN:
         det = DETECTORS[detector_id](config.detectors[detector_id])
         model = load_model(records[detector_id], models)
         scores = det.anomaly_scores(model, det.scoring_frame(con, SPLIT, END))
@@ -73,9 +85,10 @@ def trained(
 
 def test_the_transfer_detectors_read_flagged_rows_by_their_locator() -> None:
     assert {"ml.transfer_surprise", "ml.transfer_isolation"} <= set(LOCATED)
+    assert PARTITIONED == ["ml.actor_peers"]
 
 
-@pytest.mark.parametrize("detector_id", LOCATED)
+@pytest.mark.parametrize("detector_id", LEAN)
 def test_located_scoring_writes_the_alerts_whole_rows_write(
     trained: tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]],
     detector_id: str,
@@ -84,8 +97,7 @@ def test_located_scoring_writes_the_alerts_whole_rows_write(
     con, models, records = trained
     det = DETECTORS[detector_id](_config().detectors[detector_id])
     located, scored = _candidates(con, det, records[detector_id], models, rows=100)
-    # The same detector reading whole rows, as scoring did before row locators.
-    monkeypatch.setattr(type(det), "row_locator", None)
+    _whole_rows(monkeypatch, det)
     whole, whole_scored = _candidates(con, det, records[detector_id], models, rows=100)
 
     assert scored == whole_scored > 5 * 100  # several chunks
@@ -97,7 +109,7 @@ def test_located_scoring_writes_the_alerts_whole_rows_write(
         assert explanation == whole.filter(pl.col("alert_id") == alert_id)["explanation"].item()
 
 
-@pytest.mark.parametrize("detector_id", LOCATED)
+@pytest.mark.parametrize("detector_id", LEAN)
 def test_located_scoring_on_the_days_of_an_increment(
     trained: tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]],
     detector_id: str,
@@ -109,7 +121,7 @@ def test_located_scoring_on_the_days_of_an_increment(
     got: dict[bool, tuple[pl.DataFrame, int, pl.DataFrame]] = {}
     for locating in (True, False):
         if not locating:
-            monkeypatch.setattr(type(det), "row_locator", None)
+            _whole_rows(monkeypatch, det)
         rescored: list[pl.DataFrame] = []
         with on_days(days):
             found, scored = _candidates(

@@ -1,0 +1,208 @@
+"""Duplicate checks read only stored batches whose key ranges overlap the new ones'."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import dwatch.validate.setwise as setwise_module
+from dwatch.store import connect
+from dwatch.validate import ValidationConfig, validate_batches
+from dwatch.validate.keyranges import runs_to_read
+from tests.validate.conftest import InsertBatch, event_row
+
+KEY = "expect_key_unique(source_system, event_id)"
+SEQ = "expect_sequence_no_unique_per_source(sequence_no)"
+
+
+def _event_ranges(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """What ingest records for a batch it loads (insert_batch writes rows straight)."""
+    con.execute(
+        "INSERT INTO ingest_key_ranges SELECT ingest_run_id, source_system, min(event_id),"
+        " max(event_id) FROM disclosure_events WHERE ingest_run_id = ? GROUP BY ALL",
+        [run_id],
+    )
+
+
+def _failures(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    return {
+        name: int(n)
+        for name, n in con.execute(
+            "SELECT expectation, unexpected_count FROM validation_results"
+            " WHERE ingest_run_id = ? AND NOT success AND scope = 'row'",
+            [run_id],
+        ).fetchall()
+    }
+
+
+def _old_batch(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, config: ValidationConfig
+) -> str:
+    """A validated batch of state-exchange-log (ev-1..ev-5, numbers 1-5), beside one of
+    another log (never overlapping: when every stored batch is to be read anyway, the
+    whole table is read without a list of runs)."""
+    old = insert_batch([event_row(i) for i in range(1, 6)])
+    other = insert_batch([event_row(i, source_system="far-log") for i in range(1, 6)])
+    for run in (old, other):
+        _event_ranges(con, run)
+    validate_batches(con, config=config, build_docs=False)
+    return old
+
+
+def test_validation_records_each_batchs_sequence_range(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    old = _old_batch(con, insert_batch, vconfig)
+    new = insert_batch([event_row(i, source_system="other-log") for i in (7, 9)])
+    validate_batches(con, config=vconfig, build_docs=False)
+    assert con.execute(
+        "SELECT * FROM validation_sequence_ranges ORDER BY ALL"
+    ).fetchall() == sorted(
+        [(old, "state-exchange-log", 1, 5), (new, "other-log", 7, 9)]
+        + [
+            (r[0], "far-log", 1, 5)
+            for r in con.execute(
+                "SELECT DISTINCT ingest_run_id FROM disclosure_events WHERE source_system = 'far-log'"
+            ).fetchall()
+        ]
+    )
+
+
+def test_duplicates_of_an_old_batch_are_found_when_ranges_overlap(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    old = _old_batch(con, insert_batch, vconfig)
+    # ev-3 again (numbered 7), and number 4 again (as ev-8): both overlap the old ranges.
+    new = insert_batch([event_row(6), event_row(7, event_id="ev-3"), event_row(8, sequence_no=4)])
+    _event_ranges(con, new)
+    assert runs_to_read(con, "disclosure_events", [new], [(new, "state-exchange-log", 4, 8)]) == {
+        "unique_key": tuple(sorted([old, new])),
+        "sequence_unique": tuple(sorted([old, new])),
+    }
+    validate_batches(con, config=vconfig, build_docs=False)
+    failures = _failures(con, new)
+    assert failures[KEY] == 1
+    assert failures[SEQ] == 1
+    assert _failures(con, old) == {}
+
+
+def test_batches_whose_ranges_do_not_overlap_are_not_read(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    old = _old_batch(con, insert_batch, vconfig)
+    # Numbers 7-8 and ids ev-7, ev-8 lie outside the old batch's ranges (1-5, ev-1..ev-5)...
+    new = insert_batch([event_row(7), event_row(8)])
+    _event_ranges(con, new)
+    seq = [(new, "state-exchange-log", 7, 8)]
+    assert runs_to_read(con, "disclosure_events", [new], seq) == {
+        "unique_key": (new,),
+        "sequence_unique": (new,),
+    }
+    # ...so if its recorded ranges lied, a real duplicate in it would go unseen: the
+    # ranges, not the table, decide what is read.
+    con.execute(
+        "UPDATE disclosure_events SET event_id = 'ev-8', sequence_no = 8"
+        " WHERE ingest_run_id = ? AND event_id = 'ev-5'",
+        [old],
+    )
+    validate_batches(con, config=vconfig, build_docs=False)
+    assert _failures(con, new) == {}
+
+
+def test_a_batch_with_no_known_range_is_always_read(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    old = _old_batch(con, insert_batch, vconfig)
+    loaded_not_ranged = insert_batch([event_row(20, source_system="other-log")])
+    new = insert_batch([event_row(7)])
+    _event_ranges(con, new)
+    seq = [(new, "state-exchange-log", 7, 7)]
+    found = runs_to_read(con, "disclosure_events", [new], seq)
+    assert found == {
+        "unique_key": tuple(sorted([loaded_not_ranged, new])),
+        "sequence_unique": tuple(sorted([loaded_not_ranged, new])),
+    }
+    assert old not in found["unique_key"]
+    # A new batch whose own event ids ingest did not record: the whole table is read.
+    unranged_new = insert_batch([event_row(30)])
+    found = runs_to_read(
+        con, "disclosure_events", [new, unranged_new], [*seq, (unranged_new, "x", 30, 30)]
+    )
+    assert "unique_key" not in found
+    assert "sequence_unique" in found
+
+
+def _results(db: Path) -> list[tuple[Any, ...]]:
+    con = connect(db)
+    try:
+        return con.execute(
+            "SELECT ingest_run_id, source_system, expectation, success, unexpected_count,"
+            " message FROM validation_results ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_bounded_reads_give_the_verdicts_of_reading_the_whole_table(
+    db_path: Path,
+    tmp_path: Path,
+    insert_batch: InsertBatch,
+    con: duckdb.DuckDBPyConnection,
+    vconfig: ValidationConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = insert_batch([event_row(i) for i in range(1, 11)])
+    far = insert_batch([event_row(i, source_system="far-log") for i in range(1, 11)])
+    for run in (first, far):
+        _event_ranges(con, run)
+    validate_batches(con, config=vconfig, build_docs=False)
+    batches = [
+        [event_row(11), event_row(12, event_id="ev-4"), event_row(13, sequence_no=2)],
+        [event_row(14), event_row(15, source_system="other-log", sequence_no=3)],
+        [event_row(16, event_id="ev-11"), event_row(17, sequence_no=14)],
+    ]
+    for rows in batches:
+        _event_ranges(con, insert_batch(rows))
+    con.close()
+    bounded, whole = tmp_path / "bounded.duckdb", tmp_path / "whole.duckdb"
+    for target in (bounded, whole):
+        shutil.copy(db_path, target)
+    reads: list[dict[str, tuple[str, ...]]] = []
+    real = setwise_module.runs_to_read
+
+    def recorded(*args: Any) -> dict[str, tuple[str, ...]]:
+        reads.append(real(*args))
+        return reads[-1]
+
+    monkeypatch.setattr(setwise_module, "runs_to_read", recorded)
+    c = connect(bounded)
+    validate_batches(c, config=vconfig, build_docs=False)
+    c.close()
+    assert reads and all(r.get("unique_key") for r in reads)  # bounded reads happened
+    monkeypatch.setattr(setwise_module, "runs_to_read", lambda *_args: {})
+    c = connect(whole)
+    validate_batches(c, config=vconfig, build_docs=False)
+    c.close()
+    got, expected = _results(bounded), _results(whole)
+    assert got == expected
+    assert sum(1 for r in got if r[2] in (KEY, SEQ) and not r[3]) >= 3
+
+
+def test_migration_records_the_ranges_of_rows_already_stored(
+    db_path: Path, insert_batch: InsertBatch, con: duckdb.DuckDBPyConnection
+) -> None:
+    run = insert_batch([event_row(i) for i in (3, 4, 9)])
+    con.execute("DROP TABLE validation_sequence_ranges")
+    con.execute("DELETE FROM schema_migrations WHERE version = 33")
+    con.close()
+    again = connect(db_path)
+    try:
+        assert again.execute("SELECT * FROM validation_sequence_ranges").fetchall() == [
+            (run, "state-exchange-log", 3, 9)
+        ]
+    finally:
+        again.close()
