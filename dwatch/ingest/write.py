@@ -108,6 +108,14 @@ def _mark_seen_repeats(
 ) -> None:
     """Rows whose key an earlier row range of the file held: repeats of that row."""
     match = " AND ".join(f"s.{k} = t.t__{k}" for k in table.key)
+    # Counted over the keys alone first: the update's join carries every column of the
+    # work table (measured: 3.2 CPU-s and 656 MB of spill over 3.65M rows with no repeat).
+    keys = ", ".join(f"t__{k}" for k in table.key)
+    if not con.execute(
+        f"SELECT count(*) FROM (SELECT {keys} FROM {TYPED} WHERE _reason IS NULL) t"
+        f" SEMI JOIN {SEEN} s ON {match}"
+    ).fetchone()[0]:
+        return
     con.execute(
         f"UPDATE {TYPED} t SET _reason = {_lit(code)}, _field = {_lit(label)}, _raw = {typed_json},"
         f" _message = {describe.replace('t__', 't.t__')} || ' repeats row ' || s._first"

@@ -26,6 +26,8 @@ time, so a settings change reopens nothing. Verdicts are those of reading histor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import duckdb
 
@@ -208,14 +210,15 @@ def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, li
     if late:
         con.executemany("INSERT INTO _dw_val_late VALUES (?, ?)", [(r[0], r[1]) for r in late])
     pending = _in(plan.pending)
+    window = _tail_window(late)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dw_val_tail AS WITH t AS (SELECT e.source_system,"
         f" max(e.occurred_at) AS t FROM {TABLE} e JOIN _dw_val_late l"
         " ON e.source_system = l.source_system AND e.occurred_at < l.t_min"
-        f" WHERE e.ingest_run_id NOT IN {pending} GROUP BY 1)"
+        f" WHERE e.ingest_run_id NOT IN {pending}{window} GROUP BY 1)"
         " SELECT e.source_system, e.occurred_at, e.ingest_run_id, e.sequence_no, t.t AS since"
         f" FROM {TABLE} e JOIN t ON e.source_system = t.source_system AND e.occurred_at >= t.t"
-        f" WHERE e.ingest_run_id NOT IN {pending}"
+        f" WHERE e.ingest_run_id NOT IN {pending}{window}"
     )
     tail_gaps = {
         source: (gaps or [], since)
@@ -244,6 +247,21 @@ def _late_tails(con: duckdb.DuckDBPyConnection, plan: StatePlan) -> dict[str, li
             f"stored events from {since:%Y-%m-%dT%H:%M:%SZ} on read (event out of order: {when})"
         )
     return kept
+
+
+def _tail_window(late: list[tuple[Any, ...]]) -> str:
+    """SQL (`` AND ...`` or empty): the times a late source's tail can start from.
+
+    A late event at t lies at or before its source's last stored event, so a stored event
+    follows it; the stored event before it is then at most the source's longest gap
+    earlier (those two are consecutive). One time bound for every late source, so DuckDB
+    skips row groups by their time range instead of reading every source's history."""
+    if not late:
+        return " AND FALSE"
+    if any(not top for *_, top in late):  # a source with no gap kept: unbounded
+        return ""
+    start = min(first - timedelta(seconds=float(top[0]) + 1) for _, first, _, _, top in late)
+    return f" AND e.occurred_at >= {sql_literal(start)}"
 
 
 def _still_standing(top: list[float], tail: list[float]) -> list[float] | None:

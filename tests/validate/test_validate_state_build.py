@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from dwatch.validate import ValidationConfig, validate_batches
 from dwatch.validate.state import _summary_sql
 from dwatch.validate.state_build import summarize
+from tests.validate.conftest import InsertBatch, event_row
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -63,3 +65,29 @@ def test_buckets_find_the_longest_gaps_of_sorting() -> None:
         expected = con.execute(f"SELECT {cols} FROM ({sorted_sql}) ORDER BY 1").fetchall()
         assert got == expected
         assert [len(r[4]) for r in got if r[0] == "bursty-log"] == [20]
+
+
+def test_a_late_event_reads_its_tail_from_the_stored_event_before_it(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    """The tail is looked for at most the source's longest gap before the late event
+    (the stored events either side of it are consecutive): found there, not reopened."""
+    hours = [0, 10, 20, 30, 31, 32, 100, 101]  # longest gap 68 h, the one before it 10 h
+
+    def rows(at: list[float], first_no: int) -> list[dict[str, object]]:
+        return [
+            event_row(first_no + i, source_system="short-log", occurred_at=T0 + timedelta(hours=h))
+            for i, h in enumerate(at)
+        ]
+
+    insert_batch(rows(hours, 1))
+    validate_batches(con, config=vconfig, build_docs=False)
+    # An event 9 h after the stored one at 20 h: its tail is 20 h, 30 h, ... (gaps 10, 1,
+    # 1, 68, 1): the longest gap lies in it, so only a short list would stand; this one
+    # holds all 7 gaps, so the tail's are taken out of it.
+    insert_batch(rows([29.0], 20))
+    report = validate_batches(con, config=vconfig, build_docs=False)
+    since = (T0 + timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert any(
+        n.startswith(f"short-log: stored events from {since} on read") for n in report.state_notes
+    ), report.state_notes
