@@ -611,7 +611,7 @@ def prepare(
         con.execute("CREATE OR REPLACE TEMP TABLE dw_events_rows AS SELECT * FROM dw_events")
         con.execute("CREATE OR REPLACE TEMP VIEW dw_events AS SELECT * FROM dw_events_rows")
     con.execute(_ORDER_HITS_VIEW)
-    refresh_address_verdicts(con, vocabulary_of(registry))
+    refresh_address_verdicts(con, vocabulary_of(registry), items=items)
     con.execute(_on_base(_ITEMS_TABLE, events, items))
     if log_order:
         con.execute(_on_base(rule_state.log_rows_sql(), events, items))
@@ -691,6 +691,17 @@ def _explanation_sql(rule: Rule, types: dict[str, str], params: dict[str, Any]) 
     if "evidence_sources" in types:
         pieces.append(evidence.SOURCES_NOTE_SQL)
     return f"concat({', '.join(pieces)})"
+
+
+# A finding's citations in one order whatever order its rows were read in (list_distinct
+# and list(DISTINCT ...) keep none): the rule's own in the order its YAML gives them, then
+# every other registry id its rows cite, sorted; none at all: the rule's own.
+_CITATIONS_SQL = (
+    "coalesce(nullif(list_transform(list_sort(list_transform(list_distinct(list_filter("
+    "CAST(f.citations AS VARCHAR[]), lambda c: c IS NOT NULL)), lambda c: {'own':"
+    " coalesce(list_position($_citations, c), len($_citations) + 1), 'id': c})),"
+    " lambda k: k.id), []::VARCHAR[]), $_citations)"
+)
 
 
 def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -836,12 +847,7 @@ def run_rule(
         "subjects_affected": opt("subjects_affected", "NULL::BIGINT"),
         "records_affected": opt("records_affected", "NULL::BIGINT"),
         "evidence": "to_json(f.evidence)" if "evidence" in types else _evidence_sql(types),
-        "citations": (
-            "coalesce(nullif(list_distinct(list_filter(f.citations, lambda c: c IS NOT NULL)),"
-            " []::VARCHAR[]), $_citations)"
-            if "citations" in types
-            else "$_citations"
-        ),
+        "citations": _CITATIONS_SQL if "citations" in types else "$_citations",
         "explanation": explanation,
         "coverage_incomplete": "false",
         "registry_version": "$_registry_version",
@@ -887,6 +893,7 @@ def _evaluate(
 ) -> tuple[list[RuleRun], int]:
     check_rule_citations(rules, registry)
     refreshed = prepare(con, registry, sync=sync)
+    evidence.forget_chains(con)
     _create_candidates(con, table)
     return [run_rule(con, rule, registry, table=table) for rule in rules], refreshed
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # Canonical event-type vocabulary (schemas/canonical.yaml), not law: the links of a chain.
 CHAIN_EVENT_TYPES = ("request", "disclosure", "receipt")
 FINDINGS = "_findings"  # the rule's rows, with _alert_id
+CHAIN_ROWS = "dw_chain_rows"  # the events that can link a chain, read once per judgement
 
 
 class SubjectsSpec(BaseModel):
@@ -97,8 +98,30 @@ def _finding_events(con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> No
     )
 
 
+def forget_chains(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the chain links read for an earlier judgement (the events may have changed)."""
+    con.execute(f"DROP TABLE IF EXISTS {CHAIN_ROWS}")
+
+
+def _index_chains(con: duckdb.DuckDBPyConnection) -> None:
+    """``dw_chain_rows``: every event that can link a chain (a request, disclosure or
+    receipt with a request id: a small share of a store of accesses), narrow and with its
+    recipient as a registry code. Read from all events once per judgement; each rule's
+    findings then join it instead of every event."""
+    con.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {CHAIN_ROWS} AS"
+        " SELECT e.request_id, coalesce(ag.code, upper(trim(e.recipient_agency))) AS recipient_code,"
+        " e.source_system, e.event_id, e.event_type, e.taxpayer_ref"
+        " FROM disclosure_events e LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
+        " WHERE e.request_id IS NOT NULL AND list_contains($chain_types, e.event_type)",
+        {"chain_types": list(CHAIN_EVENT_TYPES)},
+    )
+
+
 def _chain(con: duckdb.DuckDBPyConnection, linked: bool) -> None:
     """The rest of each finding's chain: events sharing a request id and recipient."""
+    if linked:
+        _index_chains(con)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _chain AS
@@ -110,14 +133,11 @@ def _chain(con: duckdb.DuckDBPyConnection, linked: bool) -> None:
         SELECT l.alert_id, e.source_system, e.event_id, e.event_type, e.request_id, e.taxpayer_ref,
                l.from_request
         FROM links l
-        JOIN disclosure_events e
-          ON e.request_id = l.request_id AND list_contains($chain_types, e.event_type)
-        LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency
-        WHERE coalesce(ag.code, upper(trim(e.recipient_agency))) = l.recipient_code
-          AND NOT EXISTS (SELECT 1 FROM _fe f WHERE f.alert_id = l.alert_id
+        JOIN {CHAIN_ROWS if linked else "(SELECT * FROM _fe WHERE false)"} e
+          ON e.request_id = l.request_id AND e.recipient_code = l.recipient_code
+        WHERE NOT EXISTS (SELECT 1 FROM _fe f WHERE f.alert_id = l.alert_id
                           AND f.source_system = e.source_system AND f.event_id = e.event_id)
-        """,
-        {"chain_types": list(CHAIN_EVENT_TYPES)},
+        """
     )
 
 

@@ -20,7 +20,11 @@ same counts, or be new in this run and not covered yet; otherwise (rows deleted,
 quarantined after judging, a batch judged by no one, a batch a run judged without finishing
 offered again, no state yet) the state is rebuilt from all history and the run summary says
 why. A full judgement (:func:`detectors.engine.run_rules`)
-always rebuilds it.
+always rebuilds it. A run judging new batches counts only their rows (through the batch
+ids, which zone maps compare) and each table's total (kept by the store, no scan): when the
+totals are the ledger's plus the new rows, no old batch lost or gained a row through the
+pipeline (deleting, quarantining, adding a batch each change a total), and the ledger
+grows by the new batches; otherwise every batch is counted, to say which one changed.
 """
 
 from __future__ import annotations
@@ -136,6 +140,93 @@ def _count_batches(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _totals_hold(con: duckdb.DuckDBPyConnection, batches: list[str]) -> bool:
+    """Whether each table's total is the ledger's (less the new batches) plus the new
+    batches' rows; if so, ``dw_batch_counts`` is the ledger with the new batches' counts."""
+    marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
+    params = {f"b{n}": b for n, b in enumerate(batches)}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_new_batch_counts AS"
+        " SELECT ingest_run_id, coalesce(e.n, 0) AS events, coalesce(q.n, 0) AS quarantined"
+        " FROM (SELECT ingest_run_id, count(*) AS n FROM disclosure_events"
+        f"  WHERE rowid >= $from AND ingest_run_id IN ({marks}) GROUP BY ALL) e"
+        " FULL JOIN (SELECT ingest_run_id, count(*) AS n FROM quarantine"
+        f"  WHERE ingest_run_id IN ({marks}) GROUP BY ALL) q USING (ingest_run_id)",
+        {**params, "from": new_rows_from(con)},
+    )
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events) = s.events + n.events"
+        " AND (SELECT count(*) FROM quarantine) = s.quarantined + n.quarantined"
+        " FROM (SELECT coalesce(sum(events), 0) AS events, coalesce(sum(quarantined), 0)"
+        "       AS quarantined FROM rule_state_batches"
+        "       WHERE NOT list_contains($new, ingest_run_id)) s,"
+        " (SELECT coalesce(sum(events), 0) AS events, coalesce(sum(quarantined), 0)"
+        "  AS quarantined FROM dw_new_batch_counts) n",
+        {"new": batches},
+    ).fetchone()
+    if not (row and row[0]):
+        return False
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_batch_counts AS"
+        " SELECT ingest_run_id, events, quarantined FROM rule_state_batches"
+        " WHERE NOT list_contains($new, ingest_run_id)"
+        " UNION ALL SELECT ingest_run_id, events, quarantined FROM dw_new_batch_counts",
+        {"new": batches},
+    )
+    return True
+
+
+_ROW_GROUP = 122_880  # DuckDB's rows per row group: the least a tail read can skip
+
+
+def find_new_rows(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
+    """``dw_new_rows_from``: the row id of disclosure_events from which every row of
+    ``batches`` lies (0: from the first row), also returned.
+
+    A batch id compared with zone maps skips nothing when all ids share their first bytes
+    (DuckDB keeps a prefix of each string's min and max, and ids of one day share theirs),
+    but row ids are compared exactly. Ingest appends, so new rows are the store's last: the
+    tail is read, widened until the new rows in it are as many as the total less the
+    ledger's old batches (the same check as :func:`_totals_hold`). No ledger, or a tail
+    that never adds up (an old batch changed: the state is rebuilt), reads from row 0."""
+    marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
+    params: dict[str, object] = {f"b{n}": b for n, b in enumerate(batches)}
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events), (SELECT count(*) FROM"
+        " rule_state_batches), (SELECT coalesce(sum(events), 0) FROM rule_state_batches"
+        " WHERE NOT list_contains($new, ingest_run_id))",
+        {"new": batches},
+    ).fetchone()
+    total, covered, old = (int(v) for v in row) if row else (0, 0, 0)
+    first = 0
+    tail = max(2 * (total - old), _ROW_GROUP)
+    while covered and tail < total:
+        found = con.execute(
+            "SELECT count(*), min(rowid) FROM disclosure_events"
+            f" WHERE rowid >= $from AND ingest_run_id IN ({marks})",
+            {**params, "from": total - tail},
+        ).fetchone()
+        if found and found[0] == total - old:
+            first = int(found[1]) if found[0] else total
+            break
+        tail *= 4
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_new_rows_from AS SELECT $f::BIGINT AS row_id", {"f": first}
+    )
+    return first
+
+
+def new_rows_from(con: duckdb.DuckDBPyConnection) -> int:
+    """The row id :func:`find_new_rows` found this judgement (0 when none was sought)."""
+    kept = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'dw_new_rows_from'"
+    ).fetchone()
+    if not kept or not kept[0]:
+        return 0
+    row = con.execute("SELECT max(row_id) FROM dw_new_rows_from").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _save_ledger(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("DELETE FROM rule_state_batches")
     con.execute(
@@ -173,6 +264,7 @@ def save_full(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str
     """After a full judgement prepared every view over all history: the state, whole."""
     if not available(con):
         return False
+    con.execute("DROP TABLE IF EXISTS dw_new_rows_from")  # a later run finds its own
     _save_log_order(con, run_id)
     _save_custody(con, run_id, registry_version)
     _count_batches(con)
@@ -182,21 +274,6 @@ def save_full(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str
 
 def _stale_because(con: duckdb.DuckDBPyConnection, batches: list[str]) -> str | None:
     """Why the state does not describe the store before ``batches``, or None."""
-    _count_batches(con)
-    row = con.execute(
-        "SELECT count(*), any_value(coalesce(n.ingest_run_id, s.ingest_run_id)),"
-        " any_value(CASE WHEN s.ingest_run_id IS NULL THEN 'is covered by no state'"
-        "  WHEN n.ingest_run_id IS NULL THEN 'left the store'"
-        "  ELSE 'has ' || n.events || ' event(s) and ' || n.quarantined || ' quarantined row(s),'"
-        "  || ' ' || s.events || ' and ' || s.quarantined || ' when its state was kept' END)"
-        " FROM (SELECT coalesce(ingest_run_id, '') AS ingest_run_id, events, quarantined"
-        "       FROM dw_batch_counts) n"
-        " FULL JOIN rule_state_batches s USING (ingest_run_id)"
-        " WHERE NOT list_contains($new, coalesce(n.ingest_run_id, s.ingest_run_id))"
-        " AND (s.ingest_run_id IS NULL OR n.ingest_run_id IS NULL"
-        "      OR n.events <> s.events OR n.quarantined <> s.quarantined)",
-        {"new": batches},
-    ).fetchone()
     again = con.execute(
         "SELECT count(*), min(ingest_run_id) FROM rule_state_batches"
         " WHERE list_contains($new, ingest_run_id)",
@@ -205,9 +282,27 @@ def _stale_because(con: duckdb.DuckDBPyConnection, batches: list[str]) -> str | 
     if again and again[0]:
         # judged by a run that did not finish: its rows are in the state already
         return f"{again[0]} new batch(es) are in the state already (batch {again[1]})"
+    covered = con.execute("SELECT count(*) FROM rule_state_batches").fetchone()
+    if covered and covered[0] and _totals_hold(con, batches):
+        return None
+    _count_batches(con)
+    row = con.execute(
+        "SELECT count(*), min(coalesce(n.ingest_run_id, s.ingest_run_id)),"
+        " arg_min(CASE WHEN s.ingest_run_id IS NULL THEN 'is covered by no state'"
+        "  WHEN n.ingest_run_id IS NULL THEN 'left the store'"
+        "  ELSE 'has ' || n.events || ' event(s) and ' || n.quarantined || ' quarantined row(s),'"
+        "  || ' ' || s.events || ' and ' || s.quarantined || ' when its state was kept' END,"
+        "  coalesce(n.ingest_run_id, s.ingest_run_id))"
+        " FROM (SELECT coalesce(ingest_run_id, '') AS ingest_run_id, events, quarantined"
+        "       FROM dw_batch_counts) n"
+        " FULL JOIN rule_state_batches s USING (ingest_run_id)"
+        " WHERE NOT list_contains($new, coalesce(n.ingest_run_id, s.ingest_run_id))"
+        " AND (s.ingest_run_id IS NULL OR n.ingest_run_id IS NULL"
+        "      OR n.events <> s.events OR n.quarantined <> s.quarantined)",
+        {"new": batches},
+    ).fetchone()
     if not row or not row[0]:
         return None
-    covered = con.execute("SELECT count(*) FROM rule_state_batches").fetchone()
     if covered and covered[0] == 0:
         return "no state kept yet"
     return f"{row[0]} old batch(es) changed since the state was kept (batch {row[1]} {row[2]})"
@@ -316,11 +411,11 @@ def update_log_order(
     con.execute(log_rows_sql("dw_log_rows_empty", entries_sql(events="false", quarantined="false")))
     marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
     params = {f"b{n}": b for n, b in enumerate(batches)}
-    new_rows = f"ingest_run_id IN ({marks})"  # constants: compared with zone maps
+    new_rows = f"ingest_run_id IN ({marks})"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_log_new AS "
-        + entries_sql(events=new_rows, quarantined=new_rows),
-        params,
+        + entries_sql(events=f"rowid >= $from AND {new_rows}", quarantined=new_rows),
+        {**params, "from": new_rows_from(con)},
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_log_plan AS"

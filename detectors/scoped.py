@@ -56,7 +56,7 @@ from detectors.engine import (
     registry_parameters,
     run_rule,
 )
-from detectors.evidence import CHAIN_EVENT_TYPES
+from detectors.evidence import CHAIN_EVENT_TYPES, forget_chains
 from dwatch.errors import RuleError
 from dwatch.policy import Registry
 
@@ -154,10 +154,10 @@ def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int
         f" SELECT * FROM request_items WHERE ingest_run_id IN ({marks})",
         params,
     )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_delta_events AS"
-        f" SELECT * FROM disclosure_events WHERE ingest_run_id IN ({marks})",
-        params,
+    con.execute(  # row ids: the new rows' place at the end of the table (rule_state)
+        "CREATE OR REPLACE TEMP TABLE dw_delta_events AS SELECT * FROM disclosure_events"
+        f" WHERE rowid >= $from AND ingest_run_id IN ({marks})",
+        {**params, "from": rule_state.new_rows_from(con)},
     )
     con.execute(
         "INSERT INTO dw_delta_events SELECT e.* FROM disclosure_events e"
@@ -285,8 +285,10 @@ def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
 
 
 def _part_items(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    # a table: the items of a few partitions, read by prepare more than once
+    replace_temp(con, "dw_part_items")
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW dw_part_items AS SELECT i.* FROM request_items i"
+        "CREATE TEMP TABLE dw_part_items AS SELECT i.* FROM request_items i"
         " WHERE i.request_id IN (SELECT request_id FROM dw_part_events)"
         " OR i.event_id IN (SELECT event_id FROM dw_part_events)"
     )
@@ -383,8 +385,9 @@ def _judge_through_reads(
     sees the same rows of every table it reads (the rule's YAML says why it holds)."""
     sql = f"CREATE OR REPLACE TEMP TABLE dw_read_events AS SELECT e.* FROM disclosure_events e WHERE ({rule.reads})"
     con.execute(sql, _bound(sql, rule, registry, what="reads"))
+    replace_temp(con, "dw_read_items")
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW dw_read_items AS SELECT i.* FROM request_items i"
+        "CREATE TEMP TABLE dw_read_items AS SELECT i.* FROM request_items i"
         " WHERE i.event_id IN (SELECT event_id FROM dw_read_events)"
         " OR i.request_id IN (SELECT request_id FROM dw_read_events)"
     )
@@ -442,12 +445,15 @@ def judge_new(
     transaction.
     """
     check_rule_citations(rules, registry)
+    forget_chains(con)
     result = DetectResult(run_id=run_id, registry_version=registry.version)
     # rules reading only what state keeps (detectors.rule_state) are judged from it
     kept = rule_state.available(con)
     from_state = [r for r in rules if kept and _reads(r, *STATE_VIEWS) and not _reads_views(r)]
     scoped = [r for r in rules if r.scope is not None and r not in from_state]
     history = [r for r in rules if r.scope is None and r not in from_state]
+    if kept:
+        rule_state.find_new_rows(con, batches)
     delta_events, delta_items = _delta(con, batches)
     uses_state = kept and _reads_any(rules, *STATE_VIEWS)
     stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])

@@ -17,7 +17,7 @@ from dwatch.address import AddressVocabulary, judge_address
 
 _NEW_ADDRESSES = """
 WITH seen AS (
-    SELECT DISTINCT supplied_address AS address FROM request_items
+    SELECT DISTINCT supplied_address AS address FROM {items}
     WHERE supplied_address IS NOT NULL
 )
 SELECT s.address FROM seen s
@@ -25,13 +25,17 @@ WHERE NOT EXISTS (SELECT 1 FROM address_verdicts v WHERE v.address_key = md5_num
 """
 
 
-def refresh_address_verdicts(con: duckdb.DuckDBPyConnection, vocabulary: AddressVocabulary) -> int:
-    """Judge the supplied addresses not yet judged under ``vocabulary``; returns how many."""
+def refresh_address_verdicts(
+    con: duckdb.DuckDBPyConnection, vocabulary: AddressVocabulary, *, items: str = "request_items"
+) -> int:
+    """Judge the supplied addresses of ``items`` (a table or view of request items: the
+    rules read verdicts only for the items they judge) not yet judged under ``vocabulary``;
+    returns how many."""
     con.execute(
         "DELETE FROM address_verdicts WHERE vocabulary <> $fingerprint",
         {"fingerprint": vocabulary.fingerprint},
     )
-    addresses = [row[0] for row in con.execute(_NEW_ADDRESSES).fetchall()]
+    addresses = [row[0] for row in con.execute(_NEW_ADDRESSES.format(items=items)).fetchall()]
     if not addresses:
         return 0
     verdicts = [judge_address(text, vocabulary) for text in addresses]

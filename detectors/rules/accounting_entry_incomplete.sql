@@ -22,14 +22,14 @@ SELECT j.source_system,
        j.recipient_code,
        array_to_string(j.missing, ', ') AS missing_fields,
        j.source_system AS entity_id,
-       any_value(j.disclosing_agency) AS disclosing_agency,
-       any_value(j.recipient_agency) AS recipient_agency,
+       min(j.disclosing_agency) AS disclosing_agency,
+       min(j.recipient_agency) AS recipient_agency,
        list(j.event_id) AS event_ids,
        count(*) AS event_count,
        min(j.occurred_at) AS window_start,
        max(j.occurred_at) AS window_end,
        sum(j.record_count) AS records_affected,
-       any_value(j.requirement_ids) AS citations
+       min(j.requirement_ids) AS citations
 FROM judged j
 WHERE len(j.missing) > 0
 GROUP BY j.source_system, j.recipient_code, array_to_string(j.missing, ', ')

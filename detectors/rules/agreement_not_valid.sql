@@ -33,16 +33,16 @@ SELECT d.agreement_ref AS agreement_id,
        d.recipient_code,
        d.defect,
        d.agreement_ref AS entity_id,
-       any_value(d.agreement_title) AS agreement_title,
-       any_value(d.disclosing_agency) AS disclosing_agency,
-       any_value(d.recipient_agency) AS recipient_agency,
-       any_value(d.source_system) AS source_system,
+       min(d.agreement_title) AS agreement_title,
+       min(d.disclosing_agency) AS disclosing_agency,
+       min(d.recipient_agency) AS recipient_agency,
+       min(d.source_system) AS source_system,
        list(d.event_id) AS event_ids,
        count(*) AS event_count,
        min(d.occurred_at) AS window_start,
        max(d.occurred_at) AS window_end,
        sum(d.record_count) AS records_affected,
-       list_concat($rule_citations, [d.agreement_ref, any_value(d.suspending_order)], list(DISTINCT d.authority_id)) AS citations
+       list_concat($rule_citations, [d.agreement_ref, min(d.suspending_order)], list(DISTINCT d.authority_id)) AS citations
 FROM defects d
 WHERE d.defect IS NOT NULL
 GROUP BY d.agreement_ref, d.recipient_code, d.defect

@@ -2,11 +2,11 @@
 -- bulk: one request naming more subjects than the threshold.
 WITH per_request AS (
     SELECT e.request_id,
-           any_value(e.authority_id) AS authority_id,
-           any_value(e.recipient_agency) AS recipient_agency,
-           any_value(e.disclosing_agency) AS disclosing_agency,
-           any_value(e.actor_id) AS actor_id,
-           any_value(e.source_system) AS source_system,
+           min(e.authority_id) AS authority_id,
+           min(e.recipient_agency) AS recipient_agency,
+           min(e.disclosing_agency) AS disclosing_agency,
+           min(e.actor_id) AS actor_id,
+           min(e.source_system) AS source_system,
            list({'source_system': e.source_system, 'event_id': e.event_id}) AS event_keys,
            min(e.occurred_at) AS window_start,
            max(e.occurred_at) AS window_end,

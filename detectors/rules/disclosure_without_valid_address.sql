@@ -58,19 +58,19 @@ per_request AS (
 )
 SELECT d.request_id,
        d.request_id AS entity_id,
-       any_value(d.disclosing_agency) AS disclosing_agency,
-       any_value(d.recipient_agency) AS recipient_agency,
-       any_value(d.source_system) AS source_system,
-       any_value(d.authority_id) AS authority_id,
+       min(d.disclosing_agency) AS disclosing_agency,
+       min(d.recipient_agency) AS recipient_agency,
+       min(d.source_system) AS source_system,
+       min(d.authority_id) AS authority_id,
        list({'source_system': d.source_system, 'event_id': d.event_id}) AS event_keys,
        count(*) AS event_count,
        min(d.occurred_at) AS window_start,
        max(d.occurred_at) AS window_end,
        sum(d.record_count) AS records_affected,
-       any_value(p.subjects_without_address) AS subjects_affected,
-       any_value(p.subjects_disclosed) AS subjects_disclosed,
-       any_value(p.subjects) AS subjects,
-       any_value(rs.address_reasons) AS address_reasons,
+       min(p.subjects_without_address) AS subjects_affected,
+       min(p.subjects_disclosed) AS subjects_disclosed,
+       min(p.subjects) AS subjects,
+       min(rs.address_reasons) AS address_reasons,
        list_concat($rule_citations, list(DISTINCT d.authority_id)) AS citations
 FROM disclosures d JOIN per_request p ON p.request_id = d.request_id
 LEFT JOIN reasons rs ON rs.request_id = d.request_id

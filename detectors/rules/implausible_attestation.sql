@@ -27,7 +27,7 @@ per_request AS (
            min(r.recipient_agency) AS recipient_agency, min(r.recipient_code) AS recipient_code,
            min(r.authority_id) AS authority_id, min(r.source_system) AS source_system,
            list(r.event_id) AS event_ids, min(r.occurred_at) AS t0, max(r.occurred_at) AS t1,
-           greatest(max(r.record_count), coalesce(any_value(i.items_named), 0)) AS attested
+           greatest(max(r.record_count), coalesce(min(i.items_named), 0)) AS attested
     FROM requests r LEFT JOIN items i ON i.request_id = r.request_id
     GROUP BY lower(trim(r.actor_id)), r.request_id
 ),

@@ -46,8 +46,8 @@ habit AS (
 learned AS (
     SELECT s.source_system,
            count(*) FILTER (WHERE s.isolated) AS isolated_steps,
-           coalesce(any_value(h.habitual_steps), 0) AS habitual_steps,
-           coalesce(any_value(h.usual_late_seconds), 0) AS usual_late_seconds
+           coalesce(min(h.habitual_steps), 0) AS habitual_steps,
+           coalesce(min(h.usual_late_seconds), 0) AS usual_late_seconds
     FROM steps s LEFT JOIN habit h USING (source_system)
     GROUP BY s.source_system
 ),
@@ -91,12 +91,12 @@ runs AS (
 backwards AS (
     SELECT source_system, event_id, occurred_at,
            max(prev_at) AS latest_before, max(behind_seconds) AS behind_seconds,
-           max(run_length) AS run_length, any_value(usual_late_seconds) AS usual_late_seconds,
-           any_value(isolated_steps) AS isolated_steps,
-           any_value(habitual_steps) AS habitual_steps,
-           any_value(isolated_tolerance) AS isolated_tolerance,
-           any_value(run_tolerance) AS run_tolerance,
-           any_value(chance_run) AS chance_run
+           max(run_length) AS run_length, min(usual_late_seconds) AS usual_late_seconds,
+           min(isolated_steps) AS isolated_steps,
+           min(habitual_steps) AS habitual_steps,
+           min(isolated_tolerance) AS isolated_tolerance,
+           min(run_tolerance) AS run_tolerance,
+           min(chance_run) AS chance_run
     FROM runs
     WHERE (run_length >= $min_run AND run_length > chance_run
            AND behind_seconds > run_tolerance)
@@ -112,11 +112,11 @@ SELECT source_system,
        max(latest_before) AS window_end,
        round(max(behind_seconds) / 3600.0, 1) AS max_hours_behind,
        max(run_length) AS longest_run,
-       any_value(isolated_steps) AS isolated_late_entries,
-       any_value(isolated_steps) - any_value(habitual_steps) AS outlying_late_entries,
-       round(any_value(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
-       round(any_value(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
-       round(any_value(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours,
-       round(any_value(chance_run), 1) AS chance_run
+       min(isolated_steps) AS isolated_late_entries,
+       min(isolated_steps) - min(habitual_steps) AS outlying_late_entries,
+       round(min(usual_late_seconds) / 3600.0, 2) AS usual_late_hours,
+       round(min(run_tolerance) / 3600.0, 1) AS run_tolerance_hours,
+       round(min(isolated_tolerance) / 3600.0, 1) AS isolated_tolerance_hours,
+       round(min(chance_run), 1) AS chance_run
 FROM backwards
 GROUP BY source_system, strftime(date_trunc('month', occurred_at), '%Y-%m')

@@ -14,14 +14,14 @@ WITH judged AS (
 )
 SELECT j.recipient_code,
        j.recipient_code AS entity_id,
-       any_value(j.recipient_safeguards_status) AS review_status,
-       coalesce(strftime(any_value(j.recipient_safeguards_reviewed_on), '%Y-%m-%d'), 'never') AS last_review,
-       coalesce('overdue since ' || strftime(any_value(j.due_at), '%Y-%m-%d'),
-                CASE any_value(j.recipient_safeguards_status) WHEN 'none' THEN 'no safeguards on record'
+       min(j.recipient_safeguards_status) AS review_status,
+       coalesce(strftime(min(j.recipient_safeguards_reviewed_on), '%Y-%m-%d'), 'never') AS last_review,
+       coalesce('overdue since ' || strftime(min(j.due_at), '%Y-%m-%d'),
+                CASE min(j.recipient_safeguards_status) WHEN 'none' THEN 'no safeguards on record'
                      ELSE 'no review date on record' END) AS overdue,
-       any_value(j.disclosing_agency) AS disclosing_agency,
-       any_value(j.recipient_agency) AS recipient_agency,
-       any_value(j.source_system) AS source_system,
+       min(j.disclosing_agency) AS disclosing_agency,
+       min(j.recipient_agency) AS recipient_agency,
+       min(j.source_system) AS source_system,
        list(j.event_id) AS event_ids,
        count(*) AS event_count,
        min(j.occurred_at) AS window_start,

@@ -165,7 +165,7 @@ class CaseBuildResult:
 
 _ALERT_SQL = """
 WITH elements AS (
-    SELECT a.alert_id, list_distinct(flatten(list(e.data_elements))) AS data_elements
+    SELECT a.alert_id, list_sort(list_distinct(flatten(list(e.data_elements)))) AS data_elements
     FROM alerts a, unnest(a.event_ids) AS u(event_id)
     JOIN disclosure_events e
       ON e.event_id = u.event_id AND (a.source_system IS NULL OR e.source_system = a.source_system)

@@ -315,14 +315,20 @@ def _event_views(
             FROM case_alerts ca JOIN alerts a USING (alert_id), unnest(a.event_ids) AS u(event_id)
             WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
         ), joined AS (
-            SELECT DISTINCT ON (ev.case_id, e.source_system, e.event_id) ev.case_id, e.*
+            -- the join reads only the key columns of every event; whole rows are fetched
+            -- by row id for the few shown per case
+            SELECT DISTINCT ON (ev.case_id, e.source_system, e.event_id) ev.case_id,
+                   e.source_system, e.event_id, e.occurred_at, e.rowid AS row_id
             FROM ev JOIN disclosure_events e
               ON e.event_id = ev.event_id AND (ev.alert_source IS NULL OR e.source_system = ev.alert_source)
+        ), shown AS (
+            SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
+                   row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
+            FROM joined QUALIFY n <= ?
         )
-        SELECT *, count(*) OVER (PARTITION BY case_id) AS total,
-               row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
-        FROM joined QUALIFY n <= ?
-        ORDER BY case_id, occurred_at, event_id
+        SELECT s.case_id, e.*, s.total, s.n
+        FROM shown s JOIN disclosure_events e ON e.rowid = s.row_id
+        ORDER BY s.case_id, e.occurred_at, e.event_id
         """,
         [case_ids, EVIDENCE_EVENTS_PER_CASE],
     )

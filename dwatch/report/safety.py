@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from dwatch import masking
@@ -30,7 +31,13 @@ def mask_text(value: object) -> str:
     (dwatch.masking: ids carrying one were pseudonymised on ingest; this is the last line)."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value)
+    return _masked(value if isinstance(value, str) else str(value))
+
+
+# A report repeats the same few values (agencies, logs, event types, days) in thousands of
+# cells; masking is a pure function of the text, so each distinct text is masked once.
+@lru_cache(maxsize=1 << 16)
+def _masked(text: str) -> str:
     return masking.mask_text(_PSEUDONYM_RE.sub(lambda m: mask_ref(m.group(0)), text))
 
 

@@ -156,3 +156,77 @@ def test_a_batch_judged_by_a_run_that_did_not_finish_rebuilds_the_state(
         " 1 new batch(es) are in the state already (batch b2)"
     ]
     assert _kept(con) == _one_pass(con)
+
+
+def _ledger(con: duckdb.DuckDBPyConnection) -> list[Any]:
+    return con.execute(
+        "SELECT ingest_run_id, events, quarantined FROM rule_state_batches ORDER BY ALL"
+    ).fetchall()
+
+
+def _every_batch_counted(con: duckdb.DuckDBPyConnection) -> list[Any]:
+    return con.execute(
+        "SELECT ingest_run_id, coalesce(e.n, 0), coalesce(q.n, 0)"
+        " FROM (SELECT ingest_run_id, count(*) AS n FROM disclosure_events GROUP BY ALL) e"
+        " FULL JOIN (SELECT ingest_run_id, count(*) AS n FROM quarantine GROUP BY ALL) q"
+        " USING (ingest_run_id) ORDER BY ALL"
+    ).fetchall()
+
+
+def test_new_batches_are_counted_alone_when_the_totals_hold(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The ledger grows by the new batches' counts, equal to counting every batch again;
+    old batches are not counted again: a ledger split otherwise with the same totals (which
+    no run writes) is carried on as it was, where a recount would have replaced it."""
+    _events(con, "b2", [("log-a", 5, "A5", 7), ("log-d", 1, "D1", 1)])
+    _quarantined(con, "b2", "log-a", 6, 3)
+    lines = _update(con, "run-2", ["b2"])
+    assert not any("rebuilt" in line for line in lines), lines
+    assert _ledger(con) == _every_batch_counted(con)
+    con.execute("INSERT INTO rule_state_batches VALUES ('b0', 1, 0, 'run-x')")
+    con.execute("UPDATE rule_state_batches SET events = events - 1 WHERE ingest_run_id = 'b1'")
+    _events(con, "b3", [("log-a", 8, "A8", 9)])
+    lines = _update(con, "run-3", ["b3"])
+    assert not any("rebuilt" in line for line in lines), lines
+    assert ("b0", 1, 0) in _ledger(con) and ("b3", 1, 0) in _ledger(con)
+    assert _kept(con) == _one_pass(con)
+
+
+def test_a_row_quarantined_in_an_old_batch_changes_the_totals(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Validation moving an old row to quarantine keeps the rows in all but moves a row
+    between the tables: each table's total tells, and the batch is named."""
+    con.execute("DELETE FROM disclosure_events WHERE event_id = 'B3'")
+    _quarantined(con, "b1", "log-b", 3, 6)
+    _events(con, "b2", [("log-a", 5, "A5", 7)])
+    lines = _update(con, "run-2", ["b2"])
+    assert lines == [
+        "log order: state rebuilt from every log whole: 1 old batch(es) changed since the"
+        " state was kept (batch b1 has 8 event(s) and 2 quarantined row(s), 9 and 1 when"
+        " its state was kept)"
+    ]
+    assert _ledger(con) == _every_batch_counted(con)
+
+
+def test_new_rows_are_found_at_the_end_of_the_table(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new batches' rows are the table's last: their first row id is found reading a
+    tail that holds all of them (checked against the ledger), so later reads skip the
+    row groups before it; a ledger that does not add up leaves every row to be read."""
+    monkeypatch.setattr(rule_state, "_ROW_GROUP", 1)  # the fixture is one small row group
+    _events(con, "b2", [("log-a", 5, "A5", 7), ("log-d", 1, "D1", 1)])
+    first = con.execute(
+        "SELECT min(rowid) FROM disclosure_events WHERE ingest_run_id = 'b2'"
+    ).fetchone()[0]
+    assert rule_state.find_new_rows(con, ["b2"]) == first > 0
+    assert rule_state.new_rows_from(con) == first
+    lines = _update(con, "run-2", ["b2"])
+    assert not any("rebuilt" in line for line in lines), lines
+    assert _ledger(con) == _every_batch_counted(con)
+    assert _kept(con) == _one_pass(con)
+    con.execute("UPDATE rule_state_batches SET events = events + 1 WHERE ingest_run_id = 'b1'")
+    _events(con, "b3", [("log-a", 8, "A8", 9)])
+    assert rule_state.find_new_rows(con, ["b3"]) == 0

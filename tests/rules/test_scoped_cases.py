@@ -79,7 +79,8 @@ def _numbered(case: RuleCase) -> list[dict[str, Any]]:
 def _alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> dict[str, list[Any]]:
     rows = {
         "alerts": "SELECT alert_id, entity_id, event_count, subjects_affected, records_affected,"
-        " window_start, window_end, list_sort(event_ids), explanation FROM alerts"
+        " window_start, window_end, list_sort(event_ids), explanation, citations,"
+        " CAST(evidence AS VARCHAR) FROM alerts"
         " WHERE detector_id = $r AND status = 'open'",
         "events": "SELECT ae.alert_id, ae.source_system, ae.event_id, ae.role FROM alert_events ae"
         " JOIN alerts a USING (alert_id) WHERE a.detector_id = $r AND a.status = 'open'",

@@ -330,3 +330,60 @@ def test_a_request_alone_discloses_no_one(tmp_path: Path) -> None:
         con.close()
     assert listed == (["tp_1"],)
     assert counted == [(1,)]
+
+
+def test_chains_are_read_from_the_linking_events_alone_and_again_each_judgement(
+    tmp_path: Path,
+) -> None:
+    """Each judgement reads the events that can link a chain once (requests, disclosures
+    and receipts with a request id; not the accesses that make most of a store), and a
+    later judgement on the same connection reads them again: a receipt logged after the
+    first judgement joins the request's chain."""
+    common = {"recipient_agency": "DHS-ICE", "request_id": "R1", "legal_authority": AUTHORITY}
+    request = {"event_id": "1", "source_system": "irs-requests", "event_type": "request"}
+    case = RuleCase(
+        name="chain rows",
+        alerts=0,
+        events=[
+            {**request, "occurred_at": "2025-06-20T15:00:00Z", **common},
+            {
+                "event_id": "2",
+                "source_system": "ice-access",
+                "event_type": "access",
+                "occurred_at": "2025-06-21T15:00:00Z",
+                **common,
+            },
+        ],
+        request_items=[_item("1", "irs-requests", 1, "tp_1", "Failed to Provide")],
+    )
+    con = _store(tmp_path, case)
+    try:
+        linking = con.execute("SELECT source_system, event_id FROM dw_chain_rows").fetchall()
+        assert linking == [("irs-requests", "1")]
+        alert_id = _alerts(con)["request_missing_required_elements"]["alert_id"]
+        load_case(
+            con,
+            RuleCase(
+                name="late receipt",
+                alerts=0,
+                events=[
+                    {
+                        "event_id": "9",
+                        "source_system": "ice-receipts",
+                        "event_type": "receipt",
+                        "occurred_at": "2025-07-01T18:00:00Z",
+                        **common,
+                    }
+                ],
+            ),
+        )
+        with transaction(con):
+            run_rules(con, load_registry(), run_id="t2")
+        chain = con.execute(
+            "SELECT source_system, event_id, role FROM alert_events WHERE alert_id = ?"
+            " ORDER BY ALL",
+            [alert_id],
+        ).fetchall()
+        assert ("ice-receipts", "9", "chain") in chain, chain
+    finally:
+        con.close()
