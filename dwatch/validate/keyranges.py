@@ -33,6 +33,17 @@ SeqRange = tuple[str, str, int, int]
 KeyRuns = dict[str, tuple[str, ...]]
 
 
+# Ranges as four parallel lists: one statement, not one per batch and source.
+_UNNEST = (
+    "SELECT unnest(?::VARCHAR[]) AS r, unnest(?::VARCHAR[]) AS s, unnest(?::BIGINT[]) AS lo,"
+    " unnest(?::BIGINT[]) AS hi"
+)
+
+
+def _columns(seq: list[SeqRange]) -> list[list[str] | list[int]]:
+    return [[r[0] for r in seq], [r[1] for r in seq], [r[2] for r in seq], [r[3] for r in seq]]
+
+
 def runs_to_read(
     con: duckdb.DuckDBPyConnection, table: str, new: list[str], seq: list[SeqRange]
 ) -> KeyRuns:
@@ -72,9 +83,10 @@ def _load_new_ranges(con: duckdb.DuckDBPyConnection, new: list[str], seq: list[S
         [new],
     )
     if seq:
-        con.executemany(
-            f"INSERT INTO _dw_val_new_ranges VALUES ('{SEQ_RANGES}', ?, ?, NULL, NULL, ?, ?)",
-            [list(r) for r in seq],
+        con.execute(
+            f"INSERT INTO _dw_val_new_ranges SELECT '{SEQ_RANGES}', r, s, NULL, NULL, lo, hi"
+            f" FROM ({_UNNEST})",
+            _columns(seq),
         )
 
 
@@ -124,7 +136,7 @@ def record_sequence_ranges(con: duckdb.DuckDBPyConnection, seq: list[SeqRange]) 
             f"DELETE FROM {SEQ_RANGES} WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[]))",
             [runs],
         )
-        con.executemany(f"INSERT INTO {SEQ_RANGES} VALUES (?, ?, ?, ?)", [list(r) for r in seq])
+        con.execute(f"INSERT INTO {SEQ_RANGES} SELECT * FROM ({_UNNEST})", _columns(seq))
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
