@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import yaml
@@ -53,6 +53,9 @@ from dwatch.pipeline_config import (
 )
 from dwatch.pseudonym import resolve_key
 from dwatch.store import connect, transaction
+
+if TYPE_CHECKING:
+    from dwatch.accounting.index import IndexRefresh
 
 RULES_DIR = PROJECT_ROOT / "detectors" / "rules"
 
@@ -968,15 +971,19 @@ def _mark_coverage(ctx: RunContext) -> None:
     ctx.counts["alerts_coverage_incomplete"] = mark_coverage(ctx.con)
 
 
-def finish_work(ctx: RunContext) -> None:
-    """Close the judged windows, advance watermarks, write the final counts (one transaction)."""
+def finish_work(ctx: RunContext) -> IndexRefresh:
+    """Close the judged windows, advance watermarks, write the final counts (one transaction).
+
+    Returns the accounting index's refresh (``IndexRefresh``), whose cost the publish step
+    reports apart from the snapshot's.
+    """
     from dwatch.accounting.index import refresh_index
     from dwatch.watermark import advance_watermarks, close_windows
 
     with transaction(ctx.con):
         _mark_coverage(ctx)
         # After validation has moved bad rows out: the accounting lists what the store keeps.
-        refresh_index(ctx.con)
+        refreshed = refresh_index(ctx.con)
         close_windows(ctx.con, ctx.run_id, ctx.windows)
         batches = [
             r[0]
@@ -993,13 +1000,16 @@ def finish_work(ctx: RunContext) -> None:
         ctx.counts["batches_processed"] = len(batches)
         row = ctx.con.execute("SELECT count(*) FROM alerts WHERE status = 'open'").fetchone()
         ctx.counts["alerts_open"] = int(row[0]) if row else 0
+    return refreshed
 
 
 def step_publish(ctx: RunContext) -> StepResult:
     """Finish the run's bookkeeping, then publish the read-only snapshot analysts open."""
     from dwatch.snapshot import publish_snapshot, snapshot_name
 
-    finish_work(ctx)
+    started = time.perf_counter()
+    refreshed = finish_work(ctx)
+    bookkeeping = time.perf_counter() - started
     planned = ctx.snapshot_dir / snapshot_name(ctx.run_id)
     ctx.counts["snapshot_path"] = str(planned)
     # The snapshot must hold this run as finished: record the outcome first (provisionally
@@ -1022,8 +1032,12 @@ def step_publish(ctx: RunContext) -> StepResult:
         "ok",
         message=f"snapshot {done.path} is current ({done.parts_written} of {done.parts_listed}"
         f" partition file(s) written, {done.parts_bytes_written / 1e6:.1f} MB)"
-        + (f"; pruned {pruned}" if pruned else ""),
+        + (f"; pruned {pruned}" if pruned else "")
+        + f"; before it {refreshed.describe()}, other bookkeeping"
+        f" {bookkeeping - refreshed.seconds:.2f}s",
         detail={
+            "accounting_index_seconds": round(refreshed.seconds, 3),
+            "bookkeeping_seconds": round(bookkeeping, 3),
             "snapshot": str(done.path),
             "bytes": done.bytes,
             "partitions_written": done.parts_written,

@@ -179,3 +179,23 @@ def test_the_snapshot_leaves_out_the_detectors_kept_state(tmp_path: Path, db_pat
         in_snapshot | {"accounting_index"}
     )
     assert events == summary.counts["events_loaded"] > 0
+
+
+def test_publish_reports_the_accounting_index_apart_from_the_snapshot(
+    tmp_path: Path, db_path: Path
+) -> None:
+    """The publish step's time holds the accounting index's refresh; it says how much."""
+    config = make_config(tmp_path, train_when_missing=False)
+    inbox = tmp_path / "inbox"
+    write_events(inbox / "a.csv", ledger_rows("ca-ftb-fti-log", [("2026-01-02", 9)]))
+    first = run_pipeline(db_path, [inbox], config=config, trigger="test")
+    second = run_pipeline(db_path, [inbox], config=config, trigger="test")  # nothing new
+    for summary, says in ((first, "from 1 batch(es)"), (second, "accounting index: up to date")):
+        step = summary.step("publish")
+        assert step is not None and step.status == "ok", summary.describe()
+        assert says in step.message
+        index_s, bookkeeping_s = (
+            step.detail["accounting_index_seconds"],
+            step.detail["bookkeeping_seconds"],
+        )
+        assert 0 <= index_s <= bookkeeping_s <= step.seconds
