@@ -215,6 +215,48 @@ def test_the_python_mask_sees_only_rows_that_may_carry_a_shape(
     assert "6789" not in description
 
 
+def test_a_flagged_row_sends_only_its_matching_fields_to_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serials past 1,010,000 are nine digits SSA could issue ("GA-DOR-001234567"): the row
+    is flagged, its id becomes a pseudonym as the policy says, but its clean free text is
+    not sent through the Python mask (at 100M events that was 3 calls a row); a shape in
+    the free text of such a row is still masked."""
+    import dwatch.masking as masking
+    from dwatch.store import connect
+
+    calls: list[str] = []
+
+    def counting_mask(text: str | None) -> str | None:
+        calls.append(text or "")
+        return original(text)
+
+    original = masking.mask_text
+    monkeypatch.setattr(masking, "mask_text", counting_mask)
+    con = connect(tmp_path / "store.duckdb")
+    header = ["event_id", "source_system", "occurred_at", "event_type", "disclosing_agency",
+              "recipient_agency", "actor_id", "data_elements", "record_count", "taxpayer_tin",
+              "description"]  # fmt: skip
+    rows = [
+        [f"GA-DOR-{1_234_567 + i:09d}", "ledger", "2025-03-03T10:00:00Z", "disclosure", "IRS",
+         "CA-FTB", "u1", '["name"]', "1", f"{900000000 + i * 7919:09d}", "routine review"]
+        for i in range(200)
+    ]  # fmt: skip
+    rows[-1][10] = "note ssn 123-45-6789"
+    path = tmp_path / "events.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == 200, result.message
+    ids = [i for (i,) in con.execute("SELECT event_id FROM disclosure_events").fetchall()]
+    assert not any("1234" in i for i in ids)  # every id carried an issuable run
+    # The file's name is masked once per file; of the rows' text only the one shape.
+    assert "routine review" not in calls and "u1" not in calls, calls[:12]
+    assert [c for c in calls if c != path.name] == ["note ssn 123-45-6789"], calls[:12]
+    texts = con.execute("SELECT DISTINCT description FROM disclosure_events").fetchall()
+    assert sorted(t for (t,) in texts) == ["note ssn [TIN-REDACTED]", "routine review"]
+
+
 def test_the_sql_pre_test_is_a_superset_of_the_policy_and_skips_padded_serials() -> None:
     """Every value the Python policy calls a shape passes the RE2 pre-test (else it would
     reach the store raw); zero-padded serials SSA never issues do not reach Python at all."""

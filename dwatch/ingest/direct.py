@@ -23,7 +23,7 @@ import duckdb
 
 from dwatch.ingest.base import ROW_MAY_HAVE_TIN, _FieldSQL, _lit, _q
 from dwatch.ingest.fields import _clean_text
-from dwatch.masking import UDF_MASK_TEXT, sql_mask_text
+from dwatch.masking import sql_mask_text
 from dwatch.schema import FieldSpec, load_schema
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def _list_sql(f: FieldSpec, spec: _FieldSQL) -> None:
     listed = f"CASE WHEN {plain} THEN {x} ELSE {tidy} END"
     spec.typed = (
         f"CASE WHEN {ROW_MAY_HAVE_TIN} THEN list_transform({listed},"
-        f" lambda v: {UDF_MASK_TEXT}(v)) ELSE {listed} END"
+        f" lambda v: {sql_mask_text('v')}) ELSE {listed} END"
     )
     if f.required:
         spec.checks.append(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dwatch.errors import InputError
-from dwatch.ingest.base import ROW_MAY_HAVE_TIN, _FieldSQL, _lit, _q
+from dwatch.ingest.base import ROW_MAY_HAVE_TIN, _FieldSQL, _lit, _q, field_may_have_tin
 from dwatch.ingest.instants import timestamp_sql
 from dwatch.mapping import (
     SourceMapping,
@@ -16,7 +16,6 @@ from dwatch.mapping import (
 )
 from dwatch.masking import (
     MASK,
-    UDF_MASK_TEXT,
     sql_mask_text,
     sql_pseudonymise_id,
 )
@@ -137,9 +136,9 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
             spec.typed = x
         elif f.identifier:
             whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
-            spec.typed = sql_pseudonymise_id(x, whole, may=ROW_MAY_HAVE_TIN)
+            spec.typed = sql_pseudonymise_id(x, whole, may=field_may_have_tin(x))
         else:
-            spec.typed = sql_mask_text(x, may=ROW_MAY_HAVE_TIN)
+            spec.typed = sql_mask_text(x, may=field_may_have_tin(x))
     elif f.type == "BIGINT":
         # DuckDB rounds '47289.6' to 47290: a decimal point is accepted only before zeros
         # (a float column's '47289.0'), so a fraction of a record is refused, not rounded.
@@ -197,7 +196,7 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
         # Elements are text from outside too (masked only in rows the RE2 pre-test flags).
         spec.typed = (
             f"CASE WHEN {ROW_MAY_HAVE_TIN} THEN list_transform({listed},"
-            f" lambda v: {UDF_MASK_TEXT}(v)) ELSE {listed} END"
+            f" lambda v: {sql_mask_text('v')}) ELSE {listed} END"
         )
         checks.append(
             (
