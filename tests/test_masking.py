@@ -172,24 +172,32 @@ def test_error_messages_and_ingest_summaries_are_masked(tmp_path: Path) -> None:
         assert "cannot be read" in shown
 
 
+def _store_counting_python_masks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A new store whose Python mask records every value it is called with."""
+    import dwatch.masking as masking
+    from dwatch.store import connect
+
+    calls: list[str] = []
+    original = masking.mask_text
+
+    def counting_mask(text: str | None) -> str | None:
+        calls.append(text or "")
+        return original(text)
+
+    monkeypatch.setattr(masking, "mask_text", counting_mask)
+    # registers the counting mask on a new database
+    return connect(tmp_path / "store.duckdb"), calls
+
+
 def test_the_python_mask_sees_only_rows_that_may_carry_a_shape(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The row pre-test decides which rows reach the (slow, per-value) Python mask: a
     clean row with a taxpayer id whose pseudonym is full of hex digits never does, a row
     with a shape in its text does and is masked."""
-    import dwatch.masking as masking
-    from dwatch.store import connect
-
-    calls: list[str] = []
-
-    def counting_mask(text: str | None) -> str | None:
-        calls.append(text or "")
-        return original(text)
-
-    original = masking.mask_text
-    monkeypatch.setattr(masking, "mask_text", counting_mask)
-    con = connect(tmp_path / "store.duckdb")  # registers the counting mask on a new database
+    con, calls = _store_counting_python_masks(tmp_path, monkeypatch)
     header = ["event_id", "source_system", "occurred_at", "event_type", "disclosing_agency",
               "recipient_agency", "actor_id", "data_elements", "record_count", "taxpayer_tin",
               "description"]  # fmt: skip
@@ -222,18 +230,7 @@ def test_a_flagged_row_sends_only_its_matching_fields_to_python(
     is flagged, its id becomes a pseudonym as the policy says, but its clean free text is
     not sent through the Python mask (at 100M events that was 3 calls a row); a shape in
     the free text of such a row is still masked."""
-    import dwatch.masking as masking
-    from dwatch.store import connect
-
-    calls: list[str] = []
-
-    def counting_mask(text: str | None) -> str | None:
-        calls.append(text or "")
-        return original(text)
-
-    original = masking.mask_text
-    monkeypatch.setattr(masking, "mask_text", counting_mask)
-    con = connect(tmp_path / "store.duckdb")
+    con, calls = _store_counting_python_masks(tmp_path, monkeypatch)
     header = ["event_id", "source_system", "occurred_at", "event_type", "disclosing_agency",
               "recipient_agency", "actor_id", "data_elements", "record_count", "taxpayer_tin",
               "description"]  # fmt: skip
