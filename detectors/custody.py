@@ -189,16 +189,41 @@ _HOLDER = (
 )
 
 # Every event custody is judged on (receipts, disposals, uses) with its holder: what
-# dw_custody and use_after_disposal read as dw_custody_events.
-CUSTODY_EVENTS = f"""
+# dw_custody and use_after_disposal read as dw_custody_events. {row}: where a use kept
+# narrow lies in disclosure_events (below), else NULL.
+_CUSTODY_EVENTS = f"""
 SELECT e.event_id, e.source_system, e.event_type, e.occurred_at, e.record_count, e.actor_id,
        e.disclosing_code, e.recipient_code, e.recipient_category, e.agreement_ref,
        e.request_id, e.taxpayer_ref, e.is_use,
        {_HOLDER} AS holder_code,
-       coalesce(e.request_id, e.agreement_ref) AS custody_key
+       coalesce(e.request_id, e.agreement_ref) AS custody_key,
+       {{row}} AS event_row
 FROM dw_events e
 WHERE (e.event_type IN ('receipt', 'disposal') OR e.is_use) AND {_DONE}
 """
+CUSTODY_EVENTS = _CUSTODY_EVENTS.format(row="NULL::BIGINT")
+
+# A use is nearly every event, and custody reads a use whole only when its data was
+# emptied before it (a handful): the kept state holds a use by its time, holder and key
+# and where it lies (event_row), and reads the rest back by row id (:data:`FETCHED`).
+# Receipts and disposals (few) are kept whole. From dw_events_located (row ids).
+_NARROW = "c.is_use AND c.event_type NOT IN ('receipt', 'disposal')"
+_WHOLE_ONLY = (
+    "event_id", "source_system", "record_count", "actor_id", "disclosing_code",
+    "recipient_code", "recipient_category", "agreement_ref", "request_id", "taxpayer_ref",
+)  # fmt: skip
+KEPT_CUSTODY_EVENTS = (
+    "SELECT c.* REPLACE ("
+    + ", ".join(f"CASE WHEN NOT ({_NARROW}) THEN c.{col} END AS {col}" for col in _WHOLE_ONLY)
+    + f", CASE WHEN {_NARROW} THEN c.event_row END AS event_row) FROM ("
+    + _CUSTODY_EVENTS.format(row="e.event_row").replace("FROM dw_events e", "FROM {located} e")
+    + ") c"
+)
+
+# The emptied uses kept narrow, read back whole (dw_custody_fetch: their event rows).
+FETCHED = "CREATE OR REPLACE TEMP TABLE dw_custody_fetched AS " + _CUSTODY_EVENTS.format(
+    row="e.event_row"
+).replace("FROM dw_events e", "FROM dw_custody_fetch e")
 
 CUSTODY = """
 CREATE OR REPLACE TEMP TABLE dw_custody AS
@@ -206,7 +231,7 @@ WITH holder_span AS (
     SELECT holder_code, max(occurred_at) AS log_last_at FROM dw_custody_events GROUP BY ALL
 ),
 terms AS (
-    SELECT c.*, t.term_id, t.title AS term_title, t.court_orders AS term_orders,
+    SELECT c.* EXCLUDE (event_row), t.term_id, t.title AS term_title, t.court_orders AS term_orders,
            t.agreements AS term_agreements, t.dispose_within_days, t.dispose_by,
            least(c.occurred_at + to_days(t.dispose_within_days), t.dispose_by) AS deadline
     FROM dw_custody_events c
@@ -237,7 +262,7 @@ FROM terms t LEFT JOIN holder_span h USING (holder_code)
 # before the first time its key was emptied finds no emptied count, so only later uses
 # are joined (most uses draw on data still held).
 EMPTIED = """
-CREATE OR REPLACE TEMP TABLE dw_custody_emptied AS
+CREATE OR REPLACE TEMP TABLE dw_custody_emptied_rows AS
 WITH marks AS (
     SELECT holder_code, custody_key, occurred_at, event_id,
            sum(CASE WHEN event_type = 'receipt' THEN 1 ELSE 0 END) OVER w AS received,
@@ -267,6 +292,13 @@ judged AS (
      AND m.occurred_at < u.occurred_at
 )
 SELECT * FROM judged WHERE disposed > 0 AND disposed >= received
+"""
+# ...those kept narrow filled in from their rows read back (dw_custody_fetched)
+FILLED = f"""
+CREATE OR REPLACE TEMP TABLE dw_custody_emptied AS
+SELECT u.* EXCLUDE (event_row) REPLACE ({", ".join(f"coalesce(f.{c}, u.{c}) AS {c}" for c in _WHOLE_ONLY)})
+FROM dw_custody_emptied_rows u
+LEFT JOIN dw_custody_fetched f ON f.event_row = u.event_row
 """
 
 # The taxpayers those uses name: use_after_disposal's reads (detectors/scoped.py) need only
@@ -306,7 +338,21 @@ def pair_and_hold(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(RECONCILIATION_PAIRS)
     con.execute(CUSTODY)
     con.execute(EMPTIED)
+    _fill_emptied(con)
     con.execute(AFTER_DISPOSAL)
+
+
+def _fill_emptied(con: duckdb.DuckDBPyConnection) -> None:
+    """``dw_custody_emptied``: the emptied uses, those kept narrow read back whole by row id."""
+    from detectors.engine import located_events_sql  # (the engine builds on this module)
+
+    narrow = "SELECT event_row FROM dw_custody_emptied_rows WHERE event_row IS NOT NULL"
+    con.execute(located_events_sql("dw_custody_fetch", f"rowid IN ({narrow})"))
+    con.execute(FETCHED, OUTCOMES)
+    con.execute(FILLED)
+    con.execute("DROP VIEW dw_custody_fetch")
+    con.execute("DROP TABLE dw_custody_fetched")
+    con.execute("DROP TABLE dw_custody_emptied_rows")
 
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:

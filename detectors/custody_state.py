@@ -29,10 +29,19 @@ import hashlib
 import duckdb
 
 from detectors import custody
-from detectors.custody import CUSTODY_EVENTS, INPUTS, OUTCOMES, pair_and_hold, replace_temp
+from detectors.custody import (
+    CUSTODY_EVENTS,
+    INPUTS,
+    KEPT_CUSTODY_EVENTS,
+    OUTCOMES,
+    pair_and_hold,
+    replace_temp,
+)
 
 FAMILY = "custody"
-CODE_VERSION = hashlib.md5(("".join(INPUTS.values()) + repr(OUTCOMES)).encode()).hexdigest()[:12]
+CODE_VERSION = hashlib.md5(
+    ("".join(INPUTS.values()) + KEPT_CUSTODY_EVENTS + repr(OUTCOMES)).encode()
+).hexdigest()[:12]
 
 # Each input of pairing and custody: its state table and the rows of it.
 _KEPT = {
@@ -67,13 +76,27 @@ def kept(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row) and row[0] == len(tables)
 
 
+def _insert_custody_events(con: duckdb.DuckDBPyConnection, where: str) -> None:
+    """Custody rows of the events ``where`` selects (SQL on ``disclosure_events``), uses
+    narrow (:data:`detectors.custody.KEPT_CUSTODY_EVENTS`), with their row ids."""
+    from detectors.engine import located_events_sql  # (the engine builds on this module)
+
+    con.execute(located_events_sql("dw_custody_located", where))
+    _insert(
+        con, "dw_custody_events", KEPT_CUSTODY_EVENTS.format(located="dw_custody_located"), OUTCOMES
+    )
+    con.execute("DROP VIEW dw_custody_located")
+
+
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
     """The state, whole, from every event of ``dw_events`` (prepared over all history):
     each input's rows inserted straight into its state table, streamed, none held."""
     for table in sorted({table for table, _ in _KEPT.values()}):
         con.execute(f"DELETE FROM {table}")
     for name, select in INPUTS.items():
-        _insert(con, name, select, OUTCOMES)
+        if name != "dw_custody_events":
+            _insert(con, name, select, OUTCOMES)
+    _insert_custody_events(con, "true")
 
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
@@ -92,7 +115,15 @@ def append_new(con: duckdb.DuckDBPyConnection) -> int:
     over them; the carriers of new items that ride along are old rows and are not added."""
     for name, select in INPUTS.items():
         assert select.count("FROM dw_events e") == 1, name
-        _insert(con, name, select.replace("FROM dw_events e", _NEW_ROWS), OUTCOMES)
+        if name != "dw_custody_events":
+            _insert(con, name, select.replace("FROM dw_events e", _NEW_ROWS), OUTCOMES)
+    from detectors.rule_state import new_rows_from  # (it builds on this module)
+
+    _insert_custody_events(
+        con,
+        f"rowid >= {int(new_rows_from(con))}"
+        " AND ingest_run_id IN (SELECT ingest_run_id FROM dw_new_batches)",
+    )
     row = con.execute(
         "SELECT count(*) FROM (" + CUSTODY_EVENTS.replace("FROM dw_events e", _NEW_ROWS) + ")",
         OUTCOMES,

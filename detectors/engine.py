@@ -59,7 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors import evidence, rule_state
+from detectors import evidence, log_rows, rule_state
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -546,6 +546,22 @@ def _on_base(sql: str, events: str, items: str) -> str:
     )
 
 
+def located_events_sql(name: str, where: str) -> str:
+    """A view ``name`` of ``dw_events``'s rows over the events of the store ``where``
+    selects (SQL on ``disclosure_events``, its ``rowid`` included), each with its row id
+    (``event_row``): custody keeps a use by it and reads the use back by it
+    (:mod:`detectors.custody_state`). Codes and categories are the registry's as in
+    ``dw_events``; the authority choice is this judgement's only for the events judged."""
+    assert _EVENTS_VIEW.count("FROM disclosure_events e") == 1
+    located = f"FROM (SELECT rowid AS event_row, * FROM disclosure_events WHERE {where}) e"
+    return (
+        _EVENTS_VIEW.replace("VIEW dw_events AS", f"VIEW {name} AS")
+        .replace("FROM disclosure_events e", located)
+        .replace("$reg_disclosure_event_types", "(SELECT disclosure_event_types FROM dw_params)")
+        .replace("$reg_use_event_types", "(SELECT use_event_types FROM dw_params)")
+    )
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection,
     registry: Registry,
@@ -614,7 +630,10 @@ def prepare(
     refresh_address_verdicts(con, vocabulary_of(registry), items=items)
     con.execute(_on_base(_ITEMS_TABLE, events, items))
     if log_order:
-        con.execute(_on_base(rule_state.log_rows_sql(), events, items))
+        if events == "disclosure_events":  # every log whole: sorted narrow
+            log_rows.build(con)
+        else:
+            con.execute(_on_base(rule_state.log_rows_sql(), events, items))
         con.execute(rule_state.SEQUENCE_BREAKS)
     if custody:
         prepare_custody(con)

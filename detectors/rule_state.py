@@ -39,11 +39,11 @@ from detectors import custody_state
 # holds its number (ingest keeps what it could convert under canonical names in
 # canonical_row; older rows and validation's hold the canonical raw form). Repeats are left
 # to the duplicate rule. {events} and {quarantined} narrow the rows read.
-_ENTRIES = """
+_EVENT_ENTRIES = """
 SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row
 FROM disclosure_events WHERE sequence_no IS NOT NULL AND ({events})
-UNION ALL
-SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
+"""
+QUARANTINED_ENTRIES = """SELECT j ->> 'source_system', TRY_CAST(j ->> 'sequence_no' AS BIGINT), j ->> 'event_id',
        NULL::TIMESTAMPTZ, ingest_run_id, source_row
 FROM (SELECT coalesce(canonical_row, CASE WHEN json_valid(raw_row) THEN raw_row::JSON END) AS j,
              ingest_run_id, source_row
@@ -53,6 +53,7 @@ FROM (SELECT coalesce(canonical_row, CASE WHEN json_valid(raw_row) THEN raw_row:
 WHERE json_type(j) = 'OBJECT' AND j ->> 'source_system' IS NOT NULL
   AND TRY_CAST(j ->> 'sequence_no' AS BIGINT) IS NOT NULL AND ({logs})
 """
+_ENTRIES = _EVENT_ENTRIES + "UNION ALL\n" + QUARANTINED_ENTRIES  # (the code version's text)
 
 _COLUMNS = (
     "source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,"
@@ -78,6 +79,7 @@ SELECT *, {_BREAK} AS is_break FROM (
 )
 WHERE {_BREAK} OR next_no IS NULL
 """
+COLUMNS, BREAK = _COLUMNS, _BREAK  # what detectors.log_rows orders the same way
 
 
 def entries_sql(events: str = "true", quarantined: str = "true", logs: str = "true") -> str:
@@ -347,11 +349,13 @@ def _reopen(con: duckdb.DuckDBPyConnection) -> None:
     if not _planned(con, reopened=True):
         return
     logs = "(SELECT source_system FROM dw_log_plan WHERE reopened IS NOT NULL)"
-    con.execute(
-        log_rows_sql(
-            "dw_log_reopened",
-            entries_sql(events=f"source_system IN {logs}", logs=f"j ->> 'source_system' IN {logs}"),
-        )
+    from detectors import log_rows  # (it builds on this module)
+
+    log_rows.build(
+        con,
+        "dw_log_reopened",
+        events=f"source_system IN {logs}",
+        logs=f"j ->> 'source_system' IN {logs}",
     )
     con.execute(f"DELETE FROM rule_log_breaks WHERE source_system IN {logs}")
     con.execute(
@@ -404,7 +408,9 @@ def update_log_order(
     reason ``rebuild``) and expose it as ``dw_sequence_breaks``; returns the run
     summary's lines on what was read and why."""
     if rebuild is not None:
-        con.execute(log_rows_sql())
+        from detectors import log_rows  # (it builds on this module)
+
+        log_rows.build(con)
         _save_log_order(con, run_id)
         con.execute(SEQUENCE_BREAKS)
         return [f"log order: state rebuilt from every log whole: {rebuild}"]
