@@ -1,0 +1,152 @@
+"""A full judgement sorts and keeps narrow rows, and gives what the wide rows gave.
+
+- The log-order window sorts each entry's log, number, time and row id only
+  (:mod:`detectors.log_rows`), and fetches ids, batches and rows for the rows it keeps:
+  its rows equal the wide window's (:func:`detectors.rule_state.log_rows_sql`), whole or
+  for some logs, quarantined entries included.
+- Custody keeps a use by its time, holder, key and row id (:mod:`detectors.custody`), and
+  reads an emptied use back whole by that row id: the alert names the use's own events
+  and actor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from detectors import log_rows, rule_state
+from detectors.engine import load_case, load_rules, prepare, run_rules
+from dwatch.policy import load_registry
+from dwatch.store import connect, transaction
+
+REGISTRY = load_registry()
+COLUMNS = f"{rule_state.COLUMNS}, is_break"
+
+
+def _events(con: duckdb.DuckDBPyConnection, batch: str, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (source_system, sequence_no, event_id, hour of 2025-03-03)."""
+    for n, (log, seq, event_id, hour) in enumerate(rows, start=1):
+        con.execute(
+            "INSERT INTO disclosure_events (source_system, sequence_no, event_id, occurred_at,"
+            " event_type, disclosing_agency, recipient_agency, actor_id, data_elements,"
+            " record_count, ingest_run_id, source_row)"
+            " VALUES (?, ?, ?, TIMESTAMPTZ '2025-03-03 00:00:00+00' + to_hours(?),"
+            " 'access', 'IRS', 'CA-FTB', 'a.1', ['name'], 1, ?, ?)",
+            [log, seq, event_id, hour, batch, n],
+        )
+
+
+def _quarantined(con: duckdb.DuckDBPyConnection, batch: str, log: str, seq: int, row: int) -> None:
+    con.execute(
+        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, reason_code, message,"
+        " raw_row, stage) VALUES (?, 'f.csv', ?, 'bad_timestamp', 'test', ?, 'ingest')",
+        [batch, row, f'{{"source_system": "{log}", "sequence_no": "{seq}", "event_id": "Q{seq}"}}'],
+    )
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    store = connect(tmp_path / "store.duckdb")
+    # log-a: a step back in time at 4, then a gap; log-b: a gap, then a number used twice
+    # and by a quarantined entry; log-c: one entry; log-d: its first number quarantined
+    _events(store, "b1", [("log-a", 1, "A1", 1), ("log-a", 2, "A2", 2), ("log-a", 3, "A3", 5),
+                          ("log-a", 4, "A4", 3), ("log-b", 1, "B1", 1), ("log-b", 3, "B3", 2),
+                          ("log-c", 7, "C7", 1)])  # fmt: skip
+    _events(store, "b2", [("log-a", 9, "A9", 9), ("log-b", 3, "B3b", 4), ("log-d", 2, "D2", 1),
+                          ("log-d", 3, "D3", 2)])  # fmt: skip
+    _quarantined(store, "b1", "log-b", 3, 10)
+    _quarantined(store, "b2", "log-d", 1, 11)
+    yield store
+    store.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
+    return sorted(con.execute(f"SELECT {COLUMNS} FROM {table}").fetchall(), key=repr)
+
+
+def test_narrow_window_gives_the_wide_windows_rows(logs: duckdb.DuckDBPyConnection) -> None:
+    logs.execute(rule_state.log_rows_sql("dw_wide"))
+    log_rows.build(logs, "dw_narrow")
+    wide = _rows(logs, "dw_wide")
+    assert wide == _rows(logs, "dw_narrow")
+    kept = {(r[0], r[1], r[2]) for r in wide}
+    assert ("log-b", 3, "Q3") in kept, "a quarantined entry holds its number"
+    assert ("log-a", 4, "A4") in kept, "a step back in time"
+    assert {r[2] for r in wide if r[8] is None} == {"A9", "Q3", "C7", "D3"}, "each log's last"
+    assert not any(n.startswith("dw_log_") for (n,) in logs.execute("SHOW TABLES").fetchall())
+
+
+def test_narrow_window_of_some_logs(logs: duckdb.DuckDBPyConnection) -> None:
+    chosen = "('log-b', 'log-d')"
+    logs.execute(
+        rule_state.log_rows_sql(
+            "dw_wide",
+            rule_state.entries_sql(
+                events=f"source_system IN {chosen}", logs=f"j ->> 'source_system' IN {chosen}"
+            ),
+        )
+    )
+    log_rows.build(
+        logs,
+        "dw_narrow",
+        events=f"source_system IN {chosen}",
+        logs=f"j ->> 'source_system' IN {chosen}",
+    )
+    narrow = _rows(logs, "dw_narrow")
+    assert narrow == _rows(logs, "dw_wide")
+    assert {r[0] for r in narrow} == {"log-b", "log-d"}
+
+
+def test_entries_equal_in_number_and_time_are_ordered_by_row(tmp_path: Path) -> None:
+    con = connect(tmp_path / "store.duckdb")
+    _events(con, "b1", [("log-a", 1, "A1", 1), ("log-a", 2, "X", 2), ("log-a", 2, "Y", 2)])
+    for _ in range(3):  # the same rows every time
+        log_rows.build(con, "dw_narrow")
+        rows = con.execute(
+            "SELECT event_id, next_event FROM dw_narrow ORDER BY event_id"
+        ).fetchall()
+        assert rows == [("X", "Y"), ("Y", None)]  # X then Y: the order they lie in
+    con.close()
+
+
+USE_AFTER_DISPOSAL = next(r for r in load_rules() if r.id == "use_after_disposal")
+
+
+def test_uses_kept_narrow_are_read_back_whole(tmp_path: Path) -> None:
+    con = connect(tmp_path / "store.duckdb")
+    case = USE_AFTER_DISPOSAL.cases[0]  # an access after the logged disposal: A2, A3
+    load_case(con, case)
+    with transaction(con):
+        run_rules(con, REGISTRY, run_id="full", rules=[USE_AFTER_DISPOSAL])
+    kept = con.execute(
+        "SELECT c.event_type, c.event_id, c.actor_id, c.taxpayer_ref, c.request_id,"
+        " c.event_row IS NOT NULL, e.event_id, c.custody_key FROM rule_custody_events c"
+        " LEFT JOIN (SELECT rowid AS r, event_id FROM disclosure_events) e ON e.r = c.event_row"
+        " ORDER BY c.occurred_at"
+    ).fetchall()
+    # uses: time, holder, key and the row they lie in; receipts and disposals whole
+    assert kept == [
+        ("receipt", "R1", "case.actor", None, "F-1", False, None, "F-1"),
+        ("access", None, None, None, None, True, "A1", "F-1"),
+        ("disposal", "X1", "ftb.2", None, "F-1", False, None, "F-1"),
+        ("access", None, None, None, None, True, "A2", "F-1"),
+        ("access", None, None, None, None, True, "A3", "F-1"),
+    ]
+    alert = con.execute(
+        "SELECT entity_id, list_sort(event_ids), request_id FROM alerts WHERE status = 'open'"
+    ).fetchall()
+    assert alert == [("ftb.9", ["A2", "A3"], "F-1")]
+    with transaction(con):
+        prepare(con, REGISTRY, log_order=False)
+        emptied = con.execute(
+            "SELECT event_id, actor_id, source_system, request_id, disposal_event_id"
+            " FROM dw_custody_emptied ORDER BY event_id"
+        ).fetchall()
+    assert emptied == [
+        ("A2", "ftb.9", "case-log", "F-1", "X1"),
+        ("A3", "ftb.9", "case-log", "F-1", "X1"),
+    ]
+    con.close()
