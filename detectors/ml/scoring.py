@@ -444,13 +444,27 @@ def _score_all(
     window_from, window_to = window
     records = latest_models(con)
     summary = ScoreSummary()
-    for det in enabled_detectors(config, None):
+    detectors = enabled_detectors(config, None)
+    usable = [d for d in detectors if _stale(d, records.get(d.detector_id)) is None]
+    # The windows' events are read once for every detector (each keeps its own types).
+    read = (
+        scope.Touched.read(
+            con,
+            {t for det in usable for t in det.event_types},
+            windows,
+            [det.scope_by for det in usable if det.scope_by],
+            batches,
+        )
+        if windows is not None and usable
+        else None
+    )
+    for det in detectors:
         record = records.get(det.detector_id)
         why_not = _stale(det, record)
         if why_not is not None or record is None:
             summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
             continue
-        where = scope.detector_scope(con, det, window_from, window_to, windows, batches)
+        where = scope.detector_scope(con, det, window_from, window_to, windows, batches, read)
         if where is None:
             summary.detectors.append(
                 DetectorScore(det.detector_id, record.version, message="no new events of its types")
