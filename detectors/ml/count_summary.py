@@ -25,7 +25,7 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, count_stats, features
+from detectors.ml import bounds, count_stats, features, reuse
 from detectors.ml.detectors import MLDetector
 from detectors.ml.surprise import CountRateSurprise
 
@@ -177,8 +177,11 @@ def fit_on_sums(
     window_from: datetime | None,
     window_to: datetime | None,
     chunk_rows: int,
+    keep_for_scoring: bool = False,
 ) -> CountFit | None:
-    """Fit ``det`` on its window's sums; None when it is not a count-rate model."""
+    """Fit ``det`` on its window's sums; None when it is not a count-rate model.
+    ``keep_for_scoring``: when the window's rows are all history's, keep them (with the
+    columns scoring reads) for the scoring that follows (:mod:`detectors.ml.reuse`)."""
     est = det.build_pipeline().steps[-1][1]
     if not isinstance(est, CountRateSurprise) or not est.with_load:
         return None
@@ -187,10 +190,16 @@ def fit_on_sums(
     if planned is None:
         return None
     body = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
-    lean = features.narrowed(body, list(dict.fromkeys([*det.feature_columns, "day", "events"])))
+    kept = keep_for_scoring and reuse.covers_history(con, det, start, window_to)
+    wanted = [*det.feature_columns, "day", "events", *(reuse.scoring_columns(det) if kept else [])]
+    lean = features.narrowed(body, list(dict.fromkeys(wanted)))
     keys, measures = _layout(det, est)
+    table = reuse.table_name(det) if kept else _TABLE
+    done = False
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS {lean.sql}", lean.params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {lean.sql}", lean.params)
+        if kept:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {_TABLE} AS SELECT * FROM {table}")
         rows, events, middle = _totals(con)
         entities, units = _sums(con, det, est, middle)
         both = _combined(entities, units, keys, len(measures))
@@ -200,10 +209,15 @@ def fit_on_sums(
         top = _top_scores(
             con, det, folds, model, middle, 2 * int(np.ceil(allowed)) + 64, chunk_rows
         )
+        done = True
     except duckdb.Error as exc:
         raise features._query_error(exc) from exc
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+        con.execute(f"DROP {'VIEW' if kept else 'TABLE'} IF EXISTS {_TABLE}")
+        if kept and not done:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    if kept:
+        reuse.keep(con, det, table)
     sha = _sums_sha256(both[0].sort(keys), both[1].sort(keys[0]))
     window = bounds.TrainingWindow(start, window_to, "; ".join(notes))
     return CountFit(window, model, rows, events, top, sha, both[0].height, both[1].height)
