@@ -12,6 +12,11 @@ entry) then fetch their id, batch and row, and their next neighbour's, by row id
 The rows are :func:`detectors.rule_state.log_rows_sql`'s over the same entries, column for
 column; entries equal in log, number and time are ordered by where they lie (the wide
 window left their order open).
+
+The window runs over a few logs at a time (whole logs in name order, as many as make
+about :data:`BYTES_PER_ENTRY`-sized entries to half DuckDB's memory limit), each piece
+read through a range of log names that zone maps compare: what it holds or spills is
+bounded by the memory setting, or by the largest log, not by the store.
 """
 
 from __future__ import annotations
@@ -27,19 +32,24 @@ _QUARANTINED = (
     " q(source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row)"
 )
 
+# What one entry costs the window, sorted with its neighbours (measured: 10M entries
+# spilled about 260 MiB under a 476 MiB limit), with a margin.
+BYTES_PER_ENTRY = 100
+
 # Each entry's neighbours in its log, by number, time and place; kept where the order
-# breaks or the log ends.
+# breaks or the log ends. {piece}: the logs of one piece.
 _NARROW = f"""
-CREATE OR REPLACE TEMP TABLE dw_log_narrow AS
 SELECT * FROM (
     SELECT source_system, sequence_no, occurred_at, entry_row,
            lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(occurred_at) OVER w AS next_at,
            lead(entry_row) OVER w AS next_entry
     FROM (SELECT source_system, sequence_no, occurred_at, rowid AS entry_row
-          FROM disclosure_events WHERE sequence_no IS NOT NULL AND ({{events}})
+          FROM disclosure_events
+          WHERE sequence_no IS NOT NULL AND ({{events}}) AND ({{piece}})
           UNION ALL
-          SELECT source_system, sequence_no, occurred_at, entry_row FROM dw_log_quarantined)
+          SELECT source_system, sequence_no, occurred_at, entry_row FROM dw_log_quarantined
+          WHERE {{piece}})
     WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at, entry_row)
 )
 WHERE {BREAK} OR next_no IS NULL
@@ -68,6 +78,47 @@ SELECT {COLUMNS}, {BREAK} AS is_break FROM (
 """
 
 
+def _limit_bytes(con: duckdb.DuckDBPyConnection) -> float:
+    """DuckDB's memory limit as it prints it ('476.0 MiB', '1.0 GiB'), in bytes."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    number, _, unit = str(row[0] if row else "").strip().partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    try:
+        return float(number) * scale.get(unit.strip(), 1)
+    except ValueError:
+        return float("inf")
+
+
+def pieces(con: duckdb.DuckDBPyConnection, events: str, entries: float) -> list[str]:
+    """Filters on ``source_system`` cutting the entries ``events`` selects (and the
+    quarantined ones) into ranges of whole logs, each of at most ``entries`` entries
+    unless one log alone holds more."""
+    counts = con.execute(
+        "SELECT source_system, count(*) FROM (SELECT source_system FROM disclosure_events"
+        f" WHERE sequence_no IS NOT NULL AND ({events})"
+        " UNION ALL SELECT source_system FROM dw_log_quarantined)"
+        " GROUP BY ALL ORDER BY source_system NULLS FIRST"
+    ).fetchall()
+    if sum(n for _, n in counts) <= entries:
+        return ["true"]
+    ranges: list[list[str]] = []
+    held = 0.0
+    out = ["source_system IS NULL"] if counts and counts[0][0] is None else []
+    for log, n in counts:
+        if log is None:
+            continue
+        if not ranges or held + n > entries:
+            ranges.append([log, log])
+            held = 0.0
+        ranges[-1][1] = log
+        held += n
+    return out + [f"source_system BETWEEN {_quoted(lo)} AND {_quoted(hi)}" for lo, hi in ranges]
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def build(
     con: duckdb.DuckDBPyConnection,
     table: str = "dw_log_rows",
@@ -75,13 +126,21 @@ def build(
     events: str = "true",
     quarantined: str = "true",
     logs: str = "true",
+    piece_entries: float | None = None,
 ) -> None:
     """``table``: the break rows and each log's last row of every entry the filters select
     (SQL on ``disclosure_events``, on ``quarantine`` and on a quarantined entry's log,
-    as :func:`detectors.rule_state.entries_sql` takes them), as ``log_rows_sql`` gives them."""
+    as :func:`detectors.rule_state.entries_sql` takes them), as ``log_rows_sql`` gives them;
+    sorted in pieces of about ``piece_entries`` entries (default: from the memory limit)."""
     entries = QUARANTINED_ENTRIES.format(quarantined=quarantined, logs=logs)
     con.execute(_QUARANTINED.format(entries=entries))
-    con.execute(_NARROW.format(events=events))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_log_narrow AS "
+        + _NARROW.format(events=events, piece="false")
+    )
+    size = piece_entries or _limit_bytes(con) / 2 / BYTES_PER_ENTRY
+    for piece in pieces(con, events, size):
+        con.execute("INSERT INTO dw_log_narrow " + _NARROW.format(events=events, piece=piece))
     con.execute(_DETAILS)
     con.execute(_ROWS.format(table=table))
     for name in ("dw_log_narrow", "dw_log_details", "dw_log_quarantined"):

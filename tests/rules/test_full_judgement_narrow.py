@@ -79,6 +79,23 @@ def test_narrow_window_gives_the_wide_windows_rows(logs: duckdb.DuckDBPyConnecti
     assert not any(n.startswith("dw_log_") for (n,) in logs.execute("SHOW TABLES").fetchall())
 
 
+def test_narrow_window_in_pieces_of_whole_logs(logs: duckdb.DuckDBPyConnection) -> None:
+    logs.execute(rule_state.log_rows_sql("dw_wide"))
+    logs.execute(
+        "CREATE TEMP TABLE dw_log_quarantined AS SELECT 'log-b' AS source_system"
+    )  # what pieces() counts beside the events: one quarantined entry of log-b
+    assert log_rows.pieces(logs, "true", 100) == ["true"]
+    assert log_rows.pieces(logs, "true", 5) == [
+        "source_system BETWEEN 'log-a' AND 'log-a'",  # 5 entries
+        "source_system BETWEEN 'log-b' AND 'log-c'",  # 3 and 1 quarantined, and 1
+        "source_system BETWEEN 'log-d' AND 'log-d'",
+    ]
+    logs.execute("DROP TABLE dw_log_quarantined")
+    for size in (1, 5, 8):  # a log bigger than a piece is a piece of its own
+        log_rows.build(logs, "dw_narrow", piece_entries=size)
+        assert _rows(logs, "dw_narrow") == _rows(logs, "dw_wide")
+
+
 def test_narrow_window_of_some_logs(logs: duckdb.DuckDBPyConnection) -> None:
     chosen = "('log-b', 'log-d')"
     logs.execute(
