@@ -15,6 +15,13 @@ and judges from them as a run judging new batches does: the custody rows are nea
 event of a store (each use), more than memory holds as temporary tables (a 100M-event
 store's spilled about 29 GB), while an insert streams them to the store file.
 
+A use is kept narrow (migration 0039): its time, holder, custody key and row id in
+``disclosure_events``, the rest NULL. Uses are nearly every event, and custody reads one
+whole only when its data was emptied before it (a handful), by its row id
+(:data:`detectors.custody.KEPT_CUSTODY_EVENTS`; 10M events: the insert 15.2 -> 7.7 CPU-s).
+Row ids hold while the ledger does: a store whose old batches lost or gained a row
+rebuilds the state (:mod:`detectors.rule_state`).
+
 Pairing and custody still read every kept side and custody row (narrow tables, no
 resolution of events): a transfer pairs with the nearest receipt in time under its key,
 each log's reach moves with every new entry, and a new disposal reaches every earlier use.

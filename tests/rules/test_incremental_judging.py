@@ -108,8 +108,15 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                 ("rule_log_breaks", "ingest_run_id, source_row, next_run, next_row"),
                 ("rule_log_tail", "ingest_run_id, source_row, updated_by_run_id"),
                 ("rule_recon_sides", ""),
-                ("rule_custody_events", ""),
                 ("rule_state_batches", "ingest_run_id, updated_by_run_id"),  # counts
+            )
+        }
+        | {  # a use kept narrow by its row id: compared by the event that row holds
+            "rule_custody_events": rows(
+                "SELECT c.* EXCLUDE (event_row), e.source_system, e.event_id"
+                " FROM rule_custody_events c LEFT JOIN"
+                " (SELECT rowid AS event_row, source_system, event_id FROM disclosure_events) e"
+                " USING (event_row)"
             )
         },
     }
