@@ -56,11 +56,21 @@ from detectors.engine import (
     registry_parameters,
     run_rule,
 )
-from detectors.evidence import CHAIN_EVENT_TYPES, forget_chains
+from detectors.evidence import CHAIN_EVENT_TYPES, forget_chains, logs_of
 from dwatch.errors import RuleError
 from dwatch.policy import Registry
 
 NEW_ROWS = "ingest_run_id IN (SELECT ingest_run_id FROM dw_new_batches)"
+
+
+def _new_events(con: duckdb.DuckDBPyConnection, alias: str = "e") -> str:
+    """:data:`NEW_ROWS` on ``disclosure_events`` (as ``alias``), bounded by the row id the
+    new rows start from (:func:`detectors.rule_state.find_new_rows`; 0 when not sought): a
+    batch id skips no row group when all ids of a day share their first bytes, a row id
+    (a constant here, so DuckDB compares it with each row group's range) does."""
+    first = int(rule_state.new_rows_from(con))
+    return f"({alias}.rowid >= {first} AND {alias}.{NEW_ROWS})"
+
 
 # How a partition value selects its rows in the store (raw columns, so the filter reaches
 # the scan). A recipient is its registry code: the agencies resolving to it, or its own
@@ -111,7 +121,7 @@ def _rebuild_custody(
     reason = stale[custody_state.FAMILY]
     if reason is None:
         return stale, []
-    prepare(con, registry, sync=False, refresh=NEW_ROWS, log_order=False, custody=True)
+    prepare(con, registry, sync=False, refresh=_new_events(con), log_order=False, custody=True)
     return stale, [f"custody: state rebuilt from all history: {reason}"]
 
 
@@ -201,17 +211,29 @@ def _touch_chains(con: duckdb.DuckDBPyConnection, rule: Rule, by: str) -> None:
     a new request, disclosure or receipt under one of those requests re-opens the alert's
     partition, whatever the new row itself is judged."""
     con.execute(
-        "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
-        f" CAST({_PARTITION_VALUE[by]} AS VARCHAR), 'an alert''s request chain grew'"
+        "CREATE OR REPLACE TEMP TABLE dw_grown AS SELECT DISTINCT ae.source_system, ae.event_id"
         " FROM alert_events ae JOIN alerts a USING (alert_id)"
-        " JOIN disclosure_events e ON e.source_system = ae.source_system"
-        " AND e.event_id = ae.event_id"
-        " LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
         " WHERE a.detector_id = $rule AND a.status = 'open' AND ae.role = 'finding'"
         " AND a.alert_id IN (SELECT c.alert_id FROM alert_events c WHERE c.request_id IN"
         " (SELECT d.request_id FROM dw_delta_events d WHERE list_contains($types, d.event_type)))",
-        {"by": by, "rule": rule.id, "types": list(CHAIN_EVENT_TYPES)},
+        {"rule": rule.id, "types": list(CHAIN_EVENT_TYPES)},
     )
+    if _empty(con, "dw_grown"):
+        return  # no open alert's chain grew: the store is not read
+    logs, params = logs_of(con, "SELECT source_system FROM dw_grown")
+    con.execute(
+        "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
+        f" CAST({_PARTITION_VALUE[by]} AS VARCHAR), 'an alert''s request chain grew'"
+        f" FROM dw_grown g JOIN (SELECT * FROM disclosure_events e WHERE {logs}) e"
+        " ON e.source_system = g.source_system AND e.event_id = g.event_id"
+        " LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency",
+        {"by": by, "rule": rule.id, **params},
+    )
+
+
+def _empty(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return not row or row[0] == 0
 
 
 def _touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule]) -> None:
@@ -331,7 +353,7 @@ def _finding_rows(con: duckdb.DuckDBPyConnection, by: str, rules: list[Rule]) ->
     replace_temp(con, "dw_part_events")
     con.execute(
         "CREATE TEMP TABLE dw_part_events AS SELECT e.* FROM disclosure_events e"
-        f" WHERE ({_PARTITION_ROWS[by]}) AND (e.{NEW_ROWS}"
+        f" WHERE ({_PARTITION_ROWS[by]}) AND ({_new_events(con)}"
         " OR e.event_id IN (SELECT event_id FROM dw_part_known))"
     )
     return _part_items(con)
@@ -446,6 +468,8 @@ def judge_new(
     """
     check_rule_citations(rules, registry)
     forget_chains(con)
+    # resolved once, by the first prepare: each prepare below reads the registry unsynced
+    con.execute("DROP TABLE IF EXISTS dw_agencies")
     result = DetectResult(run_id=run_id, registry_version=registry.version)
     # rules reading only what state keeps (detectors.rule_state) are judged from it
     kept = rule_state.available(con)
@@ -459,7 +483,7 @@ def judge_new(
     stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])
     result.citations_refreshed = prepare(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
-        refresh=NEW_ROWS, log_order=False, custody=False, materialise=True,
+        refresh=_new_events(con), log_order=False, custody=False, materialise=True,
     )  # fmt: skip
     if result.citations_refreshed:  # the delta was copied before its citations were read
         _delta(con, batches)
