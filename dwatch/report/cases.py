@@ -300,18 +300,18 @@ def build_cases(
     weights: RiskWeights | None = None,
     as_of: date | None = None,
     now: datetime | None = None,
-    rows: str | None = None,
+    event_rows: str | None = None,
 ) -> CaseBuildResult:
     """Rebuild ``cases`` and ``case_alerts`` from ``alerts`` (idempotent; ids stable).
 
-    ``as_of`` is the day suppressions are judged on (default: today, UTC); ``rows`` the
+    ``as_of`` is the day suppressions are judged on (default: today, UTC); ``event_rows`` the
     table :func:`alert_rows` made of the alerts as they are now (made here when None).
     """
     directory = directory or load_directory(con)
     weights = weights or load_risk_weights()
     today = as_of or con.execute("SELECT CAST(now() AS DATE)").fetchone()[0]  # type: ignore[index]
     stamp = now or con.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    cursor = con.execute(_ALERT_SQL.format(rows=rows or alert_rows(con)), [today])
+    cursor = con.execute(_ALERT_SQL.format(rows=event_rows or alert_rows(con)), [today])
     columns = [d[0] for d in cursor.description]
     alerts = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

@@ -306,7 +306,7 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
 
 
 def _event_views(
-    con: duckdb.DuckDBPyConnection, case_ids: list[str], alert_rows: str
+    con: duckdb.DuckDBPyConnection, case_ids: list[str], table: str
 ) -> tuple[dict[str, list[EventView]], dict[str, int]]:
     rows = _rows(
         con,
@@ -316,7 +316,7 @@ def _event_views(
             -- whole rows are fetched by row id for the few shown per case
             SELECT DISTINCT ON (ca.case_id, r.source_system, r.event_id) ca.case_id,
                    r.source_system, r.event_id, r.occurred_at, r.row_id
-            FROM case_alerts ca JOIN {alert_rows} r USING (alert_id)
+            FROM case_alerts ca JOIN {table} r USING (alert_id)
             WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
         ), shown AS (
             SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
@@ -536,12 +536,12 @@ def gather(
     as_of: date | None = None,
     title: str = "Disclosure Watch report",
     weights: RiskWeights | None = None,
-    rows: str | None = None,
+    event_rows: str | None = None,
 ) -> ReportData:
     """Read cases (already built), alerts, events, validation and suppressions into a report.
 
     ``new_since``: when the previous report was made; cases first seen later are marked new.
-    ``rows``: the alerts' rows as :func:`dwatch.report.cases.alert_rows` found them for the
+    ``event_rows``: the alerts' rows as :func:`dwatch.report.cases.alert_rows` found them for the
     cases just built (found again when None).
     """
     weights = weights or load_risk_weights()
@@ -553,7 +553,7 @@ def gather(
     )
     ids = [r["case_id"] for r in rows]
     alerts = _alert_views(con, ids)
-    events, totals = _event_views(con, ids, rows or alert_rows(con))
+    events, totals = _event_views(con, ids, event_rows or alert_rows(con))
     decisions = _decision_views(con)
     cases = [
         CaseView(

@@ -524,7 +524,7 @@ def build_report(
     """Refresh cases from alerts, then write the report in each format to ``out_dir``."""
     directory = directory or load_directory(con)
     rows = alert_rows(con)  # one pass over the events for the cases and their evidence
-    cases = build_cases(con, directory=directory, as_of=as_of, rows=rows)
+    cases = build_cases(con, directory=directory, as_of=as_of, event_rows=rows)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -541,7 +541,7 @@ def build_report(
         data_docs=data_docs,
         as_of=as_of,
         title=title,
-        rows=rows,
+        event_rows=rows,
     )
     con.execute(f"DROP TABLE IF EXISTS {rows}")
     files: list[Path] = []
