@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import days, features, reuse, scope
+from detectors.ml import days, features, partitions, reuse, scope
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_config, load_model
 from dwatch.errors import ConfigError
@@ -239,14 +239,14 @@ def _score_partitioned(
     wanted = reuse.scoring_columns(detector)
     # The rows a training just built for all history, when it left them (reuse.py).
     kept = reuse.take(con, detector, query)
-    source = (
-        features.FeatureQuery(f"SELECT {', '.join(map(_quoted, wanted))} FROM {kept}", {})
+    sources = (
+        [features.FeatureQuery(f"SELECT {', '.join(map(_quoted, wanted))} FROM {kept}", {})]
         if kept is not None
-        else features.narrowed(query, wanted)
+        else [features.narrowed(q, wanted) for q in _by_groups(con, detector, query, window)]
     )
     hits: list[pl.DataFrame] = []
     scored = 0
-    for chunk in features.batches(con, source, rows):
+    for chunk in (c for source in sources for c in features.batches(con, source, rows)):
         scores = detector.anomaly_scores(model, chunk, threads=threads)
         hit = pl.Series(scores >= record.threshold)
         hits.append(
@@ -271,6 +271,28 @@ def _score_partitioned(
 
 def _quoted(column: str) -> str:
     return f'"{column}"'
+
+
+def _by_groups(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    query: features.FeatureQuery,
+    window: tuple[datetime | None, datetime | None],
+) -> list[features.FeatureQuery]:
+    """``query``, or its rows a group of partitions at a time when the window's events
+    outgrow DuckDB's share (:mod:`detectors.ml.partitions`; not inside days.on_days(),
+    whose days bound the rows already)."""
+    by = detector.scope_by
+    assert by is not None
+    found = None if days.active() else partitions.groups(con, by, detector.event_types, *window)
+    if found is None:
+        return [query]
+    queries: list[features.FeatureQuery] = []
+    for group in found:
+        with partitions.only(by, group), features.planned() as planned:
+            detector.scoring_frame(con, *window)
+        queries.extend(planned)
+    return queries
 
 
 def _rebuilt(
