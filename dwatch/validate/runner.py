@@ -298,6 +298,7 @@ def _validate_store(
         setting.windows,
         setting.config.silence_rhythm_factor,
         setting.history[1] if setting.history else None,
+        state.FLOWS if setting.history else None,
     )
     ran[STORE_SUITE] = [check]
     base = Outcome(STORE_SUITE, check.name, "batch", False, None)

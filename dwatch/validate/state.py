@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from dwatch.validate import flow_state
 from dwatch.validate.coverage import QUIET_TAIL_GAPS
 from dwatch.validate.state_build import summarize
 from dwatch.validate.suites import sql_literal
@@ -38,6 +39,7 @@ from dwatch.validate.suites import sql_literal
 TABLE = "disclosure_events"
 STATE = "validation_source_state"
 BATCHES = "validation_state_batches"
+FLOWS = flow_state.FLOWS
 # Temporary relations the checks read in place of history (this connection only).
 HIST = "_dw_val_hist"
 STATE_NOW = "_dw_val_state"
@@ -145,7 +147,8 @@ def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
     """The new batches' rows as the state needs them, read once (``NEW``)."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id,"
-        f" sequence_no FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+        " sequence_no, event_type, disclosing_agency, recipient_agency"
+        f" FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
     )
 
 
@@ -368,6 +371,7 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
     if not plan.keep:
         con.execute(f"DELETE FROM {STATE}")
         con.execute(f"DELETE FROM {BATCHES}")
+        flow_state.clear(con)
         return
     con.execute("BEGIN TRANSACTION")
     try:
@@ -387,6 +391,7 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
                 f"INSERT INTO {BATCHES} SELECT ingest_run_id, count(*), {by} FROM {TABLE}"
                 " GROUP BY 1"
             )
+            flow_state.rebuild(con)
         else:
             _update_from_new(con, plan, by, cols)
         con.execute("COMMIT")
@@ -404,6 +409,9 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
         f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
     summarize(con, rows, "_dw_val_redo")
+    if plan.recomputed:
+        flow_state.recompute(con, reopened)
+    flow_state.merge(con, NEW, reopened)
     # The others with new rows: what the checks read of them (their last stored event, or
     # their tail), then the new rows; their longest gaps outside those.
     touched = (
