@@ -41,7 +41,7 @@ from dwatch.validate.report import (
     new_validation_run_id,
     write_outcomes,
 )
-from dwatch.validate.selecting import Batch, batches_reopened, select_batches
+from dwatch.validate.selecting import Batch, batches_reopened, first_rows, select_batches
 
 if TYPE_CHECKING:  # the checking stages load Great Expectations: only when there is work
     from dwatch.validate.setwise import Setting
@@ -99,11 +99,15 @@ def validate_batches(
     from dwatch.validate.verdicts import move_impossible_instants
 
     setting = _setting(config)
-    early = move_impossible_instants(con, batches, setting.now, report.validation_run_id)
+    since = first_rows(con, batches)
+    early = move_impossible_instants(
+        con, batches, setting.now, report.validation_run_id, since.get(state.TABLE, 0)
+    )
     # Old batches whose open gaps new rows of their sources may fill are checked in the
     # same pass, for coverage only, after the new ones (their verdicts see the new rows).
-    again = batches_reopened(con, _sources_of(con, batches), {b.run_id for b in batches})
-    plan = _plan_state(con, batches + again, report) if use_state else None
+    again = batches_reopened(con, _sources_of(con, batches, since), {b.run_id for b in batches})
+    plan = _plan_state(con, batches + again, report, since) if use_state else None
+    setting = replace(setting, since=since)
     if plan is not None and plan.usable:
         setting = replace(setting, history=(state.HIST, state.STATE_NOW, state.HIST_SEQ))
     watch.lap("state")
@@ -131,13 +135,16 @@ def validate_batches(
 
 
 def _plan_state(
-    con: duckdb.DuckDBPyConnection, batches: list[Batch], report: ValidationReport
+    con: duckdb.DuckDBPyConnection,
+    batches: list[Batch],
+    report: ValidationReport,
+    since: dict[str, int],
 ) -> state.StatePlan | None:
     """How the silence checks read each source's history (None: the state cannot be read,
     they read the store)."""
     ids = [b.run_id for b in batches if b.table == state.TABLE]
     try:
-        plan = state.prepare(con, ids)
+        plan = state.prepare(con, ids, since.get(state.TABLE, 0))
     except duckdb.Error:
         log.exception("the validation state could not be read; reading history")
         report.state_notes.append("validation state unreadable: history read")
@@ -181,8 +188,11 @@ def _data_docs(
         report.docs_error = f"{type(exc).__name__}: {exc} (into {docs})"
 
 
-def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, list[str]]:
-    """Each source the new batches hold rows of, with those batches."""
+def _sources_of(
+    con: duckdb.DuckDBPyConnection, batches: list[Batch], since: dict[str, int]
+) -> dict[str, list[str]]:
+    """Each source the new batches hold rows of, with those batches (``since``: per
+    table, no row of theirs has a lower rowid)."""
     sources: dict[str, list[str]] = {}
     schema = load_schema()
     for table in (schema.events, schema.items):
@@ -191,7 +201,8 @@ def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[st
             continue
         for run_id, source in con.execute(
             f"SELECT DISTINCT ingest_run_id, source_system FROM {table.name}"
-            " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND source_system IS NOT NULL"
+            f" WHERE rowid >= {int(since.get(table.name, 0))}"
+            " AND ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND source_system IS NOT NULL"
             " ORDER BY 1, 2",
             [ids],
         ).fetchall():
