@@ -161,6 +161,7 @@ def make_facts(
     config: ValidationConfig,
     history: tuple[str, str, str] | None = None,
     key_runs: KeyRuns | None = None,
+    since: int = 0,
 ) -> BatchFacts:
     return BatchFacts(
         run_ids[-1],
@@ -172,6 +173,7 @@ def make_facts(
         tuple(run_ids),
         history,
         key_runs or {},
+        since,
     )
 
 
@@ -355,8 +357,9 @@ def find(
     held = [r for r in new if found.rows.get(r)]
     seq = [r for r in found.seq_ranges if r[0] not in coverage_only]
     key_runs = runs_to_read(con, table.name, held, seq)
+    since = setting.since.get(table.name, 0)
     facts = make_facts(
-        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs
+        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs, since
     )
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
@@ -376,7 +379,7 @@ def find(
     live: dict[str, Check] = {}
     if history is not None:
         plain = make_facts(
-            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs
+            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs, since
         )
         live = {
             c.name: c
