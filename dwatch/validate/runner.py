@@ -4,10 +4,12 @@
 Its stages, each a module that imports only the ones before it:
 
 1. ``selecting``: the batches not validated yet (one ``ingest_runs`` row each; their rows
-   carry ``ingest_run_id``), and old batches whose open coverage gaps new rows may fill;
+   carry ``ingest_run_id``, and lie above a rowid bound, ``first_rows``), and old batches
+   whose open coverage gaps new rows may fill;
 2. ``setwise``: every check of the canonical suite and of each source's suite runs once
    for all those batches (row checks as one aggregate by batch and source, batch-level
-   checks as one query over every batch's windows);
+   checks as one query over every batch's windows, gaps found from buckets: ``neighbours``;
+   history read through the per-source and per-flow state: ``state``, ``flow_state``);
 3. ``verdicts``: per batch, in load order, its outcomes; rows failing a check whose action
    is ``quarantine`` move to ``quarantine`` (stage 'validate') with the batch's
    ``ingest_runs`` counts, in the transaction that records its ``validation_results``;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dwatch.store import MIGRATIONS_DIR
 from dwatch.validate import ValidationConfig, validate_batches
 from dwatch.validate.flow_state import FLOWS, flows_sql
 from tests.validate.test_validate_state import FIRST, _rows, _two_increments
@@ -59,3 +60,15 @@ def test_store_wide_silence_reads_the_flow_state(tmp_path: Path, vconfig: Valida
         validate_batches(store.con, config=vconfig, build_docs=False)
         verdicts.append(store.con.execute(STOPPED).fetchall())
     assert verdicts == [[("its flows in other logs",)], [("any source",)]]
+
+
+def test_migration_fills_the_flow_state_of_a_store_kept_before_it(
+    tmp_path: Path, vconfig: ValidationConfig
+) -> None:
+    """A store validated before migration 0035 gets the flow state its batches hold."""
+    store, _ = _two_increments(tmp_path / "s.duckdb", vconfig, use_state=True)
+    kept = store.con.execute(KEPT).fetchall()
+    store.con.execute(f"DELETE FROM {FLOWS}")
+    sql = (MIGRATIONS_DIR / "0035_validation_flow_state.sql").read_text(encoding="utf-8")
+    store.con.execute(sql[sql.index("INSERT INTO") :])
+    assert store.con.execute(KEPT).fetchall() == kept
