@@ -250,12 +250,20 @@ def _lean_queries(
 def _totals(con: duckdb.DuckDBPyConnection) -> tuple[int, float, date | None]:
     """Rows, events, and the window's middle day (the row at half the count in day order,
     nulls first, as ``held_out_scores`` takes it)."""
-    rows, events = con.execute(f"SELECT count(*), sum(events) FROM {_TABLE}").fetchall()[0]
-    middle = con.execute(
-        f"SELECT day FROM {_TABLE} ORDER BY day NULLS FIRST LIMIT 1 OFFSET $k",
-        {"k": int(rows) // 2},
+    # Rows per day, in day order (a few hundred days), not a sort of every row: the middle
+    # row's day is the first whose running count passes half the rows.
+    per_day = con.execute(
+        f"SELECT day, count(*), sum(events) FROM {_TABLE} GROUP BY day ORDER BY day NULLS FIRST"
     ).fetchall()
-    return int(rows), float(events or 0), middle[0][0] if middle else None
+    rows = sum(int(n) for _, n, _ in per_day)
+    events = float(sum(int(e or 0) for _, _, e in per_day))
+    seen, middle = 0, None
+    for day, n, _ in per_day:
+        seen += int(n)
+        if seen > rows // 2:
+            middle = day
+            break
+    return rows, events, middle
 
 
 def _folds(
