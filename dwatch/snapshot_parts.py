@@ -329,8 +329,15 @@ def _write_parts(
 
 
 def view_sql(snapshot_dir: Path, table: str, parts: list[Part]) -> str:
-    """The snapshot's view of ``table``: its listed files in rowid order, by absolute path."""
-    files = [str((snapshot_dir / p.file).resolve()) for p in parts if p.table == table and p.file]
+    """The snapshot's view of ``table``: its listed files in rowid order, by absolute path.
+
+    The zero-row schema file comes last: DuckDB estimates a Parquet list's rows from its
+    first file, and a first file of no rows made every join put the whole table on the
+    build side (a one-taxpayer accounting read all 1M index rows at 1M events)."""
+    listed_parts = sorted(
+        (p for p in parts if p.table == table and p.file), key=lambda p: p.kind == SCHEMA
+    )
+    files = [str((snapshot_dir / str(p.file)).resolve()) for p in listed_parts]
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"SELECT * FROM read_parquet([{listed}])"
 

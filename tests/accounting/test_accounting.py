@@ -241,3 +241,45 @@ def test_duckdb_csv_writes_the_same_cells_as_csv_cell(loaded, tmp_path):
     assert "123-45-6789" not in by_duckdb and "0123456789abcdef0123" not in by_duckdb
     cells = {cell for row in parsed for cell in row}
     assert {"'+SUM(A1:A9)", "'-2+3", "'@cmd", "'=1+1", "'\tTAB"} <= cells
+
+
+def test_a_first_build_lists_each_batch_as_the_staged_refresh_does(con, tmp_path):
+    """A first build inserts straight from the query, with no staging table; each batch's
+    count in accounting_index_runs is what the staged rows give (rows of its events, plus
+    rows of its items that sit on another batch's events)."""
+    load(con, tmp_path / "a", "ledger")
+    load(con, tmp_path / "b", "receipts")
+    load(con, tmp_path / "c", "items")  # items of requests whose events came before
+    batches = index_module.unindexed_batches(con)
+    with transaction(con):
+        index_module.pending_entries(con, batches, "_acct_staged")
+        staged = con.execute(
+            "SELECT ingest_run_id, item_run_id, via, event_id, item_no FROM _acct_staged"
+        ).fetchall()
+    expected = {b: sum(1 for e, i, *_ in staged if e == b or (i == b and i != e)) for b in batches}
+    sent: list[str] = []
+    execute = con.execute
+
+    class Recording:
+        def execute(self, sql, *args, **kwargs):
+            sent.append(" ".join(sql.split()))
+            return execute(sql, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(con, name)
+
+    with transaction(con):
+        refreshed = refresh_index(Recording())
+    assert refreshed.entries == len(staged) > 0
+    assert (
+        dict(con.execute("SELECT ingest_run_id, entries FROM accounting_index_runs").fetchall())
+        == expected
+    )
+    assert sum(expected.values()) > len(staged)  # an item row counts for both its batches
+    assert not [s for s in sent if "_acct_new" in s]
+    indexed = con.execute(
+        "SELECT ingest_run_id, item_run_id, via, event_id, item_no FROM accounting_index"
+    ).fetchall()
+    assert sorted(indexed, key=str) == sorted(staged, key=str)
+    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_index").fetchall()]
+    assert keys == sorted(keys)

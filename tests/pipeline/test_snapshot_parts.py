@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -247,3 +248,41 @@ def test_batches_read_by_rowid_range_are_whole_after_deletes_compaction_and_inte
     ):
         assert _read(second.path, query) == store.execute(query).fetchall(), query
     assert _read(first.path, "SELECT count(*) FROM accounting_index") == [(30,)]
+
+
+def _join_sides(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(probe, build) operator names of every hash join in a JSON plan."""
+    found: list[tuple[str, str]] = []
+    children = plan.get("children", [])
+    if plan.get("name") == "HASH_JOIN":
+        found.append((children[0]["name"], children[1]["name"]))
+    for child in children:
+        found.extend(_join_sides(child))
+    return found
+
+
+def test_a_join_with_a_few_rows_builds_on_them_not_on_the_partition_files(
+    store: duckdb.DuckDBPyConnection, db_path: Path, tmp_path: Path
+) -> None:
+    """DuckDB estimates a Parquet list's rows from its first file: the zero-row schema file
+    listed first made every join build its hash table from the whole partitioned table (a
+    one-taxpayer accounting read every index row of a snapshot)."""
+    _load(store, tmp_path / "in" / "a.csv", ["2026-01-02", "2026-01-03", "2026-01-04"], 1)
+    published = _publish(store, db_path, tmp_path / "snapshots", "run_20260101T000000_a")
+    snapshot = duckdb.connect(str(published.path), read_only=True)
+    try:
+        snapshot.execute(
+            "CREATE TEMP TABLE wanted AS SELECT event_id FROM disclosure_events LIMIT 1"
+        )
+        [(_, plan)] = snapshot.execute(
+            "EXPLAIN (FORMAT json) SELECT e.* FROM wanted w"
+            " JOIN disclosure_events e ON e.event_id = w.event_id"
+        ).fetchall()
+        found = snapshot.execute(
+            "SELECT count(*) FROM wanted w JOIN disclosure_events e USING (event_id)"
+        ).fetchone()
+    finally:
+        snapshot.close()
+    sides = [side for root in json.loads(plan) for side in _join_sides(root)]
+    assert sides == [("READ_PARQUET", "SEQ_SCAN")]
+    assert found == (1,)
