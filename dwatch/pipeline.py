@@ -862,8 +862,15 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
         enabled = [d for d, s in load_config().detectors.items() if s.enabled]
         missing = sorted(set(enabled) - set(latest_models(ctx.con)))
         if missing and ctx.con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]:
+            # The rows a fit builds for all history stay for the scoring below (it scores
+            # all history with the new models): detectors/ml/reuse.py.
             results = train_models(
-                ctx.con, window_from=None, window_to=None, models_dir=models_dir, detectors=missing
+                ctx.con,
+                window_from=None,
+                window_to=None,
+                models_dir=models_dir,
+                detectors=missing,
+                keep_for_scoring=True,
             )
             trained = [r.detector_id for r in results if r.status == "trained"]
     models = {d: r.version for d, r in sorted(latest_models(ctx.con).items())}

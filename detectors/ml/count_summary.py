@@ -15,6 +15,7 @@ window's length.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -25,7 +26,7 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, count_stats, features
+from detectors.ml import bounds, count_stats, features, partitions, reuse
 from detectors.ml.detectors import MLDetector
 from detectors.ml.surprise import CountRateSurprise
 
@@ -177,20 +178,29 @@ def fit_on_sums(
     window_from: datetime | None,
     window_to: datetime | None,
     chunk_rows: int,
+    keep_for_scoring: bool = False,
 ) -> CountFit | None:
-    """Fit ``det`` on its window's sums; None when it is not a count-rate model."""
+    """Fit ``det`` on its window's sums; None when it is not a count-rate model.
+    ``keep_for_scoring``: when the window's rows are all history's, keep them (with the
+    columns scoring reads) for the scoring that follows (:mod:`detectors.ml.reuse`)."""
     est = det.build_pipeline().steps[-1][1]
     if not isinstance(est, CountRateSurprise) or not est.with_load:
         return None
     start, notes = bounds._needed(con, det, window_from, window_to)
-    planned = bounds._plan(con, det, start, window_to)
-    if planned is None:
+    kept = keep_for_scoring and reuse.covers_history(con, det, start, window_to)
+    wanted = [*det.feature_columns, "day", "events", *(reuse.scoring_columns(det) if kept else [])]
+    leans = _lean_queries(con, det, start, window_to, list(dict.fromkeys(wanted)))
+    if leans is None:
         return None
-    body = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
-    lean = features.narrowed(body, list(dict.fromkeys([*det.feature_columns, "day", "events"])))
     keys, measures = _layout(det, est)
+    table = reuse.table_name(det) if kept else _TABLE
+    done = False
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS {lean.sql}", lean.params)
+        for i, lean in enumerate(leans):
+            into = f"INSERT INTO {table} " if i else f"CREATE OR REPLACE TEMP TABLE {table} AS "
+            con.execute(into + lean.sql, lean.params)
+        if kept:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {_TABLE} AS SELECT * FROM {table}")
         rows, events, middle = _totals(con)
         entities, units = _sums(con, det, est, middle)
         both = _combined(entities, units, keys, len(measures))
@@ -200,24 +210,60 @@ def fit_on_sums(
         top = _top_scores(
             con, det, folds, model, middle, 2 * int(np.ceil(allowed)) + 64, chunk_rows
         )
+        done = True
     except duckdb.Error as exc:
         raise features._query_error(exc) from exc
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+        con.execute(f"DROP {'VIEW' if kept else 'TABLE'} IF EXISTS {_TABLE}")
+        if kept and not done:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    if kept:
+        reuse.keep(con, det, table)
     sha = _sums_sha256(both[0].sort(keys), both[1].sort(keys[0]))
     window = bounds.TrainingWindow(start, window_to, "; ".join(notes))
     return CountFit(window, model, rows, events, top, sha, both[0].height, both[1].height)
 
 
+def _lean_queries(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    start: datetime | None,
+    window_to: datetime | None,
+    wanted: list[str],
+) -> list[features.FeatureQuery] | None:
+    """The window's feature query narrowed to ``wanted``, or one per group of partitions
+    when the window's events outgrow DuckDB's share (:mod:`detectors.ml.partitions`);
+    None when the detector's training frame is not one feature query."""
+    by = det.scope_by
+    groups = partitions.groups(con, by, det.event_types, start, window_to) if by else None
+    queries: list[features.FeatureQuery] = []
+    for group in groups or [None]:
+        with partitions.only(by, group) if by and group is not None else nullcontext():
+            planned = bounds._plan(con, det, start, window_to)
+        if planned is None:
+            return None
+        body = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
+        queries.append(features.narrowed(body, wanted))
+    return queries
+
+
 def _totals(con: duckdb.DuckDBPyConnection) -> tuple[int, float, date | None]:
     """Rows, events, and the window's middle day (the row at half the count in day order,
     nulls first, as ``held_out_scores`` takes it)."""
-    rows, events = con.execute(f"SELECT count(*), sum(events) FROM {_TABLE}").fetchall()[0]
-    middle = con.execute(
-        f"SELECT day FROM {_TABLE} ORDER BY day NULLS FIRST LIMIT 1 OFFSET $k",
-        {"k": int(rows) // 2},
+    # Rows per day, in day order (a few hundred days), not a sort of every row: the middle
+    # row's day is the first whose running count passes half the rows.
+    per_day = con.execute(
+        f"SELECT day, count(*), sum(events) FROM {_TABLE} GROUP BY day ORDER BY day NULLS FIRST"
     ).fetchall()
-    return int(rows), float(events or 0), middle[0][0] if middle else None
+    rows = sum(int(n) for _, n, _ in per_day)
+    events = float(sum(int(e or 0) for _, _, e in per_day))
+    seen, middle = 0, None
+    for day, n, _ in per_day:
+        seen += int(n)
+        if seen > rows // 2:
+            middle = day
+            break
+    return rows, events, middle
 
 
 def _folds(

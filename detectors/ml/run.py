@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from scipy.stats import poisson
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, count_summary, features, summary
+from detectors.ml import bounds, count_summary, features, reuse, summary
 from detectors.ml.detectors import MLDetector
 from detectors.ml.registry import (
     MLConfig,
@@ -284,6 +284,7 @@ def _fit_summarized(
     window_to: datetime | None,
     max_rows: int | None,
     min_rows: int,
+    keep_for_scoring: bool = False,
 ) -> _Fitted | int | None:
     """Fit on the window's distinct feature rows with their counts, summed in DuckDB
     (:mod:`detectors.ml.summary`), or a count-rate model on its sums per user and agency
@@ -293,7 +294,7 @@ def _fit_summarized(
     if det.settings.training_rows is not None:
         return None  # a bound on the rows fitted was asked for: fit on them
     if isinstance(det.build_pipeline().steps[-1][1], CountRateSurprise):
-        return _fit_count_sums(con, det, window_from, window_to, min_rows)
+        return _fit_count_sums(con, det, window_from, window_to, min_rows, keep_for_scoring)
     held = summary.summarize(con, det, window_from, window_to, max_rows)
     if held is None:
         return None
@@ -325,13 +326,14 @@ def _fit_count_sums(
     window_from: datetime | None,
     window_to: datetime | None,
     min_rows: int,
+    keep_for_scoring: bool = False,
 ) -> _Fitted | int | None:
     """A count-rate model fitted on its window's sums; its floor from the highest held-out
     scores (the rest of the rows stand as one entry below them all)."""
     if not _rate_floor_set(det):
         return None  # its floor would be the in-sample offset_, which sums do not give
     rows = memory_budget().rows_for(SCORE_ROW_BYTES)
-    fit = count_summary.fit_on_sums(con, det, window_from, window_to, rows)
+    fit = count_summary.fit_on_sums(con, det, window_from, window_to, rows, keep_for_scoring)
     if fit is None:
         return None
     if fit.rows < min_rows:
@@ -363,9 +365,10 @@ def _train_one(
     models_dir: Path,
     min_rows: int,
     max_rows: int | None,
+    keep_for_scoring: bool = False,
 ) -> TrainResult:
     fitted = (
-        _fit_summarized(con, det, window_from, window_to, max_rows, min_rows)
+        _fit_summarized(con, det, window_from, window_to, max_rows, min_rows, keep_for_scoring)
         if det.fits_summary
         else None
     )
@@ -437,6 +440,7 @@ def train_models(
     detectors: list[str] | None = None,
     min_rows: int = 20,
     max_rows: int | None = None,
+    keep_for_scoring: bool = False,
 ) -> list[TrainResult]:
     """Fit each enabled detector on [window_from, window_to) and save it; never raises for one
     detector lacking data (it is reported as skipped).
@@ -446,9 +450,14 @@ def train_models(
     in DuckDB (:mod:`detectors.ml.summary`), so its window is never narrowed; for the
     others a window holding more than ``max_rows`` rows (default: what ``DWATCH_MEMORY``
     holds) is narrowed to its most recent days (:mod:`detectors.ml.bounds`). The model
-    records the window used."""
+    records the window used.
+
+    ``keep_for_scoring``: rows a fit built that are also all history's scoring rows stay
+    in DuckDB for the :func:`score_models` that follows on ``con``, which reads them
+    instead of building them again and then drops them (:mod:`detectors.ml.reuse`)."""
     config = config or load_config()
     models_dir = Path(models_dir) if models_dir else default_models_dir()
+    reuse.release(con)
     features.prepare_zones(con, config.time_zones)
     return [
         _train_one(
@@ -459,6 +468,7 @@ def train_models(
             models_dir=models_dir,
             min_rows=min_rows,
             max_rows=max_rows,
+            keep_for_scoring=keep_for_scoring,
         )
         for det in enabled_detectors(config, detectors)
     ]

@@ -52,38 +52,69 @@ def touched(
     the windows), only their events count in a log's window: a window opened by request
     items alone (items arriving after their events) changes no ML feature. A backfill
     window ('*') counts every event."""
-    pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
-    if not pairs:
-        return []
-    days = [d for _, d in pairs]
-    value = f"coalesce(\"{by}\", '')" if by else "''"
-    rows = con.execute(
-        f"""
-        WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
-                          unnest($days::DATE[]) AS day),
-        e AS (SELECT source_system, {value} AS value,
-                     CAST(timezone('UTC', occurred_at) AS DATE) AS day,
-                     ($batches::VARCHAR[] IS NULL
-                      OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
-              FROM disclosure_events
-              WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
-                AND occurred_at >= $lo AND occurred_at < $hi)
-        SELECT DISTINCT e.value, e.day FROM e SEMI JOIN w
-            ON w.day = e.day
-           AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
-        ORDER BY 2, 1
-        """,
-        {
-            "batches": None if batches is None else list(batches),
-            "sources": [s for s, _ in pairs],
-            "days": days,
-            "types": list(event_types),
-            "lo": datetime.combine(min(days), time.min, tzinfo=UTC),
-            "hi": datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
-            "all": ALL_SOURCES,
-        },
-    ).fetchall()
-    return [(str(v), d) for v, d in rows]
+    found = Touched.read(con, event_types, windows, [by] if by else [], batches)
+    return found.of(event_types, by)
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The windows' events as (event type, UTC day, value of each partition column),
+    read once (:meth:`read`) for every detector of a run (:meth:`of` is :func:`touched`
+    of each: the query differed only in the event types it kept)."""
+
+    by: tuple[str, ...]
+    rows: tuple[tuple[str, date, tuple[str, ...]], ...]
+
+    @classmethod
+    def read(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        event_types: Iterable[str],
+        windows: Iterable[SourceWindow],
+        by: Sequence[str] = (),
+        batches: Sequence[str] | None = None,
+    ) -> Touched:
+        pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
+        by = tuple(dict.fromkeys(by))
+        if not pairs:
+            return cls(by, ())
+        days = [d for _, d in pairs]
+        values = "".join(f", coalesce(\"{c}\", '') AS v{i}" for i, c in enumerate(by))
+        picked = "".join(f", e.v{i}" for i in range(len(by)))
+        rows = con.execute(
+            f"""
+            WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
+                              unnest($days::DATE[]) AS day),
+            e AS (SELECT source_system, event_type{values},
+                         CAST(timezone('UTC', occurred_at) AS DATE) AS day,
+                         ($batches::VARCHAR[] IS NULL
+                          OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
+                  FROM disclosure_events
+                  WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
+                    AND occurred_at >= $lo AND occurred_at < $hi)
+            SELECT DISTINCT e.event_type, e.day{picked} FROM e SEMI JOIN w
+                ON w.day = e.day
+               AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
+            """,
+            {
+                "batches": None if batches is None else list(batches),
+                "sources": [s for s, _ in pairs],
+                "days": days,
+                "types": sorted(set(event_types)),
+                "lo": datetime.combine(min(days), time.min, tzinfo=UTC),
+                "hi": datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
+                "all": ALL_SOURCES,
+            },
+        ).fetchall()
+        return cls(by, tuple((str(r[0]), r[1], tuple(str(v) for v in r[2:])) for r in rows))
+
+    def of(self, event_types: Iterable[str], by: str | None = None) -> list[tuple[str, date]]:
+        """The (value of ``by``, UTC day) pairs of the events of ``event_types``, ordered
+        by day then value (value '' without ``by``)."""
+        types = set(event_types)
+        k = self.by.index(by) if by else None
+        found = {(vals[k] if k is not None else "", d) for t, d, vals in self.rows if t in types}
+        return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
 
 def days_around(days: Iterable[date], margin: int) -> list[date]:
@@ -119,9 +150,11 @@ def detector_scope(
     window_to: datetime | None,
     windows: Sequence[SourceWindow] | None,
     batches: Sequence[str] | None = None,
+    read: Touched | None = None,
 ) -> DetectorScope | None:
     """The detector's share of a run: the window, or (given ``windows``) the days they
-    touch (of ``batches``' events, see :func:`touched`); None when the windows hold
+    touch (of ``batches``' events, see :func:`touched`; ``read``: the windows' events
+    already read for every detector, :meth:`Touched.read`); None when the windows hold
     nothing of its event types."""
     if windows is None:
         # A detector that looks ahead rescores the days just before the window too (their
@@ -132,7 +165,11 @@ def detector_scope(
             else window_from
         )
         return DetectorScope(start, window_to)
-    found = touched(con, detector.event_types, windows, detector.scope_by, batches)
+    found = (
+        read.of(detector.event_types, detector.scope_by)
+        if read is not None
+        else touched(con, detector.event_types, windows, detector.scope_by, batches)
+    )
     if not found:
         return None
     margin = detector.rescore_days

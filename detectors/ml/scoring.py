@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import days, features, scope
+from detectors.ml import days, features, partitions, reuse, scope
 from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
 from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_config, load_model
 from dwatch.errors import ConfigError
@@ -236,10 +236,17 @@ def _score_partitioned(
     assert by is not None
     row_keys = list(detector.key_columns)
     keys = list(detector.alert_key_columns or detector.key_columns)
-    wanted = [*row_keys, by, "first_at", *detector.feature_columns, *keys]
+    wanted = reuse.scoring_columns(detector)
+    # The rows a training just built for all history, when it left them (reuse.py).
+    kept = reuse.take(con, detector, query)
+    sources = (
+        [features.FeatureQuery(f"SELECT {', '.join(map(_quoted, wanted))} FROM {kept}", {})]
+        if kept is not None
+        else [features.narrowed(q, wanted) for q in _by_groups(con, detector, query, window)]
+    )
     hits: list[pl.DataFrame] = []
     scored = 0
-    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
+    for chunk in (c for source in sources for c in features.batches(con, source, rows)):
         scores = detector.anomaly_scores(model, chunk, threads=threads)
         hit = pl.Series(scores >= record.threshold)
         hits.append(
@@ -262,6 +269,32 @@ def _score_partitioned(
     return candidates.unique("alert_id", keep="first", maintain_order=True), scored
 
 
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
+def _by_groups(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    query: features.FeatureQuery,
+    window: tuple[datetime | None, datetime | None],
+) -> list[features.FeatureQuery]:
+    """``query``, or its rows a group of partitions at a time when the window's events
+    outgrow DuckDB's share (:mod:`detectors.ml.partitions`; not inside days.on_days(),
+    whose days bound the rows already)."""
+    by = detector.scope_by
+    assert by is not None
+    found = None if days.active() else partitions.groups(con, by, detector.event_types, *window)
+    if found is None:
+        return [query]
+    queries: list[features.FeatureQuery] = []
+    for group in found:
+        with partitions.only(by, group), features.planned() as planned:
+            detector.scoring_frame(con, *window)
+        queries.extend(planned)
+    return queries
+
+
 def _rebuilt(
     con: duckdb.DuckDBPyConnection,
     detector: MLDetector,
@@ -280,9 +313,20 @@ def _rebuilt(
     assert by is not None
     when = found["first_at"].dt.convert_time_zone("UTC").dt.date()
     pairs = set(zip(found[by].fill_null("").to_list(), when.to_list(), strict=True))
-    with days.on_days({d for _, d in pairs}, by=by, keys=pairs), features.planned() as queries:
-        detector.scoring_frame(con, *window)
-    return features.run_query(con, queries[0])
+    # All history's flagged days can span most of the store: rebuilt a group of partitions
+    # at a time, as they were scored (_by_groups), each group's days within its own events.
+    groups = None if days.active() else partitions.groups(con, by, detector.event_types, *window)
+    parts = (
+        [pairs]
+        if groups is None
+        else [{p for p in pairs if p[0] in {"" if v is None else v for v in g}} for g in groups]
+    )
+    frames = []
+    for part in (p for p in parts if p):
+        with days.on_days({d for _, d in part}, by=by, keys=part), features.planned() as queries:
+            detector.scoring_frame(con, *window)
+        frames.append(features.run_query(con, queries[0]))
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 def alerts_for(
@@ -400,15 +444,60 @@ def score_models(
     config = config or load_config()
     rows = chunk_rows or memory_budget().rows_for(SCORE_ROW_BYTES)
     features.prepare_zones(con, config.time_zones)
+    try:
+        return _score_all(
+            con,
+            config,
+            run_id,
+            models_dir,
+            (window_from, window_to),
+            windows,
+            batches,
+            threads=threads,
+            own_transaction=own_transaction,
+            rows=rows,
+        )
+    finally:
+        reuse.release(con)  # rows a training kept for this scoring (reuse.py)
+
+
+def _score_all(
+    con: duckdb.DuckDBPyConnection,
+    config: MLConfig,
+    run_id: str,
+    models_dir: Path | None,
+    window: tuple[datetime | None, datetime | None],
+    windows: Sequence[scope.SourceWindow] | None,
+    batches: Sequence[str] | None,
+    *,
+    threads: int,
+    own_transaction: bool,
+    rows: int,
+) -> ScoreSummary:
+    window_from, window_to = window
     records = latest_models(con)
     summary = ScoreSummary()
-    for det in enabled_detectors(config, None):
+    detectors = enabled_detectors(config, None)
+    usable = [d for d in detectors if _stale(d, records.get(d.detector_id)) is None]
+    # The windows' events are read once for every detector (each keeps its own types).
+    read = (
+        scope.Touched.read(
+            con,
+            {t for det in usable for t in det.event_types},
+            windows,
+            [det.scope_by for det in usable if det.scope_by],
+            batches,
+        )
+        if windows is not None and usable
+        else None
+    )
+    for det in detectors:
         record = records.get(det.detector_id)
         why_not = _stale(det, record)
         if why_not is not None or record is None:
             summary.detectors.append(DetectorScore(det.detector_id, None, message=why_not or ""))
             continue
-        where = scope.detector_scope(con, det, window_from, window_to, windows, batches)
+        where = scope.detector_scope(con, det, window_from, window_to, windows, batches, read)
         if where is None:
             summary.detectors.append(
                 DetectorScore(det.detector_id, record.version, message="no new events of its types")

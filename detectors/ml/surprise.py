@@ -542,10 +542,9 @@ class CountRateSurprise(_SurpriseOutlier):
         if p["x_window"] is not None:
             k = self.rate_ratio
             elevated = (p["x"] / phi) * np.log(k) - (k - 1) * ex["mu"] / phi > 0
-            each = poisson_surprise(
-                p["x_window"] / phi[:, :, None], ex["mu_window"] / phi[:, :, None]
-            )
-            each = np.where((elevated & judged)[:, :, None], each, 0.0)
+            on = elevated & judged  # only these rows' windows count: the others stay 0
+            f = phi[on][:, None]
+            each[on] = poisson_surprise(p["x_window"][on] / f, ex["mu_window"][on] / f)
         return np.where(judged, day, 0.0), each.max(axis=2), each
 
     def _check(self, X: Any) -> dict[str, Any]:
