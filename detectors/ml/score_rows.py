@@ -176,6 +176,17 @@ def _rebuilt(
     assert by is not None
     when = found["first_at"].dt.convert_time_zone("UTC").dt.date()
     pairs = set(zip(found[by].fill_null("").to_list(), when.to_list(), strict=True))
-    with days.on_days({d for _, d in pairs}, by=by, keys=pairs), features.planned() as queries:
-        detector.scoring_frame(con, *window)
-    return features.run_query(con, queries[0])
+    # All history's flagged days can span most of the store: rebuilt a group of partitions
+    # at a time, as they were scored (_by_groups), each group's days within its own events.
+    groups = None if days.active() else partitions.groups(con, by, detector.event_types, *window)
+    parts = (
+        [pairs]
+        if groups is None
+        else [{p for p in pairs if p[0] in {"" if v is None else v for v in g}} for g in groups]
+    )
+    frames = []
+    for part in (p for p in parts if p):
+        with days.on_days({d for _, d in part}, by=by, keys=part), features.planned() as queries:
+            detector.scoring_frame(con, *window)
+        frames.append(features.run_query(con, queries[0]))
+    return pl.concat(frames, how="vertical_relaxed")
