@@ -27,9 +27,9 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     request items with their carrying event and their address's verdict
     (``address_valid``, ``address_form``, ``address_reason``: :mod:`dwatch.address`, judged
     once per distinct address text into ``address_verdicts``).
-``dw_sequence_breaks``
-    the rows where a log's order breaks (a sequence gap or reused number, or a time
-    earlier than the previous entry's), with the neighbours' numbers and times.
+``dw_sequence_breaks``, ``dw_log_sizes``
+    the rows where a log's order breaks (a sequence gap or reused number, or a time earlier
+    than the previous entry's), with the neighbours' numbers and times; each log's entries.
 
 A query returns one row per finding with ``entity_id``, ``event_ids`` (or ``event_keys``:
 ``{source_system, event_id}`` pairs, for findings whose events span logs), ``window_start``,
@@ -59,7 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors import evidence, log_rows, rule_state
+from detectors import evidence, rule_state
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -272,7 +272,7 @@ def _refresh_citations(
     refresh: str = "true",
 ) -> int:
     """Classify each DISTINCT legal_authority of ``events`` into ``dw_citations`` and
-    refresh disclosure_events.authority_id on the rows matching ``refresh`` (SQL).
+    refresh disclosure_events.authority_id on the rows matching ``refresh`` (SQL on ``e``).
 
     Aliases may have changed since ingest; only rows whose id changes are written. A run
     judging part of the store under an unchanged registry refreshes only new batches.
@@ -303,7 +303,7 @@ def _refresh_citations(
             f" AND e.authority_id IS DISTINCT FROM c.authority_id AND ({refresh})"
         )
         con.execute(
-            "UPDATE disclosure_events SET authority_id = NULL"
+            "UPDATE disclosure_events e SET authority_id = NULL"
             f" WHERE legal_authority IS NULL AND authority_id IS NOT NULL AND ({refresh})"
         )
     return changed
@@ -578,7 +578,7 @@ def prepare(
 
     ``events`` and ``items`` name the rows judged (default the whole store; a view over
     a part of it when :mod:`detectors.scoped` judges only what new data touches).
-    ``refresh`` (SQL on disclosure_events) limits the authority_id refresh to new rows when
+    ``refresh`` (SQL on disclosure_events ``e``) limits the authority_id refresh to new rows when
     the registry is unchanged; ``log_order`` and ``custody`` build the tables only the rules
     reading them need; ``materialise`` resolves ``dw_events`` once into a table (for a part
     of the store many rules read) instead of in every rule's query.
@@ -587,8 +587,9 @@ def prepare(
     if sync:
         sync_registry(con, registry)
     refreshed = _refresh_citations(con, registry, events=events, refresh=refresh)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_agencies AS SELECT * FROM registry_recipient_resolution"
+    con.execute(  # unsynced: kept from the judgement's first prepare (it reads every event)
+        f"CREATE {'OR REPLACE TEMP TABLE' if sync else 'TEMP TABLE IF NOT EXISTS'} dw_agencies"
+        " AS SELECT * FROM registry_recipient_resolution"
     )
     con.execute(_AGREEMENT_KEYS_TABLE)
     reg = registry_parameters(registry)
@@ -630,11 +631,11 @@ def prepare(
     refresh_address_verdicts(con, vocabulary_of(registry), items=items)
     con.execute(_on_base(_ITEMS_TABLE, events, items))
     if log_order:
-        if events == "disclosure_events":  # every log whole: sorted narrow
-            log_rows.build(con)
-        else:
-            con.execute(_on_base(rule_state.log_rows_sql(), events, items))
-        con.execute(rule_state.SEQUENCE_BREAKS)
+        rule_state.prepare_log_order(
+            con,
+            lambda sql: _on_base(sql, events, items),
+            whole=events == "disclosure_events",  # every log whole: sorted narrow
+        )
     if custody:
         prepare_custody(con)
     return refreshed

@@ -83,18 +83,37 @@ def _keys_sql(types: dict[str, str]) -> str:
     )
 
 
+def logs_of(
+    con: duckdb.DuckDBPyConnection, keys: str, alias: str = "e"
+) -> tuple[str, dict[str, str]]:
+    """A filter on ``alias.source_system`` to the logs the rows of ``keys`` (SQL with a
+    ``source_system`` column) name, with its parameters; ``true`` when a key names none.
+
+    Constants, so DuckDB compares them with each row group's range and skips the row groups
+    of other logs (a store holds each batch's rows together, one log per batch); a join on
+    the key alone reads the key column of every event in the store."""
+    logs = [r[0] for r in con.execute(f"SELECT DISTINCT source_system FROM ({keys})").fetchall()]
+    if not logs or None in logs:
+        return "true", {}
+    params = {f"log{n}": log for n, log in enumerate(sorted(logs))}
+    return f"{alias}.source_system IN ({', '.join('$' + p for p in params)})", params
+
+
 def _finding_events(con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> None:
+    keys = _keys_sql(types)
+    logs, params = logs_of(con, keys)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _fe AS
-        WITH keys AS ({_keys_sql(types)})
+        WITH keys AS ({keys})
         SELECT DISTINCT k.alert_id, e.source_system, e.event_id, e.event_type, e.request_id,
                e.taxpayer_ref, coalesce(ag.code, upper(trim(e.recipient_agency))) AS recipient_code
         FROM keys k
-        JOIN disclosure_events e
+        JOIN (SELECT * FROM disclosure_events e WHERE {logs}) e
           ON e.event_id = k.event_id AND (k.source_system IS NULL OR e.source_system = k.source_system)
         LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency
-        """
+        """,
+        params,
     )
 
 

@@ -30,6 +30,7 @@ grows by the new batches; otherwise every batch is counted, to say which one cha
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import duckdb
 
@@ -103,10 +104,33 @@ SEQUENCE_BREAKS = (
     " FROM dw_log_rows WHERE is_break"
 )
 
+# Each log's numbered events (``dw_log_sizes``, kept as ``rule_log_sizes``): a run judging
+# new batches adds theirs instead of counting every log again. {events} narrows the rows.
+_SIZES = (
+    "SELECT source_system, count(*) AS entries FROM disclosure_events"
+    " WHERE sequence_no IS NOT NULL AND ({events}) GROUP BY source_system"
+)
+LOG_SIZES = "CREATE OR REPLACE TEMP TABLE dw_log_sizes AS " + _SIZES.format(events="true")
+
+
+def prepare_log_order(
+    con: duckdb.DuckDBPyConnection, on_base: Callable[[str], str], *, whole: bool = False
+) -> None:
+    """``dw_sequence_breaks`` and ``dw_log_sizes`` over the rows ``on_base`` reads
+    (``whole``: every log of the store, sorted narrow by :mod:`detectors.log_rows`)."""
+    if whole:
+        from detectors import log_rows  # (it builds on this module)
+
+        log_rows.build(con)
+    else:
+        con.execute(on_base(log_rows_sql()))
+    con.execute(SEQUENCE_BREAKS)
+    con.execute(on_base(LOG_SIZES))
+
 
 _TABLES = (
     "rule_state_batches", "rule_state", "rule_log_breaks", "rule_log_tail",
-    "rule_recon_sides", "rule_custody_events",
+    "rule_recon_sides", "rule_custody_events", "rule_log_sizes",
 )  # fmt: skip
 LOG_ORDER = "log_order"
 LOG_CODE_VERSION = hashlib.md5((_ENTRIES + _WINDOWED).encode()).hexdigest()[:12]
@@ -254,6 +278,11 @@ def _save_log_order(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("DELETE FROM rule_log_tail")
     con.execute(f"INSERT INTO rule_log_breaks SELECT {_COLUMNS} FROM dw_log_rows WHERE is_break")
     _save_tails(con, "dw_log_rows", run_id)
+    con.execute("DELETE FROM rule_log_sizes")
+    con.execute(
+        "INSERT INTO rule_log_sizes SELECT source_system, entries, $run FROM dw_log_sizes",
+        {"run": run_id},
+    )
     _save_version(con, LOG_ORDER, None, LOG_CODE_VERSION, run_id)
 
 
@@ -401,6 +430,25 @@ def finish(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str) -
     _save_version(con, custody_state.FAMILY, registry_version, custody_state.CODE_VERSION, run_id)
 
 
+def _add_sizes(
+    con: duckdb.DuckDBPyConnection, run_id: str, new_rows: str, params: dict[str, object]
+) -> None:
+    """Add the new rows' counts to ``rule_log_sizes`` (every old batch is as it was counted:
+    :func:`stale`) and expose them as ``dw_log_sizes``."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_log_sizes AS SELECT source_system, sum(entries)::BIGINT"
+        " AS entries FROM (SELECT source_system, entries FROM rule_log_sizes UNION ALL "
+        + _SIZES.format(events=new_rows)
+        + ") GROUP BY source_system",
+        params,
+    )
+    con.execute("DELETE FROM rule_log_sizes")
+    con.execute(
+        "INSERT INTO rule_log_sizes SELECT source_system, entries, $run FROM dw_log_sizes",
+        {"run": run_id},
+    )
+
+
 def update_log_order(
     con: duckdb.DuckDBPyConnection, *, run_id: str, batches: list[str], rebuild: str | None
 ) -> list[str]:
@@ -408,11 +456,8 @@ def update_log_order(
     reason ``rebuild``) and expose it as ``dw_sequence_breaks``; returns the run
     summary's lines on what was read and why."""
     if rebuild is not None:
-        from detectors import log_rows  # (it builds on this module)
-
-        log_rows.build(con)
+        prepare_log_order(con, lambda sql: sql, whole=True)
         _save_log_order(con, run_id)
-        con.execute(SEQUENCE_BREAKS)
         return [f"log order: state rebuilt from every log whole: {rebuild}"]
     con.execute(log_rows_sql("dw_log_rows_empty", entries_sql(events="false", quarantined="false")))
     marks = ", ".join(f"$b{n}" for n in range(len(batches))) or "NULL"
@@ -445,6 +490,9 @@ def update_log_order(
     _save_tails(con, "dw_log_reopened", run_id)
     con.execute(  # a copy: the breaks are few, and prepare's table has this name
         f"CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS SELECT {_COLUMNS} FROM rule_log_breaks"
+    )
+    _add_sizes(
+        con, run_id, f"rowid >= $from AND {new_rows}", {**params, "from": new_rows_from(con)}
     )
     plan = con.execute(
         "SELECT count(*) FILTER (WHERE reopened IS NULL), sum(entries) FILTER (WHERE reopened IS NULL),"

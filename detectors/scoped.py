@@ -30,7 +30,9 @@ it, a run needs only:
 History is read through the partition column (``source_system`` is one log per batch, so
 DuckDB's zone maps skip the other logs' row groups; ``request_id``, ``actor_id`` and the
 recipient's agency are column scans of one dictionary-encoded column) and new batches
-through ``ingest_run_id``. Every revisit is reported with its reason
+through ``ingest_run_id`` bounded by the row id their rows start from (batch ids of one day
+share the first bytes DuckDB's zone maps keep; row ids skip the old row groups). Which
+partitions the delta touches: :mod:`detectors.touched`. Every revisit is reported with its reason
 (:attr:`detectors.engine.DetectResult.revisits`).
 """
 
@@ -44,23 +46,29 @@ from detectors import custody_state, rule_state
 from detectors.alerts import MergeResult, mark_coverage, merge_alerts
 from detectors.custody import replace_temp
 from detectors.engine import (
-    _PARAM_RE,
     DetectResult,
     Rule,
     RuleRun,
     _create_candidates,
     _explain_retractions,
-    _run_query,
     check_rule_citations,
     prepare,
-    registry_parameters,
     run_rule,
 )
-from detectors.evidence import CHAIN_EVENT_TYPES, forget_chains
+from detectors.evidence import forget_chains, logs_of
+from detectors.touched import NEW_ROWS, bound, touch
 from dwatch.errors import RuleError
 from dwatch.policy import Registry
 
-NEW_ROWS = "ingest_run_id IN (SELECT ingest_run_id FROM dw_new_batches)"
+
+def _new_events(con: duckdb.DuckDBPyConnection, alias: str = "e") -> str:
+    """:data:`NEW_ROWS` on ``disclosure_events`` (as ``alias``), bounded by the row id the
+    new rows start from (:func:`detectors.rule_state.find_new_rows`; 0 when not sought): a
+    batch id skips no row group when all ids of a day share their first bytes, a row id
+    (a constant here, so DuckDB compares it with each row group's range) does."""
+    first = int(rule_state.new_rows_from(con))
+    return f"({alias}.rowid >= {first} AND {alias}.{NEW_ROWS})"
+
 
 # How a partition value selects its rows in the store (raw columns, so the filter reaches
 # the scan). A recipient is its registry code: the agencies resolving to it, or its own
@@ -111,7 +119,7 @@ def _rebuild_custody(
     reason = stale[custody_state.FAMILY]
     if reason is None:
         return stale, []
-    prepare(con, registry, sync=False, refresh=NEW_ROWS, log_order=False, custody=True)
+    prepare(con, registry, sync=False, refresh=_new_events(con), log_order=False, custody=True)
     return stale, [f"custody: state rebuilt from all history: {reason}"]
 
 
@@ -171,114 +179,15 @@ def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int
     return (int(counts[0]), int(counts[1])) if counts else (0, 0)
 
 
-def _bound(
-    sql: str, rule: Rule, registry: Registry, *, what: str = "scope.touches"
-) -> dict[str, object]:
-    """The rule's and the registry's parameters ``sql`` names (as its query binds them)."""
-    available = {**registry_parameters(registry), **rule.parameters}
-    wanted = set(_PARAM_RE.findall(sql)) - {"by", "rule"}
-    missing = wanted - set(available)
-    if missing:
-        raise RuleError(
-            f"{what} uses undefined parameter(s): {', '.join(sorted(missing))}",
-            where=f"{rule.path}: {what.split('.')[0]}",
-            fix="use the rule's parameters or $reg_<name>",
-        )
-    return {w: available[w] for w in wanted}
-
-
-# A partition value computed from a store row ``e`` (dw_agencies resolves recipients).
-_PARTITION_VALUE = {
-    "recipient_code": "coalesce(ag.code, upper(trim(e.recipient_agency)))",
-    "actor_id": "e.actor_id",
-    "request_id": "e.request_id",
-    "source_system": "e.source_system",
-}
-
-
-def _touch_chains(con: duckdb.DuckDBPyConnection, rule: Rule, by: str) -> None:
-    """An open alert names the rest of its findings' request chains (detectors.evidence):
-    a new request, disclosure or receipt under one of those requests re-opens the alert's
-    partition, whatever the new row itself is judged."""
-    con.execute(
-        "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
-        f" CAST({_PARTITION_VALUE[by]} AS VARCHAR), 'an alert''s request chain grew'"
-        " FROM alert_events ae JOIN alerts a USING (alert_id)"
-        " JOIN disclosure_events e ON e.source_system = ae.source_system"
-        " AND e.event_id = ae.event_id"
-        " LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
-        " WHERE a.detector_id = $rule AND a.status = 'open' AND ae.role = 'finding'"
-        " AND a.alert_id IN (SELECT c.alert_id FROM alert_events c WHERE c.request_id IN"
-        " (SELECT d.request_id FROM dw_delta_events d WHERE list_contains($types, d.event_type)))",
-        {"by": by, "rule": rule.id, "types": list(CHAIN_EVENT_TYPES)},
-    )
-
-
-def _touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule]) -> None:
-    """``dw_touched`` (part_by, rule_id, part, reason): the partitions the delta touches."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_touched"
-        " (part_by VARCHAR, rule_id VARCHAR, part VARCHAR, reason VARCHAR)"
-    )
-    for rule in scoped:
-        assert rule.scope is not None
-        by, keys = rule.scope.by, {"by": rule.scope.by, "rule": rule.id}
-        if rule.links_chain:
-            _touch_chains(con, rule, by)
-        if rule.scope.touched_by == "rows":
-            touches = rule.scope.touches or "true"
-            sql = (
-                "INSERT INTO dw_touched SELECT DISTINCT $by, $rule,"
-                f" CAST(e.{by} AS VARCHAR), 'new rows' FROM dw_events e WHERE ({touches})"
-            )
-            con.execute(sql, {**keys, **_bound(sql, rule, registry)})
-            if by == "request_id":
-                con.execute(
-                    "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, request_id,"
-                    " 'new request items' FROM dw_delta_items",
-                    keys,
-                )
-            if by == "source_system":
-                # a row a new batch quarantined still holds its place in the log's order
-                con.execute(
-                    "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, j ->> 'source_system',"
-                    " 'new quarantined rows' FROM (SELECT coalesce(canonical_row, CASE WHEN"
-                    " json_valid(raw_row) THEN raw_row::JSON END) AS j FROM quarantine"
-                    f" WHERE {NEW_ROWS}) WHERE json_type(j) = 'OBJECT'"
-                    " AND j ->> 'source_system' IS NOT NULL",
-                    keys,
-                )
-            continue
-        if by not in _run_query(con, rule, registry):
-            raise RuleError(
-                f"scope.by {by!r}: the query does not return that column",
-                where=f"{rule.path}: scope",
-                fix=f"return {by} from the query, or remove scope to judge all history",
-            )
-        con.execute(
-            "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, CAST(f.{by} AS VARCHAR),"
-            " 'new or changed finding' FROM _rule_rows f".replace("{by}", by),
-            keys,
-        )
-        con.execute("DROP TABLE _rule_rows")
-        # a re-read row already behind an open alert: its verdict may have changed
-        con.execute(
-            "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, CAST(e.{by} AS VARCHAR),"
-            " 'an alert''s event re-read' FROM dw_events e WHERE EXISTS (SELECT 1"
-            " FROM alert_events ae JOIN alerts a USING (alert_id) WHERE a.detector_id = $rule"
-            " AND a.status = 'open' AND ae.role = 'finding' AND ae.event_id = e.event_id)".replace(
-                "{by}", by
-            ),
-            keys,
-        )
-
-
 def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
-    """``dw_part_events`` / ``dw_part_items``: every row of the touched partitions (views:
-    a partition may be most of the store, and is read through its filter, not copied)."""
+    """``dw_part_events`` / ``dw_part_items``: every row of the touched partitions.
+
+    A table, read from the store once: prepare reads the rows six times (citations, element
+    lists, items, the resolved events it copies whole into ``dw_events_rows``), and as a
+    view each read evaluated the partition's filter over every event of the store."""
     replace_temp(con, "dw_part_events")
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW dw_part_events AS"
+        "CREATE TEMP TABLE dw_part_events AS"
         f" SELECT e.* FROM disclosure_events e WHERE {_PARTITION_ROWS[by]}"
     )
     return _part_items(con)
@@ -320,20 +229,39 @@ def _finding_rows(con: duckdb.DuckDBPyConnection, by: str, rules: list[Rule]) ->
     old row that qualifies is an event of the alert its finding became (the last judgement
     of its partition merged it, and a merge keeps every finding event: alerts whose kept
     events fall short of their count are read whole instead, :func:`_short_alerts`); so
-    each finding there aggregates the same rows as over the whole partition."""
+    each finding there aggregates the same rows as over the whole partition.
+
+    The new rows are the delta's (copied already); the alerts' events are read by their
+    keys from the logs they name (:func:`detectors.evidence.logs_of`), and the partition's
+    filter is evaluated on those rows alone, not on every event of the store."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_part_known AS SELECT DISTINCT ae.event_id"
-        " FROM alert_events ae JOIN alerts a USING (alert_id)"
-        " WHERE a.detector_id IN (SELECT unnest($rules::VARCHAR[])) AND ae.role = 'finding'"
-        " UNION SELECT event_id FROM dw_delta_events",
+        "CREATE OR REPLACE TEMP TABLE dw_part_known AS SELECT DISTINCT ae.source_system,"
+        " ae.event_id FROM alert_events ae JOIN alerts a USING (alert_id)"
+        " WHERE a.detector_id IN (SELECT unnest($rules::VARCHAR[])) AND ae.role = 'finding'",
         {"rules": [r.id for r in rules]},
+    )
+    logs, params = logs_of(con, "SELECT source_system FROM dw_part_known")
+    # an event kept without its log (none is written so) matches its id in any log
+    unkeyed = " OR e.event_id IN (SELECT event_id FROM dw_part_known WHERE source_system IS NULL)"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_part_alerted AS SELECT e.* FROM disclosure_events e"
+        f" WHERE {logs} AND ((e.source_system, e.event_id) IN"
+        f" (SELECT (source_system, event_id) FROM dw_part_known){unkeyed if logs == 'true' else ''})",
+        params,
     )
     replace_temp(con, "dw_part_events")
     con.execute(
-        "CREATE TEMP TABLE dw_part_events AS SELECT e.* FROM disclosure_events e"
-        f" WHERE ({_PARTITION_ROWS[by]}) AND (e.{NEW_ROWS}"
-        " OR e.event_id IN (SELECT event_id FROM dw_part_known))"
+        "CREATE TEMP TABLE dw_part_events AS SELECT e.* FROM dw_delta_events e"
+        f" WHERE {_PARTITION_ROWS[by]}"
     )
+    con.execute(  # an alert's event that is in the delta already (a carrier) is read once
+        "INSERT INTO dw_part_events SELECT e.* FROM dw_part_alerted e"
+        f" WHERE ({_PARTITION_ROWS[by]}) AND NOT EXISTS (SELECT 1 FROM dw_delta_events d"
+        " WHERE d.source_system = e.source_system AND d.event_id = e.event_id"
+        " AND d.ingest_run_id IS NOT DISTINCT FROM e.ingest_run_id"
+        " AND d.source_row IS NOT DISTINCT FROM e.source_row)"
+    )
+    con.execute("DROP TABLE dw_part_alerted")
     return _part_items(con)
 
 
@@ -384,7 +312,7 @@ def _judge_through_reads(
     Exact when ``reads`` holds every row the query's findings can rest on: the query then
     sees the same rows of every table it reads (the rule's YAML says why it holds)."""
     sql = f"CREATE OR REPLACE TEMP TABLE dw_read_events AS SELECT e.* FROM disclosure_events e WHERE ({rule.reads})"
-    con.execute(sql, _bound(sql, rule, registry, what="reads"))
+    con.execute(sql, bound(sql, rule, registry, what="reads"))
     replace_temp(con, "dw_read_items")
     con.execute(
         "CREATE TEMP TABLE dw_read_items AS SELECT i.* FROM request_items i"
@@ -446,6 +374,8 @@ def judge_new(
     """
     check_rule_citations(rules, registry)
     forget_chains(con)
+    # resolved once, by the first prepare: each prepare below reads the registry unsynced
+    con.execute("DROP TABLE IF EXISTS dw_agencies")
     result = DetectResult(run_id=run_id, registry_version=registry.version)
     # rules reading only what state keeps (detectors.rule_state) are judged from it
     kept = rule_state.available(con)
@@ -459,7 +389,7 @@ def judge_new(
     stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])
     result.citations_refreshed = prepare(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",
-        refresh=NEW_ROWS, log_order=False, custody=False, materialise=True,
+        refresh=_new_events(con), log_order=False, custody=False, materialise=True,
     )  # fmt: skip
     if result.citations_refreshed:  # the delta was copied before its citations were read
         _delta(con, batches)
@@ -478,7 +408,7 @@ def judge_new(
         state_runs, merge = _merge(con, registry, from_state, run_id=run_id, parts=None)
         runs.update({r.rule_id: r for r in state_runs})
         result.merge = _add(result.merge, merge)
-    _touch(con, registry, scoped)
+    touch(con, registry, scoped)
     by_column: dict[str, list[Rule]] = defaultdict(list)
     for rule in scoped:
         assert rule.scope is not None

@@ -185,3 +185,39 @@ def test_ids_with_issuable_serials_never_reach_python(
     stored = [r for (r,) in con.execute(query).fetchall()]
     assert stored == [pseudonymise_id(i, KEY) for i in ids]
     assert sum(1 for s in stored if s.startswith("tp_")) == 151
+
+
+def test_ids_and_free_text_are_pre_tested_apart_and_both_masked(tmp_path: Path) -> None:
+    """A row has one pre-test over its identifiers and one over its free text and lists:
+    every combination of an id that looks like an issuable SSN, a shape in free text and
+    a shape in a list element is stored as the Python policy says, field by field."""
+    from dwatch.masking import mask_text
+    from dwatch.store import connect
+
+    con = connect(tmp_path / "store.duckdb")
+    header = ["event_id", "source_system", "occurred_at", "event_type", "disclosing_agency",
+              "recipient_agency", "actor_id", "data_elements", "record_count", "description"]  # fmt: skip
+    rows, expected = [], []
+    for n, (serial, text, element) in enumerate(
+        (s, t, e)
+        for s in (1_234_567, 416)
+        for t in ("routine", "ssn 321-54-9876")
+        for e in ("name", "tin 454-54-5454")
+    ):
+        event_id = f"GA-DOR-{serial + n:09d}"
+        rows.append([event_id, "ledger", "2025-03-03T10:00:00Z", "disclosure", "IRS", "CA-FTB",
+                     f"u{n}", f'["address", "{element}"]', "1", text])  # fmt: skip
+        expected.append(
+            (pseudonymise_id(event_id, KEY), ["address", mask_text(element)], mask_text(text))
+        )
+    path = tmp_path / "events.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert result.rows_loaded == len(rows), result.message
+    stored = con.execute(
+        "SELECT event_id, data_elements, description FROM disclosure_events ORDER BY source_row"
+    ).fetchall()
+    assert [tuple(r) for r in stored] == expected
+    assert sum(1 for e, _, _ in expected if e.startswith("tp_")) == 4
+    assert sum(1 for _, _, d in expected if "TIN-REDACTED" in d) == 4

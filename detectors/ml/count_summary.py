@@ -15,6 +15,7 @@ window's length.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -25,7 +26,7 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, count_stats, features, reuse
+from detectors.ml import bounds, count_stats, features, partitions, reuse
 from detectors.ml.detectors import MLDetector
 from detectors.ml.surprise import CountRateSurprise
 
@@ -186,18 +187,18 @@ def fit_on_sums(
     if not isinstance(est, CountRateSurprise) or not est.with_load:
         return None
     start, notes = bounds._needed(con, det, window_from, window_to)
-    planned = bounds._plan(con, det, start, window_to)
-    if planned is None:
-        return None
-    body = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
     kept = keep_for_scoring and reuse.covers_history(con, det, start, window_to)
     wanted = [*det.feature_columns, "day", "events", *(reuse.scoring_columns(det) if kept else [])]
-    lean = features.narrowed(body, list(dict.fromkeys(wanted)))
+    leans = _lean_queries(con, det, start, window_to, list(dict.fromkeys(wanted)))
+    if leans is None:
+        return None
     keys, measures = _layout(det, est)
     table = reuse.table_name(det) if kept else _TABLE
     done = False
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {lean.sql}", lean.params)
+        for i, lean in enumerate(leans):
+            into = f"INSERT INTO {table} " if i else f"CREATE OR REPLACE TEMP TABLE {table} AS "
+            con.execute(into + lean.sql, lean.params)
         if kept:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {_TABLE} AS SELECT * FROM {table}")
         rows, events, middle = _totals(con)
@@ -223,15 +224,46 @@ def fit_on_sums(
     return CountFit(window, model, rows, events, top, sha, both[0].height, both[1].height)
 
 
+def _lean_queries(
+    con: duckdb.DuckDBPyConnection,
+    det: MLDetector,
+    start: datetime | None,
+    window_to: datetime | None,
+    wanted: list[str],
+) -> list[features.FeatureQuery] | None:
+    """The window's feature query narrowed to ``wanted``, or one per group of partitions
+    when the window's events outgrow DuckDB's share (:mod:`detectors.ml.partitions`);
+    None when the detector's training frame is not one feature query."""
+    by = det.scope_by
+    groups = partitions.groups(con, by, det.event_types, start, window_to) if by else None
+    queries: list[features.FeatureQuery] = []
+    for group in groups or [None]:
+        with partitions.only(by, group) if by and group is not None else nullcontext():
+            planned = bounds._plan(con, det, start, window_to)
+        if planned is None:
+            return None
+        body = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
+        queries.append(features.narrowed(body, wanted))
+    return queries
+
+
 def _totals(con: duckdb.DuckDBPyConnection) -> tuple[int, float, date | None]:
     """Rows, events, and the window's middle day (the row at half the count in day order,
     nulls first, as ``held_out_scores`` takes it)."""
-    rows, events = con.execute(f"SELECT count(*), sum(events) FROM {_TABLE}").fetchall()[0]
-    middle = con.execute(
-        f"SELECT day FROM {_TABLE} ORDER BY day NULLS FIRST LIMIT 1 OFFSET $k",
-        {"k": int(rows) // 2},
+    # Rows per day, in day order (a few hundred days), not a sort of every row: the middle
+    # row's day is the first whose running count passes half the rows.
+    per_day = con.execute(
+        f"SELECT day, count(*), sum(events) FROM {_TABLE} GROUP BY day ORDER BY day NULLS FIRST"
     ).fetchall()
-    return int(rows), float(events or 0), middle[0][0] if middle else None
+    rows = sum(int(n) for _, n, _ in per_day)
+    events = float(sum(int(e or 0) for _, _, e in per_day))
+    seen, middle = 0, None
+    for day, n, _ in per_day:
+        seen += int(n)
+        if seen > rows // 2:
+            middle = day
+            break
+    return rows, events, middle
 
 
 def _folds(

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from detectors.ml import days
+from detectors.ml import days, partitions
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
@@ -59,11 +59,14 @@ def planned() -> Iterator[list[FeatureQuery]]:
 
 
 def _query_error(exc: duckdb.Error) -> StoreError:
-    return StoreError(
-        f"ML feature query failed: {exc}",
-        where="disclosure_events",
-        fix="run `dwatch ingest` first, and check the store was migrated (dwatch.store.connect)",
-    )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        fix = (
+            "the query outgrew DuckDB's share of DWATCH_MEMORY: raise DWATCH_MEMORY, or"
+            " train on a shorter window (--from/--to; training_days in the ML config)"
+        )
+    else:
+        fix = "run `dwatch ingest` first, and check the store was migrated (dwatch.store.connect)"
+    return StoreError(f"ML feature query failed: {exc}", where="disclosure_events", fix=fix)
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
@@ -199,6 +202,7 @@ def _events_where(acting_agency: str, by: str | None = None, located: bool = Fal
           AND ($from::TIMESTAMPTZ IS NULL OR e.occurred_at >= $from::TIMESTAMPTZ)
           AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ)
           {days.read_filter("e.occurred_at", by, acting_agency)}
+          {partitions.read_filter(by, acting_agency)}
           {_LOCATED if located else ""}"""
 
 
@@ -459,12 +463,13 @@ def actor_day_frame(
             keep=True,
             by=ACTOR_DAY_PARTITION,
         )
+        params |= partitions.params(ACTOR_DAY_PARTITION)
         return _frame(con, sql, {**params, "keep_from": None, "keep_to": None})
     params = _params(
         event_types,
         window_from - timedelta(days=WINDOW_LOOKBACK_DAYS) if window_from else None,
         window_to + timedelta(days=WINDOW_LOOKBACK_DAYS) if window_to else None,
-    )
+    ) | partitions.params(ACTOR_DAY_PARTITION)
     return _frame(con, sql, {**params, "keep_from": window_from, "keep_to": window_to})
 
 

@@ -52,7 +52,7 @@ def table_name(detector: MLDetector) -> str:
 
 def scoring_columns(detector: MLDetector) -> list[str]:
     """The columns scoring all history reads of a partitioned detector's rows
-    (:func:`detectors.ml.scoring._score_partitioned`)."""
+    (:func:`detectors.ml.score_rows.score_partitioned`)."""
     by = detector.scope_by
     keys = detector.alert_key_columns or detector.key_columns
     wanted = [*detector.key_columns, *([by] if by else []), "first_at"]

@@ -17,9 +17,10 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import days, features, reuse, scope
-from detectors.ml.detectors import DETECTORS, MLDetector, ModelContext
+from detectors.ml import days, features, reuse, scope, score_rows
+from detectors.ml.detectors import DETECTORS, MLDetector
 from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_config, load_model
+from detectors.ml.score_rows import model_context
 from dwatch.errors import ConfigError
 from dwatch.memory import memory_budget
 from dwatch.store import transaction
@@ -69,17 +70,6 @@ class ScoreSummary:
     @property
     def untrained(self) -> list[str]:
         return [d.detector_id for d in self.detectors if d.model_version is None]
-
-
-def _context(record: ModelRecord) -> ModelContext:
-    return ModelContext(
-        version=record.version,
-        threshold=record.threshold,
-        threshold_percentile=record.threshold_percentile,
-        train_from=record.train_from,
-        train_to=record.train_to,
-        metadata=record.metadata,
-    )
 
 
 def score_detector(
@@ -134,11 +124,11 @@ def score_chunks(
     with features.planned() as queries:
         detector.scoring_frame(con, window_from, window_to)
     if detector.row_locator is not None and len(queries) == 1:
-        return _score_located(
+        return score_rows.score_located(
             con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
         )
     if detector.scope_by is not None and len(queries) == 1:
-        return _score_partitioned(
+        return score_rows.score_partitioned(
             con,
             detector,
             model,
@@ -166,136 +156,6 @@ def score_chunks(
     return candidates, scored
 
 
-def _score_located(
-    con: duckdb.DuckDBPyConnection,
-    detector: MLDetector,
-    model: Pipeline,
-    record: ModelRecord,
-    query: features.FeatureQuery,
-    *,
-    rows: int,
-    threads: int,
-    rescored: list[pl.DataFrame] | None,
-) -> tuple[pl.DataFrame, int]:
-    """:func:`score_chunks` for a detector with a ``row_locator``: every row is scored
-    from its feature columns alone (numbers, handed over from Arrow without a copy), and
-    only the rows at or above the threshold are read whole, by their locator, for their
-    explanations. The rows and their scores are those of the whole frame, so the alerts
-    are the same."""
-    locator = detector.row_locator
-    assert locator is not None
-    keys = list(detector.alert_key_columns or detector.key_columns)
-    wanted = [locator, *detector.feature_columns, *(keys if rescored is not None else [])]
-    hit_rows: list[NDArray[np.int64]] = []
-    hit_scores: list[NDArray[np.float64]] = []
-    scored = 0
-    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
-        scores = detector.anomaly_scores(model, chunk, threads=threads)
-        hit = scores >= record.threshold
-        hit_rows.append(chunk[locator].to_numpy()[hit])
-        hit_scores.append(scores[hit])
-        scored += chunk.height
-        if rescored is not None:
-            rescored.append(chunk.select(keys))
-    located = np.concatenate(hit_rows).astype(np.int64)
-    by_row = pl.DataFrame(
-        {locator: located, "_score": np.concatenate(hit_scores)},
-        schema={locator: pl.Int64, "_score": pl.Float64},
-    )
-    flagged = (
-        features.run_query(con, features.locate(query, locator, located.tolist()))
-        .with_columns(pl.col(locator).cast(pl.Int64))
-        .join(by_row, on=locator, how="inner")
-        .sort("_score", descending=True, maintain_order=True)
-    )
-    candidates = detector.alert_rows(
-        flagged.drop("_score"), flagged["_score"].to_numpy(), model, _context(record)
-    )
-    return candidates.unique("alert_id", keep="first", maintain_order=True), scored
-
-
-def _score_partitioned(
-    con: duckdb.DuckDBPyConnection,
-    detector: MLDetector,
-    model: Pipeline,
-    record: ModelRecord,
-    query: features.FeatureQuery,
-    *,
-    window: tuple[datetime | None, datetime | None],
-    rows: int,
-    threads: int,
-    rescored: list[pl.DataFrame] | None,
-) -> tuple[pl.DataFrame, int]:
-    """:func:`score_chunks` for a detector whose rows read only events of their own
-    partition (``scope_by``): every row is scored from its key and feature columns alone
-    (the event id lists and text of every user-day were most of the query's cost), and the
-    rows at or above the threshold are built whole again from their partition's days
-    (:func:`days.on_days`, as an increment's rows are, so they are the same rows) for their
-    explanations. The rows and their scores are those of the whole frame."""
-    by = detector.scope_by
-    assert by is not None
-    row_keys = list(detector.key_columns)
-    keys = list(detector.alert_key_columns or detector.key_columns)
-    wanted = reuse.scoring_columns(detector)
-    # The rows a training just built for all history, when it left them (reuse.py).
-    kept = reuse.take(con, detector, query)
-    source = (
-        features.FeatureQuery(f"SELECT {', '.join(map(_quoted, wanted))} FROM {kept}", {})
-        if kept is not None
-        else features.narrowed(query, wanted)
-    )
-    hits: list[pl.DataFrame] = []
-    scored = 0
-    for chunk in features.batches(con, source, rows):
-        scores = detector.anomaly_scores(model, chunk, threads=threads)
-        hit = pl.Series(scores >= record.threshold)
-        hits.append(
-            chunk.filter(hit)
-            .select(*dict.fromkeys([*row_keys, by, "first_at"]))
-            .with_columns(pl.Series("_score", scores[hit.to_numpy()], dtype=pl.Float64))
-        )
-        scored += chunk.height
-        if rescored is not None:
-            rescored.append(chunk.select(keys))
-    found = pl.concat(hits, how="vertical_relaxed")
-    flagged = (
-        _rebuilt(con, detector, query, found, window)
-        .join(found.select(*row_keys, "_score"), on=row_keys, how="inner")
-        .sort("_score", descending=True, maintain_order=True)
-    )
-    candidates = detector.alert_rows(
-        flagged.drop("_score"), flagged["_score"].to_numpy(), model, _context(record)
-    )
-    return candidates.unique("alert_id", keep="first", maintain_order=True), scored
-
-
-def _quoted(column: str) -> str:
-    return f'"{column}"'
-
-
-def _rebuilt(
-    con: duckdb.DuckDBPyConnection,
-    detector: MLDetector,
-    query: features.FeatureQuery,
-    found: pl.DataFrame,
-    window: tuple[datetime | None, datetime | None],
-) -> pl.DataFrame:
-    """The whole rows of the partitions and UTC days of ``found`` (and others sharing
-    them), built as an increment builds them; no rows: the frame's columns, empty."""
-    if found.height == 0:
-        return features.run_query(
-            con,
-            features.FeatureQuery(f"SELECT * FROM ({query.sql}) AS framed LIMIT 0", query.params),
-        )
-    by = detector.scope_by
-    assert by is not None
-    when = found["first_at"].dt.convert_time_zone("UTC").dt.date()
-    pairs = set(zip(found[by].fill_null("").to_list(), when.to_list(), strict=True))
-    with days.on_days({d for _, d in pairs}, by=by, keys=pairs), features.planned() as queries:
-        detector.scoring_frame(con, *window)
-    return features.run_query(con, queries[0])
-
-
 def alerts_for(
     detector: MLDetector,
     model: Pipeline,
@@ -305,7 +165,9 @@ def alerts_for(
 ) -> pl.DataFrame:
     """Alert candidates for the rows at or above the model's threshold."""
     hit = scores >= record.threshold
-    return detector.alert_rows(frame.filter(pl.Series(hit)), scores[hit], model, _context(record))
+    return detector.alert_rows(
+        frame.filter(pl.Series(hit)), scores[hit], model, model_context(record)
+    )
 
 
 def _score_detector_scope(

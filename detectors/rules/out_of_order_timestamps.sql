@@ -54,11 +54,10 @@ learned AS (
 -- Rows late on their own line up by chance: in a log of n entries of which a share p are
 -- late, the longest run of neighbours all late is about log(n) / log(1/p) entries. A run
 -- no longer than that is judged as isolated entries; only a longer one meets the run bar.
-sizes AS (
-    SELECT source_system, count(*) AS entries
-    FROM disclosure_events
-    WHERE sequence_no IS NOT NULL AND source_system IN (SELECT source_system FROM learned)
-    GROUP BY source_system
+sizes AS (  -- each log's numbered events (kept between runs: detectors.rule_state)
+    SELECT source_system, entries
+    FROM dw_log_sizes
+    WHERE source_system IN (SELECT source_system FROM learned)
 ),
 limits AS (
     SELECT l.source_system, isolated_steps, habitual_steps, usual_late_seconds,

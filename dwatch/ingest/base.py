@@ -30,20 +30,26 @@ ROWS = f"{WORK}.{_WORK_PREFIX}typed_rows"  # TYPED with _rid (rowid) and _row (r
 AUTHORITY_MAP = f"{WORK}.{_WORK_PREFIX}authority_map"
 LINES = f"{WORK}.{_WORK_PREFIX}lines"
 REJECT_OFFSETS = f"{WORK}.{_WORK_PREFIX}reject_offsets"
-# Per staged row: may any text field carry a taxpayer-id shape (dwatch.masking)?
+# Per staged row: may any free-text field (lists included) carry a taxpayer-id shape
+# (dwatch.masking)? And may any identifier field? Two tests over the same bytes as one:
+# an id that looks like an issuable SSN (at 100M, every serial past 1,010,000) does not
+# send the row's free text to be tested field by field, nor its lists element by element.
 ROW_MAY_HAVE_TIN = "_may_tin"
+ROW_ID_MAY_HAVE_TIN = "_may_tin_id"
 
 
-def field_may_have_tin(expr: str) -> str:
-    """Whether one text field of a flagged row may carry a shape: the row's test, then the
-    same RE2 test on the field alone, so only the fields that match reach Python.
+def field_may_have_tin(expr: str, *, identifier: bool = False) -> str:
+    """Whether one text field of a flagged row may carry a shape: the row's test (over its
+    identifiers, or over its free text), then the same RE2 test on the field alone, so
+    only the fields that match reach Python.
 
-    Exact: the row test runs over the row's fields joined, so a field that matches alone
-    always flags its row; and a field that does not match alone has no shape. Without
-    it, every text field of a flagged row went through Python: at 100M events, serial
-    numbers past 1,010,000 are nine digits SSA could issue ("GA-DOR-001234567"), so every
-    later row was flagged and its free text masked in Python (3 calls a row)."""
-    return f"({ROW_MAY_HAVE_TIN} AND {sql_may_have_shape(expr)})"
+    Exact: the row test runs over the fields of its kind joined, so a field that matches
+    alone always flags its row; and a field that does not match alone has no shape.
+    Without it, every text field of a flagged row went through Python: at 100M events,
+    serial numbers past 1,010,000 are nine digits SSA could issue ("GA-DOR-001234567"),
+    so every later row was flagged and its free text masked in Python (3 calls a row)."""
+    flag = ROW_ID_MAY_HAVE_TIN if identifier else ROW_MAY_HAVE_TIN
+    return f"({flag} AND {sql_may_have_shape(expr)})"
 
 
 @dataclass

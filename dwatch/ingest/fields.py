@@ -130,13 +130,15 @@ def _field_sql(f: FieldSpec, mapping: SourceMapping) -> _FieldSQL:
     if f.type == "VARCHAR":
         # A TIN typed into any text must not reach the store (dwatch.masking): an id
         # carrying one becomes the pseudonym of the whole id, other text is masked.
-        # _may_tin is the row's one RE2 test over all its text fields (see _typed_sql).
+        # _may_tin and _may_tin_id are the row's RE2 tests over its free text and over its
+        # identifiers (see _typed_sql).
         # A pseudonym field's text is already the keyed pseudonym (_source_text).
         if f.pseudonym:
             spec.typed = x
         elif f.identifier:
             whole = f"coalesce({sql_pseudonymise(x)}, {_lit(MASK)})"
-            spec.typed = sql_pseudonymise_id(x, whole, may=field_may_have_tin(x))
+            may = field_may_have_tin(x, identifier=True)
+            spec.typed = sql_pseudonymise_id(x, whole, may=may)
         else:
             spec.typed = sql_mask_text(x, may=field_may_have_tin(x))
     elif f.type == "BIGINT":

@@ -14,6 +14,7 @@ from dwatch.errors import InputError
 from dwatch.ingest.base import (
     LINES,
     REJECT_OFFSETS,
+    ROW_ID_MAY_HAVE_TIN,
     ROW_MAY_HAVE_TIN,
     ROWS,
     TYPED,
@@ -198,7 +199,9 @@ def _typed_sql(
             )
         )
     checks += items.checks if items else []
-    text_columns: list[str] = []  # one masking pre-test per row over all of them
+    # One masking pre-test per row over its free text, one over its identifiers.
+    text_columns: list[str] = []
+    id_columns: list[str] = []
     for f in table.fields:
         text = texts.get(f.name)
         column, column_type = plan.direct.get(f.name, (None, None))
@@ -213,7 +216,8 @@ def _typed_sql(
         spec = _field_sql(f, mapping) if column_type is None else direct_field_sql(f, column_type)
         # The pseudonym's hex digits would flag about a third of rows for the Python mask.
         if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
-            text_columns.append(spec.x if column_type is None else may_tin_text(spec.x, f.type))
+            tested = spec.x if column_type is None else may_tin_text(spec.x, f.type)
+            (id_columns if f.identifier and f.type == "VARCHAR" else text_columns).append(tested)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -222,6 +226,7 @@ def _typed_sql(
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
+    layer2.append(f"{sql_may_have_shape_any(id_columns)} AS {ROW_ID_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)

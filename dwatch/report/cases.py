@@ -163,13 +163,25 @@ class CaseBuildResult:
     new_case_ids: list[str] = field(default_factory=list)
 
 
+def alert_rows(con: duckdb.DuckDBPyConnection) -> str:
+    """``dw_report_alert_rows``: the store's rows of each alert's listed events (its event
+    ids, in its log when it names one) with what the report reads of them, found in one
+    pass over the events for both the cases' data elements and the evidence shown."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_report_alert_rows AS"
+        " SELECT a.alert_id, e.source_system, e.event_id, e.occurred_at, e.rowid AS row_id,"
+        " e.data_elements FROM alerts a, unnest(a.event_ids) AS u(event_id)"
+        " JOIN disclosure_events e ON e.event_id = u.event_id"
+        " AND (a.source_system IS NULL OR e.source_system = a.source_system)"
+    )
+    return "dw_report_alert_rows"
+
+
 _ALERT_SQL = """
 WITH elements AS (
-    SELECT a.alert_id, list_sort(list_distinct(flatten(list(e.data_elements)))) AS data_elements
-    FROM alerts a, unnest(a.event_ids) AS u(event_id)
-    JOIN disclosure_events e
-      ON e.event_id = u.event_id AND (a.source_system IS NULL OR e.source_system = a.source_system)
-    GROUP BY a.alert_id
+    SELECT alert_id, list_sort(list_distinct(flatten(list(data_elements)))) AS data_elements
+    FROM {rows}
+    GROUP BY alert_id
 ), matched AS (
     SELECT a.alert_id, arg_min(s.suppression_id, s.created_at) AS suppression_id
     FROM alerts a JOIN suppressions s
@@ -288,16 +300,18 @@ def build_cases(
     weights: RiskWeights | None = None,
     as_of: date | None = None,
     now: datetime | None = None,
+    event_rows: str | None = None,
 ) -> CaseBuildResult:
     """Rebuild ``cases`` and ``case_alerts`` from ``alerts`` (idempotent; ids stable).
 
-    ``as_of`` is the day suppressions are judged on (default: today, UTC).
+    ``as_of`` is the day suppressions are judged on (default: today, UTC); ``event_rows`` the
+    table :func:`alert_rows` made of the alerts as they are now (made here when None).
     """
     directory = directory or load_directory(con)
     weights = weights or load_risk_weights()
     today = as_of or con.execute("SELECT CAST(now() AS DATE)").fetchone()[0]  # type: ignore[index]
     stamp = now or con.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    cursor = con.execute(_ALERT_SQL, [today])
+    cursor = con.execute(_ALERT_SQL.format(rows=event_rows or alert_rows(con)), [today])
     columns = [d[0] for d in cursor.description]
     alerts = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

@@ -21,6 +21,7 @@ from detectors.alerts import SEVERITIES
 from dwatch.report.cases import (
     SEVERITY_RANK,
     RiskWeights,
+    alert_rows,
     distinct_subjects,
     load_risk_weights,
 )
@@ -305,22 +306,18 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
 
 
 def _event_views(
-    con: duckdb.DuckDBPyConnection, case_ids: list[str]
+    con: duckdb.DuckDBPyConnection, case_ids: list[str], table: str
 ) -> tuple[dict[str, list[EventView]], dict[str, int]]:
     rows = _rows(
         con,
-        """
-        WITH ev AS (
-            SELECT DISTINCT ca.case_id, u.event_id, a.source_system AS alert_source
-            FROM case_alerts ca JOIN alerts a USING (alert_id), unnest(a.event_ids) AS u(event_id)
+        f"""
+        WITH joined AS (
+            -- the alerts' rows found once (cases.alert_rows: key columns and row ids);
+            -- whole rows are fetched by row id for the few shown per case
+            SELECT DISTINCT ON (ca.case_id, r.source_system, r.event_id) ca.case_id,
+                   r.source_system, r.event_id, r.occurred_at, r.row_id
+            FROM case_alerts ca JOIN {table} r USING (alert_id)
             WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
-        ), joined AS (
-            -- the join reads only the key columns of every event; whole rows are fetched
-            -- by row id for the few shown per case
-            SELECT DISTINCT ON (ev.case_id, e.source_system, e.event_id) ev.case_id,
-                   e.source_system, e.event_id, e.occurred_at, e.rowid AS row_id
-            FROM ev JOIN disclosure_events e
-              ON e.event_id = ev.event_id AND (ev.alert_source IS NULL OR e.source_system = ev.alert_source)
         ), shown AS (
             SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
                    row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
@@ -539,10 +536,13 @@ def gather(
     as_of: date | None = None,
     title: str = "Disclosure Watch report",
     weights: RiskWeights | None = None,
+    event_rows: str | None = None,
 ) -> ReportData:
     """Read cases (already built), alerts, events, validation and suppressions into a report.
 
     ``new_since``: when the previous report was made; cases first seen later are marked new.
+    ``event_rows``: the alerts' rows as :func:`dwatch.report.cases.alert_rows` found them for the
+    cases just built (found again when None).
     """
     weights = weights or load_risk_weights()
     rows = _rows(
@@ -553,7 +553,7 @@ def gather(
     )
     ids = [r["case_id"] for r in rows]
     alerts = _alert_views(con, ids)
-    events, totals = _event_views(con, ids)
+    events, totals = _event_views(con, ids, event_rows or alert_rows(con))
     decisions = _decision_views(con)
     cases = [
         CaseView(

@@ -24,7 +24,7 @@ import jinja2
 
 from dwatch import masking
 from dwatch.errors import InputError, StoreError
-from dwatch.report.cases import CaseBuildResult, build_cases
+from dwatch.report.cases import CaseBuildResult, alert_rows, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.report.data import ReportData, gather, log_scale
 from dwatch.report.safety import csv_cell, markdown_text
@@ -523,7 +523,8 @@ def build_report(
 ) -> ReportResult:
     """Refresh cases from alerts, then write the report in each format to ``out_dir``."""
     directory = directory or load_directory(con)
-    cases = build_cases(con, directory=directory, as_of=as_of)
+    rows = alert_rows(con)  # one pass over the events for the cases and their evidence
+    cases = build_cases(con, directory=directory, as_of=as_of, event_rows=rows)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -540,7 +541,9 @@ def build_report(
         data_docs=data_docs,
         as_of=as_of,
         title=title,
+        event_rows=rows,
     )
+    con.execute(f"DROP TABLE IF EXISTS {rows}")
     files: list[Path] = []
     html_path = None
     # "New" is relative to the last report in this folder, not to whoever last built cases

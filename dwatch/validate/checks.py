@@ -172,6 +172,8 @@ class BatchFacts:
     # Duplicate checks (by check id) that read only these runs' stored rows, not the whole
     # table: those whose key ranges overlap the batches' (dwatch.validate.keyranges).
     key_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # No row of the batches the row checks count has a lower rowid (selecting.first_rows).
+    since: int = 0
 
     def runs_sql(self, column: str) -> str:
         """SQL: ``column`` names one of the runs the row checks cover."""

@@ -2,7 +2,7 @@
 
 Each is a query over the batches being validated (``b``) that lists every gap with the
 batch, source and time window it speaks for; all batches of a validation run are judged
-in one query, each against its own place in load order (``_bounds_cte``). A failure here
+in one query, each against its own place in load order (``neighbours.bounds_cte``). A failure here
 is a coverage gap (view ``coverage_gaps``), not a bad row.
 """
 
@@ -20,6 +20,7 @@ from dwatch.validate.checks import (
     ident,
     sql_literal,
 )
+from dwatch.validate.neighbours import bounds_cte, sequence_gaps_cte, silence_candidates_cte
 
 
 def _window_of_batch(table: TableSpec) -> tuple[str, str]:
@@ -69,29 +70,6 @@ def _span_cte(column: str) -> str:
     )
 
 
-def _bounds_cte(table: str, column: str, rows: str | None = None) -> str:
-    """SQL CTE ``bounds``: each span widened to its source's nearest rows on either side,
-    among rows of its own batch or of batches loaded before it.
-
-    Neighbours are looked up only among those, so a gap between two batches is reported
-    once, by the later-loaded one, whichever order they arrive in; several batches are
-    judged in one query, each against its own place in load order. ``rows``: a relation
-    standing in for the table (see ``_silence_check``).
-    """
-    t = rows or ident(table)
-    earlier = "(l.run_at < s.run_at OR (l.run_at = s.run_at AND l.run_id <= s.ingest_run_id))"
-    side = (
-        f"(SELECT {{agg}}(e.{column}) FROM {t} e JOIN loaded l ON l.run_id = e.ingest_run_id"
-        f" WHERE e.source_system = s.source_system AND e.{column} {{op}} s.{{edge}} AND {earlier})"
-    )
-    lo = side.format(agg="max", op="<", edge="lo")
-    hi = side.format(agg="min", op=">", edge="hi")
-    return (
-        f" bounds AS (SELECT s.ingest_run_id, s.source_system, coalesce({lo}, s.lo) AS lo,"
-        f" coalesce({hi}, s.hi) AS hi FROM span s),"
-    )
-
-
 def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     """Missing sequence numbers between a source's rows (store and quarantine included),
     per batch of b and source."""
@@ -101,7 +79,7 @@ def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
         + ","
         + _LOADED
         + _span_cte("sequence_no")
-        + _bounds_cte(table, "sequence_no", t)
+        + bounds_cte(t, "sequence_no")
         # Rows quarantined by validation, or by ingest with a readable number, still
         # arrived: their numbers are not missing.
         + " held AS (SELECT j ->> 'source_system' AS source_system,"
@@ -110,28 +88,15 @@ def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
         " FROM (SELECT CASE WHEN q.canonical_row IS NOT NULL THEN q.canonical_row"
         " WHEN q.stage = 'validate' AND json_valid(q.raw_row) THEN q.raw_row::JSON END AS j"
         " FROM quarantine q) WHERE j IS NOT NULL),"
-        " known AS ("
-        " SELECT bd.ingest_run_id, e.source_system, e.sequence_no, e.occurred_at"
-        f" FROM {t} e JOIN bounds bd ON e.source_system = bd.source_system"
-        " AND e.sequence_no BETWEEN bd.lo AND bd.hi"
-        " UNION ALL SELECT bd.ingest_run_id, h.source_system, h.sequence_no, h.occurred_at"
-        " FROM held h JOIN bounds bd ON h.source_system = bd.source_system"
-        " AND h.sequence_no BETWEEN bd.lo AND bd.hi),"
-        # Fast path: a source whose numbers fill lo..hi has no gap and needs no sort.
-        " gappy AS (SELECT ingest_run_id, source_system FROM known GROUP BY 1, 2"
-        " HAVING max(sequence_no) - min(sequence_no) + 1 > count(DISTINCT sequence_no)),"
-        " ordered AS (SELECT ingest_run_id, source_system, sequence_no, occurred_at,"
-        " lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at"
-        " FROM known SEMI JOIN gappy USING (ingest_run_id, source_system)"
-        " WINDOW w AS (PARTITION BY ingest_run_id, source_system ORDER BY sequence_no))"
-        " SELECT ingest_run_id, source_system, prev_at AS window_start, occurred_at AS window_end,"
+        + sequence_gaps_cte(t, "held")
+        + " SELECT ingest_run_id, source_system, prev_at AS window_start, occurred_at AS window_end,"
         " json_object('missing_from', prev_no + 1, 'missing_to', sequence_no - 1,"
         " 'missing_count', sequence_no - prev_no - 1) AS observed,"
         " 'sequence_no ' || (prev_no + 1) || CASE WHEN sequence_no - prev_no > 2"
         " THEN '-' || (sequence_no - 1) ELSE '' END || ' missing (' || (sequence_no - prev_no - 1)"
         " || ' event(s)) between ' || strftime(prev_at, '%Y-%m-%dT%H:%M:%SZ') || ' and '"
         " || strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        " FROM ordered WHERE sequence_no - prev_no > 1 ORDER BY ingest_run_id, source_system, prev_no"
+        " FROM found ORDER BY ingest_run_id, source_system, prev_no"
     )
     description = (
         "sequence_no has no gaps per source_system (a gap means events were lost or removed)"
@@ -277,28 +242,17 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         + ","
         + _LOADED
         + _span_cte("occurred_at")
-        + _bounds_cte(table, "occurred_at", rows)
+        + bounds_cte(rows, "occurred_at")
         # The source's rhythm over everything the store holds for it.
         + _rhythm_cte(rows, state, window_expr, facts.silence_rhythm_factor)
-        + " known AS (SELECT bd.ingest_run_id, e.source_system, e.occurred_at"
-        f" FROM {rows} e JOIN bounds bd ON e.source_system = bd.source_system"
-        " AND e.occurred_at BETWEEN bd.lo AND bd.hi),"
-        # Fast path: a silence longer than the limit covers a whole bucket of half its width,
-        # so a source with an event in every such bucket from its first to its last has
-        # none; only the others are sorted and measured exactly.
-        " buckets AS (SELECT k.ingest_run_id, k.source_system, floor(epoch(k.occurred_at) /"
-        " greatest(r.limit_s / 2, 1)) AS bucket FROM known k JOIN rhythm r USING (source_system)),"
-        " quiet AS (SELECT ingest_run_id, source_system FROM buckets GROUP BY 1, 2"
-        " HAVING max(bucket) - min(bucket) + 1 > count(DISTINCT bucket)),"
-        # Only sources quiet beyond the first limit learn their quiet spells (a sort of
-        # their history) and may be let off by them.
+        + silence_candidates_cte(rows)
+        # Only sources with a stretch beyond the first limit learn their quiet spells (a
+        # sort of their history) and may be let off by them.
+        + " quiet AS (SELECT DISTINCT source_system FROM found),"
         + _quiet_spell_cte("spells", rows, "quiet", state)
         + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
         " s.spread_s, s.spreads, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
-        " FROM rhythm r LEFT JOIN spells s USING (source_system)),"
-        " ordered AS (SELECT ingest_run_id, source_system, occurred_at, lag(occurred_at) OVER"
-        " (PARTITION BY ingest_run_id, source_system ORDER BY occurred_at) AS prev_at"
-        " FROM known SEMI JOIN quiet USING (ingest_run_id, source_system))"
+        " FROM rhythm r LEFT JOIN spells s USING (source_system))"
         " SELECT o.ingest_run_id, o.source_system, o.prev_at AS window_start,"
         " o.occurred_at AS window_end,"
         " json_object('silent_for', CAST(o.occurred_at - o.prev_at AS VARCHAR),"
@@ -314,7 +268,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " || round(coalesce(r.spreads, 0), 1) || 'x their spread of '"
         " || to_seconds(round(coalesce(r.spread_s, 0)))"
         " || '), whichever is longest)' AS message"
-        " FROM ordered o JOIN lim r USING (source_system)"
+        " FROM found o JOIN lim r USING (source_system)"
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
         " ORDER BY o.ingest_run_id, o.source_system, o.prev_at"
     )
@@ -326,7 +280,33 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
     return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
 
 
-_TRANSFER_TYPES = "('request', 'disclosure', 'redisclosure', 'receipt')"
+TRANSFER_TYPES = "('request', 'disclosure', 'redisclosure', 'receipt')"
+
+
+def _flows_newest_cte(flows: str | None) -> str:
+    """SQL CTEs ending in ``flows_newest(source_system, at)``: for each source ``behind``,
+    the newest transfer of its flows that other logs record (from the events ``b``, or
+    from ``flows``: every source's flows with their newest transfer)."""
+    on = (
+        "o.disclosing_agency = f.disclosing_agency AND o.recipient_agency = f.recipient_agency"
+        " AND o.source_system <> f.source_system"
+    )
+    if flows is not None:
+        return (
+            " flows AS (SELECT source_system, disclosing_agency, recipient_agency"
+            f" FROM {flows} SEMI JOIN behind USING (source_system)),"
+            " flows_newest AS (SELECT f.source_system, max(o.last_transfer_at) AS at"
+            f" FROM flows f JOIN {flows} o ON {on} GROUP BY f.source_system),"
+        )
+    return (
+        " flows AS (SELECT DISTINCT source_system, disclosing_agency, recipient_agency FROM b"
+        " SEMI JOIN behind USING (source_system)"
+        " WHERE disclosing_agency IS NOT NULL AND recipient_agency IS NOT NULL),"
+        # Only transfers of its flows elsewhere say this log had something to write: a
+        # recipient's later uses and disposals of data received long ago do not.
+        " flows_newest AS (SELECT f.source_system, max(o.occurred_at) AS at FROM flows f"
+        f" JOIN b o ON {on} WHERE o.event_type IN {TRANSFER_TYPES} GROUP BY f.source_system),"
+    )
 
 
 def trailing_silence_check(
@@ -334,6 +314,7 @@ def trailing_silence_check(
     silence_windows: dict[str, timedelta],
     rhythm_factor: float = 8.0,
     state: str | None = None,
+    flows: str | None = None,
 ) -> Check:
     """Store-wide: a source whose last event is older than the newest event of any source
     by more than its silence limit stopped sending (coverage incomplete up to now).
@@ -344,7 +325,9 @@ def trailing_silence_check(
     because its logs are missing.
 
     ``state``: a relation holding every source's statistics (dwatch.validate.state) read
-    instead of every event; the table is then read only for the flows of sources behind."""
+    instead of every event; the table is then read only for the flows of sources behind.
+    ``flows``: a relation of every source's flows with their newest transfer
+    (dwatch.validate.flow_state) read instead of the table."""
     window_expr = _window_case(silence_windows)
     if state is None:
         last = (
@@ -364,16 +347,8 @@ def trailing_silence_check(
         " to_timestamp(quantile_disc(epoch(last_at), 0.5)) ELSE max(last_at) END AS at FROM last),"
         " behind AS (SELECT source_system FROM last, newest"
         " WHERE epoch(newest.at) - epoch(last_at) > limit_s),"
-        " flows AS (SELECT DISTINCT source_system, disclosing_agency, recipient_agency FROM b"
-        " SEMI JOIN behind USING (source_system)"
-        " WHERE disclosing_agency IS NOT NULL AND recipient_agency IS NOT NULL),"
-        # Only transfers of its flows elsewhere say this log had something to write: a
-        # recipient's later uses and disposals of data received long ago do not.
-        " flows_newest AS (SELECT f.source_system, max(o.occurred_at) AS at FROM flows f"
-        " JOIN b o ON o.disclosing_agency = f.disclosing_agency"
-        " AND o.recipient_agency = f.recipient_agency AND o.source_system <> f.source_system"
-        f" WHERE o.event_type IN {_TRANSFER_TYPES} GROUP BY f.source_system),"
-        " judged AS (SELECT l.*, least(coalesce(fn.at, newest.at), newest.at) AS until_at,"
+        + _flows_newest_cte(flows)
+        + " judged AS (SELECT l.*, least(coalesce(fn.at, newest.at), newest.at) AS until_at,"
         " fn.at IS NOT NULL"
         " AS by_flows FROM last l SEMI JOIN behind USING (source_system)"
         " LEFT JOIN flows_newest fn USING (source_system), newest),"

@@ -4,10 +4,12 @@
 Its stages, each a module that imports only the ones before it:
 
 1. ``selecting``: the batches not validated yet (one ``ingest_runs`` row each; their rows
-   carry ``ingest_run_id``), and old batches whose open coverage gaps new rows may fill;
+   carry ``ingest_run_id``, and lie above a rowid bound, ``first_rows``), and old batches
+   whose open coverage gaps new rows may fill;
 2. ``setwise``: every check of the canonical suite and of each source's suite runs once
    for all those batches (row checks as one aggregate by batch and source, batch-level
-   checks as one query over every batch's windows);
+   checks as one query over every batch's windows, gaps found from buckets: ``neighbours``;
+   history read through the per-source and per-flow state: ``state``, ``flow_state``);
 3. ``verdicts``: per batch, in load order, its outcomes; rows failing a check whose action
    is ``quarantine`` move to ``quarantine`` (stage 'validate') with the batch's
    ``ingest_runs`` counts, in the transaction that records its ``validation_results``;
@@ -41,7 +43,7 @@ from dwatch.validate.report import (
     new_validation_run_id,
     write_outcomes,
 )
-from dwatch.validate.selecting import Batch, batches_reopened, select_batches
+from dwatch.validate.selecting import Batch, batches_reopened, first_rows, select_batches
 
 if TYPE_CHECKING:  # the checking stages load Great Expectations: only when there is work
     from dwatch.validate.setwise import Setting
@@ -99,11 +101,15 @@ def validate_batches(
     from dwatch.validate.verdicts import move_impossible_instants
 
     setting = _setting(config)
-    early = move_impossible_instants(con, batches, setting.now, report.validation_run_id)
+    since = first_rows(con, batches)
+    early = move_impossible_instants(
+        con, batches, setting.now, report.validation_run_id, since.get(state.TABLE, 0)
+    )
     # Old batches whose open gaps new rows of their sources may fill are checked in the
     # same pass, for coverage only, after the new ones (their verdicts see the new rows).
-    again = batches_reopened(con, _sources_of(con, batches), {b.run_id for b in batches})
-    plan = _plan_state(con, batches + again, report) if use_state else None
+    again = batches_reopened(con, _sources_of(con, batches, since), {b.run_id for b in batches})
+    plan = _plan_state(con, batches + again, report, since) if use_state else None
+    setting = replace(setting, since=since)
     if plan is not None and plan.usable:
         setting = replace(setting, history=(state.HIST, state.STATE_NOW, state.HIST_SEQ))
     watch.lap("state")
@@ -131,13 +137,16 @@ def validate_batches(
 
 
 def _plan_state(
-    con: duckdb.DuckDBPyConnection, batches: list[Batch], report: ValidationReport
+    con: duckdb.DuckDBPyConnection,
+    batches: list[Batch],
+    report: ValidationReport,
+    since: dict[str, int],
 ) -> state.StatePlan | None:
     """How the silence checks read each source's history (None: the state cannot be read,
     they read the store)."""
     ids = [b.run_id for b in batches if b.table == state.TABLE]
     try:
-        plan = state.prepare(con, ids)
+        plan = state.prepare(con, ids, since.get(state.TABLE, 0))
     except duckdb.Error:
         log.exception("the validation state could not be read; reading history")
         report.state_notes.append("validation state unreadable: history read")
@@ -181,8 +190,11 @@ def _data_docs(
         report.docs_error = f"{type(exc).__name__}: {exc} (into {docs})"
 
 
-def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, list[str]]:
-    """Each source the new batches hold rows of, with those batches."""
+def _sources_of(
+    con: duckdb.DuckDBPyConnection, batches: list[Batch], since: dict[str, int]
+) -> dict[str, list[str]]:
+    """Each source the new batches hold rows of, with those batches (``since``: per
+    table, no row of theirs has a lower rowid)."""
     sources: dict[str, list[str]] = {}
     schema = load_schema()
     for table in (schema.events, schema.items):
@@ -191,7 +203,8 @@ def _sources_of(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[st
             continue
         for run_id, source in con.execute(
             f"SELECT DISTINCT ingest_run_id, source_system FROM {table.name}"
-            " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND source_system IS NOT NULL"
+            f" WHERE rowid >= {int(since.get(table.name, 0))}"
+            " AND ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND source_system IS NOT NULL"
             " ORDER BY 1, 2",
             [ids],
         ).fetchall():
@@ -298,6 +311,7 @@ def _validate_store(
         setting.windows,
         setting.config.silence_rhythm_factor,
         setting.history[1] if setting.history else None,
+        state.FLOWS if setting.history else None,
     )
     ran[STORE_SUITE] = [check]
     base = Outcome(STORE_SUITE, check.name, "batch", False, None)

@@ -1,9 +1,10 @@
 """Which batches a validation run reads: the new ones, and old ones new rows may change.
 
-A batch is one ``ingest_runs`` row; its rows carry ``ingest_run_id``, and because a batch
-is written in one go its rows sit together in the table, so every read below filters on
-``ingest_run_id`` (DuckDB's zone maps skip the row groups of other batches). History is
-read only where a check needs it (a source's neighbours, rhythm and duplicates).
+A batch is one ``ingest_runs`` row; its rows carry ``ingest_run_id``. Batch ids skip no
+row groups (DuckDB keeps only a prefix of each string's min and max, and ids of one day
+share it), so reads of the batches' rows also bound the rowid (``first_rows``): ingest
+appends, and new rows are the table's last. History is read only where a check needs it
+(a source's neighbours, rhythm and duplicates).
 """
 
 from __future__ import annotations
@@ -90,4 +91,40 @@ def batches_reopened(
             f" source(s) from {shown} may fill them (coverage checks only)"
         )
         out.append(Batch(run_id, kind, KIND_TABLE[kind], source_file, started_at, reason))
+    return out
+
+
+# A row group: DuckDB skips row groups by their rowid range.
+_ROW_GROUP = 122_880
+
+
+def first_rows(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, int]:
+    """Per table, a rowid no row of ``batches`` lies below (0: not known), so reads of
+    their rows skip the row groups of history.
+
+    Batch ids skip no row groups (ids of one day share the first bytes DuckDB keeps of
+    each string's min and max), row ids do. Ingest appends, so new rows are the table's
+    last: its tail is read, widened until it holds as many of the batches' rows as their
+    ``ingest_runs`` counts say the table holds (old batches checked again lie anywhere)."""
+    out: dict[str, int] = {}
+    for table in sorted({b.table for b in batches}):
+        ids = [b.run_id for b in batches if b.table == table]
+        row = con.execute(
+            f"SELECT (SELECT count(*) FROM {table}), (SELECT coalesce(sum(rows_loaded), 0)"
+            " FROM ingest_runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[])))",
+            {"ids": ids},
+        ).fetchall()
+        total, expected = (int(v) for v in row[0])
+        out[table] = 0
+        tail = max(2 * expected, _ROW_GROUP)
+        while tail < total:
+            found = con.execute(
+                f"SELECT count(*), min(rowid) FROM {table} WHERE rowid >= $from"
+                " AND ingest_run_id IN (SELECT unnest($ids::VARCHAR[]))",
+                {"ids": ids, "from": total - tail},
+            ).fetchall()[0]
+            if int(found[0]) == expected:
+                out[table] = int(found[1]) if found[0] else total
+                break
+            tail *= 4
     return out

@@ -58,8 +58,47 @@ class SuiteRun:
     checks: list[Check]
 
 
-def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str]) -> Survey:
-    """One pass over the batches' rows: rows and time window per batch and source."""
+def survey(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    run_ids: list[str],
+    since: int = 0,
+    old: frozenset[str] = frozenset(),
+) -> Survey:
+    """One pass over the batches' rows: rows and time window per batch and source.
+
+    ``since``: no row of the batches but those in ``old`` (validated before, checked
+    again; they lie anywhere) has a lower rowid (``selecting.first_rows``)."""
+    found = Survey()
+    ranges: list[tuple[int, int]] = []
+    new = [r for r in run_ids if r not in old]
+    parts = [(new, since), ([r for r in run_ids if r in old], 0)]
+    for ids, bound in parts:
+        if ids:
+            for run_id, src, n, start, end, lo, hi, first_no, last_no in con.execute(
+                _survey_sql(table, bound), [ids]
+            ).fetchall():
+                found.rows[run_id] = found.rows.get(run_id, 0) + int(n)
+                found.cells[(run_id, src)] = int(n)
+                found.windows.setdefault(run_id, []).append((src, start, end))
+                ranges.append((int(lo), int(hi)))
+                if src is not None and first_no is not None:
+                    found.seq_ranges.append((run_id, src, int(first_no), int(last_no)))
+    found.rowids = merged_ranges(ranges)
+    if "legal_authority" in table.names and new:  # for the row checks: new batches only
+        found.citations = tuple(
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT legal_authority FROM {table.name}"
+                f" WHERE rowid >= {int(since)} AND ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"
+                " AND legal_authority IS NOT NULL ORDER BY 1",
+                [new],
+            ).fetchall()
+        )
+    return found
+
+
+def _survey_sql(table: TableSpec, since: int) -> str:
     source = "source_system" if "source_system" in table.names else "NULL::VARCHAR"
     times = (
         "min(occurred_at), max(occurred_at)"
@@ -71,31 +110,11 @@ def survey(con: duckdb.DuckDBPyConnection, table: TableSpec, run_ids: list[str])
         if "sequence_no" in table.names
         else "NULL::BIGINT, NULL::BIGINT"
     )
-    found = Survey()
-    ranges: list[tuple[int, int]] = []
-    for run_id, src, n, start, end, lo, hi, first_no, last_no in con.execute(
+    return (
         f"SELECT ingest_run_id, {source}, count(*), {times}, min(rowid), max(rowid), {numbers}"
-        f" FROM {table.name} WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
-        [run_ids],
-    ).fetchall():
-        found.rows[run_id] = found.rows.get(run_id, 0) + int(n)
-        found.cells[(run_id, src)] = int(n)
-        found.windows.setdefault(run_id, []).append((src, start, end))
-        ranges.append((int(lo), int(hi)))
-        if src is not None and first_no is not None:
-            found.seq_ranges.append((run_id, src, int(first_no), int(last_no)))
-    found.rowids = merged_ranges(ranges)
-    if "legal_authority" in table.names:
-        found.citations = tuple(
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT legal_authority FROM {table.name}"
-                " WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"
-                " AND legal_authority IS NOT NULL ORDER BY 1",
-                [run_ids],
-            ).fetchall()
-        )
-    return found
+        f" FROM {table.name} WHERE rowid >= {int(since)}"
+        " AND ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2"
+    )
 
 
 # Ranges closer than a row group are read as one (a row group is what DuckDB skips), and
@@ -142,6 +161,7 @@ def make_facts(
     config: ValidationConfig,
     history: tuple[str, str, str] | None = None,
     key_runs: KeyRuns | None = None,
+    since: int = 0,
 ) -> BatchFacts:
     return BatchFacts(
         run_ids[-1],
@@ -153,6 +173,7 @@ def make_facts(
         tuple(run_ids),
         history,
         key_runs or {},
+        since,
     )
 
 
@@ -311,6 +332,8 @@ class Setting:
     now: datetime
     # The silence checks' stand-ins for history (see BatchFacts.history); None: the store.
     history: tuple[str, str, str] | None = None
+    # Per table, a rowid below every row of the new batches (selecting.first_rows).
+    since: dict[str, int] = field(default_factory=dict)
 
 
 def find(
@@ -327,15 +350,16 @@ def find(
     again because new rows may have filled their gaps; their rows and the rows' verdicts
     have not changed).
     """
-    found = survey(con, table, run_ids)
+    found = survey(con, table, run_ids, setting.since.get(table.name, 0), coverage_only)
     malformed = setting.citations.malformed(list(found.citations)) if found.citations else ()
     history = setting.history if table.name == "disclosure_events" else None
     new = [r for r in run_ids if r not in coverage_only]
     held = [r for r in new if found.rows.get(r)]
     seq = [r for r in found.seq_ranges if r[0] not in coverage_only]
     key_runs = runs_to_read(con, table.name, held, seq)
+    since = setting.since.get(table.name, 0)
     facts = make_facts(
-        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs
+        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs, since
     )
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
@@ -355,7 +379,7 @@ def find(
     live: dict[str, Check] = {}
     if history is not None:
         plain = make_facts(
-            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs
+            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs, since
         )
         live = {
             c.name: c

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from dwatch.validate import flow_state
 from dwatch.validate.coverage import QUIET_TAIL_GAPS
 from dwatch.validate.state_build import summarize
 from dwatch.validate.suites import sql_literal
@@ -38,6 +39,7 @@ from dwatch.validate.suites import sql_literal
 TABLE = "disclosure_events"
 STATE = "validation_source_state"
 BATCHES = "validation_state_batches"
+FLOWS = flow_state.FLOWS
 # Temporary relations the checks read in place of history (this connection only).
 HIST = "_dw_val_hist"
 STATE_NOW = "_dw_val_state"
@@ -73,6 +75,8 @@ class StatePlan:
     # False: batches outside this run are not validated yet; the state is neither read
     # nor rebuilt (a later run validating them rebuilds it).
     keep: bool = True
+    # No row of the new batches has a lower rowid (selecting.first_rows).
+    since: int = 0
 
     def notes(self) -> list[str]:
         out = []
@@ -95,20 +99,22 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
-def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
+def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str], since: int = 0) -> StatePlan:
     """Plan the state's use for the events batches ``run_ids`` and write the relations the
     silence check reads; ``usable`` False: the checks read history (the state is rebuilt
-    by ``update``)."""
+    by ``update``). ``since``: no row of the batches not covered yet has a lower rowid."""
     covered = dict(con.execute(f"SELECT ingest_run_id, events FROM {BATCHES}").fetchall())
     pending = [r for r in run_ids if r not in covered]
     revisits = [r for r in run_ids if r in covered]
     total = _scalar(con, f"SELECT count(*) FROM {TABLE}")
     if covered:
-        _read_new(con, pending)
+        _read_new(con, pending, since)
         new_rows = _scalar(con, f"SELECT count(*) FROM {NEW}")
     else:
         new_rows = _scalar(
-            con, f"SELECT count(*) FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+            con,
+            f"SELECT count(*) FROM {TABLE} WHERE rowid >= {int(since)}"
+            f" AND ingest_run_id IN {_in(pending)}",
         )
     why = None
     waiting = _scalar(
@@ -134,18 +140,19 @@ def prepare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> StatePlan:
         why = f"it kept another number of longest gaps than {QUIET_TAIL_GAPS}"
     if why:
         return StatePlan(False, pending, rebuilt_because=why)
-    plan = StatePlan(True, pending)
+    plan = StatePlan(True, pending, since=since)
     plan.reopened, plan.revisited = _reopened(con, pending, revisits)
     kept = _late_tails(con, plan)
     _write_relations(con, plan, kept)
     return plan
 
 
-def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str]) -> None:
+def _read_new(con: duckdb.DuckDBPyConnection, pending: list[str], since: int) -> None:
     """The new batches' rows as the state needs them, read once (``NEW``)."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {NEW} AS SELECT source_system, occurred_at, ingest_run_id,"
-        f" sequence_no FROM {TABLE} WHERE ingest_run_id IN {_in(pending)}"
+        " sequence_no, event_type, disclosing_agency, recipient_agency"
+        f" FROM {TABLE} WHERE rowid >= {int(since)} AND ingest_run_id IN {_in(pending)}"
     )
 
 
@@ -368,6 +375,7 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
     if not plan.keep:
         con.execute(f"DELETE FROM {STATE}")
         con.execute(f"DELETE FROM {BATCHES}")
+        flow_state.clear(con)
         return
     con.execute("BEGIN TRANSACTION")
     try:
@@ -387,6 +395,7 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
                 f"INSERT INTO {BATCHES} SELECT ingest_run_id, count(*), {by} FROM {TABLE}"
                 " GROUP BY 1"
             )
+            flow_state.rebuild(con)
         else:
             _update_from_new(con, plan, by, cols)
         con.execute("COMMIT")
@@ -396,7 +405,7 @@ def update(con: duckdb.DuckDBPyConnection, plan: StatePlan, validation_run_id: s
 
 
 def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, cols: str) -> None:
-    _read_new(con, plan.pending)  # what the verdicts left of them
+    _read_new(con, plan.pending, plan.since)  # what the verdicts left of them
     reopened = _in(plan.recomputed)
     # Sources recomputed: from all their rows.
     rows = (
@@ -404,6 +413,9 @@ def _update_from_new(con: duckdb.DuckDBPyConnection, plan: StatePlan, by: str, c
         f" FROM {TABLE} WHERE source_system IN {reopened}"
     )
     summarize(con, rows, "_dw_val_redo")
+    if plan.recomputed:
+        flow_state.recompute(con, reopened)
+    flow_state.merge(con, NEW, reopened)
     # The others with new rows: what the checks read of them (their last stored event, or
     # their tail), then the new rows; their longest gaps outside those.
     touched = (

@@ -300,7 +300,8 @@ def _sequence_order_check(table: str, tolerance: timedelta, facts: BatchFacts) -
         # Order is judged within each batch (as it was loaded), also when batches are
         # validated together.
         " lag(e.occurred_at) OVER (PARTITION BY e.ingest_run_id, e.source_system"
-        f" ORDER BY e.sequence_no) AS prev_at FROM {t} e WHERE {facts.runs_sql('e.ingest_run_id')}"
+        f" ORDER BY e.sequence_no) AS prev_at FROM {t} e WHERE e.rowid >= {int(facts.since)}"
+        f" AND {facts.runs_sql('e.ingest_run_id')}"
         " AND e.source_system IS NOT NULL AND e.sequence_no IS NOT NULL"
         f" AND e.occurred_at IS NOT NULL) o WHERE o.occurred_at < o.prev_at - {sql_literal(tolerance)})"
     )

@@ -256,7 +256,11 @@ def record_unvalidated(
 
 
 def move_impossible_instants(
-    con: duckdb.DuckDBPyConnection, batches: list[Batch], now: datetime, validation_run_id: str
+    con: duckdb.DuckDBPyConnection,
+    batches: list[Batch],
+    now: datetime,
+    validation_run_id: str,
+    since: int = 0,
 ) -> dict[str, tuple[int, list[Outcome]]]:
     """Rows holding an instant no disclosure can have leave first, each batch on its own.
 
@@ -265,7 +269,7 @@ def move_impossible_instants(
     is ingest's (schemas/canonical.yaml: instants), its end measured from the later of the
     batch's ingest and now (a validation clock set back must not undo what ingest let in).
     One query finds the batches holding any; returns, per such batch, the rows moved and
-    the outcomes recorded.
+    the outcomes recorded. ``since``: no event of the batches has a lower rowid.
     """
     schema = load_schema()
     lead = schema.instants_ahead_of_ingest
@@ -274,7 +278,8 @@ def move_impossible_instants(
         for r in con.execute(
             "SELECT DISTINCT e.ingest_run_id FROM disclosure_events e"
             " JOIN ingest_runs r ON r.run_id = e.ingest_run_id"
-            " WHERE e.ingest_run_id IN (SELECT unnest(?::VARCHAR[])) AND (NOT isfinite(e.occurred_at)"
+            f" WHERE e.rowid >= {int(since)} AND e.ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"
+            " AND (NOT isfinite(e.occurred_at)"
             " OR e.occurred_at < ? OR e.occurred_at > greatest(?, coalesce(r.started_at, ?)) + ?)",
             [[b.run_id for b in batches], schema.instants_not_before, now, now, lead],
         ).fetchall()

@@ -22,7 +22,7 @@ from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_con
 from detectors.ml.run import score_chunks, train_models
 
 LOCATED = sorted(d for d, cls in DETECTORS.items() if cls.row_locator is not None)
-# Flagged rows rebuilt from their partition's days (scoring._score_partitioned).
+# Flagged rows rebuilt from their partition's days (score_rows.score_partitioned).
 PARTITIONED = sorted(
     d for d, cls in DETECTORS.items() if cls.row_locator is None and cls.scope_by is not None
 )

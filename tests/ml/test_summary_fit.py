@@ -160,3 +160,27 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, float) and np.isnan(a):
         return isinstance(b, float) and np.isnan(b)
     return bool(a == b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_window_s_middle_day_is_the_middle_row_s(seed: int) -> None:
+    """count_summary._totals reads the middle row's day off rows per day; it is the day of
+    the row at half the count in day order, nulls first (as held_out_scores splits)."""
+    from detectors.ml import count_summary
+
+    n = int(np.random.default_rng(seed).integers(1, 400))
+    con = duckdb.connect()
+    con.execute(
+        f"CREATE TEMP TABLE {count_summary._TABLE} AS SELECT CASE WHEN hash(range, $s) % 20 = 0"
+        " THEN NULL ELSE DATE '2026-01-01' + CAST(hash(range, $s, 1) % 9 AS INTEGER) END AS day,"
+        " CAST(hash(range, $s, 2) % 30 AS BIGINT) AS events FROM range($n)",
+        {"n": n, "s": seed},
+    )
+    rows, events = con.execute(
+        f"SELECT count(*), sum(events) FROM {count_summary._TABLE}"
+    ).fetchall()[0]
+    middle = con.execute(
+        f"SELECT day FROM {count_summary._TABLE} ORDER BY day NULLS FIRST LIMIT 1 OFFSET $k",
+        {"k": rows // 2},
+    ).fetchall()[0][0]
+    assert count_summary._totals(con) == (rows, float(events), middle)

@@ -109,6 +109,7 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                 ("rule_log_tail", "ingest_run_id, source_row, updated_by_run_id"),
                 ("rule_recon_sides", ""),
                 ("rule_state_batches", "ingest_run_id, updated_by_run_id"),  # counts
+                ("rule_log_sizes", "updated_by_run_id"),
             )
         }
         | {  # a use kept narrow by its row id: compared by the event that row holds
