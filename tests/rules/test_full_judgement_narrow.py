@@ -21,30 +21,10 @@ from detectors import log_rows, rule_state
 from detectors.engine import load_case, load_rules, prepare, run_rules
 from dwatch.policy import load_registry
 from dwatch.store import connect, transaction
+from tests.rules.test_rule_state import _events, _quarantined
 
 REGISTRY = load_registry()
 COLUMNS = f"{rule_state.COLUMNS}, is_break"
-
-
-def _events(con: duckdb.DuckDBPyConnection, batch: str, rows: list[tuple[Any, ...]]) -> None:
-    """rows: (source_system, sequence_no, event_id, hour of 2025-03-03)."""
-    for n, (log, seq, event_id, hour) in enumerate(rows, start=1):
-        con.execute(
-            "INSERT INTO disclosure_events (source_system, sequence_no, event_id, occurred_at,"
-            " event_type, disclosing_agency, recipient_agency, actor_id, data_elements,"
-            " record_count, ingest_run_id, source_row)"
-            " VALUES (?, ?, ?, TIMESTAMPTZ '2025-03-03 00:00:00+00' + to_hours(?),"
-            " 'access', 'IRS', 'CA-FTB', 'a.1', ['name'], 1, ?, ?)",
-            [log, seq, event_id, hour, batch, n],
-        )
-
-
-def _quarantined(con: duckdb.DuckDBPyConnection, batch: str, log: str, seq: int, row: int) -> None:
-    con.execute(
-        "INSERT INTO quarantine (ingest_run_id, source_file, source_row, reason_code, message,"
-        " raw_row, stage) VALUES (?, 'f.csv', ?, 'bad_timestamp', 'test', ?, 'ingest')",
-        [batch, row, f'{{"source_system": "{log}", "sequence_no": "{seq}", "event_id": "Q{seq}"}}'],
-    )
 
 
 @pytest.fixture
