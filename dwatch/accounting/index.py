@@ -12,9 +12,13 @@ A taxpayer's data appears in three ways, and each is one kind of row (``via``):
 
 Rows are found by ``lookup_key``, the first 60 bits of md5 of the pseudonym (or request id):
 an integer min/max check per row group, where a 35-character string compare per row cost
-1.4-2.5 s at 5M events. Each refresh appends its rows sorted by the key; when the unsorted
-tail passes half the sorted part the table is rewritten in key order (amortised, each row
-is rewritten a bounded number of times).
+1.4-2.5 s at 5M events. A first build inserts the rows in pieces of at most
+``piece_rows()`` (what DuckDB's memory share sorts without spilling much), each sorted by
+the key; each refresh appends its rows sorted by the key; when the unsorted tail passes
+half the sorted part the table is rewritten in key order, one key range at a time
+(amortised, each row is rewritten a bounded number of times; spill and memory bounded by
+the budget, not by the store). A lookup's min/max filter reads a row group or two of each
+sorted part. New rows are read by rowid bound (``bounds.first_rowids``), not batch id.
 """
 
 from __future__ import annotations
