@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import yaml
 
-from dwatch import progress
+from dwatch import progress, yamlfile
 from dwatch.errors import DWatchError, StoreError
 from dwatch.failed_starts import (
     RunNotStarted,
@@ -782,7 +782,7 @@ def _ml_enabled_detectors() -> dict[str, list[str]]:
     from importlib.resources import files
 
     path = os.environ.get("DWATCH_ML_CONFIG") or str(files("detectors.ml") / "config.yaml")
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    raw = yamlfile.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     blocks = raw.get("detectors") if isinstance(raw, dict) else None
     if not isinstance(blocks, dict):
         return {}
