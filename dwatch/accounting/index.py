@@ -299,6 +299,8 @@ def _first_build(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
     with_items = _batches_have_items(con)
     row = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM disclosure_events").fetchone()
     end, step, entries = (int(row[0]) if row else 0), piece_rows(), 0
+    if end <= step:  # one piece: one statement, as before (the events are read once)
+        return _insert_sorted(con, entries_sql("_acct_batches", with_items=with_items))
     for low in range(0, end, step):
         sql = entries_sql(
             "_acct_batches",
