@@ -171,6 +171,9 @@ class MLDetector:
     # then reads only the feature columns of every row, and the whole rows (text for the
     # explanations) of those over the floor alone (scoring.score_chunks). None: whole rows.
     row_locator: ClassVar[str | None] = None
+    # Columns only alert rows read (a row's events): scoring reads every row without them
+    # and builds the flagged rows whole with flagged_rows() (scoring.score_chunks).
+    evidence_columns: ClassVar[tuple[str, ...]] = ()
     # Python memory one training row costs at the peak of training (the frame row, the fit's
     # arrays, the held-out folds), with room to spare: the DWATCH_MEMORY budget's Python
     # share divided by it is how many rows a fit may read (detectors/ml/bounds.py).
@@ -209,6 +212,17 @@ class MLDetector:
         raise NotImplementedError
 
     def build_pipeline(self) -> Pipeline:
+        raise NotImplementedError
+
+    def flagged_rows(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        flagged: pl.DataFrame,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        """With ``evidence_columns``: the scoring frame's whole rows of the window holding
+        (at least) the rows ``flagged`` names by ``key_columns``."""
         raise NotImplementedError
 
     def explain(

@@ -160,9 +160,13 @@ def window_and_frame(
         return window, training_frame(con, detector, window)
     body, order = _unsorted(query.sql)
     table = reuse.table_name(detector) if shared else _HELD
-    built = features.FeatureQuery(body, query.params)
-    if not shared:
-        built = _lean(con, built)
+    # Kept for scoring: every column but those only the flagged rows' alerts read.
+    built = _lean(
+        con,
+        features.FeatureQuery(body, query.params),
+        detector.evidence_columns,
+        evidence_only=not shared,
+    )
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {built.sql}", built.params)
     except duckdb.Error as exc:
@@ -243,13 +247,22 @@ def training_frame(
     query = _plan(con, detector, window.window_from, window.window_to)
     if query is None:
         return detector.training_frame(con, window.window_from, window.window_to)
-    return features.run_query(con, _lean(con, query))
+    return features.run_query(con, _lean(con, query, detector.evidence_columns))
 
 
-def _lean(con: duckdb.DuckDBPyConnection, query: features.FeatureQuery) -> features.FeatureQuery:
-    """The query without its evidence-only columns (DuckDB then never builds them)."""
+def _lean(
+    con: duckdb.DuckDBPyConnection,
+    query: features.FeatureQuery,
+    also: tuple[str, ...] = (),
+    evidence_only: bool = True,
+) -> features.FeatureQuery:
+    """The query without its evidence-only columns (DuckDB then never builds them), and
+    without ``also`` (a detector's ``evidence_columns``)."""
     columns = con.sql(query.sql, params=query.params).columns
-    dropped = [c for c in EVIDENCE_ONLY_COLUMNS if c in columns]
+    dropped = [
+        c for c in (*(EVIDENCE_ONLY_COLUMNS if evidence_only else ()), *also) if c in columns
+    ]
+    dropped = list(dict.fromkeys(dropped))
     if not dropped:
         return query
     exclude = ", ".join(f'"{c}"' for c in dropped)

@@ -42,6 +42,8 @@ WITH ev AS (
     LEFT JOIN _ZONE_TABLE az ON az.agency = e.disclosing_agency
     WHERE e.event_type IN (SELECT unnest($event_types::VARCHAR[]))
       AND e.disclosing_agency IS NOT NULL AND e.recipient_agency IS NOT NULL
+      AND ($flows::VARCHAR[] IS NULL
+           OR e.disclosing_agency || chr(31) || e.recipient_agency IN (SELECT unnest($flows)))
       AND ($from::TIMESTAMPTZ IS NULL
            OR e.occurred_at >= $from::TIMESTAMPTZ - to_days(CAST($margin_days AS INTEGER)))
       AND ($to::TIMESTAMPTZ IS NULL OR e.occurred_at < $to::TIMESTAMPTZ + to_days(CAST($margin_days AS INTEGER)))
@@ -70,6 +72,8 @@ logs AS (
     FROM disclosure_events
     WHERE event_type IN (SELECT unnest($event_types::VARCHAR[]))
       AND disclosing_agency IS NOT NULL AND recipient_agency IS NOT NULL
+      AND ($flows::VARCHAR[] IS NULL
+           OR disclosing_agency || chr(31) || recipient_agency IN (SELECT unnest($flows)))
 ),
 other_days AS (
     SELECT l.source_system, l.disclosing_agency, l.recipient_agency, o.channel, o.day,
@@ -139,12 +143,15 @@ class LogCoverage(MLDetector):
     # A run of missed days is counted within the rows scored: scoring a window also reads
     # this many days before it, so a silence that began before the window keeps its length.
     rescore_days = 31
+    # The events of each row (most of the query's cost): built for the flagged rows only.
+    evidence_columns = ("other_logs", "events_elsewhere", "event_ids")
 
     def scoring_frame(
         self,
         con: duckdb.DuckDBPyConnection,
         window_from: datetime | None,
         window_to: datetime | None,
+        flows: list[str] | None = None,
     ) -> pl.DataFrame:
         return features._frame(
             con,
@@ -154,8 +161,22 @@ class LogCoverage(MLDetector):
                 "from": window_from,
                 "to": window_to,
                 "margin_days": MARGIN_DAYS,
+                "flows": flows,
             },
         )
+
+    def flagged_rows(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        flagged: pl.DataFrame,
+        window_from: datetime | None,
+        window_to: datetime | None,
+    ) -> pl.DataFrame:
+        """The whole rows of ``flagged``'s flows: a row reads only its own flow's events
+        (and the store's newest day), so reading those flows alone builds them as the
+        whole query does."""
+        flows = (flagged["disclosing_agency"] + chr(31) + flagged["recipient_agency"]).unique()
+        return self.scoring_frame(con, window_from, window_to, sorted(flows.to_list()))
 
     def build_pipeline(self) -> Pipeline:
         return Pipeline([("model", LogCoverageSurprise(**self.settings.params))])

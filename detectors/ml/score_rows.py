@@ -14,7 +14,7 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import days, features, partitions, reuse
+from detectors.ml import bounds, days, features, partitions, reuse
 from detectors.ml.detectors import MLDetector, ModelContext
 from detectors.ml.registry import ModelRecord
 from detectors.ml.summary import LOCATED, ROWS
@@ -191,6 +191,68 @@ def score_partitioned(
         flagged.drop("_score"), flagged["_score"].to_numpy(), model, model_context(record)
     )
     return candidates.unique("alert_id", keep="first", maintain_order=True), scored
+
+
+def score_evidenced(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    query: features.FeatureQuery,
+    *,
+    window: tuple[datetime | None, datetime | None],
+    rows: int,
+    threads: int,
+    rescored: list[pl.DataFrame] | None,
+) -> tuple[pl.DataFrame, int]:
+    """:func:`detectors.ml.scoring.score_chunks` for a detector with ``evidence_columns``:
+    every row is scored without them (from the rows a training kept for all history, or
+    the query narrowed), and the rows at or above the threshold are built whole again
+    (:meth:`MLDetector.flagged_rows`) for their alerts. The rows and their scores are
+    those of the whole frame, in its order."""
+    columns = con.sql(query.sql, params=query.params).columns
+    lean = [c for c in columns if c not in detector.evidence_columns]
+    order = bounds.final_order(query.sql)
+    kept = reuse.take(con, detector, query)
+    listed = ", ".join(map(_quoted, lean))
+    source = (
+        features.FeatureQuery(f"SELECT {listed} FROM {kept}{order}", {})
+        if kept is not None
+        else features.FeatureQuery(features.narrowed(query, lean).sql + order, query.params)
+    )
+    keys = list(detector.key_columns)
+    alert_keys = list(detector.alert_key_columns or detector.key_columns)
+    hits: list[pl.DataFrame] = []
+    scored = 0
+    for chunk in features.batches(con, source, rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        hit = pl.Series(scores >= record.threshold)
+        hits.append(
+            chunk.filter(hit)
+            .select(keys)
+            .with_columns(pl.Series("_score", scores[hit.to_numpy()], dtype=pl.Float64))
+        )
+        scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(alert_keys))
+    found = pl.concat(hits, how="vertical_relaxed")
+    whole = (
+        detector.flagged_rows(con, found, *window)
+        if found.height
+        else features.run_query(
+            con,
+            features.FeatureQuery(f"SELECT * FROM ({query.sql}) AS framed LIMIT 0", query.params),
+        )
+    )
+    flagged = whole.join(found, on=keys, how="inner", maintain_order="left")
+    candidates = detector.alert_rows(
+        flagged.drop("_score"), flagged["_score"].to_numpy(), model, model_context(record)
+    )
+    # Several rows may make one alert: the strongest stands for it (as score_chunks).
+    candidates = candidates.sort("score", descending=True, maintain_order=True).unique(
+        "alert_id", keep="first", maintain_order=True
+    )
+    return candidates, scored
 
 
 def _quoted(column: str) -> str:

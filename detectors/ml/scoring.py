@@ -136,6 +136,18 @@ def score_chunks(
         return score_rows.score_located(
             con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
         )
+    if detector.evidence_columns and len(queries) == 1:
+        return score_rows.score_evidenced(
+            con,
+            detector,
+            model,
+            record,
+            queries[0],
+            window=(window_from, window_to),
+            rows=rows,
+            threads=threads,
+            rescored=rescored,
+        )
     if detector.scope_by is not None and len(queries) == 1:
         return score_rows.score_partitioned(
             con,
