@@ -105,6 +105,7 @@ def _child_run(folder: str, db_path: str) -> dict[str, object]:
             "seconds": time.perf_counter() - t0,
             "status": summary.status,
             "steps": {s.step: s.seconds for s in summary.steps},
+            "step_cpu": {s.step: s.cpu_seconds for s in summary.steps},
             "step_status": {s.step: s.status for s in summary.steps},
             "events": summary.counts.get("events_loaded"),
         }
@@ -233,6 +234,17 @@ def _print(results: list[dict[str, object]]) -> None:
             f" snapshots {r['snapshots_mb']:,.0f} -> {r['snapshots_after_mb']:,.0f} MB;"
             f" Data Docs (built beside the run) still building after it ended:"
             f" {r['docs_after_full_s']:.1f}s full, {r['docs_after_new_s']:.1f}s 1%"
+        )
+        d = r["duckdb"]
+        assert isinstance(d, dict) and isinstance(dn, dict)
+        # CPU seconds (user + system, every thread) do not depend on how busy the machine was.
+        print(
+            f"{r['size']:,} CPU seconds: DuckDB's load {d['cpu_seconds']:.1f}, run"
+            f" {f['cpu_seconds']:.1f} ({f['cpu_seconds'] / d['cpu_seconds']:.1f}x), steps"
+            f" {json.dumps({k: round(float(v), 1) for k, v in f.get('step_cpu', {}).items()})};"
+            f" 1% run {i['cpu_seconds']:.1f} ({i['cpu_seconds'] / f['cpu_seconds']:.1%} of the"
+            f" full run's), steps"
+            f" {json.dumps({k: round(float(v), 1) for k, v in i.get('step_cpu', {}).items()})}"
         )
 
 

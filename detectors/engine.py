@@ -71,6 +71,7 @@ from detectors.alerts import (
 from detectors.authority_choice import CHOICE_COLUMNS, choose_authorities
 from detectors.custody_state import prepare_custody
 from detectors.evidence import SubjectsSpec
+from dwatch import yamlfile
 from dwatch.address import vocabulary_of
 from dwatch.address_verdicts import refresh_address_verdicts
 from dwatch.errors import RuleError
@@ -204,7 +205,7 @@ class Rule(BaseModel):
 def load_rule(path: Path) -> Rule:
     """Load one rule file; errors name the file and key."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RuleError(f"not valid YAML: {exc}", where=str(path), fix="fix the YAML") from exc
     if not isinstance(raw, dict):
@@ -1002,7 +1003,7 @@ CASE_DEFAULTS_FILE = RULES_DIR / "_case_defaults.yaml"
 
 def case_event_defaults(path: Path = CASE_DEFAULTS_FILE) -> dict[str, Any]:
     """The values each case event starts from (data next to the rules)."""
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    loaded = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {}
     return dict(loaded.get("events") or {})
 
 

@@ -10,10 +10,12 @@ seen before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import duckdb
 import pyarrow as pa
 
-from dwatch.address import AddressVocabulary, judge_address
+from dwatch.address import AddressVerdict, AddressVocabulary, judge_address
 
 _NEW_ADDRESSES = """
 WITH seen AS (
@@ -26,11 +28,16 @@ WHERE NOT EXISTS (SELECT 1 FROM address_verdicts v WHERE v.address_key = md5_num
 
 
 def refresh_address_verdicts(
-    con: duckdb.DuckDBPyConnection, vocabulary: AddressVocabulary, *, items: str = "request_items"
+    con: duckdb.DuckDBPyConnection,
+    vocabulary: AddressVocabulary,
+    *,
+    items: str = "request_items",
+    judged: Mapping[str, AddressVerdict] | None = None,
 ) -> int:
     """Judge the supplied addresses of ``items`` (a table or view of request items: the
     rules read verdicts only for the items they judge) not yet judged under ``vocabulary``;
-    returns how many."""
+    returns how many. ``judged``: verdicts already reached under ``vocabulary`` for some
+    texts (ingest judges them beside the load, dwatch.ingest.addresses), used as they are."""
     con.execute(
         "DELETE FROM address_verdicts WHERE vocabulary <> $fingerprint",
         {"fingerprint": vocabulary.fingerprint},
@@ -38,7 +45,8 @@ def refresh_address_verdicts(
     addresses = [row[0] for row in con.execute(_NEW_ADDRESSES.format(items=items)).fetchall()]
     if not addresses:
         return 0
-    verdicts = [judge_address(text, vocabulary) for text in addresses]
+    known = judged or {}
+    verdicts = [known.get(text) or judge_address(text, vocabulary) for text in addresses]
     judged = pa.table(
         {
             "address": addresses,

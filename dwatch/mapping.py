@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.line_rules import LineRules, parse_line_rules
 from dwatch.mapping_keys import (  # noqa: F401 - re-exported
@@ -367,7 +368,7 @@ def parse_mapping(raw: Any, path: Path) -> SourceMapping:
 
 def load_mapping(path: Path) -> SourceMapping:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read source mapping: {exc}", where=str(path)) from exc
     return parse_mapping(raw, path)

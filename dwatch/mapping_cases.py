@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.mapping import KIND_TABLE, load_mapping
 
@@ -65,7 +65,7 @@ def load_cases(mapping_path: Path) -> list[dict[str, Any]]:
     path = samples_dir(mapping_path) / CASES_FILE
     if not path.is_file():
         return []
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {}
     cases = raw.get("cases") if isinstance(raw, dict) else None
     if not isinstance(cases, list) or not all(isinstance(c, dict) and "file" in c for c in cases):
         raise ConfigError(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import yaml
 
-from dwatch import progress
+from dwatch import progress, yamlfile
 from dwatch.errors import DWatchError, StoreError
 from dwatch.failed_starts import (
     RunNotStarted,
@@ -95,9 +95,16 @@ class StepResult:
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     attempts: int = 1
+    # CPU of the whole process (every DuckDB thread) while the step ran: on a shared machine
+    # wall seconds say how busy the machine was, CPU seconds what the step cost.
+    cpu_seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+        }
 
 
 @dataclass
@@ -225,7 +232,7 @@ class RunContext:
         """Run one step, record its result in ``runs.steps``; on error record and re-raise."""
         step_fn = fn or STEPS[name]
         attempts = self.steps[name].attempts + 1 if name in self.steps else 1
-        began = time.monotonic()
+        began, cpu_began = time.monotonic(), time.process_time()
         number = f"{STEP_NAMES.index(name) + 1}/{len(STEP_NAMES)} " if name in STEP_NAMES else ""
         try:
             with progress.task(f"step {number}{name}"):
@@ -243,6 +250,7 @@ class RunContext:
                 self._write_row()
             raise
         result.seconds = time.monotonic() - began
+        result.cpu_seconds = time.process_time() - cpu_began
         result.attempts = attempts
         # Step messages quote files and values from outside: masked before anything shows
         # them (runs.steps, the Prefect UI, the terminal).
@@ -782,7 +790,7 @@ def _ml_enabled_detectors() -> dict[str, list[str]]:
     from importlib.resources import files
 
     path = os.environ.get("DWATCH_ML_CONFIG") or str(files("detectors.ml") / "config.yaml")
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    raw = yamlfile.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     blocks = raw.get("detectors") if isinstance(raw, dict) else None
     if not isinstance(blocks, dict):
         return {}

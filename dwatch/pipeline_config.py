@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError, InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
             )
         return PipelineConfig()
     try:
-        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+        raw = yamlfile.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the pipeline settings: {exc}", where=str(chosen)) from exc
     if not isinstance(raw, dict):

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.timevalues import parse_duration, parse_setting_instant
 
@@ -137,7 +138,7 @@ def _instants(raw: dict[str, Any], where: str) -> dict[str, Any]:
 @cache
 def load_schema(path: Path = CANONICAL_PATH) -> CanonicalSchema:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the canonical schema: {exc}", where=str(path)) from exc
     return _parse(raw, path)

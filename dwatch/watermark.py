@@ -87,51 +87,63 @@ def record_files(
     """Remember each file read this run with the batch holding its content (the path with
     taxpayer-id shapes replaced by their pseudonyms, dwatch.masking)."""
     by_name = {str(p): st for p, st in stats.items()}
-    for r in results:
-        st = by_name.get(r.source_file)
-        if st is None:  # a path that named nothing (recorded as a problem, not a file)
-            continue
-        path = Path(r.source_file)
+    read = [(r, by_name[r.source_file]) for r in results if r.source_file in by_name]
+    # (a path that named nothing is recorded as a problem, not a file)
+    if not read:
+        return
+    loaded_ids = sorted({r.run_id for r, _ in read if r.status == "loaded"})
+    sha_of_batch = dict(
+        con.execute(
+            "SELECT run_id, content_sha256 FROM ingest_runs WHERE list_contains(?, run_id)",
+            [loaded_ids],
+        ).fetchall()
+        if loaded_ids
+        else []
+    )
+    # Same content was loaded before (by another path or an earlier run): point at it.
+    skipped_sha = {
+        r.source_file: file_sha256(Path(r.source_file)) for r, _ in read if r.status == "skipped"
+    }
+    batch_of_sha = dict(
+        con.execute(
+            "SELECT content_sha256, arg_max(run_id, finished_at) FROM ingest_runs"
+            " WHERE status = 'loaded' AND list_contains(?, content_sha256)"
+            " GROUP BY content_sha256",
+            [sorted(set(skipped_sha.values()))],
+        ).fetchall()
+        if skipped_sha
+        else []
+    )
+    rows: list[tuple[object, ...]] = []
+    for r, st in read:
         sha = batch = None
         if r.status == "loaded":
-            batch = r.run_id
-            row = con.execute(
-                "SELECT content_sha256 FROM ingest_runs WHERE run_id = ?", [r.run_id]
-            ).fetchone()
-            sha = row[0] if row else None
-            status = "loaded"
+            batch, sha, status = r.run_id, sha_of_batch.get(r.run_id), "loaded"
         elif r.status == "skipped":
-            # Same content was loaded before (by another path or an earlier run): point at it.
-            sha = file_sha256(path)
-            row = con.execute(
-                "SELECT run_id FROM ingest_runs WHERE content_sha256 = ? AND status = 'loaded'"
-                " ORDER BY finished_at DESC LIMIT 1",
-                [sha],
-            ).fetchone()
-            batch = row[0] if row else None
-            status = "duplicate_content"
+            sha = skipped_sha[r.source_file]
+            batch, status = batch_of_sha.get(sha), "duplicate_content"
         else:
             status = "failed"
+        path = mask_path(str(Path(r.source_file).resolve()), key)
+        rows.append((path, st.st_size, st.st_mtime_ns, sha, batch, status, run_id, run_id))
+    # A statement per file cost ~9 ms each (0.65 s for 73 files): one per 500 files. A path
+    # named twice keeps its last result, as one upsert after another did.
+    unique = list({row[0]: row for row in rows}.values())
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, now())"] * len(chunk))
         con.execute(
-            """
-            INSERT INTO source_files (path, size_bytes, mtime_ns, content_sha256, ingest_run_id,
-                                      status, first_seen_run_id, last_read_run_id, last_read_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())
+            f"""
+            INSERT INTO source_files (path, size_bytes, mtime_ns, content_sha256,
+                                      ingest_run_id, status, first_seen_run_id,
+                                      last_read_run_id, last_read_at)
+            VALUES {values}
             ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
                 mtime_ns = excluded.mtime_ns, content_sha256 = excluded.content_sha256,
                 ingest_run_id = excluded.ingest_run_id, status = excluded.status,
                 last_read_run_id = excluded.last_read_run_id, last_read_at = now()
             """,
-            [
-                mask_path(str(path.resolve()), key),
-                st.st_size,
-                st.st_mtime_ns,
-                sha,
-                batch,
-                status,
-                run_id,
-                run_id,
-            ],
+            [v for row in chunk for v in row],
         )
 
 

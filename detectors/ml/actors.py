@@ -49,6 +49,7 @@ class ActorPeers(MLDetector):
     key_columns = ("recipient_agency", "actor_id", "day")
     rescore_days = features.WINDOW_LOOKBACK_DAYS
     scope_by = features.ACTOR_DAY_PARTITION
+    rebuild_by = "actor_id"
     event_unit = "access events"
     # Measured at 1M events (655k user-days): frame 265 B, fit peak 733 B a row (a fit on
     # rows: one whose floor is not a false-alarm rate).

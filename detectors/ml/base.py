@@ -160,6 +160,11 @@ class MLDetector:
     # The event column whose value partitions the rows' features (a row reads only events
     # sharing its value), if any: an increment then rescores only the values it touched.
     scope_by: ClassVar[str | None] = None
+    # With scope_by: an event column whose events alone make a row's columns other than its
+    # features (ml.actor_peers: the user; its features also read the agency's workload).
+    # The flagged rows are then rebuilt for their explanations from the events of their
+    # own values only, and take their features from the rows scored (score_rows.py).
+    rebuild_by: ClassVar[str | None] = None
     # What the false-alarm rate of the alert floor counts (events_per_row sums them).
     event_unit: ClassVar[str] = "transfers"
     # A column naming each scoring row uniquely by a number (an event's store row): scoring

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import polars as pl
 
-from detectors.ml import features
+from detectors.ml import features, reuse
 from detectors.ml.detectors import MLDetector
 from dwatch.memory import memory_budget
 
@@ -137,6 +137,7 @@ def window_and_frame(
     window_from: datetime | None,
     window_to: datetime | None,
     max_rows: int | None = None,
+    keep_for_scoring: bool = False,
 ) -> tuple[TrainingWindow, pl.DataFrame]:
     """:func:`training_window` and :func:`training_frame` with one run of the feature query
     over the whole window: its lean rows go to a temporary DuckDB table (spilling to disk
@@ -144,27 +145,42 @@ def window_and_frame(
     what ran out of memory under a small budget), the rows per day are counted there, and
     the frame is read from it, sorted, when it fits ``max_rows``. Only a window over the
     budget runs the query again, on the narrowed window (before, the whole window's query
-    ran three times: streamed until over the budget, counted per day, then narrowed)."""
+    ran three times: streamed until over the budget, counted per day, then narrowed).
+
+    ``keep_for_scoring``: when the window's rows are all history's scoring rows
+    (:func:`reuse.shares_rows`), the table holds them whole, evidence included, and stays
+    for the scoring that follows (:mod:`detectors.ml.reuse`); the fit reads them lean."""
     start, notes = _needed(con, detector, window_from, window_to)
     limit = max_rows or max_training_rows(detector)
-    query = _plan(con, detector, start, window_to)
+    shared = keep_for_scoring and reuse.shares_rows(con, detector, start, window_to)
+    # The window's rows are all history's: the all-history query builds them.
+    query = reuse.all_history(con, detector) if shared else _plan(con, detector, start, window_to)
     if query is None:
         window = training_window(con, detector, window_from, window_to, max_rows)
         return window, training_frame(con, detector, window)
     body, order = _unsorted(query.sql)
-    lean = _lean(con, features.FeatureQuery(body, query.params))
+    table = reuse.table_name(detector) if shared else _HELD
+    built = features.FeatureQuery(body, query.params)
+    if not shared:
+        built = _lean(con, built)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_HELD} AS {lean.sql}", lean.params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {built.sql}", built.params)
     except duckdb.Error as exc:
         raise features._query_error(exc) from exc
     try:
-        held = features.FeatureQuery(f"SELECT * FROM {_HELD}", {})
+        held = _lean(con, features.FeatureQuery(f"SELECT * FROM {table}", {}))
         total, first = _start_of_recent_days(con, held, limit)
         if first is None:
             frame = features.run_query(con, features.FeatureQuery(held.sql + order, {}))
             return TrainingWindow(start, window_to, "; ".join(notes)), frame
+    except BaseException:
+        shared = False  # not kept: dropped below
+        raise
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_HELD}")
+        if shared:
+            reuse.keep(con, detector, table)
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     if start is not None and first <= start:
         window = TrainingWindow(start, window_to, "; ".join(notes))
     else:
@@ -188,6 +204,11 @@ def _unsorted(sql: str) -> tuple[str, str]:
     keys = re.sub(r"\b\w+\.(?=\w)", "", match.group(1))
     # A new line ends any SQL comment before the clause (the query is wrapped next).
     return sql[: match.start()] + "\n", f" ORDER BY {keys}"
+
+
+def final_order(sql: str) -> str:
+    """The query's final ``ORDER BY``, for a query of its rows held in a table."""
+    return _unsorted(sql)[1]
 
 
 def _narrowed(first: datetime, total: int, bound: str) -> str:

@@ -187,7 +187,12 @@ def fit_on_sums(
     if not isinstance(est, CountRateSurprise) or not est.with_load:
         return None
     start, notes = bounds._needed(con, det, window_from, window_to)
-    kept = keep_for_scoring and reuse.covers_history(con, det, start, window_to)
+    # Only a partitioned detector is scored from these lean rows (score_rows.py).
+    kept = (
+        keep_for_scoring
+        and det.scope_by is not None
+        and reuse.covers_history(con, det, start, window_to)
+    )
     wanted = [*det.feature_columns, "day", "events", *(reuse.scoring_columns(det) if kept else [])]
     leans = _lean_queries(con, det, start, window_to, list(dict.fromkeys(wanted)))
     if leans is None:

@@ -13,7 +13,7 @@ groups' rows is the whole query's rows, because no row reads another partition's
 :func:`cap_events` events (a partition larger than that forms a group alone); when every
 event fits one group it returns None and the query runs unchanged. Within :func:`only`
 the feature query reads only that group's partitions (:func:`read_filter`,
-:func:`params`)."""
+:func:`params`); within :func:`members`, only the events of some users of each."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ from dwatch.memory import memory_budget
 EVENT_BYTES = 100
 
 _ONLY: ContextVar[tuple[str, tuple[str | None, ...]] | None] = ContextVar("_ONLY", default=None)
+_MEMBERS: ContextVar[tuple[str, tuple[str | None, ...]] | None] = ContextVar(
+    "_MEMBERS", default=None
+)
 
 
 @contextmanager
@@ -45,6 +48,20 @@ def only(by: str, values: Sequence[str | None]) -> Iterator[None]:
         _ONLY.reset(token)
 
 
+@contextmanager
+def members(column: str, values: Sequence[str | None]) -> Iterator[None]:
+    """Within the block, a partitioned feature query reads only the events whose event
+    ``column`` is one of ``values`` (the flagged users rebuilt for their explanations,
+    :func:`detectors.ml.score_rows.score_partitioned`). Its rows of those values keep the
+    columns made of their own events; columns made of the whole partition's (an agency's
+    workload) come out wrong, so the caller takes those from the rows it scored."""
+    token = _MEMBERS.set((column, tuple(dict.fromkeys(values))))
+    try:
+        yield
+    finally:
+        _MEMBERS.reset(token)
+
+
 def _applies(by: str | None) -> tuple[str | None, ...] | None:
     scope = _ONLY.get()
     if scope is None or by is None or scope[0] != by:
@@ -54,24 +71,37 @@ def _applies(by: str | None) -> tuple[str | None, ...] | None:
 
 def read_filter(by: str | None, value: str) -> str:
     """The events-filter fragment of a query partitioned by ``by`` (``value``: the event
-    expression of its partition): empty unless inside :func:`only` for ``by``."""
-    if _applies(by) is None:
-        return ""
-    return (
-        f"AND ({value} IN (SELECT unnest($part_values::VARCHAR[]))"
-        f" OR ($part_null AND {value} IS NULL))"
-    )
+    expression of its partition): empty unless inside :func:`only` for ``by`` or
+    :func:`members`."""
+    sql = ""
+    if _applies(by) is not None:
+        sql = (
+            f"AND ({value} IN (SELECT unnest($part_values::VARCHAR[]))"
+            f" OR ($part_null AND {value} IS NULL))"
+        )
+    chosen = _MEMBERS.get() if by is not None else None
+    if chosen is not None:
+        column = f'e."{chosen[0]}"'
+        sql += (
+            f" AND ({column} IN (SELECT unnest($member_values::VARCHAR[]))"
+            f" OR ($member_null AND {column} IS NULL))"
+        )
+    return sql
 
 
 def params(by: str | None) -> dict[str, Any]:
-    """The parameters :func:`read_filter` takes ({} outside :func:`only`)."""
+    """The parameters :func:`read_filter` takes ({} outside :func:`only` and
+    :func:`members`)."""
+    out: dict[str, Any] = {}
     values = _applies(by)
-    if values is None:
-        return {}
-    return {
-        "part_values": [v for v in values if v is not None],
-        "part_null": any(v is None for v in values),
-    }
+    if values is not None:
+        out["part_values"] = [v for v in values if v is not None]
+        out["part_null"] = any(v is None for v in values)
+    chosen = _MEMBERS.get() if by is not None else None
+    if chosen is not None:
+        out["member_values"] = [v for v in chosen[1] if v is not None]
+        out["member_null"] = any(v is None for v in chosen[1])
+    return out
 
 
 def cap_events() -> int:

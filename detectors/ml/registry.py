@@ -19,6 +19,7 @@ import yaml
 from sklearn.pipeline import Pipeline
 
 from detectors.ml.detectors import DETECTORS, DetectorSettings
+from dwatch import yamlfile
 from dwatch.errors import ConfigError, StoreError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.yaml"
@@ -49,7 +50,7 @@ def load_config(path: Path | str | None = None) -> MLConfig:
     """Read and check the ML config ($DWATCH_ML_CONFIG, else the packaged config.yaml)."""
     cfg_path = Path(path or os.environ.get("DWATCH_ML_CONFIG") or DEFAULT_CONFIG_PATH)
     try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        raw = yamlfile.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(
             f"cannot read the ML config: {exc}",

@@ -14,6 +14,11 @@ otherwise; :func:`release` drops what is kept once scoring is done.
 The rows are kept only when they are the all-history rows: the training window ends at
 the store's end and no event of the detector's types lies before its start (a user-day's
 sums look six days back and ahead, so an earlier event would change them or add rows).
+
+A detector fitted on its rows and scored from them whole (``ml.log_coverage``,
+``ml.recipient_volume``: one row per flow and day) keeps them the same way
+(:func:`shares_rows`): its training builds the all-history rows, evidence included, into
+the table and fits on them; scoring reads them back in the query's order.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def scoring_columns(detector: MLDetector) -> list[str]:
     return list(dict.fromkeys([*wanted, *detector.feature_columns, *keys]))
 
 
-def _all_history(con: duckdb.DuckDBPyConnection, detector: MLDetector) -> features.FeatureQuery:
+def all_history(con: duckdb.DuckDBPyConnection, detector: MLDetector) -> features.FeatureQuery:
     with features.planned() as queries:
         detector.scoring_frame(con, None, None)
     if len(queries) != 1:
@@ -83,9 +88,9 @@ def covers_history(
     window_from: datetime | None,
     window_to: datetime | None,
 ) -> bool:
-    """Do the training rows of [window_from, window_to) equal the all-history rows? Only a
-    partitioned detector (``scope_by``) is scored from kept rows."""
-    if detector.scope_by is None or window_to is not None:
+    """Do the training rows of [window_from, window_to) equal the all-history rows (the
+    window ends at the store's end and no event of the detector's types lies before it)?"""
+    if window_to is not None:
         return False
     if window_from is None:
         return True
@@ -97,11 +102,33 @@ def covers_history(
     return first is None or first >= window_from
 
 
+def shares_rows(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    window_from: datetime | None,
+    window_to: datetime | None,
+) -> bool:
+    """Is a fit on rows of [window_from, window_to) a fit on the all-history scoring rows,
+    whole (a detector scored from its whole rows, no ``row_locator`` or ``scope_by``, whose
+    training frame is its scoring frame)? Then the rows are built once, with their
+    evidence, for both (:func:`detectors.ml.bounds.window_and_frame`)."""
+    if detector.row_locator is not None or detector.scope_by is not None:
+        return False
+    with features.planned() as training:
+        detector.training_frame(con, None, None)
+    if len(training) != 1 or training[0] != all_history(con, detector):
+        return False
+    return covers_history(con, detector, window_from, window_to)
+
+
 def keep(con: duckdb.DuckDBPyConnection, detector: MLDetector, table: str) -> None:
-    """Record ``table`` (holding :func:`scoring_columns` of every all-history row) as the
-    detector's kept rows; any rows kept before for it are dropped."""
-    drop(detector.detector_id)
-    _KEPT[detector.detector_id] = Kept(con, table, _all_history(con, detector), _state(con))
+    """Record ``table`` (holding :func:`scoring_columns` of every all-history row, or for a
+    detector scored from whole rows, every column) as the detector's kept rows; any rows
+    kept before for it under another table are dropped."""
+    before = _KEPT.get(detector.detector_id)
+    if before is not None and (before.con is not con or before.table != table):
+        drop(detector.detector_id)  # (the same table on ``con`` is the one just built)
+    _KEPT[detector.detector_id] = Kept(con, table, all_history(con, detector), _state(con))
 
 
 def take(

@@ -255,9 +255,13 @@ def _fit_rows(
     window_to: datetime | None,
     max_rows: int | None,
     min_rows: int,
+    keep_for_scoring: bool = False,
 ) -> _Fitted | int:
-    """Fit on the window's rows (narrowed to what the budget holds); too few: their count."""
-    window, frame = bounds.window_and_frame(con, det, window_from, window_to, max_rows)
+    """Fit on the window's rows (narrowed to what the budget holds); too few: their count.
+    ``keep_for_scoring``: see :func:`bounds.window_and_frame`."""
+    window, frame = bounds.window_and_frame(
+        con, det, window_from, window_to, max_rows, keep_for_scoring
+    )
     if frame.height < min_rows:
         return frame.height
     model = det.fit(frame)
@@ -373,7 +377,7 @@ def _train_one(
         else None
     )
     if fitted is None:
-        fitted = _fit_rows(con, det, window_from, window_to, max_rows, min_rows)
+        fitted = _fit_rows(con, det, window_from, window_to, max_rows, min_rows, keep_for_scoring)
     if isinstance(fitted, int):
         return TrainResult(
             det.detector_id,

@@ -81,6 +81,10 @@ class Touched:
         days = [d for _, d in pairs]
         values = "".join(f", coalesce(\"{c}\", '') AS v{i}" for i, c in enumerate(by))
         picked = "".join(f", e.v{i}" for i in range(len(by)))
+        # Only the batches' events count unless a window is a backfill's: then no row lies
+        # below the first of theirs (a constant, so DuckDB skips history's row groups).
+        backfill = batches is None or any(src == ALL_SOURCES for src, _ in pairs)
+        first = 0 if backfill else first_new_row(con, list(batches or []))
         rows = con.execute(
             f"""
             WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
@@ -91,7 +95,7 @@ class Touched:
                           OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
                   FROM disclosure_events
                   WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
-                    AND occurred_at >= $lo AND occurred_at < $hi)
+                    AND occurred_at >= $lo AND occurred_at < $hi AND rowid >= {int(first)})
             SELECT DISTINCT e.event_type, e.day{picked} FROM e SEMI JOIN w
                 ON w.day = e.day
                AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
@@ -115,6 +119,40 @@ class Touched:
         k = self.by.index(by) if by else None
         found = {(vals[k] if k is not None else "", d) for t, d, vals in self.rows if t in types}
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
+
+
+# Rows of a DuckDB row group: the least tail worth bounding.
+_ROW_GROUP = 122_880
+
+
+def first_new_row(con: duckdb.DuckDBPyConnection, batches: Sequence[str]) -> int:
+    """A row id of ``disclosure_events`` no event of ``batches`` lies below (0: not known).
+
+    Ingest appends, so a run's new events are the table's last rows; their batch ids skip
+    no row group (ids of one day share the bytes DuckDB's zone maps keep), a row id bound
+    does. The table's tail is read, widened until it holds as many of the batches' events
+    as ``ingest_runs`` says they have loaded (validation may have quarantined some, which
+    that count follows): the same bound as ``dwatch.validate.selecting.first_rows``."""
+    if not batches:
+        return 0
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events), (SELECT coalesce(sum(rows_loaded), 0)"
+        " FROM ingest_runs WHERE kind = 'events'"
+        " AND run_id IN (SELECT unnest($ids::VARCHAR[])))",
+        {"ids": list(batches)},
+    ).fetchall()
+    total, expected = (int(v) for v in row[0])
+    tail = max(2 * expected, _ROW_GROUP)
+    while tail < total:
+        found = con.execute(
+            "SELECT count(*), min(rowid) FROM disclosure_events WHERE rowid >= $from"
+            " AND ingest_run_id IN (SELECT unnest($ids::VARCHAR[]))",
+            {"ids": list(batches), "from": total - tail},
+        ).fetchall()[0]
+        if int(found[0]) == expected:
+            return int(found[1]) if found[0] else total
+        tail *= 4
+    return 0
 
 
 def days_around(days: Iterable[date], margin: int) -> list[date]:

@@ -5,6 +5,7 @@ by :func:`detectors.ml.scoring.score_chunks`."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 
 import duckdb
@@ -94,12 +95,16 @@ def score_partitioned(
     (the event id lists and text of every user-day were most of the query's cost), and the
     rows at or above the threshold are built whole again from their partition's days
     (:func:`days.on_days`, as an increment's rows are, so they are the same rows) for their
-    explanations. The rows and their scores are those of the whole frame."""
+    explanations (with the detector's ``rebuild_by``, from the flagged users' own events,
+    their features kept from the rows scored). The rows and their scores are those of the
+    whole frame."""
     by = detector.scope_by
     assert by is not None
     row_keys = list(detector.key_columns)
     keys = list(detector.alert_key_columns or detector.key_columns)
     wanted = reuse.scoring_columns(detector)
+    # Rebuilt from their own users' events, flagged rows keep the features scored.
+    carried = list(detector.feature_columns) if detector.rebuild_by else []
     # The rows a training just built for all history, when it left them (reuse.py).
     kept = reuse.take(con, detector, query)
     sources = (
@@ -114,7 +119,7 @@ def score_partitioned(
         hit = pl.Series(scores >= record.threshold)
         hits.append(
             chunk.filter(hit)
-            .select(*dict.fromkeys([*row_keys, by, "first_at"]))
+            .select(*dict.fromkeys([*row_keys, by, "first_at", *carried]))
             .with_columns(pl.Series("_score", scores[hit.to_numpy()], dtype=pl.Float64))
         )
         scored += chunk.height
@@ -123,7 +128,8 @@ def score_partitioned(
     found = pl.concat(hits, how="vertical_relaxed")
     flagged = (
         _rebuilt(con, detector, query, found, window)
-        .join(found.select(*row_keys, "_score"), on=row_keys, how="inner")
+        .drop(carried)
+        .join(found.select(*dict.fromkeys([*row_keys, *carried, "_score"])), on=row_keys)
         .sort("_score", descending=True, maintain_order=True)
     )
     candidates = detector.alert_rows(
@@ -166,7 +172,9 @@ def _rebuilt(
     window: tuple[datetime | None, datetime | None],
 ) -> pl.DataFrame:
     """The whole rows of the partitions and UTC days of ``found`` (and others sharing
-    them), built as an increment builds them; no rows: the frame's columns, empty."""
+    them), built as an increment builds them; no rows: the frame's columns, empty. With
+    the detector's ``rebuild_by``, only the rows of ``found``'s values of it are right
+    (their features are not: the caller takes those from ``found``)."""
     if found.height == 0:
         return features.run_query(
             con,
@@ -184,9 +192,15 @@ def _rebuilt(
         if groups is None
         else [{p for p in pairs if p[0] in {"" if v is None else v for v in g}} for g in groups]
     )
+    # With rebuild_by, only the flagged rows' own users' events are read (partitions.members).
+    users = detector.rebuild_by
     frames = []
     for part in (p for p in parts if p):
-        with days.on_days({d for _, d in part}, by=by, keys=part), features.planned() as queries:
+        with (
+            days.on_days({d for _, d in part}, by=by, keys=part),
+            partitions.members(users, found[users].unique().to_list()) if users else nullcontext(),
+            features.planned() as queries,
+        ):
             detector.scoring_frame(con, *window)
         frames.append(features.run_query(con, queries[0]))
     return pl.concat(frames, how="vertical_relaxed")

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from detectors.alerts import MergeResult, merge_alerts
-from detectors.ml import days, features, reuse, scope, score_rows
+from detectors.ml import bounds, days, features, reuse, scope, score_rows
 from detectors.ml.detectors import DETECTORS, MLDetector
 from detectors.ml.registry import MLConfig, ModelRecord, latest_models, load_config, load_model
 from detectors.ml.score_rows import model_context
@@ -96,11 +96,20 @@ def scoring_chunks(
     """The rows of ``detector.scoring_frame`` for the window, streamed from DuckDB in
     frames of at most ``rows`` rows (never all at once). The query is the one
     ``scoring_frame`` builds (read with :func:`features.planned`), so the rows are the
-    same; a detector whose scoring frame is not one feature query is read whole."""
+    same; a detector whose scoring frame is not one feature query is read whole. Rows a
+    training just built for all history (:mod:`detectors.ml.reuse`) are read from its
+    table, in the query's order."""
     with features.planned() as queries:
         detector.scoring_frame(con, window_from, window_to)
     if len(queries) != 1:
         yield detector.scoring_frame(con, window_from, window_to)
+        return
+    kept = reuse.take(con, detector, queries[0])
+    if kept is not None:
+        order = bounds.final_order(queries[0].sql)
+        yield from features.batches(
+            con, features.FeatureQuery(f"SELECT * FROM {kept}{order}", {}), rows
+        )
         return
     yield from features.batches(con, queries[0], rows)
 

@@ -12,9 +12,13 @@ A taxpayer's data appears in three ways, and each is one kind of row (``via``):
 
 Rows are found by ``lookup_key``, the first 60 bits of md5 of the pseudonym (or request id):
 an integer min/max check per row group, where a 35-character string compare per row cost
-1.4-2.5 s at 5M events. Each refresh appends its rows sorted by the key; when the unsorted
-tail passes half the sorted part the table is rewritten in key order (amortised, each row
-is rewritten a bounded number of times).
+1.4-2.5 s at 5M events. A first build inserts the rows in pieces of at most
+``piece_rows()`` (what DuckDB's memory share sorts without spilling much), each sorted by
+the key; each refresh appends its rows sorted by the key; when the unsorted tail passes
+half the sorted part the table is rewritten in key order, one key range at a time
+(amortised, each row is rewritten a bounded number of times; spill and memory bounded by
+the budget, not by the store). A lookup's min/max filter reads a row group or two of each
+sorted part. New rows are read by rowid bound (``bounds.first_rowids``), not batch id.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import time
 from dataclasses import dataclass
 
 import duckdb
+
+from dwatch.accounting.bounds import ROW_GROUP, RowBounds, first_rowids
 
 # Columns of accounting_index (migration 0024) in the order entries_sql selects them.
 COLUMNS = (
@@ -63,6 +69,9 @@ _EVENT_FIELDS = (
 )
 # The unsorted tail is rewritten into key order once it is this large and half the sorted part.
 COMPACT_MIN_TAIL = 100_000
+# What one entry costs in a sort (bytes, measured on generated logs with headroom): a first
+# build and a rewrite sort pieces of at most DuckDB's memory share / this many rows.
+ENTRY_SORT_BYTES = 400
 
 
 def lookup_key(text: str) -> int:
@@ -86,11 +95,27 @@ def _item_join(items: str, events: str) -> str:
     )
 
 
-def entries_sql(runs_table: str, *, with_items: bool = True) -> str:
+def entries_sql(
+    runs_table: str,
+    *,
+    with_items: bool = True,
+    since: RowBounds | None = None,
+    part: str = "all",
+    events_below: int | None = None,
+) -> str:
     """SELECT of every accounting row that involves an event or item of the batches listed
     in ``runs_table`` (column run_id); may repeat rows already indexed for older batches.
     ``with_items=False`` when the batches hold no request items (most daily batches): the
-    two branches reading old events for new items are left out, not run empty."""
+    two branches reading old events for new items are left out, not run empty.
+
+    ``since``: per table, a rowid no row of the batches lies below (``first_rowids``), so
+    their reads skip the row groups of history. ``part`` "named" gives only the rows of
+    events naming a taxpayer, "linked" only the item and chain rows; ``events_below`` bounds
+    the events read from above (a first build reads them in rowid ranges)."""
+    bounds = since or RowBounds()
+    events_where = f"rowid >= {int(bounds.events)}"
+    if events_below is not None:
+        events_where += f" AND rowid < {int(events_below)}"
     item_row = (
         f"SELECT {sql_lookup_key('i.taxpayer_ref')}, 'request_item', i.taxpayer_ref,"
         f" {_event_columns('e')}, i.item_no, i.match_method, e.ingest_run_id, i.ingest_run_id"
@@ -105,12 +130,21 @@ def entries_sql(runs_table: str, *, with_items: bool = True) -> str:
                 WHERE e.taxpayer_ref IS NULL
                   AND e.request_id IN (SELECT DISTINCT request_id FROM new_items)
     """
+    named = "SELECT * FROM named  -- one row per new event: never repeated"
+    linked = """
+        -- an item and its event both new, or a chain event reached both ways: listed once
+        SELECT DISTINCT ON (via, source_system, event_id, item_no, taxpayer_ref, request_id) *
+        FROM linked"""
+    body = {"all": f"{named}\n        UNION ALL {linked}", "named": named, "linked": linked}[part]
     # NOT MATERIALIZED: each use is a filtered scan, not a copy of the batches' rows.
     return f"""
         WITH new_events AS NOT MATERIALIZED (
-            SELECT * FROM disclosure_events WHERE ingest_run_id IN (SELECT run_id FROM {runs_table})
+            SELECT * FROM disclosure_events
+            WHERE {events_where} AND ingest_run_id IN (SELECT run_id FROM {runs_table})
         ), new_items AS NOT MATERIALIZED (
-            SELECT * FROM request_items WHERE ingest_run_id IN (SELECT run_id FROM {runs_table})
+            SELECT * FROM request_items
+            WHERE rowid >= {int(bounds.items)}
+              AND ingest_run_id IN (SELECT run_id FROM {runs_table})
         ), named({", ".join(COLUMNS)}) AS (
             SELECT {sql_lookup_key("e.taxpayer_ref")}, 'event', e.taxpayer_ref,
                    {_event_columns("e")}, NULL, NULL, e.ingest_run_id, NULL
@@ -122,11 +156,7 @@ def entries_sql(runs_table: str, *, with_items: bool = True) -> str:
                   AND e.request_id IN (SELECT DISTINCT request_id FROM request_items)
             {for_new_items if with_items else ""}
         )
-        SELECT * FROM named  -- one row per new event: never repeated
-        UNION ALL
-        -- an item and its event both new, or a chain event reached both ways: listed once
-        SELECT DISTINCT ON (via, source_system, event_id, item_no, taxpayer_ref, request_id) *
-        FROM linked
+        {body}
     """
 
 
@@ -201,10 +231,17 @@ def _list_batches(con: duckdb.DuckDBPyConnection, batches: list[str]) -> None:
     con.execute("INSERT INTO _acct_batches SELECT unnest(?::VARCHAR[])", [batches])
 
 
-def pending_entries(con: duckdb.DuckDBPyConnection, batches: list[str], table: str) -> int:
-    """Write the accounting rows of ``batches`` into the temporary ``table``; returns rows."""
+def pending_entries(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[str],
+    table: str,
+    since: RowBounds | None = None,
+) -> int:
+    """Write the accounting rows of ``batches`` into the temporary ``table``; returns rows.
+    Their reads are bounded by rowid (``since``, else ``first_rowids`` of the batches)."""
     _list_batches(con, batches)
-    sql = entries_sql("_acct_batches", with_items=_batches_have_items(con))
+    bounds = since if since is not None else first_rowids(con, batches)
+    sql = entries_sql("_acct_batches", with_items=_batches_have_items(con), since=bounds)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(row[0]) if row else 0
@@ -239,14 +276,44 @@ def _append_new(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def _first_build(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
-    """An empty index: every batch's rows in one sorted insert, straight from the query.
+def piece_rows() -> int:
+    """Rows sorted at once by a first build or a rewrite: what DuckDB's share of the memory
+    budget holds, in whole row groups (spill and memory bounded whatever the store holds)."""
+    from dwatch.memory import memory_budget
 
-    Nothing is indexed yet, so no row can repeat one already there: the rows skip the
-    temporary table and the check against the index that a later refresh needs (at 1M
-    events 5.1 -> 3.3 CPU-s)."""
+    rows = memory_budget().duckdb_bytes // ENTRY_SORT_BYTES
+    return max(1, rows // ROW_GROUP) * ROW_GROUP
+
+
+def _first_build(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
+    """An empty index: the events' rows in pieces of ``piece_rows()`` rowids, each inserted
+    sorted by key, then the item and chain rows (a few per request carrying items) sorted.
+
+    One sort of every row spilled 25 GB at 100M events; pieces bound the spill and memory,
+    and a lookup reads one row group or two per piece (``_compact_if_due`` merges the
+    pieces in key order once the appended tail grows). Nothing is indexed yet, so no row can
+    repeat one already there: rows skip the temporary table and the check against the index
+    that a later refresh needs. Each event lies in one piece and ``named`` rows are one per
+    event, so the pieces hold exactly the rows of one statement over all batches."""
     _list_batches(con, batches)
-    sql = entries_sql("_acct_batches", with_items=_batches_have_items(con))
+    with_items = _batches_have_items(con)
+    row = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM disclosure_events").fetchone()
+    end, step, entries = (int(row[0]) if row else 0), piece_rows(), 0
+    for low in range(0, end, step):
+        sql = entries_sql(
+            "_acct_batches",
+            with_items=with_items,
+            since=RowBounds(events=low),
+            part="named",
+            events_below=low + step,
+        )
+        entries += _insert_sorted(con, sql)
+    return entries + _insert_sorted(
+        con, entries_sql("_acct_batches", with_items=with_items, part="linked")
+    )
+
+
+def _insert_sorted(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(
         f"INSERT INTO accounting_index BY NAME SELECT * FROM ({sql}) ORDER BY lookup_key"
     ).fetchone()
@@ -278,16 +345,34 @@ def _compact_if_due(con: duckdb.DuckDBPyConnection) -> bool:
     tail = total - sorted_entries
     if tail < max(COMPACT_MIN_TAIL, sorted_entries // 2):
         return False
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _acct_sorted AS SELECT * FROM accounting_index ORDER BY lookup_key"
-    )
-    con.execute("DELETE FROM accounting_index")
-    con.execute("INSERT INTO accounting_index BY NAME SELECT * FROM _acct_sorted")
-    con.execute("DROP TABLE _acct_sorted")
+    rewrite_in_key_order(con, total)
     con.execute(
         "UPDATE accounting_index_state SET sorted_entries = ?, compacted_at = now()", [total]
     )
     return True
+
+
+def rewrite_in_key_order(con: duckdb.DuckDBPyConnection, total: int) -> None:
+    """Rewrite the table in key order, one key range of about ``piece_rows()`` rows at a time.
+
+    Keys are md5 bits, spread evenly, so equal ranges of the key hold about equal rows. The
+    table's parts are each sorted (the sorted start, each refresh's rows), so each range's
+    read skips most row groups; every row is read once and sorted with at most a piece's
+    rows (one sort of the whole table spilled its whole size). The rows appended here lie
+    past ``last``; the old ones are deleted at the end."""
+    row = con.execute("SELECT max(rowid) FROM accounting_index").fetchone()
+    if not row or row[0] is None:
+        return
+    last, pieces = int(row[0]), max(1, -(-total // piece_rows()))
+    width = -(-(1 << 60) // pieces)
+    for k in range(pieces):
+        low = f"AND lookup_key >= {k * width}" if k else ""
+        high = f"AND lookup_key < {(k + 1) * width}" if k < pieces - 1 else ""
+        con.execute(
+            "INSERT INTO accounting_index BY NAME SELECT * FROM accounting_index"
+            f" WHERE rowid <= {last} {low} {high} ORDER BY lookup_key"
+        )
+    con.execute(f"DELETE FROM accounting_index WHERE rowid <= {last}")
 
 
 _UNATTRIBUTED = """
@@ -298,7 +383,7 @@ _UNATTRIBUTED = """
 
 
 def _count_unattributed(
-    con: duckdb.DuckDBPyConnection, *, full: bool, new_items: bool = True
+    con: duckdb.DuckDBPyConnection, *, full: bool, new_items: bool = True, events_from: int = 0
 ) -> None:
     """Bulk disclosures that name nobody: the accounting must say it cannot see into them.
 
@@ -316,7 +401,8 @@ def _count_unattributed(
             WITH fresh AS (
                 SELECT count(*) AS n, coalesce(sum(e.record_count), 0) AS r
                 FROM disclosure_events e
-                WHERE e.ingest_run_id IN (SELECT run_id FROM _acct_batches) AND {_UNATTRIBUTED}
+                WHERE e.rowid >= {int(events_from)}
+                  AND e.ingest_run_id IN (SELECT run_id FROM _acct_batches) AND {_UNATTRIBUTED}
             ), claimed AS (
                 SELECT count(*) AS n, coalesce(sum(e.record_count), 0) AS r
                 -- only request items can attribute an older disclosure: none, nothing to read
@@ -371,14 +457,21 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
         0
     ]:  # type: ignore[index]
         entries = _first_build(con, batches)
-        # one sorted insert: all of it is in key order
+        # sorted pieces: counted as the sorted start (a lookup reads a row group or two of each)
         con.execute("UPDATE accounting_index_state SET sorted_entries = ?", [entries])
         _record_batches(con, "accounting_index")
+        bounds = RowBounds()
     else:
-        pending_entries(con, batches, "_acct_new")
+        bounds = first_rowids(con, batches)
+        pending_entries(con, batches, "_acct_new", bounds)
         entries = _append_new(con)
         _record_batches(con, "_acct_new")
         con.execute("DROP TABLE _acct_new")
     compacted = _compact_if_due(con)
-    _count_unattributed(con, full=bool(stale) or not counted, new_items=_batches_have_items(con))
+    _count_unattributed(
+        con,
+        full=bool(stale) or not counted,
+        new_items=_batches_have_items(con),
+        events_from=bounds.events,
+    )
     return IndexRefresh(len(batches), entries, len(stale), compacted, time.perf_counter() - started)

@@ -4,7 +4,8 @@ The accounting a taxpayer (or a court) may ask for: for each request, disclosure
 access, redisclosure and disposal of their records, the date, the sender and recipient,
 the authority cited and whether the registry knows it and had it in force that day, the
 purpose, and the findings on it with their triage state. Read from ``accounting_index``
-(batches not yet indexed are read from the canonical tables by ``ingest_run_id``).
+(batches not yet indexed are read from the canonical tables by ``ingest_run_id``
+above a rowid bound, ``accounting.bounds.first_rowids``).
 """
 
 from __future__ import annotations

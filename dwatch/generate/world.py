@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 
 CATALOG_PATH = Path(__file__).resolve().parent / "catalog.yaml"
@@ -187,7 +188,7 @@ def _agreements(code: str, group: str, flow: Flow, cfg: dict[str, Any]) -> tuple
 @cache
 def load_world(path: Path = CATALOG_PATH) -> World:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the generator catalog: {exc}", where=str(path)) from exc
     try:

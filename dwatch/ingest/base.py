@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -15,6 +16,9 @@ from dwatch.mapping import (
 )
 from dwatch.masking import sql_may_have_shape
 from dwatch.pseudonym import hmac_pads
+
+if TYPE_CHECKING:
+    from dwatch.ingest.addresses import AddressPrefetch
 
 # Working tables of one load live in their own schema of the store, not in temp memory:
 # persistent tables are compressed and spill under the memory limit, so a file larger
@@ -61,6 +65,8 @@ class _Context:
     registry_problem: str | None = None
     registry_loaded: bool = False
     registry_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Supplied addresses judged beside the load (dwatch.ingest.addresses), if started.
+    addresses: AddressPrefetch | None = None
 
     def source_mappings(self) -> dict[str, SourceMapping]:
         if self.mappings is None:

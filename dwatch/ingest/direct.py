@@ -110,10 +110,16 @@ def text_of(expr: str, column_type: str | None) -> str:
     return f"CAST({expr} AS VARCHAR)"
 
 
-def may_tin_text(x: str, field_type: str) -> str:
-    """What the row's taxpayer-id pre-test reads for a direct list field: its elements
+def joined_name(field: str) -> str:
+    """The layer-2 helper holding a direct list field's elements joined by the unit
+    separator (``_list_sql``), computed once a row for the pre-test and the tidy test."""
+    return f"j__{field}"
+
+
+def may_tin_text(f: FieldSpec, x: str) -> str:
+    """What the row's taxpayer-id pre-test reads for a direct field: a list's elements
     joined by the unit separator (a shape inside an element is inside the join)."""
-    return f"array_to_string({x}, chr(31))" if field_type == "VARCHAR[]" else x
+    return joined_name(f.name) if f.type == "VARCHAR[]" else x
 
 
 def direct_field_sql(f: FieldSpec, column_type: str) -> _FieldSQL:
@@ -169,7 +175,10 @@ def _list_sql(f: FieldSpec, spec: _FieldSQL) -> None:
         f"list_filter(list_transform({x}, lambda v: lower(trim(v))),"
         " lambda v: v IS NOT NULL AND v <> '')"
     )
-    joined = f"array_to_string({x}, chr(31))"
+    # The join is a helper: written out here and in the pre-test, it was evaluated four
+    # times a row (about 0.3 CPU-s of the typed pass per million events).
+    joined = joined_name(f.name)
+    spec.helpers.append((joined, f"array_to_string({x}, chr(31))"))
     plain = (
         f"list_count({x}) = len({x}) AND NOT list_contains({x}, '')"
         f" AND lower({joined}) = {joined} AND NOT contains({joined}, ' ')"

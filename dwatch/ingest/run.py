@@ -14,9 +14,11 @@ from pathlib import Path
 
 import duckdb
 
+import dwatch.ingest.addresses as ingest_addresses
 from dwatch import ledger, progress
 from dwatch.csv_trouble import overlong_line
 from dwatch.errors import ConfigError, DWatchError, InputError
+from dwatch.ingest.addresses import AddressPrefetch
 from dwatch.ingest.base import IngestResult, _Context, _drop_work, _lit, _size_bytes
 from dwatch.ingest.chunks import chunk_spans, load_in_chunks
 from dwatch.ingest.files import _HASHER, _format_of, _size, expand_paths, file_sha256
@@ -330,37 +332,49 @@ def ingest_paths(
     context = _Context()
     if files:
         context.prefetch_registry()
+        if ingest_addresses.PREFETCH:
+            context.addresses = AddressPrefetch(con, files, context).start()
     sizes = [_size(path) for path in files]
     planner = GroupPlanner(con, files, source=source, force=force, context=context)
-    with (
-        _bounded_memory(con),
-        progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
-    ):
-        n = 0
-        while n < len(files):
-            group = planner.group_at(n)
-            count = len(group.members) if group else 1
-            if group:
-                reading.working_on(files[n], f"files {n + 1}-{n + count}/{len(files)}")
-            loaded = (
-                _ingest_group(
-                    con, group, kind=kind, source=source, force=force, key=key, context=context
-                )
-                if group
-                else None
-            )
-            for i, path in enumerate(files[n : n + count]):
-                reading.working_on(path, f"file {n + i + 1}/{len(files)}")  # each file said
-                result = (
-                    loaded[i]
-                    if loaded
-                    else ingest_file(
-                        con, path, kind=kind, source=source, force=force, key=key, context=context
+    try:
+        with (
+            _bounded_memory(con),
+            progress.task("ingest", total=sum(sizes) or None, unit="bytes") as reading,
+        ):
+            n = 0
+            while n < len(files):
+                group = planner.group_at(n)
+                count = len(group.members) if group else 1
+                if group:
+                    reading.working_on(files[n], f"files {n + 1}-{n + count}/{len(files)}")
+                loaded = (
+                    _ingest_group(
+                        con, group, kind=kind, source=source, force=force, key=key, context=context
                     )
+                    if group
+                    else None
                 )
-                results.append(result)
-                reading.advance(sizes[n + i], rows=result.rows_read)
-            n += count
+                for i, path in enumerate(files[n : n + count]):
+                    reading.working_on(path, f"file {n + i + 1}/{len(files)}")  # each file said
+                    result = (
+                        loaded[i]
+                        if loaded
+                        else ingest_file(
+                            con,
+                            path,
+                            kind=kind,
+                            source=source,
+                            force=force,
+                            key=key,
+                            context=context,
+                        )
+                    )
+                    results.append(result)
+                    reading.advance(sizes[n + i], rows=result.rows_read)
+                n += count
+    finally:
+        if context.addresses is not None:
+            context.addresses.stop()  # nothing of the load runs on after it returns
     return results
 
 

@@ -216,7 +216,7 @@ def _typed_sql(
         spec = _field_sql(f, mapping) if column_type is None else direct_field_sql(f, column_type)
         # The pseudonym's hex digits would flag about a third of rows for the Python mask.
         if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
-            tested = spec.x if column_type is None else may_tin_text(spec.x, f.type)
+            tested = spec.x if column_type is None else may_tin_text(f, spec.x)
             (id_columns if f.identifier and f.type == "VARCHAR" else text_columns).append(tested)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
@@ -225,8 +225,9 @@ def _typed_sql(
         layer3.append(f"{spec.typed} AS {spec.t}")
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
-    layer2.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
-    layer2.append(f"{sql_may_have_shape_any(id_columns)} AS {ROW_ID_MAY_HAVE_TIN}")
+    # Over layer 1 and the helpers (a direct list's joined elements are a helper).
+    layer2b.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
+    layer2b.append(f"{sql_may_have_shape_any(id_columns)} AS {ROW_ID_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()
     ident_set = set(identifier_cols)

@@ -263,7 +263,9 @@ def _judge_addresses(
     from dwatch.address import vocabulary_of
     from dwatch.address_verdicts import refresh_address_verdicts
 
-    refresh_address_verdicts(con, vocabulary_of(context.registry))  # type: ignore[arg-type]
+    vocabulary = vocabulary_of(context.registry)  # type: ignore[arg-type]
+    judged = context.addresses.take(vocabulary) if context.addresses is not None else None
+    refresh_address_verdicts(con, vocabulary, judged=judged)
     return []
 
 

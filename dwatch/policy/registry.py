@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from dwatch import yamlfile
 from dwatch.errors import RegistryError
 from dwatch.policy.citations import ParsedCitation, _alias_key, parse_citation, placeholder_key
 from dwatch.policy.custody import Reconciliation, RetentionTerm
@@ -189,7 +190,7 @@ def _fmt_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -29,6 +29,7 @@ import pyarrow as pa
 import yaml
 
 from detectors.alerts import SEVERITIES
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.store import transaction
@@ -66,7 +67,7 @@ def load_risk_weights(path: Path | None = None) -> RiskWeights:
     """Weights from ``path``, $DWATCH_RISK_CONFIG, or the packaged risk.yaml."""
     chosen = path or Path(os.environ.get(RISK_CONFIG_ENV) or RISK_CONFIG_PATH)
     try:
-        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+        raw = yamlfile.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"cannot read risk weights: {exc}",

@@ -28,6 +28,7 @@ from dwatch.report.cases import (
 from dwatch.report.citations import CitationDirectory, CitationInfo
 from dwatch.report.safety import evidence_pairs, mask_free_text, mask_text
 from dwatch.report.suppressions import describe_criteria, list_suppressions
+from dwatch.rowfetch import fetch_by_rowid
 
 EVIDENCE_EVENTS_PER_CASE = 25
 TIMELINE_RECIPIENTS = 10
@@ -308,9 +309,9 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
 def _event_views(
     con: duckdb.DuckDBPyConnection, case_ids: list[str], table: str
 ) -> tuple[dict[str, list[EventView]], dict[str, int]]:
-    rows = _rows(
-        con,
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE dw_report_shown AS
         WITH joined AS (
             -- the alerts' rows found once (cases.alert_rows: key columns and row ids);
             -- whole rows are fetched by row id for the few shown per case
@@ -318,17 +319,27 @@ def _event_views(
                    r.source_system, r.event_id, r.occurred_at, r.row_id
             FROM case_alerts ca JOIN {table} r USING (alert_id)
             WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
-        ), shown AS (
-            SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
-                   row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
-            FROM joined QUALIFY n <= ?
         )
-        SELECT s.case_id, e.*, s.total, s.n
-        FROM shown s JOIN disclosure_events e ON e.rowid = s.row_id
-        ORDER BY s.case_id, e.occurred_at, e.event_id
+        SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
+               row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
+        FROM joined QUALIFY n <= ?
         """,
         [case_ids, EVIDENCE_EVENTS_PER_CASE],
     )
+    # Row groups holding none of the shown rows are skipped (dwatch.rowfetch).
+    fetch_by_rowid(
+        con, "disclosure_events", "SELECT DISTINCT row_id FROM dw_report_shown", "dw_report_fetched"
+    )
+    rows = _rows(
+        con,
+        """
+        SELECT s.case_id, e.* EXCLUDE (dw_rowid), s.total, s.n
+        FROM dw_report_shown s JOIN dw_report_fetched e ON e.dw_rowid = s.row_id
+        ORDER BY s.case_id, e.occurred_at, e.event_id
+        """,
+    )
+    con.execute("DROP TABLE dw_report_shown")
+    con.execute("DROP TABLE dw_report_fetched")
     views: dict[str, list[EventView]] = defaultdict(list)
     totals: dict[str, int] = {}
     for r in rows:

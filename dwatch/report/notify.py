@@ -30,6 +30,7 @@ import duckdb
 import yaml
 
 from detectors.alerts import SEVERITIES
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.masking import mask_text
 from dwatch.report.cases import SEVERITY_RANK
@@ -92,7 +93,7 @@ def load_smtp_config(
     if chosen is not None:
         where = str(chosen)
         try:
-            loaded = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+            loaded = yamlfile.safe_load(chosen.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(
                 f"cannot read the notification config: {exc}",

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.timevalues import parse_duration, parse_setting_instant
 
@@ -52,7 +53,7 @@ def load_config(path: Path | str | None = None) -> ValidationConfig:
     """The validation settings: ``path``, else $DWATCH_VALIDATION_CONFIG, else the defaults."""
     chosen = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH)
     try:
-        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+        raw = yamlfile.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"cannot read the validation settings: {exc}",

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.schema import SOURCES_DIR, TableSpec
 from dwatch.validate.config import ROW_ACTIONS, parse_duration
@@ -218,7 +219,7 @@ def load_source_suites(
 
 def _load_one(path: Path, table: TableSpec | None) -> SourceSuite:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the source suite: {exc}", where=str(path)) from exc
     if not isinstance(raw, dict) or not raw.get("source_system"):

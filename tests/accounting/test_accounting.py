@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 
@@ -244,7 +245,7 @@ def test_duckdb_csv_writes_the_same_cells_as_csv_cell(loaded, tmp_path):
 
 
 def test_a_first_build_lists_each_batch_as_the_staged_refresh_does(con, tmp_path):
-    """A first build inserts straight from the query, with no staging table; each batch's
+    """A first build inserts straight from the query in sorted pieces, with no staging table; each batch's
     count in accounting_index_runs is what the staged rows give (rows of its events, plus
     rows of its items that sit on another batch's events)."""
     load(con, tmp_path / "a", "ledger")
@@ -282,4 +283,5 @@ def test_a_first_build_lists_each_batch_as_the_staged_refresh_does(con, tmp_path
     ).fetchall()
     assert sorted(indexed, key=str) == sorted(staged, key=str)
     keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_index").fetchall()]
-    assert keys == sorted(keys)
+    # two sorted pieces: the events' rows (one piece at this size), then the items' and chains'
+    assert sum(a > b for a, b in itertools.pairwise(keys)) <= 1 < len(keys)

@@ -14,7 +14,7 @@ import pytest
 from ml_synthetic import START, Injected, load_events
 
 from detectors.ml import reuse
-from detectors.ml.detectors import ActorPeers
+from detectors.ml.detectors import DETECTORS, ActorPeers, MLDetector
 from detectors.ml.registry import MLConfig, load_config
 from detectors.ml.run import score_models, train_models
 from dwatch.store import connect
@@ -23,32 +23,51 @@ Store = tuple[duckdb.DuckDBPyConnection, Injected, Path]
 ACTOR = ActorPeers.detector_id
 
 
-def _only_actor() -> MLConfig:
-    """The actor detector alone, at a loose floor: alerts to compare."""
+# Detectors fitted on the rows they are scored from whole: training keeps them whole.
+WHOLE = sorted(
+    d
+    for d, cls in DETECTORS.items()
+    if cls.row_locator is None
+    and cls.scope_by is None
+    and not cls.fits_summary
+    and cls.training_frame is MLDetector.training_frame
+)
+
+
+def _only_actor(detector_id: str = ACTOR) -> MLConfig:
+    """The actor detector (or ``detector_id``) alone, at a loose floor: alerts to compare."""
     config = load_config()
     on = {
-        d: dataclasses.replace(s, enabled=d == ACTOR, false_alarms_per_10k=200.0)
+        d: dataclasses.replace(
+            s, enabled=d == detector_id, false_alarms_per_10k=200.0, min_score=None
+        )
         for d, s in config.detectors.items()
     }
     return dataclasses.replace(config, detectors=on)
 
 
-def _train(con: duckdb.DuckDBPyConnection, models: Path, keep: bool, **window: object) -> None:
+def _train(
+    con: duckdb.DuckDBPyConnection,
+    models: Path,
+    keep: bool,
+    detector_id: str = ACTOR,
+    **window: object,
+) -> None:
     window = {"window_from": None, "window_to": None, **window}
     results = train_models(
-        con, models_dir=models, config=_only_actor(), keep_for_scoring=keep, **window
+        con, models_dir=models, config=_only_actor(detector_id), keep_for_scoring=keep, **window
     )
     assert [r.status for r in results] == ["trained"], results
 
 
-def _alerts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def _alerts(con: duckdb.DuckDBPyConnection, detector_id: str = ACTOR) -> pl.DataFrame:
     """The actor alerts as a run shows them, without what names the model version."""
     return pl.from_arrow(
         con.sql(
             "SELECT alert_id, score, status, entity_id, window_start, window_end, event_ids,"
             " explanation, regexp_replace(evidence, '\"model_version\": \"[^\"]*\"', '', 'g')"
             " AS evidence FROM alerts WHERE detector_id = $d ORDER BY alert_id",
-            params={"d": ACTOR},
+            params={"d": detector_id},
         ).to_arrow_table()
     )
 
@@ -102,15 +121,56 @@ def test_scoring_all_history_reads_the_kept_rows_and_raises_the_same_alerts(
         other.close()
 
 
-def test_rows_are_not_kept_when_the_window_starts_after_the_first_event(
+@pytest.mark.parametrize("detector_id", WHOLE)
+def test_a_detector_scored_from_whole_rows_reads_the_rows_its_training_built(
     ml_store: Store,
+    tmp_path: Path,
+    synthetic: tuple[pl.DataFrame, Injected],
+    monkeypatch: pytest.MonkeyPatch,
+    detector_id: str,
+) -> None:
+    """Its training builds all history's rows once, evidence included, fits on them as on
+    the rows it read before (same training data hash) and leaves them for the scoring."""
+    con, _, models = ml_store
+    other = connect(tmp_path / "built.duckdb")
+    load_events(other, synthetic[0])
+    config = _only_actor(detector_id)
+    det = DETECTORS[detector_id](config.detectors[detector_id])
+    taken = _spy_take(monkeypatch)
+    try:
+        _train(other, models / "built", False, detector_id)
+        score_models(other, run_id="r1", models_dir=models / "built", config=config)
+        assert taken == [None]
+
+        _train(con, models / "kept", True, detector_id)
+        assert _tables(con) == [reuse.table_name(det)]
+        score_models(con, run_id="r1", models_dir=models / "kept", config=config)
+        assert taken[1:] == [reuse.table_name(det)]
+        assert _tables(con) == []
+
+        trained = "SELECT training_data_sha256, threshold, training_rows FROM models"
+        assert con.execute(trained).fetchall() == other.execute(trained).fetchall()
+        kept, built = _alerts(con, detector_id), _alerts(other, detector_id)
+        assert kept.height > 0
+        assert kept.equals(built)
+    finally:
+        other.close()
+
+
+def test_whole_rows_are_kept_for_the_detectors_fitted_on_their_scoring_rows() -> None:
+    assert WHOLE == ["ml.log_coverage", "ml.recipient_volume"]
+
+
+@pytest.mark.parametrize("detector_id", [ACTOR, *WHOLE])
+def test_rows_are_not_kept_when_the_window_starts_after_the_first_event(
+    ml_store: Store, detector_id: str
 ) -> None:
     con, _, models = ml_store
-    _train(con, models, keep=True, window_from=START + timedelta(days=10))
+    _train(con, models, True, detector_id, window_from=START + timedelta(days=10))
     assert _tables(con) == []
-    _train(con, models, keep=True)
+    _train(con, models, True, detector_id)
     assert len(_tables(con)) == 1
-    _train(con, models, keep=False)  # a training after drops what an earlier one kept
+    _train(con, models, False, detector_id)  # a training after drops what one before kept
     assert _tables(con) == []
 
 

@@ -136,6 +136,34 @@ def test_located_scoring_on_the_days_of_an_increment(
     assert located.equals(whole)
 
 
+def test_flagged_users_are_rebuilt_from_their_own_events_alone(
+    trained: tuple[duckdb.DuckDBPyConnection, Path, dict[str, ModelRecord]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows over the floor are rebuilt for their explanations from the flagged users'
+    events only (the agency's other users' were most of the rebuild's cost); the alerts
+    are those of whole rows (test above), the users read exactly the flagged ones."""
+    con, models, records = trained
+    det = DETECTORS[PARTITIONED[0]](_config().detectors[PARTITIONED[0]])
+    assert det.rebuild_by is not None and det.rebuild_by in det.key_columns
+    rebuilt: list[features.FeatureQuery] = []
+    original = features.run_query
+
+    def spy(con: duckdb.DuckDBPyConnection, query: features.FeatureQuery) -> pl.DataFrame:
+        rebuilt.append(query)
+        return original(con, query)
+
+    monkeypatch.setattr(features, "run_query", spy)
+    found, _ = _candidates(con, det, records[det.detector_id], models, rows=100)
+    users = set(found[det.rebuild_by].to_list())
+    assert found.height > 20 and len(users) > 1
+    assert [set(q.params["member_values"]) for q in rebuilt] == [users]
+    everyone = con.execute(
+        "SELECT count(DISTINCT actor_id) FROM disclosure_events WHERE event_type = 'access'"
+    ).fetchone()
+    assert everyone is not None and len(users) < everyone[0]
+
+
 def test_the_scoring_query_codes_each_row_as_the_training_query_does(
     ml_store: tuple[duckdb.DuckDBPyConnection, Injected, Path],
 ) -> None:
