@@ -94,25 +94,28 @@ def keep(
     ids = sorted({r.ingest_run_id for r in reports if r.ingest_run_id})
     with transaction(con):
         con.execute(f"DELETE FROM {KEPT} WHERE ingest_run_id IN {_in(ids)}")
-        if rows:
-            con.executemany(f"INSERT INTO {KEPT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if rows:  # one statement (executemany is a statement a row)
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+            con.execute(f"INSERT INTO {KEPT} VALUES {values}", [v for r in rows for v in r])
 
 
 def forget_moved(
     con: duckdb.DuckDBPyConnection, reports: list[BatchReport], validation_run_id: str
 ) -> None:
     """Rows moved to quarantine in this run: a batch whose gaps were found before the move
-    and whose bounds hold a moved row of its source no longer knows what passed."""
+    and whose bounds hold a moved row of its source no longer knows what passed, nor does
+    a batch that lost rows (its rows were counted before)."""
     movers = [br.ingest_run_id for br in reports if br.rows_quarantined and br.ingest_run_id]
     if not movers:
         return
     con.execute(
         f"UPDATE {KEPT} k SET silence_pass_max = NULL WHERE k.validation_run_id = ?"
-        " AND EXISTS (SELECT 1 FROM (SELECT j ->> 'source_system' AS source_system,"
+        f" AND (k.ingest_run_id IN {_in(movers)} OR EXISTS (SELECT 1 FROM"
+        " (SELECT j ->> 'source_system' AS source_system,"
         " TRY_CAST(j ->> 'occurred_at' AS TIMESTAMPTZ) AS t FROM (SELECT raw_row::JSON AS j"
         f" FROM quarantine WHERE stage = 'validate' AND ingest_run_id IN {_in(movers)}"
         " AND json_valid(raw_row))) m WHERE m.source_system = k.source_system"
-        " AND m.t BETWEEN k.bound_lo AND k.bound_hi)",
+        " AND m.t BETWEEN k.bound_lo AND k.bound_hi))",
         [validation_run_id],
     )
 
@@ -128,7 +131,8 @@ def split(
     new = [b.run_id for b in pending]
     blocked = con.execute(
         "SELECT (SELECT count(*) FROM validation_results WHERE ingest_run_id IN"
-        f" {_in(new)} AND validation_run_id <> {sql_literal(validation_run_id)}), (SELECT count(*) FROM ingest_runs WHERE status = 'loaded'"
+        f" {_in(new)} AND validation_run_id <> {sql_literal(validation_run_id)}),"
+        " (SELECT count(*) FROM ingest_runs WHERE status = 'loaded'"
         f" AND kind IN ('events', 'request_items') AND run_id NOT IN {_in(new)}"
         " AND run_id NOT IN (SELECT DISTINCT ingest_run_id FROM validation_results"
         " WHERE ingest_run_id IS NOT NULL))"

@@ -136,3 +136,30 @@ def test_revisits_from_kept_equal_reading_batches_whole(
     quick, changed = _quick_changes(reports)
     assert quick >= 2, quick
     assert changed >= 1, changed
+
+
+def test_coverage_gaps_view_reads_only_files_with_unnumbered_rows(
+    con: Any, insert_batch: Any
+) -> None:
+    """Migration 0036's coverage_gaps gives the rows of 0013's (which read every event)."""
+    text = (
+        Path(__file__).parents[2] / "dwatch/migrations/0013_quarantine_canonical.sql"
+    ).read_text()
+    start = text.index("CREATE OR REPLACE VIEW coverage_gaps AS")
+    old = text[start : text.index(";", start)].replace("VIEW coverage_gaps", "VIEW gaps_0013")
+    con.execute(old)
+    first = insert_batch([event_row(i, source_system="log-a") for i in range(1, 6)])
+    insert_batch([event_row(i, source_system="log-b", sequence_no=None) for i in range(7, 9)])
+    insert_batch([event_row(i, source_system="log-c") for i in range(10, 12)])
+    for n, run_id in enumerate([first, first]):
+        con.execute(
+            "INSERT INTO quarantine (ingest_run_id, source_file, source_row, kind, reason_code,"
+            " message, raw_row, stage) VALUES (?, 'f.csv', ?, 'events', 'bad_value', 'x',"
+            ' \'{"source_system": "log-a", "sequence_no": "?"}\', \'ingest\')',
+            [run_id, 90 + n],
+        )
+    sql = "SELECT * FROM {} ORDER BY ALL"
+    rows = con.execute(sql.format("coverage_gaps")).fetchall()
+    assert rows == con.execute(sql.format("gaps_0013")).fetchall()
+    kinds = {r[3] for r in rows}
+    assert {"quarantined_unnumbered", "sequence_not_checkable"} <= kinds, rows
