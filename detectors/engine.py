@@ -178,11 +178,12 @@ class Rule(BaseModel):
         min_length=1,
         description="Why every run judges this rule over all history (a rule without scope).",
     )
-    reads: str | None = Field(
+    reads: str | list[str] | None = Field(
         default=None,
         min_length=1,
         description="With history: every row its findings can rest on (SQL over"
-        " disclosure_events e, bound parameters); judged over all history through it.",
+        " disclosure_events e, bound parameters); judged over all history through it. A"
+        " list: a row any item selects, each item scanned alone (detectors.scoped).",
     )
     path: Path | None = Field(default=None, exclude=True)
 
@@ -192,6 +193,20 @@ class Rule(BaseModel):
         if value not in SEVERITIES:
             raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
         return value
+
+    @field_validator("reads")
+    @classmethod
+    def _reads(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not all(item.strip() for item in value):
+            raise ValueError("every item is a predicate on disclosure_events e")
+        return value
+
+    @property
+    def read_predicates(self) -> list[str]:
+        """``reads`` as its predicates, any of which selects a row (none: no ``reads``)."""
+        if self.reads is None:
+            return []
+        return [self.reads] if isinstance(self.reads, str) else list(self.reads)
 
     @property
     def template_fields(self) -> list[str]:

@@ -71,24 +71,34 @@ def _new_events(con: duckdb.DuckDBPyConnection, alias: str = "e") -> str:
 
 
 # How a partition value selects its rows in the store (raw columns, so the filter reaches
-# the scan). A recipient is its registry code: the agencies resolving to it, or its own
-# spelling upper-cased (the fallback dw_events uses).
-_PARTITION_ROWS = {
+# the scan): any of the predicates, each scanned alone (:func:`read_rows_sql`). A recipient
+# is its registry code: the agencies resolving to it, or its own spelling upper-cased (the
+# fallback dw_events uses).
+_PARTITION_ROWS: dict[str, tuple[str, ...]] = {
     "recipient_code": (
         "e.recipient_agency IN (SELECT a.agency FROM dw_agencies a"
-        " WHERE a.code IN (SELECT part FROM dw_parts))"
-        " OR upper(trim(e.recipient_agency)) IN (SELECT part FROM dw_parts)"
-        " OR (e.recipient_agency IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))"
+        " WHERE a.code IN (SELECT part FROM dw_parts))",
+        "upper(trim(e.recipient_agency)) IN (SELECT part FROM dw_parts)",
+        "e.recipient_agency IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL)",
     ),
-    "actor_id": "e.actor_id IN (SELECT part FROM dw_parts)"
-    " OR (e.actor_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))",
-    "request_id": "e.request_id IN (SELECT part FROM dw_parts)"
-    " OR (e.request_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL))"
-    # an item's carrier may carry no request id of its own
-    " OR e.event_id IN (SELECT i.event_id FROM request_items i"
-    " WHERE i.request_id IN (SELECT part FROM dw_parts))",
-    "source_system": "e.source_system IN (SELECT part FROM dw_parts)",
+    "actor_id": (
+        "e.actor_id IN (SELECT part FROM dw_parts)",
+        "e.actor_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL)",
+    ),
+    "request_id": (
+        "e.request_id IN (SELECT part FROM dw_parts)",
+        "e.request_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL)",
+        # an item's carrier may carry no request id of its own
+        "e.event_id IN (SELECT i.event_id FROM request_items i"
+        " WHERE i.request_id IN (SELECT part FROM dw_parts))",
+    ),
+    "source_system": ("e.source_system IN (SELECT part FROM dw_parts)",),
 }
+
+
+def _partition_filter(by: str) -> str:
+    """The partition's rows as one predicate, for tables of a few rows."""
+    return " OR ".join(f"({p})" for p in _PARTITION_ROWS[by])
 
 
 def _reads(rule: Rule, *views: str) -> bool:
@@ -186,10 +196,7 @@ def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
     lists, items, the resolved events it copies whole into ``dw_events_rows``), and as a
     view each read evaluated the partition's filter over every event of the store."""
     replace_temp(con, "dw_part_events")
-    con.execute(
-        "CREATE TEMP TABLE dw_part_events AS"
-        f" SELECT e.* FROM disclosure_events e WHERE {_PARTITION_ROWS[by]}"
-    )
+    con.execute(f"CREATE TEMP TABLE dw_part_events AS {read_rows_sql(list(_PARTITION_ROWS[by]))}")
     return _part_items(con)
 
 
@@ -252,11 +259,11 @@ def _finding_rows(con: duckdb.DuckDBPyConnection, by: str, rules: list[Rule]) ->
     replace_temp(con, "dw_part_events")
     con.execute(
         "CREATE TEMP TABLE dw_part_events AS SELECT e.* FROM dw_delta_events e"
-        f" WHERE {_PARTITION_ROWS[by]}"
+        f" WHERE {_partition_filter(by)}"
     )
     con.execute(  # an alert's event that is in the delta already (a carrier) is read once
         "INSERT INTO dw_part_events SELECT e.* FROM dw_part_alerted e"
-        f" WHERE ({_PARTITION_ROWS[by]}) AND NOT EXISTS (SELECT 1 FROM dw_delta_events d"
+        f" WHERE ({_partition_filter(by)}) AND NOT EXISTS (SELECT 1 FROM dw_delta_events d"
         " WHERE d.source_system = e.source_system AND d.event_id = e.event_id"
         " AND d.ingest_run_id IS NOT DISTINCT FROM e.ingest_run_id"
         " AND d.source_row IS NOT DISTINCT FROM e.source_row)"
@@ -303,6 +310,22 @@ def _merge(
     return runs, merge
 
 
+def read_rows_sql(predicates: list[str]) -> str:
+    """The events any of ``predicates`` (SQL on ``disclosure_events e``) selects, once each
+    and in the store's order.
+
+    Each predicate is scanned alone: a filter on one column then reaches the scan, so only
+    that column is read whole, and a subquery becomes a join of its own. Joined by OR, one
+    scan would carry every column of every event to the join before filtering (a 10M store:
+    0.8 CPU-s against 0.02)."""
+    if len(predicates) == 1:
+        return f"SELECT e.* FROM disclosure_events e WHERE ({predicates[0]})"
+    scans = " UNION ".join(  # the row id keeps rows equal in every column apart
+        f"SELECT e.rowid AS _read_row, e.* FROM disclosure_events e WHERE ({p})" for p in predicates
+    )
+    return f"SELECT * EXCLUDE (_read_row) FROM ({scans}) ORDER BY _read_row"
+
+
 def _judge_through_reads(
     con: duckdb.DuckDBPyConnection, registry: Registry, rule: Rule, run_id: str
 ) -> tuple[RuleRun, MergeResult, str]:
@@ -311,7 +334,7 @@ def _judge_through_reads(
 
     Exact when ``reads`` holds every row the query's findings can rest on: the query then
     sees the same rows of every table it reads (the rule's YAML says why it holds)."""
-    sql = f"CREATE OR REPLACE TEMP TABLE dw_read_events AS SELECT e.* FROM disclosure_events e WHERE ({rule.reads})"
+    sql = f"CREATE OR REPLACE TEMP TABLE dw_read_events AS {read_rows_sql(rule.read_predicates)}"
     con.execute(sql, bound(sql, rule, registry, what="reads"))
     replace_temp(con, "dw_read_items")
     con.execute(

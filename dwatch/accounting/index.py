@@ -299,6 +299,8 @@ def _first_build(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
     with_items = _batches_have_items(con)
     row = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM disclosure_events").fetchone()
     end, step, entries = (int(row[0]) if row else 0), piece_rows(), 0
+    if end <= step:  # one piece: one statement, as before (the events are read once)
+        return _insert_sorted(con, entries_sql("_acct_batches", with_items=with_items))
     for low in range(0, end, step):
         sql = entries_sql(
             "_acct_batches",
@@ -410,6 +412,11 @@ def _count_unattributed(
                 WHERE {"true" if new_items else "false"}
                   AND e.ingest_run_id NOT IN (SELECT run_id FROM _acct_batches)
                   AND e.event_type IN ('disclosure', 'redisclosure') AND e.taxpayer_ref IS NULL
+                  -- implied by the pair below (items' request_id is NOT NULL), and joined on
+                  -- one column first: 10M events 0.51 -> 0.05 CPU-s
+                  AND e.request_id IN (
+                      SELECT request_id FROM request_items
+                      WHERE ingest_run_id IN (SELECT run_id FROM _acct_batches))
                   AND (e.request_id, e.event_id) IN (
                       SELECT (request_id, event_id) FROM request_items
                       WHERE ingest_run_id IN (SELECT run_id FROM _acct_batches))

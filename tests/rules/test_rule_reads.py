@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from detectors.engine import Rule, RuleCase, load_case, load_rules, prepare, run_rules
-from detectors.scoped import _judge_through_reads
+from detectors.scoped import _judge_through_reads, read_rows_sql
 from dwatch.policy import Registry, load_registry, with_entries
 from dwatch.store import connect, transaction
 
@@ -86,3 +86,42 @@ def test_judged_through_reads_equals_all_history(
     full = _judged(stores[0], rule, case, registry, reads=False)
     assert len(full) == case.alerts
     assert _judged(stores[1], rule, case, registry, reads=True) == full
+
+
+def test_reads_given_as_a_list_selects_what_any_item_selects_once_in_store_order(
+    tmp_path: Path,
+) -> None:
+    """Each item of a ``reads`` list is scanned alone (detectors.scoped.read_rows_sql): the
+    union holds every row one of them selects, a row two select once, in the store's order,
+    as the items joined by OR select them; two rows alike in every column stay two."""
+    con = connect(tmp_path / "store.duckdb")
+    try:
+        rows = [("E1", "redisclosure", "R1"), ("E2", "disclosure", "R1"),
+                ("E3", "access", "R2"), ("E4", "disclosure", None),
+                ("E5", "redisclosure", None), ("E2", "disclosure", "R1")]  # fmt: skip
+        events = [{"event_id": i, "event_type": t, "request_id": r, "sequence_no": 1}
+                  for i, t, r in rows]  # fmt: skip
+        load_case(con, RuleCase(name="rows", alerts=0, events=events))
+        predicates = [
+            "e.event_type = 'redisclosure'",
+            "e.request_id IN (SELECT r.request_id FROM disclosure_events r"
+            " WHERE r.event_type = 'redisclosure')",
+        ]
+        one_scan = con.execute(
+            f"SELECT e.event_id FROM disclosure_events e WHERE {' OR '.join(predicates)}"
+        ).fetchall()
+        union = con.execute(read_rows_sql(predicates)).fetchall()
+        assert [r[0] for r in union] == [r[0] for r in one_scan] == ["E1", "E2", "E5", "E2"]
+        columns = [c[0] for c in con.execute("DESCRIBE disclosure_events").fetchall()]
+        assert len(union[0]) == len(columns), "the rows come out as the store's columns"
+        assert con.execute(read_rows_sql(predicates[:1])).fetchall() == [union[0], union[2]]
+    finally:
+        con.close()
+
+
+def test_a_reads_list_item_must_be_a_predicate() -> None:
+    rule = next(r for r in READING if isinstance(r.reads, list))
+    assert len(rule.read_predicates) > 1
+    for bad in ([], ["  "]):
+        with pytest.raises(ValueError, match="reads"):
+            Rule.model_validate({**rule.model_dump(), "reads": bad})
