@@ -16,6 +16,10 @@ Its stages, each a module that imports only the ones before it:
 4. ``recording``: the suites and the run's verdicts as Great Expectations records, and
    GX's Data Docs built from them, offline.
 
+Old batches checked again for their open gaps are, where their last check kept what it
+found, checked after the per-source state is brought up to date, from what was kept and
+the new rows, without reading their rows (``revisits``); the others are read whole.
+
 A check that cannot be evaluated is a failure with the error, never a pass; a batch whose
 validation cannot run at all is a batch-level failure (its coverage is unknown) and the
 run goes on with the others. With nothing new to validate nothing is read but the list of
