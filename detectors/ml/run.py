@@ -299,7 +299,7 @@ def _fit_summarized(
         return None  # a bound on the rows fitted was asked for: fit on them
     if isinstance(det.build_pipeline().steps[-1][1], CountRateSurprise):
         return _fit_count_sums(con, det, window_from, window_to, min_rows, keep_for_scoring)
-    held = summary.summarize(con, det, window_from, window_to, max_rows)
+    held = summary.summarize(con, det, window_from, window_to, max_rows, keep_for_scoring)
     if held is None:
         return None
     if held.rows < min_rows:

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from detectors.ml import days, features, partitions, reuse
 from detectors.ml.detectors import MLDetector, ModelContext
 from detectors.ml.registry import ModelRecord
+from detectors.ml.summary import LOCATED, ROWS
 
 
 def model_context(record: ModelRecord) -> ModelContext:
@@ -48,19 +49,14 @@ def score_located(
     are the same."""
     locator = detector.row_locator
     assert locator is not None
-    keys = list(detector.alert_key_columns or detector.key_columns)
-    wanted = [locator, *detector.feature_columns, *(keys if rescored is not None else [])]
-    hit_rows: list[NDArray[np.int64]] = []
-    hit_scores: list[NDArray[np.float64]] = []
-    scored = 0
-    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
-        scores = detector.anomaly_scores(model, chunk, threads=threads)
-        hit = scores >= record.threshold
-        hit_rows.append(chunk[locator].to_numpy()[hit])
-        hit_scores.append(scores[hit])
-        scored += chunk.height
-        if rescored is not None:
-            rescored.append(chunk.select(keys))
+    # The distinct feature rows a training just summed for all history (summary.py).
+    kept = reuse.take(con, detector, query) if rescored is None else None
+    if kept is not None:
+        hit_rows, hit_scores, scored = _score_summary(con, detector, model, record, kept, rows)
+    else:
+        hit_rows, hit_scores, scored = _score_rows(
+            con, detector, model, record, query, rows, threads, rescored
+        )
     located = np.concatenate(hit_rows).astype(np.int64)
     by_row = pl.DataFrame(
         {locator: located, "_score": np.concatenate(hit_scores)},
@@ -76,6 +72,65 @@ def score_located(
         flagged.drop("_score"), flagged["_score"].to_numpy(), model, model_context(record)
     )
     return candidates.unique("alert_id", keep="first", maintain_order=True), scored
+
+
+_Hits = tuple[list[NDArray[np.int64]], list[NDArray[np.float64]], int]
+
+
+def _score_rows(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    query: features.FeatureQuery,
+    rows: int,
+    threads: int,
+    rescored: list[pl.DataFrame] | None,
+) -> _Hits:
+    """Every row's locator and features, scored: the flagged rows' locators and scores."""
+    locator = str(detector.row_locator)
+    keys = list(detector.alert_key_columns or detector.key_columns)
+    wanted = [locator, *detector.feature_columns, *(keys if rescored is not None else [])]
+    hit_rows: list[NDArray[np.int64]] = []
+    hit_scores: list[NDArray[np.float64]] = []
+    scored = 0
+    for chunk in features.batches(con, features.narrowed(query, list(dict.fromkeys(wanted))), rows):
+        scores = detector.anomaly_scores(model, chunk, threads=threads)
+        hit = scores >= record.threshold
+        hit_rows.append(chunk[locator].to_numpy()[hit])
+        hit_scores.append(scores[hit])
+        scored += chunk.height
+        if rescored is not None:
+            rescored.append(chunk.select(keys))
+    return hit_rows, hit_scores, scored
+
+
+def _score_summary(
+    con: duckdb.DuckDBPyConnection,
+    detector: MLDetector,
+    model: Pipeline,
+    record: ModelRecord,
+    table: str,
+    rows: int,
+) -> _Hits:
+    """:func:`_score_rows` from the distinct feature rows of all history (``table``, kept
+    by :func:`detectors.ml.summary.summarize`): a row's score is a function of its features
+    alone, so each distinct row is scored once and its store rows take its score."""
+    columns = ", ".join(_quoted(c) for c in (*detector.feature_columns, ROWS, LOCATED))
+    hit_rows: list[NDArray[np.int64]] = []
+    hit_scores: list[NDArray[np.float64]] = []
+    scored = 0
+    for chunk in features.batches(
+        con, features.FeatureQuery(f"SELECT {columns} FROM {table}", {}), rows
+    ):
+        scores = detector.anomaly_scores(model, chunk, threads=1)
+        hit = scores >= record.threshold
+        flagged = chunk.filter(pl.Series(hit))
+        sizes = flagged[LOCATED].list.len().to_numpy()
+        hit_rows.append(flagged[LOCATED].explode().drop_nulls().to_numpy())
+        hit_scores.append(np.repeat(scores[hit], sizes))
+        scored += int(chunk[ROWS].sum() or 0)
+    return hit_rows, hit_scores, scored
 
 
 def score_partitioned(

@@ -28,10 +28,12 @@ import polars as pl
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from detectors.ml import bounds, features
+from detectors.ml import bounds, features, reuse
 from detectors.ml.detectors import MLDetector
 
 ROWS = "_rows"
+# Kept for scoring: the store rows (the detector's row_locator) each summary row stands for.
+LOCATED = "_located"
 FLAGGED = "_flagged"
 FIRST_HALF = "_first_half"
 # A half of the window with fewer rows than this is too small to fit a held-out model.
@@ -86,11 +88,17 @@ _NAMED = """
     ),"""
 
 
-def _summary_sql(detector: MLDetector, query: features.FeatureQuery, named: bool) -> str:
+def _summary_sql(
+    detector: MLDetector, query: features.FeatureQuery, named: bool, located: bool = False
+) -> str:
     keys = ", ".join(f'f."{c}"' for c in detector.feature_columns)
     wanted = [*detector.feature_columns, "occurred_at", "source_system", "event_id"]
+    if located:  # each summary row's store rows, for the scoring that follows (reuse.py)
+        wanted.append(str(detector.row_locator))
     framed = features.narrowed(query, list(dict.fromkeys(wanted)))
     flagged = f"count(n.event_id) AS {FLAGGED}" if named else f"CAST(0 AS BIGINT) AS {FLAGGED}"
+    if located:
+        flagged += f', list(f."{detector.row_locator}") AS {LOCATED}'
     join = (
         "LEFT JOIN named n ON n.source_system = f.source_system AND n.event_id = f.event_id"
         if named
@@ -112,34 +120,52 @@ def summarize(
     window_from: datetime | None,
     window_to: datetime | None,
     max_rows: int | None = None,
+    keep_for_scoring: bool = False,
 ) -> Summary | None:
     """The detector's summary over its whole window (its ``training_days`` when no start
     is given); None when the summary itself holds more rows than the budget (the caller
-    then fits on rows, narrowed as :mod:`detectors.ml.bounds` narrows them)."""
+    then fits on rows, narrowed as :mod:`detectors.ml.bounds` narrows them).
+
+    ``keep_for_scoring``: a detector scored by its ``row_locator`` whose window holds all
+    history keeps the summary, with each row's store rows (``_located``), for the scoring
+    of all history that follows (:mod:`detectors.ml.reuse`): a row's score is its feature
+    row's, so scoring the distinct rows scores every transfer."""
     start, notes = bounds._needed(con, detector, window_from, window_to)
     planned = bounds._plan(con, detector, start, window_to)
     if planned is None:
         return None
     query = features.FeatureQuery(bounds._unsorted(planned.sql)[0], planned.params)
     params = {**query.params, "_middle": _middle(con, query), "_types": detector.event_types}
+    located = (
+        keep_for_scoring
+        and detector.row_locator is not None
+        and reuse.covers_history(con, detector, start, window_to)
+    )
+    table = reuse.table_name(detector) if located else _TABLE
+    kept = False
     try:
         try:
-            sql = _summary_sql(detector, query, named=True)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS {sql}", params)
+            sql = _summary_sql(detector, query, named=True, located=located)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
         except duckdb.CatalogException:  # a store without alert tables: no row is named
-            sql = _summary_sql(detector, query, named=False)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS {sql}", params)
-        held = con.execute(f"SELECT count(*) FROM {_TABLE}").fetchall()[0][0]
+            sql = _summary_sql(detector, query, named=False, located=located)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
+        held = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         if held > (max_rows or bounds.max_training_rows(detector)):
             return None
         order = ", ".join(f'"{c}"' for c in (*detector.feature_columns, FIRST_HALF))
+        columns = f"* EXCLUDE ({LOCATED})" if located else "*"
         frame = features.run_query(
-            con, features.FeatureQuery(f"SELECT * FROM {_TABLE} ORDER BY {order}", {})
+            con, features.FeatureQuery(f"SELECT {columns} FROM {table} ORDER BY {order}", {})
         )
+        if located:
+            reuse.keep(con, detector, table)
+            kept = True
     except duckdb.Error as exc:
         raise features._query_error(exc) from exc
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+        if not kept:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     metadata = detector.summary_metadata(con, query)
     return Summary(bounds.TrainingWindow(start, window_to, "; ".join(notes)), frame, metadata)
 

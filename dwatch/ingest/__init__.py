@@ -17,7 +17,8 @@ The package runs one way, by stage: ``files`` (what to read) and ``stage`` (read
 into text columns), ``fields`` and ``instants`` (convert, check, mask and pseudonymise each
 field), ``typed`` (the one layered pass that builds the typed work table), ``write`` (the
 store and quarantine), ``group`` (many small files through those stages at once) and ``run``
-(one transaction per file or group). ``base`` holds what they share.
+(one transaction per file or group). ``base`` holds what they share; ``addresses`` judges
+the supplied addresses of request items in a thread beside the load.
 """
 
 from __future__ import annotations

@@ -202,6 +202,7 @@ def _typed_sql(
     # One masking pre-test per row over its free text, one over its identifiers.
     text_columns: list[str] = []
     id_columns: list[str] = []
+    escapable: list[str] = []  # lists read from JSON text (see below)
     for f in table.fields:
         text = texts.get(f.name)
         column, column_type = plan.direct.get(f.name, (None, None))
@@ -218,6 +219,8 @@ def _typed_sql(
         if f.type in ("VARCHAR", "VARCHAR[]") and not f.pseudonym:
             tested = spec.x if column_type is None else may_tin_text(f, spec.x)
             (id_columns if f.identifier and f.type == "VARCHAR" else text_columns).append(tested)
+            if f.type == "VARCHAR[]" and column_type is None:
+                escapable.append(spec.x)
         layer1.append(f"{text} AS {spec.x}")  # already trimmed, '' as NULL
         layer2 += [f"{expr} AS {alias}" for alias, expr in spec.helpers]
         layer2b += [f"{expr} AS {alias}" for alias, expr in spec.helpers2]
@@ -226,7 +229,15 @@ def _typed_sql(
         checks += [(cond, code, f.name, msg) for cond, code, msg in spec.checks]
 
     # Over layer 1 and the helpers (a direct list's joined elements are a helper).
-    layer2b.append(f"{sql_may_have_shape_any(text_columns)} AS {ROW_MAY_HAVE_TIN}")
+    # A list read from JSON text is tested as that text, but stored as its decoded
+    # elements: '["\u0031\u0032..."]' spells an SSN with no digit run the test could see.
+    # A backslash in such a text flags the row, so its elements go through the mask.
+    may_tin = sql_may_have_shape_any(text_columns)
+    if escapable:
+        may_tin = (
+            "(" + " OR ".join([may_tin, *(f"contains({x}, chr(92))" for x in escapable)]) + ")"
+        )
+    layer2b.append(f"{may_tin} AS {ROW_MAY_HAVE_TIN}")
     layer2b.append(f"{sql_may_have_shape_any(id_columns)} AS {ROW_ID_MAY_HAVE_TIN}")
     raw_cols = [c for c in columns if c not in ("_raw_line", "_ok")]
     lazy = _lazy_json_keys(columns, mapping, path_columns) if fmt == "jsonl" else set()

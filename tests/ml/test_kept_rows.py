@@ -34,6 +34,13 @@ WHOLE = sorted(
 )
 
 
+# Detectors fitted on a summary of distinct feature rows and scored by a row locator: the
+# summary, with each row's store rows, is kept and scored instead of every transfer.
+SUMMED = sorted(
+    d for d, cls in DETECTORS.items() if cls.row_locator is not None and cls.fits_summary
+)
+
+
 def _only_actor(detector_id: str = ACTOR) -> MLConfig:
     """The actor detector (or ``detector_id``) alone, at a loose floor: alerts to compare."""
     config = load_config()
@@ -121,7 +128,7 @@ def test_scoring_all_history_reads_the_kept_rows_and_raises_the_same_alerts(
         other.close()
 
 
-@pytest.mark.parametrize("detector_id", WHOLE)
+@pytest.mark.parametrize("detector_id", [*WHOLE, *SUMMED])
 def test_a_detector_scored_from_whole_rows_reads_the_rows_its_training_built(
     ml_store: Store,
     tmp_path: Path,
@@ -129,8 +136,10 @@ def test_a_detector_scored_from_whole_rows_reads_the_rows_its_training_built(
     monkeypatch: pytest.MonkeyPatch,
     detector_id: str,
 ) -> None:
-    """Its training builds all history's rows once, evidence included, fits on them as on
-    the rows it read before (same training data hash) and leaves them for the scoring."""
+    """Its training builds all history's rows once, evidence included (a summary fit: its
+    distinct feature rows with the store rows of each), fits on them as on the rows it
+    read before (same training data hash) and leaves them for the scoring, whose alerts
+    are those of scoring every row."""
     con, _, models = ml_store
     other = connect(tmp_path / "built.duckdb")
     load_events(other, synthetic[0])
@@ -159,9 +168,10 @@ def test_a_detector_scored_from_whole_rows_reads_the_rows_its_training_built(
 
 def test_whole_rows_are_kept_for_the_detectors_fitted_on_their_scoring_rows() -> None:
     assert WHOLE == ["ml.log_coverage", "ml.recipient_volume"]
+    assert SUMMED == ["ml.transfer_surprise"]
 
 
-@pytest.mark.parametrize("detector_id", [ACTOR, *WHOLE])
+@pytest.mark.parametrize("detector_id", [ACTOR, *WHOLE, *SUMMED])
 def test_rows_are_not_kept_when_the_window_starts_after_the_first_event(
     ml_store: Store, detector_id: str
 ) -> None:
