@@ -200,6 +200,8 @@ def revisit(
     ids = [b.run_id for b in batches]
     if any(c.name not in (TYPES_CHECK, SEQUENCE_CHECK, SILENCE_CHECK) for c in checks):
         return [], batches  # a check this module does not know how to carry on
+    if not _new_rows_in_place(con, pending, setting.since.get(TABLE, 0)):
+        return [], batches
     _read_kept(con, ids, pending, setting.since.get(TABLE, 0))
     _limits(con, setting)
     short = {
@@ -224,6 +226,20 @@ def revisit(
         write_outcomes(con, [o for br in reports for o in br.outcomes], validation_run_id)
         _keep_again(con, [b.run_id for b in quick], validation_run_id, setting.started_at)
     return reports, whole
+
+
+def _new_rows_in_place(con: duckdb.DuckDBPyConnection, pending: list[str], since: int) -> bool:
+    """The new batches' rows all lie from ``since`` on still (a checkpoint that compacts
+    row groups emptied by the verdicts' deletes renumbers rows): as many as their
+    ``ingest_runs`` counts say."""
+    found, expected = con.execute(
+        f"SELECT (SELECT count(*) FROM {TABLE} WHERE rowid >= {int(since)}"
+        " AND ingest_run_id IN (SELECT unnest($ids::VARCHAR[]))),"
+        " (SELECT coalesce(sum(rows_loaded), 0) FROM ingest_runs WHERE kind = 'events'"
+        " AND run_id IN (SELECT unnest($ids::VARCHAR[])))",
+        {"ids": pending},
+    ).fetchall()[0]
+    return int(found) == int(expected)
 
 
 def _read_kept(

@@ -163,3 +163,20 @@ def test_coverage_gaps_view_reads_only_files_with_unnumbered_rows(
     assert rows == con.execute(sql.format("gaps_0013")).fetchall()
     kinds = {r[3] for r in rows}
     assert {"quarantined_unnumbered", "sequence_not_checkable"} <= kinds, rows
+
+
+def test_revisit_reads_whole_when_new_rows_moved_below_their_bound(
+    tmp_path: Path, vconfig: ValidationConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New rows no longer all above the run's rowid bound (rows renumbered by a compacting
+    checkpoint): the old batches are read whole, with the same verdicts."""
+    runs = _scenario(1)
+    monkeypatch.setattr(revisits, "_new_rows_in_place", lambda *_: False)
+    moved, reports = _play(tmp_path / "moved.duckdb", runs, [vconfig] * len(runs), 1)
+    assert not any(QUICK in n for r in reports for n in r.state_notes)
+    assert any(n.endswith("read whole") for r in reports for n in r.state_notes)
+    monkeypatch.undo()
+    kept, reports = _play(tmp_path / "kept.duckdb", runs, [vconfig] * len(runs), 1)
+    assert any(QUICK in n for r in reports for n in r.state_notes)
+    for sql in (RESULTS, QUARANTINE, COUNTS, GAPS):
+        assert kept.con.execute(sql).fetchall() == moved.con.execute(sql).fetchall(), sql
