@@ -19,8 +19,10 @@ A use is kept narrow (migration 0039): its time, holder, custody key and row id 
 ``disclosure_events``, the rest NULL. Uses are nearly every event, and custody reads one
 whole only when its data was emptied before it (a handful), by its row id
 (:data:`detectors.custody.KEPT_CUSTODY_EVENTS`; 10M events: the insert 15.2 -> 7.7 CPU-s).
-Row ids hold while the ledger does: a store whose old batches lost or gained a row
-rebuilds the state (:mod:`detectors.rule_state`).
+Row ids hold while the ledger does and DuckDB has not compacted the table: a store whose
+old batches lost or gained a row rebuilds the state (:mod:`detectors.rule_state`), and so
+does one whose rows moved at a checkpoint that compacted row groups emptied by deletes
+(:mod:`detectors.rowid_sentinel`: the last row read is checked where it lay, migration 0042).
 
 Pairing and custody still read every kept side and custody row (narrow tables, no
 resolution of events): a transfer pairs with the nearest receipt in time under its key,
@@ -35,7 +37,7 @@ import hashlib
 
 import duckdb
 
-from detectors import custody
+from detectors import custody, rowid_sentinel
 from detectors.custody import (
     CUSTODY_EVENTS,
     INPUTS,
@@ -104,6 +106,7 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         if name != "dw_custody_events":
             _insert(con, name, select, OUTCOMES)
     _insert_custody_events(con, "true")
+    rowid_sentinel.capture(con)
 
 
 def prepare_custody(con: duckdb.DuckDBPyConnection) -> None:
@@ -126,11 +129,13 @@ def append_new(con: duckdb.DuckDBPyConnection) -> int:
             _insert(con, name, select.replace("FROM dw_events e", _NEW_ROWS), OUTCOMES)
     from detectors.rule_state import new_rows_from  # (it builds on this module)
 
+    rowid_sentinel.require(con, "before this run added its uses")
     _insert_custody_events(
         con,
         f"rowid >= {int(new_rows_from(con))}"
         " AND ingest_run_id IN (SELECT ingest_run_id FROM dw_new_batches)",
     )
+    rowid_sentinel.capture(con)
     row = con.execute(
         "SELECT count(*) FROM (" + CUSTODY_EVENTS.replace("FROM dw_events e", _NEW_ROWS) + ")",
         OUTCOMES,
@@ -139,7 +144,9 @@ def append_new(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def judge_from_state(con: duckdb.DuckDBPyConnection) -> None:
-    """Pairing and custody tables from the kept rows (views: nothing copied)."""
+    """Pairing and custody tables from the kept rows (views: nothing copied). The uses kept
+    narrow are read back by row id, so those must not have moved since they were read."""
+    rowid_sentinel.require(con, "between keeping the uses and judging them")
     for name, (table, side) in _KEPT.items():
         replace_temp(con, name)
         where = f" WHERE side = {side}" if side else ""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from detectors import custody_state
+from detectors import custody_state, rowid_sentinel
 
 # Every entry of a log, in or out of the store: an entry quarantined for a bad field still
 # holds its number (ingest keeps what it could convert under canonical names in
@@ -418,6 +418,11 @@ def stale(
             reasons[family] = f"it was derived under registry version {kept[family][0]}"
         elif kept[family][1] != code:
             reasons[family] = "it was derived by other code (detectors.custody/rule_state)"
+        elif family == custody_state.FAMILY and not rowid_sentinel.holds(con):
+            reasons[family] = (
+                "row ids in disclosure_events moved since its uses were kept by row id"
+                " (a checkpoint compacted rows emptied by deletes), or were never checked"
+            )
         else:
             reasons[family] = None
     return reasons

@@ -174,6 +174,9 @@ class BatchFacts:
     key_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # No row of the batches the row checks count has a lower rowid (selecting.first_rows).
     since: int = 0
+    # Duplicate checks (by check id) whose ``key_runs`` are only those batches: their
+    # stored rows are read from ``since`` on (run ids skip no row groups, rowids do).
+    key_runs_new: frozenset[str] = frozenset()
 
     def runs_sql(self, column: str) -> str:
         """SQL: ``column`` names one of the runs the row checks cover."""

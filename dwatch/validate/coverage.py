@@ -70,6 +70,31 @@ def _span_cte(column: str) -> str:
     )
 
 
+# Rows quarantined by validation, or by ingest with a readable number, still arrived: their
+# numbers are not missing (source_system, sequence_no, occurred_at).
+HELD_NUMBERS = (
+    "SELECT j ->> 'source_system' AS source_system,"
+    " TRY_CAST(j ->> 'sequence_no' AS BIGINT) AS sequence_no,"
+    " TRY_CAST(j ->> 'occurred_at' AS TIMESTAMPTZ) AS occurred_at"
+    " FROM (SELECT CASE WHEN q.canonical_row IS NOT NULL THEN q.canonical_row"
+    " WHEN q.stage = 'validate' AND json_valid(q.raw_row) THEN q.raw_row::JSON END AS j"
+    " FROM quarantine q) WHERE j IS NOT NULL"
+)
+
+# The sequence gap check's rows from ``found(ingest_run_id, source_system, prev_no,
+# sequence_no, prev_at, occurred_at)`` (shared with dwatch.validate.revisits).
+SEQUENCE_GAP_SELECT = (
+    " SELECT ingest_run_id, source_system, prev_at AS window_start, occurred_at AS window_end,"
+    " json_object('missing_from', prev_no + 1, 'missing_to', sequence_no - 1,"
+    " 'missing_count', sequence_no - prev_no - 1) AS observed,"
+    " 'sequence_no ' || (prev_no + 1) || CASE WHEN sequence_no - prev_no > 2"
+    " THEN '-' || (sequence_no - 1) ELSE '' END || ' missing (' || (sequence_no - prev_no - 1)"
+    " || ' event(s)) between ' || strftime(prev_at, '%Y-%m-%dT%H:%M:%SZ') || ' and '"
+    " || strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') AS message"
+    " FROM found ORDER BY ingest_run_id, source_system, prev_no"
+)
+
+
 def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
     """Missing sequence numbers between a source's rows (store and quarantine included),
     per batch of b and source."""
@@ -82,21 +107,9 @@ def _sequence_gap_check(table: str, facts: BatchFacts) -> Check:
         + bounds_cte(t, "sequence_no")
         # Rows quarantined by validation, or by ingest with a readable number, still
         # arrived: their numbers are not missing.
-        + " held AS (SELECT j ->> 'source_system' AS source_system,"
-        " TRY_CAST(j ->> 'sequence_no' AS BIGINT) AS sequence_no,"
-        " TRY_CAST(j ->> 'occurred_at' AS TIMESTAMPTZ) AS occurred_at"
-        " FROM (SELECT CASE WHEN q.canonical_row IS NOT NULL THEN q.canonical_row"
-        " WHEN q.stage = 'validate' AND json_valid(q.raw_row) THEN q.raw_row::JSON END AS j"
-        " FROM quarantine q) WHERE j IS NOT NULL),"
+        + f" held AS ({HELD_NUMBERS}),"
         + sequence_gaps_cte(t, "held")
-        + " SELECT ingest_run_id, source_system, prev_at AS window_start, occurred_at AS window_end,"
-        " json_object('missing_from', prev_no + 1, 'missing_to', sequence_no - 1,"
-        " 'missing_count', sequence_no - prev_no - 1) AS observed,"
-        " 'sequence_no ' || (prev_no + 1) || CASE WHEN sequence_no - prev_no > 2"
-        " THEN '-' || (sequence_no - 1) ELSE '' END || ' missing (' || (sequence_no - prev_no - 1)"
-        " || ' event(s)) between ' || strftime(prev_at, '%Y-%m-%dT%H:%M:%SZ') || ' and '"
-        " || strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') AS message"
-        " FROM found ORDER BY ingest_run_id, source_system, prev_no"
+        + SEQUENCE_GAP_SELECT
     )
     description = (
         "sequence_no has no gaps per source_system (a gap means events were lost or removed)"
@@ -250,9 +263,66 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         # sort of their history) and may be let off by them.
         + " quiet AS (SELECT DISTINCT source_system FROM found),"
         + _quiet_spell_cte("spells", rows, "quiet", state)
-        + ", lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
-        " s.spread_s, s.spreads, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
-        " FROM rhythm r LEFT JOIN spells s USING (source_system))"
+        + ","
+        + LIMIT_CTE
+        + silence_select(facts.silence_rhythm_factor)
+    )
+    description = (
+        "no source goes silent longer than its silence window, "
+        f"{facts.silence_rhythm_factor:g}x its own mean gap between events and the tail of "
+        f"its own quiet spells (chance {QUIET_SPELL_CHANCE:g} of a longer one in its history)"
+    )
+    return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
+
+
+def silence_pass_max_query(table: str, facts: BatchFacts) -> str:
+    """SQL over the batches ``b`` (as ``_silence_check`` reads them): per batch and source,
+    an upper bound (seconds) of every stretch between consecutive events within its
+    bounds that the silence check lets pass: the longest such stretch between buckets,
+    or a bucket's width (a stretch inside one bucket is shorter); and those bounds
+    (``bound_lo``, ``bound_hi``). A later run that checks
+    the batch again knows nothing that passed can fail while its limit is at least this
+    (dwatch.validate.revisits)."""
+    rows, state, _ = facts.history or (ident(table), None, None)
+    window_expr = _window_case(facts.silence_windows)
+    length = "epoch(o.occurred_at) - epoch(o.prev_at)"
+    width = "CASE WHEN rh.limit_s >= 0.000002 THEN rh.limit_s / 2 * 1.000001 + 0.000001 ELSE 0 END"
+    return (
+        WITH_B
+        + ","
+        + _LOADED
+        + _span_cte("occurred_at")
+        + bounds_cte(rows, "occurred_at")
+        + _rhythm_cte(rows, state, window_expr, facts.silence_rhythm_factor)
+        + silence_candidates_cte(rows, every=True)
+        + " quiet AS (SELECT DISTINCT source_system FROM span),"
+        + _quiet_spell_cte("spells", rows, "quiet", state)
+        + ","
+        + LIMIT_CTE
+        + f" SELECT s.ingest_run_id, s.source_system, greatest(any_value({width}),"
+        f" coalesce(max({length}) FILTER (WHERE {length} <= l.limit_s), 0)) AS pass_max,"
+        " any_value(bd.lo) AS bound_lo, any_value(bd.hi) AS bound_hi"
+        " FROM span s JOIN rhythm rh USING (source_system) JOIN lim l USING (source_system)"
+        " JOIN bounds bd ON bd.ingest_run_id = s.ingest_run_id"
+        " AND bd.source_system = s.source_system"
+        " LEFT JOIN found o ON o.ingest_run_id = s.ingest_run_id"
+        " AND o.source_system = s.source_system GROUP BY 1, 2"
+    )
+
+
+# Per source: its silence limit (``limit_s``: the rhythm's, or the tail of its quiet spells
+# when longer), from ``rhythm`` and ``spells``.
+LIMIT_CTE = (
+    " lim AS (SELECT r.source_system, r.mean_gap_s, s.spell_s,"
+    " s.spread_s, s.spreads, s.tail_s, greatest(r.limit_s, coalesce(s.tail_s, 0)) AS limit_s"
+    " FROM rhythm r LEFT JOIN spells s USING (source_system))"
+)
+
+
+def silence_select(factor: float) -> str:
+    """The silence check's rows from ``found(ingest_run_id, source_system, prev_at,
+    occurred_at)`` and ``lim`` (shared with dwatch.validate.revisits)."""
+    return (
         " SELECT o.ingest_run_id, o.source_system, o.prev_at AS window_start,"
         " o.occurred_at AS window_end,"
         " json_object('silent_for', CAST(o.occurred_at - o.prev_at AS VARCHAR),"
@@ -261,7 +331,7 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " 'quiet_spell', CAST(to_seconds(coalesce(r.spell_s, 0)) AS VARCHAR)) AS observed,"
         " 'no events for ' || (o.occurred_at - o.prev_at) || ' (limit '"
         " || to_seconds(r.limit_s) || ': the silence window, '"
-        f" || {float(facts.silence_rhythm_factor)!r} || 'x the mean gap of '"
+        f" || {float(factor)!r} || 'x the mean gap of '"
         " || to_seconds(round(r.mean_gap_s)) || ' or the tail of its own quiet spells, '"
         f" || to_seconds(round(coalesce(r.tail_s, 0))) || ' (its {_ordinal(QUIET_SPELLS)}-longest"
         f" quiet spell ' || to_seconds(round(coalesce(r.spell_s, 0))) || ' plus '"
@@ -272,12 +342,6 @@ def _silence_check(table: str, facts: BatchFacts) -> Check:
         " WHERE epoch(o.occurred_at) - epoch(o.prev_at) > r.limit_s"
         " ORDER BY o.ingest_run_id, o.source_system, o.prev_at"
     )
-    description = (
-        "no source goes silent longer than its silence window, "
-        f"{facts.silence_rhythm_factor:g}x its own mean gap between events and the tail of "
-        f"its own quiet spells (chance {QUIET_SPELL_CHANCE:g} of a longer one in its history)"
-    )
-    return _custom("expect_source_not_silent", "occurred_at", "batch", description, query)
 
 
 TRANSFER_TYPES = "('request', 'disclosure', 'redisclosure', 'receipt')"

@@ -110,13 +110,15 @@ def sequence_gaps_cte(rows: str, held: str) -> str:
     )
 
 
-def silence_candidates_cte(rows: str) -> str:
+def silence_candidates_cte(rows: str, every: bool = False) -> str:
     """SQL CTEs ending in ``found(ingest_run_id, source_system, prev_at, occurred_at)``:
     every stretch between consecutive events of a source of ``rows`` longer than its
     ``rhythm`` limit, between the bounds of a span. Needs ``bounds_cte`` and ``rhythm``.
 
     Buckets are half the limit wide (a longer silence covers one whole); a limit too
-    short for that (under two microseconds) gives every instant a bucket of its own."""
+    short for that (under two microseconds) gives every instant a bucket of its own.
+    ``every``: every stretch between consecutive non-empty buckets, whatever its length
+    (any other stretch lies inside one bucket, so is shorter than a bucket's width)."""
     key = (
         "CASE WHEN r.limit_s >= 0.000002 THEN floor(epoch(e.occurred_at) / (r.limit_s / 2))"
         " ELSE epoch_us(e.occurred_at)::DOUBLE END"
@@ -129,8 +131,12 @@ def silence_candidates_cte(rows: str) -> str:
         " stretches AS (SELECT t.source_system, t.prev_at, t.lo AS occurred_at FROM"
         " (SELECT source_system, lo, lag(hi) OVER (PARTITION BY source_system ORDER BY k)"
         " AS prev_at FROM timed) t JOIN rhythm r USING (source_system)"
-        " WHERE epoch(t.lo) - epoch(t.prev_at) > r.limit_s),"
-        " found AS (SELECT bd.ingest_run_id, bd.source_system, c.prev_at, c.occurred_at"
+        + (
+            " WHERE t.prev_at IS NOT NULL),"
+            if every
+            else " WHERE epoch(t.lo) - epoch(t.prev_at) > r.limit_s),"
+        )
+        + " found AS (SELECT bd.ingest_run_id, bd.source_system, c.prev_at, c.occurred_at"
         " FROM bounds bd JOIN stretches c ON c.source_system = bd.source_system"
         " AND c.prev_at >= bd.lo AND c.occurred_at <= bd.hi),"
     )

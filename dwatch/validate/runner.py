@@ -16,6 +16,10 @@ Its stages, each a module that imports only the ones before it:
 4. ``recording``: the suites and the run's verdicts as Great Expectations records, and
    GX's Data Docs built from them, offline.
 
+Old batches checked again for their open gaps are, where their last check kept what it
+found, checked after the per-source state is brought up to date, from what was kept and
+the new rows, without reading their rows (``revisits``); the others are read whole.
+
 A check that cannot be evaluated is a failure with the error, never a pass; a batch whose
 validation cannot run at all is a batch-level failure (its coverage is unknown) and the
 run goes on with the others. With nothing new to validate nothing is read but the list of
@@ -46,7 +50,7 @@ from dwatch.validate.report import (
 from dwatch.validate.selecting import Batch, batches_reopened, first_rows, select_batches
 
 if TYPE_CHECKING:  # the checking stages load Great Expectations: only when there is work
-    from dwatch.validate.setwise import Setting
+    from dwatch.validate.setwise import Findings, Setting
     from dwatch.validate.suites import Check
 
 log = logging.getLogger(__name__)
@@ -108,13 +112,19 @@ def validate_batches(
     # Old batches whose open gaps new rows of their sources may fill are checked in the
     # same pass, for coverage only, after the new ones (their verdicts see the new rows).
     again = batches_reopened(con, _sources_of(con, batches, since), {b.run_id for b in batches})
+    # Those whose last check kept what a revisit needs are checked after the state is up
+    # to date, from what was kept and the new rows (dwatch.validate.revisits).
+    vr = report.validation_run_id
+    quick, again = _split(con, again, batches, vr) if use_state else ([], again)
     plan = _plan_state(con, batches + again, report, since) if use_state else None
-    setting = replace(setting, since=since)
+    setting = replace(setting, since=since, started_at=datetime.now(UTC))
     if plan is not None and plan.usable:
         setting = replace(setting, history=(state.HIST, state.STATE_NOW, state.HIST_SEQ))
     watch.lap("state")
     ran: dict[str, list[Check]] = {}
-    report.batches = _validate(con, batches + again, setting, report.validation_run_id, ran)
+    found: dict[str, Findings] = {}
+    report.batches = _validate(con, batches + again, setting, report.validation_run_id, ran, found)
+    _forget_moved(con, report.batches, report.validation_run_id)
     for br in report.batches:
         moved, outcomes = early.get(br.ingest_run_id or "", (0, []))
         br.rows_quarantined += moved
@@ -122,6 +132,9 @@ def validate_batches(
     watch.lap("check batches")
     current = plan is not None and _update_state(con, plan, report) and plan.keep
     watch.lap("state")
+    if quick:
+        report.batches += _revisit(con, quick, batches, setting, current, found, report, ran)
+        watch.lap("old batches from what was kept")
     if _count(con, "SELECT count(*) FROM disclosure_events"):
         store_setting = replace(
             setting, history=(state.STATE, state.STATE, state.STATE) if current else None
@@ -237,16 +250,80 @@ def _validate(
     setting: Setting,
     validation_run_id: str,
     ran: dict[str, list[Check]],
+    found: dict[str, Findings] | None = None,
 ) -> list[BatchReport]:
-    """Every table's batches checked set-wise, then judged in load order."""
+    """Every table's batches checked set-wise, then judged in load order (``found``: what
+    the checks found, per table)."""
     schema = load_schema()
     by_run: dict[str, BatchReport] = {}
     for table in (schema.events, schema.items):
         group = [b for b in batches if b.table == table.name]
         if group:
-            for br in _validate_set(con, table, group, setting, validation_run_id, ran):
+            for br in _validate_set(con, table, group, setting, validation_run_id, ran, found):
                 by_run[br.ingest_run_id or ""] = br
     return [by_run[b.run_id] for b in batches]
+
+
+def _split(
+    con: duckdb.DuckDBPyConnection, again: list[Batch], batches: list[Batch], vr: str
+) -> tuple[list[Batch], list[Batch]]:
+    from dwatch.validate.revisits import split
+
+    try:
+        return split(con, again, batches, vr)
+    except duckdb.Error:
+        log.exception("what old batches kept could not be read; reading them whole")
+        return [], again
+
+
+def _forget_moved(
+    con: duckdb.DuckDBPyConnection, reports: list[BatchReport], validation_run_id: str
+) -> None:
+    from dwatch.validate.revisits import forget_moved
+
+    forget_moved(con, reports, validation_run_id)
+
+
+def _revisit(
+    con: duckdb.DuckDBPyConnection,
+    quick: list[Batch],
+    batches: list[Batch],
+    setting: Setting,
+    current: bool,
+    found: dict[str, Findings],
+    report: ValidationReport,
+    ran: dict[str, list[Check]],
+) -> list[BatchReport]:
+    """Old batches checked again from what their last check kept; those it cannot stand
+    for (or with the state not up to date) read whole, on the store as it is now."""
+    from dwatch.validate.revisits import TYPES_CHECK, revisit
+
+    reports: list[BatchReport] = []
+    whole = quick
+    events = found.get(state.TABLE)
+    if current and events is not None:
+        checks = [c for c in events.runs[0].checks if c.scope == "batch"]
+        clean = TYPES_CHECK not in events.gap_errors and not any(
+            events.gaps.get(TYPES_CHECK, {}).values()
+        )
+        pending = [b.run_id for b in batches]
+        try:
+            reports, whole = revisit(
+                con, quick, pending, checks, clean, setting, report.validation_run_id
+            )
+        except duckdb.Error:
+            log.exception("checking old batches from what was kept failed; reading them")
+            reports, whole = [], quick
+    report.state_notes.extend(
+        f"old batch {br.ingest_run_id} checked again from what its last check kept"
+        " (its open gaps and the new rows, not its rows)"
+        for br in reports
+    )
+    if whole:
+        report.state_notes.extend(f"old batch {b.run_id} read whole" for b in whole)
+        whole_setting = replace(setting, history=None)
+        reports += _validate(con, whole, whole_setting, report.validation_run_id, ran)
+    return reports
 
 
 def _validate_set(
@@ -256,8 +333,10 @@ def _validate_set(
     setting: Setting,
     validation_run_id: str,
     ran: dict[str, list[Check]],
+    found: dict[str, Findings] | None = None,
 ) -> list[BatchReport]:
     from dwatch.validate.keyranges import record_sequence_ranges
+    from dwatch.validate.revisits import keep
     from dwatch.validate.setwise import find
     from dwatch.validate.verdicts import judge_in_order, record_unvalidated
 
@@ -276,7 +355,7 @@ def _validate_set(
             return [
                 br
                 for b in batches
-                for br in _validate_set(con, table, [b], setting, validation_run_id, ran)
+                for br in _validate_set(con, table, [b], setting, validation_run_id, ran, found)
             ]
         log.exception("validation of %s failed", batches[0].run_id)
         [batch] = batches
@@ -291,6 +370,13 @@ def _validate_set(
     judged = judge_in_order(con, table, batches, findings, setting.config, validation_run_id)
     # Later runs' sequence_no uniqueness check reads only batches whose range overlaps.
     record_sequence_ranges(con, findings.survey.seq_ranges)
+    if table.name == state.TABLE:
+        if found is not None:
+            found[table.name] = findings
+        try:
+            keep(con, judged, findings, validation_run_id, setting.started_at)
+        except duckdb.Error:  # a later revisit then reads the batches whole
+            log.exception("keeping what the checks found failed")
     return judged
 
 

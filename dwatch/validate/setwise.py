@@ -9,6 +9,7 @@ own place in load order (``suites``). Nothing here writes to the store.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,10 +19,16 @@ import duckdb
 
 from dwatch.schema import TableSpec
 from dwatch.validate.config import ValidationConfig
+from dwatch.validate.coverage import silence_pass_max_query
 from dwatch.validate.keyranges import KeyRuns, SeqRange, runs_to_read
 from dwatch.validate.quarantine import batch_relation
 from dwatch.validate.sources import SourceSuite
 from dwatch.validate.suites import BatchFacts, Check, derive_checks, for_duckdb, sql_literal
+
+log = logging.getLogger(__name__)
+
+# The silence check (dwatch.validate.coverage._silence_check).
+SILENCE_CHECK = "expect_source_not_silent(occurred_at)"
 
 # (suite, the source a per-source suite speaks for, check name)
 CheckKey = tuple[str, str | None, str]
@@ -162,7 +169,11 @@ def make_facts(
     history: tuple[str, str, str] | None = None,
     key_runs: KeyRuns | None = None,
     since: int = 0,
+    new: frozenset[str] = frozenset(),
 ) -> BatchFacts:
+    """``new``: the batches whose rows lie from ``since`` on (a duplicate check reading
+    only their rows reads from there)."""
+    key_runs = key_runs or {}
     return BatchFacts(
         run_ids[-1],
         None,
@@ -172,8 +183,9 @@ def make_facts(
         config.silence_rhythm_factor,
         tuple(run_ids),
         history,
-        key_runs or {},
+        key_runs,
         since,
+        frozenset(c for c, runs in key_runs.items() if since and runs and set(runs) <= new),
     )
 
 
@@ -304,6 +316,10 @@ class Findings:
     # for history written before any verdict (a batch judged after earlier ones moved rows
     # is checked again on the store as it is then).
     live: dict[str, Check] = field(default_factory=dict)
+    # Per batch with a gap and source: the longest stretch the silence check let pass (an
+    # upper bound) and the bounds it lies within (``coverage.silence_pass_max_query``;
+    # kept for later revisits).
+    pass_max: dict[Cell, tuple[float, datetime, datetime]] = field(default_factory=dict)
 
 
 class Citations:
@@ -334,6 +350,8 @@ class Setting:
     history: tuple[str, str, str] | None = None
     # Per table, a rowid below every row of the new batches (selecting.first_rows).
     since: dict[str, int] = field(default_factory=dict)
+    # When the validation run started (orders what runs kept: dwatch.validate.revisits).
+    started_at: datetime | None = None
 
 
 def find(
@@ -359,7 +377,15 @@ def find(
     key_runs = runs_to_read(con, table.name, held, seq)
     since = setting.since.get(table.name, 0)
     facts = make_facts(
-        run_ids, setting.now, malformed, setting.windows, setting.config, history, key_runs, since
+        run_ids,
+        setting.now,
+        malformed,
+        setting.windows,
+        setting.config,
+        history,
+        key_runs,
+        since,
+        frozenset(new),
     )
     checks = canonical_checks(table, setting.vocabularies, facts, setting.config)
     sources = {s for r, s in found.cells if s is not None and r not in coverage_only}
@@ -376,14 +402,46 @@ def find(
             gaps[check.name] = list_gaps(con, table, run_ids, check, spans)
         except duckdb.Error as exc:
             gap_errors[check.name] = str(exc).splitlines()[0]
+    pass_max = _pass_max(con, table, runs[0].checks, gaps, facts, spans)
     live: dict[str, Check] = {}
     if history is not None:
         plain = make_facts(
-            run_ids, setting.now, malformed, setting.windows, setting.config, None, key_runs, since
+            run_ids,
+            setting.now,
+            malformed,
+            setting.windows,
+            setting.config,
+            None,
+            key_runs,
+            since,
+            frozenset(new),
         )
         live = {
             c.name: c
             for c in canonical_checks(table, setting.vocabularies, plain, setting.config)
             if c.scope == "batch"
         }
-    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors, live)
+    return Findings(found, runs, row_counts, row_errors, gaps, gap_errors, live, pass_max)
+
+
+def _pass_max(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    checks: list[Check],
+    gaps: dict[str, dict[str | None, list[GapRow]]],
+    facts: BatchFacts,
+    spans: tuple[tuple[int, int], ...],
+) -> dict[Cell, tuple[float, datetime, datetime]]:
+    """For the batches with a gap (the ones a later run may check again): per source, the
+    longest stretch the silence check let pass (empty when it cannot be known)."""
+    gapped = sorted({r for found in gaps.values() for r in found if r is not None})
+    if not gapped or not any(c.name == SILENCE_CHECK for c in checks):
+        return {}
+    query = silence_pass_max_query(table.name, facts)
+    relation = batch_relation(table.name, gapped, rowids=spans)
+    try:
+        rows = con.execute(for_duckdb(query, relation)).fetchall()
+    except duckdb.Error:
+        log.exception("the longest stretches that passed could not be found")
+        return {}
+    return {(r[0], r[1]): (float(r[2]), r[3], r[4]) for r in rows if None not in r[2:]}

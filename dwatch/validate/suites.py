@@ -97,6 +97,8 @@ def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts, check_i
     if runs_read is not None:
         listed = ", ".join(sql_literal(r) for r in runs_read)
         where += f" AND (ingest_run_id IN ({listed}) OR ingest_run_id IS NULL)"
+        if check_id in facts.key_runs_new:
+            where += f" AND rowid >= {int(facts.since)}"
     rows = f"(SELECT rowid AS row_id, ingest_run_id, {cols} FROM {ident(table)} WHERE {where})"
     runs = facts.runs_sql("ingest_run_id")
     return (
