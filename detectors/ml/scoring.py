@@ -136,20 +136,16 @@ def score_chunks(
         return score_rows.score_located(
             con, detector, model, record, queries[0], rows=rows, threads=threads, rescored=rescored
         )
-    if detector.evidence_columns and len(queries) == 1:
-        return score_rows.score_evidenced(
-            con,
-            detector,
-            model,
-            record,
-            queries[0],
-            window=(window_from, window_to),
-            rows=rows,
-            threads=threads,
-            rescored=rescored,
-        )
-    if detector.scope_by is not None and len(queries) == 1:
-        return score_rows.score_partitioned(
+    # Lean scoring: rows scored without their evidence (rebuilt for the flagged rows only).
+    lean = (
+        score_rows.score_evidenced
+        if detector.evidence_columns
+        else score_rows.score_partitioned
+        if detector.scope_by is not None
+        else None
+    )
+    if lean is not None and len(queries) == 1:
+        return lean(
             con,
             detector,
             model,
