@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from detectors.alerts import SEVERITIES
+from dwatch.errors import StoreError
 from dwatch.report.cases import (
     SEVERITY_RANK,
     RiskWeights,
@@ -306,9 +307,12 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
     return views
 
 
-def _event_views(
+def _shown_rows(
     con: duckdb.DuckDBPyConnection, case_ids: list[str], table: str
-) -> tuple[dict[str, list[EventView]], dict[str, int]]:
+) -> list[dict[str, Any]] | None:
+    """The events shown per case, read back whole by the row ids ``table`` found; None when a
+    row id no longer holds the event it was found for (DuckDB gives rows new row ids when a
+    checkpoint compacts row groups emptied by deletes)."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE dw_report_shown AS
@@ -320,7 +324,8 @@ def _event_views(
             FROM case_alerts ca JOIN {table} r USING (alert_id)
             WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
         )
-        SELECT case_id, row_id, count(*) OVER (PARTITION BY case_id) AS total,
+        SELECT case_id, row_id, source_system, event_id,
+               count(*) OVER (PARTITION BY case_id) AS total,
                row_number() OVER (PARTITION BY case_id ORDER BY occurred_at, event_id) AS n
         FROM joined QUALIFY n <= ?
         """,
@@ -330,16 +335,41 @@ def _event_views(
     fetch_by_rowid(
         con, "disclosure_events", "SELECT DISTINCT row_id FROM dw_report_shown", "dw_report_fetched"
     )
-    rows = _rows(
-        con,
-        """
-        SELECT s.case_id, e.* EXCLUDE (dw_rowid), s.total, s.n
-        FROM dw_report_shown s JOIN dw_report_fetched e ON e.dw_rowid = s.row_id
-        ORDER BY s.case_id, e.occurred_at, e.event_id
-        """,
+    moved = con.execute(
+        "SELECT count(*) FROM dw_report_shown s"
+        " LEFT JOIN dw_report_fetched e ON e.dw_rowid = s.row_id"
+        " WHERE e.dw_rowid IS NULL OR e.source_system IS DISTINCT FROM s.source_system"
+        " OR e.event_id IS DISTINCT FROM s.event_id"
+    ).fetchone()
+    rows = (
+        None
+        if moved and moved[0]
+        else _rows(
+            con,
+            """
+            SELECT s.case_id, e.* EXCLUDE (dw_rowid), s.total, s.n
+            FROM dw_report_shown s JOIN dw_report_fetched e ON e.dw_rowid = s.row_id
+            ORDER BY s.case_id, e.occurred_at, e.event_id
+            """,
+        )
     )
     con.execute("DROP TABLE dw_report_shown")
     con.execute("DROP TABLE dw_report_fetched")
+    return rows
+
+
+def _event_views(
+    con: duckdb.DuckDBPyConnection, case_ids: list[str], table: str
+) -> tuple[dict[str, list[EventView]], dict[str, int]]:
+    rows = _shown_rows(con, case_ids, table)
+    if rows is None:  # row ids moved since ``table`` was found: find the rows again
+        rows = _shown_rows(con, case_ids, alert_rows(con))
+    if rows is None:
+        raise StoreError(
+            "the events shown in the report moved while it was built (DuckDB renumbered rows)",
+            where="disclosure_events",
+            fix="build the report again (dwatch report)",
+        )
     views: dict[str, list[EventView]] = defaultdict(list)
     totals: dict[str, int] = {}
     for r in rows:
