@@ -28,6 +28,7 @@ from dwatch.report.cases import CaseBuildResult, alert_rows, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.report.data import ReportData, gather, log_scale
 from dwatch.report.safety import csv_cell, markdown_text
+from dwatch.report.sections import CaseSections
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS: tuple[str, ...] = ("html", "csv", "md")
@@ -193,11 +194,13 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     os.replace(tmp, path)
 
 
-def render_html(report: ReportData) -> str:
-    return (
-        html_environment()
-        .get_template("report.html.j2")
-        .render(r=report, chart=layout_chart(report))
+def render_html(report: ReportData, sections: CaseSections | None = None) -> str:
+    """The HTML report; ``sections`` keeps each case's section between reports (rendered
+    here, kept nowhere, when None)."""
+    env = html_environment()
+    case_section = sections or CaseSections(env, TEMPLATES, None)
+    return env.get_template("report.html.j2").render(
+        r=report, chart=layout_chart(report), case_section=case_section
     )
 
 
@@ -550,9 +553,11 @@ def build_report(
     # "New" is relative to the last report in this folder, not to whoever last built cases
     # (``dwatch alerts list`` builds them too).
     if "html" in formats:
-        html = render_html(data)
+        sections = CaseSections(html_environment(), TEMPLATES, out_dir)
+        html = render_html(data, sections)
         html_path = out_dir / "report.html"
         _write_atomic(html_path, html)
+        sections.save()
         files.append(html_path)
     if "md" in formats:
         md_path = out_dir / "report.md"
