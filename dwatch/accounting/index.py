@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import duckdb
 
 from dwatch.accounting.bounds import ROW_GROUP, RowBounds, first_rowids
+from dwatch.accounting.readback import capture_hints, hints_hold
 
 TABLE = "accounting_keys"
 # Columns of accounting_keys (migration 0043) in the order entries_sql selects them.
@@ -155,6 +156,7 @@ class IndexRefresh:
     reindexed_batches: int
     compacted: bool
     seconds: float
+    rehinted: bool = False  # rows had moved: the index was written anew with fresh row ids
 
     def describe(self) -> str:
         if not self.batches:
@@ -166,6 +168,7 @@ class IndexRefresh:
                 if self.reindexed_batches
                 else ""
             )
+            + (" (written anew: a checkpoint had moved rows)" if self.rehinted else "")
             + (", rewritten in key order" if self.compacted else "")
             + f" in {self.seconds:.2f}s"
         )
@@ -435,7 +438,8 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     counted = con.execute(
         "SELECT unattributed_disclosures IS NOT NULL FROM accounting_index_state"
     ).fetchone()[0]  # type: ignore[index]
-    stale = _stale_batches(con)
+    rehinted = _drop_if_moved(con)
+    stale = [] if rehinted else _stale_batches(con)
     if stale:
         con.execute(
             f"DELETE FROM {TABLE} WHERE ingest_run_id IN (SELECT unnest($b::VARCHAR[]))"
@@ -449,7 +453,8 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     batches = unindexed_batches(con)
     if not batches:
         return IndexRefresh(0, 0, 0, False, time.perf_counter() - started)
-    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT 1)").fetchone()[0]:  # type: ignore[index]
+    first = not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT 1)").fetchone()[0]  # type: ignore[index]
+    if first:
         entries = _first_build(con, batches)
         # sorted pieces: counted as the sorted start (a lookup reads a row group or two of each)
         con.execute("UPDATE accounting_index_state SET sorted_entries = ?", [entries])
@@ -461,11 +466,28 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
         entries = _append_new(con)
         _record_batches(con, "_acct_new")
         con.execute("DROP TABLE _acct_new")
+    capture_hints(con)
     compacted = _compact_if_due(con)
     _count_unattributed(
         con,
-        full=bool(stale) or not counted,
+        # a first build (after an upgrade, or rows moved) lists every batch: count afresh
+        full=bool(stale) or not counted or first,
         new_items=_batches_have_items(con),
         events_from=bounds.events,
     )
-    return IndexRefresh(len(batches), entries, len(stale), compacted, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return IndexRefresh(len(batches), entries, len(stale), compacted, seconds, rehinted)
+
+
+def _drop_if_moved(con: duckdb.DuckDBPyConnection) -> bool:
+    """Empty the index when its row-id hints no longer hold (``readback.hints_hold``): the
+    refresh then builds it anew. Lookups stay right either way (each row read is checked);
+    this keeps them from joining on the stable key for every moved row."""
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT 1)").fetchone()[0]:  # type: ignore[index]
+        return False
+    if hints_hold(con):
+        return False
+    con.execute(f"DELETE FROM {TABLE}")
+    con.execute("DELETE FROM accounting_index_runs")
+    con.execute("UPDATE accounting_index_state SET sorted_entries = 0")
+    return True

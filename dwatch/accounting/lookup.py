@@ -225,7 +225,12 @@ def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> ReadBac
         " AND k.request_id = r.request_id"
         for t in sources
     )
-    more = _entries_of(con, chained, "_acct_chained")
+    requests = con.execute("SELECT count(*) FROM _acct_requests").fetchone()
+    if requests and requests[0]:
+        more = _entries_of(con, chained, "_acct_chained")
+    else:  # no disclosure under a request: no chain event to read
+        con.execute("CREATE OR REPLACE TEMP TABLE _acct_chained AS FROM _acct_named LIMIT 0")
+        more = ReadBack(0, 0, 0)
     # Rows read directly from unindexed batches may repeat what the index holds.
     distinct = (
         "SELECT DISTINCT ON (row_no, via, source_system, event_id, item_no) *"

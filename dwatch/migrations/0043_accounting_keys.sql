@@ -15,6 +15,11 @@
 DROP TABLE IF EXISTS accounting_index;
 DELETE FROM accounting_index_runs;
 UPDATE accounting_index_state SET sorted_entries = 0, compacted_at = NULL;
+-- Where disclosure_events' last row lay when the hints were last written: a refresh that
+-- finds another row there (a checkpoint renumbered rows) writes the index anew.
+ALTER TABLE accounting_index_state ADD COLUMN hint_last_rowid BIGINT;
+ALTER TABLE accounting_index_state ADD COLUMN hint_run_id VARCHAR;
+ALTER TABLE accounting_index_state ADD COLUMN hint_source_row BIGINT;
 
 CREATE TABLE IF NOT EXISTS accounting_keys (
     lookup_key BIGINT NOT NULL,          -- 60 bits of taxpayer_ref (event, request_item) or of md5(request_id) (request_chain)

@@ -117,6 +117,16 @@ def test_moved_rows_are_found_again_by_their_stable_key(big: duckdb.DuckDBPyConn
     assert after == before
     assert read is not None and read.by_key > 0 and read.by_rowid + read.by_key == read.events
 
+    # the next refresh sees the last row moved and writes the hints anew
+    with transaction(big):
+        refreshed = refresh_index(big)
+    assert refreshed.rehinted and refreshed.batches == 2
+    again, read = _answers(big)
+    assert again == before
+    assert read is not None and read.by_rowid == read.events and read.by_key == 0
+    with transaction(big):
+        assert not refresh_index(big).rehinted  # nothing moved since
+
 
 def test_a_snapshot_without_row_ids_answers_alike(
     loaded: duckdb.DuckDBPyConnection, db_path: Path, tmp_path: Path
@@ -194,7 +204,10 @@ def test_a_store_with_the_wide_index_upgrades(
         "INSERT INTO accounting_index_runs SELECT run_id, now(), 0 FROM ingest_runs"
         " WHERE status = 'loaded'"
     )
-    old.execute("INSERT INTO accounting_index_state (sorted_entries) VALUES (1)")
+    old.execute(
+        "INSERT INTO accounting_index_state (sorted_entries, unattributed_disclosures,"
+        " unattributed_records) VALUES (1, 1, 5000)"  # the seed's one bulk disclosure
+    )
     old.close()
     monkeypatch.setattr(dwatch.store, "discover_migrations", discover)
 
@@ -210,6 +223,10 @@ def test_a_store_with_the_wide_index_upgrades(
         with transaction(con):
             refreshed = refresh_index(con)  # rebuilt once, narrow
         assert refreshed.batches == 3 and refreshed.entries > 0
+        counted = (
+            "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
+        )
+        assert con.execute(counted).fetchone() == (1, 5000)  # counted once, not added again
         indexed = build_accounting(con, subjects)
         assert indexed.unindexed_batches == 0
         assert indexed.rows == direct.rows != []
