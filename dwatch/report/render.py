@@ -176,8 +176,9 @@ def monthly_summary(report: ReportData) -> dict[str, str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    # Values were masked as they were gathered; the whole document once more, last line.
-    tmp.write_text(masking.mask_text(text), encoding="utf-8")
+    # Values were masked as they were gathered; the whole document once more, last line
+    # (mask_document: the same policy, only the runs around a digit candidate go through it).
+    tmp.write_text(masking.mask_document(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
