@@ -28,6 +28,7 @@ from dwatch.report.cases import CaseBuildResult, alert_rows, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.report.data import ReportData, gather, log_scale
 from dwatch.report.safety import csv_cell, markdown_text
+from dwatch.report.sections import CaseSections
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS: tuple[str, ...] = ("html", "csv", "md")
@@ -176,8 +177,9 @@ def monthly_summary(report: ReportData) -> dict[str, str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    # Values were masked as they were gathered; the whole document once more, last line.
-    tmp.write_text(masking.mask_text(text), encoding="utf-8")
+    # Values were masked as they were gathered; the whole document once more, last line
+    # (mask_document: the same policy, only the runs around a digit candidate go through it).
+    tmp.write_text(masking.mask_document(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -192,11 +194,13 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     os.replace(tmp, path)
 
 
-def render_html(report: ReportData) -> str:
-    return (
-        html_environment()
-        .get_template("report.html.j2")
-        .render(r=report, chart=layout_chart(report))
+def render_html(report: ReportData, sections: CaseSections | None = None) -> str:
+    """The HTML report; ``sections`` keeps each case's section between reports (rendered
+    here, kept nowhere, when None)."""
+    env = html_environment()
+    case_section = sections or CaseSections(env, TEMPLATES, None)
+    return env.get_template("report.html.j2").render(
+        r=report, chart=layout_chart(report), case_section=case_section
     )
 
 
@@ -549,9 +553,11 @@ def build_report(
     # "New" is relative to the last report in this folder, not to whoever last built cases
     # (``dwatch alerts list`` builds them too).
     if "html" in formats:
-        html = render_html(data)
+        sections = CaseSections(html_environment(), TEMPLATES, out_dir)
+        html = render_html(data, sections)
         html_path = out_dir / "report.html"
         _write_atomic(html_path, html)
+        sections.save()
         files.append(html_path)
     if "md" in formats:
         md_path = out_dir / "report.md"
