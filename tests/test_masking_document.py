@@ -47,6 +47,14 @@ def test_mask_document_equals_mask_text(document: str) -> None:
     assert mask_document(document) == mask_text(document)
 
 
+@settings(max_examples=1000, deadline=None)
+@given(DOCUMENTS)
+def test_masking_masked_text_again_changes_nothing(document: str) -> None:
+    """The report keeps sections already masked and masks the whole document once more."""
+    masked = mask_document(document)
+    assert mask_document(masked) == masked
+
+
 def test_shapes_are_masked_wherever_they_sit_in_a_document() -> None:
     document = (
         '<tr><td class="id">ledger 123-45-6789</td><td>ev-000000416</td></tr>\n'
