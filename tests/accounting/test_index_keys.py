@@ -133,9 +133,15 @@ def test_moved_rows_are_found_again_by_their_stable_key(
         assert not refresh_index(big).rehinted  # nothing moved since
 
 
+@pytest.mark.parametrize("batch_scans", [64, 0], ids=["scan-per-batch", "join"])
 def test_a_snapshot_without_row_ids_answers_alike(
-    loaded: duckdb.DuckDBPyConnection, db_path: Path, tmp_path: Path
+    loaded: duckdb.DuckDBPyConnection,
+    db_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_scans: int,
 ) -> None:
+    monkeypatch.setattr(readback, "MAX_BATCH_SCANS", batch_scans)
     with transaction(loaded):
         refresh_index(loaded)
     subjects = subjects_from_identifiers([TIN_A, TIN_B, TIN_C, TIN_NONE], resolve_key())
