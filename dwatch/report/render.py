@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import jinja2
+import markupsafe
 
 from dwatch import masking
 from dwatch.errors import InputError, StoreError
@@ -28,7 +29,7 @@ from dwatch.report.cases import CaseBuildResult, alert_rows, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.report.data import ReportData, gather, log_scale
 from dwatch.report.safety import csv_cell, markdown_text
-from dwatch.report.sections import CaseSections
+from dwatch.report.sections import MARKDOWN_KEPT_FILE, MARKDOWN_TEMPLATE, CaseSections
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS: tuple[str, ...] = ("html", "csv", "md")
@@ -45,11 +46,17 @@ def html_environment() -> jinja2.Environment:
     )
 
 
+def _markdown_value(value: object) -> object:
+    # A case's section (Markup) was rendered by this environment from case_section.md.j2:
+    # every value in it went through markdown_text already. Nothing from a log is Markup.
+    return value if isinstance(value, markupsafe.Markup) else markdown_text(value)
+
+
 def markdown_environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=False,
-        finalize=markdown_text,
+        finalize=_markdown_value,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -204,11 +211,18 @@ def render_html(report: ReportData, sections: CaseSections | None = None) -> str
     )
 
 
-def render_markdown(report: ReportData) -> str:
-    return (
-        markdown_environment()
-        .get_template("report.md.j2")
-        .render(r=report, monthly=monthly_summary(report))
+def render_markdown(report: ReportData, sections: CaseSections | None = None) -> str:
+    """The Markdown report; ``sections`` as for :func:`render_html`."""
+    env = markdown_environment()
+    case_section = sections or _markdown_sections(env, None)
+    return env.get_template("report.md.j2").render(
+        r=report, monthly=monthly_summary(report), case_section=case_section
+    )
+
+
+def _markdown_sections(env: jinja2.Environment, out_dir: Path | None) -> CaseSections:
+    return CaseSections(
+        env, TEMPLATES, out_dir, template=MARKDOWN_TEMPLATE, kept_file=MARKDOWN_KEPT_FILE
     )
 
 
@@ -560,8 +574,10 @@ def build_report(
         sections.save()
         files.append(html_path)
     if "md" in formats:
+        md_sections = _markdown_sections(markdown_environment(), out_dir)
         md_path = out_dir / "report.md"
-        _write_atomic(md_path, render_markdown(data))
+        _write_atomic(md_path, render_markdown(data, md_sections))
+        md_sections.save()
         files.append(md_path)
     if "csv" in formats:
         files.extend(write_csvs(data, out_dir))

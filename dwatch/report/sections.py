@@ -1,4 +1,4 @@
-"""Each case's evidence section of the HTML report, rendered once for what it shows.
+"""Each case's evidence section of the report (HTML and Markdown), rendered once for what it shows.
 
 A report shows every case's section, and most cases do not change from one day to the next.
 A section is a pure function of its case's view (``CaseView``: everything the section shows,
@@ -27,6 +27,8 @@ from dwatch.report.data import CaseView
 
 TEMPLATE = "case_section.html.j2"
 KEPT_FILE = ".report-sections.json"
+MARKDOWN_TEMPLATE = "case_section.md.j2"
+MARKDOWN_KEPT_FILE = ".report-sections-md.json"
 
 
 def _fingerprint(env: jinja2.Environment, template_path: Path) -> str:
@@ -36,7 +38,9 @@ def _fingerprint(env: jinja2.Environment, template_path: Path) -> str:
         env.trim_blocks,
         env.lstrip_blocks,
         env.keep_trailing_newline,
-        env.finalize,
+        # the function's name, not its repr (which holds an address that changes each run)
+        getattr(env.finalize, "__module__", None),
+        getattr(env.finalize, "__qualname__", None),
         metadata.version("jinja2"),
         metadata.version("markupsafe"),
     )
@@ -46,11 +50,20 @@ def _fingerprint(env: jinja2.Environment, template_path: Path) -> str:
 class CaseSections:
     """``case_section(case)`` for the report template: the section's HTML, kept or rendered."""
 
-    def __init__(self, env: jinja2.Environment, templates: Path, out_dir: Path | None) -> None:
-        """``out_dir``: the report's folder, where sections are kept (None: kept nowhere)."""
-        self.template = env.get_template(TEMPLATE)
-        self.fingerprint = _fingerprint(env, templates / TEMPLATE)
-        self.path = out_dir / KEPT_FILE if out_dir is not None else None
+    def __init__(
+        self,
+        env: jinja2.Environment,
+        templates: Path,
+        out_dir: Path | None,
+        *,
+        template: str = TEMPLATE,
+        kept_file: str = KEPT_FILE,
+    ) -> None:
+        """``out_dir``: the report's folder, where sections are kept (None: kept nowhere);
+        ``template`` and ``kept_file``: the HTML section's, or the Markdown one's."""
+        self.template = env.get_template(template)
+        self.fingerprint = _fingerprint(env, templates / template)
+        self.path = out_dir / kept_file if out_dir is not None else None
         self.kept = self._load()
         self.shown: dict[str, str] = {}
         self.rendered = 0
@@ -76,7 +89,8 @@ class CaseSections:
             html = masking.mask_document(self.template.render(c=case))
             self.rendered += 1
         self.shown[key] = html
-        # Rendered by the autoescaping environment from case_section.html.j2: markup of ours.
+        # Rendered from our section template by the environment that escapes every value:
+        # markup of ours, put in whole (never a value from a log).
         return markupsafe.Markup(html)
 
     def save(self) -> None:

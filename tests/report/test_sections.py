@@ -20,9 +20,12 @@ from dwatch.report.data import gather
 from dwatch.report.render import (
     LAST_REPORT_MARKER,
     TEMPLATES,
+    _markdown_sections,
     build_report,
     html_environment,
+    markdown_environment,
     render_html,
+    render_markdown,
 )
 from dwatch.report.sections import KEPT_FILE, CaseSections
 from dwatch.report.triage import record_decision
@@ -31,7 +34,11 @@ _GENERATED = re.compile(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC|<title>[^<]*</
 
 
 def _html(out: Path) -> str:
-    return _GENERATED.sub("", (out / "report.html").read_text(encoding="utf-8"))
+    """report.html and report.md, but for the time they were made."""
+    return "\n".join(
+        _GENERATED.sub("", (out / name).read_text(encoding="utf-8"))
+        for name in ("report.html", "report.md")
+    )
 
 
 def _kept_and_fresh(
@@ -44,8 +51,8 @@ def _kept_and_fresh(
     marker = kept_out / LAST_REPORT_MARKER  # "new since the last report" alike in both
     if marker.exists():
         shutil.copy(marker, fresh_out / LAST_REPORT_MARKER)
-    build_report(con, kept_out, directory=directory, formats=["html"])
-    build_report(con, fresh_out, directory=directory, formats=["html"])
+    build_report(con, kept_out, directory=directory, formats=["html", "md"])
+    build_report(con, fresh_out, directory=directory, formats=["html", "md"])
     kept, fresh = _html(kept_out), _html(fresh_out)
     assert kept == fresh
     return kept
@@ -53,13 +60,17 @@ def _kept_and_fresh(
 
 def _sections(
     con: duckdb.DuckDBPyConnection, directory: CitationDirectory, out: Path
-) -> CaseSections:
-    """Render the HTML report once with the sections kept in ``out``; return what it did."""
+) -> tuple[CaseSections, CaseSections]:
+    """Render the HTML and Markdown reports once with the sections kept in ``out``; return
+    what each did."""
     data = gather(con, directory, out_dir=out)
     sections = CaseSections(html_environment(), TEMPLATES, out)
     render_html(data, sections)
     sections.save()
-    return sections
+    md_sections = _markdown_sections(markdown_environment(), out)
+    render_markdown(data, md_sections)
+    md_sections.save()
+    return sections, md_sections
 
 
 def _a_case_alert(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
@@ -144,12 +155,12 @@ def test_only_the_changed_case_is_rendered_again(
     cases = con.execute("SELECT count(*) FROM cases").fetchone()
     assert cases and cases[0] > 2
     first = _sections(con, directory, tmp_path)
-    assert first.rendered == cases[0]
+    assert [s.rendered for s in first] == [cases[0], cases[0]]
     again = _sections(con, directory, tmp_path)
-    assert again.rendered == 0
+    assert [s.rendered for s in again] == [0, 0]
     case_id, _alert_id = _a_case_alert(con)
     record_decision(con, case_id, "acknowledged", decided_by="analyst", note="one case")
-    assert _sections(con, directory, tmp_path).rendered == 1
+    assert [s.rendered for s in _sections(con, directory, tmp_path)] == [1, 1]
 
 
 def test_sections_kept_for_another_template_are_not_used(
@@ -161,14 +172,40 @@ def test_sections_kept_for_another_template_are_not_used(
     from dwatch.report.cases import build_cases
 
     build_cases(con, directory=directory)
-    first = _sections(con, directory, tmp_path)
+    first, _md = _sections(con, directory, tmp_path)
     kept = json.loads((tmp_path / KEPT_FILE).read_text(encoding="utf-8"))
     assert kept["fingerprint"] == first.fingerprint and kept["sections"]
     # a section kept by another template, under the key it would have now
     kept["fingerprint"] = "another template"
     kept["sections"] = dict.fromkeys(kept["sections"], "<section>stale</section>")
     (tmp_path / KEPT_FILE).write_text(json.dumps(kept), encoding="utf-8")
-    again = _sections(con, directory, tmp_path)
-    assert again.rendered == first.rendered
+    again, md_again = _sections(con, directory, tmp_path)
+    assert again.rendered == first.rendered and md_again.rendered == 0
     html = render_html(gather(con, directory, out_dir=tmp_path), again)
     assert "stale" not in html
+
+
+def test_the_kept_sections_fingerprint_is_the_same_in_another_process() -> None:
+    """Sections are kept for the next run's process: nothing in the fingerprint may differ
+    between processes (a function's repr holds its address)."""
+    import subprocess
+    import sys
+
+    from dwatch.report.sections import MARKDOWN_TEMPLATE, _fingerprint
+
+    def here() -> list[str]:
+        return [
+            _fingerprint(html_environment(), TEMPLATES / "case_section.html.j2"),
+            _fingerprint(markdown_environment(), TEMPLATES / MARKDOWN_TEMPLATE),
+        ]
+
+    script = (
+        "from dwatch.report.render import TEMPLATES, html_environment, markdown_environment\n"
+        "from dwatch.report.sections import MARKDOWN_TEMPLATE, _fingerprint\n"
+        "print(_fingerprint(html_environment(), TEMPLATES / 'case_section.html.j2'))\n"
+        "print(_fingerprint(markdown_environment(), TEMPLATES / MARKDOWN_TEMPLATE))\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert other == here()
