@@ -59,7 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors import evidence, rule_state
+from detectors import chain_state, evidence, rule_state
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -930,6 +930,8 @@ def _evaluate(
     check_rule_citations(rules, registry)
     refreshed = prepare(con, registry, sync=sync)
     evidence.forget_chains(con)
+    if rule_state.available(con):  # the chain links, kept for runs judging new batches
+        chain_state.rebuild(con)
     _create_candidates(con, table)
     return [run_rule(con, rule, registry, table=table) for rule in rules], refreshed
 
