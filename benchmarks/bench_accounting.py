@@ -4,7 +4,7 @@ Builds a store the way a deployment has one: years of history loaded by ``dwatch
 (many taxpayers, single-subject accesses and disclosures, bulk state flows naming nobody,
 bulk requests with item lists and their receipts and disposals), then a daily increment.
 Times, against the real ingest of the same batches:
-  1. building ``accounting_index`` over the history, and appending the increment to it;
+  1. building ``accounting_keys`` over the history, and appending the increment to it;
   2. rewriting it in key order (what a refresh pays when the unsorted tail is due);
   3. the accounting for one taxpayer at a time (lookup + text output, in process, and one
      whole ``dwatch accounting`` command), against a scan of taxpayer_ref without the index;
@@ -314,7 +314,7 @@ def main(argv: list[str]) -> None:
         )
         _, append_s = _timed("accounting index: append the increment", _refresh, con)
         _, compact_s = _timed("accounting index: rewrite in key order", _compact, con)
-        entries = con.execute("SELECT count(*) FROM accounting_index").fetchone()[0]  # type: ignore[index]
+        entries = con.execute("SELECT count(*) FROM accounting_keys").fetchone()[0]  # type: ignore[index]
         events = con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]  # type: ignore[index]
         con.execute("CHECKPOINT")
         con.close()

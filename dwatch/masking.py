@@ -120,6 +120,43 @@ def mask_text(value: Any) -> Any:
     return _TOKEN_RE.sub(lambda m: MASK if _is_tin(m) else m.group(0), text)
 
 
+# SHAPE_CORE with its leading digit factored out: a pattern that starts with a character
+# class lets the regex engine skip to the next digit in C, where SHAPE (a lookbehind first)
+# and _TOKEN_RE (a digest alternative first) try the full pattern at every character.
+_SHAPE_CANDIDATE_RE = re.compile(
+    rf"\d(?:\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{4}}|\d{{8}}|\d ?[-./] ?\d{{7}})"
+)
+# No match of _TOKEN_RE holds a character outside this set (digests are [0-9a-f-], shapes
+# digits and _SEP), and every lookaround of it treats such a character as an edge.
+_IN_TOKEN_RUN_RE = re.compile(r"[\w ./-]*")
+_TOKEN_RUN_EXTRA = frozenset("_ ./-")
+
+
+def mask_document(text: str) -> str:
+    """``mask_text(text)`` for a whole document, equal to it character for character.
+
+    A document (a report of megabytes) is cut at every character no match can hold (see
+    ``_IN_TOKEN_RUN_RE``): the pieces mask independently, and a piece with no match of
+    ``SHAPE_CORE`` has no shape, so only the pieces around a candidate go through the full
+    policy: a 10M store's 7.3 MB HTML report 0.63 -> 0.17 CPU-s (its digits are mostly the
+    chart's coordinates)."""
+    pieces: list[str] = []
+    done = 0  # text[:done] is in ``pieces``, masked
+    for found in _SHAPE_CANDIDATE_RE.finditer(text):
+        start = found.start()
+        if start < done:
+            continue  # inside the run already masked
+        while start > done and (text[start - 1].isalnum() or text[start - 1] in _TOKEN_RUN_EXTRA):
+            start -= 1  # str.isalnum is re's \w without "_" for str patterns
+        run = _IN_TOKEN_RUN_RE.match(text, found.end())
+        end = run.end() if run else found.end()
+        pieces.append(text[done:start])
+        pieces.append(mask_text(text[start:end]))
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def _digest(normalised: str, key: bytes) -> str:
     return PREFIX + hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 

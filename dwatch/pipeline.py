@@ -51,6 +51,7 @@ from dwatch.pipeline_config import (
     PipelineConfig,
     load_pipeline_config,
 )
+from dwatch.prefetch import Prefetch
 from dwatch.pseudonym import resolve_key
 from dwatch.store import connect, transaction
 
@@ -223,6 +224,8 @@ class RunContext:
         self.windows: list[Any] = []
         self.report_result: Any = None
         self.published: Any = None
+        # Background import of what scoring and the report load (dwatch/prefetch.py).
+        self.prefetch: Prefetch | None = None
         self.status = "running"
         self.error: str | None = None
 
@@ -361,7 +364,13 @@ class RunContext:
             error=self.error,
         )
 
+    def wait_prefetch(self) -> None:
+        """Let the background import finish before a step imports the same modules."""
+        if self.prefetch is not None:
+            self.prefetch.wait()
+
     def close(self) -> None:
+        self.wait_prefetch()
         with contextlib.suppress(duckdb.Error):
             self.con.close()
 
@@ -511,6 +520,9 @@ def step_ingest(ctx: RunContext) -> StepResult:
             "ingest", "skipped", message="no input paths (pending batches are still processed)"
         )
     scan = scan_inputs(ctx.con, ctx.inputs, key=ctx.masking_key)
+    if scan.to_read and ctx.prefetch is None:
+        # New data: scoring and the report will need their modules; load them beside DuckDB.
+        ctx.prefetch = Prefetch()
     results = ingest_paths(ctx.con, scan.to_read, key=ctx.key) if scan.to_read else []
     record_files(ctx.con, ctx.run_id, results, scan.stats, key=ctx.masking_key)
     failed = [r for r in results if r.status == "failed"]
@@ -846,6 +858,7 @@ def _ml_idle(ctx: RunContext) -> dict[str, str] | None:
 
 def step_detect_ml(ctx: RunContext) -> StepResult:
     """Score the open windows with each detector's latest model (train a missing one if set)."""
+    ctx.wait_prefetch()
     idle = _ml_idle(ctx)
     if idle is not None:
         ctx.versions["models"] = idle
@@ -932,6 +945,7 @@ def step_detect_ml(ctx: RunContext) -> StepResult:
 
 def step_report(ctx: RunContext) -> StepResult:
     """Rebuild cases and write the report (HTML, CSV, Markdown)."""
+    ctx.wait_prefetch()
     try:
         from dwatch.report.render import build_report
     except ImportError as exc:

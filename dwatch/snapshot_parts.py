@@ -42,19 +42,19 @@ from pathlib import Path
 
 import duckdb
 
-PARTITIONED = ("disclosure_events", "request_items", "accounting_index")
+PARTITIONED = ("disclosure_events", "request_items", "accounting_keys")
 # Columns rewritten in place after a row is added (see the module docstring).
 UPDATED_IN_PLACE: dict[str, tuple[str, ...]] = {
     "disclosure_events": ("authority_id",),
     "request_items": (),
-    "accounting_index": (),
+    "accounting_keys": (),
 }
 # Columns that tell one row from another, hashed with its rowid: a row moved to another
 # rowid by a checkpoint changes the hash of both blocks.
 IDENTITY: dict[str, tuple[str, ...]] = {
     "disclosure_events": ("ingest_run_id", "source_row"),
     "request_items": ("ingest_run_id", "source_row"),
-    "accounting_index": ("ingest_run_id", "lookup_key"),
+    "accounting_keys": ("ingest_run_id", "source_row", "lookup_key"),
 }
 # Tables hashed by their whole rows (none now: kept for callers that name it).
 WHOLE_ROWS: frozenset[str] = frozenset()

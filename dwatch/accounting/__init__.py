@@ -1,7 +1,8 @@
 """The accounting of disclosures per taxpayer, and the lists of taxpayers to notify.
 
-- ``index``: the side table ``accounting_index`` (migration 0024) that makes a lookup by
-  pseudonym read a few row groups instead of scanning every event, kept per ingest batch.
+- ``index``: the narrow side table ``accounting_keys`` (migrations 0024, 0043) that makes a
+  lookup by pseudonym read a few row groups instead of scanning every event, kept per
+  ingest batch; ``readback`` reads the events it names back by row id, checked.
 - ``lookup``: every request, disclosure, receipt, access, redisclosure and disposal of one
   or many taxpayers' data, with the authority's status and the findings on each.
 - ``affected``: the taxpayers a case, a court order or a finding says were harmed.

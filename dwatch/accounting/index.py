@@ -10,6 +10,12 @@ A taxpayer's data appears in three ways, and each is one kind of row (``via``):
   request that carries items; it concerns every taxpayer disclosed under that request, so
   it is keyed by the request, not by a taxpayer.
 
+The table (``accounting_keys``, migration 0043) is narrow: per row the key, ``via``, the
+event by its stable key (``ingest_run_id``, ``source_row``) with its row id as a hint, and
+a request item's own fields; a lookup reads the event's fields back
+(``dwatch.accounting.readback``). Copying the events' 12 fields into every row made the
+first build the largest single cost of a full run (38.5 CPU-s at 10M events).
+
 Rows are found by ``lookup_key``, the first 60 bits of md5 of the pseudonym (or request id):
 an integer min/max check per row group, where a 35-character string compare per row cost
 1.4-2.5 s at 5M events. A first build inserts the rows in pieces of at most
@@ -30,43 +36,25 @@ from dataclasses import dataclass
 import duckdb
 
 from dwatch.accounting.bounds import ROW_GROUP, RowBounds, first_rowids
+from dwatch.accounting.readback import capture_hints, hints_hold
 
-# Columns of accounting_index (migration 0024) in the order entries_sql selects them.
+TABLE = "accounting_keys"
+# Columns of accounting_keys (migration 0043) in the order entries_sql selects them.
 COLUMNS = (
     "lookup_key",
     "via",
-    "taxpayer_ref",
-    "source_system",
-    "event_id",
+    "ingest_run_id",
+    "source_row",
+    "event_rowid",
     "request_id",
-    "occurred_at",
-    "event_type",
-    "disclosing_agency",
-    "recipient_agency",
-    "legal_authority",
-    "authority_id",
-    "purpose",
-    "data_elements",
-    "record_count",
+    "taxpayer_ref",
     "item_no",
     "match_method",
-    "ingest_run_id",
     "item_run_id",
 )
-_EVENT_FIELDS = (
-    "source_system",
-    "event_id",
-    "request_id",
-    "occurred_at",
-    "event_type",
-    "disclosing_agency",
-    "recipient_agency",
-    "legal_authority",
-    "authority_id",
-    "purpose",
-    "data_elements",
-    "record_count",
-)
+# What tells one entry from another (the event by its stable key; ingest keeps
+# (source_system, event_id) unique too, so this is the old index's identity).
+IDENTITY = ("via", "ingest_run_id", "source_row", "item_no", "taxpayer_ref", "request_id")
 # The unsorted tail is rewritten into key order once it is this large and half the sorted part.
 COMPACT_MIN_TAIL = 100_000
 # What one entry costs in a sort (bytes, measured on generated logs with headroom): a first
@@ -83,8 +71,9 @@ def sql_lookup_key(expr: str) -> str:
     return f"CAST('0x' || substr(md5({expr}), 1, 15) AS BIGINT)"
 
 
-def _event_columns(alias: str) -> str:
-    return ", ".join(f"{alias}.{c}" for c in _EVENT_FIELDS)
+def _event_key(alias: str) -> str:
+    """The event's stable key and its row id now (the hint a lookup checks)."""
+    return f"{alias}.ingest_run_id, {alias}.source_row, {alias}.rowid"
 
 
 def _item_join(items: str, events: str) -> str:
@@ -117,12 +106,12 @@ def entries_sql(
     if events_below is not None:
         events_where += f" AND rowid < {int(events_below)}"
     item_row = (
-        f"SELECT {sql_lookup_key('i.taxpayer_ref')}, 'request_item', i.taxpayer_ref,"
-        f" {_event_columns('e')}, i.item_no, i.match_method, e.ingest_run_id, i.ingest_run_id"
+        f"SELECT {sql_lookup_key('i.taxpayer_ref')}, 'request_item', {_event_key('e')},"
+        " i.request_id, i.taxpayer_ref, i.item_no, i.match_method, i.ingest_run_id"
     )
     chain_row = (
-        f"SELECT {sql_lookup_key('e.request_id')}, 'request_chain', NULL,"
-        f" {_event_columns('e')}, NULL, NULL, e.ingest_run_id, NULL"
+        f"SELECT {sql_lookup_key('e.request_id')}, 'request_chain', {_event_key('e')},"
+        " e.request_id, NULL, NULL, NULL, NULL"
     )
     for_new_items = f"""
             UNION ALL {item_row} FROM {_item_join("new_items", "disclosure_events")}
@@ -131,23 +120,23 @@ def entries_sql(
                   AND e.request_id IN (SELECT DISTINCT request_id FROM new_items)
     """
     named = "SELECT * FROM named  -- one row per new event: never repeated"
-    linked = """
+    linked = f"""
         -- an item and its event both new, or a chain event reached both ways: listed once
-        SELECT DISTINCT ON (via, source_system, event_id, item_no, taxpayer_ref, request_id) *
+        SELECT DISTINCT ON ({", ".join(IDENTITY)}) *
         FROM linked"""
     body = {"all": f"{named}\n        UNION ALL {linked}", "named": named, "linked": linked}[part]
     # NOT MATERIALIZED: each use is a filtered scan, not a copy of the batches' rows.
     return f"""
         WITH new_events AS NOT MATERIALIZED (
-            SELECT * FROM disclosure_events
+            SELECT rowid, * FROM disclosure_events
             WHERE {events_where} AND ingest_run_id IN (SELECT run_id FROM {runs_table})
         ), new_items AS NOT MATERIALIZED (
             SELECT * FROM request_items
             WHERE rowid >= {int(bounds.items)}
               AND ingest_run_id IN (SELECT run_id FROM {runs_table})
         ), named({", ".join(COLUMNS)}) AS (
-            SELECT {sql_lookup_key("e.taxpayer_ref")}, 'event', e.taxpayer_ref,
-                   {_event_columns("e")}, NULL, NULL, e.ingest_run_id, NULL
+            SELECT {sql_lookup_key("e.taxpayer_ref")}, 'event', {_event_key("e")},
+                   NULL, NULL, NULL, NULL, NULL
             FROM new_events e WHERE e.taxpayer_ref IS NOT NULL
         ), linked({", ".join(COLUMNS)}) AS (
             {item_row} FROM {_item_join("request_items", "new_events")}
@@ -167,6 +156,7 @@ class IndexRefresh:
     reindexed_batches: int
     compacted: bool
     seconds: float
+    rehinted: bool = False  # rows had moved: the index was written anew with fresh row ids
 
     def describe(self) -> str:
         if not self.batches:
@@ -178,22 +168,24 @@ class IndexRefresh:
                 if self.reindexed_batches
                 else ""
             )
+            + (" (written anew: a checkpoint had moved rows)" if self.rehinted else "")
             + (", rewritten in key order" if self.compacted else "")
             + f" in {self.seconds:.2f}s"
         )
 
 
 def index_present(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the store has the side table (a snapshot older than migration 0024 has not)."""
+    """Whether the store has the side table (a snapshot older than migration 0043 has not:
+    its batches are read from the canonical tables, as unindexed ones are)."""
     try:
-        con.execute("SELECT 1 FROM accounting_index LIMIT 0")
+        con.execute(f"SELECT 1 FROM {TABLE} LIMIT 0")
     except duckdb.CatalogException:
         return False
     return True
 
 
 def unindexed_batches(con: duckdb.DuckDBPyConnection, *, present: bool = True) -> list[str]:
-    """Loaded batches the side table does not hold yet (all of them before migration 0024)."""
+    """Loaded batches the side table does not hold yet (all of them before migration 0043)."""
     if not present:
         sql = "SELECT run_id FROM ingest_runs WHERE status = 'loaded' ORDER BY run_id"
     else:
@@ -252,13 +244,13 @@ def _append_new(con: duckdb.DuckDBPyConnection) -> int:
     linked = con.execute("SELECT count(*) FROM _acct_new WHERE via <> 'event'").fetchone()
     # Item and chain rows of older requests may be indexed already; event rows never are.
     fresh = (
-        """
+        f"""
         SELECT n.* FROM _acct_new n WHERE n.via <> 'event' AND NOT EXISTS (
-            SELECT 1 FROM accounting_index a
+            SELECT 1 FROM {TABLE} a
             WHERE a.via <> 'event'
               AND a.request_id IN (SELECT DISTINCT request_id FROM _acct_new WHERE via <> 'event')
-              AND a.via = n.via AND a.source_system = n.source_system
-              AND a.event_id = n.event_id
+              AND a.via = n.via AND a.ingest_run_id = n.ingest_run_id
+              AND a.source_row IS NOT DISTINCT FROM n.source_row
               AND a.item_no IS NOT DISTINCT FROM n.item_no
               AND a.taxpayer_ref IS NOT DISTINCT FROM n.taxpayer_ref
               AND a.request_id IS NOT DISTINCT FROM n.request_id)
@@ -268,7 +260,7 @@ def _append_new(con: duckdb.DuckDBPyConnection) -> int:
     )
     row = con.execute(
         f"""
-        INSERT INTO accounting_index BY NAME
+        INSERT INTO {TABLE} BY NAME
         SELECT * FROM (SELECT * FROM _acct_new WHERE via = 'event' UNION ALL {fresh})
         ORDER BY lookup_key
         """
@@ -317,7 +309,7 @@ def _first_build(con: duckdb.DuckDBPyConnection, batches: list[str]) -> int:
 
 def _insert_sorted(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(
-        f"INSERT INTO accounting_index BY NAME SELECT * FROM ({sql}) ORDER BY lookup_key"
+        f"INSERT INTO {TABLE} BY NAME SELECT * FROM ({sql}) ORDER BY lookup_key"
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -340,7 +332,7 @@ def _record_batches(con: duckdb.DuckDBPyConnection, rows: str) -> None:
 
 def _compact_if_due(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute(
-        "SELECT (SELECT count(*) FROM accounting_index),"
+        f"SELECT (SELECT count(*) FROM {TABLE}),"
         " (SELECT max(sorted_entries) FROM accounting_index_state)"
     ).fetchone()
     total, sorted_entries = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
@@ -362,7 +354,7 @@ def rewrite_in_key_order(con: duckdb.DuckDBPyConnection, total: int) -> None:
     read skips most row groups; every row is read once and sorted with at most a piece's
     rows (one sort of the whole table spilled its whole size). The rows appended here lie
     past ``last``; the old ones are deleted at the end."""
-    row = con.execute("SELECT max(rowid) FROM accounting_index").fetchone()
+    row = con.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()
     if not row or row[0] is None:
         return
     last, pieces = int(row[0]), max(1, -(-total // piece_rows()))
@@ -371,10 +363,10 @@ def rewrite_in_key_order(con: duckdb.DuckDBPyConnection, total: int) -> None:
         low = f"AND lookup_key >= {k * width}" if k else ""
         high = f"AND lookup_key < {(k + 1) * width}" if k < pieces - 1 else ""
         con.execute(
-            "INSERT INTO accounting_index BY NAME SELECT * FROM accounting_index"
+            f"INSERT INTO {TABLE} BY NAME SELECT * FROM {TABLE}"
             f" WHERE rowid <= {last} {low} {high} ORDER BY lookup_key"
         )
-    con.execute(f"DELETE FROM accounting_index WHERE rowid <= {last}")
+    con.execute(f"DELETE FROM {TABLE} WHERE rowid <= {last}")
 
 
 _UNATTRIBUTED = """
@@ -439,17 +431,18 @@ def _count_unattributed(
 
 
 def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
-    """Bring accounting_index up to date with every loaded batch (caller's transaction)."""
+    """Bring accounting_keys up to date with every loaded batch (caller's transaction)."""
     started = time.perf_counter()
     if not con.execute("SELECT count(*) FROM accounting_index_state").fetchone()[0]:  # type: ignore[index]
         con.execute("INSERT INTO accounting_index_state (sorted_entries) VALUES (0)")
     counted = con.execute(
         "SELECT unattributed_disclosures IS NOT NULL FROM accounting_index_state"
     ).fetchone()[0]  # type: ignore[index]
-    stale = _stale_batches(con)
+    rehinted = _drop_if_moved(con)
+    stale = [] if rehinted else _stale_batches(con)
     if stale:
         con.execute(
-            "DELETE FROM accounting_index WHERE ingest_run_id IN (SELECT unnest($b::VARCHAR[]))"
+            f"DELETE FROM {TABLE} WHERE ingest_run_id IN (SELECT unnest($b::VARCHAR[]))"
             " OR item_run_id IN (SELECT unnest($b::VARCHAR[]))",
             {"b": stale},
         )
@@ -460,13 +453,12 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
     batches = unindexed_batches(con)
     if not batches:
         return IndexRefresh(0, 0, 0, False, time.perf_counter() - started)
-    if not con.execute("SELECT count(*) FROM (SELECT 1 FROM accounting_index LIMIT 1)").fetchone()[
-        0
-    ]:  # type: ignore[index]
+    first = not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT 1)").fetchone()[0]  # type: ignore[index]
+    if first:
         entries = _first_build(con, batches)
         # sorted pieces: counted as the sorted start (a lookup reads a row group or two of each)
         con.execute("UPDATE accounting_index_state SET sorted_entries = ?", [entries])
-        _record_batches(con, "accounting_index")
+        _record_batches(con, TABLE)
         bounds = RowBounds()
     else:
         bounds = first_rowids(con, batches)
@@ -474,11 +466,28 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
         entries = _append_new(con)
         _record_batches(con, "_acct_new")
         con.execute("DROP TABLE _acct_new")
+    capture_hints(con)
     compacted = _compact_if_due(con)
     _count_unattributed(
         con,
-        full=bool(stale) or not counted,
+        # a first build (after an upgrade, or rows moved) lists every batch: count afresh
+        full=bool(stale) or not counted or first,
         new_items=_batches_have_items(con),
         events_from=bounds.events,
     )
-    return IndexRefresh(len(batches), entries, len(stale), compacted, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return IndexRefresh(len(batches), entries, len(stale), compacted, seconds, rehinted)
+
+
+def _drop_if_moved(con: duckdb.DuckDBPyConnection) -> bool:
+    """Empty the index when its row-id hints no longer hold (``readback.hints_hold``): the
+    refresh then builds it anew. Lookups stay right either way (each row read is checked);
+    this keeps them from joining on the stable key for every moved row."""
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT 1)").fetchone()[0]:  # type: ignore[index]
+        return False
+    if hints_hold(con):
+        return False
+    con.execute(f"DELETE FROM {TABLE}")
+    con.execute("DELETE FROM accounting_index_runs")
+    con.execute("UPDATE accounting_index_state SET sorted_entries = 0")
+    return True

@@ -3,9 +3,10 @@
 The accounting a taxpayer (or a court) may ask for: for each request, disclosure, receipt,
 access, redisclosure and disposal of their records, the date, the sender and recipient,
 the authority cited and whether the registry knows it and had it in force that day, the
-purpose, and the findings on it with their triage state. Read from ``accounting_index``
+purpose, and the findings on it with their triage state. Found in ``accounting_keys``
 (batches not yet indexed are read from the canonical tables by ``ingest_run_id``
-above a rowid bound, ``accounting.bounds.first_rowids``).
+above a rowid bound, ``accounting.bounds.first_rowids``); the events' fields are read back
+by row id and checked (``accounting.readback``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any, NamedTuple
 import duckdb
 
 from dwatch.accounting.index import (
-    COLUMNS,
+    TABLE,
     index_present,
     lookup_key,
     pending_entries,
     sql_lookup_key,
     unindexed_batches,
 )
+from dwatch.accounting.readback import ReadBack, read_events
 from dwatch.pseudonym import PREFIX, normalise_identifier, pseudonymise
 
 
@@ -103,6 +105,7 @@ class Accounting:
     unattributed_disclosures: int | None = None
     unattributed_records: int | None = None
     unindexed_batches: int = 0
+    read: ReadBack | None = None  # how the entries' events were read back
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @cached_property
@@ -164,26 +167,50 @@ _AUTHORITY_STATUS = """
 """
 
 
-def _hits_sql(sources: list[str]) -> tuple[str, str]:
+# An entry's columns from its keys (k) and its event read back (e), as migration 0024's
+# accounting_index held them (less lookup_key and taxpayer_ref).
+_ENTRY_COLUMNS = (
+    "k.via, e.source_system, e.event_id, e.request_id, e.occurred_at, e.event_type,"
+    " e.disclosing_agency, e.recipient_agency, e.legal_authority, e.authority_id, e.purpose,"
+    " e.data_elements, e.record_count, k.item_no, k.match_method, k.ingest_run_id,"
+    " k.item_run_id"
+)
+
+
+def _entries_of(
+    con: duckdb.DuckDBPyConnection, keys_sql: str, into: str, where: str = "true"
+) -> ReadBack:
+    """Temp table ``into``: the entries of the keys ``keys_sql`` selects (``row_no``,
+    ``subject_ref`` and accounting_keys' columns), their events read back (``readback``);
+    ``where`` may test the key (k) and the event (e)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_keys AS {keys_sql}")
+    read = read_events(con, "_acct_keys", "_acct_events")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {into} AS
+        SELECT k.row_no, k.subject_ref AS taxpayer_ref, {_ENTRY_COLUMNS}
+        FROM _acct_keys k JOIN _acct_events e
+          ON e.ingest_run_id = k.ingest_run_id AND e.source_row IS NOT DISTINCT FROM k.source_row
+        WHERE {where}
+        """
+    )
+    con.execute("DROP TABLE _acct_keys")
+    con.execute("DROP TABLE _acct_events")
+    return read
+
+
+def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> ReadBack:
     """Rows naming each subject, and the chain events of requests that disclosed them."""
-    cols = ", ".join(f"a.{c}" for c in COLUMNS if c not in ("lookup_key", "taxpayer_ref"))
+    # an event row is found by its key and checked against the event's own taxpayer_ref
     named = " UNION ALL ".join(
-        f"SELECT s.row_no, s.taxpayer_ref, {cols} FROM _acct_subjects s JOIN {t} a"
-        " ON a.lookup_key = s.lookup_key AND a.taxpayer_ref = s.taxpayer_ref"
+        f"SELECT s.row_no, s.taxpayer_ref AS subject_ref, k.* FROM _acct_subjects s JOIN {t} k"
+        " ON k.lookup_key = s.lookup_key AND k.via <> 'request_chain'"
+        " AND (k.via = 'event' OR k.taxpayer_ref = s.taxpayer_ref)"
         for t in sources
     )
-    chained = " UNION ALL ".join(
-        f"SELECT r.row_no, r.taxpayer_ref, {cols} FROM _acct_requests r JOIN {t} a"
-        " ON a.lookup_key = r.lookup_key AND a.via = 'request_chain'"
-        " AND a.request_id = r.request_id"
-        for t in sources
+    read = _entries_of(
+        con, named, "_acct_named", "k.via = 'request_item' OR e.taxpayer_ref = k.subject_ref"
     )
-    return named, chained
-
-
-def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
-    named, chained = _hits_sql(sources)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_named AS {named}")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _acct_requests AS
@@ -192,6 +219,18 @@ def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
         WHERE request_id IS NOT NULL AND event_type IN ('disclosure', 'redisclosure')
         """
     )
+    chained = " UNION ALL ".join(
+        f"SELECT r.row_no, r.taxpayer_ref AS subject_ref, k.* FROM _acct_requests r JOIN {t} k"
+        " ON k.lookup_key = r.lookup_key AND k.via = 'request_chain'"
+        " AND k.request_id = r.request_id"
+        for t in sources
+    )
+    requests = con.execute("SELECT count(*) FROM _acct_requests").fetchone()
+    if requests and requests[0]:
+        more = _entries_of(con, chained, "_acct_chained")
+    else:  # no disclosure under a request: no chain event to read
+        con.execute("CREATE OR REPLACE TEMP TABLE _acct_chained AS FROM _acct_named LIMIT 0")
+        more = ReadBack(0, 0, 0)
     # Rows read directly from unindexed batches may repeat what the index holds.
     distinct = (
         "SELECT DISTINCT ON (row_no, via, source_system, event_id, item_no) *"
@@ -205,11 +244,14 @@ def _collect_hits(con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
             SELECT * FROM _acct_named
             UNION ALL
             -- a chain event that also names or carries the subject is listed once, by that
-            SELECT * FROM ({chained}) c WHERE NOT EXISTS (
+            SELECT * FROM _acct_chained c WHERE NOT EXISTS (
                 SELECT 1 FROM _acct_named n WHERE n.row_no = c.row_no
                 AND n.source_system = c.source_system AND n.event_id = c.event_id)
         )
         """
+    )
+    return ReadBack(
+        read.events + more.events, read.by_rowid + more.by_rowid, read.by_key + more.by_key
     )
 
 
@@ -321,14 +363,14 @@ def build_accounting(
             },
         )
     present = index_present(con)
-    sources = ["accounting_index"] if present else []
+    sources = [TABLE] if present else []
     pending = unindexed_batches(con, present=present)
     if pending or not present:
         pending_entries(con, pending, "_acct_pending")
         sources.append("_acct_pending")
-    _collect_hits(con, sources)
+    read = _collect_hits(con, sources)
     finding_rows = _findings(con)
     rows = _entries(con) if fetch else []
-    result = Accounting(subjects, rows, finding_rows, unindexed_batches=len(pending))
+    result = Accounting(subjects, rows, finding_rows, unindexed_batches=len(pending), read=read)
     _coverage(con, result)
     return result

@@ -32,6 +32,7 @@ from detectors.alerts import SEVERITIES
 from dwatch import yamlfile
 from dwatch.errors import ConfigError
 from dwatch.report.citations import CitationDirectory, load_directory
+from dwatch.report.evidence_rows import kept_alert_rows
 from dwatch.store import transaction
 
 RISK_CONFIG_PATH = Path(__file__).resolve().parent / "risk.yaml"
@@ -166,16 +167,10 @@ class CaseBuildResult:
 
 def alert_rows(con: duckdb.DuckDBPyConnection) -> str:
     """``dw_report_alert_rows``: the store's rows of each alert's listed events (its event
-    ids, in its log when it names one) with what the report reads of them, found in one
-    pass over the events for both the cases' data elements and the evidence shown."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_report_alert_rows AS"
-        " SELECT a.alert_id, e.source_system, e.event_id, e.occurred_at, e.rowid AS row_id,"
-        " e.data_elements FROM alerts a, unnest(a.event_ids) AS u(event_id)"
-        " JOIN disclosure_events e ON e.event_id = u.event_id"
-        " AND (a.source_system IS NULL OR e.source_system = a.source_system)"
-    )
-    return "dw_report_alert_rows"
+    ids, in its log when it names one) with what the report reads of them, for both the
+    cases' data elements and the evidence shown. Kept between reports and searched only for
+    what changed (:mod:`dwatch.report.evidence_rows`)."""
+    return kept_alert_rows(con)
 
 
 _ALERT_SQL = """

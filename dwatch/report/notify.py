@@ -32,7 +32,7 @@ import yaml
 from detectors.alerts import SEVERITIES
 from dwatch import yamlfile
 from dwatch.errors import ConfigError
-from dwatch.masking import mask_text
+from dwatch.masking import mask_document, mask_text
 from dwatch.report.cases import SEVERITY_RANK
 from dwatch.report.safety import terminal_text
 
@@ -252,7 +252,7 @@ def build_message(
     """Plain-text summary, the report inline as the HTML part, and the report attached."""
     message = EmailMessage()
     # Everything mailed passes the masking policy once more (dwatch.masking), last line.
-    html = mask_text(html)
+    html = mask_document(html)
     summary_lines = [mask_text(line) for line in summary_lines]
     message["Subject"] = mask_text(notification["subject"])
     message["From"] = config.sender

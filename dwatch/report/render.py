@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import jinja2
+import markupsafe
 
 from dwatch import masking
 from dwatch.errors import InputError, StoreError
@@ -28,6 +29,7 @@ from dwatch.report.cases import CaseBuildResult, alert_rows, build_cases
 from dwatch.report.citations import CitationDirectory, load_directory
 from dwatch.report.data import ReportData, gather, log_scale
 from dwatch.report.safety import csv_cell, markdown_text
+from dwatch.report.sections import MARKDOWN_KEPT_FILE, MARKDOWN_TEMPLATE, CaseSections
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS: tuple[str, ...] = ("html", "csv", "md")
@@ -44,11 +46,17 @@ def html_environment() -> jinja2.Environment:
     )
 
 
+def _markdown_value(value: object) -> object:
+    # A case's section (Markup) was rendered by this environment from case_section.md.j2:
+    # every value in it went through markdown_text already. Nothing from a log is Markup.
+    return value if isinstance(value, markupsafe.Markup) else markdown_text(value)
+
+
 def markdown_environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=False,
-        finalize=markdown_text,
+        finalize=_markdown_value,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -176,8 +184,9 @@ def monthly_summary(report: ReportData) -> dict[str, str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    # Values were masked as they were gathered; the whole document once more, last line.
-    tmp.write_text(masking.mask_text(text), encoding="utf-8")
+    # Values were masked as they were gathered; the whole document once more, last line
+    # (mask_document: the same policy, only the runs around a digit candidate go through it).
+    tmp.write_text(masking.mask_document(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -192,19 +201,28 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     os.replace(tmp, path)
 
 
-def render_html(report: ReportData) -> str:
-    return (
-        html_environment()
-        .get_template("report.html.j2")
-        .render(r=report, chart=layout_chart(report))
+def render_html(report: ReportData, sections: CaseSections | None = None) -> str:
+    """The HTML report; ``sections`` keeps each case's section between reports (rendered
+    here, kept nowhere, when None)."""
+    env = html_environment()
+    case_section = sections or CaseSections(env, TEMPLATES, None)
+    return env.get_template("report.html.j2").render(
+        r=report, chart=layout_chart(report), case_section=case_section
     )
 
 
-def render_markdown(report: ReportData) -> str:
-    return (
-        markdown_environment()
-        .get_template("report.md.j2")
-        .render(r=report, monthly=monthly_summary(report))
+def render_markdown(report: ReportData, sections: CaseSections | None = None) -> str:
+    """The Markdown report; ``sections`` as for :func:`render_html`."""
+    env = markdown_environment()
+    case_section = sections or _markdown_sections(env, None)
+    return env.get_template("report.md.j2").render(
+        r=report, monthly=monthly_summary(report), case_section=case_section
+    )
+
+
+def _markdown_sections(env: jinja2.Environment, out_dir: Path | None) -> CaseSections:
+    return CaseSections(
+        env, TEMPLATES, out_dir, template=MARKDOWN_TEMPLATE, kept_file=MARKDOWN_KEPT_FILE
     )
 
 
@@ -549,13 +567,17 @@ def build_report(
     # "New" is relative to the last report in this folder, not to whoever last built cases
     # (``dwatch alerts list`` builds them too).
     if "html" in formats:
-        html = render_html(data)
+        sections = CaseSections(html_environment(), TEMPLATES, out_dir)
+        html = render_html(data, sections)
         html_path = out_dir / "report.html"
         _write_atomic(html_path, html)
+        sections.save()
         files.append(html_path)
     if "md" in formats:
+        md_sections = _markdown_sections(markdown_environment(), out_dir)
         md_path = out_dir / "report.md"
-        _write_atomic(md_path, render_markdown(data))
+        _write_atomic(md_path, render_markdown(data, md_sections))
+        md_sections.save()
         files.append(md_path)
     if "csv" in formats:
         files.extend(write_csvs(data, out_dir))

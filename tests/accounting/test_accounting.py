@@ -92,7 +92,7 @@ def test_index_kept_batch_by_batch_equals_one_built_at_once(con, tmp_path, order
         "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
     )
     counted = con.execute(unattributed).fetchone()
-    for table in ("accounting_index", "accounting_index_runs", "accounting_index_state"):
+    for table in ("accounting_keys", "accounting_index_runs", "accounting_index_state"):
         con.execute(f"DELETE FROM {table}")
     _refresh(con)
     rebuilt = _keys(_account(con, TIN_A, TIN_B, TIN_C))
@@ -113,7 +113,7 @@ def test_rewrite_in_key_order_keeps_every_answer(con, tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "COMPACT_MIN_TAIL", 1)
     load(con, tmp_path / "b", "receipts", "items")
     assert _refresh(con).compacted is True
-    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_index").fetchall()]
+    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_keys").fetchall()]
     assert keys == sorted(keys)
     state = con.execute("SELECT sorted_entries FROM accounting_index_state").fetchone()[0]
     assert state == len(keys)
@@ -135,7 +135,11 @@ def test_validation_quarantine_after_indexing_drops_the_event(loaded):
             " VALUES (?, 'events-ledger.csv', 'test', 'moved by validation', 'validate')",
             [run_id],
         )
-    assert [e.event_id for e in _account(loaded, TIN_C).entries] == ["EV-6"]  # stale until refresh
+    # the index still names EV-6 until the refresh, but its fields are read from the events:
+    # an event validation moved out is no longer listed, even before the refresh
+    assert loaded.execute("SELECT count(*) FROM accounting_keys WHERE ingest_run_id = ?", [run_id])
+    assert _account(loaded, TIN_C).entries == []
+    assert len(_account(loaded, TIN_A).entries) == 6
     refresh = _refresh(loaded)
     assert refresh.reindexed_batches == 1
     assert _account(loaded, TIN_C).entries == []
@@ -223,11 +227,14 @@ def test_duckdb_csv_writes_the_same_cells_as_csv_cell(loaded, tmp_path):
         loaded.execute(
             "INSERT INTO disclosure_events (event_id, source_system, occurred_at, event_type,"
             " disclosing_agency, recipient_agency, actor_id, request_id, legal_authority, purpose,"
-            " data_elements, record_count, taxpayer_ref, ingest_run_id)"
+            " data_elements, record_count, taxpayer_ref, ingest_run_id, source_row)"
             " SELECT ?, ?, TIMESTAMPTZ '2025-10-01 00:00:00+00' + to_minutes(?), 'access', ?, ?,"
-            " 'a', ?, ?, ?, ['name'], 1, ?, ingest_run_id"
+            " 'a', ?, ?, ?, ['name'], 1, ?, ingest_run_id, ?"  # a row of its batch, as ingest
             " FROM disclosure_events LIMIT 1",
-            [f"X-{n}", text, n, text, text, text, text, text, pseudonymise(TIN_C, resolve_key())],
+            [
+                *(f"X-{n}", text, n, text, text, text, text, text),
+                *(pseudonymise(TIN_C, resolve_key()), 1000 + n),
+            ],
         )
     _refresh(loaded)
     subjects = subjects_from_identifiers([TIN_A, "", "XX-1", TIN_C, TIN_NONE], resolve_key())
@@ -255,7 +262,7 @@ def test_a_first_build_lists_each_batch_as_the_staged_refresh_does(con, tmp_path
     with transaction(con):
         index_module.pending_entries(con, batches, "_acct_staged")
         staged = con.execute(
-            "SELECT ingest_run_id, item_run_id, via, event_id, item_no FROM _acct_staged"
+            "SELECT ingest_run_id, item_run_id, via, source_row, item_no FROM _acct_staged"
         ).fetchall()
     expected = {b: sum(1 for e, i, *_ in staged if e == b or (i == b and i != e)) for b in batches}
     sent: list[str] = []
@@ -279,9 +286,9 @@ def test_a_first_build_lists_each_batch_as_the_staged_refresh_does(con, tmp_path
     assert sum(expected.values()) > len(staged)  # an item row counts for both its batches
     assert not [s for s in sent if "_acct_new" in s]
     indexed = con.execute(
-        "SELECT ingest_run_id, item_run_id, via, event_id, item_no FROM accounting_index"
+        "SELECT ingest_run_id, item_run_id, via, source_row, item_no FROM accounting_keys"
     ).fetchall()
     assert sorted(indexed, key=str) == sorted(staged, key=str)
-    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_index").fetchall()]
+    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_keys").fetchall()]
     # two sorted pieces: the events' rows (one piece at this size), then the items' and chains'
     assert sum(a > b for a, b in itertools.pairwise(keys)) <= 1 < len(keys)

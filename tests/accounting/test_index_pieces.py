@@ -91,12 +91,12 @@ def _answers(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 
 def _empty_index(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("accounting_index", "accounting_index_runs", "accounting_index_state"):
+    for table in ("accounting_keys", "accounting_index_runs", "accounting_index_state"):
         con.execute(f"DELETE FROM {table}")
 
 
 def _descents(con: duckdb.DuckDBPyConnection) -> int:
-    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_index").fetchall()]
+    keys = [r[0] for r in con.execute("SELECT lookup_key FROM accounting_keys").fetchall()]
     return sum(a > b for a, b in itertools.pairwise(keys))
 
 
@@ -114,7 +114,7 @@ def test_pieces_hold_the_rows_of_one_statement_and_answer_alike(con, tmp_path, m
         refreshed = refresh_index(con)
     events = con.execute("SELECT count(*) FROM disclosure_events").fetchone()[0]
     assert refreshed.entries == len(one) > 0
-    assert _rows(con, "accounting_index") == one
+    assert _rows(con, "accounting_keys") == one
     # each piece is sorted: order breaks only between pieces (events' pieces, then the items')
     assert _descents(con) <= -(-events // 7)
     assert _answers(con) == direct != []
@@ -122,7 +122,7 @@ def test_pieces_hold_the_rows_of_one_statement_and_answer_alike(con, tmp_path, m
     monkeypatch.setattr(index_module, "piece_rows", lambda: 5)
     with transaction(con):
         rewrite_in_key_order(con, len(one))
-    assert _rows(con, "accounting_index") == one
+    assert _rows(con, "accounting_keys") == one
     assert _descents(con) == 0
     assert _answers(con) == direct
 
@@ -141,13 +141,13 @@ def test_refreshed_batch_by_batch_with_rewrites_equals_a_first_build(
         with transaction(con):
             compacted |= refresh_index(con).compacted
     assert compacted  # the rewrite in key ranges ran at least once
-    kept, answers = _rows(con, "accounting_index"), _answers(con)
+    kept, answers = _rows(con, "accounting_keys"), _answers(con)
     counted = "SELECT unattributed_disclosures, unattributed_records FROM accounting_index_state"
     unattributed = con.execute(counted).fetchone()
     _empty_index(con)
     with transaction(con):
         refresh_index(con)
-    assert _rows(con, "accounting_index") == kept
+    assert _rows(con, "accounting_keys") == kept
     assert _answers(con) == answers != []
     # bulk disclosures counted as the batches came (items claiming older ones) = counted at once
     assert con.execute(counted).fetchone() == unattributed

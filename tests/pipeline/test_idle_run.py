@@ -141,6 +141,7 @@ def test_windows_holding_nothing_the_detectors_read_skip_ml_without_importing_it
         "db = Path(sys.argv[1])\n"
         "con = connect(db)\n"
         "ctx = SimpleNamespace(con=con, config=make_config(db.parent), versions={},\n"
+        "    wait_prefetch=lambda: None,\n"
         "    windows=[_transfer_day_window(con, days_later=3)])\n"
         "step = step_detect_ml(ctx)\n"
         "print(json.dumps({'status': step.status, 'models': sorted(ctx.versions['models']),\n"

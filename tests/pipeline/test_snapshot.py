@@ -176,7 +176,7 @@ def test_the_snapshot_leaves_out_the_detectors_kept_state(tmp_path: Path, db_pat
         con.close()
     assert not in_snapshot & dwatch.snapshot.WORK_STATE
     assert in_store - dwatch.snapshot.WORK_STATE - {"disclosure_events", "request_items"} <= (
-        in_snapshot | {"accounting_index"}
+        in_snapshot | {"accounting_keys"}
     )
     assert events == summary.counts["events_loaded"] > 0
 

@@ -203,19 +203,19 @@ def test_an_accounting_batch_refreshed_with_other_values_gets_a_new_partition(
     """The index deletes and re-adds a stale batch: same count, other values, new file."""
     snaps = tmp_path / "snapshots"
     entry = (
-        "INSERT INTO accounting_index (lookup_key, via, source_system, event_id,"
-        " recipient_agency, ingest_run_id) VALUES (?, 'event', 'ca-ftb-fti-log', ?, ?, ?)"
+        "INSERT INTO accounting_keys (lookup_key, via, ingest_run_id, source_row, request_id)"
+        " VALUES (?, 'request_chain', ?, ?, ?)"
     )
     for batch in ("ing_a", "ing_b"):
-        store.execute(entry, [1, f"{batch}-1", "CA-FTB", batch])
+        store.execute(entry, [1, batch, 1, "REQ-1"])
     first = _publish(store, db_path, snaps, "run_20260101T000000_a")
-    store.execute("DELETE FROM accounting_index WHERE ingest_run_id = 'ing_a'")
-    store.execute(entry, [1, "ing_a-1", "CA-EDD", "ing_a"])
+    store.execute("DELETE FROM accounting_keys WHERE ingest_run_id = 'ing_a'")
+    store.execute(entry, [1, "ing_a", 1, "REQ-2"])
     second = _publish(store, db_path, snaps, "run_20260102T000000_b")
     assert second.parts_written == 1
-    query = "SELECT ingest_run_id, recipient_agency FROM accounting_index ORDER BY 1"
-    assert _read(second.path, query) == [("ing_a", "CA-EDD"), ("ing_b", "CA-FTB")]
-    assert _read(first.path, query) == [("ing_a", "CA-FTB"), ("ing_b", "CA-FTB")]
+    query = "SELECT ingest_run_id, request_id FROM accounting_keys ORDER BY 1"
+    assert _read(second.path, query) == [("ing_a", "REQ-2"), ("ing_b", "REQ-1")]
+    assert _read(first.path, query) == [("ing_a", "REQ-1"), ("ing_b", "REQ-1")]
 
 
 def test_batches_read_by_rowid_range_are_whole_after_deletes_compaction_and_interleaving(
@@ -232,22 +232,22 @@ def test_batches_read_by_rowid_range_are_whole_after_deletes_compaction_and_inte
     store.execute("CHECKPOINT")
     _load(store, tmp_path / "in" / "c.csv", days[:4], 21)
     entry = (
-        "INSERT INTO accounting_index (lookup_key, via, source_system, event_id,"
-        " recipient_agency, ingest_run_id) VALUES (?, 'event', 'ca-ftb-fti-log', ?, 'CA-FTB', ?)"
+        "INSERT INTO accounting_keys (lookup_key, via, source_row, ingest_run_id)"
+        " VALUES (?, 'event', ?, ?)"
     )
     for i in range(30):  # three batches, one row of each in turn
-        store.execute(entry, [i, f"e-{i}", f"ing_{'xyz'[i % 3]}"])
+        store.execute(entry, [i, i, f"ing_{'xyz'[i % 3]}"])
     first = _publish(store, db_path, snaps, "run_20260101T000000_a")
     _load(store, tmp_path / "in" / "d.csv", days[:2], 25)
-    store.execute("DELETE FROM accounting_index WHERE ingest_run_id = 'ing_y' AND lookup_key > 20")
+    store.execute("DELETE FROM accounting_keys WHERE ingest_run_id = 'ing_y' AND lookup_key > 20")
     second = _publish(store, db_path, snaps, "run_20260102T000000_b")
     assert first.parts_written > second.parts_written == 2  # batch d, and ing_y changed
     for query in (
         "SELECT * EXCLUDE (extra) FROM disclosure_events ORDER BY ALL",
-        "SELECT * FROM accounting_index ORDER BY ALL",
+        "SELECT * FROM accounting_keys ORDER BY ALL",
     ):
         assert _read(second.path, query) == store.execute(query).fetchall(), query
-    assert _read(first.path, "SELECT count(*) FROM accounting_index") == [(30,)]
+    assert _read(first.path, "SELECT count(*) FROM accounting_keys") == [(30,)]
 
 
 def _join_sides(plan: dict[str, Any]) -> list[tuple[str, str]]:

@@ -108,7 +108,7 @@ def test_the_first_publish_writes_each_table_in_one_copy_not_one_per_batch(
     _three_batches(store, tmp_path / "in")
     counting = Counting(store)
     published = _publish(counting, db_path, tmp_path / "snapshots", "run_20260101T000000_a")
-    for table in ("disclosure_events", "accounting_index"):
+    for table in ("disclosure_events", "accounting_keys"):
         assert len(counting.copies_of(table)) == 1, table  # three batches, one COPY
         query = f"SELECT * FROM {table} ORDER BY ALL"
         assert _read(published.path, query) == store.execute(query).fetchall()
@@ -158,7 +158,7 @@ def test_a_change_rewrites_only_the_segment_that_holds_it(
     second = _publish(counting, db_path, snaps, "run_20260102T000000_b")
     [copy] = counting.copies_of("disclosure_events")
     assert "BETWEEN 16 AND 20" in copy
-    assert not counting.copies_of("accounting_index")
+    assert not counting.copies_of("accounting_keys")
     query = "SELECT * EXCLUDE (extra) FROM disclosure_events ORDER BY ALL"
     assert _read(second.path, query) == store.execute(query).fetchall()
     assert _read(first.path, "SELECT count(*) FROM disclosure_events WHERE authority_id = 'reread'") == [(0,)]  # fmt: skip
@@ -200,16 +200,16 @@ def test_the_index_rewritten_in_key_order_and_checkpointed_is_published_whole(
     monkeypatch.setattr(snapshot_parts, "SEGMENT_ROWS", 8)
     snaps = tmp_path / "snapshots"
     entry = (
-        "INSERT INTO accounting_index (lookup_key, via, source_system, event_id,"
-        " recipient_agency, ingest_run_id) VALUES (?, 'event', 'ca-ftb-fti-log', ?, 'CA-FTB', ?)"
+        "INSERT INTO accounting_keys (lookup_key, via, source_row, ingest_run_id)"
+        " VALUES (?, 'event', ?, ?)"
     )
     for i in range(12):  # keys out of order, as appends leave them
-        store.execute(entry, [(i * 7) % 12, f"e-{i}", f"ing_{i % 3}"])
+        store.execute(entry, [(i * 7) % 12, i, f"ing_{i % 3}"])
     _publish(store, db_path, snaps, "run_20260101T000000_a")
-    store.execute("CREATE TEMP TABLE sorted AS SELECT * FROM accounting_index ORDER BY lookup_key")
-    store.execute("DELETE FROM accounting_index")
-    store.execute("INSERT INTO accounting_index SELECT * FROM sorted")
+    store.execute("CREATE TEMP TABLE sorted AS SELECT * FROM accounting_keys ORDER BY lookup_key")
+    store.execute("DELETE FROM accounting_keys")
+    store.execute("INSERT INTO accounting_keys SELECT * FROM sorted")
     store.execute("CHECKPOINT")
     second = _publish(store, db_path, snaps, "run_20260102T000000_b")
-    query = "SELECT lookup_key, event_id FROM accounting_index"  # in the table's order
+    query = "SELECT lookup_key, source_row FROM accounting_keys"  # in the table's order
     assert _read(second.path, query) == store.execute(query).fetchall()

@@ -1,0 +1,211 @@
+"""Case sections kept beside the HTML report (dwatch.report.sections): an unchanged case is
+not rendered again, a changed one always is, and the report is byte for byte the report
+rendered from scratch (but for the time it was made)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from dwatch.report import safety
+from dwatch.report.citations import CitationDirectory
+from dwatch.report.data import gather
+from dwatch.report.render import (
+    LAST_REPORT_MARKER,
+    TEMPLATES,
+    _markdown_sections,
+    build_report,
+    html_environment,
+    markdown_environment,
+    render_html,
+    render_markdown,
+)
+from dwatch.report.sections import KEPT_FILE, CaseSections
+from dwatch.report.triage import record_decision
+
+_GENERATED = re.compile(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC|<title>[^<]*</title>")
+
+
+def _html(out: Path) -> str:
+    """report.html and report.md, but for the time they were made."""
+    return "\n".join(
+        _GENERATED.sub("", (out / name).read_text(encoding="utf-8"))
+        for name in ("report.html", "report.md")
+    )
+
+
+def _kept_and_fresh(
+    con: duckdb.DuckDBPyConnection, directory: CitationDirectory, tmp_path: Path, name: str
+) -> str:
+    """The report built on the sections kept so far equals one rendered from scratch."""
+    kept_out = tmp_path / "kept"  # the same folder every time: its sections are kept
+    fresh_out = tmp_path / f"fresh-{name}"
+    fresh_out.mkdir()
+    marker = kept_out / LAST_REPORT_MARKER  # "new since the last report" alike in both
+    if marker.exists():
+        shutil.copy(marker, fresh_out / LAST_REPORT_MARKER)
+    build_report(con, kept_out, directory=directory, formats=["html", "md"])
+    build_report(con, fresh_out, directory=directory, formats=["html", "md"])
+    kept, fresh = _html(kept_out), _html(fresh_out)
+    assert kept == fresh
+    return kept
+
+
+def _sections(
+    con: duckdb.DuckDBPyConnection, directory: CitationDirectory, out: Path
+) -> tuple[CaseSections, CaseSections]:
+    """Render the HTML and Markdown reports once with the sections kept in ``out``; return
+    what each did."""
+    data = gather(con, directory, out_dir=out)
+    sections = CaseSections(html_environment(), TEMPLATES, out)
+    render_html(data, sections)
+    sections.save()
+    md_sections = _markdown_sections(markdown_environment(), out)
+    render_markdown(data, md_sections)
+    md_sections.save()
+    return sections, md_sections
+
+
+def _a_case_alert(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    row = con.execute(
+        "SELECT ca.case_id, ca.alert_id FROM case_alerts ca JOIN alerts a USING (alert_id)"
+        " WHERE a.status = 'open' ORDER BY ca.case_id, ca.alert_id LIMIT 1"
+    ).fetchone()
+    assert row
+    return row[0], row[1]
+
+
+def test_each_change_to_a_case_renders_it_again_and_matches_a_fresh_report(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+) -> None:
+    first = _kept_and_fresh(con, directory, tmp_path, "first")
+    case_id, alert_id = _a_case_alert(con)
+    con.execute("UPDATE alerts SET status = 'retracted' WHERE alert_id = ?", [alert_id])
+    retracted = _kept_and_fresh(con, directory, tmp_path, "status")
+    assert retracted != first
+    con.execute(
+        "INSERT INTO alerts SELECT * REPLACE ('al_added' AS alert_id, 'open' AS status)"
+        " FROM alerts WHERE alert_id = ?",
+        [alert_id],
+    )
+    added = _kept_and_fresh(con, directory, tmp_path, "added")
+    assert "al_added" in added
+    record_decision(con, case_id, "acknowledged", decided_by="analyst", note="looking")
+    decided = _kept_and_fresh(con, directory, tmp_path, "decision")
+    assert "looking" in decided and "looking" not in added
+
+
+def test_a_registry_label_and_version_show_as_in_a_fresh_report(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+) -> None:
+    before = _kept_and_fresh(con, directory, tmp_path, "before")
+    cited = next(c for c, info in directory.entries.items() if info.name and info.name in before)
+    renamed = dataclasses.replace(directory.entries[cited], name="Renamed In Registry")
+    changed = dataclasses.replace(
+        directory, entries={**directory.entries, cited: renamed}, version="test-2026.03"
+    )
+    after = _kept_and_fresh(con, changed, tmp_path, "after")
+    assert "Renamed In Registry" in after and "test-2026.03" in after
+
+
+def test_a_new_masking_policy_shows_in_kept_cases(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _kept_and_fresh(con, directory, tmp_path, "before")
+    policy_now = safety.masking.mask_text
+    monkeypatch.setattr(
+        safety.masking, "mask_text", lambda v: policy_now(v).replace("IRS", "[MASKED]")
+    )
+    safety._masked.cache_clear()
+    try:
+        after = _kept_and_fresh(con, directory, tmp_path, "after")
+    finally:
+        safety._masked.cache_clear()
+    # log values in the kept cases' sections are masked by the new policy
+    section = after[after.index('<h2 id="details">') :]
+    assert "[MASKED]" in section and "[MASKED]" not in before
+
+
+def test_only_the_changed_case_is_rendered_again(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+) -> None:
+    from dwatch.report.cases import build_cases
+
+    build_cases(con, directory=directory)
+    cases = con.execute("SELECT count(*) FROM cases").fetchone()
+    assert cases and cases[0] > 2
+    first = _sections(con, directory, tmp_path)
+    assert [s.rendered for s in first] == [cases[0], cases[0]]
+    again = _sections(con, directory, tmp_path)
+    assert [s.rendered for s in again] == [0, 0]
+    case_id, _alert_id = _a_case_alert(con)
+    record_decision(con, case_id, "acknowledged", decided_by="analyst", note="one case")
+    assert [s.rendered for s in _sections(con, directory, tmp_path)] == [1, 1]
+
+
+def test_sections_kept_for_another_template_are_not_used(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+) -> None:
+    from dwatch.report.cases import build_cases
+
+    build_cases(con, directory=directory)
+    first, _md = _sections(con, directory, tmp_path)
+    kept = json.loads((tmp_path / KEPT_FILE).read_text(encoding="utf-8"))
+    assert kept["fingerprint"] == first.fingerprint and kept["sections"]
+    # a section kept by another template, under the key it would have now
+    kept["fingerprint"] = "another template"
+    kept["sections"] = dict.fromkeys(kept["sections"], "<section>stale</section>")
+    (tmp_path / KEPT_FILE).write_text(json.dumps(kept), encoding="utf-8")
+    again, md_again = _sections(con, directory, tmp_path)
+    assert again.rendered == first.rendered and md_again.rendered == 0
+    html = render_html(gather(con, directory, out_dir=tmp_path), again)
+    assert "stale" not in html
+
+
+def test_the_kept_sections_fingerprint_is_the_same_in_another_process() -> None:
+    """Sections are kept for the next run's process: nothing in the fingerprint may differ
+    between processes (a function's repr holds its address)."""
+    import subprocess
+    import sys
+
+    from dwatch.report.sections import MARKDOWN_TEMPLATE, _fingerprint
+
+    def here() -> list[str]:
+        return [
+            _fingerprint(html_environment(), TEMPLATES / "case_section.html.j2"),
+            _fingerprint(markdown_environment(), TEMPLATES / MARKDOWN_TEMPLATE),
+        ]
+
+    script = (
+        "from dwatch.report.render import TEMPLATES, html_environment, markdown_environment\n"
+        "from dwatch.report.sections import MARKDOWN_TEMPLATE, _fingerprint\n"
+        "print(_fingerprint(html_environment(), TEMPLATES / 'case_section.html.j2'))\n"
+        "print(_fingerprint(markdown_environment(), TEMPLATES / MARKDOWN_TEMPLATE))\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert other == here()
