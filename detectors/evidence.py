@@ -273,15 +273,13 @@ def record(
     candidates: str,
     subjects: SubjectsSpec | None,
     chain: bool,
-) -> None:
-    """Derive the findings' evidence keys, chains and subjects (see the module doc)."""
-    if con.execute(f"SELECT count(*) FROM {FINDINGS}").fetchone() == (0,):
-        # nothing found: only the columns the alert rows read (no pass over the events)
-        if subjects is not None:
-            _set_column(con, types, "subjects_affected", "BIGINT DEFAULT 0")
-        _set_column(con, types, "evidence_sources", "VARCHAR[]")
-        _set_column(con, types, "chain", _CHAIN_TYPE)
-        return
+) -> int:
+    """Derive the findings' evidence keys, chains and subjects (see the module doc); the
+    number of findings. Nothing found: nothing derived (no alert row is made from them)."""
+    row = con.execute(f"SELECT count(*) FROM {FINDINGS}").fetchone()
+    found = int(row[0]) if row else 0
+    if not found:
+        return 0
     _finding_events(con, types)
     _chain(con, chain)
     con.execute(
@@ -321,6 +319,7 @@ def record(
     )
     con.execute("DROP TABLE _fe")
     con.execute("DROP TABLE _chain")
+    return found
 
 
 SOURCES_NOTE_SQL = (
