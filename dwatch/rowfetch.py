@@ -45,15 +45,18 @@ def fetch_by_rowid(
     into: str,
     params: list[object] | None = None,
     max_ranges: int = MAX_RANGES,
+    columns: str = "*",
 ) -> int:
-    """Create temp table ``into`` holding ``dw_rowid`` and every column of ``table``'s rows
-    whose row id ``rowids_sql`` (a query of one BIGINT column) lists; returns its row count.
+    """Create temp table ``into`` holding ``dw_rowid`` and ``columns`` (every column by
+    default) of ``table``'s rows whose row id ``rowids_sql`` (a query of one BIGINT column)
+    lists; returns its row count. Each column not read is a column not decompressed.
 
-    ``table`` and ``rowids_sql`` are SQL the caller wrote, never outside input."""
+    ``table``, ``rowids_sql`` and ``columns`` are SQL the caller wrote, never outside input."""
     wanted = [r[0] for r in con.execute(rowids_sql, params or []).fetchall() if r[0] is not None]
     ranges = rowid_ranges(wanted, max_ranges)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT rowid AS dw_rowid, * FROM {table} LIMIT 0"
+        f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT rowid AS dw_rowid, {columns}"
+        f" FROM {table} LIMIT 0"
     )
     if not ranges:
         return 0
@@ -62,7 +65,8 @@ def fetch_by_rowid(
         [sorted(set(wanted))],
     )
     branches = " UNION ALL ".join(
-        f"SELECT rowid AS dw_rowid, * FROM {table} WHERE rowid BETWEEN {int(lo)} AND {int(hi)}"
+        f"SELECT rowid AS dw_rowid, {columns} FROM {table}"
+        f" WHERE rowid BETWEEN {int(lo)} AND {int(hi)}"
         " AND rowid IN (SELECT rowid_ FROM dw_wanted_rowids)"
         for lo, hi in ranges
     )

@@ -64,3 +64,15 @@ def test_nothing_wanted_gives_an_empty_table_with_the_columns(
     assert fetch_by_rowid(con, "ev", "SELECT NULL::BIGINT WHERE false", "fetched_none") == 0
     columns = [d[0] for d in con.execute("SELECT * FROM fetched_none").description]
     assert columns == ["dw_rowid", "n", "event_id", "parts"]
+
+
+def test_only_the_columns_asked_for_are_read_back(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE want AS SELECT unnest([5, 130000, 500000]) AS r")
+    got = fetch_by_rowid(con, "ev", "SELECT r FROM want", "fetched_cols", columns="event_id")
+    cursor = con.execute("SELECT * FROM fetched_cols ORDER BY dw_rowid")
+    assert [d[0] for d in cursor.description] == ["dw_rowid", "event_id"]
+    fetched = cursor.fetchall()
+    expected = con.execute(
+        "SELECT rowid, event_id FROM ev WHERE rowid IN (5, 130000, 500000) ORDER BY 1"
+    ).fetchall()
+    assert fetched == expected and got == 3

@@ -32,6 +32,24 @@ from dwatch.report.suppressions import describe_criteria, list_suppressions
 from dwatch.rowfetch import fetch_by_rowid
 
 EVIDENCE_EVENTS_PER_CASE = 25
+# What an evidence row shows (EventView), read back alone: the rest of an event's columns
+# (its raw extra fields above all) would be decompressed for nothing.
+SHOWN_EVENT_COLUMNS: tuple[str, ...] = (
+    "occurred_at",
+    "source_system",
+    "event_id",
+    "event_type",
+    "disclosing_agency",
+    "recipient_agency",
+    "actor_id",
+    "request_id",
+    "legal_authority",
+    "data_elements",
+    "record_count",
+    "taxpayer_ref",
+    "channel",
+    "description",
+)
 TIMELINE_RECIPIENTS = 10
 CONTEXT_RECIPIENTS = 3  # unflagged recipients always charted, largest first
 # Event types that move data to a recipient, charted per recipient.
@@ -333,7 +351,11 @@ def _shown_rows(
     )
     # Row groups holding none of the shown rows are skipped (dwatch.rowfetch).
     fetch_by_rowid(
-        con, "disclosure_events", "SELECT DISTINCT row_id FROM dw_report_shown", "dw_report_fetched"
+        con,
+        "disclosure_events",
+        "SELECT DISTINCT row_id FROM dw_report_shown",
+        "dw_report_fetched",
+        columns=", ".join(SHOWN_EVENT_COLUMNS),
     )
     moved = con.execute(
         "SELECT count(*) FROM dw_report_shown s"

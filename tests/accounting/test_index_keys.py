@@ -12,6 +12,7 @@ import pytest
 from accounting_seed import TIN_A, TIN_B, TIN_C, TIN_NONE, load
 
 import dwatch.store
+from dwatch.accounting import readback
 from dwatch.accounting.index import refresh_index, sql_lookup_key
 from dwatch.accounting.lookup import (
     build_accounting,
@@ -91,7 +92,11 @@ def big(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     store.close()
 
 
-def test_moved_rows_are_found_again_by_their_stable_key(big: duckdb.DuckDBPyConnection) -> None:
+@pytest.mark.parametrize("one_scan_share", [0.0, 2.0], ids=["one-scan", "rowid-ranges"])
+def test_moved_rows_are_found_again_by_their_stable_key(
+    big: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch, one_scan_share: float
+) -> None:
+    monkeypatch.setattr(readback, "ONE_SCAN_SHARE", one_scan_share)
     direct, _ = _answers(big)  # nothing indexed: the batches read from the canonical tables
     with transaction(big):
         refresh_index(big)
@@ -128,9 +133,15 @@ def test_moved_rows_are_found_again_by_their_stable_key(big: duckdb.DuckDBPyConn
         assert not refresh_index(big).rehinted  # nothing moved since
 
 
+@pytest.mark.parametrize("batch_scans", [64, 0], ids=["scan-per-batch", "join"])
 def test_a_snapshot_without_row_ids_answers_alike(
-    loaded: duckdb.DuckDBPyConnection, db_path: Path, tmp_path: Path
+    loaded: duckdb.DuckDBPyConnection,
+    db_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_scans: int,
 ) -> None:
+    monkeypatch.setattr(readback, "MAX_BATCH_SCANS", batch_scans)
     with transaction(loaded):
         refresh_index(loaded)
     subjects = subjects_from_identifiers([TIN_A, TIN_B, TIN_C, TIN_NONE], resolve_key())
