@@ -59,7 +59,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors import evidence, rule_state
+from detectors import chain_state, evidence, rule_state
 from detectors.alerts import (
     ALERT_COLUMNS,
     ALERT_ID_SQL,
@@ -782,8 +782,9 @@ def _run_query(con: duckdb.DuckDBPyConnection, rule: Rule, registry: Registry) -
 
 def _keyed_findings(
     con: duckdb.DuckDBPyConnection, rule: Rule, types: dict[str, str], *, table: str
-) -> dict[str, str]:
-    """``_findings``: the rows with their alert ids, evidence keys, chains and subjects."""
+) -> tuple[dict[str, str], int]:
+    """``_findings``: the rows with their alert ids, evidence keys, chains and subjects;
+    its column types and rows (none: nothing derived, the types are the query's)."""
     key_parts = ", ".join(["$_rule_id", *(f"CAST(f.{k} AS VARCHAR)" for k in rule.dedup_key)])
     derived_ids = (
         ", list_transform(f.event_keys, lambda k: CAST(k.event_id AS VARCHAR)) AS event_ids"
@@ -797,7 +798,7 @@ def _keyed_findings(
     )
     con.execute("DROP TABLE _rule_rows")
     try:
-        evidence.record(
+        found = evidence.record(
             con,
             _column_types(con, "_findings"),
             candidates=table,
@@ -810,7 +811,7 @@ def _keyed_findings(
             where=f"{rule.path}: subjects",
             fix="return event_keys/event_ids as documented, and subjects as a list of structs",
         ) from exc
-    return _column_types(con, "_findings")
+    return (_column_types(con, "_findings") if found else types), found
 
 
 def keep_partitions(
@@ -847,7 +848,10 @@ def run_rule(
     query_types = _run_query(con, rule, registry)
     if parts is not None:
         keep_partitions(con, rule, query_types, parts)
-    types = _keyed_findings(con, rule, query_types, table=table)
+    types, found = _keyed_findings(con, rule, query_types, table=table)
+    if not found:  # no alert row to make: the statements below would write none
+        con.execute("DROP TABLE _findings")
+        return RuleRun(rule.id, 0, time.perf_counter() - started)
     params: dict[str, Any] = {
         "_rule_id": rule.id,
         "_version": rule.version,
@@ -892,9 +896,8 @@ def run_rule(
     cols = ", ".join(f"{expr} AS {name}" for name, expr in select.items())
     sql = f"INSERT INTO {table} SELECT {cols} FROM _findings f"
     con.execute(sql, params)
-    count_row = con.execute("SELECT count(*) FROM _findings").fetchone()
     con.execute("DROP TABLE _findings")
-    return RuleRun(rule.id, int(count_row[0]) if count_row else 0, time.perf_counter() - started)
+    return RuleRun(rule.id, found, time.perf_counter() - started)
 
 
 def _create_candidates(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -930,6 +933,8 @@ def _evaluate(
     check_rule_citations(rules, registry)
     refreshed = prepare(con, registry, sync=sync)
     evidence.forget_chains(con)
+    if rule_state.available(con):  # the chain links, kept for runs judging new batches
+        chain_state.rebuild(con)
     _create_candidates(con, table)
     return [run_rule(con, rule, registry, table=table) for rule in rules], refreshed
 

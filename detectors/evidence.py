@@ -118,21 +118,38 @@ def _finding_events(con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> No
 
 
 def forget_chains(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the chain links read for an earlier judgement (the events may have changed)."""
-    con.execute(f"DROP TABLE IF EXISTS {CHAIN_ROWS}")
+    """Drop the chain links read for an earlier judgement (the events may have changed):
+    a table read from the events, or a view over the kept links (:mod:`detectors.chain_state`)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n),"
+        " (SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = $n)",
+        {"n": CHAIN_ROWS},
+    ).fetchone()
+    if row and row[0]:
+        con.execute(f"DROP TABLE temp.{CHAIN_ROWS}")
+    if row and row[1]:
+        con.execute(f"DROP VIEW temp.{CHAIN_ROWS}")
+
+
+# Every event that can link a chain (a request, disclosure or receipt with a request id: a
+# small share of a store of accesses), narrow and with its recipient as a registry code;
+# ``{where}`` (SQL on ``disclosure_events e``) narrows the events read.
+CHAIN_ROWS_SELECT = (
+    "SELECT e.request_id, coalesce(ag.code, upper(trim(e.recipient_agency))) AS recipient_code,"
+    " e.source_system, e.event_id, e.event_type, e.taxpayer_ref"
+    " FROM disclosure_events e LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
+    " WHERE e.request_id IS NOT NULL AND list_contains($chain_types, e.event_type)"
+    " AND ({where})"
+)
 
 
 def _index_chains(con: duckdb.DuckDBPyConnection) -> None:
-    """``dw_chain_rows``: every event that can link a chain (a request, disclosure or
-    receipt with a request id: a small share of a store of accesses), narrow and with its
-    recipient as a registry code. Read from all events once per judgement; each rule's
-    findings then join it instead of every event."""
+    """``dw_chain_rows``: every event that can link a chain (:data:`CHAIN_ROWS_SELECT`).
+    Read from all events once per judgement, unless a view over the kept links is in place
+    already (:mod:`detectors.chain_state`); each rule's findings then join it instead of
+    every event."""
     con.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {CHAIN_ROWS} AS"
-        " SELECT e.request_id, coalesce(ag.code, upper(trim(e.recipient_agency))) AS recipient_code,"
-        " e.source_system, e.event_id, e.event_type, e.taxpayer_ref"
-        " FROM disclosure_events e LEFT JOIN dw_agencies ag ON ag.agency = e.recipient_agency"
-        " WHERE e.request_id IS NOT NULL AND list_contains($chain_types, e.event_type)",
+        f"CREATE TEMP TABLE IF NOT EXISTS {CHAIN_ROWS} AS {CHAIN_ROWS_SELECT.format(where='true')}",
         {"chain_types": list(CHAIN_EVENT_TYPES)},
     )
 
@@ -256,15 +273,13 @@ def record(
     candidates: str,
     subjects: SubjectsSpec | None,
     chain: bool,
-) -> None:
-    """Derive the findings' evidence keys, chains and subjects (see the module doc)."""
-    if con.execute(f"SELECT count(*) FROM {FINDINGS}").fetchone() == (0,):
-        # nothing found: only the columns the alert rows read (no pass over the events)
-        if subjects is not None:
-            _set_column(con, types, "subjects_affected", "BIGINT DEFAULT 0")
-        _set_column(con, types, "evidence_sources", "VARCHAR[]")
-        _set_column(con, types, "chain", _CHAIN_TYPE)
-        return
+) -> int:
+    """Derive the findings' evidence keys, chains and subjects (see the module doc); the
+    number of findings. Nothing found: nothing derived (no alert row is made from them)."""
+    row = con.execute(f"SELECT count(*) FROM {FINDINGS}").fetchone()
+    found = int(row[0]) if row else 0
+    if not found:
+        return 0
     _finding_events(con, types)
     _chain(con, chain)
     con.execute(
@@ -304,6 +319,7 @@ def record(
     )
     con.execute("DROP TABLE _fe")
     con.execute("DROP TABLE _chain")
+    return found
 
 
 SOURCES_NOTE_SQL = (

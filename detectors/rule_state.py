@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from detectors import custody_state, rowid_sentinel
+from detectors import chain_state, custody_state, rowid_sentinel
 
 # Every entry of a log, in or out of the store: an entry quarantined for a bad field still
 # holds its number (ingest keeps what it could convert under canonical names in
@@ -130,7 +130,7 @@ def prepare_log_order(
 
 _TABLES = (
     "rule_state_batches", "rule_state", "rule_log_breaks", "rule_log_tail",
-    "rule_recon_sides", "rule_custody_events", "rule_log_sizes",
+    "rule_recon_sides", "rule_custody_events", "rule_log_sizes", chain_state.TABLE,
 )  # fmt: skip
 LOG_ORDER = "log_order"
 LOG_CODE_VERSION = hashlib.md5((_ENTRIES + _WINDOWED).encode()).hexdigest()[:12]
@@ -298,6 +298,8 @@ def save_full(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str
     con.execute("DROP TABLE IF EXISTS dw_new_rows_from")  # a later run finds its own
     _save_log_order(con, run_id)
     _save_custody(con, run_id, registry_version)
+    # the full judgement rebuilt the kept chain links (detectors.engine._evaluate)
+    _save_version(con, chain_state.FAMILY, registry_version, chain_state.CODE_VERSION, run_id)
     _count_batches(con)
     _save_ledger(con, run_id)
     return True
@@ -407,6 +409,7 @@ def stale(
     wanted = {
         LOG_ORDER: (None, LOG_CODE_VERSION),  # the order of a log needs no registry
         custody_state.FAMILY: (registry_version, custody_state.CODE_VERSION),
+        chain_state.FAMILY: (registry_version, chain_state.CODE_VERSION),
     }
     reasons: dict[str, str | None] = {}
     for family, (registry, code) in wanted.items():
@@ -417,7 +420,9 @@ def stale(
         elif kept[family][0] != registry:
             reasons[family] = f"it was derived under registry version {kept[family][0]}"
         elif kept[family][1] != code:
-            reasons[family] = "it was derived by other code (detectors.custody/rule_state)"
+            reasons[family] = (
+                "it was derived by other code (detectors.custody/rule_state/chain_state)"
+            )
         elif family == custody_state.FAMILY and not rowid_sentinel.holds(con):
             reasons[family] = (
                 "row ids in disclosure_events moved since its uses were kept by row id"
@@ -433,6 +438,7 @@ def finish(con: duckdb.DuckDBPyConnection, run_id: str, registry_version: str) -
     _save_ledger(con, run_id)
     _save_version(con, LOG_ORDER, None, LOG_CODE_VERSION, run_id)
     _save_version(con, custody_state.FAMILY, registry_version, custody_state.CODE_VERSION, run_id)
+    _save_version(con, chain_state.FAMILY, registry_version, chain_state.CODE_VERSION, run_id)
 
 
 def _add_sizes(

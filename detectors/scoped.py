@@ -42,7 +42,7 @@ from collections import defaultdict
 
 import duckdb
 
-from detectors import custody_state, rule_state
+from detectors import chain_state, custody_state, rule_state
 from detectors.alerts import MergeResult, mark_coverage, merge_alerts
 from detectors.custody import replace_temp
 from detectors.engine import (
@@ -152,6 +152,16 @@ def _state_up_to_date(
     lines += rule_state.update_log_order(
         con, run_id=run_id, batches=batches, rebuild=stale[rule_state.LOG_ORDER]
     )
+    chain_stale = stale[chain_state.FAMILY]
+    if chain_stale is None:
+        added = chain_state.append_new(con, rule_state.new_rows_from(con))
+        lines.append(
+            f"chains: {added:,} new request, disclosure and receipt row(s) added to the kept"
+            " links; findings' chains read the kept links, no old event read"
+        )
+    else:
+        chain_state.rebuild(con)
+        lines.append(f"chains: kept links rebuilt from all history: {chain_stale}")
     custody_state.judge_from_state(con)
     rule_state.finish(con, run_id, registry.version)
     return lines
@@ -408,7 +418,8 @@ def judge_new(
     if kept:
         rule_state.find_new_rows(con, batches)
     delta_events, delta_items = _delta(con, batches)
-    uses_state = kept and _reads_any(rules, *STATE_VIEWS)
+    # the kept state is brought up to date whenever a rule reads it or names chains
+    uses_state = kept and (_reads_any(rules, *STATE_VIEWS) or any(r.links_chain for r in rules))
     stale, state_lines = _rebuild_custody(con, registry, batches) if uses_state else ({}, [])
     result.citations_refreshed = prepare(
         con, registry, sync=False, events="dw_delta_events", items="dw_delta_items",

@@ -136,6 +136,7 @@ WORK_STATE = frozenset(
         "rule_state",
         "rule_recon_sides",
         "rule_custody_events",
+        "rule_chain_rows",
         "ingest_key_ranges",
         "validation_state_batches",
         "validation_source_state",

@@ -110,6 +110,7 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                 ("rule_recon_sides", ""),
                 ("rule_state_batches", "ingest_run_id, updated_by_run_id"),  # counts
                 ("rule_log_sizes", "updated_by_run_id"),
+                ("rule_chain_rows", ""),
             )
         }
         | {  # a use kept narrow by its row id: compared by the event that row holds
