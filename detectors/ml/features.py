@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from detectors.ml import days, partitions, user_days
+from detectors.ml import days, partitions
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
@@ -206,14 +206,6 @@ def _events_where(acting_agency: str, by: str | None = None, located: bool = Fal
           {_LOCATED if located else ""}"""
 
 
-def _zoned_events(acting_agency: str) -> str:
-    """``FROM`` the events (``e``) with their acting agency's zone (``az``) and their log's
-    (``sz``)."""
-    return f"""FROM disclosure_events e
-        LEFT JOIN {_ZONE_TABLE} az ON az.agency = {acting_agency}
-        LEFT JOIN {_SOURCE_ZONE_TABLE} sz ON sz.source_system = e.source_system"""
-
-
 def _events_cte(acting_agency: str, by: str | None = None, located: bool = False) -> str:
     """Events of the chosen types in [from, to), with the acting agency's local clock."""
     return f"""
@@ -222,7 +214,9 @@ def _events_cte(acting_agency: str, by: str | None = None, located: bool = False
                {acting_agency} AS acting_agency,
                coalesce(az.tz, sz.tz, 'UTC') AS zone,
                timezone(coalesce(az.tz, sz.tz, 'UTC'), e.occurred_at) AS local_ts
-        {_zoned_events(acting_agency)}
+        FROM disclosure_events e
+        LEFT JOIN {_ZONE_TABLE} az ON az.agency = {acting_agency}
+        LEFT JOIN {_SOURCE_ZONE_TABLE} sz ON sz.source_system = e.source_system
         {_events_where(acting_agency, by, located)}
     )"""
 
@@ -391,15 +385,21 @@ def actor_day_frame(
     """A recipient user's records and distinct subjects per local day, with agency and role,
     their trailing 7-day sums, and the whole agency's counts on the same days (its
     workload, which sets the pace the user is judged at)."""
-    acting = "e.recipient_agency"
-    # One row per user and local day (``days``): detectors/ml/user_days.py.
-    user_day_ctes = user_days.user_days_ctes(
-        _events_cte(acting, ACTOR_DAY_PARTITION),
-        _zoned_events(acting),
-        _events_where(acting, ACTOR_DAY_PARTITION),
-    )
     sql = f"""
-    WITH {user_day_ctes},
+    WITH {_events_cte("e.recipient_agency", ACTOR_DAY_PARTITION)},
+    days AS (
+        SELECT recipient_agency, actor_id, CAST(local_ts AS DATE) AS day,
+               coalesce(mode(actor_role), '(none)') AS role,
+               any_value(source_system) AS source_system,
+               any_value(disclosing_agency) AS disclosing_agency,
+               any_value(zone) AS zone,
+               CAST(sum(record_count) AS BIGINT) AS records,
+               count(DISTINCT taxpayer_ref) AS subjects,
+               count(*) AS events,
+               min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+               list(event_id ORDER BY occurred_at, event_id) AS event_ids
+        FROM ev GROUP BY recipient_agency, actor_id, CAST(local_ts AS DATE)
+    ),
     -- Slow, steady browsing hides in daily counts: also the user's 7 days ending on the
     -- day and the 7 days starting on it (what the logs hold of them so far).
     weekly AS (
