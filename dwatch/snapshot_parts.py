@@ -130,19 +130,46 @@ def _schema_spec(con: duckdb.DuckDBPyConnection, table: str) -> str:
 @dataclass(frozen=True)
 class Scan:
     """One scan of a table's narrow columns: per block, the rows up to the previous
-    publish's last rowid (``old``) and all rows (``now``), and the highest rowid."""
+    publish's last rowid (``old``) and all rows (``now``), and the highest rowid.
+    ``grouped_old``: the old rows were counted block by block (False: their totals matched
+    what the previous publish recorded, so its blocks were taken as they are)."""
 
     old: dict[int, tuple[int, str]]
     now: dict[int, tuple[int, str]]
     last_rowid: int
+    grouped_old: bool = True
 
 
-def scan_blocks(con: duckdb.DuckDBPyConnection, table: str, since: int) -> Scan:
+def _hashed(table: str) -> str:
+    return ", ".join(["rowid", *(_quote(c) for c in (*IDENTITY[table], *UPDATED_IN_PLACE[table]))])
+
+
+def scan_blocks(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    since: int,
+    known: dict[int, tuple[int, str]] | None = None,
+) -> Scan:
     """Count and hash each block's rows (rowid, identity, updated columns: never whole rows),
-    split at ``since`` (the previous publish's last rowid)."""
-    hashed = ", ".join(
-        ["rowid", *(_quote(c) for c in (*IDENTITY[table], *UPDATED_IN_PLACE[table]))]
-    )
+    split at ``since`` (the previous publish's last rowid).
+
+    ``known``: the blocks the previous publish recorded. When the rows up to ``since`` have
+    their count and hash sum in total (one aggregate, no grouping), nothing old changed: the
+    row id is hashed with the identity, so a row deleted, moved or updated in place changes
+    the total as it changes its block's. Then only the rows past ``since`` are grouped
+    (a 10M 1% run: events 0.17 -> 0.07 CPU-s, index 0.23 -> 0.12); otherwise every row,
+    as before."""
+    hashed = _hashed(table)
+    if known is not None and since >= 0:
+        count, total, top = con.execute(
+            f"SELECT count(*), coalesce(sum(hash({hashed})), 0), coalesce(max(rowid), -1)"
+            f" FROM main.{_quote(table)} WHERE rowid <= {int(since)}"
+        ).fetchone()  # type: ignore[misc]
+        if (int(count), int(total)) == (
+            sum(n for n, _ in known.values()),
+            sum(int(h) for _, h in known.values()),
+        ):
+            return _fresh_blocks(con, table, since, known, int(top))
     rows = con.execute(
         f"SELECT rowid // {BLOCK_ROWS} AS block, rowid > {int(since)} AS fresh, count(*),"
         f" sum(hash({hashed})), max(rowid) FROM main.{_quote(table)} GROUP BY ALL"
@@ -158,6 +185,27 @@ def scan_blocks(con: duckdb.DuckDBPyConnection, table: str, since: int) -> Scan:
         acc[1] += int(total)
         last = max(last, int(top))
     return Scan(old, {b: (c, str(t)) for b, (c, t) in now.items()}, last)
+
+
+def _fresh_blocks(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    since: int,
+    known: dict[int, tuple[int, str]],
+    top: int,
+) -> Scan:
+    """The old blocks as ``known`` recorded them, with the rows past ``since`` added."""
+    now = {b: [n, int(h)] for b, (n, h) in known.items()}
+    last = top
+    for block, count, total, high in con.execute(
+        f"SELECT rowid // {BLOCK_ROWS} AS block, count(*), sum(hash({_hashed(table)})),"
+        f" max(rowid) FROM main.{_quote(table)} WHERE rowid > {int(since)} GROUP BY ALL"
+    ).fetchall():
+        acc = now.setdefault(int(block), [0, 0])
+        acc[0] += int(count)
+        acc[1] += int(total)
+        last = max(last, int(high))
+    return Scan(dict(known), {b: (n, str(h)) for b, (n, h) in now.items()}, last, False)
 
 
 def _settle(partial: Path, target: Path) -> int:
@@ -286,7 +334,7 @@ def _write_table(
     if not _usable(snapshot_dir, spec, known):
         known = (TableState(spec, -1), [])
     previous, segments = known  # type: ignore[misc]
-    scan = scan_blocks(con, table, previous.last_rowid)
+    scan = scan_blocks(con, table, previous.last_rowid, previous.blocks)
     changed = _changed_blocks(previous, scan)
     dirty = [p for p in segments
              if any(p.lo // BLOCK_ROWS <= b <= p.hi // BLOCK_ROWS for b in changed)]  # fmt: skip
