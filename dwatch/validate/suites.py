@@ -47,6 +47,7 @@ from dwatch.validate.checks import (
     for_gx,
     ident,
     re2_tin_pattern,
+    sql_has_tin,
     sql_literal,
 )
 from dwatch.validate.coverage import (
@@ -123,7 +124,6 @@ def _field_checks(
     """The row checks one input field's schema entry asks for (actions not yet applied)."""
     out: list[Check] = []
     col = f"b.{ident(f.name)}"
-    tin_re2 = sql_literal(re2_tin_pattern())
     if f.required:
         out.append(
             _native(
@@ -181,7 +181,7 @@ def _field_checks(
                 "expect_column_values_to_not_match_regex",
                 f.name,
                 f"{f.name} holds no SSN/TIN-shaped string",
-                f"{col} IS NOT NULL AND regexp_matches({col}, {tin_re2})",
+                sql_has_tin(col),
                 "no_tin_in_free_text",
                 regex=re2_tin_pattern(),
             )
