@@ -26,6 +26,8 @@ Scope = Literal["row", "batch"]
 # {batch} placeholder (escaping any other brace), ``for_duckdb`` into our own subquery.
 BATCH_TOKEN = "__dwatch_batch__"
 WITH_B = f"WITH b AS (SELECT * FROM {BATCH_TOKEN}) "
+# Stands for one batch's run id in ``Check.batch_predicate``.
+RUN_TOKEN = "__dwatch_run__"
 
 
 def for_gx(query: str) -> str:
@@ -162,6 +164,15 @@ class Check:
     # Row checks whose verdict on a row depends on rows of other batches (duplicates): a
     # batch judged after an earlier one moved rows to quarantine is counted again.
     cross_batch: bool = False
+    # ``predicate`` for the rows of one batch only, RUN_TOKEN standing for its run id: a
+    # cross-row check then reads only the rows that can decide that batch's rows.
+    batch_predicate: str | None = None
+
+    def predicate_for(self, run_id: str) -> str | None:
+        """``predicate`` as it decides the rows of the batch ``run_id`` (same verdicts)."""
+        if self.batch_predicate is None:
+            return self.predicate
+        return self.batch_predicate.replace(RUN_TOKEN, sql_literal(run_id))
 
     @property
     def name(self) -> str:
@@ -224,6 +235,7 @@ def _custom(
     predicate: str | None = None,
     check_id: str | None = None,
     cross_batch: bool = False,
+    batch_predicate: str | None = None,
 ) -> Check:
     """A check GX runs as a query: row checks also carry the predicate that picks the rows."""
     name = f"{expectation_type}({field_name})" if field_name else expectation_type
@@ -243,6 +255,7 @@ def _custom(
             predicate=predicate,
             check_id=check_id or expectation_type,
             cross_batch=cross_batch,
+            batch_predicate=batch_predicate,
         )
     return Check(expectation_type, field_name, scope, description, spec, gap_query=query)
 

@@ -89,7 +89,7 @@ def quarantine_rows(
         return 0
     conds = []
     for check, source in failing:
-        cond = f"({check.predicate})"
+        cond = f"({check.predicate_for(batch.run_id)})"
         if source is not None:
             cond = f"(b.source_system = {sql_literal(source)} AND {cond})"
         conds.append(cond)

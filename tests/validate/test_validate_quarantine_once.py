@@ -92,3 +92,56 @@ def test_a_batch_ingested_after_now_keeps_instants_within_its_own_window(
     )
     validate_batches(con, config=vconfig, build_docs=False)
     assert [r[2] for r in _moved(con)] == ["expect_column_values_to_be_between"]
+
+
+def test_a_copy_whose_first_copy_left_with_an_earlier_batch_stays(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    # ev-1's first copy leaves with the first batch (a TIN): the second batch's ev-1 is
+    # then the first copy and stays; its ev-2 and its reused sequence_no 3 still fail.
+    first = insert_batch([event_row(1, description="ssn 123-45-6789"), event_row(2), event_row(3)])
+    second = insert_batch(
+        [
+            event_row(1, sequence_no=11),
+            event_row(2, sequence_no=12),
+            event_row(13, sequence_no=3),
+            event_row(14),
+        ]
+    )
+    validate_batches(con, config=vconfig, build_docs=False)
+    assert [(r[0], r[1], r[2]) for r in _moved(con)] == [
+        (first, 1, "expect_column_values_to_not_match_regex"),
+        (second, 2, "expect_key_unique"),
+    ]
+    counts = dict(
+        con.execute(
+            "SELECT expectation, unexpected_count FROM validation_results"
+            " WHERE ingest_run_id = ? AND expectation LIKE 'expect_%unique%'",
+            [second],
+        ).fetchall()
+    )
+    assert counts == {
+        "expect_key_unique(source_system, event_id)": 1,
+        "expect_sequence_no_unique_per_source(sequence_no)": 1,
+    }
+
+
+def test_a_duplicate_check_for_one_batch_reads_only_rows_keyed_like_it() -> None:
+    from dwatch.schema import load_schema
+    from dwatch.validate.checks import RUN_TOKEN, BatchFacts
+    from dwatch.validate.config import load_config
+    from dwatch.validate.setwise import canonical_checks
+
+    table = load_schema().events
+    facts = BatchFacts("ing_a", None, NOW, run_ids=("ing_a", "ing_b"))
+    checks = canonical_checks(table, load_schema().vocabularies, facts, load_config())
+    unique = [c for c in checks if c.cross_batch]
+    assert {c.check_id for c in unique} == {"unique_key", "sequence_unique"}
+    for check in unique:
+        narrowed = check.predicate_for("ing_b")
+        assert narrowed is not None and RUN_TOKEN not in narrowed
+        assert "WHERE ingest_run_id = 'ing_b')" in narrowed
+        assert check.predicate is not None
+        assert "WHERE ingest_run_id = 'ing_b')" not in check.predicate
+    plain = next(c for c in checks if c.check_id == "not_null")
+    assert plain.predicate_for("ing_b") == plain.predicate
