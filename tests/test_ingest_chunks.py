@@ -129,3 +129,50 @@ def test_a_file_typed_in_row_ranges_leaves_what_one_pass_leaves(
     assert any("repeats row 1 of this file" in q[4] for q in chunked["quarantine"])
     if hostile:
         assert dict(reasons)["bad_timestamp"] == 1
+
+
+def test_later_ranges_never_read_back_the_files_own_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each range's keys are checked against the store's other runs only: the file's own
+    rows of earlier ranges are judged through SEEN (reading them back grew with the square
+    of the file), and repeats of them are still found."""
+    import dwatch.ingest.write as ingest_write
+
+    path = _write(tmp_path / "big.parquet")
+    history = _history(tmp_path / "history.parquet")
+    con = connect(tmp_path / "store.duckdb")
+    [before] = ingest_paths(con, [history], key=KEY)
+    read: list[object] = []
+    real = ingest_write._stored_rows
+
+    def spy(
+        con: duckdb.DuckDBPyConnection, kind: str, skip_run: str | None = None
+    ) -> tuple[str | None, dict[str, object]]:
+        stored, params = real(con, kind, skip_run)
+        read.append(params.get("runs"))
+        return stored, params
+
+    monkeypatch.setattr(ingest_write, "_stored_rows", spy)
+    spans = ingest_chunks.chunk_spans
+
+    def tiny(con: duckdb.DuckDBPyConnection, file: Path, fmt: str | None) -> Any:
+        limit = ingest_chunks._size_bytes(
+            str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        )
+        with monkeypatch.context() as m:
+            m.setattr(ingest_chunks, "WORK_SHARE", PER_RANGE * ingest_chunks.WORK_ROW_BYTES / limit)
+            m.setattr(ingest_chunks, "ONE_PASS_SHARE", 0.0)
+            return spans(con, file, fmt)
+
+    monkeypatch.setattr(ingest_run, "chunk_spans", tiny)
+    [result] = ingest_paths(con, [path], key=KEY)
+    assert len(read) == -(-ROWS // PER_RANGE)
+    # The ranges' keys (e0..e24 in each) overlap: only the history's run is read.
+    assert [before.run_id] in read
+    assert all(runs in (None, [before.run_id]) for runs in read)
+    assert result.rows_read == ROWS == result.rows_loaded + result.rows_quarantined
+    repeats = con.execute(
+        "SELECT count(*) FROM quarantine WHERE message LIKE '%of this file'"
+    ).fetchone()[0]
+    assert repeats >= 20
