@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from detectors import chain_state, custody_state, rowid_sentinel
+from detectors import chain_state, custody_state
 
 # Every entry of a log, in or out of the store: an entry quarantined for a bad field still
 # holds its number (ingest keeps what it could convert under canonical names in
@@ -131,6 +131,7 @@ def prepare_log_order(
 _TABLES = (
     "rule_state_batches", "rule_state", "rule_log_breaks", "rule_log_tail",
     "rule_recon_sides", "rule_custody_events", "rule_log_sizes", chain_state.TABLE,
+    custody_state.REACH_TABLE,
 )  # fmt: skip
 LOG_ORDER = "log_order"
 LOG_CODE_VERSION = hashlib.md5((_ENTRIES + _WINDOWED).encode()).hexdigest()[:12]
@@ -422,11 +423,6 @@ def stale(
         elif kept[family][1] != code:
             reasons[family] = (
                 "it was derived by other code (detectors.custody/rule_state/chain_state)"
-            )
-        elif family == custody_state.FAMILY and not rowid_sentinel.holds(con):
-            reasons[family] = (
-                "row ids in disclosure_events moved since its uses were kept by row id"
-                " (a checkpoint compacted rows emptied by deletes), or were never checked"
             )
         else:
             reasons[family] = None

@@ -43,17 +43,28 @@ _PARTITION_VALUE = {
 }
 
 
+def _grown_chains(con: duckdb.DuckDBPyConnection) -> None:
+    """``dw_grown_all``: the finding events of every open alert whose request chain the delta
+    grew (a new request, disclosure or receipt under a request the alert names), by rule:
+    read from the alert tables once for all rules."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_grown_all AS SELECT DISTINCT a.detector_id,"
+        " ae.source_system, ae.event_id FROM alert_events ae JOIN alerts a USING (alert_id)"
+        " WHERE a.status = 'open' AND ae.role = 'finding'"
+        " AND a.alert_id IN (SELECT c.alert_id FROM alert_events c WHERE c.request_id IN"
+        " (SELECT d.request_id FROM dw_delta_events d WHERE list_contains($types, d.event_type)))",
+        {"types": list(CHAIN_EVENT_TYPES)},
+    )
+
+
 def _touch_chains(con: duckdb.DuckDBPyConnection, rule: Rule, by: str) -> None:
     """An open alert names the rest of its findings' request chains (detectors.evidence):
     a new request, disclosure or receipt under one of those requests re-opens the alert's
     partition, whatever the new row itself is judged."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE dw_grown AS SELECT DISTINCT ae.source_system, ae.event_id"
-        " FROM alert_events ae JOIN alerts a USING (alert_id)"
-        " WHERE a.detector_id = $rule AND a.status = 'open' AND ae.role = 'finding'"
-        " AND a.alert_id IN (SELECT c.alert_id FROM alert_events c WHERE c.request_id IN"
-        " (SELECT d.request_id FROM dw_delta_events d WHERE list_contains($types, d.event_type)))",
-        {"rule": rule.id, "types": list(CHAIN_EVENT_TYPES)},
+        "CREATE OR REPLACE TEMP TABLE dw_grown AS SELECT source_system, event_id"
+        " FROM dw_grown_all WHERE detector_id = $rule",
+        {"rule": rule.id},
     )
     if _empty(con, "dw_grown"):
         return  # no open alert's chain grew: the store is not read
@@ -78,6 +89,14 @@ def touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE dw_touched"
         " (part_by VARCHAR, rule_id VARCHAR, part VARCHAR, reason VARCHAR)"
+    )
+    if any(rule.links_chain for rule in scoped):
+        _grown_chains(con)
+    # the ids of open alerts' finding events the delta holds, by rule: read once for all
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_reread AS SELECT DISTINCT a.detector_id, ae.event_id"
+        " FROM alert_events ae JOIN alerts a USING (alert_id) WHERE a.status = 'open'"
+        " AND ae.role = 'finding' AND ae.event_id IN (SELECT event_id FROM dw_events)"
     )
     for rule in scoped:
         assert rule.scope is not None
@@ -124,8 +143,7 @@ def touch(con: duckdb.DuckDBPyConnection, registry: Registry, scoped: list[Rule]
         con.execute(
             "INSERT INTO dw_touched SELECT DISTINCT $by, $rule, CAST(e.{by} AS VARCHAR),"
             " 'an alert''s event re-read' FROM dw_events e WHERE EXISTS (SELECT 1"
-            " FROM alert_events ae JOIN alerts a USING (alert_id) WHERE a.detector_id = $rule"
-            " AND a.status = 'open' AND ae.role = 'finding' AND ae.event_id = e.event_id)".replace(
+            " FROM dw_reread r WHERE r.detector_id = $rule AND r.event_id = e.event_id)".replace(
                 "{by}", by
             ),
             keys,

@@ -92,6 +92,11 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
+# Letters, digits and dashes, never two of X or x side by side (RE2 has no lookaround: each
+# X is followed by another character or ends the text).
+_PLAIN_ID = "(?:[0-9A-WYZa-wyz-]|[Xx][0-9A-WYZa-wyz-])*[Xx]?"
+
+
 def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$opad") -> str:
     """DuckDB expression computing ``pseudonymise(expr)`` with pads bound as parameters.
 
@@ -116,9 +121,20 @@ def sql_pseudonymise(expr: str, ipad_param: str = "$ipad", opad_param: str = "$o
     # The usual SSN shape ('123-45-6789') normalises to its digits: one full match and a
     # replace instead of the stripping regexp (measured at 1M events: about 0.6 CPU-s of
     # the 1.5 the pseudonym costs).
+    # An id of ASCII letters, digits and dashes with a letter and no two X's side by side
+    # ('GA-DOR-001234567': a serial past 1,010,000 has nine digits SSA could issue, so the
+    # whole id is pseudonymised) normalises to itself upper-cased without its dashes: the
+    # stripping regexp removes only the dashes, its mask alternative needs two of [Xx*#]
+    # side by side, and a letter means no leading zeros to restore. Two cheap tests instead
+    # of the stripping regexp and its lambda: 0.86 -> 0.24 CPU-s a million such ids.
+    plain_id = (
+        f"WHEN regexp_full_match(CAST({expr} AS VARCHAR), '{_PLAIN_ID}')"
+        f" AND regexp_matches(CAST({expr} AS VARCHAR), '[A-Za-z]')"
+        f" THEN upper(replace(CAST({expr} AS VARCHAR), '-', ''))"
+    )
     norm = (
         f"(CASE WHEN regexp_full_match(CAST({expr} AS VARCHAR), '[0-9]{{3}}-[0-9]{{2}}-[0-9]{{4}}')"
-        f" THEN replace(CAST({expr} AS VARCHAR), '-', '') ELSE {shortened} END)"
+        f" THEN replace(CAST({expr} AS VARCHAR), '-', '') {plain_id} ELSE {shortened} END)"
     )
     inner = f"unhex(sha256({ipad_param} || encode({norm})))"
     return f"'{PREFIX}' || substr(sha256({opad_param} || {inner}), 1, {_HEX_CHARS})"

@@ -280,8 +280,10 @@ def test_the_duplicate_check_reads_only_runs_whose_key_range_overlaps(
     read: list[object] = []
     real = ingest_write._stored_rows
 
-    def spy(con: duckdb.DuckDBPyConnection, kind: str) -> tuple[str | None, dict[str, object]]:
-        stored, params = real(con, kind)
+    def spy(
+        con: duckdb.DuckDBPyConnection, kind: str, skip_run: str | None = None
+    ) -> tuple[str | None, dict[str, object]]:
+        stored, params = real(con, kind, skip_run)
         read.append(params.get("runs"))
         return stored, params
 

@@ -122,6 +122,7 @@ class Chunk:
 # Keys of one file's well-formed records in its earlier row ranges, with the row that first
 # held each: a repeat in a later range repeats that row (not dropped by _drop_work).
 SEEN = f"{WORK}.{_WORK_PREFIX}chunk_seen"
+SEEN_HASH = "_key_hash"  # SEEN's hash of each key: later ranges are checked against it first
 
 
 @dataclass

@@ -6,7 +6,8 @@ memory limit (``ONE_PASS_SHARE``) is read in row ranges the size a group may use
 (``group.WORK_SHARE``), by ``file_row_number`` (row groups outside a range are not
 read), each range typed, checked
 and written in turn, all in the file's one transaction. The result is the one-pass result:
-a key an earlier range held repeats that row (``write.SEEN``), zone-less-time counts and
+a key an earlier range held repeats that row (``write.SEEN``, checked first by one hash of
+the key; the store is read only for other runs), zone-less-time counts and
 key ranges are summed over the ranges, and rows read = loaded + quarantined.
 """
 

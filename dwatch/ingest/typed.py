@@ -404,7 +404,13 @@ def _load(
         raw_json, stage = _build_text(con, plan, fmt, key, stage, path)
     _number_rows(con, stage)
     # Before duplicates are marked: a duplicate's quarantined raw form is its typed values.
-    _mark_duplicates(con, table, kind, seen=chunk.seen if chunk else None)
+    _mark_duplicates(
+        con,
+        table,
+        kind,
+        seen=chunk.seen if chunk else None,
+        loading=result.run_id if chunk else None,
+    )
     result.warnings += _derive_authority(con, kind, context)
     if chunk is None:
         result.warnings += _dst_warnings(con, mapping)

@@ -89,20 +89,30 @@ def quarantine_rows(
         return 0
     conds = []
     for check, source in failing:
-        cond = f"({check.predicate})"
+        cond = f"({check.predicate_for(batch.run_id)})"
         if source is not None:
             cond = f"(b.source_system = {sql_literal(source)} AND {cond})"
-        conds.append((cond, check))
-    reason = " ".join(f"WHEN {c} THEN {sql_literal(ch.expectation_type)}" for c, ch in conds)
-    fld = " ".join(f"WHEN {c} THEN {sql_literal(ch.field or '')}" for c, ch in conds)
-    messages = ", ".join(
-        f"CASE WHEN {c} THEN {sql_literal(ch.name + ': ' + ch.description)} END" for c, ch in conds
+        conds.append(cond)
+    checks = [check for check, _ in failing]
+    # Each condition once per row (a flag), then the reason, field and message from the
+    # flags: written out in each of them, a cross-row condition (a duplicate check reads
+    # the table) was planned and run four times.
+    flags = ", ".join(f"{c} AS q{i}" for i, c in enumerate(conds))
+    reason = " ".join(
+        f"WHEN q{i} THEN {sql_literal(ch.expectation_type)}" for i, ch in enumerate(checks)
     )
+    fld = " ".join(f"WHEN q{i} THEN {sql_literal(ch.field or '')}" for i, ch in enumerate(checks))
+    messages = ", ".join(
+        f"CASE WHEN q{i} THEN {sql_literal(ch.name + ': ' + ch.description)} END"
+        for i, ch in enumerate(checks)
+    )
+    any_fails = " OR ".join(f"q{i}" for i in range(len(checks)))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _dw_failing AS"
-        f" SELECT b.dw_rowid, CASE {reason} END AS reason_code, CASE {fld} END AS field,"
+        f" SELECT dw_rowid, CASE {reason} END AS reason_code, CASE {fld} END AS field,"
         f" 'validation: ' || concat_ws('; ', {messages}) AS message"
-        f" FROM ({batch_relation(table.name, batch.run_id)}) b WHERE {' OR '.join(c for c, _ in conds)}"
+        f" FROM (SELECT b.dw_rowid, {flags}"
+        f" FROM ({batch_relation(table.name, batch.run_id)}) b) WHERE {any_fails}"
     )
     return _move_failing(con, batch, table)
 

@@ -206,11 +206,13 @@ def suite_runs(
     return runs
 
 
-def _condition(run: SuiteRun, check: Check) -> str:
-    assert check.predicate is not None
+def _condition(run: SuiteRun, check: Check, run_id: str | None = None) -> str:
+    """SQL: the row fails ``check`` of ``run`` (``run_id``: among the rows of that batch)."""
+    predicate = check.predicate if run_id is None else check.predicate_for(run_id)
+    assert predicate is not None
     if run.source is None:
-        return f"({check.predicate})"
-    return f"(b.source_system = {sql_literal(run.source)} AND ({check.predicate}))"
+        return f"({predicate})"
+    return f"(b.source_system = {sql_literal(run.source)} AND ({predicate}))"
 
 
 def count_row_failures(
@@ -280,7 +282,7 @@ def count_for_batch(
     source = "b.source_system" if "source_system" in table.names else "NULL::VARCHAR"
     rows = con.execute(
         f"SELECT {source}, count(*) FROM ({batch_relation(table.name, run_id)}) b"
-        f" WHERE {_condition(run, check)} GROUP BY 1"
+        f" WHERE {_condition(run, check, run_id)} GROUP BY 1"
     ).fetchall()
     return {(run_id, r[0]): int(r[1]) for r in rows}
 

@@ -34,6 +34,7 @@ from dwatch.schema import FieldSpec, TableSpec
 from dwatch.validate.checks import (
     BATCH_TOKEN,
     DUCKDB_TYPE_NAMES,
+    RUN_TOKEN,
     WITH_B,
     BatchFacts,
     Check,
@@ -47,6 +48,7 @@ from dwatch.validate.checks import (
     for_gx,
     ident,
     re2_tin_pattern,
+    sql_has_tin,
     sql_literal,
 )
 from dwatch.validate.coverage import (
@@ -79,7 +81,9 @@ __all__ = [
 ]
 
 
-def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts, check_id: str) -> str:
+def _unique_predicate(
+    table: str, key: Sequence[str], facts: BatchFacts, check_id: str, one_batch: bool = False
+) -> str:
     """SQL over b: TRUE for every copy of a key but the first loaded.
 
     First loaded = earliest ingest run (started_at, then run id), then earliest row of the
@@ -89,6 +93,10 @@ def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts, check_i
     Keys held more than once are found by one aggregate over a hash of the key (not its
     strings); only rows of those hashes are ranked, by the key itself, so a collision costs
     a few rows ranked and never a wrong verdict. NULL keys never match.
+
+    ``one_batch``: for the rows of one batch (RUN_TOKEN): only rows whose key hashes like
+    a key of that batch are read on (every copy of its keys among them), so a recount
+    after earlier batches moved rows groups those rows, not every row of the table.
     """
     cols = ", ".join(ident(k) for k in key)
     o_cols = ", ".join(f"o.{ident(k)}" for k in key)
@@ -99,6 +107,11 @@ def _unique_predicate(table: str, key: Sequence[str], facts: BatchFacts, check_i
         where += f" AND (ingest_run_id IN ({listed}) OR ingest_run_id IS NULL)"
         if check_id in facts.key_runs_new:
             where += f" AND rowid >= {int(facts.since)}"
+    if one_batch:
+        where += (
+            f" AND hash({cols}) IN (SELECT hash({cols}) FROM {ident(table)}"
+            f" WHERE ingest_run_id = {RUN_TOKEN})"
+        )
     rows = f"(SELECT rowid AS row_id, ingest_run_id, {cols} FROM {ident(table)} WHERE {where})"
     runs = facts.runs_sql("ingest_run_id")
     return (
@@ -123,7 +136,6 @@ def _field_checks(
     """The row checks one input field's schema entry asks for (actions not yet applied)."""
     out: list[Check] = []
     col = f"b.{ident(f.name)}"
-    tin_re2 = sql_literal(re2_tin_pattern())
     if f.required:
         out.append(
             _native(
@@ -181,7 +193,7 @@ def _field_checks(
                 "expect_column_values_to_not_match_regex",
                 f.name,
                 f"{f.name} holds no SSN/TIN-shaped string",
-                f"{col} IS NOT NULL AND regexp_matches({col}, {tin_re2})",
+                sql_has_tin(col),
                 "no_tin_in_free_text",
                 regex=re2_tin_pattern(),
             )
@@ -245,6 +257,9 @@ def derive_checks(
                 predicate=predicate,
                 check_id="unique_key",
                 cross_batch=True,
+                batch_predicate=_unique_predicate(
+                    table.name, table.key, facts, "unique_key", one_batch=True
+                ),
             )
         )
 
@@ -266,9 +281,8 @@ def derive_checks(
 
     checks.append(_types_check(table))
     if {"source_system", "sequence_no", "occurred_at"} <= names:
-        predicate = _unique_predicate(
-            table.name, ("source_system", "sequence_no"), facts, "sequence_unique"
-        )
+        numbered = ("source_system", "sequence_no")
+        predicate = _unique_predicate(table.name, numbered, facts, "sequence_unique")
         add_row(
             _custom(
                 "expect_sequence_no_unique_per_source",
@@ -279,6 +293,9 @@ def derive_checks(
                 predicate=predicate,
                 check_id="sequence_unique",
                 cross_batch=True,
+                batch_predicate=_unique_predicate(
+                    table.name, numbered, facts, "sequence_unique", one_batch=True
+                ),
             )
         )
         checks.append(_sequence_gap_check(table.name, facts))

@@ -273,6 +273,19 @@ def move_impossible_instants(
     """
     schema = load_schema()
     lead = schema.instants_ahead_of_ingest
+    ids = [b.run_id for b in batches]
+    # Every batch's window ends at now + lead or later, so when the batches' earliest and
+    # latest instants lie within [not before, now + lead], none holds an impossible one
+    # (an infinite instant is the earliest or latest): one aggregate, no join by batch.
+    # Compared in SQL: an impossible instant may not even be a Python datetime.
+    [(within,)] = con.execute(
+        "SELECT coalesce(min(occurred_at) >= ? AND max(occurred_at) <= ?::TIMESTAMPTZ + ?, TRUE)"
+        " FROM disclosure_events"
+        f" WHERE rowid >= {int(since)} AND ingest_run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [schema.instants_not_before, now, lead, ids],
+    ).fetchall()
+    if within:
+        return {}
     suspects = {
         r[0]
         for r in con.execute(
@@ -281,7 +294,7 @@ def move_impossible_instants(
             f" WHERE e.rowid >= {int(since)} AND e.ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"
             " AND (NOT isfinite(e.occurred_at)"
             " OR e.occurred_at < ? OR e.occurred_at > greatest(?, coalesce(r.started_at, ?)) + ?)",
-            [[b.run_id for b in batches], schema.instants_not_before, now, now, lead],
+            [ids, schema.instants_not_before, now, now, lead],
         ).fetchall()
     }
     found: dict[str, tuple[int, list[Outcome]]] = {}

@@ -187,8 +187,11 @@ def test_a_full_judgement_holds_no_temporary_row_per_use(
     kept = held.execute(
         "SELECT count(*), count(*) FILTER (event_id = 'OLD') FROM rule_custody_events"
     )
-    assert kept.fetchone() == (USES + 2, 0), "every receipt, disposal and use is kept, once"
-    # the uses after the disposal (minutes 181 on) are judged from the kept rows; no other
+    assert kept.fetchone() == (2, 0), "the receipt and the disposal are kept, once; no use"
+    reach = held.execute("SELECT holder_code, log_last_at FROM rule_custody_reach").fetchall()
+    last_use = held.execute("SELECT max(occurred_at) FROM disclosure_events").fetchone()
+    assert reach == [("CA-FTB", last_use[0] if last_use else None)], "the holder's log reaches"
+    # the uses after the disposal (minutes 181 on) are read back from the store; no other
     # temporary table holds more than the receipts and disposals
     assert emptied == (USES - 181,)
     assert {name: n for name, n in temporary.items() if n > 2} == {"dw_custody_emptied": USES - 181}

@@ -4,9 +4,9 @@
   (:mod:`detectors.log_rows`), and fetches ids, batches and rows for the rows it keeps:
   its rows equal the wide window's (:func:`detectors.rule_state.log_rows_sql`), whole or
   for some logs, quarantined entries included.
-- Custody keeps a use by its time, holder, key and row id (:mod:`detectors.custody`), and
-  reads an emptied use back whole by that row id: the alert names the use's own events
-  and actor.
+- Custody keeps no use (:mod:`detectors.custody_state`): receipts and disposals whole,
+  each holder's reach, and an emptied use read back whole from the store: the alert
+  names the use's own events and actor.
 """
 
 from __future__ import annotations
@@ -112,26 +112,24 @@ def test_entries_equal_in_number_and_time_are_ordered_by_row(tmp_path: Path) -> 
 USE_AFTER_DISPOSAL = next(r for r in load_rules() if r.id == "use_after_disposal")
 
 
-def test_uses_kept_narrow_are_read_back_whole(tmp_path: Path) -> None:
+def test_uses_after_an_emptying_are_read_back_whole(tmp_path: Path) -> None:
     con = connect(tmp_path / "store.duckdb")
     case = USE_AFTER_DISPOSAL.cases[0]  # an access after the logged disposal: A2, A3
     load_case(con, case)
     with transaction(con):
         run_rules(con, REGISTRY, run_id="full", rules=[USE_AFTER_DISPOSAL])
     kept = con.execute(
-        "SELECT c.event_type, c.event_id, c.actor_id, c.taxpayer_ref, c.request_id,"
-        " c.event_row IS NOT NULL, e.event_id, c.custody_key FROM rule_custody_events c"
-        " LEFT JOIN (SELECT rowid AS r, event_id FROM disclosure_events) e ON e.r = c.event_row"
-        " ORDER BY c.occurred_at"
+        "SELECT event_type, event_id, actor_id, request_id, event_row, custody_key"
+        " FROM rule_custody_events ORDER BY occurred_at"
     ).fetchall()
-    # uses: time, holder, key and the row they lie in; receipts and disposals whole
+    # receipts and disposals whole; no use is kept, only how far the holder's log reaches
     assert kept == [
-        ("receipt", "R1", "case.actor", None, "F-1", False, None, "F-1"),
-        ("access", None, None, None, None, True, "A1", "F-1"),
-        ("disposal", "X1", "ftb.2", None, "F-1", False, None, "F-1"),
-        ("access", None, None, None, None, True, "A2", "F-1"),
-        ("access", None, None, None, None, True, "A3", "F-1"),
+        ("receipt", "R1", "case.actor", "F-1", None, "F-1"),
+        ("disposal", "X1", "ftb.2", "F-1", None, "F-1"),
     ]
+    reach = con.execute("SELECT count(*), max(log_last_at) FROM rule_custody_reach").fetchone()
+    last = con.execute("SELECT max(occurred_at) FROM disclosure_events").fetchone()
+    assert reach == (1, last[0] if last else None)
     alert = con.execute(
         "SELECT entity_id, list_sort(event_ids), request_id FROM alerts WHERE status = 'open'"
     ).fetchall()

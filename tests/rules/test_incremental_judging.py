@@ -113,13 +113,9 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                 ("rule_chain_rows", ""),
             )
         }
-        | {  # a use kept narrow by its row id: compared by the event that row holds
-            "rule_custody_events": rows(
-                "SELECT c.* EXCLUDE (event_row), e.source_system, e.event_id"
-                " FROM rule_custody_events c LEFT JOIN"
-                " (SELECT rowid AS event_row, source_system, event_id FROM disclosure_events) e"
-                " USING (event_row)"
-            )
+        | {  # receipts and disposals (no use is kept), and how far each holder's log reaches
+            "rule_custody_events": rows("FROM rule_custody_events"),
+            "rule_custody_reach": rows("FROM rule_custody_reach"),
         },
     }
 
