@@ -99,6 +99,9 @@ class Touched:
             SELECT DISTINCT e.event_type, e.day{picked} FROM e SEMI JOIN w
                 ON w.day = e.day
                AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
+            -- A parallel DISTINCT returns its rows in any order: sorted, two reads of the
+            -- same events compare equal (and the scope a run records is reproducible).
+            ORDER BY ALL
             """,
             {
                 "batches": None if batches is None else list(batches),
