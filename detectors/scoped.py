@@ -31,8 +31,9 @@ History is read through the partition column (``source_system`` is one log per b
 DuckDB's zone maps skip the other logs' row groups; ``request_id``, ``actor_id`` and the
 recipient's agency are column scans of one dictionary-encoded column) and new batches
 through ``ingest_run_id`` bounded by the row id their rows start from (batch ids of one day
-share the first bytes DuckDB's zone maps keep; row ids skip the old row groups). Which
-partitions the delta touches: :mod:`detectors.touched`. Every revisit is reported with its reason
+share the first bytes DuckDB's zone maps keep; row ids skip the old row groups); the
+carriers of items in the logs the items name. Which partitions the delta touches:
+:mod:`detectors.touched`. Every revisit is reported with its reason
 (:attr:`detectors.engine.DetectResult.revisits`).
 """
 
@@ -88,7 +89,8 @@ _PARTITION_ROWS: dict[str, tuple[str, ...]] = {
     "request_id": (
         "e.request_id IN (SELECT part FROM dw_parts)",
         "e.request_id IS NULL AND EXISTS (SELECT 1 FROM dw_parts WHERE part IS NULL)",
-        # an item's carrier may carry no request id of its own
+        # an item's carrier may carry no request id of its own (read from the store in the
+        # logs the items name: _carriers_of_parts)
         "e.event_id IN (SELECT i.event_id FROM request_items i"
         " WHERE i.request_id IN (SELECT part FROM dw_parts))",
     ),
@@ -187,16 +189,26 @@ def _delta(con: duckdb.DuckDBPyConnection, batches: list[str]) -> tuple[int, int
         f" WHERE rowid >= $from AND ingest_run_id IN ({marks})",
         {**params, "from": rule_state.new_rows_from(con)},
     )
-    con.execute(
-        "INSERT INTO dw_delta_events SELECT e.* FROM disclosure_events e"
-        " WHERE e.event_id IN (SELECT event_id FROM dw_delta_items)"
-        f" AND e.ingest_run_id NOT IN ({marks})",
-        params,
-    )
+    # the carriers of new items, in the logs the items name (an item naming a log rides on
+    # an event of that log: dw_items): constants zone maps compare, so other logs' row
+    # groups are skipped, not every event's id read (any item naming none: every log)
+    if not _empty(con, "dw_delta_items"):
+        logs, log_params = logs_of(con, "SELECT source_system FROM dw_delta_items")
+        con.execute(
+            "INSERT INTO dw_delta_events SELECT e.* FROM disclosure_events e"
+            f" WHERE {logs} AND e.event_id IN (SELECT event_id FROM dw_delta_items)"
+            f" AND e.ingest_run_id NOT IN ({marks})",
+            {**params, **log_params},
+        )
     counts = con.execute(
         "SELECT (SELECT count(*) FROM dw_delta_events), (SELECT count(*) FROM dw_delta_items)"
     ).fetchone()
     return (int(counts[0]), int(counts[1])) if counts else (0, 0)
+
+
+def _empty(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return not row or row[0] == 0
 
 
 def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
@@ -206,8 +218,26 @@ def _partition_base(con: duckdb.DuckDBPyConnection, by: str) -> tuple[int, int]:
     lists, items, the resolved events it copies whole into ``dw_events_rows``), and as a
     view each read evaluated the partition's filter over every event of the store."""
     replace_temp(con, "dw_part_events")
-    con.execute(f"CREATE TEMP TABLE dw_part_events AS {read_rows_sql(list(_PARTITION_ROWS[by]))}")
+    predicates, params = list(_PARTITION_ROWS[by]), {}
+    if by == "request_id":  # the items' carriers, in the logs the items name
+        predicates[-1:], params = _carriers_of_parts(con)
+    con.execute(f"CREATE TEMP TABLE dw_part_events AS {read_rows_sql(predicates)}", params)
     return _part_items(con)
+
+
+def _carriers_of_parts(con: duckdb.DuckDBPyConnection) -> tuple[list[str], dict[str, str]]:
+    """The predicate reading the carriers of the touched requests' items: events with an
+    item's id in the logs the items name (an item naming a log rides on an event of that
+    log, as ``dw_items`` joins them), so zone maps skip other logs' row groups instead of
+    every event's id being read; none when the requests have no item."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_part_item_keys AS SELECT DISTINCT i.source_system,"
+        " i.event_id FROM request_items i WHERE i.request_id IN (SELECT part FROM dw_parts)"
+    )
+    if _empty(con, "dw_part_item_keys"):
+        return [], {}
+    logs, params = logs_of(con, "SELECT source_system FROM dw_part_item_keys")
+    return [f"{logs} AND e.event_id IN (SELECT event_id FROM dw_part_item_keys)"], params
 
 
 def _part_items(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

@@ -65,3 +65,42 @@ def test_a_partition_reads_the_rows_any_of_its_predicates_selects(
 
 def test_the_request_partition_has_a_predicate_per_way_a_row_belongs() -> None:
     assert len(_PARTITION_ROWS["request_id"]) == 3  # its id, no id (a NULL part), an item
+
+
+def test_carriers_are_read_in_the_logs_their_items_name(tmp_path: Path) -> None:
+    """An item naming its log rides on the event of that id in that log (dw_items joins
+    them so): the request partition and a new batch's delta read the carrier there, and an
+    event of a log no item names sharing its id, no carrier, is not read; while an item
+    names no log, every log is read."""
+    from detectors.scoped import _delta
+
+    con = connect(tmp_path / "store.duckdb")
+    try:
+        events = [
+            {"event_id": "E1", "source_system": "log-a", "request_id": None},
+            {"event_id": "E1", "source_system": "log-c", "request_id": "R9"},  # same id
+            {"event_id": "E2", "source_system": "log-b", "request_id": None},
+        ]
+        items = [
+            {"event_id": "E1", "request_id": "R1", "source_system": "log-a"},
+            {"event_id": "E2", "request_id": "R2", "source_system": "log-b"},
+        ]
+        load_case(con, RuleCase(name="carriers", alerts=0, events=events, request_items=items))
+        con.execute("UPDATE disclosure_events SET ingest_run_id = 'old'")
+        con.execute("UPDATE request_items SET ingest_run_id = 'new'")
+        con.execute("CREATE TEMP TABLE dw_new_batches AS SELECT 'new' AS ingest_run_id")
+        con.execute("CREATE TEMP TABLE dw_parts AS SELECT unnest(['R1', 'R2']) AS part")
+        _partition_base(con, "request_id")
+        read = con.execute("SELECT source_system, event_id FROM dw_part_events ORDER BY ALL")
+        assert read.fetchall() == [("log-a", "E1"), ("log-b", "E2")]
+        assert _delta(con, ["new"]) == (2, 2)
+        delta = con.execute("SELECT source_system, event_id FROM dw_delta_events ORDER BY ALL")
+        assert delta.fetchall() == [("log-a", "E1"), ("log-b", "E2")]
+        # an item naming no log: its id is read in every log
+        con.execute("UPDATE request_items SET source_system = NULL WHERE event_id = 'E2'")
+        _partition_base(con, "request_id")
+        read = con.execute("SELECT source_system, event_id FROM dw_part_events ORDER BY ALL")
+        assert read.fetchall() == [("log-a", "E1"), ("log-b", "E2"), ("log-c", "E1")]
+        assert _delta(con, ["new"]) == (3, 2)
+    finally:
+        con.close()
