@@ -29,6 +29,7 @@ from dwatch.report.cases import (
 from dwatch.report.citations import CitationDirectory, CitationInfo
 from dwatch.report.safety import evidence_pairs, mask_free_text, mask_text
 from dwatch.report.suppressions import describe_criteria, list_suppressions
+from dwatch.report.timeline_days import kept_timeline_sums
 from dwatch.rowfetch import fetch_by_rowid
 
 EVIDENCE_EVENTS_PER_CASE = 25
@@ -509,15 +510,8 @@ def _citation_sections(
 
 
 def _timeline(con: duckdb.DuckDBPyConnection, directory: CitationDirectory) -> Timeline:
-    rows = _rows(
-        con,
-        """
-        SELECT recipient_agency, CAST(occurred_at AS DATE) AS day, count(*) AS events, sum(record_count) AS records
-        FROM disclosure_events WHERE event_type IN (SELECT unnest(?::VARCHAR[]))
-        GROUP BY ALL ORDER BY recipient_agency, day
-        """,
-        [list(CHARTED_EVENT_TYPES)],
-    )
+    # per recipient and day, kept between reports: only rows appended since are read
+    rows = _rows(con, *kept_timeline_sums(con, CHARTED_EVENT_TYPES))
     per: dict[str, list[tuple[date, int, int]]] = defaultdict(list)
     for r in rows:
         per[mask_text(r["recipient_agency"])].append(

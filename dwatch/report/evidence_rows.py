@@ -13,7 +13,7 @@ found for, and each report searches only
 Rows the last search saw can only change by being deleted (validation quarantine) or moved
 (a checkpoint compacting row groups that deletes emptied: rows after the gap take lower row
 ids, in order). Either changes how many rows lie at or below the last row id seen, or which
-event lies at it (``_still_holds``); then every alert is searched again over all rows.
+event lies at it (``still_holds``); then every alert is searched again over all rows.
 Nothing updates an event in place but the rule engine's ``authority_id``, which no kept
 column holds; DuckDB updates a list column (``data_elements``) by deleting the row and
 inserting it anew, which the check sees as a deletion. The result is the table
@@ -49,7 +49,7 @@ _EVENTS = (
 )
 
 
-def _last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | None, int]:
+def last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | None, int]:
     """disclosure_events' last row id now (-1 when empty), the event there, and the row count."""
     row = con.execute("SELECT coalesce(max(rowid), -1), count(*) FROM disclosure_events").fetchone()
     last, count = (int(row[0]), int(row[1])) if row else (-1, 0)
@@ -59,11 +59,11 @@ def _last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | No
     return last, at[0] if at else None, at[1] if at else None, count
 
 
-def _still_holds(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The last row id the kept rows were searched up to, if no row at or below it has been
-    deleted or moved since; None when they must all be searched again."""
+def still_holds(con: duckdb.DuckDBPyConnection, state: str = STATE) -> int | None:
+    """The last row id the kept rows were searched up to (as ``state`` says), if no row at or
+    below it has been deleted or moved since; None when they must all be searched again."""
     kept = con.execute(
-        f"SELECT last_rowid, source_system, event_id, rows_at_or_below FROM {STATE}"
+        f"SELECT last_rowid, source_system, event_id, rows_at_or_below FROM {state}"
     ).fetchall()
     if len(kept) != 1:
         return None
@@ -147,8 +147,8 @@ def kept_alert_rows(con: duckdb.DuckDBPyConnection) -> str:
         )
         return ALERT_ROWS
     with transaction(con):
-        bound = _still_holds(con)
-        last, source_system, event_id, count = _last_row(con)
+        bound = still_holds(con)
+        last, source_system, event_id, count = last_row(con)
         _search(con, bound, last)
         con.execute(f"DELETE FROM {STATE}")
         con.execute(
