@@ -27,10 +27,12 @@ from dwatch.report.cases import (
     load_risk_weights,
 )
 from dwatch.report.citations import CitationDirectory, CitationInfo
+from dwatch.report.evidence_rows import ALERT_ROWS, SHOWN, table_present
 from dwatch.report.safety import evidence_pairs, mask_free_text, mask_text
 from dwatch.report.suppressions import describe_criteria, list_suppressions
 from dwatch.report.timeline_days import kept_timeline_sums
 from dwatch.rowfetch import fetch_by_rowid
+from dwatch.store import transaction
 
 EVIDENCE_EVENTS_PER_CASE = 25
 # What an evidence row shows (EventView), read back alone: the rest of an event's columns
@@ -350,14 +352,22 @@ def _shown_rows(
         """,
         [case_ids, EVIDENCE_EVENTS_PER_CASE],
     )
-    # Row groups holding none of the shown rows are skipped (dwatch.rowfetch).
+    kept = table == ALERT_ROWS and table_present(con, SHOWN)
+    # Row groups holding none of the shown rows are skipped (dwatch.rowfetch); rows the last
+    # report showed are kept (valid while the kept evidence rows' row ids are) and not read.
     fetch_by_rowid(
         con,
         "disclosure_events",
-        "SELECT DISTINCT row_id FROM dw_report_shown",
+        "SELECT DISTINCT row_id FROM dw_report_shown"
+        + (f" WHERE row_id NOT IN (SELECT row_id FROM {SHOWN})" if kept else ""),
         "dw_report_fetched",
         columns=", ".join(SHOWN_EVENT_COLUMNS),
     )
+    if kept:
+        con.execute(
+            f"INSERT INTO dw_report_fetched SELECT k.row_id, {', '.join(SHOWN_EVENT_COLUMNS)}"
+            f" FROM {SHOWN} k SEMI JOIN dw_report_shown s ON s.row_id = k.row_id"
+        )
     moved = con.execute(
         "SELECT count(*) FROM dw_report_shown s"
         " LEFT JOIN dw_report_fetched e ON e.dw_rowid = s.row_id"
@@ -376,6 +386,13 @@ def _shown_rows(
             """,
         )
     )
+    if kept and rows is not None:  # keep what this report showed, for the next
+        with transaction(con):
+            con.execute(f"DELETE FROM {SHOWN}")
+            con.execute(
+                f"INSERT INTO {SHOWN} SELECT dw_rowid, {', '.join(SHOWN_EVENT_COLUMNS)}"
+                " FROM dw_report_fetched"
+            )
     con.execute("DROP TABLE dw_report_shown")
     con.execute("DROP TABLE dw_report_fetched")
     return rows

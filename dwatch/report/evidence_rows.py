@@ -29,6 +29,9 @@ from dwatch.store import transaction
 
 KEPT = "report_alert_rows"
 STATE = "report_alert_rows_state"
+# The evidence rows the last report showed, read back by row id (dwatch.report.data,
+# migration 0051): valid while the state here holds, emptied when it does not.
+SHOWN = "report_shown_events"
 ALERT_ROWS = "dw_report_alert_rows"
 
 # What an alert's rows depend on: the log it names (or none) and the event ids it lists.
@@ -92,6 +95,8 @@ def _search(con: duckdb.DuckDBPyConnection, bound: int | None, last: int) -> Non
     )
     if bound is None:
         con.execute(f"DELETE FROM {KEPT}")
+        if table_present(con, SHOWN):  # their row ids may name other rows now
+            con.execute(f"DELETE FROM {SHOWN}")
         bound = -1
     else:  # rows of alerts gone, or found for another event list, go
         con.execute(
@@ -130,13 +135,17 @@ def _search(con: duckdb.DuckDBPyConnection, bound: int | None, last: int) -> Non
     con.execute("DROP TABLE dw_report_alerts")
 
 
+def table_present(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def kept_alert_rows(con: duckdb.DuckDBPyConnection) -> str:
     """Bring the kept rows up to date and copy them to temp table ``dw_report_alert_rows``
     (alert_id, source_system, event_id, occurred_at, row_id, data_elements); returns its name."""
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [STATE]
-    ).fetchone()
-    if not present or not present[0]:  # a store not yet migrated to 0046: search every event
+    if not table_present(con, STATE):  # a store not yet migrated to 0046: search every event
         found = _FOUND.format(
             alerts="(SELECT *, NULL AS evidence_key FROM alerts)",
             events=_EVENTS.format(lo=0, hi=_ALL_ROWS),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from dwatch.report.evidence_rows import last_row, still_holds
+from dwatch.report.evidence_rows import last_row, still_holds, table_present
 from dwatch.store import transaction
 
 KEPT = "report_timeline_days"
@@ -37,13 +37,6 @@ _ORDER = " ORDER BY recipient_agency, day"
 
 # The sums from scratch (one parameter: the event types), ordered as the kept ones are read.
 FROM_SCRATCH = _SUMS.format(where="") + _ORDER
-
-
-def _present(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [STATE]
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _add(con: duckdb.DuckDBPyConnection, types: list[str], lo: int, hi: int) -> None:
@@ -82,7 +75,7 @@ def kept_timeline_sums(
     """Bring the kept sums up to date; returns the statement that reads them (and its
     parameters): recipient_agency, day, events, records, ordered by recipient and day."""
     types = list(event_types)
-    if not _present(con):  # a store not yet migrated to 0051: sum every event
+    if not table_present(con, STATE):  # a store not yet migrated to 0051: sum every event
         return FROM_SCRATCH, [types]
     with transaction(con):
         kept_types = con.execute(f"SELECT event_types FROM {STATE}").fetchall()

@@ -18,3 +18,24 @@ CREATE TABLE IF NOT EXISTS report_timeline_state (
     event_types VARCHAR[] NOT NULL    -- the event types summed
 );
 COMMENT ON TABLE report_timeline_state IS 'One row: where disclosure_events ended when report_timeline_days was last brought up to date; a different count at or below last_rowid, or another event at it, or other event types, means every event is summed again.';
+-- The evidence rows the last report showed, read back whole by row id (dwatch.report.data):
+-- each report reads back only rows it did not show before. Valid while report_alert_rows_state
+-- holds (its row ids are); emptied whenever the kept evidence rows are searched again.
+CREATE TABLE IF NOT EXISTS report_shown_events (
+    row_id BIGINT NOT NULL,  -- the event's row id in disclosure_events
+    occurred_at TIMESTAMPTZ,
+    source_system VARCHAR,
+    event_id VARCHAR,
+    event_type VARCHAR,
+    disclosing_agency VARCHAR,
+    recipient_agency VARCHAR,
+    actor_id VARCHAR,
+    request_id VARCHAR,
+    legal_authority VARCHAR,
+    data_elements VARCHAR[],
+    record_count BIGINT,
+    taxpayer_ref VARCHAR,
+    channel VARCHAR,
+    description VARCHAR
+);
+COMMENT ON TABLE report_shown_events IS 'The shown columns of the evidence rows the last report showed, by row id; valid while report_alert_rows_state holds. A cache: emptying it only makes the next report read the rows back again.';
