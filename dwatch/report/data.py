@@ -287,7 +287,12 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
     rows = _rows(
         con,
         """
-        SELECT ca.case_id, a.*, t.triage_state, t.resolution, ca.suppression_id
+        SELECT ca.case_id, a.alert_id, a.detector_id, a.detector_kind, a.detector_version,
+               a.severity, a.score, a.status, a.entity_type, a.entity_id, a.actor_id,
+               a.source_system, a.window_start, a.window_end, a.subjects_affected,
+               a.records_affected, a.event_count, a.citations, a.explanation, a.evidence,
+               a.coverage_incomplete, a.retracted_reason,
+               t.triage_state, t.resolution, ca.suppression_id
         FROM case_alerts ca JOIN alerts a USING (alert_id) JOIN alert_triage_state t USING (alert_id)
         WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
         ORDER BY a.status, list_position(?::VARCHAR[], a.severity) DESC, a.window_start, a.alert_id
