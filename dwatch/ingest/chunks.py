@@ -24,7 +24,7 @@ from dwatch.ingest.group import WORK_ROW_BYTES, WORK_SHARE, parquet_rows
 from dwatch.ingest.instants import _dst_messages
 from dwatch.ingest.stage import GROUP_RESERVED, parquet_layout
 from dwatch.ingest.typed import _load
-from dwatch.ingest.write import KEY_CLASSES, _write
+from dwatch.ingest.write import KEY_CLASSES, _has_key_classes, _write
 from dwatch.store import transaction
 
 # A file goes in ranges only when one pass's work table would outgrow this share of DuckDB's
@@ -143,6 +143,8 @@ def _merge_key_ranges(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
             " last_event_id) VALUES (?, ?, ?, ?)",
             [(run_id, *row) for row in merged],
         )
+    if not _has_key_classes(con):
+        return
     classes = con.execute(
         f"SELECT source_system, min(first_plain_id), max(last_plain_id), sum(hashed_ids)"
         f" FROM {KEY_CLASSES} WHERE ingest_run_id = ? GROUP BY 1",
