@@ -38,6 +38,7 @@ import hmac
 import logging
 import re
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -155,6 +156,34 @@ def mask_document(text: str) -> str:
         done = end
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def is_edge(char: str) -> bool:
+    """A character no match of the policy holds and every lookaround of it sees as an edge
+    (see ``_IN_TOKEN_RUN_RE``): the texts on either side of it mask independently."""
+    return not (char.isalnum() or char == "_" or char in _TOKEN_RUN_EXTRA)
+
+
+def mask_document_parts(parts: Sequence[tuple[str, bool]]) -> str:
+    """``mask_document`` of the parts' texts joined, each part ``(text, masked)``.
+
+    A part marked masked is the output of ``mask_document`` (a report's kept case section,
+    masked when rendered), which masking leaves as it is, and starts and ends with an edge
+    (``is_edge``), so it masks independently of its neighbours: it is put in as it is and
+    only the text between such parts is masked."""
+    out: list[str] = []
+    pending: list[str] = []
+    for text, masked in parts:
+        if not masked:
+            pending.append(text)
+            continue
+        if text and not (is_edge(text[0]) and is_edge(text[-1])):
+            raise ValueError("a masked part must start and end with an edge character")
+        out.append(mask_document("".join(pending)))
+        out.append(text)
+        pending = []
+    out.append(mask_document("".join(pending)))
+    return "".join(out)
 
 
 def _digest(normalised: str, key: bytes) -> str:

@@ -847,11 +847,11 @@ def _ml_idle(ctx: RunContext) -> dict[str, str] | None:
     if ctx.config.train_when_missing and set(enabled) - set(models):
         return None
     if ctx.windows:
-        from detectors.ml.scope import touched  # no scikit-learn
+        from detectors.ml.scope import any_touched  # no scikit-learn
 
         types = sorted({t for d, ts in enabled.items() if d in models for t in ts})
         windows = [(w.source_system, w.start, w.end) for w in ctx.windows]
-        if touched(ctx.con, types, windows, None, _opening_batches(ctx)):
+        if any_touched(ctx.con, types, windows, _opening_batches(ctx)):
             return None
     return dict(sorted(models.items()))
 

@@ -138,6 +138,8 @@ WORK_STATE = frozenset(
         "rule_custody_events",
         "rule_chain_rows",
         "ingest_key_ranges",
+        "ingest_key_classes",
+        "ingest_key_hashes",
         "validation_state_batches",
         "validation_source_state",
         "validation_sequence_ranges",

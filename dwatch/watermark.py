@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from dwatch.accounting.bounds import first_rowids
 from dwatch.ingest import IngestResult, expand_paths, file_sha256
 from dwatch.masking import mask_path
 from dwatch.schema import load_schema
@@ -211,23 +212,31 @@ def _open_windows_of(
         [batches, run_id],
     )
     # Days touched by the batches' events, and by the events their request items belong to
-    # (items arriving after their events still change what those days show).
+    # (items arriving after their events still change what those days show). The batches'
+    # rows are read from the row id none of theirs lies below (batch ids skip no row group);
+    # the items' events lie anywhere, so the events are narrowed to the items' sources (a
+    # constant list: row groups of other logs are skipped by their zone maps).
+    low = first_rowids(con, batches)
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _touched AS
         SELECT source_system, occurred_at FROM (
             SELECT e.source_system, e.occurred_at
-            FROM disclosure_events e WHERE e.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+            FROM disclosure_events e WHERE e.rowid >= $events_low
+             AND e.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
             UNION ALL
             SELECT e.source_system, e.occurred_at
             FROM request_items i JOIN disclosure_events e
               ON e.event_id = i.event_id AND (i.source_system IS NULL OR i.source_system = e.source_system)
-            WHERE i.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+            WHERE i.rowid >= $items_low AND i.ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))
+              {_item_event_sources(con, batches, low.items)}
         ) WHERE isfinite(occurred_at) AND occurred_at >= $floor
           AND occurred_at <= now() + to_seconds($ahead)
         """,
         {
             "batches": batches,
+            "events_low": low.events,
+            "items_low": low.items,
             "floor": schema.instants_not_before,
             "ahead": schema.instants_ahead_of_ingest.total_seconds(),
         },
@@ -253,6 +262,27 @@ def _open_windows_of(
     ).fetchall()
     con.execute("DROP TABLE _touched")
     return len(row), {str(r[0]): int(r[1]) for r in late}
+
+
+def _item_event_sources(con: duckdb.DuckDBPyConnection, batches: list[str], low: int) -> str:
+    """SQL (``AND ...`` or empty): the sources of the events the batches' request items
+    belong to, as constants DuckDB's zone maps test (a whole log's row groups are skipped).
+    Empty when an item names no source (it may belong to an event of any log); ``AND
+    FALSE`` when the batches hold no item."""
+    rows = con.execute(
+        "SELECT DISTINCT source_system FROM request_items WHERE rowid >= ?"
+        " AND ingest_run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1 NULLS FIRST",
+        [low, batches],
+    ).fetchall()
+    if not rows:
+        return "AND FALSE"
+    if any(r[0] is None for r in rows):
+        return ""
+    return "AND e.source_system IN (" + ", ".join(_literal(str(r[0])) for r in rows) + ")"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def open_backfill(

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from detectors.ml import days, partitions
+from detectors.ml import days, partitions, spellings
 from dwatch.errors import StoreError
 
 _ZONE_TABLE = "_ml_agency_zone"
@@ -138,6 +138,9 @@ def locate(query: FeatureQuery, column: str, rows: Sequence[int]) -> FeatureQuer
     )
 
 
+_RESOLUTION = "registry_recipient_resolution"
+
+
 def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """(agency code, zone) pairs from any registry table that carries a zone per agency."""
     rows = con.execute(
@@ -154,6 +157,13 @@ def _registry_zones(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         code_col = next(
             (c for c in ("agency", "code", "agency_code", "recipient_code") if c in columns), None
         )
+        if table == _RESOLUTION:
+            # Every spelling the events hold, resolved: from the kept spellings when they
+            # stand for the events (the view reads every event twice).
+            kept = spellings.resolved_zones(con)
+            if kept is not None:
+                zones += kept
+                continue
         if zone_col and code_col:
             zones += con.execute(
                 f'SELECT upper("{code_col}"), "{zone_col}" FROM "{table}"'

@@ -74,28 +74,15 @@ class Touched:
         by: Sequence[str] = (),
         batches: Sequence[str] | None = None,
     ) -> Touched:
-        pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
         by = tuple(dict.fromkeys(by))
-        if not pairs:
+        query = _windows_events(con, event_types, windows, by, batches)
+        if query is None:
             return cls(by, ())
-        days = [d for _, d in pairs]
-        values = "".join(f", coalesce(\"{c}\", '') AS v{i}" for i, c in enumerate(by))
+        sql, params = query
         picked = "".join(f", e.v{i}" for i in range(len(by)))
-        # Only the batches' events count unless a window is a backfill's: then no row lies
-        # below the first of theirs (a constant, so DuckDB skips history's row groups).
-        backfill = batches is None or any(src == ALL_SOURCES for src, _ in pairs)
-        first = 0 if backfill else first_new_row(con, list(batches or []))
         rows = con.execute(
             f"""
-            WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
-                              unnest($days::DATE[]) AS day),
-            e AS (SELECT source_system, event_type{values},
-                         CAST(timezone('UTC', occurred_at) AS DATE) AS day,
-                         ($batches::VARCHAR[] IS NULL
-                          OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
-                  FROM disclosure_events
-                  WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
-                    AND occurred_at >= $lo AND occurred_at < $hi AND rowid >= {int(first)})
+            {sql}
             SELECT DISTINCT e.event_type, e.day{picked} FROM e SEMI JOIN w
                 ON w.day = e.day
                AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived))
@@ -103,15 +90,7 @@ class Touched:
             -- same events compare equal (and the scope a run records is reproducible).
             ORDER BY ALL
             """,
-            {
-                "batches": None if batches is None else list(batches),
-                "sources": [s for s, _ in pairs],
-                "days": days,
-                "types": sorted(set(event_types)),
-                "lo": datetime.combine(min(days), time.min, tzinfo=UTC),
-                "hi": datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
-                "all": ALL_SOURCES,
-            },
+            params,
         ).fetchall()
         return cls(by, tuple((str(r[0]), r[1], tuple(str(v) for v in r[2:])) for r in rows))
 
@@ -122,6 +101,70 @@ class Touched:
         k = self.by.index(by) if by else None
         found = {(vals[k] if k is not None else "", d) for t, d, vals in self.rows if t in types}
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
+
+
+def _windows_events(
+    con: duckdb.DuckDBPyConnection,
+    event_types: Iterable[str],
+    windows: Iterable[SourceWindow],
+    by: Sequence[str],
+    batches: Sequence[str] | None,
+) -> tuple[str, dict[str, object]] | None:
+    """The CTEs ``w`` (the windows' (log, day) pairs) and ``e`` (events of ``event_types``
+    on those days, with the UTC day, ``by``'s values as v0, v1, ... and whether they
+    arrived in ``batches``) and their parameters; None when the windows hold no day."""
+    pairs = sorted({(src, d) for src, start, end in windows for d in _days_between(start, end)})
+    if not pairs:
+        return None
+    days = [d for _, d in pairs]
+    values = "".join(f", coalesce(\"{c}\", '') AS v{i}" for i, c in enumerate(by))
+    # Only the batches' events count unless a window is a backfill's: then no row lies
+    # below the first of theirs (a constant, so DuckDB skips history's row groups).
+    backfill = batches is None or any(src == ALL_SOURCES for src, _ in pairs)
+    first = 0 if backfill else first_new_row(con, list(batches or []))
+    sql = f"""
+            WITH w AS (SELECT unnest($sources::VARCHAR[]) AS source_system,
+                              unnest($days::DATE[]) AS day),
+            e AS (SELECT source_system, event_type{values},
+                         CAST(timezone('UTC', occurred_at) AS DATE) AS day,
+                         ($batches::VARCHAR[] IS NULL
+                          OR ingest_run_id IN (SELECT unnest($batches::VARCHAR[]))) AS arrived
+                  FROM disclosure_events
+                  WHERE event_type IN (SELECT unnest($types::VARCHAR[]))
+                    AND occurred_at >= $lo AND occurred_at < $hi AND rowid >= {int(first)})"""
+    params: dict[str, object] = {
+        "batches": None if batches is None else list(batches),
+        "sources": [s for s, _ in pairs],
+        "days": days,
+        "types": sorted(set(event_types)),
+        "lo": datetime.combine(min(days), time.min, tzinfo=UTC),
+        "hi": datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC),
+        "all": ALL_SOURCES,
+    }
+    return sql, params
+
+
+def any_touched(
+    con: duckdb.DuckDBPyConnection,
+    event_types: Sequence[str],
+    windows: Iterable[SourceWindow],
+    batches: Sequence[str] | None = None,
+) -> bool:
+    """Whether :func:`touched` would find any pair: the first such event ends the read
+    (a run deciding whether to load the ML stack need not list every touched day)."""
+    query = _windows_events(con, event_types, windows, (), batches)
+    if query is None:
+        return False
+    sql, params = query
+    rows = con.execute(
+        f"""
+        {sql}
+        SELECT EXISTS (SELECT 1 FROM e SEMI JOIN w ON w.day = e.day
+            AND (w.source_system = $all OR (w.source_system = e.source_system AND e.arrived)))
+        """,
+        params,
+    ).fetchall()
+    return bool(rows and rows[0][0])
 
 
 # Rows of a DuckDB row group: the least tail worth bounding.

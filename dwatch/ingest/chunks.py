@@ -24,7 +24,7 @@ from dwatch.ingest.group import WORK_ROW_BYTES, WORK_SHARE, parquet_rows
 from dwatch.ingest.instants import _dst_messages
 from dwatch.ingest.stage import GROUP_RESERVED, parquet_layout
 from dwatch.ingest.typed import _load
-from dwatch.ingest.write import _write
+from dwatch.ingest.write import KEY_CLASSES, _has_key_classes, _write
 from dwatch.store import transaction
 
 # A file goes in ranges only when one pass's work table would outgrow this share of DuckDB's
@@ -129,7 +129,8 @@ def _ranges(
 
 
 def _merge_key_ranges(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """One key range per source for the run, as one pass records it."""
+    """One key range per source for the run, as one pass records it (and one row of its
+    ids by class; the hashes of its pseudonyms are each range's, kept as they are)."""
     merged = con.execute(
         "SELECT source_system, min(first_event_id), max(last_event_id) FROM ingest_key_ranges"
         " WHERE ingest_run_id = ? GROUP BY 1",
@@ -138,6 +139,21 @@ def _merge_key_ranges(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("DELETE FROM ingest_key_ranges WHERE ingest_run_id = ?", [run_id])
     if merged:
         con.executemany(
-            "INSERT INTO ingest_key_ranges VALUES (?, ?, ?, ?)",
+            "INSERT INTO ingest_key_ranges (ingest_run_id, source_system, first_event_id,"
+            " last_event_id) VALUES (?, ?, ?, ?)",
             [(run_id, *row) for row in merged],
+        )
+    if not _has_key_classes(con):
+        return
+    classes = con.execute(
+        f"SELECT source_system, min(first_plain_id), max(last_plain_id), sum(hashed_ids)"
+        f" FROM {KEY_CLASSES} WHERE ingest_run_id = ? GROUP BY 1",
+        [run_id],
+    ).fetchall()
+    con.execute(f"DELETE FROM {KEY_CLASSES} WHERE ingest_run_id = ?", [run_id])
+    if classes:
+        con.executemany(
+            f"INSERT INTO {KEY_CLASSES} (ingest_run_id, source_system, first_plain_id,"
+            " last_plain_id, hashed_ids) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, *row) for row in classes],
         )

@@ -27,9 +27,12 @@ from dwatch.report.cases import (
     load_risk_weights,
 )
 from dwatch.report.citations import CitationDirectory, CitationInfo
+from dwatch.report.evidence_rows import ALERT_ROWS, SHOWN, table_present
 from dwatch.report.safety import evidence_pairs, mask_free_text, mask_text
 from dwatch.report.suppressions import describe_criteria, list_suppressions
+from dwatch.report.timeline_days import kept_timeline_sums
 from dwatch.rowfetch import fetch_by_rowid
+from dwatch.store import transaction
 
 EVIDENCE_EVENTS_PER_CASE = 25
 # What an evidence row shows (EventView), read back alone: the rest of an event's columns
@@ -284,7 +287,12 @@ def _alert_views(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[st
     rows = _rows(
         con,
         """
-        SELECT ca.case_id, a.*, t.triage_state, t.resolution, ca.suppression_id
+        SELECT ca.case_id, a.alert_id, a.detector_id, a.detector_kind, a.detector_version,
+               a.severity, a.score, a.status, a.entity_type, a.entity_id, a.actor_id,
+               a.source_system, a.window_start, a.window_end, a.subjects_affected,
+               a.records_affected, a.event_count, a.citations, a.explanation, a.evidence,
+               a.coverage_incomplete, a.retracted_reason,
+               t.triage_state, t.resolution, ca.suppression_id
         FROM case_alerts ca JOIN alerts a USING (alert_id) JOIN alert_triage_state t USING (alert_id)
         WHERE ca.case_id IN (SELECT unnest(?::VARCHAR[]))
         ORDER BY a.status, list_position(?::VARCHAR[], a.severity) DESC, a.window_start, a.alert_id
@@ -349,14 +357,22 @@ def _shown_rows(
         """,
         [case_ids, EVIDENCE_EVENTS_PER_CASE],
     )
-    # Row groups holding none of the shown rows are skipped (dwatch.rowfetch).
+    kept = table == ALERT_ROWS and table_present(con, SHOWN)
+    # Row groups holding none of the shown rows are skipped (dwatch.rowfetch); rows the last
+    # report showed are kept (valid while the kept evidence rows' row ids are) and not read.
     fetch_by_rowid(
         con,
         "disclosure_events",
-        "SELECT DISTINCT row_id FROM dw_report_shown",
+        "SELECT DISTINCT row_id FROM dw_report_shown"
+        + (f" WHERE row_id NOT IN (SELECT row_id FROM {SHOWN})" if kept else ""),
         "dw_report_fetched",
         columns=", ".join(SHOWN_EVENT_COLUMNS),
     )
+    if kept:
+        con.execute(
+            f"INSERT INTO dw_report_fetched SELECT k.row_id, {', '.join(SHOWN_EVENT_COLUMNS)}"
+            f" FROM {SHOWN} k SEMI JOIN dw_report_shown s ON s.row_id = k.row_id"
+        )
     moved = con.execute(
         "SELECT count(*) FROM dw_report_shown s"
         " LEFT JOIN dw_report_fetched e ON e.dw_rowid = s.row_id"
@@ -375,6 +391,13 @@ def _shown_rows(
             """,
         )
     )
+    if kept and rows is not None:  # keep what this report showed, for the next
+        with transaction(con):
+            con.execute(f"DELETE FROM {SHOWN}")
+            con.execute(
+                f"INSERT INTO {SHOWN} SELECT dw_rowid, {', '.join(SHOWN_EVENT_COLUMNS)}"
+                " FROM dw_report_fetched"
+            )
     con.execute("DROP TABLE dw_report_shown")
     con.execute("DROP TABLE dw_report_fetched")
     return rows
@@ -509,15 +532,8 @@ def _citation_sections(
 
 
 def _timeline(con: duckdb.DuckDBPyConnection, directory: CitationDirectory) -> Timeline:
-    rows = _rows(
-        con,
-        """
-        SELECT recipient_agency, CAST(occurred_at AS DATE) AS day, count(*) AS events, sum(record_count) AS records
-        FROM disclosure_events WHERE event_type IN (SELECT unnest(?::VARCHAR[]))
-        GROUP BY ALL ORDER BY recipient_agency, day
-        """,
-        [list(CHARTED_EVENT_TYPES)],
-    )
+    # per recipient and day, kept between reports: only rows appended since are read
+    rows = _rows(con, *kept_timeline_sums(con, CHARTED_EVENT_TYPES))
     per: dict[str, list[tuple[date, int, int]]] = defaultdict(list)
     for r in rows:
         per[mask_text(r["recipient_agency"])].append(

@@ -13,7 +13,7 @@ found for, and each report searches only
 Rows the last search saw can only change by being deleted (validation quarantine) or moved
 (a checkpoint compacting row groups that deletes emptied: rows after the gap take lower row
 ids, in order). Either changes how many rows lie at or below the last row id seen, or which
-event lies at it (``_still_holds``); then every alert is searched again over all rows.
+event lies at it (``still_holds``); then every alert is searched again over all rows.
 Nothing updates an event in place but the rule engine's ``authority_id``, which no kept
 column holds; DuckDB updates a list column (``data_elements``) by deleting the row and
 inserting it anew, which the check sees as a deletion. The result is the table
@@ -29,6 +29,9 @@ from dwatch.store import transaction
 
 KEPT = "report_alert_rows"
 STATE = "report_alert_rows_state"
+# The evidence rows the last report showed, read back by row id (dwatch.report.data,
+# migration 0051): valid while the state here holds, emptied when it does not.
+SHOWN = "report_shown_events"
 ALERT_ROWS = "dw_report_alert_rows"
 
 # What an alert's rows depend on: the log it names (or none) and the event ids it lists.
@@ -49,7 +52,7 @@ _EVENTS = (
 )
 
 
-def _last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | None, int]:
+def last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | None, int]:
     """disclosure_events' last row id now (-1 when empty), the event there, and the row count."""
     row = con.execute("SELECT coalesce(max(rowid), -1), count(*) FROM disclosure_events").fetchone()
     last, count = (int(row[0]), int(row[1])) if row else (-1, 0)
@@ -59,11 +62,11 @@ def _last_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None, str | No
     return last, at[0] if at else None, at[1] if at else None, count
 
 
-def _still_holds(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The last row id the kept rows were searched up to, if no row at or below it has been
-    deleted or moved since; None when they must all be searched again."""
+def still_holds(con: duckdb.DuckDBPyConnection, state: str = STATE) -> int | None:
+    """The last row id the kept rows were searched up to (as ``state`` says), if no row at or
+    below it has been deleted or moved since; None when they must all be searched again."""
     kept = con.execute(
-        f"SELECT last_rowid, source_system, event_id, rows_at_or_below FROM {STATE}"
+        f"SELECT last_rowid, source_system, event_id, rows_at_or_below FROM {state}"
     ).fetchall()
     if len(kept) != 1:
         return None
@@ -92,6 +95,8 @@ def _search(con: duckdb.DuckDBPyConnection, bound: int | None, last: int) -> Non
     )
     if bound is None:
         con.execute(f"DELETE FROM {KEPT}")
+        if table_present(con, SHOWN):  # their row ids may name other rows now
+            con.execute(f"DELETE FROM {SHOWN}")
         bound = -1
     else:  # rows of alerts gone, or found for another event list, go
         con.execute(
@@ -130,13 +135,17 @@ def _search(con: duckdb.DuckDBPyConnection, bound: int | None, last: int) -> Non
     con.execute("DROP TABLE dw_report_alerts")
 
 
+def table_present(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def kept_alert_rows(con: duckdb.DuckDBPyConnection) -> str:
     """Bring the kept rows up to date and copy them to temp table ``dw_report_alert_rows``
     (alert_id, source_system, event_id, occurred_at, row_id, data_elements); returns its name."""
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [STATE]
-    ).fetchone()
-    if not present or not present[0]:  # a store not yet migrated to 0046: search every event
+    if not table_present(con, STATE):  # a store not yet migrated to 0046: search every event
         found = _FOUND.format(
             alerts="(SELECT *, NULL AS evidence_key FROM alerts)",
             events=_EVENTS.format(lo=0, hi=_ALL_ROWS),
@@ -147,8 +156,8 @@ def kept_alert_rows(con: duckdb.DuckDBPyConnection) -> str:
         )
         return ALERT_ROWS
     with transaction(con):
-        bound = _still_holds(con)
-        last, source_system, event_id, count = _last_row(con)
+        bound = still_holds(con)
+        last, source_system, event_id, count = last_row(con)
         _search(con, bound, last)
         con.execute(f"DELETE FROM {STATE}")
         con.execute(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import jinja2
 import markupsafe
 
 from dwatch import masking
+from dwatch.report import safety
 from dwatch.report.data import CaseView
 
 TEMPLATE = "case_section.html.j2"
@@ -44,7 +46,10 @@ def _fingerprint(env: jinja2.Environment, template_path: Path) -> str:
         metadata.version("jinja2"),
         metadata.version("markupsafe"),
     )
-    return hashlib.sha256(template_path.read_bytes() + repr(options).encode()).hexdigest()
+    # and the masking policy a kept section was masked with (a report puts kept sections
+    # in without masking them again: ``CaseSections.fill``)
+    policy = Path(masking.__file__).read_bytes() + Path(safety.__file__).read_bytes()
+    return hashlib.sha256(template_path.read_bytes() + repr(options).encode() + policy).hexdigest()
 
 
 class CaseSections:
@@ -67,6 +72,11 @@ class CaseSections:
         self.kept = self._load()
         self.shown: dict[str, str] = {}
         self.rendered = 0
+        # With ``fill``: each section is put in the rendered report as this token (random:
+        # no value from a log can hold it), and ``fill`` puts the sections in after masking
+        # the text around them.
+        self.token = f"dw-case-section-{secrets.token_hex(16)}"
+        self.placed: list[str] | None = None
 
     def _load(self) -> dict[str, str]:
         if self.path is None:
@@ -89,9 +99,36 @@ class CaseSections:
             html = masking.mask_document(self.template.render(c=case))
             self.rendered += 1
         self.shown[key] = html
+        if (
+            self.placed is not None
+            and html
+            and masking.is_edge(html[0])
+            and masking.is_edge(html[-1])
+        ):
+            self.placed.append(html)  # masks apart from the text around it
+            return markupsafe.Markup(self.token)
         # Rendered from our section template by the environment that escapes every value:
         # markup of ours, put in whole (never a value from a log).
         return markupsafe.Markup(html)
+
+    def hold(self) -> None:
+        """From now on put each section in as the token; ``fill`` puts them in."""
+        self.placed = []
+
+    def fill(self, rendered: str) -> str:
+        """The masked report: ``rendered`` (made after ``hold``) with the text around the
+        sections masked (``masking.mask_document``) and each section put in where its
+        token stands. Every section was masked when rendered (``__call__``), so the result
+        is ``mask_document`` of the report rendered with the sections in place, character
+        for character (tests/report/test_sections.py)."""
+        placed, self.placed = self.placed or [], None
+        pieces = rendered.split(self.token)
+        if len(pieces) != len(placed) + 1:  # not rendered after ``hold``: mask it all
+            raise ValueError("the report does not hold each section once")
+        parts: list[tuple[str, bool]] = [(pieces[0], False)]
+        for html, after in zip(placed, pieces[1:], strict=True):
+            parts += [(html, True), (after, False)]
+        return masking.mask_document_parts(parts)
 
     def save(self) -> None:
         """Keep the sections this report showed (written to a temporary name, then renamed)."""

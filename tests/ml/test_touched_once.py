@@ -84,3 +84,20 @@ def test_scoring_an_increment_reads_its_windows_once(
     summary = score_models(con, run_id="r1", models_dir=models, windows=_windows(con))
     assert len(reads) == 1
     assert sum(1 for d in summary.detectors if d.days) >= 4
+
+
+def test_any_touched_answers_as_listing_the_touched_days(ml_store: Store) -> None:
+    """The idle check's early-ending read agrees with the full list, window by window
+    (each log's own, a backfill's, a day with no event, a type no event has)."""
+    con, _, _ = ml_store
+    windows = _windows(con)
+    empty_day = (windows[0][0], datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 1, 2, tzinfo=UTC))
+    batches = [r[0] for r in con.execute("SELECT run_id FROM ingest_runs ORDER BY 1").fetchall()]
+    cases = [[w] for w in windows] + [[empty_day], [], windows]
+    for types in (["disclosure"], ["access", "receipt"], ["no-such-type"]):
+        for chosen in cases:
+            for by_batch in (None, batches, batches[:1]):
+                listed = scope.touched(con, types, chosen, None, by_batch)
+                assert scope.any_touched(con, types, chosen, by_batch) == bool(listed)
+    assert scope.any_touched(con, ["disclosure"], windows)
+    assert not scope.any_touched(con, ["disclosure"], [empty_day])

@@ -50,13 +50,13 @@ def test_a_daily_runs_report_on_kept_rows_and_sections_is_the_report_from_scratc
             shutil.copy(path, target)
     db, config = tmp_path / "store.duckdb", make_config(tmp_path)
     held: list[int | None] = []
-    still_holds = evidence_rows._still_holds
+    still_holds = evidence_rows.still_holds
 
     def spy(con):  # type: ignore[no-untyped-def]
         held.append(still_holds(con))
         return held[-1]
 
-    monkeypatch.setattr(evidence_rows, "_still_holds", spy)
+    monkeypatch.setattr(evidence_rows, "still_holds", spy)
     first = run_pipeline(db, [inbox], config=config, trigger="test")
     assert first.ok, first.describe()
     previous = (config.reports_dir / LAST_REPORT_MARKER).read_text(encoding="utf-8")

@@ -206,3 +206,59 @@ def test_migration_records_the_ranges_of_rows_already_stored(
         ]
     finally:
         again.close()
+
+
+def _later_copies(con: duckdb.DuckDBPyConnection, key: str, runs: list[str]) -> dict[str, int]:
+    """Per batch of ``runs``, its rows holding a key an earlier loaded row holds (by batch
+    start, run id, row): every key of the table ranked, as the check defines it."""
+    return {
+        r: int(n)
+        for r, n in con.execute(
+            f"SELECT ingest_run_id, count(*) FROM (SELECT e.ingest_run_id, row_number() OVER"
+            f" (PARTITION BY e.source_system, e.{key} ORDER BY r.started_at, e.ingest_run_id,"
+            f" e.rowid) AS copy_no FROM disclosure_events e JOIN ingest_runs r"
+            f" ON r.run_id = e.ingest_run_id WHERE e.{key} IS NOT NULL)"
+            " WHERE copy_no > 1 AND ingest_run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+            [runs],
+        ).fetchall()
+    }
+
+
+def test_keys_probed_by_hash_give_every_later_copy(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    """Stored rows are probed with the checked rows' key hashes, not grouped all: the same
+    later copies, whatever the stored rows hold (copies among themselves, copies of new
+    keys, a key held three times), with key ranges overlapping (pseudonymised ids)."""
+    history = [event_row(i, event_id=f"tp_{i % 7}", sequence_no=i % 9) for i in range(1, 40)]
+    old = insert_batch(history)
+    far = insert_batch([event_row(i, source_system="far-log") for i in range(1, 6)])
+    for run in (old, far):
+        _event_ranges(con, run)
+    validate_batches(con, config=vconfig, build_docs=False)
+    assert _failures(con, old)  # history holds copies of its own keys
+    first = insert_batch(
+        [
+            event_row(50, event_id="tp_3", sequence_no=3),  # a copy of stored keys
+            event_row(51, event_id="tp_new"),  # new, then copied by the next batch
+            event_row(52, event_id="ev-2", source_system="far-log", sequence_no=60),
+            event_row(53, event_id="tp_a", sequence_no=53),
+        ]
+    )
+    second = insert_batch(
+        [
+            event_row(54, event_id="tp_new", sequence_no=51),
+            event_row(55, event_id="tp_3", sequence_no=55),  # the third copy
+            event_row(56, event_id="tp_b", sequence_no=56),
+        ]
+    )
+    for run in (first, second):
+        _event_ranges(con, run)
+    keys = _later_copies(con, "event_id", [first, second])
+    numbers = _later_copies(con, "sequence_no", [first, second])
+    validate_batches(con, config=vconfig, build_docs=False)
+    for run in (first, second):
+        failures = _failures(con, run)
+        assert failures.get(KEY, 0) == keys.get(run, 0)
+        assert failures.get(SEQ, 0) == numbers.get(run, 0)
+    assert keys == {first: 2, second: 2} and numbers == {first: 1, second: 1}
