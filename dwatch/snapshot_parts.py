@@ -327,15 +327,22 @@ def write_parts(
         return _write_parts(con, snapshot_dir, previous or {}, run_id, own)
 
 
+def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` has a transaction open: its id stays the same from one statement to
+    the next (each auto-committed statement gets its own). A ``BEGIN`` that fails inside an
+    open transaction would abort the caller's transaction with it."""
+    first = con.execute("SELECT txid_current()").fetchone()
+    return first == con.execute("SELECT txid_current()").fetchone()
+
+
 @contextmanager
 def _reading(con: duckdb.DuckDBPyConnection) -> Iterator[bool]:
     """One read-only transaction around the reads (or the caller's, when one is open);
     yields whether it is our own."""
-    try:
-        con.execute("BEGIN TRANSACTION")
-    except duckdb.TransactionException:
+    if in_transaction(con):
         yield False  # the caller's transaction already holds one view of the store
         return
+    con.execute("BEGIN TRANSACTION")
     try:
         yield True
     finally:

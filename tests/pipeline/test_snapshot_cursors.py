@@ -82,3 +82,22 @@ def test_a_failed_copy_restores_the_thread_setting(
         write_parts(store, tmp_path / "s")
     assert store.execute("SELECT current_setting('threads')").fetchone() == (2,)
     assert store.execute("SELECT count(*) FROM disclosure_events").fetchone() == (21,)
+
+
+def test_parts_written_inside_the_callers_transaction_leave_it_open(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Inside a caller's transaction the publisher reads through it (its uncommitted rows
+    included) and leaves it open: a failed ``BEGIN`` used to abort it."""
+    assert not snapshot_parts.in_transaction(store)
+    store.execute("BEGIN TRANSACTION")
+    store.execute("DELETE FROM disclosure_events WHERE rowid < 3")
+    assert snapshot_parts.in_transaction(store)
+    parts = write_parts(store, tmp_path / "s")
+    expected = store.execute(
+        "SELECT * EXCLUDE (extra) FROM disclosure_events ORDER BY rowid"
+    ).fetchall()
+    assert _files(tmp_path / "s", parts) == expected and len(expected) == 18
+    store.execute("COMMIT")  # still the caller's, not aborted
+    assert store.execute("SELECT count(*) FROM disclosure_events").fetchone() == (18,)
+    assert not snapshot_parts.in_transaction(store)
