@@ -258,6 +258,21 @@ def _subjects(con: duckdb.DuckDBPyConnection, spec: SubjectsSpec, target: str) -
     )
 
 
+# Each finding's logs and its chain's size: its distinct (log, event id) pairs of each type,
+# counted as rows once the (alert, log, event id, type) rows are distinct (a distinct count
+# of pairs per type cost 3-5x as much: 0.5-0.8 CPU-s for a chain of 620k rows).
+SOURCES_AND_CHAIN = """
+SELECT alert_id, list_sort(list(DISTINCT source_system)) AS sources,
+       {'requests': count(*) FILTER (WHERE event_type = 'request'),
+        'disclosures': count(*) FILTER (WHERE event_type = 'disclosure'),
+        'receipts': count(*) FILTER (WHERE event_type = 'receipt')} AS chain
+FROM (SELECT DISTINCT alert_id, source_system, event_id, event_type
+      FROM (SELECT alert_id, source_system, event_id, event_type FROM _fe
+            UNION ALL SELECT alert_id, source_system, event_id, event_type FROM _chain))
+GROUP BY alert_id
+"""
+
+
 def _set_column(
     con: duckdb.DuckDBPyConnection, types: dict[str, str], name: str, sql_type: str
 ) -> None:
@@ -305,17 +320,8 @@ def record(
     _set_column(con, types, "evidence_sources", "VARCHAR[]")
     _set_column(con, types, "chain", _CHAIN_TYPE)
     con.execute(
-        f"""
-        UPDATE {FINDINGS} f SET evidence_sources = s.sources, chain = s.chain FROM (
-            SELECT alert_id, list_sort(list(DISTINCT source_system)) AS sources,
-                   {{'requests': count(DISTINCT (source_system, event_id)) FILTER (WHERE event_type = 'request'),
-                     'disclosures': count(DISTINCT (source_system, event_id)) FILTER (WHERE event_type = 'disclosure'),
-                     'receipts': count(DISTINCT (source_system, event_id)) FILTER (WHERE event_type = 'receipt')}} AS chain
-            FROM (SELECT alert_id, source_system, event_id, event_type FROM _fe
-                  UNION ALL SELECT alert_id, source_system, event_id, event_type FROM _chain)
-            GROUP BY alert_id
-        ) s WHERE f._alert_id = s.alert_id
-        """
+        f"UPDATE {FINDINGS} f SET evidence_sources = s.sources, chain = s.chain"
+        f" FROM ({SOURCES_AND_CHAIN}) s WHERE f._alert_id = s.alert_id"
     )
     con.execute("DROP TABLE _fe")
     con.execute("DROP TABLE _chain")
