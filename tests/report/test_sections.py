@@ -209,3 +209,123 @@ def test_the_kept_sections_fingerprint_is_the_same_in_another_process() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     assert other == here()
+
+
+# ---------------------------------------------------------------------------- kept rows
+
+
+def _inline_template(section: str) -> str:
+    """The section template with each row template's text written into its loop, as the
+    section template held it before rows were kept (the comment at a row template's top
+    left out)."""
+    from dwatch.report.sections import ROW_KINDS, row_template
+
+    text = (TEMPLATES / section).read_text(encoding="utf-8")
+    for kind, _name in ROW_KINDS:
+        row = (TEMPLATES / row_template(section, kind)).read_text(encoding="utf-8")
+        row = row[row.index("-#}\n") + len("-#}\n") :]
+        if section.endswith(".html.j2"):
+            row = row.removesuffix("\n")  # the HTML environment drops one trailing newline
+        assert f"{{{{ {kind}(" in text
+        text = re.sub(r"\{\{ " + kind + r"\([ae]\) \}\}", lambda _m, r=row: r, text)
+    return text
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_a_section_with_kept_rows_is_the_section_rendered_with_its_rows_inline(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+    markdown: bool,
+) -> None:
+    """Each section, rendered from scratch, from kept rows, and from kept rows after every
+    case stopped being new, is ``mask_document`` of the section template with the rows'
+    text written inline (the seeded store holds markup, formulas and TIN shapes)."""
+    from dwatch import masking
+    from dwatch.report.cases import build_cases
+    from dwatch.report.sections import MARKDOWN_TEMPLATE
+
+    build_cases(con, directory=directory)
+    env = markdown_environment() if markdown else html_environment()
+    name = MARKDOWN_TEMPLATE if markdown else "case_section.html.j2"
+    inline = env.from_string(_inline_template(name))
+
+    def sections(out: Path | None) -> CaseSections:
+        if markdown:
+            return _markdown_sections(env, out)
+        return CaseSections(env, TEMPLATES, out)
+
+    data = gather(con, directory, out_dir=tmp_path)
+    assert data.cases and any(c.events for c in data.cases)
+    # values the gathering would have masked, left raw: the rows' own masking is the last line
+    shown = next(c for c in data.cases if c.events and c.alerts)
+    shown.alerts[0].explanation = '<b>id 123-45-6789</b> =HYPERLINK("x") | *a*'
+    shown.alerts[0].evidence = [("ssn", "987 65 4321"), ("tp_", "12-3456789")]
+    shown.events[0].description = "<img src=x onerror=alert(1)> 123456789"
+    expected = [masking.mask_document(inline.render(c=c)) for c in data.cases]
+    section = expected[data.cases.index(shown)]
+    assert section.count("TIN-REDACTED") >= 4 and "6789" not in section
+    scratch = sections(None)
+    assert [str(scratch(c)) for c in data.cases] == expected
+    first = sections(tmp_path)
+    assert [str(first(c)) for c in data.cases] == expected
+    first.save()
+    rows = sum(len(c.alerts) + len(c.events) for c in data.cases)
+    assert sum(r.rendered for r in first.rows.values()) <= rows
+    # every case changes (no longer new): sections rendered again, their rows kept
+    for case in data.cases:
+        case.is_new = not case.is_new
+    expected = [masking.mask_document(inline.render(c=c)) for c in data.cases]
+    again = sections(tmp_path)
+    assert [str(again(c)) for c in data.cases] == expected
+    assert again.rendered == len(data.cases)
+    assert [r.rendered for r in again.rows.values()] == [0, 0]
+
+
+def test_rows_of_kept_sections_stay_kept(
+    con: duckdb.DuckDBPyConnection,
+    seeded: dict[str, Any],
+    directory: CitationDirectory,
+    tmp_path: Path,
+) -> None:
+    """A report that renders no section keeps the rows of the sections it showed: when every
+    case then stops being new, each section is rendered again and no row is; an alert that
+    changes renders its row alone."""
+    from datetime import UTC, datetime
+
+    from dwatch.report.cases import build_cases
+
+    def report(new_since: datetime | None) -> list[CaseSections]:
+        data = gather(con, directory, out_dir=tmp_path, new_since=new_since)
+        made = []
+        for env, render in ((html_environment(), render_html), (markdown_environment(), None)):
+            if render is None:
+                kept = _markdown_sections(env, tmp_path)
+                render_markdown(data, kept)
+            else:
+                kept = CaseSections(env, TEMPLATES, tmp_path)
+                render(data, kept)
+            kept.save()
+            made.append(kept)
+        return made
+
+    build_cases(con, directory=directory)
+    cases = con.execute("SELECT count(*) FROM cases").fetchone()
+    assert cases and cases[0] > 2
+    first = report(None)
+    assert all(sum(r.rendered for r in s.rows.values()) > cases[0] for s in first)
+    assert [s.rendered for s in report(None)] == [0, 0]
+    later = datetime.now(UTC)  # every case stops being new
+    after = report(later)
+    assert [s.rendered for s in after] == [cases[0], cases[0]]
+    assert [sum(r.rendered for r in s.rows.values()) for s in after] == [0, 0]
+    _case_id, alert_id = _a_case_alert(con)
+    con.execute("UPDATE alerts SET explanation = 'explained again' WHERE alert_id = ?", [alert_id])
+    changed = report(later)
+    assert [s.rendered for s in changed] == [1, 1]
+    assert [s.rows["case_alert_row"].rendered for s in changed] == [1, 1]
+    assert [s.rows["case_event_row"].rendered for s in changed] == [0, 0]
+    kept = json.loads((tmp_path / KEPT_FILE).read_text(encoding="utf-8"))
+    assert kept["rows"]["case_alert_row"] and kept["rows"]["case_event_row"]
+    assert "explained again" in _kept_and_fresh(con, directory, tmp_path, "rows")

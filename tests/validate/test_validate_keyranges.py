@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,34 @@ def test_keys_probed_by_hash_give_every_later_copy(
         assert failures.get(KEY, 0) == keys.get(run, 0)
         assert failures.get(SEQ, 0) == numbers.get(run, 0)
     assert keys == {first: 2, second: 2} and numbers == {first: 1, second: 1}
+
+
+def test_first_batches_skip_the_hash_probe_and_keep_the_verdicts(
+    con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
+) -> None:
+    """With nothing stored before the checked rows (``since`` 0, a first full run) the
+    probe would select every row it is asked to narrow, so it is left out; it is kept when
+    rows were stored before. The verdicts are every later copy either way."""
+    from dwatch.validate.checks import BatchFacts
+    from dwatch.validate.suites import _unique_predicate
+
+    probe = 'hash("event_id") IN (SELECT hash'
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    first = BatchFacts(run_id="r1", run_started_at=now, now=now, run_ids=("r1", "r2"), since=0)
+    later = BatchFacts(run_id="r1", run_started_at=now, now=now, run_ids=("r1", "r2"), since=40)
+    assert probe not in _unique_predicate("disclosure_events", ["event_id"], first, "unique_key")
+    assert probe in _unique_predicate("disclosure_events", ["event_id"], later, "unique_key")
+    a = insert_batch(
+        [event_row(i, event_id=f"tp_{i % 5}", sequence_no=i % 7) for i in range(1, 30)]
+    )
+    b = insert_batch([event_row(i, event_id=f"tp_{i % 3}", sequence_no=i) for i in range(30, 40)])
+    for run in (a, b):
+        _event_ranges(con, run)
+    keys = _later_copies(con, "event_id", [a, b])
+    numbers = _later_copies(con, "sequence_no", [a, b])
+    validate_batches(con, config=vconfig, build_docs=False)
+    for run in (a, b):
+        failures = _failures(con, run)
+        assert failures.get(KEY, 0) == keys.get(run, 0)
+        assert failures.get(SEQ, 0) == numbers.get(run, 0)
+    assert keys[a] == 24 and keys[b] == 10
