@@ -37,6 +37,7 @@ import duckdb
 
 from dwatch.accounting.bounds import ROW_GROUP, RowBounds, first_rowids
 from dwatch.accounting.readback import capture_hints, hints_hold
+from dwatch.snapshot_parts import note_rewrite
 
 TABLE = "accounting_keys"
 # Columns of accounting_keys (migration 0043) in the order entries_sql selects them.
@@ -376,6 +377,7 @@ def rewrite_in_key_order(con: duckdb.DuckDBPyConnection, total: int) -> None:
             f" WHERE rowid <= {last} {low} {high} ORDER BY lookup_key"
         )
     con.execute(f"DELETE FROM {TABLE} WHERE rowid <= {last}")
+    note_rewrite(con, TABLE)  # rows added again in another order: a publish reads them
 
 
 _UNATTRIBUTED = """
@@ -455,6 +457,7 @@ def refresh_index(con: duckdb.DuckDBPyConnection) -> IndexRefresh:
             " OR item_run_id IN (SELECT unnest($b::VARCHAR[]))",
             {"b": stale},
         )
+        note_rewrite(con, TABLE)  # the batches' rows are added again below
         con.execute(
             "DELETE FROM accounting_index_runs WHERE ingest_run_id IN (SELECT unnest(?::VARCHAR[]))",
             [stale],
@@ -497,6 +500,7 @@ def _drop_if_moved(con: duckdb.DuckDBPyConnection) -> bool:
     if hints_hold(con):
         return False
     con.execute(f"DELETE FROM {TABLE}")
+    note_rewrite(con, TABLE)  # built anew below
     con.execute("DELETE FROM accounting_index_runs")
     con.execute("UPDATE accounting_index_state SET sorted_entries = 0")
     return True
