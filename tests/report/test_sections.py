@@ -129,10 +129,14 @@ def test_a_new_masking_policy_shows_in_kept_cases(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     before = _kept_and_fresh(con, directory, tmp_path, "before")
-    policy_now = safety.masking.mask_text
-    monkeypatch.setattr(
-        safety.masking, "mask_text", lambda v: policy_now(v).replace("IRS", "[MASKED]")
-    )
+    # both forms of the policy (safety masks values with mask_document)
+    for name in ("mask_text", "mask_document"):
+        policy_now = getattr(safety.masking, name)
+        monkeypatch.setattr(
+            safety.masking,
+            name,
+            lambda v, policy=policy_now: policy(v).replace("IRS", "[MASKED]"),
+        )
     safety._masked.cache_clear()
     try:
         after = _kept_and_fresh(con, directory, tmp_path, "after")
