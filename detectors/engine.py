@@ -27,9 +27,10 @@ Views every rule can use (built by :func:`prepare`, set-wise, once per run):
     request items with their carrying event and their address's verdict
     (``address_valid``, ``address_form``, ``address_reason``: :mod:`dwatch.address`, judged
     once per distinct address text into ``address_verdicts``).
-``dw_sequence_breaks``, ``dw_log_sizes``
+``dw_sequence_breaks``, ``dw_log_sizes``, ``dw_log_behind``
     the rows where a log's order breaks (a sequence gap or reused number, or a time earlier
-    than the previous entry's), with the neighbours' numbers and times; each log's entries.
+    than the previous entry's), with the neighbours' numbers and times; each log's entries;
+    the entries timed before an entry earlier in their log's order (``latest_before``).
 
 A query returns one row per finding with ``entity_id``, ``event_ids`` (or ``event_keys``:
 ``{source_system, event_id}`` pairs, for findings whose events span logs), ``window_start``,

@@ -6,8 +6,8 @@ each entry whole (its id, batch and row beside its number and time) made that wi
 largest sort of a full judgement (956 MiB of spill at 10M events under a 244 MiB DuckDB
 share). Here the window sorts only what orders and judges an entry: its log, number, time
 and where it lies (its row id in ``disclosure_events``; a quarantined entry, which holds its
-number, a negative number of its own). The few rows it keeps (breaks, each log's last
-entry) then fetch their id, batch and row, and their next neighbour's, by row id.
+number, a negative number of its own). The few rows it keeps (breaks, dips, each log's
+last entry) then fetch their id, batch and row, and their next neighbour's, by row id.
 
 The rows are :func:`detectors.rule_state.log_rows_sql`'s over the same entries, column for
 column; entries equal in log, number and time are ordered by where they lie (the wide
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import duckdb
 
-from detectors.rule_state import BREAK, COLUMNS, QUARANTINED_ENTRIES
+from detectors.rule_state import BREAK, COLUMNS, DIP, QUARANTINED_ENTRIES
 
 # The quarantined entries (few), each with its own negative place.
 _QUARANTINED = (
@@ -36,14 +36,17 @@ _QUARANTINED = (
 # spilled about 260 MiB under a 476 MiB limit), with a margin.
 BYTES_PER_ENTRY = 100
 
-# Each entry's neighbours in its log, by number, time and place; kept where the order
-# breaks or the log ends. {piece}: the logs of one piece.
+# Each entry's neighbours in its log, by number, time and place, and the last and next
+# times either side; kept where the order breaks, the log ends or the time dips.
+# {piece}: the logs of one piece.
 _NARROW = f"""
 SELECT * FROM (
     SELECT source_system, sequence_no, occurred_at, entry_row,
            lag(sequence_no) OVER w AS prev_no, lag(occurred_at) OVER w AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(occurred_at) OVER w AS next_at,
-           lead(entry_row) OVER w AS next_entry
+           lead(entry_row) OVER w AS next_entry,
+           lag(occurred_at IGNORE NULLS) OVER w AS last_at,
+           lead(occurred_at IGNORE NULLS) OVER w AS coming_at
     FROM (SELECT source_system, sequence_no, occurred_at, rowid AS entry_row
           FROM disclosure_events
           WHERE sequence_no IS NOT NULL AND ({{events}}) AND ({{piece}})
@@ -52,7 +55,7 @@ SELECT * FROM (
           WHERE {{piece}})
     WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at, entry_row)
 )
-WHERE {BREAK} OR next_no IS NULL
+WHERE {BREAK} OR next_no IS NULL OR {DIP}
 """
 
 # The id, batch and row of every kept entry and of its next neighbour.
@@ -67,10 +70,11 @@ SELECT entry_row, event_id, ingest_run_id, source_row FROM dw_log_quarantined
 
 _ROWS = f"""
 CREATE OR REPLACE TEMP TABLE {{table}} AS
-SELECT {COLUMNS}, {BREAK} AS is_break FROM (
+SELECT {COLUMNS}, last_at, coming_at, {BREAK} AS is_break FROM (
     SELECT n.source_system, n.sequence_no, d.event_id, n.occurred_at, d.ingest_run_id,
            d.source_row, n.prev_no, n.prev_at, n.next_no, x.event_id AS next_event,
-           n.next_at, x.ingest_run_id AS next_run, x.source_row AS next_row
+           n.next_at, x.ingest_run_id AS next_run, x.source_row AS next_row, n.last_at,
+           n.coming_at
     FROM dw_log_narrow n
     JOIN dw_log_details d ON d.entry_row = n.entry_row
     LEFT JOIN dw_log_details x ON x.entry_row = n.next_entry
@@ -128,7 +132,7 @@ def build(
     logs: str = "true",
     piece_entries: float | None = None,
 ) -> None:
-    """``table``: the break rows and each log's last row of every entry the filters select
+    """``table``: the break rows, the dips and each log's last row of every entry the filters select
     (SQL on ``disclosure_events``, on ``quarantine`` and on a quarantined entry's log,
     as :func:`detectors.rule_state.entries_sql` takes them), as ``log_rows_sql`` gives them;
     sorted in pieces of about ``piece_entries`` entries (default: from the memory limit)."""

@@ -14,6 +14,15 @@ late entry, a replayed or reused number), or a tail whose number two entries hol
 order is not fixed), **reopens** that log: its entries are read whole through the
 ``source_system`` predicate (zone maps skip other logs' row groups) and its state replaced.
 
+The same pass keeps each log's entries **behind** an earlier one (timed before the latest
+time of the entries before them in the log's order), with that latest time
+(``rule_log_behind``, migration 0057), and each tail keeps its log's latest time
+(``rule_log_tail.latest_at``): whether an entry is behind rests on the entries before it
+alone, so a batch after the tail adds its own, judged against the tail's latest time. A
+rule pairing entries with the earlier entries they fall behind reads these few rows
+(``dw_log_behind``) instead of every entry of every log. They are found without a running
+maximum over every entry (:func:`find_behind`): the pass keeps where a log's time dips.
+
 **The batch ledger** (``rule_state_batches``): the batches the state covers and their row
 counts. Before a run trusts the state, every batch in the store must be covered with the
 same counts, or be new in this run and not covered yet; otherwise (rows deleted, corrected or
@@ -65,8 +74,15 @@ _BREAK = (
     " OR occurred_at < prev_at)"
 )
 
-# One ordered pass: each entry with its neighbours, kept where the order breaks or where
-# the log ends (its tail). A tail row (is_tail) brings its predecessor from the state.
+# A dip: an entry timed before the last timed entry before it in its log's order
+# (``last_at``: lag IGNORE NULLS; a quarantined entry has no time). Every dip is behind
+# an earlier entry; the entries behind one that are not dips follow a dip (see _behind).
+_DIP = "(occurred_at < last_at)"
+
+# One ordered pass: each entry with its neighbours, kept where the order breaks, where the
+# log ends (its tail) or where it dips. A tail row (is_tail) brings its predecessor from
+# the state, and stands in the dips' pass for every entry up to it by its log's latest
+# time (t_latest_at): an entry after it is behind an earlier one when timed before that.
 _WINDOWED = f"""
 SELECT *, {_BREAK} AS is_break FROM (
     SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,
@@ -74,26 +90,30 @@ SELECT *, {_BREAK} AS is_break FROM (
            CASE WHEN is_tail THEN t_prev_at ELSE lag(occurred_at) OVER w END AS prev_at,
            lead(sequence_no) OVER w AS next_no, lead(event_id) OVER w AS next_event,
            lead(occurred_at) OVER w AS next_at,
-           lead(ingest_run_id) OVER w AS next_run, lead(source_row) OVER w AS next_row
+           lead(ingest_run_id) OVER w AS next_run, lead(source_row) OVER w AS next_row,
+           lag(CASE WHEN is_tail THEN t_latest_at ELSE occurred_at END IGNORE NULLS) OVER w
+               AS last_at,
+           lead(occurred_at IGNORE NULLS) OVER w AS coming_at
     FROM ({{rows}})
     WINDOW w AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at)
 )
-WHERE {_BREAK} OR next_no IS NULL
+WHERE {_BREAK} OR next_no IS NULL OR {_DIP}
 """
-COLUMNS, BREAK = _COLUMNS, _BREAK  # what detectors.log_rows orders the same way
+COLUMNS, BREAK, DIP = _COLUMNS, _BREAK, _DIP  # what detectors.log_rows orders the same way
 
 
 def entries_sql(events: str = "true", quarantined: str = "true", logs: str = "true") -> str:
     """Every numbered entry matching the filters, with no tail rows (``is_tail`` false)."""
     inner = _ENTRIES.format(events=events, quarantined=quarantined, logs=logs)
     return (
-        "SELECT *, false AS is_tail, NULL::BIGINT AS t_prev_no, NULL::TIMESTAMPTZ AS t_prev_at"
-        f" FROM ({inner})"
+        "SELECT *, false AS is_tail, NULL::BIGINT AS t_prev_no, NULL::TIMESTAMPTZ AS t_prev_at,"
+        f" NULL::TIMESTAMPTZ AS t_latest_at FROM ({inner})"
     )
 
 
 def log_rows_sql(table: str = "dw_log_rows", rows: str | None = None) -> str:
-    """``table``: the break rows and each log's last row (``is_break`` tells them apart)."""
+    """``table``: the break rows, the dips (``last_at``, ``coming_at``: :func:`find_behind`)
+    and each log's last row (``is_break`` tells breaks apart)."""
     return f"CREATE OR REPLACE TEMP TABLE {table} AS " + _WINDOWED.format(
         rows=rows or entries_sql()
     )
@@ -103,6 +123,128 @@ SEQUENCE_BREAKS = (
     f"CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS SELECT {_COLUMNS}"
     " FROM dw_log_rows WHERE is_break"
 )
+
+# The entries behind an earlier one (timed before the latest time of the entries before
+# them in their log's order), kept as ``rule_log_behind`` and read as ``dw_log_behind``.
+BEHIND_COLUMNS = (
+    "source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row, latest_before"
+)
+
+# Between two dips a log's times do not fall (a quarantined entry has none), so the latest
+# time before an entry is the later of the last time before it (last_at) and the latest
+# last_at of the dips up to it: every dip is behind, with that running latest, and the
+# entries after a dip timed before it (the first of the stretch to the next dip, whose
+# times rise) are too. A stretch holds one only if its first timed entry after the dip
+# (coming_at) does. {rows}: the rows of one ordered pass (every dip, each log's last row).
+_DIPS = f"""
+CREATE OR REPLACE TEMP TABLE dw_log_dips AS
+SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row, coming_at,
+       max(last_at) OVER (d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS latest_before,
+       lead(sequence_no) OVER d AS to_no, lead(occurred_at) OVER d AS to_at
+FROM {{rows}} WHERE {_DIP}
+WINDOW d AS (PARTITION BY source_system ORDER BY sequence_no, occurred_at)
+"""
+# The stretches after a dip that hold an entry behind: to the next dip (excluded) or the
+# log's last entry. (Dips of a log differ in number or time: an entry equal to the one
+# before it in both is no dip.)
+_STRETCHES = """
+CREATE OR REPLACE TEMP TABLE dw_log_stretches AS
+SELECT d.source_system, d.sequence_no AS from_no, d.occurred_at AS from_at,
+       d.event_id AS from_event, d.ingest_run_id AS from_run, d.source_row AS from_row,
+       coalesce(d.to_no, l.last_no) AS to_no, d.to_at, d.latest_before AS reach
+FROM dw_log_dips d
+JOIN (SELECT source_system, max(sequence_no) AS last_no FROM {rows} WHERE next_no IS NULL
+      GROUP BY ALL) l ON l.source_system IS NOT DISTINCT FROM d.source_system
+WHERE d.coming_at >= d.occurred_at AND d.coming_at < d.latest_before
+"""
+# The entries of those stretches timed before their dip's running latest, each matched to
+# its one stretch through buckets of numbers (about 4096 a log; a hash join, not every
+# entry paired with every stretch of its log), narrow: the row ids of {table}. {logs}:
+# constants on source_system (zone maps skip other logs' row groups).
+_STRETCHED = """
+CREATE OR REPLACE TEMP TABLE dw_log_stretched AS
+WITH widths AS (
+    SELECT source_system, min(from_no) AS first_no, max(to_no) AS last_no, max(reach) AS reach,
+           greatest(1024, (max(to_no)::HUGEINT - min(from_no)) // 4096 + 1)::BIGINT AS width
+    FROM dw_log_stretches GROUP BY source_system
+),
+buckets AS (
+    SELECT s.*, unnest(range(s.from_no // w.width, s.to_no // w.width + 1)) AS bucket
+    FROM dw_log_stretches s JOIN widths w USING (source_system)
+),
+entries AS (
+    SELECT e.entry_row, e.source_system, e.sequence_no, e.occurred_at,
+           e.sequence_no // w.width AS bucket
+    FROM (SELECT rowid AS entry_row, source_system, sequence_no, occurred_at
+          FROM disclosure_events WHERE {logs} AND ({where})) e
+    JOIN widths w USING (source_system)
+    WHERE e.sequence_no BETWEEN w.first_no AND w.last_no AND e.occurred_at < w.reach
+)
+SELECT x.entry_row, b.reach AS latest_before, b.from_no, b.from_at, b.from_event, b.from_run,
+       b.from_row
+FROM entries x JOIN buckets b ON b.source_system = x.source_system AND b.bucket = x.bucket
+WHERE x.occurred_at < b.reach
+  AND (x.sequence_no > b.from_no OR (x.sequence_no = b.from_no AND x.occurred_at >= b.from_at))
+  AND (x.sequence_no < b.to_no
+       OR (x.sequence_no = b.to_no AND (b.to_at IS NULL OR x.occurred_at < b.to_at)))
+"""
+# Every dip, and the stretches' entries but their dip (read back by row id: {rows}, the
+# least and greatest, constants zone maps compare).
+_BEHIND = f"""
+CREATE OR REPLACE TEMP TABLE {{target}} AS
+SELECT {BEHIND_COLUMNS} FROM dw_log_dips
+"""
+_BEHIND_STRETCHED = """
+INSERT INTO {target}
+SELECT e.source_system, e.sequence_no, e.event_id, e.occurred_at, e.ingest_run_id, e.source_row,
+       h.latest_before
+FROM dw_log_stretched h
+JOIN (SELECT rowid AS entry_row, source_system, sequence_no, event_id, occurred_at,
+             ingest_run_id, source_row
+      FROM disclosure_events WHERE {rows}
+        AND rowid IN (SELECT entry_row FROM dw_log_stretched)) e
+  USING (entry_row)
+WHERE NOT (e.sequence_no = h.from_no AND e.occurred_at = h.from_at
+           AND e.event_id IS NOT DISTINCT FROM h.from_event
+           AND e.ingest_run_id IS NOT DISTINCT FROM h.from_run
+           AND e.source_row IS NOT DISTINCT FROM h.from_row)
+"""
+
+
+def find_behind(
+    con: duckdb.DuckDBPyConnection,
+    rows: str,
+    target: str,
+    *,
+    where: str = "sequence_no IS NOT NULL",
+    on_base: Callable[[str], str] = lambda sql: sql,
+) -> None:
+    """``target`` (:data:`BEHIND_COLUMNS`): the entries behind an earlier one in their
+    log's order, from ``rows`` (one ordered pass's rows: :func:`log_rows_sql`,
+    :func:`detectors.log_rows.build`) and the events that pass read (``where``, SQL on
+    ``disclosure_events``, which ``on_base`` may rewrite to another table)."""
+    con.execute(_DIPS.format(rows=rows))
+    con.execute(_STRETCHES.format(rows=rows))
+    con.execute(_BEHIND.format(target=target))
+    logs = [
+        r[0] for r in con.execute("SELECT DISTINCT source_system FROM dw_log_stretches").fetchall()
+    ]
+    if logs:
+        params = {f"log{n}": log for n, log in enumerate(sorted(logs, key=str))}
+        named = f"source_system IN ({', '.join('$' + p for p in params)})"
+        if None in logs:  # a log without a name: every log's row groups
+            named, params = "true", {}
+        con.execute(on_base(_STRETCHED.format(logs=named, where=where)), params)
+        found = con.execute(
+            "SELECT min(entry_row), max(entry_row) FROM dw_log_stretched"
+        ).fetchone()
+        if found and found[0] is not None:
+            rows = f"rowid BETWEEN {int(found[0])} AND {int(found[1])}"
+            con.execute(on_base(_BEHIND_STRETCHED.format(target=target, rows=rows)))
+        con.execute("DROP TABLE dw_log_stretched")
+    con.execute("DROP TABLE dw_log_dips")
+    con.execute("DROP TABLE dw_log_stretches")
+
 
 # Each log's numbered events (``dw_log_sizes``, kept as ``rule_log_sizes``): a run judging
 # new batches adds theirs instead of counting every log again. {events} narrows the rows.
@@ -116,14 +258,17 @@ LOG_SIZES = "CREATE OR REPLACE TEMP TABLE dw_log_sizes AS " + _SIZES.format(even
 def prepare_log_order(
     con: duckdb.DuckDBPyConnection, on_base: Callable[[str], str], *, whole: bool = False
 ) -> None:
-    """``dw_sequence_breaks`` and ``dw_log_sizes`` over the rows ``on_base`` reads
-    (``whole``: every log of the store, sorted narrow by :mod:`detectors.log_rows`)."""
+    """``dw_sequence_breaks``, ``dw_log_behind`` and ``dw_log_sizes`` over the rows
+    ``on_base`` reads (``whole``: every log of the store, sorted narrow by
+    :mod:`detectors.log_rows`)."""
     if whole:
         from detectors import log_rows  # (it builds on this module)
 
         log_rows.build(con)
+        find_behind(con, "dw_log_rows", "dw_log_behind")
     else:
         con.execute(on_base(log_rows_sql()))
+        find_behind(con, "dw_log_rows", "dw_log_behind", on_base=on_base)
     con.execute(SEQUENCE_BREAKS)
     con.execute(on_base(LOG_SIZES))
 
@@ -131,10 +276,12 @@ def prepare_log_order(
 _TABLES = (
     "rule_state_batches", "rule_state", "rule_log_breaks", "rule_log_tail",
     "rule_recon_sides", "rule_custody_events", "rule_log_sizes", chain_state.TABLE,
-    custody_state.REACH_TABLE,
+    custody_state.REACH_TABLE, "rule_log_behind",
 )  # fmt: skip
 LOG_ORDER = "log_order"
-LOG_CODE_VERSION = hashlib.md5((_ENTRIES + _WINDOWED).encode()).hexdigest()[:12]
+LOG_CODE_VERSION = hashlib.md5(
+    (_ENTRIES + _WINDOWED + _DIPS + _STRETCHES + _STRETCHED + _BEHIND_STRETCHED).encode()
+).hexdigest()[:12]
 
 
 def available(con: duckdb.DuckDBPyConnection) -> bool:
@@ -147,13 +294,57 @@ def available(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row) and row[0] == len(_TABLES)
 
 
-def _save_tails(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> None:
+def _save_tails(con: duckdb.DuckDBPyConnection, table: str, behind: str, run_id: str) -> None:
+    """Each log's last row of ``table``, with its log's latest time: its own, the last
+    before it, or the running latest of its log's dips (in ``behind``)."""
     con.execute(
-        "INSERT INTO rule_log_tail SELECT source_system, sequence_no, event_id, occurred_at,"
-        " ingest_run_id, source_row, prev_no, prev_at, coalesce(prev_no = sequence_no, false),"
-        f" $run FROM {table} WHERE next_no IS NULL",
+        "INSERT INTO rule_log_tail (source_system, sequence_no, event_id, occurred_at,"
+        " ingest_run_id, source_row, prev_no, prev_at, tied, latest_at, updated_by_run_id)"
+        " SELECT r.source_system, r.sequence_no, r.event_id, r.occurred_at, r.ingest_run_id,"
+        " r.source_row, r.prev_no, r.prev_at, coalesce(r.prev_no = r.sequence_no, false),"
+        " greatest(r.occurred_at, r.last_at, b.latest), $run"
+        f" FROM {table} r LEFT JOIN (SELECT source_system, max(latest_before) AS latest"
+        f" FROM {behind} GROUP BY ALL) b ON b.source_system IS NOT DISTINCT FROM r.source_system"
+        " WHERE r.next_no IS NULL",
         {"run": run_id},
     )
+
+
+def backfill_behind(con: duckdb.DuckDBPyConnection) -> None:
+    """``rule_log_behind`` and each tail's ``latest_at`` from one ordered pass over the
+    batches the ledger covers (migration 0057: a state kept before they were)."""
+    from detectors import log_rows  # (it builds on this module)
+
+    whole = con.execute(
+        "SELECT (SELECT count(*) FROM disclosure_events) = (SELECT coalesce(sum(events), 0)"
+        " FROM rule_state_batches) AND (SELECT count(*) FROM quarantine) ="
+        " (SELECT coalesce(sum(quarantined), 0) FROM rule_state_batches)"
+    ).fetchone()
+    covered = (
+        "true"
+        if whole and whole[0]
+        else "coalesce(ingest_run_id, '') IN (SELECT ingest_run_id FROM rule_state_batches)"
+    )
+    log_rows.build(con, "dw_log_backfill", events=covered, quarantined=covered)
+    find_behind(
+        con,
+        "dw_log_backfill",
+        "dw_log_backfill_behind",
+        where=f"sequence_no IS NOT NULL AND {covered}",
+    )
+    con.execute("DELETE FROM rule_log_behind")
+    con.execute(
+        f"INSERT INTO rule_log_behind SELECT {BEHIND_COLUMNS}, NULL FROM dw_log_backfill_behind"
+    )
+    con.execute(
+        "UPDATE rule_log_tail t SET latest_at = x.latest FROM (SELECT r.source_system,"
+        " greatest(r.occurred_at, r.last_at, b.latest) AS latest FROM dw_log_backfill r"
+        " LEFT JOIN (SELECT source_system, max(latest_before) AS latest"
+        " FROM dw_log_backfill_behind GROUP BY ALL) b USING (source_system)"
+        " WHERE r.next_no IS NULL) x WHERE t.source_system = x.source_system"
+    )
+    con.execute("DROP TABLE dw_log_backfill")
+    con.execute("DROP TABLE dw_log_backfill_behind")
 
 
 def _count_batches(con: duckdb.DuckDBPyConnection) -> None:
@@ -277,8 +468,13 @@ def _save_log_order(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """From ``dw_log_rows`` over every log: the log-order state, whole."""
     con.execute("DELETE FROM rule_log_breaks")
     con.execute("DELETE FROM rule_log_tail")
+    con.execute("DELETE FROM rule_log_behind")
     con.execute(f"INSERT INTO rule_log_breaks SELECT {_COLUMNS} FROM dw_log_rows WHERE is_break")
-    _save_tails(con, "dw_log_rows", run_id)
+    _save_tails(con, "dw_log_rows", "dw_log_behind", run_id)
+    con.execute(
+        f"INSERT INTO rule_log_behind SELECT {BEHIND_COLUMNS}, $run FROM dw_log_behind",
+        {"run": run_id},
+    )
     con.execute("DELETE FROM rule_log_sizes")
     con.execute(
         "INSERT INTO rule_log_sizes SELECT source_system, entries, $run FROM dw_log_sizes",
@@ -355,7 +551,8 @@ def _append(con: duckdb.DuckDBPyConnection) -> None:
         return
     tails = (
         "SELECT source_system, sequence_no, event_id, occurred_at, ingest_run_id, source_row,"
-        " true AS is_tail, prev_no AS t_prev_no, prev_at AS t_prev_at FROM rule_log_tail"
+        " true AS is_tail, prev_no AS t_prev_no, prev_at AS t_prev_at, latest_at AS t_latest_at"
+        " FROM rule_log_tail"
         " WHERE source_system IN (SELECT source_system FROM dw_log_plan WHERE reopened IS NULL)"
     )
     fresh = (
@@ -374,6 +571,14 @@ def _append(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"INSERT INTO rule_log_breaks SELECT {_COLUMNS} FROM dw_log_appended WHERE is_break"
     )
+    # the new entries behind an earlier one: the tail stands for the entries up to it
+    find_behind(
+        con,
+        "dw_log_appended",
+        "dw_log_appended_behind",
+        where="true",
+        on_base=lambda sql: sql.replace("FROM disclosure_events", "FROM dw_log_new"),
+    )
 
 
 def _reopen(con: duckdb.DuckDBPyConnection) -> None:
@@ -389,7 +594,14 @@ def _reopen(con: duckdb.DuckDBPyConnection) -> None:
         events=f"source_system IN {logs}",
         logs=f"j ->> 'source_system' IN {logs}",
     )
+    find_behind(
+        con,
+        "dw_log_reopened",
+        "dw_log_reopened_behind",
+        where=f"sequence_no IS NOT NULL AND source_system IN {logs}",
+    )
     con.execute(f"DELETE FROM rule_log_breaks WHERE source_system IN {logs}")
+    con.execute(f"DELETE FROM rule_log_behind WHERE source_system IN {logs}")
     con.execute(
         f"INSERT INTO rule_log_breaks SELECT {_COLUMNS} FROM dw_log_reopened WHERE is_break"
     )
@@ -489,14 +701,25 @@ def update_log_order(
     )
     for name, step in (("dw_log_appended", _append), ("dw_log_reopened", _reopen)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM dw_log_rows_empty")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name}_behind AS SELECT {BEHIND_COLUMNS}"
+            " FROM rule_log_behind WHERE false"
+        )
         step(con)
     con.execute(
         "DELETE FROM rule_log_tail WHERE source_system IN (SELECT source_system FROM dw_log_plan)"
     )
-    _save_tails(con, "dw_log_appended", run_id)
-    _save_tails(con, "dw_log_reopened", run_id)
-    con.execute(  # a copy: the breaks are few, and prepare's table has this name
+    for name in ("dw_log_appended", "dw_log_reopened"):
+        _save_tails(con, name, f"{name}_behind", run_id)
+        con.execute(
+            f"INSERT INTO rule_log_behind SELECT {BEHIND_COLUMNS}, $run FROM {name}_behind",
+            {"run": run_id},
+        )
+    con.execute(  # copies: the breaks and entries behind are few; prepare's tables' names
         f"CREATE OR REPLACE TEMP TABLE dw_sequence_breaks AS SELECT {_COLUMNS} FROM rule_log_breaks"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE dw_log_behind AS SELECT {BEHIND_COLUMNS} FROM rule_log_behind"
     )
     _add_sizes(
         con, run_id, f"rowid >= $from AND {new_rows}", {**params, "from": new_rows_from(con)}

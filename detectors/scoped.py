@@ -113,8 +113,9 @@ def _reads_any(rules: list[Rule], *views: str) -> bool:
 
 # Views built from kept state (detectors.rule_state, detectors.custody_state), and the views
 # only detectors.engine.prepare builds over the events judged.
-STATE_VIEWS = ("dw_sequence_breaks", "dw_reconciliation_pairs", "dw_custody")
+STATE_VIEWS = ("dw_sequence_breaks", "dw_log_behind", "dw_reconciliation_pairs", "dw_custody")
 _PREPARED_VIEWS = ("dw_events", "dw_items", "dw_order_hits", "dw_element_lists")
+_LOG_ORDER_VIEWS = ("dw_sequence_breaks", "dw_log_behind")  # detectors.rule_state
 
 
 def _reads_views(rule: Rule) -> bool:
@@ -499,7 +500,7 @@ def judge_new(
             )
         prepare(
             con, registry, sync=False, events="dw_part_events", items="dw_part_items",
-            refresh="false", log_order=not kept and _reads_any(group, "dw_sequence_breaks"),
+            refresh="false", log_order=not kept and _reads_any(group, *_LOG_ORDER_VIEWS),
             custody=False, materialise=True,
         )  # fmt: skip
         group_runs, merge = _merge(con, registry, group, run_id=run_id, parts="dw_parts")
@@ -518,7 +519,7 @@ def judge_new(
     if history:
         prepare(
             con, registry, sync=False, refresh="false",
-            log_order=not kept and _reads_any(history, "dw_sequence_breaks"),
+            log_order=not kept and _reads_any(history, *_LOG_ORDER_VIEWS),
             custody=not kept and _reads_any(history, "dw_reconciliation_pairs", "dw_custody"),
         )  # fmt: skip
         history_runs, merge = _merge(con, registry, history, run_id=run_id, parts=None)

@@ -132,6 +132,7 @@ WORK_STATE = frozenset(
         "rule_state_batches",
         "rule_log_breaks",
         "rule_log_tail",
+        "rule_log_behind",
         "rule_log_sizes",
         "rule_state",
         "rule_recon_sides",

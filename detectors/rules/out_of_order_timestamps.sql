@@ -61,9 +61,9 @@ sizes AS (  -- each log's numbered events (kept between runs: detectors.rule_sta
 ),
 limits AS (
     SELECT l.source_system, isolated_steps, habitual_steps, usual_late_seconds,
-           greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds)
+           greatest($isolated_floor_seconds, $isolated_factor * usual_late_seconds, 0)
                AS isolated_tolerance,
-           greatest($run_floor_seconds, $run_factor * usual_late_seconds) AS run_tolerance,
+           greatest($run_floor_seconds, $run_factor * usual_late_seconds, 0) AS run_tolerance,
            CASE WHEN isolated_steps = 0 OR z.entries <= isolated_steps THEN 0.0
                 ELSE ln(z.entries) / ln(z.entries / isolated_steps) END AS chance_run
     FROM learned l JOIN sizes z USING (source_system)
@@ -74,54 +74,14 @@ starts AS (
     WHERE s.back_seconds > least(l.isolated_tolerance, l.run_tolerance)
 ),
 -- An entry is behind a start when numbered at or after it and timed before its predecessor
--- by more than the start's tolerance. Pairing every entry of a log with every start of it
--- grows with the log's length times its starts; instead the starts cut each log into spans
--- (from one start's number to the next's, the last to the log's end), each reaching as late
--- as the latest threshold of the starts at or before it, and each entry is matched to its
--- one span through buckets of numbers (a hash join). Only the entries timed before their
--- span's reach (a second of slack for rounding) are read whole and paired with the starts,
--- which then judge exactly as a pairing of every entry would.
-thresholds AS (
-    SELECT source_system, sequence_no AS from_no,
-           max(epoch(prev_at) - least(isolated_tolerance, run_tolerance)) AS threshold
-    FROM starts GROUP BY source_system, sequence_no
-),
-spans AS (
-    SELECT source_system, from_no,
-           lead(from_no) OVER (PARTITION BY source_system ORDER BY from_no) AS to_no,
-           max(threshold) OVER (PARTITION BY source_system ORDER BY from_no
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS reach
-    FROM thresholds
-),
-widths AS (  -- about 4096 buckets a log at most, whatever its numbers
-    SELECT source_system, min(from_no) AS first_no, max(from_no) AS last_no,
-           greatest(1024, (max(from_no)::HUGEINT - min(from_no)) // 4096 + 1)::BIGINT AS width
-    FROM spans GROUP BY source_system
-),
-span_buckets AS (  -- the last span is bucket 0 of its own
-    SELECT s.source_system, s.from_no, s.to_no, s.reach, s.to_no IS NULL AS last_span,
-           unnest(CASE WHEN s.to_no IS NULL THEN [0]
-                       ELSE range(s.from_no // w.width, (s.to_no - 1) // w.width + 1) END)
-               AS bucket
-    FROM spans s JOIN widths w USING (source_system)
-),
-bucketed AS (  -- narrow: an entry's number and time, and where it lies
-    SELECT e.rowid AS event_row, e.source_system, e.sequence_no, e.occurred_at,
-           e.sequence_no >= w.last_no AS last_span,
-           CASE WHEN e.sequence_no >= w.last_no THEN 0 ELSE e.sequence_no // w.width END AS bucket
-    FROM disclosure_events e JOIN widths w USING (source_system)
-    WHERE e.sequence_no >= w.first_no
-),
+-- by more than the start's tolerance (never below nothing). A start's predecessor is numbered before it (two
+-- entries of one number are ordered by time), so such an entry lies after that predecessor
+-- in the log's order and is timed before it: it is behind the latest entry before it. The
+-- log-order state keeps exactly those entries (dw_log_behind, few, kept between runs), and
+-- pairing them alone with the starts judges as pairing every entry of the log would.
 near AS (
-    SELECT e.source_system, e.event_id, e.occurred_at, e.sequence_no
-    FROM disclosure_events e
-    WHERE e.rowid IN (
-        SELECT x.event_row FROM bucketed x
-        JOIN span_buckets b
-          ON b.source_system = x.source_system AND b.last_span = x.last_span
-         AND b.bucket = x.bucket
-        WHERE x.sequence_no >= b.from_no AND (b.to_no IS NULL OR x.sequence_no < b.to_no)
-          AND epoch(x.occurred_at) < b.reach + 1)
+    SELECT source_system, event_id, occurred_at, sequence_no
+    FROM dw_log_behind
 ),
 behind AS (
     SELECT e.source_system, e.event_id, e.occurred_at, s.sequence_no AS start_no, s.prev_at,

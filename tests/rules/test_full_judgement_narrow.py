@@ -24,7 +24,7 @@ from dwatch.store import connect, transaction
 from tests.rules.test_rule_state import _events, _quarantined
 
 REGISTRY = load_registry()
-COLUMNS = f"{rule_state.COLUMNS}, is_break"
+COLUMNS = f"{rule_state.COLUMNS}, last_at, coming_at, is_break"
 
 
 @pytest.fixture

@@ -107,6 +107,7 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             for table, drop in (
                 ("rule_log_breaks", "ingest_run_id, source_row, next_run, next_row"),
                 ("rule_log_tail", "ingest_run_id, source_row, updated_by_run_id"),
+                ("rule_log_behind", "ingest_run_id, source_row, updated_by_run_id"),
                 ("rule_recon_sides", ""),
                 ("rule_state_batches", "ingest_run_id, updated_by_run_id"),  # counts
                 ("rule_log_sizes", "updated_by_run_id"),

@@ -44,23 +44,38 @@ def _quarantined(con: duckdb.DuckDBPyConnection, batch: str, log: str, seq: int,
     )
 
 
-def _kept(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any]]:
+def _kept(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any], list[Any]]:
     breaks = con.execute(f"SELECT {BREAK_COLUMNS} FROM rule_log_breaks").fetchall()
     tails = con.execute(
-        "SELECT source_system, sequence_no, event_id, prev_no, prev_at, tied FROM rule_log_tail"
+        "SELECT source_system, sequence_no, event_id, prev_no, prev_at, tied, latest_at"
+        " FROM rule_log_tail"
     ).fetchall()
-    return sorted(breaks, key=repr), sorted(tails, key=repr)
+    behind = con.execute(f"SELECT {rule_state.BEHIND_COLUMNS} FROM rule_log_behind").fetchall()
+    return sorted(breaks, key=repr), sorted(tails, key=repr), sorted(behind, key=repr)
 
 
-def _one_pass(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any]]:
-    """What one window over every log gives now."""
+def _one_pass(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], list[Any], list[Any]]:
+    """What one window over every log gives now; the entries behind and each log's latest
+    time by a running maximum over every entry."""
     con.execute(rule_state.log_rows_sql("dw_check"))
     breaks = con.execute(f"SELECT {BREAK_COLUMNS} FROM dw_check WHERE is_break").fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dw_check_latest AS SELECT *, max(occurred_at) OVER"
+        " (PARTITION BY source_system ORDER BY sequence_no, occurred_at ROWS BETWEEN"
+        " UNBOUNDED PRECEDING AND 1 PRECEDING) AS latest_before,"
+        " max(occurred_at) OVER (PARTITION BY source_system) AS latest_at"
+        f" FROM ({rule_state.entries_sql()})"
+    )
     tails = con.execute(
-        "SELECT source_system, sequence_no, event_id, prev_no, prev_at,"
-        " coalesce(prev_no = sequence_no, false) FROM dw_check WHERE next_no IS NULL"
+        "SELECT c.source_system, c.sequence_no, c.event_id, c.prev_no, c.prev_at,"
+        " coalesce(c.prev_no = c.sequence_no, false), l.latest_at FROM dw_check c"
+        " JOIN (SELECT DISTINCT source_system, latest_at FROM dw_check_latest) l"
+        " USING (source_system) WHERE c.next_no IS NULL"
     ).fetchall()
-    return sorted(breaks, key=repr), sorted(tails, key=repr)
+    behind = con.execute(
+        f"SELECT {rule_state.BEHIND_COLUMNS} FROM dw_check_latest WHERE occurred_at < latest_before"
+    ).fetchall()
+    return sorted(breaks, key=repr), sorted(tails, key=repr), sorted(behind, key=repr)
 
 
 def _full(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -96,6 +111,7 @@ def test_state_built_whole_equals_one_pass(con: duckdb.DuckDBPyConnection) -> No
     kept = _kept(con)
     assert kept == _one_pass(con)
     assert kept[0], "the fixture's logs break"
+    assert ("log-a", 4) in {(b[0], b[1]) for b in kept[2]}, "an entry behind an earlier one"
     assert ("log-c", 2) in {(t[0], t[1]) for t in kept[1] if t[5]}, "a tied tail is marked"
 
 
@@ -230,3 +246,28 @@ def test_new_rows_are_found_at_the_end_of_the_table(
     con.execute("UPDATE rule_state_batches SET events = events + 1 WHERE ingest_run_id = 'b1'")
     _events(con, "b3", [("log-a", 8, "A8", 9)])
     assert rule_state.find_new_rows(con, ["b3"]) == 0
+
+
+def test_entries_behind_the_latest_time_of_their_log(con: duckdb.DuckDBPyConnection) -> None:
+    """An entry is behind when timed before the latest entry before it, not only before its
+    predecessor: after a dip, later entries timed before that latest time are behind (read
+    through the stretch after the dip); a batch after the tail is judged against the log's
+    latest time kept with the tail, which may be an earlier entry's (and a quarantined entry
+    between has no time)."""
+    # log-a's tail is A4 at 3, the log's latest time A3's 5: A5 at 4 is behind it, not A4;
+    # then the tail is A7, after a quarantined entry: A8 at 4 is behind A3 still
+    _events(con, "b2", [("log-a", 5, "A5", 4), ("log-a", 7, "A7", 4), ("log-e", 1, "E1", 10),
+                        ("log-e", 2, "E2", 2), ("log-e", 3, "E3", 3), ("log-e", 5, "E5", 4),
+                        ("log-e", 6, "E6", 11)])  # fmt: skip
+    _quarantined(con, "b2", "log-a", 6, 9)
+    _quarantined(con, "b2", "log-e", 4, 10)
+    _update(con, "run-2", ["b2"])
+    assert _kept(con) == _one_pass(con)
+    _events(con, "b3", [("log-a", 8, "A8", 4), ("log-a", 9, "A9", 6)])
+    _update(con, "run-3", ["b3"])
+    kept = _kept(con)
+    assert kept == _one_pass(con)
+    behind = {b[2]: b[6].hour for b in kept[2]}
+    assert behind == {"A4": 5, "A5": 5, "A7": 5, "A8": 5, "E2": 10, "E3": 10, "E5": 10}
+    latest = {t[0]: t[6].hour for t in kept[1]}
+    assert latest["log-a"] == 6 and latest["log-e"] == 11
