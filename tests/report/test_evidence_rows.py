@@ -259,10 +259,14 @@ def test_what_the_rows_are_shown_with_is_never_kept(
     if policy == "registry":
         monkeypatch.setattr(directory, "version", "test-2026.03")
     else:  # a policy that also masks the disclosing agency
-        policy_now = safety.masking.mask_text
-        monkeypatch.setattr(
-            safety.masking, "mask_text", lambda v: policy_now(v).replace("IRS", "[MASKED]")
-        )
+        # both forms of the policy (safety masks values with mask_document)
+        for name in ("mask_text", "mask_document"):
+            policy_now = getattr(safety.masking, name)
+            monkeypatch.setattr(
+                safety.masking,
+                name,
+                lambda v, policy=policy_now: policy(v).replace("IRS", "[MASKED]"),
+            )
     safety._masked.cache_clear()
     try:
         after = _same_as_from_scratch(con, directory, tmp_path, "after")
