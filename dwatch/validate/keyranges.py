@@ -79,7 +79,14 @@ def runs_to_read(
     }
     out: KeyRuns = {}
     for check_id, (ranges, lo, hi) in RANGES.items():
-        if check_id == "unique_key" and since is not None and _has_key_classes(con):
+        # (every loaded run new, as in a first full run: the whole table is read anyway,
+        # and reading the new ids by class would only add a pass over all of them)
+        if (
+            check_id == "unique_key"
+            and since is not None
+            and not loaded <= set(new)
+            and _has_key_classes(con)
+        ):
             runs = _holding_keys(con, new, since, loaded)
         else:
             runs = _overlapping(con, new, ranges, lo, hi, loaded)

@@ -338,3 +338,29 @@ def _validate_unmigrated(db: Path, vconfig: ValidationConfig) -> None:
         validate_batches(con, config=vconfig, build_docs=False)
     finally:
         con.close()
+
+
+def test_a_first_validation_of_every_batch_reads_no_id_by_class(
+    con: duckdb.DuckDBPyConnection,
+    insert_batch: InsertBatch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every loaded batch new (a first full run): the whole table is read, so the new ids
+    are not read by class first (a pass over every row for nothing)."""
+    import dwatch.validate.keyranges as keyranges
+
+    runs = [insert_batch([event_row(2 * b + 1), event_row(2 * b + 2)]) for b in range(3)]
+    for run in runs:
+        _record(con, run)
+    called: list[object] = []
+    real = keyranges._holding_keys
+
+    def spy(*args: Any) -> set[str]:
+        called.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(keyranges, "_holding_keys", spy)
+    assert "unique_key" not in runs_to_read(con, "disclosure_events", runs, [], 0)
+    assert not called
+    assert runs_to_read(con, "disclosure_events", runs[2:], [], 0)["unique_key"] == (runs[2],)
+    assert called
