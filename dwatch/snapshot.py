@@ -144,6 +144,7 @@ WORK_STATE = frozenset(
         "validation_state_batches",
         "validation_source_state",
         "validation_sequence_ranges",
+        "partition_rewrites",
     }
 )
 

@@ -16,6 +16,7 @@ from dwatch.ingest.base import (
     _Context,
     _lit,
 )
+from dwatch.key_classes import KEY_CLASSES, KEY_HASHES, sql_key_hash, sql_key_hashed
 from dwatch.mapping import (
     KIND_TABLE,
 )
@@ -162,31 +163,12 @@ def _repeated_keys(con: duckdb.DuckDBPyConnection, keycols: str) -> int:
     ).fetchone()[0]
 
 
-# The duplicate check's two classes of event ids (migration 0056): a pseudonym ('tp_' and 32
-# hex digits, the keyed pseudonym of an id with a taxpayer-id shape) is found by the first 16
-# hex digits, any other id by the range of its run's other ids. The class is a function of
-# the stored id alone: equal ids are in the same class and have the same hash. The
-# migration's backfill writes these same expressions out.
-KEY_CLASSES = "ingest_key_classes"
-KEY_HASHES = "ingest_key_hashes"
+# The duplicate check's two classes of event ids (migration 0056, dwatch.key_classes).
 _NO_CLASSES = (
     "(SELECT NULL::VARCHAR AS ingest_run_id, NULL::VARCHAR AS source_system,"
     " NULL::VARCHAR AS first_plain_id, NULL::VARCHAR AS last_plain_id,"
     " NULL::BIGINT AS hashed_ids WHERE false)"
 )
-
-
-def sql_key_hash(expr: str) -> str:
-    """SQL: a pseudonym's first 16 hex digits as an integer (NULL when they are not hex)."""
-    return f"TRY_CAST('0x' || substr({expr}, 4, 16) AS UBIGINT)"
-
-
-def sql_key_hashed(expr: str) -> str:
-    """SQL: whether an event id is in the hashed class (never NULL)."""
-    return (
-        f"coalesce(starts_with({expr}, 'tp_') AND length({expr}) = 35"
-        f" AND {sql_key_hash(expr)} IS NOT NULL, false)"
-    )
 
 
 def _has_key_classes(con: duckdb.DuckDBPyConnection) -> bool:

@@ -108,21 +108,27 @@ def _search(con: duckdb.DuckDBPyConnection, bound: int | None, last: int) -> Non
         f" WHERE NOT EXISTS (SELECT 1 FROM {KEPT} k WHERE k.alert_id = a.alert_id)"
     )
     if bound >= 0:
-        events = _EVENTS.format(lo=0, hi=bound)
-        sources = [
-            r[0]
-            for r in con.execute("SELECT DISTINCT source_system FROM dw_report_stale").fetchall()
-        ]
-        if sources and None not in sources:
-            # a constant IN list reaches the scan: row groups of other logs are skipped
-            events += f" AND source_system IN ({', '.join('?' * len(sources))})"
-        else:
-            sources = []
-        if con.execute("SELECT count(*) FROM dw_report_stale").fetchone() != (0,):
-            con.execute(
-                f"INSERT INTO {KEPT} {_FOUND.format(alerts='dw_report_stale', events=events)}",
-                sources,
-            )
+        # One search per log the stale alerts name (a NULL log: every log), bounded by the
+        # smallest and largest event id they list there: constants reach the scan, which
+        # skips the row groups of other logs and, by their event ids' ranges, most of the
+        # log's own (100M 1%: 155 alerts changed, 0.43 -> 0.03 CPU-s). A row that matches a
+        # listed id lies within the bounds, so the rows found are the same.
+        groups = con.execute(
+            "SELECT a.source_system, min(u.event_id), max(u.event_id)"
+            " FROM dw_report_stale a, unnest(a.event_ids) AS u(event_id) GROUP BY ALL"
+        ).fetchall()
+        for source, lo, hi in groups:
+            if lo is None:
+                continue  # no event id listed: nothing to find
+            events = _EVENTS.format(lo=0, hi=bound) + " AND event_id BETWEEN ? AND ?"
+            if source is None:
+                alerts = "(SELECT * FROM dw_report_stale WHERE source_system IS NULL)"
+                params: list[object] = [lo, hi]
+            else:
+                alerts = "(SELECT * FROM dw_report_stale WHERE source_system = ?)"
+                events += " AND source_system = ?"
+                params = [source, lo, hi, source]
+            con.execute(f"INSERT INTO {KEPT} {_FOUND.format(alerts=alerts, events=events)}", params)
     if last > bound:
         events = _EVENTS.format(lo=bound + 1, hi=last)
         con.execute(f"INSERT INTO {KEPT} {_FOUND.format(alerts='dw_report_alerts', events=events)}")

@@ -242,6 +242,13 @@ class CaseSections:
         then renamed)."""
         if self.path is None:
             return
+        if (
+            not self.rendered
+            and not any(r.rendered for r in self.rows.values())
+            and self.shown.keys() == self.kept.keys()
+            and self.path.exists()
+        ):
+            return  # the file holds these sections and their rows already (nothing changed)
         rows: dict[str, dict[str, str]] = {kind: {} for kind in self.rows}
         for used in self.shown_rows.values():
             for kind, keys in used.items():

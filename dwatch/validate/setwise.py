@@ -376,8 +376,8 @@ def find(
     new = [r for r in run_ids if r not in coverage_only]
     held = [r for r in new if found.rows.get(r)]
     seq = [r for r in found.seq_ranges if r[0] not in coverage_only]
-    key_runs = runs_to_read(con, table.name, held, seq)
     since = setting.since.get(table.name, 0)
+    key_runs = runs_to_read(con, table.name, held, seq, since)
     facts = make_facts(
         run_ids,
         setting.now,

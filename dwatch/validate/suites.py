@@ -89,7 +89,8 @@ def _unique_predicate(
     First loaded = earliest ingest run (started_at, then run id), then earliest row of the
     run. Uncorrelated, so DuckDB computes it once for every batch validated. The rows read
     are the table's, or only those of the runs ``facts.key_runs`` names for ``check_id``
-    (the batches and those whose key ranges overlap theirs, see dwatch.validate.keyranges).
+    (the batches and those that may hold their keys, see dwatch.validate.keyranges) and
+    every row of no ingest run.
     Keys held more than once are found by one aggregate over a hash of the key (not its
     strings); only rows of those hashes are ranked, by the key itself, so a collision costs
     a few rows ranked and never a wrong verdict. NULL keys never match.
@@ -101,18 +102,24 @@ def _unique_predicate(
     cols = ", ".join(ident(k) for k in key)
     o_cols = ", ".join(f"o.{ident(k)}" for k in key)
     where = " AND ".join(f"{ident(k)} IS NOT NULL" for k in key)
-    runs_read = facts.key_runs.get(check_id)
-    if runs_read is not None:
-        listed = ", ".join(sql_literal(r) for r in runs_read)
-        where += f" AND (ingest_run_id IN ({listed}) OR ingest_run_id IS NULL)"
-        if check_id in facts.key_runs_new:
-            where += f" AND rowid >= {int(facts.since)}"
     if one_batch:
         where += (
             f" AND hash({cols}) IN (SELECT hash({cols}) FROM {ident(table)}"
             f" WHERE ingest_run_id = {RUN_TOKEN})"
         )
-    rows = f"(SELECT rowid AS row_id, ingest_run_id, {cols} FROM {ident(table)} WHERE {where})"
+    select = f"SELECT rowid AS row_id, ingest_run_id, {cols} FROM {ident(table)} WHERE {where}"
+    runs_read = facts.key_runs.get(check_id)
+    in_runs = ""
+    if runs_read is not None:
+        listed = ", ".join(sql_literal(r) for r in runs_read)
+        in_runs = f" AND ingest_run_id IN ({listed})"
+        if check_id in facts.key_runs_new:
+            in_runs += f" AND rowid >= {int(facts.since)}"
+        # Rows with no ingest run are read wherever they lie (their own branch: the
+        # column's NULL statistics skip every row group that has none).
+        rows = f"({select}{in_runs} UNION ALL {select} AND ingest_run_id IS NULL)"
+    else:
+        rows = f"({select})"
     runs = facts.runs_sql("ingest_run_id")
     held = ""
     if not one_batch and facts.since > 0:
@@ -125,7 +132,7 @@ def _unique_predicate(
         # the checked rows are all the rows read, and the probe would only add a hash
         # set of every row (a 100M full run: about 90 CPU-s of validation).
         mine = (
-            f"SELECT hash({cols}) FROM {ident(table)} WHERE {where}"
+            f"SELECT hash({cols}) FROM {ident(table)} WHERE {where}{in_runs}"
             f" AND {runs} AND rowid >= {int(facts.since)}"
         )
         held = f" WHERE hash({cols}) IN ({mine})"

@@ -131,6 +131,39 @@ def test_a_changed_or_new_or_removed_alert_is_searched_again(
     assert alert_id not in {r[0] for r in kept}
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_alerts_changed_together_over_many_logs_find_what_every_event_finds(
+    con: duckdb.DuckDBPyConnection, seeded: dict[str, Any], seed: int
+) -> None:
+    """Changed alerts are searched log by log between the smallest and largest id each log's
+    alerts list: lists mixing logs' ids, ids no row holds, NULL ids, empty lists, alerts
+    naming no log, one event id in two logs, round after round."""
+    import random
+
+    rng = random.Random(seed)
+    _add_event(con, "second-log", "EV-SHARED-1", "ssn")  # an id in two logs
+    _add_event(con, "ledger-a", "EV-SHARED-1", "name")
+    events = con.execute(
+        "SELECT DISTINCT source_system, event_id FROM disclosure_events"
+    ).fetchall()
+    sources = sorted({s for s, _e in events if s is not None})
+    ids = sorted({e for _s, e in events})
+    _kept(con)
+    for _round in range(4):
+        alerts = [r[0] for r in con.execute("SELECT alert_id FROM alerts ORDER BY 1").fetchall()]
+        for alert_id in rng.sample(alerts, k=max(1, len(alerts) // 2)):
+            listed: list[str | None] = rng.sample(ids, k=rng.randint(0, min(6, len(ids))))
+            listed += rng.choice([[], ["EV-NOWHERE"], [None], ["EV-SHARED-1"]])
+            con.execute(
+                "UPDATE alerts SET event_ids = ?::VARCHAR[], source_system = ? WHERE alert_id = ?",
+                [listed, rng.choice([None, *sources]), alert_id],
+            )
+        _add_event(con, rng.choice(sources), f"EV-LATER-{_round}", "address")
+        kept = _kept(con)
+        assert kept == _searched(con)
+    assert any(r[2] == "EV-SHARED-1" for r in kept)
+
+
 def test_appended_events_are_found_for_old_alerts(
     con: duckdb.DuckDBPyConnection, seeded: dict[str, Any]
 ) -> None:
@@ -259,10 +292,14 @@ def test_what_the_rows_are_shown_with_is_never_kept(
     if policy == "registry":
         monkeypatch.setattr(directory, "version", "test-2026.03")
     else:  # a policy that also masks the disclosing agency
-        policy_now = safety.masking.mask_text
-        monkeypatch.setattr(
-            safety.masking, "mask_text", lambda v: policy_now(v).replace("IRS", "[MASKED]")
-        )
+        # both forms of the policy (safety masks values with mask_document)
+        for name in ("mask_text", "mask_document"):
+            policy_now = getattr(safety.masking, name)
+            monkeypatch.setattr(
+                safety.masking,
+                name,
+                lambda v, policy=policy_now: policy(v).replace("IRS", "[MASKED]"),
+            )
     safety._masked.cache_clear()
     try:
         after = _same_as_from_scratch(con, directory, tmp_path, "after")

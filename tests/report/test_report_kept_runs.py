@@ -2,10 +2,13 @@
 shown rows, timeline sums, case sections), is the report built from scratch on a copy of the
 same store: every file, character for character but for the time it was made. Between the
 reports alerts open, change, close and move between cases, events arrive, a quarantine
-deletes rows and a checkpoint moves them, a list column is updated, a case is triaged."""
+deletes rows and a checkpoint moves them, a list column is updated, a case is triaged, every
+case stops being new (each section rendered again, its rows kept), an alert's explanation and
+evidence take a TIN shape, markup, a formula and strings that are JSON themselves."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -16,7 +19,7 @@ import duckdb
 import pytest
 from report_seed import seed_store
 
-from dwatch.report import data, timeline_days
+from dwatch.report import data, safety, sections, timeline_days
 from dwatch.report.citations import CitationDirectory
 from dwatch.report.evidence_rows import SHOWN, STATE
 from dwatch.report.render import LAST_REPORT_MARKER, build_report
@@ -50,6 +53,7 @@ def _from_scratch(
     try:
         for table in (STATE, timeline_days.STATE, SHOWN):
             con.execute(f"DELETE FROM {table}")
+        safety._masked.cache_clear()  # every value masked again, as in a fresh process
         build_report(con, fresh_out, directory=directory)
     finally:
         con.close()
@@ -124,6 +128,22 @@ def _list_update(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _hostile_alert(con: duckdb.DuckDBPyConnection) -> None:
+    """One alert's row changes (the rest of its case's rows are kept): a TIN shape, markup and
+    a formula in its explanation; evidence with a pseudonym, a TIN shape, an escaped string
+    and strings that are JSON themselves (a number, a list)."""
+    evidence = {
+        "note 123-45-6789": "<b>=SUM(A1)</b>",
+        "ids": ["tp_0123456789abcdef0123456789abcdef", "987654321", "[1, 2]", "ev-000000416"],
+        "quoted": 'say "123 45 6789"\n',
+    }
+    con.execute(
+        "UPDATE alerts SET explanation = '=HYPERLINK(\"x\") <i>id 123456789</i>',"
+        " evidence = ? WHERE alert_id = ?",
+        [json.dumps(evidence), _alert(con)],
+    )
+
+
 def _reopen(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "UPDATE alerts SET status = 'open', retracted_reason = NULL WHERE status = 'retracted'"
@@ -137,6 +157,7 @@ CHANGES: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("a new alert in a new case", _new_alert),
     ("an alert retracted", _retract),
     ("a case triaged", _triage),
+    ("an alert's explanation and evidence hostile", _hostile_alert),
     ("a quarantine", _quarantine),
     ("more events", _append_events),
     ("a list column updated", _list_update),
@@ -161,6 +182,16 @@ def test_report_after_report_on_kept_state_is_the_report_from_scratch(
         return read_back[-1]
 
     monkeypatch.setattr(data, "fetch_by_rowid", spy)
+    rows_rendered: list[int] = []  # alerts' and events' rows rendered, report by report
+    sections_rendered: list[int] = []
+    keep_rows = sections.CaseSections.save
+
+    def count_rows(self: sections.CaseSections) -> None:
+        rows_rendered.append(sum(r.rendered for r in self.rows.values()))
+        sections_rendered.append(self.rendered)
+        keep_rows(self)
+
+    monkeypatch.setattr(sections.CaseSections, "save", count_rows)
     seen: list[dict[str, str]] = []
     for step, (name, change) in enumerate(CHANGES):
         marker = kept_out / LAST_REPORT_MARKER
@@ -168,15 +199,19 @@ def test_report_after_report_on_kept_state_is_the_report_from_scratch(
         con = connect(db_path)
         try:
             change(con)
-            fetched = len(read_back)
+            fetched, rendered = len(read_back), len(rows_rendered)
             build_report(con, kept_out, directory=directory)
             read_back[fetched:] = [sum(read_back[fetched:])]
+            rows_rendered[rendered:] = [sum(rows_rendered[rendered:])]
+            sections_rendered[rendered:] = [sum(sections_rendered[rendered:])]
         finally:
             con.close()
         fresh_out = tmp_path / f"fresh-{step}"
-        fetched = len(read_back)
+        fetched, rendered = len(read_back), len(rows_rendered)
         _from_scratch(db_path, last, fresh_out, directory)
         del read_back[fetched:]
+        del rows_rendered[rendered:]
+        del sections_rendered[rendered:]
         kept, fresh = _files(kept_out), _files(fresh_out)
         assert kept.keys() == fresh.keys() and len(kept) == 12, name
         for file in kept:
@@ -190,3 +225,15 @@ def test_report_after_report_on_kept_state_is_the_report_from_scratch(
     # rows shown before are not read again; rows moved or deleted make them all read again
     assert read_back[0] > 0 and read_back[-1] == 0 and read_back[1] < read_back[0]
     assert read_back[CHANGES.index(("a quarantine", _quarantine))] >= read_back[0] - 1
+    # the second report renders every section again (no case is new any more) and no row;
+    # a hostile alert renders its own row, shown masked, escaped and neutralised
+    assert rows_rendered[0] > 0 and rows_rendered[1] == 0 and rows_rendered[-1] == 0
+    assert sections_rendered[1] == sections_rendered[0] > 0 and sections_rendered[-1] == 0
+    at = CHANGES.index(("an alert's explanation and evidence hostile", _hostile_alert))
+    hostile = seen[at]
+    assert rows_rendered[at] == 2  # its HTML row and its Markdown row
+    for name in ("report.html", "report.md", "report-alerts.csv"):
+        assert "6789" not in hostile[name] and "654321" not in hostile[name], name
+        assert "0123456789abcdef0123" not in hostile[name], name
+    assert "<b>" not in hostile["report.html"] and "&lt;b&gt;" in hostile["report.html"]
+    assert "'=HYPERLINK" in hostile["report-alerts.csv"]

@@ -129,10 +129,14 @@ def test_a_new_masking_policy_shows_in_kept_cases(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     before = _kept_and_fresh(con, directory, tmp_path, "before")
-    policy_now = safety.masking.mask_text
-    monkeypatch.setattr(
-        safety.masking, "mask_text", lambda v: policy_now(v).replace("IRS", "[MASKED]")
-    )
+    # both forms of the policy (safety masks values with mask_document)
+    for name in ("mask_text", "mask_document"):
+        policy_now = getattr(safety.masking, name)
+        monkeypatch.setattr(
+            safety.masking,
+            name,
+            lambda v, policy=policy_now: policy(v).replace("IRS", "[MASKED]"),
+        )
     safety._masked.cache_clear()
     try:
         after = _kept_and_fresh(con, directory, tmp_path, "after")
@@ -156,8 +160,14 @@ def test_only_the_changed_case_is_rendered_again(
     assert cases and cases[0] > 2
     first = _sections(con, directory, tmp_path)
     assert [s.rendered for s in first] == [cases[0], cases[0]]
+    # the same content written another way: a report that writes the file shows
+    kept = json.loads((tmp_path / KEPT_FILE).read_text(encoding="utf-8"))
+    (tmp_path / KEPT_FILE).write_text(json.dumps(kept, indent=1), encoding="utf-8")
+    marked = (tmp_path / KEPT_FILE).read_bytes()
     again = _sections(con, directory, tmp_path)
     assert [s.rendered for s in again] == [0, 0]
+    # nothing changed: the kept file is not written again
+    assert (tmp_path / KEPT_FILE).read_bytes() == marked
     case_id, _alert_id = _a_case_alert(con)
     record_decision(con, case_id, "acknowledged", decided_by="analyst", note="one case")
     assert [s.rendered for s in _sections(con, directory, tmp_path)] == [1, 1]
