@@ -225,6 +225,23 @@ def _later_copies(con: duckdb.DuckDBPyConnection, key: str, runs: list[str]) -> 
     }
 
 
+def _validated_against_ranking(
+    con: duckdb.DuckDBPyConnection, vconfig: ValidationConfig, runs: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Validate ``runs`` (their key ranges recorded) and check each batch's duplicate-key and
+    duplicate-number failures equal the later copies of every key ranked; returns those."""
+    for run in runs:
+        _event_ranges(con, run)
+    keys = _later_copies(con, "event_id", runs)
+    numbers = _later_copies(con, "sequence_no", runs)
+    validate_batches(con, config=vconfig, build_docs=False)
+    for run in runs:
+        failures = _failures(con, run)
+        assert failures.get(KEY, 0) == keys.get(run, 0)
+        assert failures.get(SEQ, 0) == numbers.get(run, 0)
+    return keys, numbers
+
+
 def test_keys_probed_by_hash_give_every_later_copy(
     con: duckdb.DuckDBPyConnection, insert_batch: InsertBatch, vconfig: ValidationConfig
 ) -> None:
@@ -253,15 +270,7 @@ def test_keys_probed_by_hash_give_every_later_copy(
             event_row(56, event_id="tp_b", sequence_no=56),
         ]
     )
-    for run in (first, second):
-        _event_ranges(con, run)
-    keys = _later_copies(con, "event_id", [first, second])
-    numbers = _later_copies(con, "sequence_no", [first, second])
-    validate_batches(con, config=vconfig, build_docs=False)
-    for run in (first, second):
-        failures = _failures(con, run)
-        assert failures.get(KEY, 0) == keys.get(run, 0)
-        assert failures.get(SEQ, 0) == numbers.get(run, 0)
+    keys, numbers = _validated_against_ranking(con, vconfig, [first, second])
     assert keys == {first: 2, second: 2} and numbers == {first: 1, second: 1}
 
 
@@ -284,13 +293,5 @@ def test_first_batches_skip_the_hash_probe_and_keep_the_verdicts(
         [event_row(i, event_id=f"tp_{i % 5}", sequence_no=i % 7) for i in range(1, 30)]
     )
     b = insert_batch([event_row(i, event_id=f"tp_{i % 3}", sequence_no=i) for i in range(30, 40)])
-    for run in (a, b):
-        _event_ranges(con, run)
-    keys = _later_copies(con, "event_id", [a, b])
-    numbers = _later_copies(con, "sequence_no", [a, b])
-    validate_batches(con, config=vconfig, build_docs=False)
-    for run in (a, b):
-        failures = _failures(con, run)
-        assert failures.get(KEY, 0) == keys.get(run, 0)
-        assert failures.get(SEQ, 0) == numbers.get(run, 0)
+    keys, _ = _validated_against_ranking(con, vconfig, [a, b])
     assert keys[a] == 24 and keys[b] == 10
